@@ -1,0 +1,51 @@
+// The `xmodal` command line: one CLI11 app, one file per subcommand.
+//
+// Each subcommand file adds its options and, when chosen, sets Context::action to a function
+// that loads what it needs and calls one library function. run() parses, sets up logging and
+// threads, runs the action and turns exceptions into one line and an exit code:
+//   0 success, 2 usage or configuration error (std::invalid_argument) or a command whose issue
+//   has not landed, 1 runtime failure.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+#include <iosfwd>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace xmodal::cli {
+
+/// State shared by all subcommands: the output streams and the shared flags.
+struct Context {
+  Context(std::ostream& out_stream, std::ostream& err_stream) : out(out_stream), err(err_stream) {}
+
+  std::ostream& out;
+  std::ostream& err;
+  std::string log_level = "info";     ///< --log-level
+  std::optional<int> threads;         ///< --threads (unset: run.threads from the config, else all)
+  std::optional<std::string> device;  ///< --device (unset: run.device from the config)
+  std::function<int()> action;        ///< set by the chosen subcommand
+
+  /// "--set"-style assignments for the shared flags, to append after the user's --set list.
+  std::vector<std::string> shared_overrides() const;
+};
+
+/// Parses argv and runs the chosen subcommand. Returns the process exit code.
+int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err);
+
+// One per subcommand file.
+void add_info_command(CLI::App& app, Context& ctx);
+void add_train_command(CLI::App& app, Context& ctx);
+void add_eval_command(CLI::App& app, Context& ctx);
+void add_predict_command(CLI::App& app, Context& ctx);
+void add_data_command(CLI::App& app, Context& ctx);
+void add_score_command(CLI::App& app, Context& ctx);
+void add_embed_command(CLI::App& app, Context& ctx);
+void add_explain_command(CLI::App& app, Context& ctx);
+
+/// Throws NotImplementedError naming the command and the issue that will deliver it.
+[[noreturn]] void not_yet(const std::string& command, const std::string& issue);
+
+}  // namespace xmodal::cli

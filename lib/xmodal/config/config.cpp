@@ -1,0 +1,197 @@
+#include "xmodal/config/config.h"
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+
+#include "xmodal/core/error.h"
+#include "xmodal/core/runtime.h"
+#include "xmodal/core/strings.h"
+
+namespace xmodal::config {
+namespace {
+
+// Walks a config and records (full key, scalar text) for every field.
+class Flattener {
+ public:
+  template <class T>
+  void field(const char* name, T& value, const char* /*doc*/, Range /*range*/ = {}) {
+    out.emplace_back(prefix + name, detail::scalar_text(value));
+  }
+  template <class S>
+  void section(const char* name, S& sub, const char* /*doc*/) {
+    const std::string saved = prefix;
+    prefix += std::string(name) + ".";
+    sub.visit(*this);
+    prefix = saved;
+  }
+  std::string prefix;
+  std::vector<std::pair<std::string, std::string>> out;
+};
+
+}  // namespace
+
+namespace detail {
+
+std::string scalar_text(const std::string& value) {
+  // Always double-quoted: no string can be misread as a number, bool or null.
+  std::string out = "\"";
+  for (const unsigned char c : value) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      default:
+        if (c < 0x20) {
+          char buf[8];
+          std::snprintf(buf, sizeof(buf), "\\x%02x", c);
+          out += buf;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  return out + "\"";
+}
+
+std::string scalar_text(double value) {
+  // Shortest %g text that reads back to the same double (0.0003, not 0.00029999999999999997).
+  char buf[64];
+  for (int precision = 1; precision <= 17; ++precision) {
+    std::snprintf(buf, sizeof(buf), "%.*g", precision, value);
+    if (std::strtod(buf, nullptr) == value) break;
+  }
+  std::string text = buf;
+  // Keep it visibly a float (1.0, not 1) so the dump documents the field's type.
+  if (text.find_first_of(".eEn") == std::string::npos) text += ".0";
+  return text;
+}
+
+std::string scalar_text(int64_t value) { return std::to_string(value); }
+
+std::string scalar_text(bool value) { return value ? "true" : "false"; }
+
+}  // namespace detail
+
+std::vector<std::pair<std::string, std::string>> flatten(const Config& config) {
+  Config copy = config;
+  Flattener flattener;
+  copy.visit(flattener);
+  return std::move(flattener.out);
+}
+
+std::vector<std::string> all_keys() {
+  std::vector<std::string> keys;
+  for (auto& [key, value] : flatten(Config{})) keys.push_back(key);
+  return keys;
+}
+
+bool operator==(const Config& a, const Config& b) { return flatten(a) == flatten(b); }
+
+std::string Config::origin(const std::string& key) const {
+  const auto it = origins.find(key);
+  return it == origins.end() ? "default" : it->second;
+}
+
+std::vector<std::pair<std::string, MetricMode>> task_metrics(Task task) {
+  using M = MetricMode;
+  switch (task) {
+    case Task::vqa:
+      return {{"accuracy", M::max},
+              {"accuracy_yes_no", M::max},
+              {"accuracy_number", M::max},
+              {"accuracy_other", M::max},
+              {"loss", M::min}};
+    case Task::counting:
+      return {{"accuracy", M::max}, {"exact_match", M::max}, {"mae", M::min}, {"rmse", M::min},
+              {"f1_micro", M::max}, {"f1_macro", M::max},    {"map", M::max}, {"loss", M::min}};
+  }
+  return {};
+}
+
+void validate(const Config& c) {
+  std::vector<std::string> problems;
+  // Each problem is reported at the place its first key was set.
+  auto problem = [&](const std::string& key, const std::string& text) {
+    const std::string where = c.origin(key);
+    problems.push_back((where == "default" ? std::string() : where + ": ") + text);
+  };
+
+  const std::string device_problem = check_device_spec(c.run.device);
+  if (!device_problem.empty()) problem("run.device", "run.device: " + device_problem);
+
+  auto check_heads = [&](const std::string& section, int hidden, int heads) {
+    if (hidden % heads != 0) {
+      problem(section + ".heads", section + ".hidden (" + std::to_string(hidden) +
+                                      ") must be divisible by " + section + ".heads (" +
+                                      std::to_string(heads) + ")");
+    }
+  };
+  check_heads("model.vision", c.model.vision.hidden, c.model.vision.heads);
+  check_heads("model.text", c.model.text.hidden, c.model.text.heads);
+  check_heads("model.fusion", c.model.fusion.hidden, c.model.fusion.heads);
+
+  if (c.data.image_size % c.model.vision.patch_size != 0) {
+    problem("model.vision.patch_size",
+            "model.vision.patch_size (" + std::to_string(c.model.vision.patch_size) +
+                ") must divide data.image_size (" + std::to_string(c.data.image_size) +
+                ", set at " + c.origin("data.image_size") + ")");
+  }
+  if (c.model.text.max_position < c.data.max_text_len) {
+    problem("model.text.max_position",
+            "model.text.max_position (" + std::to_string(c.model.text.max_position) +
+                ") must be >= data.max_text_len (" + std::to_string(c.data.max_text_len) +
+                ", set at " + c.origin("data.max_text_len") + ")");
+  }
+  if (c.tokenizer.type != TokenizerType::word && c.tokenizer.path.empty() &&
+      c.model.text.pretrained.empty()) {
+    problem("tokenizer.type",
+            "tokenizer.type " + to_string(c.tokenizer.type) + " needs tokenizer.path (" +
+                (c.tokenizer.type == TokenizerType::wordpiece ? "a BERT vocab.txt"
+                                                              : "a SentencePiece .model") +
+                ") or model.text.pretrained");
+  }
+  if (c.train.max_steps == 0 && c.train.epochs == 0) {
+    problem("train.epochs", "train.max_steps and train.epochs are both 0: nothing to train");
+  }
+  if (c.train.warmup >= 1.0 && c.train.warmup != std::floor(c.train.warmup)) {
+    problem("train.warmup", "train.warmup (" + detail::scalar_text(c.train.warmup) +
+                                ") is >= 1, so it counts steps and must be a whole number "
+                                "(use a value below 1 for a fraction of the steps)");
+  }
+
+  const auto metrics = task_metrics(c.task);
+  const auto& es = c.train.early_stopping;
+  std::vector<std::string> names;
+  for (const auto& [name, mode] : metrics) names.push_back(name);
+  const auto found = std::find_if(metrics.begin(), metrics.end(),
+                                  [&](const auto& m) { return m.first == es.metric; });
+  if (found == metrics.end()) {
+    std::string text = "train.early_stopping.metric: unknown metric '" + es.metric + "' for task " +
+                       to_string(c.task) + " (expected one of: " + join(names, ", ") + ")";
+    const std::string guess = closest_match(es.metric, names);
+    if (!guess.empty()) text += "; did you mean " + guess + "?";
+    problem("train.early_stopping.metric", text);
+  } else if (found->second != es.mode) {
+    problem("train.early_stopping.mode",
+            "train.early_stopping.mode is " + to_string(es.mode) + " but " + es.metric +
+                " is better when " + (found->second == MetricMode::max ? "higher" : "lower") +
+                " (set mode: " + to_string(found->second) + ")");
+  }
+
+  if (!problems.empty()) throw ConfigError(problems);
+}
+
+}  // namespace xmodal::config

@@ -1,0 +1,402 @@
+// The typed configuration: one plain struct per YAML section (DESIGN.md section 5).
+//
+// Each struct lists its fields once, in visit(), with the YAML name, a one-line description and
+// the allowed range. The loader, the dumper, override handling, equality and the key list all
+// walk that one list, so a new field is added in exactly one place. Model code never sees
+// these structs; models/factory turns them into Options.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <limits>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace xmodal::config {
+
+// ---- enums: YAML spelling <-> value, listed once per enum -----------------------------------
+
+enum class Task { vqa, counting };
+enum class Dataset { scenes, coco, vqa };
+enum class BadSample { fail, skip };
+enum class TokenizerType { word, wordpiece, sentencepiece };
+enum class FusionMode { concat, late, image_only, text_only };
+enum class Schedule { linear, cosine, constant };
+enum class MetricMode { max, min };
+
+template <class E>
+struct EnumTable;  // specialised below: static constexpr std::array<std::pair<E, const char*>, N>
+
+template <>
+struct EnumTable<Task> {
+  static constexpr std::array<std::pair<Task, const char*>, 2> entries = {
+      {{Task::vqa, "vqa"}, {Task::counting, "counting"}}};
+};
+template <>
+struct EnumTable<Dataset> {
+  static constexpr std::array<std::pair<Dataset, const char*>, 3> entries = {
+      {{Dataset::scenes, "scenes"}, {Dataset::coco, "coco"}, {Dataset::vqa, "vqa"}}};
+};
+template <>
+struct EnumTable<BadSample> {
+  static constexpr std::array<std::pair<BadSample, const char*>, 2> entries = {
+      {{BadSample::fail, "fail"}, {BadSample::skip, "skip"}}};
+};
+template <>
+struct EnumTable<TokenizerType> {
+  static constexpr std::array<std::pair<TokenizerType, const char*>, 3> entries = {
+      {{TokenizerType::word, "word"},
+       {TokenizerType::wordpiece, "wordpiece"},
+       {TokenizerType::sentencepiece, "sentencepiece"}}};
+};
+template <>
+struct EnumTable<FusionMode> {
+  static constexpr std::array<std::pair<FusionMode, const char*>, 4> entries = {
+      {{FusionMode::concat, "concat"},
+       {FusionMode::late, "late"},
+       {FusionMode::image_only, "image_only"},
+       {FusionMode::text_only, "text_only"}}};
+};
+template <>
+struct EnumTable<Schedule> {
+  static constexpr std::array<std::pair<Schedule, const char*>, 3> entries = {
+      {{Schedule::linear, "linear"},
+       {Schedule::cosine, "cosine"},
+       {Schedule::constant, "constant"}}};
+};
+template <>
+struct EnumTable<MetricMode> {
+  static constexpr std::array<std::pair<MetricMode, const char*>, 2> entries = {
+      {{MetricMode::max, "max"}, {MetricMode::min, "min"}}};
+};
+
+/// The YAML spelling of an enum value.
+template <class E>
+std::string to_string(E value) {
+  for (const auto& [v, name] : EnumTable<E>::entries) {
+    if (v == value) return name;
+  }
+  return "?";
+}
+
+/// All YAML spellings of an enum, in declaration order.
+template <class E>
+std::vector<std::string> enum_names() {
+  std::vector<std::string> names;
+  for (const auto& entry : EnumTable<E>::entries) names.emplace_back(entry.second);
+  return names;
+}
+
+/// Parses a YAML spelling; nullopt when it is not one.
+template <class E>
+std::optional<E> enum_from_string(std::string_view text) {
+  for (const auto& [v, name] : EnumTable<E>::entries) {
+    if (text == name) return v;
+  }
+  return std::nullopt;
+}
+
+// ---- field constraints ------------------------------------------------------------------------
+
+/// Allowed range of a numeric field; checked by the loader, reported with file and line.
+struct Range {
+  double min = -std::numeric_limits<double>::infinity();
+  double max = std::numeric_limits<double>::infinity();
+  bool min_exclusive = false;
+
+  static Range any() { return {}; }
+  static Range at_least(double v) { return {v}; }
+  static Range positive() { return {0.0, std::numeric_limits<double>::infinity(), true}; }
+  static Range between(double lo, double hi) { return {lo, hi}; }
+};
+
+// ---- sections ---------------------------------------------------------------------------------
+
+struct RunConfig {
+  std::string dir = "runs/quickstart";  // run directory: config, log, metrics, checkpoints
+  int64_t seed = 1234;                  // seed of every random number generator
+  int threads = 0;                      // intra-op threads; 0 = all cores
+  std::string device = "auto";          // auto | cpu | cuda | cuda:N
+
+  template <class V>
+  void visit(V& v) {
+    v.field("dir", dir, "run directory: resolved config, train.log, metrics.jsonl, checkpoints");
+    v.field("seed", seed, "seed of every random number generator (data order, init, dropout)",
+            Range::at_least(0));
+    v.field("threads", threads, "intra-op CPU threads; 0 = all cores", Range::between(0, 4096));
+    v.field("device", device, "auto | cpu | cuda | cuda:N (auto = first GPU if any, else CPU)");
+  }
+};
+
+struct DataConfig {
+  Dataset dataset = Dataset::scenes;         // which reader: scenes | coco | vqa
+  std::string root = "data/fashion-scenes";  // data set root (layouts in data/README.md)
+  std::string train_split = "train";
+  std::string val_split = "val";
+  std::string test_split = "test";
+  int image_size = 96;                        // images are resized to image_size x image_size
+  int max_text_len = 32;                      // tokens per text, [CLS]/[SEP] included
+  int workers = 2;                            // loader threads (decode, transform, tokenize)
+  BadSample on_bad_sample = BadSample::fail;  // corrupt image or text: fail | skip (and count)
+
+  template <class V>
+  void visit(V& v) {
+    v.field("dataset", dataset, "data set reader");
+    v.field("root", root, "data set root folder (layouts: data/README.md)");
+    v.field("train_split", train_split, "split used for training");
+    v.field("val_split", val_split, "split used for validation and early stopping");
+    v.field("test_split", test_split, "split used by `xmodal eval --split test`");
+    v.field("image_size", image_size, "images are resized to image_size x image_size pixels",
+            Range::between(1, 8192));
+    v.field("max_text_len", max_text_len, "tokens per text including [CLS] and [SEP]",
+            Range::between(2, 65536));
+    v.field("workers", workers, "loader threads for decode, transform and tokenize",
+            Range::between(0, 256));
+    v.field("on_bad_sample", on_bad_sample,
+            "a corrupt image or text: fail (stop with its path) or skip (count and log it)");
+  }
+};
+
+struct TokenizerConfig {
+  TokenizerType type = TokenizerType::word;  // word | wordpiece | sentencepiece
+  std::string path = "";  // vocab.txt (wordpiece) or .model (sentencepiece); word builds its own
+
+  template <class V>
+  void visit(V& v) {
+    v.field("type", type,
+            "word (vocabulary built from the training texts) | wordpiece | sentencepiece");
+    v.field("path", path, "wordpiece: BERT vocab.txt; sentencepiece: .model file; word: unused");
+  }
+};
+
+struct VisionConfig {
+  int patch_size = 16;
+  int hidden = 192;
+  int layers = 6;
+  int heads = 3;
+  int mlp_dim = 768;
+  double dropout = 0.0;
+  std::string pretrained = "";  // Hugging Face ViTModel folder
+
+  template <class V>
+  void visit(V& v) {
+    v.field("patch_size", patch_size, "side of the square image patches, in pixels",
+            Range::at_least(1));
+    v.field("hidden", hidden, "ViT width", Range::at_least(1));
+    v.field("layers", layers, "ViT encoder layers", Range::at_least(0));
+    v.field("heads", heads, "attention heads per layer", Range::at_least(1));
+    v.field("mlp_dim", mlp_dim, "MLP width inside each layer", Range::at_least(1));
+    v.field("dropout", dropout, "dropout probability", Range::between(0, 1));
+    v.field("pretrained", pretrained,
+            "Hugging Face ViTModel folder (config.json + weights); \"\" = train from scratch");
+  }
+};
+
+struct TextConfig {
+  int hidden = 192;
+  int layers = 2;
+  int heads = 3;
+  int intermediate = 768;
+  int max_position = 64;
+  double dropout = 0.0;
+  std::string pretrained = "";  // Hugging Face BertModel folder
+
+  template <class V>
+  void visit(V& v) {
+    v.field("hidden", hidden, "BERT width", Range::at_least(1));
+    v.field("layers", layers, "BERT encoder layers", Range::at_least(0));
+    v.field("heads", heads, "attention heads per layer", Range::at_least(1));
+    v.field("intermediate", intermediate, "feed-forward width inside each layer",
+            Range::at_least(1));
+    v.field("max_position", max_position, "learned positions; must be >= data.max_text_len",
+            Range::at_least(1));
+    v.field("dropout", dropout, "dropout probability", Range::between(0, 1));
+    v.field("pretrained", pretrained,
+            "Hugging Face BertModel folder (config.json + weights); \"\" = train from scratch");
+  }
+};
+
+struct FusionConfig {
+  FusionMode mode = FusionMode::concat;
+  int hidden = 192;
+  int layers = 2;
+  int heads = 3;
+  int mlp_dim = 768;
+
+  template <class V>
+  void visit(V& v) {
+    v.field("mode", mode,
+            "concat (one transformer over [text ; image] tokens) | late (pool each, MLP) | "
+            "image_only | text_only");
+    v.field("hidden", hidden, "fusion transformer width", Range::at_least(1));
+    v.field("layers", layers, "fusion transformer layers", Range::at_least(0));
+    v.field("heads", heads, "attention heads per layer", Range::at_least(1));
+    v.field("mlp_dim", mlp_dim, "MLP width inside each layer", Range::at_least(1));
+  }
+};
+
+struct HeadConfig {
+  int hidden = 384;
+  int max_count = 10;
+
+  template <class V>
+  void visit(V& v) {
+    v.field("hidden", hidden, "hidden width of the task head MLP", Range::at_least(1));
+    v.field("max_count", max_count, "counting: count classes are 0..max_count", Range::at_least(1));
+  }
+};
+
+struct ModelConfig {
+  VisionConfig vision;
+  TextConfig text;
+  FusionConfig fusion;
+  HeadConfig head;
+
+  template <class V>
+  void visit(V& v) {
+    v.section("vision", vision, "ViT image encoder");
+    v.section("text", text, "BERT text encoder");
+    v.section("fusion", fusion, "how the two modalities meet");
+    v.section("head", head, "task head on the pooled fusion output");
+  }
+};
+
+struct EarlyStoppingConfig {
+  std::string metric = "accuracy";
+  MetricMode mode = MetricMode::max;
+  int patience = 5;
+  double min_delta = 0.0;
+
+  template <class V>
+  void visit(V& v) {
+    v.field("metric", metric, "validation metric watched (see the task's metric list)");
+    v.field("mode", mode, "max (higher is better) | min");
+    v.field("patience", patience, "evaluations without improvement before stopping; 0 = never stop",
+            Range::at_least(0));
+    v.field("min_delta", min_delta, "smallest change that counts as an improvement",
+            Range::at_least(0));
+  }
+};
+
+struct TrainConfig {
+  int batch_size = 64;
+  int64_t max_steps = 0;
+  int epochs = 10;
+  double lr = 3.0e-4;
+  double weight_decay = 0.01;
+  double warmup = 0.1;
+  Schedule schedule = Schedule::cosine;
+  double grad_clip = 1.0;
+  int grad_accum = 1;
+  double head_lr_mult = 1.0;
+  int64_t eval_every = 500;
+  int64_t checkpoint_every = 500;
+  int keep_last = 2;
+  EarlyStoppingConfig early_stopping;
+
+  template <class V>
+  void visit(V& v) {
+    v.field("batch_size", batch_size, "samples per forward pass", Range::at_least(1));
+    v.field("max_steps", max_steps, "optimizer steps to run; 0 = run `epochs` epochs",
+            Range::at_least(0));
+    v.field("epochs", epochs, "epochs to run when max_steps is 0", Range::at_least(0));
+    v.field("lr", lr, "peak learning rate (AdamW)", Range::positive());
+    v.field("weight_decay", weight_decay,
+            "decoupled weight decay (not applied to biases, LayerNorm, embeddings)",
+            Range::at_least(0));
+    v.field("warmup", warmup, "warmup: < 1 = fraction of all optimizer steps, >= 1 = steps",
+            Range::at_least(0));
+    v.field("schedule", schedule, "decay after warmup: linear | cosine | constant");
+    v.field("grad_clip", grad_clip, "clip the global gradient norm to this; 0 = off",
+            Range::at_least(0));
+    v.field("grad_accum", grad_accum, "batches accumulated per optimizer step", Range::at_least(1));
+    v.field("head_lr_mult", head_lr_mult, "learning-rate multiplier for the task head",
+            Range::positive());
+    v.field("eval_every", eval_every, "optimizer steps between validations; 0 = each epoch",
+            Range::at_least(0));
+    v.field("checkpoint_every", checkpoint_every,
+            "optimizer steps between checkpoints; 0 = each epoch", Range::at_least(0));
+    v.field("keep_last", keep_last, "checkpoints kept besides best", Range::at_least(1));
+    v.section("early_stopping", early_stopping, "stop when validation stops improving");
+  }
+};
+
+struct EvalConfig {
+  int batch_size = 128;
+
+  template <class V>
+  void visit(V& v) {
+    v.field("batch_size", batch_size, "samples per forward pass in eval and predict",
+            Range::at_least(1));
+  }
+};
+
+/// The whole resolved configuration (defaults < file < includes < --set).
+struct Config {
+  Task task = Task::vqa;
+  RunConfig run;
+  DataConfig data;
+  TokenizerConfig tokenizer;
+  ModelConfig model;
+  TrainConfig train;
+  EvalConfig eval;
+
+  /// Where each key was last set ("configs/x.yaml:12" or "--set train.lr=1e-3"); keys left at
+  /// their default are absent. Not part of the configuration's value.
+  std::map<std::string, std::string> origins;
+
+  template <class V>
+  void visit(V& v) {
+    v.field("task", task, "vqa (image + question -> answer) | counting (image + text -> counts)");
+    v.section("run", run, "where and how the run executes");
+    v.section("data", data, "data set and input pipeline");
+    v.section("tokenizer", tokenizer, "text tokenizer");
+    v.section("model", model, "architecture");
+    v.section("train", train, "optimisation");
+    v.section("eval", eval, "evaluation and prediction");
+  }
+
+  /// "file:line" (or "--set ...") where `key` was set, or "default".
+  std::string origin(const std::string& key) const;
+};
+
+/// Validation metrics each task reports (the names early_stopping.metric may use) and whether
+/// higher is better.
+std::vector<std::pair<std::string, MetricMode>> task_metrics(Task task);
+
+/// Cross-field rules (divisibility of sizes, text length vs positions, tokenizer files, step
+/// counts, metric names). Throws ConfigError listing every problem with where its key was set.
+void validate(const Config& config);
+
+/// Every full key ("model.vision.patch_size") in declaration order.
+std::vector<std::string> all_keys();
+
+/// Same values in every field (origins are ignored).
+bool operator==(const Config& a, const Config& b);
+inline bool operator!=(const Config& a, const Config& b) { return !(a == b); }
+
+}  // namespace xmodal::config
+
+namespace xmodal::config {
+
+/// Every key with its value as YAML scalar text, in declaration order (origins ignored).
+std::vector<std::pair<std::string, std::string>> flatten(const Config& config);
+
+namespace detail {
+// YAML scalar text of a field value, exact enough to read back bit-identical.
+std::string scalar_text(const std::string& value);
+std::string scalar_text(double value);
+std::string scalar_text(int64_t value);
+std::string scalar_text(bool value);
+inline std::string scalar_text(int value) { return scalar_text(static_cast<int64_t>(value)); }
+template <class E, class = std::enable_if_t<std::is_enum_v<E>>>
+std::string scalar_text(E value) {
+  return to_string(value);
+}
+}  // namespace detail
+
+}  // namespace xmodal::config

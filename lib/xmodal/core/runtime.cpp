@@ -1,0 +1,183 @@
+#include "xmodal/core/runtime.h"
+
+#include <dlfcn.h>
+#include <sched.h>
+
+#include <ATen/Parallel.h>
+#include <torch/cuda.h>
+#include <torch/torch.h>
+#include <torch/version.h>
+
+#include <chrono>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <stdexcept>
+#include <thread>
+
+#include "xmodal/core/logging.h"
+#include "xmodal/core/strings.h"
+#include "xmodal/core/version.h"
+
+namespace xmodal {
+namespace {
+
+template <class Fn>
+Fn find_symbol(const char* name) {
+  return reinterpret_cast<Fn>(dlsym(RTLD_DEFAULT, name));
+}
+
+// Paths of the shared objects mapped into this process.
+std::set<std::string> loaded_libraries() {
+  std::set<std::string> paths;
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  while (std::getline(maps, line)) {
+    const size_t slash = line.find('/');
+    if (slash != std::string::npos) paths.insert(line.substr(slash));
+  }
+  return paths;
+}
+
+}  // namespace
+
+int available_cores() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+    const int n = CPU_COUNT(&set);
+    if (n > 0) return n;
+  }
+  return std::max(1u, std::thread::hardware_concurrency());
+}
+
+int configure_threads(int requested) {
+  if (requested < 0) {
+    throw std::invalid_argument("threads must be >= 0 (0 = all cores), got " +
+                                std::to_string(requested));
+  }
+  const int n = requested == 0 ? available_cores() : requested;
+  at::set_num_threads(n);
+  // OpenBLAS keeps its own pool; without this a "--threads 1" run would still use every core.
+  if (auto set_blas = find_symbol<void (*)(int)>("openblas_set_num_threads")) set_blas(n);
+  return at::get_num_threads();
+}
+
+std::string check_device_spec(const std::string& spec) {
+  static const std::regex pattern("auto|cpu|cuda(:[0-9]+)?");
+  if (std::regex_match(spec, pattern)) return "";
+  return "unknown device '" + spec + "' (expected auto, cpu, cuda or cuda:N)";
+}
+
+torch::Device resolve_device(const std::string& spec) {
+  const std::string problem = check_device_spec(spec);
+  if (!problem.empty()) throw std::invalid_argument(problem);
+  if (spec == "cpu") return torch::kCPU;
+  const bool cuda = torch::cuda::is_available();
+  if (spec == "auto") return cuda ? torch::Device(torch::kCUDA, 0) : torch::Device(torch::kCPU);
+  if (!cuda) {
+    throw std::runtime_error("device '" + spec +
+                             "' requested, but this LibTorch build sees no CUDA GPU "
+                             "(use device: cpu or auto, or build against a CUDA LibTorch)");
+  }
+  int index = 0;
+  if (spec.size() > 5) index = std::stoi(spec.substr(5));
+  const int count = static_cast<int>(torch::cuda::device_count());
+  if (index >= count) {
+    throw std::runtime_error("device '" + spec + "' requested, but only " + std::to_string(count) +
+                             " CUDA device(s) are visible");
+  }
+  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(index));
+}
+
+BlasInfo blas_info() {
+  BlasInfo info;
+  for (const auto& path : loaded_libraries()) {
+    if (path.find("libblas.so") != std::string::npos) info.library = path;
+  }
+  if (auto get_config = find_symbol<char* (*)()>("openblas_get_config")) {
+    info.details = trim(get_config());
+  }
+  if (auto get_threads = find_symbol<int (*)()>("openblas_get_num_threads")) {
+    info.threads = get_threads();
+  }
+  const std::string& lib = info.library;
+  if (lib.find("openblas") != std::string::npos) {
+    std::string variant = "pthread";
+    if (lib.find("openblas-openmp") != std::string::npos) variant = "openmp";
+    if (lib.find("openblas-serial") != std::string::npos) variant = "serial";
+    info.name = "OpenBLAS (" + variant + ")";
+    info.optimized = true;
+  } else if (lib.find("blis") != std::string::npos) {
+    info.name = "BLIS";
+    info.optimized = true;
+  } else if (lib.find("atlas") != std::string::npos) {
+    info.name = "ATLAS";
+    info.optimized = true;
+  } else if (lib.find("mkl") != std::string::npos) {
+    info.name = "MKL";
+    info.optimized = true;
+  } else if (!lib.empty()) {
+    info.name =
+        "reference BLAS (netlib): ~30x slower matrix products, install libopenblas0-pthread";
+  } else {
+    info.name = "none loaded (LibTorch's built-in kernels)";
+  }
+  return info;
+}
+
+std::vector<std::string> available_devices() {
+  std::vector<std::string> devices = {"cpu"};
+  if (torch::cuda::is_available()) {
+    for (size_t i = 0; i < torch::cuda::device_count(); ++i) {
+      devices.push_back("cuda:" + std::to_string(i));
+    }
+  }
+  return devices;
+}
+
+double measure_matmul_gflops(int n, double min_seconds) {
+  torch::NoGradGuard no_grad;
+  auto a = torch::randn({n, n});
+  auto b = torch::randn({n, n});
+  auto c = torch::mm(a, b);  // warm-up: thread pools, page faults
+  const double flops = 2.0 * n * n * static_cast<double>(n);
+  double best = 0.0;
+  const auto start = std::chrono::steady_clock::now();
+  int repeats = 0;
+  while (repeats < 3 ||
+         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() <
+             min_seconds) {
+    const auto t0 = std::chrono::steady_clock::now();
+    torch::mm_out(c, a, b);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    best = std::max(best, flops / s / 1e9);
+    if (++repeats >= 1000) break;
+  }
+  return best;
+}
+
+std::vector<std::string> runtime_summary() {
+  std::vector<std::string> lines;
+  const BlasInfo blas = blas_info();
+  lines.push_back("xmodal " + version() + ", LibTorch " + TORCH_VERSION);
+  lines.push_back("cores: " + std::to_string(available_cores()) +
+                  ", intra-op threads: " + std::to_string(at::get_num_threads()) +
+                  ", inter-op threads: " + std::to_string(at::get_num_interop_threads()));
+  std::string blas_line = "BLAS: " + blas.name;
+  if (blas.threads > 0) blas_line += ", threads: " + std::to_string(blas.threads);
+  if (!blas.library.empty()) blas_line += " [" + blas.library + "]";
+  lines.push_back(blas_line);
+  if (!blas.details.empty()) lines.push_back("BLAS config: " + blas.details);
+  lines.push_back("devices: " + join(available_devices(), ", "));
+  return lines;
+}
+
+void log_runtime_summary() {
+  for (const auto& line : runtime_summary()) log::info("[runtime] {}", line);
+  if (!blas_info().optimized) {
+    log::warn("[runtime] matrix products run on the reference BLAS; install libopenblas0-pthread");
+  }
+}
+
+}  // namespace xmodal

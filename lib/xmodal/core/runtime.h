@@ -1,0 +1,52 @@
+// Threads, devices and the numeric back end: what the process runs on, set once at start.
+#pragma once
+
+#include <c10/core/Device.h>
+
+#include <string>
+#include <vector>
+
+namespace xmodal {
+
+/// Cores this process may run on (its CPU affinity mask), at least 1.
+int available_cores();
+
+/// Sets LibTorch's intra-op threads and OpenBLAS's threads to `requested` (0 = all available
+/// cores; LibTorch itself starts with 1 here). Returns the count in effect.
+/// Throws std::invalid_argument for a negative count.
+int configure_threads(int requested);
+
+/// Resolves "auto" | "cpu" | "cuda" | "cuda:N". "auto" picks CUDA device 0 when this LibTorch
+/// build sees a GPU, else the CPU. Throws std::invalid_argument for a malformed spec and
+/// std::runtime_error for a CUDA device that is not there.
+c10::Device resolve_device(const std::string& spec);
+
+/// Checks the syntax of a device spec without touching any device; returns an error message
+/// ("" when valid).
+std::string check_device_spec(const std::string& spec);
+
+/// The BLAS library LibTorch's matrix products actually run on, read from the process's
+/// loaded libraries (Debian's LibTorch reports BLAS_INFO=generic whatever is installed).
+struct BlasInfo {
+  std::string name;        ///< "OpenBLAS (pthread)", "reference BLAS (netlib)", "BLIS", ...
+  std::string library;     ///< path of the loaded libblas.so.3 (after symlinks), or ""
+  std::string details;     ///< e.g. OpenBLAS's own config string
+  int threads = 0;         ///< BLAS's own thread count where it reports one, else 0
+  bool optimized = false;  ///< false for the reference BLAS (~30x slower matrix products)
+};
+BlasInfo blas_info();
+
+/// Devices this build can use: "cpu" plus "cuda:N" for each visible GPU.
+std::vector<std::string> available_devices();
+
+/// fp32 matrix-product rate (GFLOP/s) of an n x n x n product, best of repeats over ~min_seconds.
+double measure_matmul_gflops(int n, double min_seconds);
+
+/// One line per fact: versions, threads, BLAS, devices. Used by `xmodal info` and logged once
+/// at the start of every command that computes.
+std::vector<std::string> runtime_summary();
+
+/// Logs runtime_summary() at info level, prefixed with "[runtime]".
+void log_runtime_summary();
+
+}  // namespace xmodal

@@ -1,0 +1,26 @@
+// Small string helpers used across layers.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace xmodal {
+
+/// Edit distance (insert, delete, substitute, swap two neighbours; each costs 1).
+size_t edit_distance(std::string_view a, std::string_view b);
+
+/// The candidate closest to `word` if it is plausibly a typo of it, else "".
+/// "Plausible": edit distance <= max(1, |word| / 3), or one is a prefix of the other.
+std::string closest_match(std::string_view word, const std::vector<std::string>& candidates);
+
+/// Joins `parts` with `sep`.
+std::string join(const std::vector<std::string>& parts, std::string_view sep);
+
+/// Splits on every occurrence of `sep` (empty parts are kept).
+std::vector<std::string> split(std::string_view text, char sep);
+
+/// Removes leading and trailing ASCII whitespace.
+std::string trim(std::string_view text);
+
+}  // namespace xmodal

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package xmodal needs (as root, or through sudo), then configures and
+# builds into build/ (Release). Idempotent: packages already installed are not touched and an
+# existing build is only brought up to date.
+#
+#   scripts/setup.sh            # packages + configure + build
+#   BUILD_DIR=build-asan CMAKE_ARGS="-DXMODAL_SANITIZE=ON" scripts/setup.sh
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+BUILD_DIR="${BUILD_DIR:-$ROOT/build}"
+
+PACKAGES=(
+  build-essential cmake ninja-build pkg-config
+  libtorch-dev            # LibTorch 1.13 (CPU)
+  libopenblas0-pthread    # without it LibTorch's matrix products run ~30x slower (reference BLAS)
+  libopencv-dev           # image decoding and resizing
+  libcli11-dev libspdlog-dev libfmt-dev libyaml-cpp-dev
+  libsentencepiece-dev libsimdjson-dev nlohmann-json3-dev
+  libgloo-dev             # c10d's Gloo back end (distributed training)
+  libgtest-dev libgmock-dev
+  dataset-fashion-mnist   # raw images of the offline Fashion-scenes data set
+)
+
+missing=()
+for package in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$package")
+  fi
+done
+
+if ((${#missing[@]})); then
+  echo "[setup] installing: ${missing[*]}"
+  SUDO=()
+  if [[ $EUID -ne 0 ]]; then
+    if command -v sudo >/dev/null; then
+      SUDO=(sudo)
+    else
+      echo "[setup] error: need root to install ${missing[*]} (run as root or install sudo)" >&2
+      exit 1
+    fi
+  fi
+  "${SUDO[@]}" apt-get update -q
+  DEBIAN_FRONTEND=noninteractive "${SUDO[@]}" apt-get install -y -q "${missing[@]}"
+else
+  echo "[setup] all ${#PACKAGES[@]} Debian packages present"
+fi
+
+# LibTorch calls the BLAS through libblas.so.3; make sure that is OpenBLAS, not the reference one.
+blas="$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null || true)"
+if [[ "$blas" != *openblas* ]]; then
+  echo "[setup] libblas.so.3 is '$blas', not OpenBLAS: switching the alternative" >&2
+  SUDO=(); [[ $EUID -ne 0 ]] && SUDO=(sudo)
+  "${SUDO[@]}" update-alternatives --set libblas.so.3-x86_64-linux-gnu \
+    /usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3
+fi
+
+GENERATOR=()
+command -v ninja >/dev/null && GENERATOR=(-G Ninja)
+if [[ ! -f "$BUILD_DIR/CMakeCache.txt" ]]; then
+  # shellcheck disable=SC2086
+  cmake -S "$ROOT" -B "$BUILD_DIR" "${GENERATOR[@]}" -DCMAKE_BUILD_TYPE=Release ${CMAKE_ARGS:-}
+fi
+echo "[setup] building in $BUILD_DIR (first build: a few minutes, mostly LibTorch headers)"
+cmake --build "$BUILD_DIR" --parallel "$(nproc)"
+echo "[setup] done: $BUILD_DIR/xmodal"

@@ -1,0 +1,11 @@
+# Runs BIN with ARGS (a ;-list), checks the exit code EXIT and that stdout+stderr match EXPECT.
+set(_args ${ARGS})
+execute_process(COMMAND ${BIN} ${_args} RESULT_VARIABLE _rc OUTPUT_VARIABLE _out ERROR_VARIABLE _err)
+set(_all "${_out}${_err}")
+if(NOT "${_rc}" STREQUAL "${EXIT}")
+  message(FATAL_ERROR "expected exit code ${EXIT}, got ${_rc}. Output:\n${_all}")
+endif()
+if(NOT _all MATCHES "${EXPECT}")
+  message(FATAL_ERROR "output does not match '${EXPECT}':\n${_all}")
+endif()
+message(STATUS "ok (exit ${_rc})")

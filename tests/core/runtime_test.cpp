@@ -1,0 +1,51 @@
+#include "xmodal/core/runtime.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+namespace xmodal {
+namespace {
+
+TEST(Runtime, ThreadsDefaultToAllCores) {
+  EXPECT_EQ(configure_threads(0), available_cores());
+  EXPECT_EQ(configure_threads(1), 1);
+  EXPECT_EQ(at::get_num_threads(), 1);
+  EXPECT_EQ(configure_threads(0), available_cores());
+  EXPECT_THROW(configure_threads(-1), std::invalid_argument);
+}
+
+TEST(Runtime, DeviceSpecs) {
+  EXPECT_EQ(resolve_device("cpu"), torch::Device(torch::kCPU));
+  EXPECT_EQ(check_device_spec("cuda:3"), "");
+  EXPECT_EQ(check_device_spec("gpu"), "unknown device 'gpu' (expected auto, cpu, cuda or cuda:N)");
+  EXPECT_THROW(resolve_device("cuda:x"), std::invalid_argument);
+  if (!torch::cuda::is_available()) {
+    EXPECT_EQ(resolve_device("auto"), torch::Device(torch::kCPU));
+    EXPECT_THROW(resolve_device("cuda"), std::runtime_error);
+  }
+}
+
+TEST(Runtime, SummaryNamesVersionThreadsBlasDevices) {
+  configure_threads(0);
+  const auto lines = runtime_summary();
+  ASSERT_GE(lines.size(), 4u);
+  EXPECT_NE(lines[0].find("LibTorch 1."), std::string::npos) << lines[0];
+  EXPECT_NE(lines[1].find("intra-op threads: " + std::to_string(available_cores())),
+            std::string::npos)
+      << lines[1];
+  EXPECT_EQ(lines[2].rfind("BLAS: ", 0), 0u);
+}
+
+// setup.sh installs libopenblas0-pthread: the BLAS actually loaded must be OpenBLAS. This is
+// the check that catches a machine silently running the ~30x slower reference BLAS.
+TEST(Runtime, MatrixProductsRunOnOpenBlas) {
+  torch::mm(torch::ones({64, 64}), torch::ones({64, 64}));  // make sure BLAS is loaded
+  const BlasInfo blas = blas_info();
+  EXPECT_TRUE(blas.optimized) << blas.name << " [" << blas.library << "]";
+  EXPECT_NE(blas.name.find("OpenBLAS"), std::string::npos) << blas.name;
+}
+
+TEST(Runtime, MatmulRateIsPositive) { EXPECT_GT(measure_matmul_gflops(64, 0.0), 0.0); }
+
+}  // namespace
+}  // namespace xmodal
