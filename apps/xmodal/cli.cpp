@@ -46,6 +46,10 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
                  "(default: info)")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))
       ->group(shared);
+  app.add_option("--log-file", ctx.log_file,
+                 "Also append the log to this file (default: none; train also writes "
+                 "RUN_DIR/train.log)")
+      ->group(shared);
   app.add_option("--threads", ctx.threads,
                  "Intra-op CPU threads; 0 = all cores (default: run.threads of the config, "
                  "else all cores)")
@@ -73,6 +77,10 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
 
   try {
     log::set_level(log::parse_level(ctx.log_level));
+    if (!ctx.log_file.empty()) log::set_file(ctx.log_file);
+    struct CloseLog {
+      ~CloseLog() { log::close_file(); }
+    } close_log;
     return ctx.action ? ctx.action() : 0;
   } catch (const NotImplementedError& e) {
     err << e.what() << "\n";

@@ -24,6 +24,7 @@ struct Context {
   std::ostream& out;
   std::ostream& err;
   std::string log_level = "info";     ///< --log-level
+  std::string log_file;               ///< --log-file ("" = console only)
   std::optional<int> threads;         ///< --threads (unset: run.threads from the config, else all)
   std::optional<std::string> device;  ///< --device (unset: run.device from the config)
   std::function<int()> action;        ///< set by the chosen subcommand

@@ -5,6 +5,7 @@
 
 #include "xmodal_test_paths.h"
 
+#include <filesystem>
 #include <sstream>
 
 #include "../support/temp_dir.h"
@@ -77,6 +78,16 @@ TEST(Cli, InfoReportsThreadsAndBlas) {
 TEST(Cli, SharedFlagsGoBeforeOrAfterTheSubcommand) {
   EXPECT_EQ(run_cli({"--threads", "1", "info"}).code, 0);
   EXPECT_EQ(run_cli({"info", "--log-level", "warn"}).code, 0);
+}
+
+TEST(Cli, LogFileIsCreatedAndUnwritableOneIsAnError) {
+  xmodal::testing::TempDir dir;
+  const auto path = dir.path() / "logs" / "x.log";
+  EXPECT_EQ(run_cli({"--log-file", path.string(), "info"}).code, 0);
+  EXPECT_TRUE(std::filesystem::exists(path));
+  const Result r = run_cli({"--log-file", "/proc/no/such/x.log", "info"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("xmodal: error: "), std::string::npos) << r.err;
 }
 
 TEST(Cli, DumpConfigAppliesSetAndSharedFlagsAndRoundTrips) {
