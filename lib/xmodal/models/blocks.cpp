@@ -1,0 +1,103 @@
+#include "xmodal/models/blocks.h"
+
+#include <cmath>
+#include <torch/torch.h>
+
+namespace xmodal::models {
+
+torch::Tensor exact_gelu(const torch::Tensor& x) { return torch::gelu(x); }  // "none" = exact erf
+
+void init_trunc_normal_(torch::Tensor& t, double std) {
+  torch::NoGradGuard no_grad;
+  t.normal_(0.0, std).clamp_(-2.0 * std, 2.0 * std);
+}
+
+MultiHeadAttentionImpl::MultiHeadAttentionImpl(const MultiHeadAttentionOptions& options_)
+    : options(options_) {
+  TORCH_CHECK(options.dim() > 0 && options.heads() > 0,
+              "MultiHeadAttention: dim (", options.dim(), ") and heads (", options.heads(),
+              ") must be positive");
+  TORCH_CHECK(options.dim() % options.heads() == 0, "MultiHeadAttention: dim (", options.dim(),
+              ") must be divisible by heads (", options.heads(), ")");
+  reset();
+}
+
+void MultiHeadAttentionImpl::reset() {
+  const int64_t d = options.dim();
+  qkv = register_module("qkv", torch::nn::Linear(d, 3 * d));
+  out = register_module("out", torch::nn::Linear(d, d));
+  dropout = register_module("dropout", torch::nn::Dropout(options.dropout()));
+  // Same init as PyTorch's nn.MultiheadAttention: xavier-uniform weights, zero biases.
+  torch::NoGradGuard no_grad;
+  torch::nn::init::xavier_uniform_(qkv->weight);
+  torch::nn::init::zeros_(qkv->bias);
+  torch::nn::init::zeros_(out->bias);
+}
+
+torch::Tensor MultiHeadAttentionImpl::forward(const torch::Tensor& x,
+                                              const torch::Tensor& key_padding_mask) {
+  TORCH_CHECK(x.dim() == 3 && x.size(2) == options.dim(), "MultiHeadAttention: expected input [B, L, ",
+              options.dim(), "], got ", x.sizes());
+  const int64_t batch = x.size(0), length = x.size(1), heads = options.heads();
+  const int64_t head_dim = options.dim() / heads;
+  // qkv: [B, L, 3D] -> [3, B, H, L, Dh]
+  auto qkv_heads = qkv(x).view({batch, length, 3, heads, head_dim}).permute({2, 0, 3, 1, 4});
+  auto q = qkv_heads[0], k = qkv_heads[1], v = qkv_heads[2];
+  // scores: [B, H, L, L]
+  auto scores = torch::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(double(head_dim)));
+  if (key_padding_mask.defined()) {
+    TORCH_CHECK(key_padding_mask.sizes() == torch::IntArrayRef({batch, length}),
+                "MultiHeadAttention: key_padding_mask must be [", batch, ", ", length, "], got ",
+                key_padding_mask.sizes());
+    // -inf would turn a fully padded row into NaN; the dtype's lowest value gives zeros there.
+    const double lowest = scores.scalar_type() == torch::kFloat64
+                              ? std::numeric_limits<double>::lowest()
+                              : static_cast<double>(std::numeric_limits<float>::lowest());
+    scores = scores.masked_fill(key_padding_mask.view({batch, 1, 1, length}), lowest);
+  }
+  auto probs = dropout(torch::softmax(scores, -1));
+  // context: [B, H, L, Dh] -> [B, L, D]
+  auto context = torch::matmul(probs, v).transpose(1, 2).reshape({batch, length, options.dim()});
+  return out(context);
+}
+
+MlpImpl::MlpImpl(const MlpOptions& options_) : options(options_) { reset(); }
+
+void MlpImpl::reset() {
+  fc1 = register_module("fc1", torch::nn::Linear(options.dim(), options.hidden()));
+  fc2 = register_module("fc2", torch::nn::Linear(options.hidden(), options.dim()));
+  dropout = register_module("dropout", torch::nn::Dropout(options.dropout()));
+}
+
+torch::Tensor MlpImpl::forward(const torch::Tensor& x) {
+  return dropout(fc2(dropout(exact_gelu(fc1(x)))));
+}
+
+EncoderLayerImpl::EncoderLayerImpl(const EncoderLayerOptions& options_) : options(options_) {
+  reset();
+}
+
+void EncoderLayerImpl::reset() {
+  const auto norm_options =
+      torch::nn::LayerNormOptions({options.dim()}).eps(options.eps());
+  norm1 = register_module("norm1", torch::nn::LayerNorm(norm_options));
+  attention = register_module(
+      "attention", MultiHeadAttention(MultiHeadAttentionOptions(options.dim(), options.heads())
+                                          .dropout(options.attention_dropout())));
+  norm2 = register_module("norm2", torch::nn::LayerNorm(norm_options));
+  mlp = register_module("mlp", Mlp(MlpOptions(options.dim(), options.mlp_dim())
+                                       .dropout(options.dropout())));
+  dropout = register_module("dropout", torch::nn::Dropout(options.dropout()));
+}
+
+torch::Tensor EncoderLayerImpl::forward(const torch::Tensor& x,
+                                        const torch::Tensor& key_padding_mask) {
+  if (options.norm_first()) {
+    auto h = x + dropout(attention(norm1(x), key_padding_mask));
+    return h + mlp(norm2(h));
+  }
+  auto h = norm1(x + dropout(attention(x, key_padding_mask)));
+  return norm2(h + mlp(h));
+}
+
+}  // namespace xmodal::models

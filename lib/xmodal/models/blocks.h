@@ -1,0 +1,101 @@
+// Transformer building blocks shared by ViT, BERT and the fusion transformer.
+//
+// They live in one header because they are small and always used together; each still follows
+// the module pattern (Options, Impl, TORCH_MODULE). Parameter names are a file format:
+//   attention.qkv.{weight,bias}   fused [3D, D] query/key/value projection (PyTorch's in_proj)
+//   attention.out.{weight,bias}
+//   mlp.fc1, mlp.fc2
+//   norm1, norm2                  LayerNorms (before the sublayers in pre-norm, after in post-norm)
+#pragma once
+
+#include <torch/nn.h>
+
+namespace xmodal::models {
+
+/// GELU, exact erf form (BERT, ViT): x * 0.5 * (1 + erf(x / sqrt(2))).
+torch::Tensor exact_gelu(const torch::Tensor& x);
+
+struct MultiHeadAttentionOptions {
+  MultiHeadAttentionOptions(int64_t dim, int64_t heads) : dim_(dim), heads_(heads) {}
+  TORCH_ARG(int64_t, dim);
+  TORCH_ARG(int64_t, heads);
+  /// Dropout on the attention probabilities.
+  TORCH_ARG(double, dropout) = 0.0;
+};
+
+/// Multi-head self-attention with a key-padding mask.
+class MultiHeadAttentionImpl : public torch::nn::Cloneable<MultiHeadAttentionImpl> {
+ public:
+  explicit MultiHeadAttentionImpl(const MultiHeadAttentionOptions& options);
+  void reset() override;
+
+  /// x: [B, L, D]; key_padding_mask: [B, L] bool, true = padding (ignored as a key), or
+  /// undefined. Returns [B, L, D].
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& key_padding_mask = {});
+
+  MultiHeadAttentionOptions options;
+  torch::nn::Linear qkv = nullptr;
+  torch::nn::Linear out = nullptr;
+  torch::nn::Dropout dropout = nullptr;
+};
+TORCH_MODULE(MultiHeadAttention);
+
+struct MlpOptions {
+  MlpOptions(int64_t dim, int64_t hidden) : dim_(dim), hidden_(hidden) {}
+  TORCH_ARG(int64_t, dim);
+  TORCH_ARG(int64_t, hidden);
+  /// Dropout after the activation and after fc2.
+  TORCH_ARG(double, dropout) = 0.0;
+};
+
+/// fc1 -> GELU -> dropout -> fc2 -> dropout.
+class MlpImpl : public torch::nn::Cloneable<MlpImpl> {
+ public:
+  explicit MlpImpl(const MlpOptions& options);
+  void reset() override;
+  torch::Tensor forward(const torch::Tensor& x);
+
+  MlpOptions options;
+  torch::nn::Linear fc1 = nullptr;
+  torch::nn::Linear fc2 = nullptr;
+  torch::nn::Dropout dropout = nullptr;
+};
+TORCH_MODULE(Mlp);
+
+struct EncoderLayerOptions {
+  EncoderLayerOptions(int64_t dim, int64_t heads, int64_t mlp_dim)
+      : dim_(dim), heads_(heads), mlp_dim_(mlp_dim) {}
+  TORCH_ARG(int64_t, dim);
+  TORCH_ARG(int64_t, heads);
+  TORCH_ARG(int64_t, mlp_dim);
+  /// Dropout on each sublayer's output (and inside the MLP).
+  TORCH_ARG(double, dropout) = 0.0;
+  /// Dropout on attention probabilities.
+  TORCH_ARG(double, attention_dropout) = 0.0;
+  /// LayerNorm epsilon (ViT 1e-6 in torchvision, 1e-12 in Hugging Face ViT/BERT).
+  TORCH_ARG(double, eps) = 1e-6;
+  /// true: x + f(norm(x)) (ViT, pre-norm); false: norm(x + f(x)) (BERT, post-norm).
+  TORCH_ARG(bool, norm_first) = true;
+};
+
+/// One transformer encoder layer: self-attention and MLP sublayers with residuals.
+class EncoderLayerImpl : public torch::nn::Cloneable<EncoderLayerImpl> {
+ public:
+  explicit EncoderLayerImpl(const EncoderLayerOptions& options);
+  void reset() override;
+  /// x: [B, L, D], key_padding_mask: [B, L] bool (true = padding) or undefined -> [B, L, D].
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& key_padding_mask = {});
+
+  EncoderLayerOptions options;
+  torch::nn::LayerNorm norm1 = nullptr;
+  MultiHeadAttention attention = nullptr;
+  torch::nn::LayerNorm norm2 = nullptr;
+  Mlp mlp = nullptr;
+  torch::nn::Dropout dropout = nullptr;
+};
+TORCH_MODULE(EncoderLayer);
+
+/// Truncated-normal-like init used by ViT/BERT: N(0, std) clipped to +-2 std.
+void init_trunc_normal_(torch::Tensor& t, double std);
+
+}  // namespace xmodal::models

@@ -1,0 +1,23 @@
+// Config -> model. The only place where config structs become model Options.
+#pragma once
+
+#include "xmodal/config/config.h"
+#include "xmodal/models/model.h"
+
+namespace xmodal::models {
+
+/// What the data fixes about the model: the tokenizer's vocabulary and the number of answers
+/// (vqa) or categories (counting).
+struct DataSizes {
+  int64_t vocab_size = 0;
+  int64_t num_classes = 0;
+};
+
+/// The Options of the whole model for `config` and the data's sizes. Throws
+/// std::invalid_argument for sizes that do not fit (e.g. a zero vocabulary).
+ModelOptions model_options(const config::Config& config, const DataSizes& sizes);
+
+/// model_options() turned into a model (on the CPU; move it with ->to(device)).
+Model build_model(const config::Config& config, const DataSizes& sizes);
+
+}  // namespace xmodal::models

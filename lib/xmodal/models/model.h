@@ -1,0 +1,72 @@
+// The whole image+text model: ViT + BERT -> Fusion -> task head (DESIGN.md section 2).
+//
+// Parameter names: vision.* (ViT), text.* (BERT), fusion.*, head.*. The encoder a fusion mode
+// does not use is not built (image_only has no text.*, text_only no vision.*).
+#pragma once
+
+#include <torch/nn.h>
+
+#include <optional>
+
+#include "xmodal/models/bert.h"
+#include "xmodal/models/fusion.h"
+#include "xmodal/models/heads.h"
+#include "xmodal/models/vit.h"
+
+namespace xmodal::models {
+
+enum class Task { vqa, counting };
+
+struct ModelOptions {
+  ModelOptions(Task task, FusionOptions fusion, int64_t head_hidden, int64_t num_classes)
+      : task(task), fusion(std::move(fusion)), head_hidden(head_hidden), num_classes(num_classes) {}
+  Task task;
+  /// Image encoder; must be set unless fusion.mode is text_only.
+  std::optional<ViTOptions> vision;
+  /// Text encoder; must be set unless fusion.mode is image_only.
+  std::optional<BertOptions> text;
+  FusionOptions fusion;
+  /// Hidden width of the head MLP.
+  int64_t head_hidden;
+  /// Answers (vqa) or categories (counting).
+  int64_t num_classes;
+  /// counting: count classes are 0..max_count.
+  int64_t max_count = 10;
+};
+
+struct ModelOutput {
+  torch::Tensor pooled;    ///< [B, fusion.hidden]
+  torch::Tensor logits;    ///< vqa: [B, num_answers]
+  torch::Tensor presence;  ///< counting: [B, C]
+  torch::Tensor counts;    ///< counting: [B, C, max_count + 1]
+};
+
+class ModelImpl : public torch::nn::Cloneable<ModelImpl> {
+ public:
+  explicit ModelImpl(const ModelOptions& options);
+  void reset() override;
+
+  /// images [B, 3, H, W] f32; input_ids, attention_mask, token_type_ids [B, L] int64 (mask and
+  /// types may be undefined). The input a fusion mode does not use may be undefined.
+  ModelOutput forward(const torch::Tensor& images, const torch::Tensor& input_ids,
+                      const torch::Tensor& attention_mask = {},
+                      const torch::Tensor& token_type_ids = {});
+
+  ModelOptions options;
+  ViT vision = nullptr;
+  Bert text = nullptr;
+  Fusion fusion = nullptr;
+  VqaHead vqa_head = nullptr;            // registered as "head" for task vqa
+  CountingHead counting_head = nullptr;  // registered as "head" for task counting
+};
+TORCH_MODULE(Model);
+
+/// Total number of elements of the parameters of `module`.
+int64_t count_parameters(const torch::nn::Module& module);
+
+/// The model tree, one line per component with its parameter count:
+///   vision  ViT  2.69M
+///     patch_embedding  Conv2d  147.6K ...
+std::string describe_model(const torch::nn::Module& module, int max_depth = 2);
+
+}  // namespace xmodal::models

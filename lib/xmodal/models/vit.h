@@ -1,0 +1,70 @@
+// Vision Transformer (Dosovitskiy et al.): patches -> tokens -> pre-norm encoder.
+//
+// Parameter names (a file format; torchvision and Hugging Face names map onto them in
+// models/import.h):
+//   patch_embedding.{weight,bias}   Conv2d(channels, hidden, patch, stride patch)
+//   cls_token                       [1, 1, hidden]
+//   position_embedding              [1, 1 + P, hidden], P = (image_size / patch_size)^2
+//   layers.N.*                      EncoderLayer (pre-norm), see blocks.h
+//   norm.{weight,bias}              final LayerNorm
+#pragma once
+
+#include <torch/nn.h>
+
+#include "xmodal/models/blocks.h"
+
+namespace xmodal::models {
+
+struct ViTOptions {
+  ViTOptions(int64_t image_size, int64_t patch_size, int64_t hidden, int64_t layers,
+             int64_t heads, int64_t mlp_dim)
+      : image_size_(image_size),
+        patch_size_(patch_size),
+        hidden_(hidden),
+        layers_(layers),
+        heads_(heads),
+        mlp_dim_(mlp_dim) {}
+  /// Side of the square images the position embeddings are laid out for.
+  TORCH_ARG(int64_t, image_size);
+  TORCH_ARG(int64_t, patch_size);
+  TORCH_ARG(int64_t, hidden);
+  TORCH_ARG(int64_t, layers);
+  TORCH_ARG(int64_t, heads);
+  TORCH_ARG(int64_t, mlp_dim);
+  /// Input channels.
+  TORCH_ARG(int64_t, channels) = 3;
+  /// Dropout after the embeddings and inside every layer.
+  TORCH_ARG(double, dropout) = 0.0;
+  /// Dropout on attention probabilities.
+  TORCH_ARG(double, attention_dropout) = 0.0;
+  /// LayerNorm epsilon (torchvision 1e-6; Hugging Face ViT 1e-12).
+  TORCH_ARG(double, eps) = 1e-6;
+};
+
+class ViTImpl : public torch::nn::Cloneable<ViTImpl> {
+ public:
+  explicit ViTImpl(const ViTOptions& options);
+  void reset() override;
+
+  /// images: [B, C, H, W] with H, W multiples of patch_size -> [B, 1 + P, hidden] after the
+  /// final LayerNorm. Another size than image_size interpolates the position embeddings.
+  torch::Tensor forward(const torch::Tensor& images);
+
+  /// Position embeddings for a grid_h x grid_w patch grid: [1, 1 + grid_h * grid_w, hidden]
+  /// (bicubic interpolation of the trained grid; the class token's entry is kept).
+  torch::Tensor position_embedding_for(int64_t grid_h, int64_t grid_w) const;
+
+  int64_t output_dim() const { return options.hidden(); }
+  int64_t num_patches() const;
+
+  ViTOptions options;
+  torch::nn::Conv2d patch_embedding = nullptr;
+  torch::Tensor cls_token;
+  torch::Tensor position_embedding;
+  torch::nn::Dropout dropout = nullptr;
+  torch::nn::ModuleList layers = nullptr;
+  torch::nn::LayerNorm norm = nullptr;
+};
+TORCH_MODULE(ViT);
+
+}  // namespace xmodal::models
