@@ -1,0 +1,99 @@
+#include "xmodal/models/model.h"
+
+#include <gtest/gtest.h>
+
+#include "../support/fixtures.h"
+#include "xmodal/models/factory.h"
+
+namespace xmodal::models {
+namespace {
+
+using namespace xmodal::testing;
+
+config::Config tiny_config() {
+  config::Config c;
+  c.data.image_size = 16;
+  c.data.max_text_len = 6;
+  c.model.vision = {8, 16, 1, 2, 32, 0.0, ""};
+  c.model.text = {16, 1, 2, 32, 8, 0.0, ""};
+  c.model.fusion = {config::FusionMode::concat, 16, 1, 2, 32};
+  c.model.head = {32, 3};
+  return c;
+}
+
+TEST(Model, EveryTaskAndFusionModeBuildsRunsAndTrainsEveryParameter) {
+  torch::manual_seed(0);
+  const auto images = torch::randn({2, 3, 16, 16});
+  const auto ids = torch::randint(1, 30, {2, 6});
+  auto mask = torch::ones({2, 6}, torch::kLong);
+  mask[1].narrow(0, 4, 2).zero_();
+  for (auto task : {config::Task::vqa, config::Task::counting}) {
+    for (auto mode : {config::FusionMode::concat, config::FusionMode::late,
+                      config::FusionMode::image_only, config::FusionMode::text_only}) {
+      SCOPED_TRACE(config::to_string(task) + "/" + config::to_string(mode));
+      auto c = tiny_config();
+      c.task = task;
+      c.model.fusion.mode = mode;
+      Model model = build_model(c, {30, 5});
+      const auto out = model(images, ids, mask);
+      EXPECT_EQ(out.pooled.sizes(), torch::IntArrayRef({2, 16}));
+      torch::Tensor loss;
+      if (task == config::Task::vqa) {
+        EXPECT_EQ(out.logits.sizes(), torch::IntArrayRef({2, 5}));
+        loss = out.logits.pow(2).sum();
+      } else {
+        EXPECT_EQ(out.presence.sizes(), torch::IntArrayRef({2, 5}));
+        EXPECT_EQ(out.counts.sizes(), torch::IntArrayRef({2, 5, 4}));
+        loss = out.presence.pow(2).sum() + out.counts.pow(2).sum();
+      }
+      loss.backward();
+      EXPECT_EQ(params_without_grad(*model), std::vector<std::string>{});
+      const auto names = param_names(*model);
+      const bool has_text = std::any_of(names.begin(), names.end(),
+                                        [](const std::string& n) { return n.rfind("text.", 0) == 0; });
+      const bool has_vision = std::any_of(names.begin(), names.end(),
+                                          [](const std::string& n) { return n.rfind("vision.", 0) == 0; });
+      EXPECT_EQ(has_text, mode != config::FusionMode::image_only);
+      EXPECT_EQ(has_vision, mode != config::FusionMode::text_only);
+    }
+  }
+}
+
+TEST(Model, ComponentsAreSizedFromTheEncoders) {
+  auto c = tiny_config();
+  c.model.vision.hidden = 24;
+  c.model.vision.heads = 3;
+  c.model.text.hidden = 12;
+  c.model.text.heads = 2;
+  Model model = build_model(c, {30, 5});
+  EXPECT_EQ(model->fusion->options.image_dim(), 24);
+  EXPECT_EQ(model->fusion->options.text_dim(), 12);
+  EXPECT_EQ(model->fusion->image_proj->weight.sizes(), torch::IntArrayRef({16, 24}));
+}
+
+TEST(Model, DescribeListsComponentsWithParameterCounts) {
+  Model model = build_model(tiny_config(), {30, 5});
+  const std::string tree = describe_model(*model);
+  EXPECT_NE(tree.find("vision"), std::string::npos) << tree;
+  EXPECT_NE(tree.find("ViT"), std::string::npos) << tree;
+  EXPECT_NE(tree.find("Bert"), std::string::npos) << tree;
+  EXPECT_NE(tree.find("VqaHead"), std::string::npos) << tree;
+  int64_t sum = 0;
+  for (const auto& child : model->named_children()) sum += count_parameters(*child.value());
+  EXPECT_EQ(sum, count_parameters(*model));
+}
+
+TEST(Model, FactoryRejectsMissingSizes) {
+  EXPECT_THROW(build_model(tiny_config(), {0, 5}), std::invalid_argument);
+  EXPECT_THROW(build_model(tiny_config(), {30, 0}), std::invalid_argument);
+}
+
+TEST(Model, MovesWithItsDevice) {
+  Model model = build_model(tiny_config(), {30, 5});
+  model->to(torch::kFloat64);
+  const auto out = model(torch::randn({1, 3, 16, 16}, torch::kFloat64), torch::randint(1, 30, {1, 6}));
+  EXPECT_EQ(out.logits.scalar_type(), torch::kFloat64);
+}
+
+}  // namespace
+}  // namespace xmodal::models

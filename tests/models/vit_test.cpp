@@ -1,0 +1,75 @@
+#include "xmodal/models/vit.h"
+
+#include <gtest/gtest.h>
+
+#include "../support/fixtures.h"
+#include "xmodal/models/import.h"
+
+namespace xmodal::models {
+namespace {
+
+using namespace xmodal::testing;
+
+TEST(ViT, MatchesTorchvisionVisionTransformer) {
+  const auto f = load_fixture("models/vit_torchvision.safetensors");
+  TensorMap weights;
+  for (const auto& [name, t] : f) {
+    if (name.rfind("input.", 0) != 0 && name.rfind("output.", 0) != 0) weights[name] = t;
+  }
+  const ImportResult imported = import_torchvision_vit(weights);
+  EXPECT_EQ(imported.unused, (std::vector<std::string>{"heads.head.bias", "heads.head.weight"}));
+  ViT vit(ViTOptions(32, 8, 16, 2, 2, 32));
+  load_state(*vit, imported.tensors, /*strict=*/true, "vit_torchvision.safetensors");
+  vit->eval();
+  const auto out = vit(f.at("input.images"));
+  ASSERT_EQ(out.sizes(), f.at("output.hidden").sizes());
+  EXPECT_LE(max_abs_diff(out, f.at("output.hidden")), 1e-5);
+}
+
+TEST(ViT, ShapesGradientsAndNames) {
+  torch::manual_seed(0);
+  ViT vit(ViTOptions(16, 8, 8, 1, 2, 16));
+  const auto out = vit(torch::randn({2, 3, 16, 16}));
+  EXPECT_EQ(out.sizes(), torch::IntArrayRef({2, 5, 8}));
+  EXPECT_EQ(vit->output_dim(), 8);
+  out.pow(2).sum().backward();
+  EXPECT_EQ(params_without_grad(*vit), std::vector<std::string>{});
+  const auto names = param_names(*vit);
+  EXPECT_EQ(std::vector<std::string>(names.begin(), names.begin() + 4),
+            (std::vector<std::string>{"cls_token", "position_embedding", "patch_embedding.weight",
+                                      "patch_embedding.bias"}));
+  EXPECT_EQ(names.back(), "norm.bias");
+  EXPECT_NE(std::find(names.begin(), names.end(), "layers.0.attention.qkv.weight"), names.end());
+}
+
+TEST(ViT, InterpolatesPositionEmbeddingsForOtherSizes) {
+  torch::manual_seed(0);
+  ViT vit(ViTOptions(16, 4, 8, 1, 2, 16));
+  // Same grid: the trained embeddings unchanged.
+  EXPECT_TRUE(torch::equal(vit->position_embedding_for(4, 4), vit->position_embedding));
+  // Larger, non-square input: [B, 1 + 6*8, D], the class token's embedding kept.
+  const auto pe = vit->position_embedding_for(6, 8);
+  EXPECT_EQ(pe.sizes(), torch::IntArrayRef({1, 49, 8}));
+  EXPECT_TRUE(torch::equal(pe.narrow(1, 0, 1), vit->position_embedding.narrow(1, 0, 1)));
+  const auto out = vit(torch::randn({1, 3, 24, 32}));
+  EXPECT_EQ(out.sizes(), torch::IntArrayRef({1, 49, 8}));
+  out.sum().backward();
+  EXPECT_TRUE(vit->position_embedding.grad().defined());
+}
+
+TEST(ViT, RejectsBadSizesWithTheValues) {
+  try {
+    ViT(ViTOptions(32, 8, 30, 1, 4, 16));
+    FAIL();
+  } catch (const c10::Error& e) {
+    EXPECT_NE(std::string(e.what_without_backtrace()).find("hidden_size (30) must be divisible by num_heads (4)"),
+              std::string::npos);
+  }
+  EXPECT_THROW(ViT(ViTOptions(30, 8, 8, 1, 2, 16)), c10::Error);
+  ViT vit(ViTOptions(16, 8, 8, 1, 2, 16));
+  EXPECT_THROW(vit(torch::randn({1, 3, 15, 16})), c10::Error);
+  EXPECT_THROW(vit(torch::randn({1, 1, 16, 16})), c10::Error);
+}
+
+}  // namespace
+}  // namespace xmodal::models
