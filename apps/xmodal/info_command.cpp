@@ -2,24 +2,53 @@
 #include <ostream>
 
 #include "xmodal/cli.h"
+#include "xmodal/config/loader.h"
 #include "xmodal/core/runtime.h"
+#include "xmodal/models/factory.h"
 
 namespace xmodal::cli {
 
 void add_info_command(CLI::App& app, Context& ctx) {
   auto* cmd = app.add_subcommand(
       "info", "Print the LibTorch version, the BLAS in use, thread counts and devices");
-  auto bench = std::make_shared<bool>(false);
-  cmd->add_flag("--bench", *bench,
+  struct Args {
+    bool bench = false;
+    std::string config;
+    std::vector<std::string> sets;
+    int64_t vocab_size = 1000;
+    int64_t classes = 100;
+  };
+  auto args = std::make_shared<Args>();
+  cmd->add_flag("--bench", args->bench,
                 "Also measure the fp32 matrix-product rate (1024^3, ~1 s) (default: off)");
-  cmd->callback([&ctx, bench] {
-    ctx.action = [&ctx, bench] {
+  cmd->add_option("--config", args->config,
+                  "Also print the model this config builds: its tree and parameter counts "
+                  "(default: none)")
+      ->check(CLI::ExistingFile);
+  cmd->add_option("--set", args->sets, "Override a key of --config (repeatable) (default: none)");
+  cmd->add_option("--vocab-size", args->vocab_size,
+                  "Vocabulary assumed for --config; the data fixes it at train time "
+                  "(default: 1000)")
+      ->check(CLI::PositiveNumber);
+  cmd->add_option("--classes", args->classes,
+                  "Answers (vqa) or categories (counting) assumed for --config (default: 100)")
+      ->check(CLI::PositiveNumber);
+  cmd->callback([&ctx, args] {
+    ctx.action = [&ctx, args] {
       configure_threads(ctx.threads.value_or(0));
       if (ctx.device) resolve_device(*ctx.device);  // a bad --device is an error here too
       for (const auto& line : runtime_summary()) ctx.out << line << "\n";
-      if (*bench) {
+      if (args->bench) {
         ctx.out << "fp32 matmul 1024^3: " << static_cast<int>(measure_matmul_gflops(1024, 1.0))
                 << " GFLOP/s\n";
+      }
+      if (!args->config.empty()) {
+        const auto cfg = config::load_config(args->config, args->sets);
+        const auto model = models::build_model(cfg, {args->vocab_size, args->classes});
+        ctx.out << "\nmodel of " << args->config << " (task " << config::to_string(cfg.task)
+                << ", fusion " << config::to_string(cfg.model.fusion.mode) << "; assuming vocab "
+                << args->vocab_size << " and " << args->classes << " classes):\n"
+                << models::describe_model(*model);
       }
       return 0;
     };

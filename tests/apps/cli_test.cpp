@@ -75,6 +75,16 @@ TEST(Cli, InfoReportsThreadsAndBlas) {
   EXPECT_EQ(run_cli({"info", "--device", "tpu"}).code, 2);
 }
 
+TEST(Cli, InfoWithConfigPrintsTheModelTree) {
+  const Result r = run_cli({"info", "--config", kQuickstart, "--set", "model.fusion.mode=late",
+                            "--vocab-size", "50", "--classes", "7"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("fusion late; assuming vocab 50 and 7 classes"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("vision                   ViT"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("late_fc1"), std::string::npos) << r.out;
+  EXPECT_EQ(run_cli({"info", "--config", kQuickstart, "--set", "model.vision.heads=5"}).code, 2);
+}
+
 TEST(Cli, SharedFlagsGoBeforeOrAfterTheSubcommand) {
   EXPECT_EQ(run_cli({"--threads", "1", "info"}).code, 0);
   EXPECT_EQ(run_cli({"info", "--log-level", "warn"}).code, 0);

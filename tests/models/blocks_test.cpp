@@ -40,7 +40,8 @@ TEST(EncoderLayer, MatchesPyTorchTransformerEncoderLayerPreAndPostNorm) {
     // Outputs of real tokens must match; PyTorch's own values at padded positions are as
     // arbitrary as ours, so compare only rows that are not padding.
     const auto real = padding.logical_not().unsqueeze(-1).expand_as(out);
-    EXPECT_LE(max_abs_diff(out.masked_select(real), f.at("output." + std::string(name)).masked_select(real)),
+    EXPECT_LE(max_abs_diff(out.masked_select(real),
+                           f.at("output." + std::string(name)).masked_select(real)),
               1e-5);
   }
 }
@@ -56,7 +57,8 @@ TEST(EncoderLayer, PaddingDoesNotChangeRealTokens) {
     mask.narrow(1, 5, 3).fill_(true);
     const auto padded = layer(padded_x, mask);
     EXPECT_LE(max_abs_diff(padded.narrow(1, 0, 5), base), 1e-5);
-    EXPECT_TRUE(torch::isfinite(layer(padded_x, torch::ones({2, 8}, torch::kBool))).all().item<bool>())
+    EXPECT_TRUE(
+        torch::isfinite(layer(padded_x, torch::ones({2, 8}, torch::kBool))).all().item<bool>())
         << "a fully padded row must not produce NaN";
   }
 }
@@ -64,11 +66,10 @@ TEST(EncoderLayer, PaddingDoesNotChangeRealTokens) {
 TEST(EncoderLayer, ParameterNamesAreStable) {
   EncoderLayer layer(EncoderLayerOptions(8, 2, 16));
   EXPECT_EQ(xmodal::testing::param_names(*layer),
-            (std::vector<std::string>{"norm1.weight", "norm1.bias", "attention.qkv.weight",
-                                      "attention.qkv.bias", "attention.out.weight",
-                                      "attention.out.bias", "norm2.weight", "norm2.bias",
-                                      "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight",
-                                      "mlp.fc2.bias"}));
+            (std::vector<std::string>{
+                "norm1.weight", "norm1.bias", "attention.qkv.weight", "attention.qkv.bias",
+                "attention.out.weight", "attention.out.bias", "norm2.weight", "norm2.bias",
+                "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight", "mlp.fc2.bias"}));
 }
 
 TEST(Blocks, GeluIsTheExactErfForm) {
@@ -82,8 +83,9 @@ TEST(Blocks, ContractsAreCheckedWithTheValues) {
     MultiHeadAttention(MultiHeadAttentionOptions(10, 3));
     FAIL();
   } catch (const c10::Error& e) {
-    EXPECT_NE(std::string(e.what_without_backtrace()).find("dim (10) must be divisible by heads (3)"),
-              std::string::npos);
+    EXPECT_NE(
+        std::string(e.what_without_backtrace()).find("dim (10) must be divisible by heads (3)"),
+        std::string::npos);
   }
   MultiHeadAttention attention(MultiHeadAttentionOptions(8, 2));
   EXPECT_THROW(attention(torch::randn({2, 3, 7})), c10::Error);

@@ -15,16 +15,23 @@ TEST(Fusion, EveryModeGivesPooledOutputAndGradients) {
   const auto image = torch::randn({2, 1 + 4, 20}, torch::requires_grad());
   auto padding = torch::zeros({2, 5}, torch::kBool);
   padding[1].narrow(0, 3, 2).fill_(true);
-  for (auto mode : {FusionMode::concat, FusionMode::late, FusionMode::image_only, FusionMode::text_only}) {
+  for (auto mode :
+       {FusionMode::concat, FusionMode::late, FusionMode::image_only, FusionMode::text_only}) {
     SCOPED_TRACE(fusion_mode_name(mode));
     Fusion fusion(FusionOptions(mode, 12, 20, 8, 2, 2, 16));
     const auto out = fusion(uses_text(mode) ? text : torch::Tensor(), padding,
                             uses_image(mode) ? image : torch::Tensor());
     EXPECT_EQ(out.pooled.sizes(), torch::IntArrayRef({2, 8}));
     EXPECT_EQ(fusion->output_dim(), 8);
-    if (mode == FusionMode::concat) EXPECT_EQ(out.tokens.size(1), 1 + 5 + 5);
-    if (mode == FusionMode::image_only) EXPECT_EQ(out.tokens.size(1), 1 + 5);
-    if (mode == FusionMode::text_only) EXPECT_EQ(out.tokens.size(1), 1 + 5);
+    if (mode == FusionMode::concat) {
+      EXPECT_EQ(out.tokens.size(1), 1 + 5 + 5);
+    }
+    if (mode == FusionMode::image_only) {
+      EXPECT_EQ(out.tokens.size(1), 1 + 5);
+    }
+    if (mode == FusionMode::text_only) {
+      EXPECT_EQ(out.tokens.size(1), 1 + 5);
+    }
     out.pooled.pow(2).sum().backward();
     EXPECT_EQ(params_without_grad(*fusion), std::vector<std::string>{});
   }
@@ -38,26 +45,31 @@ TEST(Fusion, ConcatIgnoresPaddedTextTokens) {
   const auto base = fusion(text, torch::zeros({1, 4}, torch::kBool), image).pooled;
   auto padding = torch::zeros({1, 7}, torch::kBool);
   padding.narrow(1, 4, 3).fill_(true);
-  const auto padded = fusion(torch::cat({text, torch::randn({1, 3, 12}) * 5}, 1), padding, image).pooled;
+  const auto padded =
+      fusion(torch::cat({text, torch::randn({1, 3, 12}) * 5}, 1), padding, image).pooled;
   EXPECT_LE(max_abs_diff(padded, base), 1e-5);
 }
 
 TEST(Fusion, ParameterNamesPerMode) {
   const auto concat = param_names(*Fusion(FusionOptions(FusionMode::concat, 12, 20, 8, 1, 2, 16)));
-  for (const char* name : {"text_proj.weight", "image_proj.weight", "type_embedding.weight",
-                           "cls_token", "layers.0.attention.qkv.weight", "norm.weight", "pooler.weight"}) {
+  for (const char* name :
+       {"text_proj.weight", "image_proj.weight", "type_embedding.weight", "cls_token",
+        "layers.0.attention.qkv.weight", "norm.weight", "pooler.weight"}) {
     EXPECT_NE(std::find(concat.begin(), concat.end(), name), concat.end()) << name;
   }
   EXPECT_EQ(param_names(*Fusion(FusionOptions(FusionMode::late, 12, 20, 8, 1, 2, 16))),
-            (std::vector<std::string>{"late_fc1.weight", "late_fc1.bias", "late_fc2.weight", "late_fc2.bias"}));
-  const auto image_only = param_names(*Fusion(FusionOptions(FusionMode::image_only, 12, 20, 8, 1, 2, 16)));
+            (std::vector<std::string>{"late_fc1.weight", "late_fc1.bias", "late_fc2.weight",
+                                      "late_fc2.bias"}));
+  const auto image_only =
+      param_names(*Fusion(FusionOptions(FusionMode::image_only, 12, 20, 8, 1, 2, 16)));
   EXPECT_EQ(std::find(image_only.begin(), image_only.end(), "text_proj.weight"), image_only.end());
 }
 
 TEST(Fusion, MissingModalityIsAnError) {
   Fusion fusion(FusionOptions(FusionMode::concat, 12, 20, 8, 1, 2, 16));
   EXPECT_THROW(fusion(torch::Tensor(), torch::Tensor(), torch::randn({1, 5, 20})), c10::Error);
-  EXPECT_THROW(fusion(torch::randn({1, 4, 11}), torch::Tensor(), torch::randn({1, 5, 20})), c10::Error);
+  EXPECT_THROW(fusion(torch::randn({1, 4, 11}), torch::Tensor(), torch::randn({1, 5, 20})),
+               c10::Error);
 }
 
 }  // namespace

@@ -49,10 +49,12 @@ TEST(Model, EveryTaskAndFusionModeBuildsRunsAndTrainsEveryParameter) {
       loss.backward();
       EXPECT_EQ(params_without_grad(*model), std::vector<std::string>{});
       const auto names = param_names(*model);
-      const bool has_text = std::any_of(names.begin(), names.end(),
-                                        [](const std::string& n) { return n.rfind("text.", 0) == 0; });
-      const bool has_vision = std::any_of(names.begin(), names.end(),
-                                          [](const std::string& n) { return n.rfind("vision.", 0) == 0; });
+      const bool has_text = std::any_of(names.begin(), names.end(), [](const std::string& n) {
+        return n.rfind("text.", 0) == 0;
+      });
+      const bool has_vision = std::any_of(names.begin(), names.end(), [](const std::string& n) {
+        return n.rfind("vision.", 0) == 0;
+      });
       EXPECT_EQ(has_text, mode != config::FusionMode::image_only);
       EXPECT_EQ(has_vision, mode != config::FusionMode::text_only);
     }
@@ -91,7 +93,8 @@ TEST(Model, FactoryRejectsMissingSizes) {
 TEST(Model, MovesWithItsDevice) {
   Model model = build_model(tiny_config(), {30, 5});
   model->to(torch::kFloat64);
-  const auto out = model(torch::randn({1, 3, 16, 16}, torch::kFloat64), torch::randint(1, 30, {1, 6}));
+  const auto out =
+      model(torch::randn({1, 3, 16, 16}, torch::kFloat64), torch::randint(1, 30, {1, 6}));
   EXPECT_EQ(out.logits.scalar_type(), torch::kFloat64);
 }
 

@@ -62,7 +62,8 @@ TEST(ViT, RejectsBadSizesWithTheValues) {
     ViT(ViTOptions(32, 8, 30, 1, 4, 16));
     FAIL();
   } catch (const c10::Error& e) {
-    EXPECT_NE(std::string(e.what_without_backtrace()).find("hidden_size (30) must be divisible by num_heads (4)"),
+    EXPECT_NE(std::string(e.what_without_backtrace())
+                  .find("hidden_size (30) must be divisible by num_heads (4)"),
               std::string::npos);
   }
   EXPECT_THROW(ViT(ViTOptions(30, 8, 8, 1, 2, 16)), c10::Error);

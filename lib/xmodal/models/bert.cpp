@@ -4,9 +4,7 @@
 
 namespace xmodal::models {
 
-BertEmbeddingsImpl::BertEmbeddingsImpl(const BertOptions& options_) : options(options_) {
-  reset();
-}
+BertEmbeddingsImpl::BertEmbeddingsImpl(const BertOptions& options_) : options(options_) { reset(); }
 
 void BertEmbeddingsImpl::reset() {
   const int64_t d = options.hidden();
@@ -35,7 +33,9 @@ torch::Tensor BertEmbeddingsImpl::forward(const torch::Tensor& input_ids,
   return dropout(norm(x));
 }
 
-void BertPoolerImpl::reset() { dense = register_module("dense", torch::nn::Linear(hidden, hidden)); }
+void BertPoolerImpl::reset() {
+  dense = register_module("dense", torch::nn::Linear(hidden, hidden));
+}
 
 torch::Tensor BertPoolerImpl::forward(const torch::Tensor& tokens) {
   return torch::tanh(dense(tokens.select(1, 0)));

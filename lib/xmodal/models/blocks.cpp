@@ -1,7 +1,7 @@
 #include "xmodal/models/blocks.h"
 
-#include <cmath>
 #include <torch/torch.h>
+#include <cmath>
 
 namespace xmodal::models {
 
@@ -14,9 +14,8 @@ void init_trunc_normal_(torch::Tensor& t, double std) {
 
 MultiHeadAttentionImpl::MultiHeadAttentionImpl(const MultiHeadAttentionOptions& options_)
     : options(options_) {
-  TORCH_CHECK(options.dim() > 0 && options.heads() > 0,
-              "MultiHeadAttention: dim (", options.dim(), ") and heads (", options.heads(),
-              ") must be positive");
+  TORCH_CHECK(options.dim() > 0 && options.heads() > 0, "MultiHeadAttention: dim (", options.dim(),
+              ") and heads (", options.heads(), ") must be positive");
   TORCH_CHECK(options.dim() % options.heads() == 0, "MultiHeadAttention: dim (", options.dim(),
               ") must be divisible by heads (", options.heads(), ")");
   reset();
@@ -36,8 +35,8 @@ void MultiHeadAttentionImpl::reset() {
 
 torch::Tensor MultiHeadAttentionImpl::forward(const torch::Tensor& x,
                                               const torch::Tensor& key_padding_mask) {
-  TORCH_CHECK(x.dim() == 3 && x.size(2) == options.dim(), "MultiHeadAttention: expected input [B, L, ",
-              options.dim(), "], got ", x.sizes());
+  TORCH_CHECK(x.dim() == 3 && x.size(2) == options.dim(),
+              "MultiHeadAttention: expected input [B, L, ", options.dim(), "], got ", x.sizes());
   const int64_t batch = x.size(0), length = x.size(1), heads = options.heads();
   const int64_t head_dim = options.dim() / heads;
   // qkv: [B, L, 3D] -> [3, B, H, L, Dh]
@@ -78,15 +77,14 @@ EncoderLayerImpl::EncoderLayerImpl(const EncoderLayerOptions& options_) : option
 }
 
 void EncoderLayerImpl::reset() {
-  const auto norm_options =
-      torch::nn::LayerNormOptions({options.dim()}).eps(options.eps());
+  const auto norm_options = torch::nn::LayerNormOptions({options.dim()}).eps(options.eps());
   norm1 = register_module("norm1", torch::nn::LayerNorm(norm_options));
   attention = register_module(
       "attention", MultiHeadAttention(MultiHeadAttentionOptions(options.dim(), options.heads())
                                           .dropout(options.attention_dropout())));
   norm2 = register_module("norm2", torch::nn::LayerNorm(norm_options));
-  mlp = register_module("mlp", Mlp(MlpOptions(options.dim(), options.mlp_dim())
-                                       .dropout(options.dropout())));
+  mlp = register_module(
+      "mlp", Mlp(MlpOptions(options.dim(), options.mlp_dim()).dropout(options.dropout())));
   dropout = register_module("dropout", torch::nn::Dropout(options.dropout()));
 }
 

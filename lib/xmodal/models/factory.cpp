@@ -16,10 +16,18 @@ ModelOptions model_options(const config::Config& c, const DataSizes& sizes) {
   const auto& m = c.model;
   FusionMode mode = FusionMode::concat;
   switch (m.fusion.mode) {
-    case config::FusionMode::concat: mode = FusionMode::concat; break;
-    case config::FusionMode::late: mode = FusionMode::late; break;
-    case config::FusionMode::image_only: mode = FusionMode::image_only; break;
-    case config::FusionMode::text_only: mode = FusionMode::text_only; break;
+    case config::FusionMode::concat:
+      mode = FusionMode::concat;
+      break;
+    case config::FusionMode::late:
+      mode = FusionMode::late;
+      break;
+    case config::FusionMode::image_only:
+      mode = FusionMode::image_only;
+      break;
+    case config::FusionMode::text_only:
+      mode = FusionMode::text_only;
+      break;
   }
   ModelOptions options(c.task == config::Task::vqa ? Task::vqa : Task::counting,
                        FusionOptions(mode, m.text.hidden, m.vision.hidden, m.fusion.hidden,

@@ -6,10 +6,14 @@ namespace xmodal::models {
 
 const char* fusion_mode_name(FusionMode mode) {
   switch (mode) {
-    case FusionMode::concat: return "concat";
-    case FusionMode::late: return "late";
-    case FusionMode::image_only: return "image_only";
-    case FusionMode::text_only: return "text_only";
+    case FusionMode::concat:
+      return "concat";
+    case FusionMode::late:
+      return "late";
+    case FusionMode::image_only:
+      return "image_only";
+    case FusionMode::text_only:
+      return "text_only";
   }
   return "?";
 }
@@ -25,12 +29,13 @@ void FusionImpl::reset() {
   const int64_t d = options.hidden();
   const FusionMode mode = options.mode();
   if (mode == FusionMode::late) {
-    late_fc1 = register_module("late_fc1",
-                               torch::nn::Linear(options.text_dim() + options.image_dim(), d));
+    late_fc1 =
+        register_module("late_fc1", torch::nn::Linear(options.text_dim() + options.image_dim(), d));
     late_fc2 = register_module("late_fc2", torch::nn::Linear(d, d));
     return;
   }
-  if (uses_text(mode)) text_proj = register_module("text_proj", torch::nn::Linear(options.text_dim(), d));
+  if (uses_text(mode))
+    text_proj = register_module("text_proj", torch::nn::Linear(options.text_dim(), d));
   if (uses_image(mode)) {
     image_proj = register_module("image_proj", torch::nn::Linear(options.image_dim(), d));
   }
@@ -44,7 +49,8 @@ void FusionImpl::reset() {
                                        .eps(options.eps())
                                        .norm_first(true)));
   }
-  norm = register_module("norm", torch::nn::LayerNorm(torch::nn::LayerNormOptions({d}).eps(options.eps())));
+  norm = register_module("norm",
+                         torch::nn::LayerNorm(torch::nn::LayerNormOptions({d}).eps(options.eps())));
   pooler = register_module("pooler", torch::nn::Linear(d, d));
   torch::NoGradGuard no_grad;
   type_embedding->weight.normal_(0.0, 0.02);
@@ -55,9 +61,8 @@ FusionOutput FusionImpl::forward(const torch::Tensor& text, const torch::Tensor&
                                  const torch::Tensor& image) {
   const FusionMode mode = options.mode();
   if (uses_text(mode)) {
-    TORCH_CHECK(text.defined() && text.dim() == 3 && text.size(2) == options.text_dim(),
-                "Fusion (", fusion_mode_name(mode), "): expected text tokens [B, L, ",
-                options.text_dim(), "]");
+    TORCH_CHECK(text.defined() && text.dim() == 3 && text.size(2) == options.text_dim(), "Fusion (",
+                fusion_mode_name(mode), "): expected text tokens [B, L, ", options.text_dim(), "]");
   }
   if (uses_image(mode)) {
     TORCH_CHECK(image.defined() && image.dim() == 3 && image.size(2) == options.image_dim(),

@@ -52,7 +52,8 @@ LoadReport load_state(torch::nn::Module& module, const TensorMap& tensors, bool 
     if (!used.count(name)) report.unexpected.push_back(name);
   }
   if (strict) {
-    for (const auto& name : report.missing) problems.push_back("missing from " + source + ": " + name);
+    for (const auto& name : report.missing)
+      problems.push_back("missing from " + source + ": " + name);
     for (const auto& name : report.unexpected) {
       problems.push_back("unexpected in " + source + ": " + name);
     }
@@ -71,11 +72,15 @@ ImportResult import_torchvision_vit(const TensorMap& source) {
       {std::regex("conv_proj\\.(weight|bias)"), "patch_embedding.$1"},
       {std::regex("class_token"), "cls_token"},
       {std::regex("encoder\\.pos_embedding"), "position_embedding"},
-      {std::regex("encoder\\.layers\\.encoder_layer_(\\d+)\\.ln_1\\.(weight|bias)"), "layers.$1.norm1.$2"},
-      {std::regex("encoder\\.layers\\.encoder_layer_(\\d+)\\.ln_2\\.(weight|bias)"), "layers.$1.norm2.$2"},
-      {std::regex("encoder\\.layers\\.encoder_layer_(\\d+)\\.self_attention\\.in_proj_(weight|bias)"),
+      {std::regex("encoder\\.layers\\.encoder_layer_(\\d+)\\.ln_1\\.(weight|bias)"),
+       "layers.$1.norm1.$2"},
+      {std::regex("encoder\\.layers\\.encoder_layer_(\\d+)\\.ln_2\\.(weight|bias)"),
+       "layers.$1.norm2.$2"},
+      {std::regex(
+           "encoder\\.layers\\.encoder_layer_(\\d+)\\.self_attention\\.in_proj_(weight|bias)"),
        "layers.$1.attention.qkv.$2"},
-      {std::regex("encoder\\.layers\\.encoder_layer_(\\d+)\\.self_attention\\.out_proj\\.(weight|bias)"),
+      {std::regex(
+           "encoder\\.layers\\.encoder_layer_(\\d+)\\.self_attention\\.out_proj\\.(weight|bias)"),
        "layers.$1.attention.out.$2"},
       {std::regex("encoder\\.layers\\.encoder_layer_(\\d+)\\.mlp\\.(0|linear_1)\\.(weight|bias)"),
        "layers.$1.mlp.fc1.$3"},
@@ -110,13 +115,16 @@ ImportResult import_hf_bert(const TensorMap& source) {
        "layers.$1.norm1.bias"},
       {std::regex("encoder\\.layer\\.(\\d+)\\.intermediate\\.dense\\.(weight|bias)"),
        "layers.$1.mlp.fc1.$2"},
-      {std::regex("encoder\\.layer\\.(\\d+)\\.output\\.dense\\.(weight|bias)"), "layers.$1.mlp.fc2.$2"},
+      {std::regex("encoder\\.layer\\.(\\d+)\\.output\\.dense\\.(weight|bias)"),
+       "layers.$1.mlp.fc2.$2"},
       {std::regex("encoder\\.layer\\.(\\d+)\\.output\\.LayerNorm\\.(weight|gamma)"),
        "layers.$1.norm2.weight"},
-      {std::regex("encoder\\.layer\\.(\\d+)\\.output\\.LayerNorm\\.(bias|beta)"), "layers.$1.norm2.bias"},
+      {std::regex("encoder\\.layer\\.(\\d+)\\.output\\.LayerNorm\\.(bias|beta)"),
+       "layers.$1.norm2.bias"},
       {std::regex("pooler\\.dense\\.(weight|bias)"), "pooler.dense.$1"},
   };
-  static const std::regex qkv("encoder\\.layer\\.(\\d+)\\.attention\\.self\\.(query|key|value)\\.(weight|bias)");
+  static const std::regex qkv(
+      "encoder\\.layer\\.(\\d+)\\.attention\\.self\\.(query|key|value)\\.(weight|bias)");
   ImportResult result;
   // Separate query/key/value projections, gathered per layer and fused in q, k, v order.
   std::map<std::string, std::map<std::string, torch::Tensor>> fused;

@@ -28,7 +28,8 @@ void ModelImpl::reset() {
   fusion = register_module("fusion", Fusion(fusion_options));
   if (options.task == Task::vqa) {
     vqa_head = register_module(
-        "head", VqaHead(VqaHeadOptions(fusion->output_dim(), options.head_hidden, options.num_classes)));
+        "head",
+        VqaHead(VqaHeadOptions(fusion->output_dim(), options.head_hidden, options.num_classes)));
   } else {
     counting_head = register_module(
         "head", CountingHead(CountingHeadOptions(fusion->output_dim(), options.head_hidden,
@@ -74,7 +75,8 @@ std::string human(int64_t n) {
 // "xmodal::models::ViTImpl" -> "ViT", "torch::nn::LinearImpl" -> "Linear".
 std::string short_type(const std::string& type) {
   std::string name = type.substr(type.rfind("::") == std::string::npos ? 0 : type.rfind("::") + 2);
-  if (name.size() > 4 && name.compare(name.size() - 4, 4, "Impl") == 0) name.resize(name.size() - 4);
+  if (name.size() > 4 && name.compare(name.size() - 4, 4, "Impl") == 0)
+    name.resize(name.size() - 4);
   return name;
 }
 
@@ -84,6 +86,7 @@ void describe_into(const torch::nn::Module& module, const std::string& name, int
                      human(count_parameters(module)));
   if (depth >= max_depth) return;
   for (const auto& child : module.named_children()) {
+    if (count_parameters(*child.value()) == 0) continue;  // dropout and the like
     describe_into(*child.value(), child.key(), depth + 1, max_depth, out);
   }
 }

@@ -5,9 +5,9 @@
 namespace xmodal::models {
 
 ViTImpl::ViTImpl(const ViTOptions& options_) : options(options_) {
-  TORCH_CHECK(options.patch_size() > 0 && options.image_size() > 0,
-              "ViT: image_size (", options.image_size(), ") and patch_size (",
-              options.patch_size(), ") must be positive");
+  TORCH_CHECK(options.patch_size() > 0 && options.image_size() > 0, "ViT: image_size (",
+              options.image_size(), ") and patch_size (", options.patch_size(),
+              ") must be positive");
   TORCH_CHECK(options.image_size() % options.patch_size() == 0, "ViT: image_size (",
               options.image_size(), ") must be divisible by patch_size (", options.patch_size(),
               ")");
@@ -60,18 +60,18 @@ torch::Tensor ViTImpl::position_embedding_for(int64_t grid_h, int64_t grid_w) co
   auto patches = position_embedding.narrow(1, 1, grid * grid)
                      .reshape({1, grid, grid, d})
                      .permute({0, 3, 1, 2});
-  patches = torch::nn::functional::interpolate(
-      patches, torch::nn::functional::InterpolateFuncOptions()
-                   .size(std::vector<int64_t>{grid_h, grid_w})
-                   .mode(torch::kBicubic)
-                   .align_corners(false));
+  patches =
+      torch::nn::functional::interpolate(patches, torch::nn::functional::InterpolateFuncOptions()
+                                                      .size(std::vector<int64_t>{grid_h, grid_w})
+                                                      .mode(torch::kBicubic)
+                                                      .align_corners(false));
   patches = patches.permute({0, 2, 3, 1}).reshape({1, grid_h * grid_w, d});
   return torch::cat({cls, patches}, 1);
 }
 
 torch::Tensor ViTImpl::forward(const torch::Tensor& images) {
-  TORCH_CHECK(images.dim() == 4 && images.size(1) == options.channels(), "ViT: expected images [B, ",
-              options.channels(), ", H, W], got ", images.sizes());
+  TORCH_CHECK(images.dim() == 4 && images.size(1) == options.channels(),
+              "ViT: expected images [B, ", options.channels(), ", H, W], got ", images.sizes());
   const int64_t p = options.patch_size();
   TORCH_CHECK(images.size(2) % p == 0 && images.size(3) % p == 0, "ViT: image size ",
               images.size(2), "x", images.size(3), " is not a multiple of patch_size (", p, ")");

@@ -16,8 +16,8 @@
 namespace xmodal::models {
 
 struct ViTOptions {
-  ViTOptions(int64_t image_size, int64_t patch_size, int64_t hidden, int64_t layers,
-             int64_t heads, int64_t mlp_dim)
+  ViTOptions(int64_t image_size, int64_t patch_size, int64_t hidden, int64_t layers, int64_t heads,
+             int64_t mlp_dim)
       : image_size_(image_size),
         patch_size_(patch_size),
         hidden_(hidden),
