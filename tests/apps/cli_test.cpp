@@ -69,7 +69,7 @@ TEST(Cli, UsageErrorsExit2) {
 TEST(Cli, InfoReportsThreadsAndBlas) {
   const Result r = run_cli({"info", "--threads", "1"});
   EXPECT_EQ(r.code, 0) << r.err;
-  EXPECT_NE(r.out.find("intra-op threads: 1"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("compute threads: 1"), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("BLAS: "), std::string::npos) << r.out;
   EXPECT_NE(r.out.find("devices: cpu"), std::string::npos) << r.out;
   EXPECT_EQ(run_cli({"info", "--device", "tpu"}).code, 2);

@@ -8,9 +8,15 @@ namespace {
 
 TEST(Runtime, ThreadsDefaultToAllCores) {
   EXPECT_EQ(configure_threads(0), available_cores());
+  EXPECT_EQ(blas_info().threads, available_cores());
   EXPECT_EQ(configure_threads(1), 1);
+  EXPECT_EQ(blas_info().threads, 1);
   EXPECT_EQ(at::get_num_threads(), 1);
+  EXPECT_EQ(configure_threads(2, 2), 2);
+  EXPECT_EQ(at::get_num_threads(), 2);
   EXPECT_EQ(configure_threads(0), available_cores());
+  // OpenBLAS (pthread) is installed: LibTorch's own pool stays at 1 so the two do not fight.
+  EXPECT_EQ(at::get_num_threads(), 1);
   EXPECT_THROW(configure_threads(-1), std::invalid_argument);
 }
 
@@ -30,7 +36,7 @@ TEST(Runtime, SummaryNamesVersionThreadsBlasDevices) {
   const auto lines = runtime_summary();
   ASSERT_GE(lines.size(), 4u);
   EXPECT_NE(lines[0].find("LibTorch 1."), std::string::npos) << lines[0];
-  EXPECT_NE(lines[1].find("intra-op threads: " + std::to_string(available_cores())),
+  EXPECT_NE(lines[1].find("compute threads: " + std::to_string(available_cores())),
             std::string::npos)
       << lines[1];
   EXPECT_EQ(lines[2].rfind("BLAS: ", 0), 0u);

@@ -51,16 +51,26 @@ int available_cores() {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
-int configure_threads(int requested) {
+int configure_threads(int requested, int intra_op) {
   if (requested < 0) {
     throw std::invalid_argument("threads must be >= 0 (0 = all cores), got " +
                                 std::to_string(requested));
   }
   const int n = requested == 0 ? available_cores() : requested;
-  at::set_num_threads(n);
+  const BlasInfo blas = blas_info();
+  const bool blas_has_own_pool = blas.name.rfind("OpenBLAS (pthread)", 0) == 0;
+  if (intra_op < 0) {
+    // OpenBLAS's pthread pool and LibTorch's OpenMP pool fight for the same cores: OpenMP
+    // workers spin after each parallel region while OpenBLAS needs the cores for the next
+    // product. Measured on 2 cores (scripts/bench/vit.sh, ViT-tiny, batch 32): OpenBLAS 2 +
+    // intra-op 2: 110 fwd / 44 train samples/s; OpenBLAS 2 + intra-op 1: 190 / 93. Matrix
+    // products are nearly all the work, so they get the threads.
+    intra_op = blas_has_own_pool ? 1 : n;
+  }
+  at::set_num_threads(std::max(1, intra_op));
   // OpenBLAS keeps its own pool; without this a "--threads 1" run would still use every core.
   if (auto set_blas = find_symbol<void (*)(int)>("openblas_set_num_threads")) set_blas(n);
-  return at::get_num_threads();
+  return n;
 }
 
 std::string check_device_spec(const std::string& spec) {
@@ -161,9 +171,11 @@ std::vector<std::string> runtime_summary() {
   std::vector<std::string> lines;
   const BlasInfo blas = blas_info();
   lines.push_back("xmodal " + version() + ", LibTorch " + TORCH_VERSION);
-  lines.push_back("cores: " + std::to_string(available_cores()) +
-                  ", intra-op threads: " + std::to_string(at::get_num_threads()) +
-                  ", inter-op threads: " + std::to_string(at::get_num_interop_threads()));
+  lines.push_back("cores: " + std::to_string(available_cores()) + ", compute threads: " +
+                  std::to_string(blas.threads > 0 ? blas.threads : at::get_num_threads()) +
+                  " (matrix products on BLAS threads; LibTorch intra-op threads: " +
+                  std::to_string(at::get_num_threads()) +
+                  ", inter-op threads: " + std::to_string(at::get_num_interop_threads()) + ")");
   std::string blas_line = "BLAS: " + blas.name;
   if (blas.threads > 0) blas_line += ", threads: " + std::to_string(blas.threads);
   if (!blas.library.empty()) blas_line += " [" + blas.library + "]";

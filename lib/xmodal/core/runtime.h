@@ -11,10 +11,12 @@ namespace xmodal {
 /// Cores this process may run on (its CPU affinity mask), at least 1.
 int available_cores();
 
-/// Sets LibTorch's intra-op threads and OpenBLAS's threads to `requested` (0 = all available
-/// cores; LibTorch itself starts with 1 here). Returns the count in effect.
+/// Sets the compute threads to `requested` (0 = all available cores): OpenBLAS's pool gets
+/// them all (matrix products are nearly all the work). LibTorch's intra-op (OpenMP) threads are
+/// `intra_op`, or with -1: 1 when OpenBLAS runs its own pthread pool (two pools spinning on the
+/// same cores halve throughput, see runtime.cpp), else `requested`. Returns the compute threads.
 /// Throws std::invalid_argument for a negative count.
-int configure_threads(int requested);
+int configure_threads(int requested, int intra_op = -1);
 
 /// Resolves "auto" | "cpu" | "cuda" | "cuda:N". "auto" picks CUDA device 0 when this LibTorch
 /// build sees a GPU, else the CPU. Throws std::invalid_argument for a malformed spec and
