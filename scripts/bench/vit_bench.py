@@ -31,6 +31,7 @@ def main():
                           ("heads", 3), ("mlp", 768), ("batch", 32), ("threads", 0),
                           ("seconds", 5)):
         p.add_argument("--" + name, type=int, default=default)
+    p.add_argument("--label", default="torchvision")
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -59,7 +60,7 @@ def main():
         encode(images).mean().backward()
 
     trn = throughput(train, a.batch, 2, a.seconds)
-    print(json.dumps({"impl": "torchvision", "threads": torch.get_num_threads(), "batch": a.batch,
+    print(json.dumps({"impl": a.label, "threads": torch.get_num_threads(), "batch": a.batch,
                       "forward_sps": round(fwd, 1), "train_sps": round(trn, 1)}))
 
 
