@@ -16,7 +16,7 @@ PACKAGES=(
   libopenblas0-pthread    # without it LibTorch's matrix products run ~30x slower (reference BLAS)
   libopencv-dev           # image decoding and resizing
   libcli11-dev libspdlog-dev libfmt-dev libyaml-cpp-dev
-  libsentencepiece-dev libsimdjson-dev nlohmann-json3-dev
+  libsentencepiece-dev libsimdjson-dev nlohmann-json3-dev zlib1g-dev
   libgloo-dev             # c10d's Gloo back end (distributed training)
   libgtest-dev libgmock-dev
   dataset-fashion-mnist   # raw images of the offline Fashion-scenes data set

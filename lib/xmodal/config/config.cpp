@@ -83,6 +83,12 @@ std::string scalar_text(int64_t value) { return std::to_string(value); }
 
 std::string scalar_text(bool value) { return value ? "true" : "false"; }
 
+std::string scalar_text(const std::vector<double>& values) {
+  std::string text = "[";
+  for (size_t i = 0; i < values.size(); ++i) text += (i ? ", " : "") + scalar_text(values[i]);
+  return text + "]";
+}
+
 }  // namespace detail
 
 std::vector<std::pair<std::string, std::string>> flatten(const Config& config) {
@@ -170,6 +176,16 @@ void validate(const Config& c) {
     problem("train.warmup", "train.warmup (" + detail::scalar_text(c.train.warmup) +
                                 ") is >= 1, so it counts steps and must be a whole number "
                                 "(use a value below 1 for a fraction of the steps)");
+  }
+
+  for (const auto& [key, values] : {std::pair{"data.mean", c.data.mean}, {"data.std", c.data.stddev}}) {
+    if (values.size() != 3) {
+      problem(key, std::string(key) + ": expected 3 values (R, G, B), got " +
+                       std::to_string(values.size()));
+    }
+  }
+  for (double s : c.data.stddev) {
+    if (!(s > 0)) problem("data.std", "data.std: every value must be > 0");
   }
 
   const auto metrics = task_metrics(c.task);

@@ -27,6 +27,7 @@ enum class TokenizerType { word, wordpiece, sentencepiece };
 enum class FusionMode { concat, late, image_only, text_only };
 enum class Schedule { linear, cosine, constant };
 enum class MetricMode { max, min };
+enum class ResizeMode { fixed, shorter_side };
 
 template <class E>
 struct EnumTable;  // specialised below: static constexpr std::array<std::pair<E, const char*>, N>
@@ -72,6 +73,12 @@ template <>
 struct EnumTable<MetricMode> {
   static constexpr std::array<std::pair<MetricMode, const char*>, 2> entries = {
       {{MetricMode::max, "max"}, {MetricMode::min, "min"}}};
+};
+
+template <>
+struct EnumTable<ResizeMode> {
+  static constexpr std::array<std::pair<ResizeMode, const char*>, 2> entries = {
+      {{ResizeMode::fixed, "fixed"}, {ResizeMode::shorter_side, "shorter_side"}}};
 };
 
 /// The YAML spelling of an enum value.
@@ -132,16 +139,44 @@ struct RunConfig {
   }
 };
 
+struct AugmentConfig {
+  bool random_resized_crop = false;
+  double crop_scale_min = 0.6;
+  bool hflip = false;
+  double color_jitter = 0.0;
+
+  template <class V>
+  void visit(V& v) {
+    v.field("random_resized_crop", random_resized_crop,
+            "train: crop a random region (area >= crop_scale_min) before resizing");
+    v.field("crop_scale_min", crop_scale_min, "smallest crop area as a fraction of the image",
+            Range::between(0.05, 1));
+    v.field("hflip", hflip,
+            "train: mirror half the images and swap left/right in their text so the pair stays "
+            "true");
+    v.field("color_jitter", color_jitter,
+            "train: random brightness, contrast and saturation change up to this fraction; 0 = off",
+            Range::between(0, 1));
+  }
+};
+
 struct DataConfig {
-  Dataset dataset = Dataset::scenes;         // which reader: scenes | coco | vqa
+  Dataset dataset = Dataset::scenes;     // which reader: scenes | coco | vqa
   std::string root = "data/fashion-scenes";  // data set root (layouts in data/README.md)
   std::string train_split = "train";
   std::string val_split = "val";
   std::string test_split = "test";
-  int image_size = 96;                        // images are resized to image_size x image_size
-  int max_text_len = 32;                      // tokens per text, [CLS]/[SEP] included
-  int workers = 2;                            // loader threads (decode, transform, tokenize)
+  int image_size = 96;                    // images are resized to image_size x image_size
+  ResizeMode resize = ResizeMode::fixed;
+  std::vector<double> mean = {0.5, 0.5, 0.5};
+  std::vector<double> stddev = {0.5, 0.5, 0.5};  // YAML key: std
+  int max_text_len = 32;                  // tokens per text, [CLS]/[SEP] included
+  int workers = 2;                        // loader threads (decode, transform, tokenize)
+  int prefetch = 4;                       // batches prepared ahead of the trainer
   BadSample on_bad_sample = BadSample::fail;  // corrupt image or text: fail | skip (and count)
+  int answer_min_count = 1;               // vqa: answers kept in the vocabulary
+  int answer_top_k = 0;                   // vqa: keep only the K most frequent; 0 = all
+  AugmentConfig augment;
 
   template <class V>
   void visit(V& v) {
@@ -152,12 +187,23 @@ struct DataConfig {
     v.field("test_split", test_split, "split used by `xmodal eval --split test`");
     v.field("image_size", image_size, "images are resized to image_size x image_size pixels",
             Range::between(1, 8192));
+    v.field("resize", resize,
+            "fixed (stretch to image_size) | shorter_side (scale the shorter side, centre crop)");
+    v.field("mean", mean, "per-channel mean subtracted from RGB values in [0, 1]");
+    v.field("std", stddev, "per-channel standard deviation the values are divided by");
     v.field("max_text_len", max_text_len, "tokens per text including [CLS] and [SEP]",
             Range::between(2, 65536));
     v.field("workers", workers, "loader threads for decode, transform and tokenize",
             Range::between(0, 256));
+    v.field("prefetch", prefetch, "batches prepared ahead of the trainer", Range::between(1, 1024));
     v.field("on_bad_sample", on_bad_sample,
             "a corrupt image or text: fail (stop with its path) or skip (count and log it)");
+    v.field("answer_min_count", answer_min_count,
+            "vqa: answers seen fewer times in the training split are left out (ViLT: 9)",
+            Range::at_least(1));
+    v.field("answer_top_k", answer_top_k, "vqa: keep only the K most frequent answers; 0 = all",
+            Range::at_least(0));
+    v.section("augment", augment, "training-time augmentation");
   }
 };
 
@@ -392,6 +438,7 @@ std::string scalar_text(const std::string& value);
 std::string scalar_text(double value);
 std::string scalar_text(int64_t value);
 std::string scalar_text(bool value);
+std::string scalar_text(const std::vector<double>& values);
 inline std::string scalar_text(int value) { return scalar_text(static_cast<int64_t>(value)); }
 template <class E, class = std::enable_if_t<std::is_enum_v<E>>>
 std::string scalar_text(E value) {

@@ -83,7 +83,7 @@ std::string convert(const YAML::Node& node, std::string& out) {
   return "";
 }
 
-[[maybe_unused]] std::string convert(const YAML::Node& node, bool& out) {
+std::string convert(const YAML::Node& node, bool& out) {
   if (!node.IsScalar()) return "expected true or false, got " + describe(node);
   const std::string v = lower(node.Scalar());
   if (v == "true" || v == "yes" || v == "on") {
@@ -132,6 +132,19 @@ std::string convert_integer(const YAML::Node& node, Int& out) {
   } else {
     out = static_cast<Int>(v);
   }
+  return "";
+}
+
+std::string convert(const YAML::Node& node, std::vector<double>& out) {
+  if (!node.IsSequence()) return "expected a list of numbers, got " + describe(node);
+  std::vector<double> values;
+  for (const auto& item : node) {
+    double v = 0;
+    const std::string problem = parse_double(item, v, "a number in the list");
+    if (!problem.empty()) return problem;
+    values.push_back(v);
+  }
+  out = std::move(values);
   return "";
 }
 

@@ -1,0 +1,114 @@
+#include "xmodal/data/coco.h"
+
+#include <algorithm>
+#include <filesystem>
+#include <stdexcept>
+
+#include "xmodal/io/json.h"
+
+namespace xmodal::data {
+
+void BadInputPolicy::bad(const std::string& message) {
+  if (!skip) throw std::runtime_error(message);
+  if (skipped == 0) first_problem = message;
+  ++skipped;
+}
+
+std::string coco_image_dir(const std::string& root, const std::string& split) {
+  namespace fs = std::filesystem;
+  const fs::path nested = fs::path(root) / "images" / split;
+  std::error_code ec;
+  if (fs::is_directory(nested, ec)) return nested.string();
+  return (fs::path(root) / split).string();
+}
+
+CocoSet read_coco(const std::string& root, const std::string& split, BadInputPolicy& policy) {
+  namespace fs = std::filesystem;
+  const std::string instances_path =
+      (fs::path(root) / "annotations" / ("instances_" + split + ".json")).string();
+  const std::string image_dir = coco_image_dir(root, split);
+  CocoSet set;
+  const auto file = io::JsonFile::load(instances_path);
+  const auto doc = file.root();
+
+  size_t i = 0;
+  std::vector<CocoCategory> categories;
+  for (auto c : file.array(doc, "categories", "")) {
+    const std::string where = "categories[" + std::to_string(i++) + "]";
+    CocoCategory cat{file.integer(c, "id", where), file.string(c, "name", where), ""};
+    if (file.has(c, "supercategory")) cat.supercategory = file.string(c, "supercategory", where);
+    categories.push_back(std::move(cat));
+  }
+  std::sort(categories.begin(), categories.end(),
+            [](const CocoCategory& a, const CocoCategory& b) { return a.id < b.id; });
+  for (size_t k = 0; k < categories.size(); ++k) {
+    if (!set.category_index.emplace(categories[k].id, static_cast<int>(k)).second) {
+      file.fail("categories", "category id " + std::to_string(categories[k].id) + " appears twice");
+    }
+  }
+  set.categories = std::move(categories);
+  const size_t num_categories = set.categories.size();
+
+  i = 0;
+  for (auto im : file.array(doc, "images", "")) {
+    const std::string where = "images[" + std::to_string(i++) + "]";
+    CocoImage image;
+    image.id = file.integer(im, "id", where);
+    image.file_name = file.string(im, "file_name", where);
+    image.path = (fs::path(image_dir) / image.file_name).string();
+    if (file.has(im, "width")) image.width = static_cast<int>(file.integer(im, "width", where));
+    if (file.has(im, "height")) image.height = static_cast<int>(file.integer(im, "height", where));
+    image.counts.assign(num_categories, 0);
+    image.crowd.assign(num_categories, 0);
+    if (!set.image_index.emplace(image.id, set.images.size()).second) {
+      file.fail(where, "image id " + std::to_string(image.id) + " appears twice");
+    }
+    set.images.push_back(std::move(image));
+  }
+
+  i = 0;
+  for (auto a : file.array(doc, "annotations", "")) {
+    const std::string where = "annotations[" + std::to_string(i++) + "]";
+    const int64_t image_id = file.integer(a, "image_id", where);
+    const int64_t category_id = file.integer(a, "category_id", where);
+    const auto image = set.image_index.find(image_id);
+    if (image == set.image_index.end()) {
+      policy.bad(instances_path + ": " + where + ": unknown image_id " + std::to_string(image_id));
+      continue;
+    }
+    const auto category = set.category_index.find(category_id);
+    if (category == set.category_index.end()) {
+      policy.bad(instances_path + ": " + where + ": unknown category_id " +
+                 std::to_string(category_id));
+      continue;
+    }
+    const bool crowd = file.has(a, "iscrowd") && file.integer(a, "iscrowd", where) != 0;
+    auto& img = set.images[image->second];
+    if (crowd) {
+      img.crowd[category->second] = 1;
+    } else {
+      ++img.counts[category->second];
+    }
+  }
+
+  const std::string captions_path =
+      (fs::path(root) / "annotations" / ("captions_" + split + ".json")).string();
+  std::error_code ec;
+  if (fs::exists(captions_path, ec)) {
+    const auto captions = io::JsonFile::load(captions_path);
+    i = 0;
+    for (auto a : captions.array(captions.root(), "annotations", "")) {
+      const std::string where = "annotations[" + std::to_string(i++) + "]";
+      const int64_t image_id = captions.integer(a, "image_id", where);
+      const auto image = set.image_index.find(image_id);
+      if (image == set.image_index.end()) {
+        policy.bad(captions_path + ": " + where + ": unknown image_id " + std::to_string(image_id));
+        continue;
+      }
+      set.images[image->second].captions.push_back(captions.string(a, "caption", where));
+    }
+  }
+  return set;
+}
+
+}  // namespace xmodal::data

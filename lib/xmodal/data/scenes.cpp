@@ -1,0 +1,325 @@
+#include "xmodal/data/scenes.h"
+
+#include <fmt/format.h>
+#include <nlohmann/json.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include <algorithm>
+#include <array>
+#include <filesystem>
+#include <map>
+#include <random>
+#include <stdexcept>
+
+#include "xmodal/data/transforms.h"
+#include "xmodal/io/atomic_file.h"
+#include "xmodal/io/idx.h"
+#include "xmodal/io/image.h"
+
+namespace xmodal::data {
+namespace {
+
+namespace fs = std::filesystem;
+using ojson = nlohmann::ordered_json;
+
+// Integer in [lo, hi] from the generator's raw bits (library-independent, so the same seed
+// gives the same set everywhere).
+int uniform_int(std::mt19937_64& rng, int lo, int hi) {
+  return lo + static_cast<int>(rng() % static_cast<uint64_t>(hi - lo + 1));
+}
+
+bool chance(std::mt19937_64& rng, int numerator, int denominator) {
+  return static_cast<int>(rng() % static_cast<uint64_t>(denominator)) < numerator;
+}
+
+const std::array<const char*, 11> kNumberWords = {"no",  "one",   "two",   "three", "four", "five",
+                                                  "six", "seven", "eight", "nine",  "ten"};
+
+struct Item {
+  int category;  // 0..9
+  int x, y, size;
+};
+
+struct Source {
+  io::IdxArray images;
+  std::vector<std::vector<int64_t>> by_class;  // class -> indices of its images
+};
+
+Source load_source(const std::string& dir, const std::string& prefix) {
+  Source s;
+  s.images = io::read_idx((fs::path(dir) / (prefix + "-images-idx3-ubyte.gz")).string());
+  const auto labels = io::read_idx((fs::path(dir) / (prefix + "-labels-idx1-ubyte.gz")).string());
+  if (s.images.shape.size() != 3 || labels.count() != s.images.count()) {
+    throw std::runtime_error(dir + ": " + prefix + " images and labels do not match");
+  }
+  s.by_class.resize(10);
+  for (int64_t i = 0; i < labels.count(); ++i) {
+    if (labels.data[i] > 9)
+      throw std::runtime_error(dir + ": label " + std::to_string(labels.data[i]) + " out of range");
+    s.by_class[labels.data[i]].push_back(i);
+  }
+  return s;
+}
+
+std::string with_article(const std::string& noun) {
+  const char c = noun[0];
+  return (c == 'a' || c == 'e' || c == 'i' || c == 'o' || c == 'u' ? "an " : "a ") + noun;
+}
+
+std::string count_phrase(int n, int category, bool words) {
+  const auto& names = fashion_class_names();
+  const auto& plurals = fashion_class_plurals();
+  if (n == 1) return words ? with_article(names[category]) : "1 " + names[category];
+  return (words && n <= 10 ? std::string(kNumberWords[n]) : std::to_string(n)) + " " +
+         plurals[category];
+}
+
+std::string list_phrase(const std::vector<std::string>& parts) {
+  std::string s;
+  for (size_t i = 0; i < parts.size(); ++i) {
+    if (i) s += (i + 1 == parts.size()) ? " and " : ", ";
+    s += parts[i];
+  }
+  return s;
+}
+
+}  // namespace
+
+const std::vector<std::string>& fashion_class_names() {
+  static const std::vector<std::string> names = {"t-shirt", "trousers",  "pullover", "dress",
+                                                 "coat",    "sandal",    "shirt",    "sneaker",
+                                                 "bag",     "ankle boot"};
+  return names;
+}
+
+const std::vector<std::string>& fashion_class_plurals() {
+  static const std::vector<std::string> names = {"t-shirts", "trousers",   "pullovers", "dresses",
+                                                 "coats",    "sandals",    "shirts",    "sneakers",
+                                                 "bags",     "ankle boots"};
+  return names;
+}
+
+std::vector<ScenesSplitReport> build_scenes(const ScenesOptions& o) {
+  if (o.min_items < 1 || o.max_items < o.min_items || o.max_items > 10) {
+    throw std::invalid_argument(
+        fmt::format("scenes: items per scene must satisfy 1 <= min ({}) <= max ({}) <= 10",
+                    o.min_items, o.max_items));
+  }
+  if (o.item_min < 8 || o.item_max < o.item_min || o.item_max > o.canvas) {
+    throw std::invalid_argument(
+        fmt::format("scenes: item size {}:{} must satisfy 8 <= min <= max <= canvas ({})",
+                    o.item_min, o.item_max, o.canvas));
+  }
+  if (o.train < 1 || o.val < 1 || o.test < 1) {
+    throw std::invalid_argument("scenes: every split needs at least one scene");
+  }
+  const Source train_source = load_source(o.fashion_mnist, "train");
+  const Source test_source = load_source(o.fashion_mnist, "t10k");
+  const auto& names = fashion_class_names();
+  const auto& plurals = fashion_class_plurals();
+
+  std::vector<ScenesSplitReport> reports;
+  const std::array<std::tuple<const char*, int, const Source*>, 3> splits = {
+      {{"train", o.train, &train_source},
+       {"val", o.val, &test_source},
+       {"test", o.test, &test_source}}};
+  int split_number = 0;
+  for (const auto& [split, count, source] : splits) {
+    std::mt19937_64 rng(mix_seed(o.seed, 0x5CE7E5, static_cast<uint64_t>(split_number)));
+    const int64_t id_base = 1'000'000LL * split_number + 1;
+    ++split_number;
+    const fs::path image_dir = fs::path(o.out) / "images" / split;
+    fs::create_directories(image_dir);
+    fs::create_directories(fs::path(o.out) / "annotations");
+
+    ojson categories = ojson::array();
+    for (int c = 0; c < 10; ++c) {
+      categories.push_back({{"supercategory", "fashion"}, {"id", c + 1}, {"name", names[c]}});
+    }
+    ojson images = ojson::array(), instances = ojson::array(), captions = ojson::array();
+    ojson questions = ojson::array(), annotations = ojson::array();
+    std::map<std::string, std::map<std::string, int64_t>> answer_counts;
+    int64_t annotation_id = 1, caption_id = 1;
+    const int items_per_pixel_size = 28;
+
+    for (int s = 0; s < count; ++s) {
+      const int64_t image_id = id_base + s;
+      // Classes: 1-3 distinct, then items drawn among them (each class at least once).
+      const int n = uniform_int(rng, o.min_items, o.max_items);
+      const int k = std::min(n, uniform_int(rng, 1, 3));
+      std::vector<int> classes;
+      while (static_cast<int>(classes.size()) < k) {
+        const int c = uniform_int(rng, 0, 9);
+        if (std::find(classes.begin(), classes.end(), c) == classes.end()) classes.push_back(c);
+      }
+      std::vector<Item> items;
+      cv::Mat canvas = cv::Mat::zeros(o.canvas, o.canvas, CV_8UC1);
+      std::array<int, 10> counts{};
+      for (int i = 0; i < n; ++i) {
+        Item item{i < k ? classes[i] : classes[uniform_int(rng, 0, k - 1)], 0, 0,
+                  uniform_int(rng, o.item_min, o.item_max)};
+        // Place with little overlap: up to 50 tries for a spot overlapping no item by more than
+        // a fifth of the smaller one.
+        for (int attempt = 0; attempt < 50; ++attempt) {
+          item.x = uniform_int(rng, 0, o.canvas - item.size);
+          item.y = uniform_int(rng, 0, o.canvas - item.size);
+          bool ok = true;
+          for (const Item& other : items) {
+            const int w =
+                std::min(item.x + item.size, other.x + other.size) - std::max(item.x, other.x);
+            const int h =
+                std::min(item.y + item.size, other.y + other.size) - std::max(item.y, other.y);
+            const int smaller = std::min(item.size, other.size);
+            if (w > 0 && h > 0 && w * h * 5 > smaller * smaller) ok = false;
+          }
+          if (ok) break;
+        }
+        const auto& pool = source->by_class[item.category];
+        const int64_t index = pool[rng() % pool.size()];
+        cv::Mat article(items_per_pixel_size, items_per_pixel_size, CV_8UC1,
+                        const_cast<uint8_t*>(source->images.data.data() + index * 784));
+        cv::Mat resized;
+        cv::resize(article, resized, {item.size, item.size}, 0, 0, cv::INTER_AREA);
+        cv::Mat region = canvas(cv::Rect(item.x, item.y, item.size, item.size));
+        cv::max(region, resized, region);
+        ++counts[item.category];
+        items.push_back(item);
+      }
+      const std::string file_name = fmt::format("{}_{:08d}.png", split, image_id);
+      io::write_file_atomic((image_dir / file_name).string(), io::encode_png(canvas));
+      images.push_back(
+          {{"id", image_id}, {"file_name", file_name}, {"width", o.canvas}, {"height", o.canvas}});
+      for (const Item& item : items) {
+        instances.push_back({{"id", annotation_id++},
+                             {"image_id", image_id},
+                             {"category_id", item.category + 1},
+                             {"bbox", {item.x, item.y, item.size, item.size}},
+                             {"area", item.size * item.size},
+                             {"iscrowd", 0}});
+      }
+
+      // Captions: two name every class with its count (digits, words), three a subset.
+      std::vector<std::string> full_digits, full_words;
+      for (int c : classes) {
+        full_digits.push_back(count_phrase(counts[c], c, false));
+        full_words.push_back(count_phrase(counts[c], c, true));
+      }
+      std::vector<std::string> texts = {
+          "a scene with " + list_phrase(full_digits) + ".",
+          "there " + std::string(n == 1 ? "is " : "are ") + list_phrase(full_words) + "."};
+      for (int t = 0; t < 3; ++t) {
+        const int c = classes[uniform_int(rng, 0, k - 1)];
+        const char* templates[] = {"a picture showing {}.", "{} on a black background.",
+                                   "an image that contains {}."};
+        texts.push_back(
+            fmt::format(fmt::runtime(templates[t]), count_phrase(counts[c], c, t == 1)));
+      }
+      for (const auto& text : texts) {
+        captions.push_back({{"image_id", image_id}, {"id", caption_id++}, {"caption", text}});
+      }
+
+      // Questions: 3 number (2/3 about a present class), 2 yes/no (half present), 1 other.
+      int q = 0;
+      auto add_question = [&](const std::string& text, const std::string& answer, const char* type,
+                              const char* question_type) {
+        const int64_t question_id = image_id * 10 + q++;
+        questions.push_back(
+            {{"image_id", image_id}, {"question", text}, {"question_id", question_id}});
+        ojson answers = ojson::array();
+        for (int a = 1; a <= 10; ++a) {
+          answers.push_back({{"answer", answer}, {"answer_confidence", "yes"}, {"answer_id", a}});
+        }
+        annotations.push_back({{"question_type", question_type},
+                               {"multiple_choice_answer", answer},
+                               {"answers", answers},
+                               {"image_id", image_id},
+                               {"answer_type", type},
+                               {"question_id", question_id}});
+        ++answer_counts[type][answer];
+      };
+      auto pick_class = [&](bool present) {
+        if (present) return classes[uniform_int(rng, 0, k - 1)];
+        while (true) {
+          const int c = uniform_int(rng, 0, 9);
+          if (counts[c] == 0) return c;
+        }
+      };
+      for (int t = 0; t < 3; ++t) {
+        const int c = pick_class(chance(rng, 2, 3));
+        add_question("how many " + plurals[c] + " are there?", std::to_string(counts[c]), "number",
+                     "how many");
+      }
+      for (int t = 0; t < 2; ++t) {
+        const int c = pick_class(chance(rng, 1, 2));
+        add_question("is there " + with_article(names[c]) + "?", counts[c] ? "yes" : "no", "yes/no",
+                     "is there a");
+      }
+      const bool leftmost = chance(rng, 1, 2);
+      const Item* pick = &items[0];
+      for (const Item& item : items) {
+        const int centre = 2 * item.x + item.size, best = 2 * pick->x + pick->size;
+        if (leftmost ? centre < best : centre > best) pick = &item;
+      }
+      add_question(std::string("what is the ") + (leftmost ? "leftmost" : "rightmost") + " item?",
+                   names[pick->category], "other", "what is the");
+    }
+
+    const ojson info = {
+        {"description", "xmodal Fashion-scenes (Fashion-MNIST articles composed into scenes)"},
+        {"version", "1.0"},
+        {"seed", o.seed}};
+    const fs::path root(o.out);
+    io::write_file_atomic((root / "annotations" / fmt::format("instances_{}.json", split)).string(),
+                          ojson{{"info", info},
+                                {"images", images},
+                                {"annotations", instances},
+                                {"categories", categories}}
+                              .dump());
+    io::write_file_atomic(
+        (root / "annotations" / fmt::format("captions_{}.json", split)).string(),
+        ojson{{"info", info}, {"images", images}, {"annotations", captions}}.dump());
+    io::write_file_atomic(
+        (root / fmt::format("v2_OpenEnded_mscoco_{}_questions.json", split)).string(),
+        ojson{{"info", info},
+              {"task_type", "Open-Ended"},
+              {"data_type", "scenes"},
+              {"data_subtype", split},
+              {"questions", questions}}
+            .dump());
+    io::write_file_atomic((root / fmt::format("v2_mscoco_{}_annotations.json", split)).string(),
+                          ojson{{"info", info},
+                                {"data_type", "scenes"},
+                                {"data_subtype", split},
+                                {"annotations", annotations}}
+                              .dump());
+
+    ScenesSplitReport report{split, count, static_cast<int64_t>(questions.size()), {}};
+    for (const auto& [type, answers] : answer_counts) {
+      std::vector<std::pair<std::string, int64_t>> sorted(answers.begin(), answers.end());
+      std::stable_sort(sorted.begin(), sorted.end(),
+                       [](const auto& a, const auto& b) { return a.second > b.second; });
+      report.answers.emplace_back(type, std::move(sorted));
+    }
+    reports.push_back(std::move(report));
+  }
+  return reports;
+}
+
+std::string format_scenes_report(const std::vector<ScenesSplitReport>& reports) {
+  std::string out = "| split | type | questions | answers (share) |\n|---|---|---|---|\n";
+  for (const auto& r : reports) {
+    for (const auto& [type, answers] : r.answers) {
+      int64_t total = 0;
+      for (const auto& a : answers) total += a.second;
+      std::string shares;
+      for (size_t i = 0; i < answers.size() && i < 8; ++i) {
+        shares += fmt::format("{}{} {:.0f}%", i ? ", " : "", answers[i].first,
+                              100.0 * answers[i].second / total);
+      }
+      out += fmt::format("| {} | {} | {} | {} |\n", r.split, type, total, shares);
+    }
+  }
+  return out;
+}
+
+}  // namespace xmodal::data

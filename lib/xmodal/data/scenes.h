@@ -1,0 +1,41 @@
+// The offline default data set: Fashion-MNIST articles composed into scenes, written in both
+// the COCO (instances + captions) and the VQA v2 (questions + annotations) layouts so that the
+// real COCO and VQA readers read it (DESIGN.md section 4).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace xmodal::data {
+
+struct ScenesOptions {
+  std::string out = "data/fashion-scenes";
+  std::string fashion_mnist = "/usr/share/datasets/fashion-mnist";
+  int train = 10000, val = 1000, test = 1000;  ///< scenes per split
+  int canvas = 96;                             ///< square canvas side, pixels
+  int min_items = 1, max_items = 6;            ///< articles per scene
+  int item_min = 22, item_max = 34;            ///< article side, pixels
+  uint64_t seed = 1234;
+};
+
+/// Answer counts of one split, per answer type.
+struct ScenesSplitReport {
+  std::string split;
+  int64_t scenes = 0, questions = 0;
+  std::vector<std::pair<std::string, std::vector<std::pair<std::string, int64_t>>>> answers;
+};
+
+/// Fashion-MNIST class names (singular, as in the COCO categories) and their plurals.
+const std::vector<std::string>& fashion_class_names();
+const std::vector<std::string>& fashion_class_plurals();
+
+/// Builds train/val/test under options.out (train scenes from Fashion-MNIST's train images,
+/// val and test from its t10k images). Same options, same bytes. Throws std::invalid_argument
+/// for inconsistent options, std::runtime_error for unreadable inputs or unwritable outputs.
+std::vector<ScenesSplitReport> build_scenes(const ScenesOptions& options);
+
+/// A markdown table of the answer distribution per type (the share of the most common answers).
+std::string format_scenes_report(const std::vector<ScenesSplitReport>& reports);
+
+}  // namespace xmodal::data

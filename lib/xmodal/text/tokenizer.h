@@ -1,0 +1,66 @@
+// Tokenizers turn text into ids with [CLS] ... [SEP], padding and an attention mask.
+//
+// `word` (this file) splits lower-cased text into words and punctuation and builds its
+// vocabulary from the training texts; WordPiece and SentencePiece come with the tokenizer issue.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace xmodal::text {
+
+/// One encoded text, padded to the requested length.
+struct Encoding {
+  std::vector<int64_t> ids;    ///< [CLS] tokens [SEP] [PAD]...
+  std::vector<int64_t> mask;   ///< 1 for real tokens, 0 for padding
+  std::vector<int64_t> types;  ///< token-type (segment) ids, all 0 for one text
+};
+
+class Tokenizer {
+ public:
+  virtual ~Tokenizer() = default;
+  /// The text's tokens (no special tokens).
+  virtual std::vector<std::string> tokenize(const std::string& text) const = 0;
+  /// Id of a token; unk_id() for unknown ones.
+  virtual int64_t token_id(const std::string& token) const = 0;
+  virtual int64_t vocab_size() const = 0;
+  virtual int64_t pad_id() const = 0;
+  virtual int64_t unk_id() const = 0;
+  virtual int64_t cls_id() const = 0;
+  virtual int64_t sep_id() const = 0;
+
+  /// [CLS] tokens [SEP], truncated to max_length (keeping [SEP]) and padded to it.
+  Encoding encode(const std::string& text, int max_length) const;
+};
+
+/// Word-level tokenizer: lower-case ASCII, runs of letters/digits/apostrophes are words, every
+/// other non-space character is a token of its own. Ids 0..3 are [PAD] [UNK] [CLS] [SEP].
+class WordTokenizer : public Tokenizer {
+ public:
+  /// Vocabulary of every token seen at least `min_count` times in `texts`, most frequent first
+  /// (ties alphabetical), after the 4 special tokens.
+  static WordTokenizer build(const std::vector<std::string>& texts, int min_count = 1);
+  /// One token per line (the format save() writes). Throws std::runtime_error naming the file.
+  static WordTokenizer load(const std::string& path);
+  void save(const std::string& path) const;
+
+  explicit WordTokenizer(std::vector<std::string> vocab);
+
+  std::vector<std::string> tokenize(const std::string& text) const override;
+  int64_t token_id(const std::string& token) const override;
+  int64_t vocab_size() const override { return static_cast<int64_t>(vocab_.size()); }
+  int64_t pad_id() const override { return 0; }
+  int64_t unk_id() const override { return 1; }
+  int64_t cls_id() const override { return 2; }
+  int64_t sep_id() const override { return 3; }
+  const std::vector<std::string>& vocab() const { return vocab_; }
+
+ private:
+  std::vector<std::string> vocab_;
+  std::map<std::string, int64_t> ids_;
+};
+
+}  // namespace xmodal::text
