@@ -135,12 +135,29 @@ TEST(Cli, ConfigErrorsExit2WithFileLineAndKey) {
       << e.err;
 }
 
+TEST(Cli, DataScenesBuildsASetAndReportsAnswers) {
+  xmodal::testing::TempDir dir;
+  const Result r = run_cli({"data", "scenes", "--out", dir.path().string(), "--train", "6", "--val",
+                            "2", "--test", "2", "--canvas", "40", "--item-size", "10:16"});
+  EXPECT_EQ(r.code, 0) << r.err;
+  EXPECT_NE(r.out.find("| train | yes/no | 12 |"), std::string::npos) << r.out;
+  EXPECT_TRUE(std::filesystem::exists(dir.path() / "v2_mscoco_val_annotations.json"));
+  EXPECT_EQ(run_cli({"data", "scenes", "--out", dir.path().string(), "--item-size", "big"}).code,
+            2);
+  EXPECT_EQ(run_cli({"data", "scenes", "--out", dir.path().string(), "--min-items", "5",
+                     "--max-items", "2"})
+                .code,
+            2);
+  EXPECT_EQ(
+      run_cli({"data", "scenes", "--out", dir.path().string(), "--fashion-mnist", "/nope"}).code,
+      1);
+}
+
 TEST(Cli, CommandsNotLandedSayItInOneLineAndExit2) {
   for (const std::vector<std::string>& args :
        {std::vector<std::string>{"train", kQuickstart},
         {"eval", "--checkpoint", "runs/x/best"},
         {"predict", "--checkpoint", "c", "--image", "a.png", "--text", "q"},
-        {"data", "scenes"},
         {"score", "--results", "r.json", "--annotations", "a.json"}}) {
     const Result r = run_cli(args);
     EXPECT_EQ(r.code, 2) << args[0];

@@ -188,6 +188,13 @@ void validate(const Config& c) {
     if (!(s > 0)) problem("data.std", "data.std: every value must be > 0");
   }
 
+  if (c.task == Task::vqa && c.data.dataset == Dataset::coco) {
+    problem("data.dataset", "data.dataset coco has no questions: task vqa needs vqa or scenes");
+  }
+  if (c.task == Task::counting && c.data.dataset == Dataset::vqa) {
+    problem("data.dataset", "data.dataset vqa has no object counts: task counting needs coco or scenes");
+  }
+
   const auto metrics = task_metrics(c.task);
   const auto& es = c.train.early_stopping;
   std::vector<std::string> names;

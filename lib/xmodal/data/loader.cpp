@@ -1,0 +1,226 @@
+#include "xmodal/data/loader.h"
+
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <random>
+#include <stdexcept>
+
+#include "xmodal/core/logging.h"
+#include "xmodal/io/image.h"
+
+namespace xmodal::data {
+
+Loader::Loader(std::shared_ptr<const TaskData> data,
+               std::shared_ptr<const text::Tokenizer> tokenizer, LoaderOptions options)
+    : data_(std::move(data)), tokenizer_(std::move(tokenizer)), options_(std::move(options)) {
+  if (options_.batch_size < 1) throw std::invalid_argument("loader: batch_size must be >= 1");
+  if (options_.prefetch < 1) options_.prefetch = 1;
+}
+
+Loader::~Loader() { stop(); }
+
+int64_t Loader::batches_per_epoch() const {
+  const int64_t n = static_cast<int64_t>(data_->examples.size()), b = options_.batch_size;
+  return options_.drop_last ? n / b : (n + b - 1) / b;
+}
+
+std::vector<int64_t> Loader::order_for(int64_t epoch) const {
+  std::vector<int64_t> order(data_->examples.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
+  if (options_.shuffle) {
+    // Fisher-Yates on raw generator bits: the same permutation on every platform.
+    std::mt19937_64 rng(mix_seed(options_.seed, 0x0DE7, static_cast<uint64_t>(epoch)));
+    for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng() % i]);
+  }
+  return order;
+}
+
+Batch Loader::make_batch(int64_t epoch, int64_t index) const {
+  std::vector<int64_t> other_epoch;
+  const std::vector<int64_t>* order_ptr = &order_;
+  if (epoch != epoch_ || order_.empty()) {
+    other_epoch = order_for(epoch);
+    order_ptr = &other_epoch;
+  }
+  const std::vector<int64_t>& order = *order_ptr;
+  const int64_t begin = index * options_.batch_size;
+  const int64_t end =
+      std::min<int64_t>(begin + options_.batch_size, static_cast<int64_t>(order.size()));
+  TORCH_CHECK(begin < end, "loader: batch ", index, " is past the end of the epoch");
+  Batch batch;
+  batch.epoch = epoch;
+  batch.index = index;
+  std::vector<torch::Tensor> images;
+  std::vector<int64_t> ids, mask, types;
+  const int length = options_.max_text_len;
+  const bool vqa = data_->task == config::Task::vqa;
+  const int64_t classes = data_->num_classes();
+  std::vector<float> soft;
+  std::vector<int64_t> counts;
+  std::vector<uint8_t> crowd;
+  for (int64_t k = begin; k < end; ++k) {
+    const int64_t i = order[k];
+    const Example& e = data_->examples[i];
+    std::mt19937_64 rng(
+        mix_seed(options_.seed, static_cast<uint64_t>(epoch), static_cast<uint64_t>(i)));
+    std::string text = e.texts.empty() ? "" : e.texts[rng() % e.texts.size()];
+    TransformedImage image;
+    try {
+      image = transform_image(io::read_image_rgb(e.image_path), options_.transform, rng);
+    } catch (const std::exception& error) {
+      if (!options_.skip_bad) throw;
+      ++batch.skipped;
+      log::warn("[data] skipping sample {}: {}", e.id, error.what());
+      continue;
+    }
+    if (image.flipped) text = swap_left_right(text);
+    const text::Encoding enc = tokenizer_->encode(text, length);
+    images.push_back(image.pixels);
+    ids.insert(ids.end(), enc.ids.begin(), enc.ids.end());
+    mask.insert(mask.end(), enc.mask.begin(), enc.mask.end());
+    types.insert(types.end(), enc.types.begin(), enc.types.end());
+    batch.ids.push_back(e.id);
+    batch.indices.push_back(i);
+    if (vqa) {
+      const size_t row = soft.size();
+      soft.resize(row + classes, 0.0f);
+      for (const auto& [cls, score] : e.answer_targets) soft[row + cls] = score;
+    } else {
+      for (int64_t c = 0; c < classes; ++c) {
+        counts.push_back(std::min<int64_t>(e.counts[c], options_.max_count));
+        crowd.push_back(e.crowd[c]);
+      }
+    }
+  }
+  const int64_t b = batch.size();
+  if (b == 0) return batch;
+  batch.images = torch::stack(images);
+  batch.input_ids = torch::tensor(ids, torch::kLong).view({b, length});
+  batch.attention_mask = torch::tensor(mask, torch::kLong).view({b, length});
+  batch.token_type_ids = torch::tensor(types, torch::kLong).view({b, length});
+  if (vqa) {
+    batch.targets = torch::tensor(soft, torch::kFloat32).view({b, classes});
+  } else {
+    batch.targets = torch::tensor(counts, torch::kLong).view({b, classes});
+    batch.crowd = torch::tensor(std::vector<int64_t>(crowd.begin(), crowd.end()), torch::kLong)
+                      .view({b, classes})
+                      .to(torch::kBool);
+  }
+  return batch;
+}
+
+void Loader::stop() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  changed_.notify_all();
+  for (auto& t : workers_) t.join();
+  workers_.clear();
+  std::lock_guard<std::mutex> lock(mutex_);
+  stopping_ = false;
+  ready_.clear();
+  errors_.clear();
+}
+
+void Loader::start(int64_t epoch, int64_t first_batch) {
+  stop();
+  epoch_ = epoch;
+  order_ = order_for(epoch);
+  end_ = batches_per_epoch();
+  next_ = std::min(first_batch, end_);
+  claimed_ = next_;
+  for (int w = 0; w < options_.workers; ++w) workers_.emplace_back([this] { work(); });
+}
+
+void Loader::work() {
+  torch::InferenceMode guard;  // no autograd bookkeeping for data
+  while (true) {
+    int64_t index;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      changed_.wait(lock, [&] {
+        return stopping_ || (claimed_ < end_ && claimed_ < next_ + options_.prefetch);
+      });
+      if (stopping_) return;
+      index = claimed_++;
+    }
+    std::optional<Batch> batch;
+    std::exception_ptr error;
+    try {
+      batch = make_batch(epoch_, index);
+    } catch (...) {
+      error = std::current_exception();
+    }
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (error) {
+        errors_[index] = error;
+      } else {
+        ready_[index] = std::move(*batch);
+      }
+    }
+    changed_.notify_all();
+  }
+}
+
+std::optional<Batch> Loader::next() {
+  if (next_ >= end_) return std::nullopt;
+  Batch batch;
+  if (workers_.empty()) {
+    torch::InferenceMode guard;
+    batch = make_batch(epoch_, next_);
+  } else {
+    std::unique_lock<std::mutex> lock(mutex_);
+    changed_.wait(lock, [&] { return ready_.count(next_) || errors_.count(next_); });
+    if (errors_.count(next_)) {
+      const auto error = errors_[next_];
+      errors_.erase(next_);
+      lock.unlock();
+      std::rethrow_exception(error);
+    }
+    batch = std::move(ready_[next_]);
+    ready_.erase(next_);
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    ++next_;
+    skipped_ += batch.skipped;
+  }
+  changed_.notify_all();
+  return batch;
+}
+
+int64_t Loader::skipped() const {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return skipped_;
+}
+
+LoaderOptions loader_options(const config::Config& c, bool train) {
+  LoaderOptions o;
+  o.batch_size = train ? c.train.batch_size : c.eval.batch_size;
+  o.workers = c.data.workers;
+  o.prefetch = c.data.prefetch;
+  o.shuffle = train;
+  o.drop_last = false;
+  o.seed = static_cast<uint64_t>(c.run.seed);
+  o.skip_bad = c.data.on_bad_sample == config::BadSample::skip;
+  o.max_text_len = c.data.max_text_len;
+  o.max_count = c.model.head.max_count;
+  auto& t = o.transform;
+  t.size = c.data.image_size;
+  t.shorter_side = c.data.resize == config::ResizeMode::shorter_side;
+  for (int i = 0; i < 3; ++i) {
+    t.mean[i] = static_cast<float>(c.data.mean[i]);
+    t.std[i] = static_cast<float>(c.data.stddev[i]);
+  }
+  t.train = train;
+  t.random_resized_crop = c.data.augment.random_resized_crop;
+  t.crop_scale_min = c.data.augment.crop_scale_min;
+  t.hflip = c.data.augment.hflip;
+  t.color_jitter = c.data.augment.color_jitter;
+  return o;
+}
+
+}  // namespace xmodal::data

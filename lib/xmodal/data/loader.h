@@ -1,0 +1,107 @@
+// Parallel loader: worker threads decode, transform and tokenize batches ahead of the trainer
+// into a bounded window, returned strictly in order. Shuffling depends only on (seed, epoch)
+// and every sample's augmentation on (seed, epoch, sample), so batches are identical whatever
+// the number of workers, and position() is a data position a checkpoint can resume from exactly.
+#pragma once
+
+#include <torch/types.h>
+
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "xmodal/data/dataset.h"
+#include "xmodal/data/transforms.h"
+#include "xmodal/text/tokenizer.h"
+
+namespace xmodal::data {
+
+struct Batch {
+  torch::Tensor images;          ///< [B, 3, H, W] float32
+  torch::Tensor input_ids;       ///< [B, L] int64
+  torch::Tensor attention_mask;  ///< [B, L] int64 (1 = token, 0 = padding)
+  torch::Tensor token_type_ids;  ///< [B, L] int64
+  torch::Tensor targets;         ///< vqa: [B, A] float32 soft scores; counting: [B, C] int64
+  torch::Tensor crowd;           ///< counting: [B, C] bool (count unknown); undefined for vqa
+  std::vector<int64_t> ids;      ///< question or image ids
+  std::vector<int64_t> indices;  ///< example indices in the split
+  int64_t epoch = 0;
+  int64_t index = 0;    ///< batch number within the epoch
+  int64_t skipped = 0;  ///< bad samples dropped from this batch
+
+  int64_t size() const { return static_cast<int64_t>(ids.size()); }
+};
+
+struct LoaderOptions {
+  int batch_size = 64;
+  int workers = 2;   ///< 0 = build batches on the calling thread
+  int prefetch = 4;  ///< batches ready ahead of the consumer
+  bool shuffle = true;
+  bool drop_last = false;
+  uint64_t seed = 0;
+  bool skip_bad = false;  ///< bad image/text: drop the sample (counted) instead of failing
+  int max_text_len = 32;
+  int max_count = 10;  ///< counting targets are clamped to this
+  ImageTransformOptions transform;
+};
+
+class Loader {
+ public:
+  Loader(std::shared_ptr<const TaskData> data, std::shared_ptr<const text::Tokenizer> tokenizer,
+         LoaderOptions options);
+  ~Loader();
+  Loader(const Loader&) = delete;
+  Loader& operator=(const Loader&) = delete;
+
+  int64_t batches_per_epoch() const;
+
+  /// Starts (or restarts) producing `epoch` from batch `first_batch` (a resumed position).
+  void start(int64_t epoch, int64_t first_batch = 0);
+  /// The next batch of the epoch, nullopt after the last. Rethrows a worker's error (with the
+  /// sample's image path) unless skip_bad.
+  std::optional<Batch> next();
+
+  struct Position {
+    int64_t epoch = 0;
+    int64_t batch = 0;  ///< next batch next() returns
+  };
+  Position position() const { return {epoch_, next_}; }
+  /// Bad samples dropped so far (all epochs).
+  int64_t skipped() const;
+
+  /// Builds one batch of `epoch` directly (what the workers do); for tests and benchmarks.
+  Batch make_batch(int64_t epoch, int64_t index) const;
+
+ private:
+  void stop();
+  void work();
+  std::vector<int64_t> order_for(int64_t epoch) const;
+
+  std::shared_ptr<const TaskData> data_;
+  std::shared_ptr<const text::Tokenizer> tokenizer_;
+  LoaderOptions options_;
+
+  int64_t epoch_ = 0;
+  int64_t next_ = 0;     // next batch to hand out
+  int64_t end_ = 0;      // batches in the epoch
+  int64_t claimed_ = 0;  // next batch a worker takes
+  std::vector<int64_t> order_;
+  mutable std::mutex mutex_;
+  std::condition_variable changed_;
+  std::map<int64_t, Batch> ready_;
+  std::map<int64_t, std::exception_ptr> errors_;
+  bool stopping_ = false;
+  int64_t skipped_ = 0;
+  std::vector<std::thread> workers_;
+};
+
+/// Loader options from the config (`train` = augmentation on, shuffle on).
+LoaderOptions loader_options(const config::Config& config, bool train);
+
+}  // namespace xmodal::data

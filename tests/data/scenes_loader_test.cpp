@@ -1,0 +1,196 @@
+// The scenes builder and the loader on a tiny built set (needs Debian's dataset-fashion-mnist,
+// which scripts/setup.sh installs).
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+#include "../support/temp_dir.h"
+#include "xmodal/data/loader.h"
+#include "xmodal/data/scenes.h"
+#include "xmodal/data/vqa.h"
+#include "xmodal/io/atomic_file.h"
+
+namespace xmodal::data {
+namespace {
+
+namespace fs = std::filesystem;
+using xmodal::testing::TempDir;
+
+ScenesOptions tiny(const fs::path& out) {
+  ScenesOptions o;
+  o.out = out.string();
+  o.train = 24;
+  o.val = 6;
+  o.test = 6;
+  o.canvas = 48;
+  o.item_min = 12;
+  o.item_max = 18;
+  o.seed = 7;
+  return o;
+}
+
+std::map<std::string, std::string> all_files(const fs::path& root) {
+  std::map<std::string, std::string> files;
+  for (const auto& e : fs::recursive_directory_iterator(root)) {
+    if (e.is_regular_file())
+      files[fs::relative(e.path(), root).string()] = io::read_file(e.path().string());
+  }
+  return files;
+}
+
+TEST(Scenes, SameSeedSameBytesAndAnswersMatchTheInstances) {
+  TempDir dir;
+  build_scenes(tiny(dir.path() / "a"));
+  build_scenes(tiny(dir.path() / "b"));
+  const auto a = all_files(dir.path() / "a"), b = all_files(dir.path() / "b");
+  EXPECT_EQ(a.size(), 3u * 4 + 24 + 6 + 6);
+  EXPECT_TRUE(a == b);
+  auto other = tiny(dir.path() / "c");
+  other.seed = 8;
+  build_scenes(other);
+  EXPECT_FALSE(all_files(dir.path() / "c") == a);
+
+  // The real readers read it, and every count/yes-no answer agrees with the instances.
+  const std::string root = (dir.path() / "a").string();
+  BadInputPolicy policy;
+  const CocoSet coco = read_coco(root, "train", policy);
+  const VqaSet vqa = read_vqa(root, "train", policy);
+  EXPECT_EQ(coco.images.size(), 24u);
+  EXPECT_EQ(vqa.questions.size(), 24u * 6);
+  const auto& names = fashion_class_names();
+  const auto& plurals = fashion_class_plurals();
+  int checked = 0;
+  for (const auto& q : vqa.questions) {
+    const CocoImage& image = coco.images[coco.image_index.at(q.image_id)];
+    EXPECT_EQ(q.image_path, image.path);
+    EXPECT_TRUE(fs::exists(q.image_path));
+    for (int c = 0; c < 10; ++c) {
+      const int n = image.counts[coco.category_index.at(c + 1)];
+      if (q.question == "how many " + plurals[c] + " are there?") {
+        EXPECT_EQ(q.answers[0], std::to_string(n));
+        EXPECT_EQ(q.answer_type, "number");
+        ++checked;
+      }
+      const std::string article =
+          std::string("aeiou").find(names[c][0]) != std::string::npos ? "an " : "a ";
+      if (q.question == "is there " + article + names[c] + "?") {
+        EXPECT_EQ(q.answers[0], n > 0 ? "yes" : "no");
+        ++checked;
+      }
+    }
+  }
+  EXPECT_EQ(checked, 24 * 5);
+}
+
+struct LoaderFixture : ::testing::Test {
+  TempDir dir;
+  config::Config config;
+  std::shared_ptr<const TaskData> data;
+  std::shared_ptr<const text::Tokenizer> tokenizer;
+
+  void SetUp() override {
+    build_scenes(tiny(dir.path()));
+    config.data.root = dir.path().string();
+    config.data.image_size = 32;
+    config.data.augment.hflip = true;
+    config.data.augment.random_resized_crop = true;
+    config.data.augment.color_jitter = 0.2;
+    data = std::make_shared<TaskData>(load_split(config, "train"));
+    std::vector<std::string> texts;
+    for (const auto& e : data->examples) texts.insert(texts.end(), e.texts.begin(), e.texts.end());
+    tokenizer = std::make_shared<text::WordTokenizer>(text::WordTokenizer::build(texts));
+  }
+
+  std::vector<Batch> epoch(int workers, int64_t epoch_number, int64_t first = 0) {
+    auto o = loader_options(config, /*train=*/true);
+    o.batch_size = 10;
+    o.workers = workers;
+    Loader loader(data, tokenizer, o);
+    loader.start(epoch_number, first);
+    std::vector<Batch> batches;
+    while (auto b = loader.next()) batches.push_back(std::move(*b));
+    EXPECT_EQ(loader.position().batch, loader.batches_per_epoch());
+    return batches;
+  }
+};
+
+void expect_same(const std::vector<Batch>& a, const std::vector<Batch>& b) {
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i].ids, b[i].ids);
+    EXPECT_TRUE(torch::equal(a[i].images, b[i].images));
+    EXPECT_TRUE(torch::equal(a[i].input_ids, b[i].input_ids));
+    EXPECT_TRUE(torch::equal(a[i].targets, b[i].targets));
+  }
+}
+
+TEST_F(LoaderFixture, BatchesHaveTheContractShapes) {
+  const auto batches = epoch(2, 0);
+  ASSERT_EQ(batches.size(), 15u);  // 144 questions / 10, last one partial
+  const Batch& b = batches[0];
+  EXPECT_EQ(b.images.sizes(), torch::IntArrayRef({10, 3, 32, 32}));
+  EXPECT_EQ(b.input_ids.sizes(), torch::IntArrayRef({10, 32}));
+  EXPECT_EQ(b.attention_mask.sizes(), torch::IntArrayRef({10, 32}));
+  EXPECT_EQ(b.token_type_ids.scalar_type(), torch::kLong);
+  EXPECT_EQ(b.targets.sizes(), torch::IntArrayRef({10, data->num_classes()}));
+  EXPECT_EQ(b.targets.sum(1).min().item<float>(), 1.0f);  // 10 identical answers -> score 1
+  EXPECT_EQ(batches.back().size(), 4);
+}
+
+TEST_F(LoaderFixture, SameBatchesWhateverTheWorkersAndShuffledPerEpoch) {
+  const auto serial = epoch(0, 3);
+  expect_same(serial, epoch(1, 3));
+  expect_same(serial, epoch(2, 3));
+  EXPECT_NE(serial[0].ids, epoch(0, 4)[0].ids);
+}
+
+TEST_F(LoaderFixture, ResumingFromAPositionGivesTheSameRemainingBatches) {
+  const auto full = epoch(2, 1);
+  const auto resumed = epoch(2, 1, 6);
+  expect_same(std::vector<Batch>(full.begin() + 6, full.end()), resumed);
+}
+
+TEST_F(LoaderFixture, CountingTargetsFromTheSameFiles) {
+  config.task = config::Task::counting;
+  config.train.early_stopping.metric = "accuracy";
+  data = std::make_shared<TaskData>(load_split(config, "train"));
+  EXPECT_EQ(data->num_classes(), 10);
+  const auto batches = epoch(2, 0);
+  EXPECT_EQ(batches[0].targets.sizes(), torch::IntArrayRef({10, 10}));
+  EXPECT_EQ(batches[0].targets.scalar_type(), torch::kLong);
+  EXPECT_GE(batches[0].targets.sum(1).min().item<int64_t>(), 1);  // every scene has an item
+}
+
+TEST_F(LoaderFixture, BadImagesFailWithThePathOrAreSkippedAndCounted) {
+  auto broken = std::make_shared<TaskData>(*data);
+  broken->examples[0].image_path = (dir.path() / "missing.png").string();
+  std::ofstream(dir.path() / "corrupt.png") << "not a png";
+  broken->examples[1].image_path = (dir.path() / "corrupt.png").string();
+  auto o = loader_options(config, false);
+  o.batch_size = 4;
+  o.workers = 2;
+  {
+    Loader loader(broken, tokenizer, o);
+    loader.start(0);
+    try {
+      loader.next();
+      FAIL();
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("missing.png: file not found"), std::string::npos)
+          << e.what();
+    }
+  }
+  o.skip_bad = true;
+  Loader loader(broken, tokenizer, o);
+  loader.start(0);
+  const auto first = loader.next();
+  EXPECT_EQ(first->size(), 2);
+  EXPECT_EQ(first->skipped, 2);
+  EXPECT_EQ(loader.skipped(), 2);
+}
+
+}  // namespace
+}  // namespace xmodal::data

@@ -1,0 +1,68 @@
+#include "xmodal/data/transforms.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+namespace xmodal::data {
+namespace {
+
+cv::Mat gradient_image(int w, int h) {
+  cv::Mat m(h, w, CV_8UC3);
+  for (int y = 0; y < h; ++y) {
+    for (int x = 0; x < w; ++x)
+      m.at<cv::Vec3b>(y, x) = {static_cast<uint8_t>(x * 255 / (w - 1)), 128, 0};
+  }
+  return m;
+}
+
+TEST(Transforms, ResizeAndNormalise) {
+  ImageTransformOptions o;
+  o.size = 8;
+  std::mt19937_64 rng(1);
+  const auto out = transform_image(gradient_image(32, 16), o, rng);
+  EXPECT_EQ(out.pixels.sizes(), torch::IntArrayRef({3, 8, 8}));
+  EXPECT_FALSE(out.flipped);
+  // channel 1 is 128/255 everywhere: (0.502 - 0.5) / 0.5
+  EXPECT_NEAR(out.pixels[1].mean().item<float>(), (128 / 255.0 - 0.5) / 0.5, 1e-5);
+  EXPECT_LT(out.pixels[0][0][0].item<float>(), out.pixels[0][0][7].item<float>());  // left dark
+  o.shorter_side = true;
+  EXPECT_EQ(transform_image(gradient_image(32, 16), o, rng).pixels.sizes(),
+            torch::IntArrayRef({3, 8, 8}));
+}
+
+TEST(Transforms, FlipMirrorsTheImageAndTheTextStaysTrue) {
+  ImageTransformOptions o;
+  o.size = 8;
+  o.train = true;
+  o.hflip = true;
+  int flips = 0;
+  for (uint64_t seed = 0; seed < 20; ++seed) {
+    std::mt19937_64 rng(seed);
+    const auto out = transform_image(gradient_image(8, 8), o, rng);
+    const float left = out.pixels[0][0][0].item<float>(), right = out.pixels[0][0][7].item<float>();
+    EXPECT_EQ(out.flipped, left > right);  // mirrored exactly when reported
+    flips += out.flipped;
+  }
+  EXPECT_GT(flips, 3);
+  EXPECT_LT(flips, 17);
+  EXPECT_EQ(swap_left_right("What is the leftmost item? Left of the bag, right."),
+            "What is the rightmost item? Right of the bag, left.");
+  EXPECT_EQ(swap_left_right("leftover bright"), "leftover bright");  // whole words only
+}
+
+TEST(Transforms, AugmentationIsDeterministicPerSeed) {
+  ImageTransformOptions o;
+  o.size = 16;
+  o.train = true;
+  o.hflip = true;
+  o.random_resized_crop = true;
+  o.color_jitter = 0.4;
+  std::mt19937_64 a(mix_seed(1, 2, 3)), b(mix_seed(1, 2, 3)), c(mix_seed(1, 2, 4));
+  const auto image = gradient_image(40, 30);
+  const auto x = transform_image(image, o, a).pixels;
+  EXPECT_TRUE(torch::equal(x, transform_image(image, o, b).pixels));
+  EXPECT_FALSE(torch::equal(x, transform_image(image, o, c).pixels));
+}
+
+}  // namespace
+}  // namespace xmodal::data
