@@ -33,8 +33,8 @@ CocoSet read_coco(const std::string& root, const std::string& split, BadInputPol
 
   size_t i = 0;
   std::vector<CocoCategory> categories;
-  for (auto c : file.array(doc, "categories", "")) {
-    const std::string where = "categories[" + std::to_string(i++) + "]";
+  for (auto c : file.array(doc, "categories", {})) {
+    const io::Where where{"categories", static_cast<int64_t>(i++)};
     CocoCategory cat{file.integer(c, "id", where), file.string(c, "name", where), ""};
     if (file.has(c, "supercategory")) cat.supercategory = file.string(c, "supercategory", where);
     categories.push_back(std::move(cat));
@@ -43,15 +43,15 @@ CocoSet read_coco(const std::string& root, const std::string& split, BadInputPol
             [](const CocoCategory& a, const CocoCategory& b) { return a.id < b.id; });
   for (size_t k = 0; k < categories.size(); ++k) {
     if (!set.category_index.emplace(categories[k].id, static_cast<int>(k)).second) {
-      file.fail("categories", "category id " + std::to_string(categories[k].id) + " appears twice");
+      file.fail({}, "category id " + std::to_string(categories[k].id) + " appears twice");
     }
   }
   set.categories = std::move(categories);
   const size_t num_categories = set.categories.size();
 
   i = 0;
-  for (auto im : file.array(doc, "images", "")) {
-    const std::string where = "images[" + std::to_string(i++) + "]";
+  for (auto im : file.array(doc, "images", {})) {
+    const io::Where where{"images", static_cast<int64_t>(i++)};
     CocoImage image;
     image.id = file.integer(im, "id", where);
     image.file_name = file.string(im, "file_name", where);
@@ -67,18 +67,19 @@ CocoSet read_coco(const std::string& root, const std::string& split, BadInputPol
   }
 
   i = 0;
-  for (auto a : file.array(doc, "annotations", "")) {
-    const std::string where = "annotations[" + std::to_string(i++) + "]";
+  for (auto a : file.array(doc, "annotations", {})) {
+    const io::Where where{"annotations", static_cast<int64_t>(i++)};
     const int64_t image_id = file.integer(a, "image_id", where);
     const int64_t category_id = file.integer(a, "category_id", where);
     const auto image = set.image_index.find(image_id);
     if (image == set.image_index.end()) {
-      policy.bad(instances_path + ": " + where + ": unknown image_id " + std::to_string(image_id));
+      policy.bad(instances_path + ": " + where.str() + ": unknown image_id " +
+                 std::to_string(image_id));
       continue;
     }
     const auto category = set.category_index.find(category_id);
     if (category == set.category_index.end()) {
-      policy.bad(instances_path + ": " + where + ": unknown category_id " +
+      policy.bad(instances_path + ": " + where.str() + ": unknown category_id " +
                  std::to_string(category_id));
       continue;
     }
@@ -97,12 +98,13 @@ CocoSet read_coco(const std::string& root, const std::string& split, BadInputPol
   if (fs::exists(captions_path, ec)) {
     const auto captions = io::JsonFile::load(captions_path);
     i = 0;
-    for (auto a : captions.array(captions.root(), "annotations", "")) {
-      const std::string where = "annotations[" + std::to_string(i++) + "]";
+    for (auto a : captions.array(captions.root(), "annotations", {})) {
+      const io::Where where{"annotations", static_cast<int64_t>(i++)};
       const int64_t image_id = captions.integer(a, "image_id", where);
       const auto image = set.image_index.find(image_id);
       if (image == set.image_index.end()) {
-        policy.bad(captions_path + ": " + where + ": unknown image_id " + std::to_string(image_id));
+        policy.bad(captions_path + ": " + where.str() + ": unknown image_id " +
+                   std::to_string(image_id));
         continue;
       }
       set.images[image->second].captions.push_back(captions.string(a, "caption", where));

@@ -44,8 +44,8 @@ VqaSet read_vqa(const std::string& root, const std::string& split, BadInputPolic
   const auto qfile = io::JsonFile::load(questions_path);
   std::map<int64_t, size_t> by_id;
   size_t i = 0;
-  for (auto q : qfile.array(qfile.root(), "questions", "")) {
-    const std::string where = "questions[" + std::to_string(i++) + "]";
+  for (auto q : qfile.array(qfile.root(), "questions", {})) {
+    const io::Where where{"questions", static_cast<int64_t>(i++)};
     VqaQuestion question;
     question.question_id = qfile.integer(q, "question_id", where);
     question.image_id = qfile.integer(q, "image_id", where);
@@ -63,12 +63,12 @@ VqaSet read_vqa(const std::string& root, const std::string& split, BadInputPolic
   const auto afile = io::JsonFile::load(annotations_path);
   std::vector<bool> annotated(set.questions.size(), false);
   i = 0;
-  for (auto a : afile.array(afile.root(), "annotations", "")) {
-    const std::string where = "annotations[" + std::to_string(i++) + "]";
+  for (auto a : afile.array(afile.root(), "annotations", {})) {
+    const io::Where where{"annotations", static_cast<int64_t>(i++)};
     const int64_t question_id = afile.integer(a, "question_id", where);
     const auto it = by_id.find(question_id);
     if (it == by_id.end()) {
-      policy.bad(annotations_path + ": " + where + ": unknown question_id " +
+      policy.bad(annotations_path + ": " + where.str() + ": unknown question_id " +
                  std::to_string(question_id));
       continue;
     }
@@ -76,7 +76,7 @@ VqaSet read_vqa(const std::string& root, const std::string& split, BadInputPolic
     size_t k = 0;
     for (auto answer : afile.array(a, "answers", where)) {
       q.answers.push_back(
-          afile.string(answer, "answer", where + ".answers[" + std::to_string(k++) + "]"));
+          afile.string(answer, "answer", io::Where(where, "answers", static_cast<int64_t>(k++))));
     }
     if (afile.has(a, "answer_type")) q.answer_type = afile.string(a, "answer_type", where);
     if (afile.has(a, "question_type")) q.question_type = afile.string(a, "question_type", where);

@@ -56,8 +56,21 @@ JsonFile JsonFile::load(const std::string& path) {
   return file;
 }
 
-void JsonFile::fail(const std::string& where, const std::string& message) const {
-  throw std::runtime_error(path_ + ": " + (where.empty() ? "" : where + ": ") + message);
+std::string Where::str() const {
+  if (!list) return "";
+  std::string s = std::string(list) + "[" + std::to_string(index) + "]";
+  if (inner) s += std::string(".") + inner + "[" + std::to_string(inner_index) + "]";
+  return s;
+}
+
+void JsonFile::fail(const Where& where, const std::string& message) const {
+  const std::string w = where.str();
+  throw std::runtime_error(path_ + ": " + (w.empty() ? "" : w + ": ") + message);
+}
+
+void JsonFile::fail(const Where& where, const char* key, const std::string& message) const {
+  const std::string w = where.str();
+  throw std::runtime_error(path_ + ": " + (w.empty() ? "" : w + ".") + key + ": " + message);
 }
 
 bool JsonFile::has(simdjson::dom::element e, const char* key) const {
@@ -66,7 +79,7 @@ bool JsonFile::has(simdjson::dom::element e, const char* key) const {
 }
 
 simdjson::dom::element JsonFile::field(simdjson::dom::element e, const char* key,
-                                       const std::string& where) const {
+                                       const Where& where) const {
   if (!e.is_object()) fail(where, std::string("expected an object, got ") + type_name(e.type()));
   simdjson::dom::element value;
   if (e[key].get(value)) fail(where, std::string("missing field \"") + key + "\"");
@@ -74,39 +87,37 @@ simdjson::dom::element JsonFile::field(simdjson::dom::element e, const char* key
 }
 
 simdjson::dom::array JsonFile::array(simdjson::dom::element e, const char* key,
-                                     const std::string& where) const {
+                                     const Where& where) const {
   const auto v = field(e, key, where);
-  if (!v.is_array()) fail(where + "." + key, "expected a list, got " + type_name(v.type()));
+  if (!v.is_array()) fail(where, key, "expected a list, got " + type_name(v.type()));
   return v.get_array().value_unsafe();
 }
 
 simdjson::dom::object JsonFile::object(simdjson::dom::element e, const char* key,
-                                       const std::string& where) const {
+                                       const Where& where) const {
   const auto v = field(e, key, where);
-  if (!v.is_object()) fail(where + "." + key, "expected an object, got " + type_name(v.type()));
+  if (!v.is_object()) fail(where, key, "expected an object, got " + type_name(v.type()));
   return v.get_object().value_unsafe();
 }
 
-int64_t JsonFile::integer(simdjson::dom::element e, const char* key,
-                          const std::string& where) const {
+int64_t JsonFile::integer(simdjson::dom::element e, const char* key, const Where& where) const {
   const auto v = field(e, key, where);
   int64_t out = 0;
-  if (v.get(out)) fail(where + "." + key, "expected an integer, got " + type_name(v.type()));
+  if (v.get(out)) fail(where, key, "expected an integer, got " + type_name(v.type()));
   return out;
 }
 
-double JsonFile::number(simdjson::dom::element e, const char* key, const std::string& where) const {
+double JsonFile::number(simdjson::dom::element e, const char* key, const Where& where) const {
   const auto v = field(e, key, where);
   double out = 0;
-  if (v.get(out)) fail(where + "." + key, "expected a number, got " + type_name(v.type()));
+  if (v.get(out)) fail(where, key, "expected a number, got " + type_name(v.type()));
   return out;
 }
 
-std::string JsonFile::string(simdjson::dom::element e, const char* key,
-                             const std::string& where) const {
+std::string JsonFile::string(simdjson::dom::element e, const char* key, const Where& where) const {
   const auto v = field(e, key, where);
   std::string_view out;
-  if (v.get(out)) fail(where + "." + key, "expected a string, got " + type_name(v.type()));
+  if (v.get(out)) fail(where, key, "expected a string, got " + type_name(v.type()));
   return std::string(out);
 }
 
