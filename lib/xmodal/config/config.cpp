@@ -35,35 +35,7 @@ namespace detail {
 
 std::string scalar_text(const std::string& value) {
   // Always double-quoted: no string can be misread as a number, bool or null.
-  std::string out = "\"";
-  for (const unsigned char c : value) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof(buf), "\\x%02x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  return out + "\"";
+  return quote_json(value);
 }
 
 std::string scalar_text(double value) {
@@ -178,7 +150,8 @@ void validate(const Config& c) {
                                 "(use a value below 1 for a fraction of the steps)");
   }
 
-  for (const auto& [key, values] : {std::pair{"data.mean", c.data.mean}, {"data.std", c.data.stddev}}) {
+  for (const auto& [key, values] :
+       {std::pair{"data.mean", c.data.mean}, {"data.std", c.data.stddev}}) {
     if (values.size() != 3) {
       problem(key, std::string(key) + ": expected 3 values (R, G, B), got " +
                        std::to_string(values.size()));
@@ -192,7 +165,8 @@ void validate(const Config& c) {
     problem("data.dataset", "data.dataset coco has no questions: task vqa needs vqa or scenes");
   }
   if (c.task == Task::counting && c.data.dataset == Dataset::vqa) {
-    problem("data.dataset", "data.dataset vqa has no object counts: task counting needs coco or scenes");
+    problem("data.dataset",
+            "data.dataset vqa has no object counts: task counting needs coco or scenes");
   }
 
   const auto metrics = task_metrics(c.task);

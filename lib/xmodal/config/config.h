@@ -161,21 +161,21 @@ struct AugmentConfig {
 };
 
 struct DataConfig {
-  Dataset dataset = Dataset::scenes;     // which reader: scenes | coco | vqa
+  Dataset dataset = Dataset::scenes;         // which reader: scenes | coco | vqa
   std::string root = "data/fashion-scenes";  // data set root (layouts in data/README.md)
   std::string train_split = "train";
   std::string val_split = "val";
   std::string test_split = "test";
-  int image_size = 96;                    // images are resized to image_size x image_size
+  int image_size = 96;  // images are resized to image_size x image_size
   ResizeMode resize = ResizeMode::fixed;
   std::vector<double> mean = {0.5, 0.5, 0.5};
   std::vector<double> stddev = {0.5, 0.5, 0.5};  // YAML key: std
-  int max_text_len = 32;                  // tokens per text, [CLS]/[SEP] included
-  int workers = 2;                        // loader threads (decode, transform, tokenize)
-  int prefetch = 4;                       // batches prepared ahead of the trainer
-  BadSample on_bad_sample = BadSample::fail;  // corrupt image or text: fail | skip (and count)
-  int answer_min_count = 1;               // vqa: answers kept in the vocabulary
-  int answer_top_k = 0;                   // vqa: keep only the K most frequent; 0 = all
+  int max_text_len = 32;                         // tokens per text, [CLS]/[SEP] included
+  int workers = 2;                               // loader threads (decode, transform, tokenize)
+  int prefetch = 4;                              // batches prepared ahead of the trainer
+  BadSample on_bad_sample = BadSample::fail;     // corrupt image or text: fail | skip (and count)
+  int answer_min_count = 1;                      // vqa: answers kept in the vocabulary
+  int answer_top_k = 0;                          // vqa: keep only the K most frequent; 0 = all
   AugmentConfig augment;
 
   template <class V>

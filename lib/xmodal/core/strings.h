@@ -20,6 +20,10 @@ std::string join(const std::vector<std::string>& parts, std::string_view sep);
 /// Splits on every occurrence of `sep` (empty parts are kept).
 std::vector<std::string> split(std::string_view text, char sep);
 
+/// `text` as a double-quoted JSON string literal (also valid YAML): quotes, backslashes and
+/// control characters escaped, other bytes (UTF-8) kept as they are.
+std::string quote_json(std::string_view text);
+
 /// Removes leading and trailing ASCII whitespace.
 std::string trim(std::string_view text);
 

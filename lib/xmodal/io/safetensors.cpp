@@ -15,6 +15,7 @@
 #include <set>
 #include <stdexcept>
 
+#include "xmodal/core/strings.h"
 #include "xmodal/io/atomic_file.h"
 
 namespace xmodal::io {
@@ -94,45 +95,6 @@ bool valid_utf8(const uint8_t* p, size_t n) {
     i += extra + 1;
   }
   return true;
-}
-
-// JSON string literal (serde_json style: non-ASCII UTF-8 kept as is).
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (const unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      case '\b':
-        out += "\\b";
-        break;
-      case '\f':
-        out += "\\f";
-        break;
-      default:
-        if (c < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof(buf), "\\u%04x", c);
-          out += buf;
-        } else {
-          out += static_cast<char>(c);
-        }
-    }
-  }
-  return out + "\"";
 }
 
 }  // namespace
@@ -415,7 +377,7 @@ std::string serialize_safetensors(const std::map<std::string, torch::Tensor>& te
     header += "\"__metadata__\":{";
     bool first_meta = true;
     for (const auto& [k, v] : metadata) {
-      header += (first_meta ? "" : ",") + json_string(k) + ":" + json_string(v);
+      header += (first_meta ? "" : ",") + quote_json(k) + ":" + quote_json(v);
       first_meta = false;
     }
     header += "}";
@@ -423,7 +385,7 @@ std::string serialize_safetensors(const std::map<std::string, torch::Tensor>& te
   }
   int64_t offset = 0;
   for (const Item& item : items) {
-    header += (first ? "" : ",") + json_string(item.name) + ":{\"dtype\":\"" + item.dtype +
+    header += (first ? "" : ",") + quote_json(item.name) + ":{\"dtype\":\"" + item.dtype +
               "\",\"shape\":[";
     for (int64_t d = 0; d < item.data.dim(); ++d) {
       header += (d ? "," : "") + std::to_string(item.data.size(d));

@@ -51,15 +51,14 @@ BertImpl::BertImpl(const BertOptions& options_) : options(options_) {
 
 void BertImpl::reset() {
   embeddings = register_module("embeddings", BertEmbeddings(options));
-  layers = register_module("layers", torch::nn::ModuleList());
-  for (int64_t i = 0; i < options.layers(); ++i) {
-    layers->push_back(
-        EncoderLayer(EncoderLayerOptions(options.hidden(), options.heads(), options.intermediate())
-                         .dropout(options.dropout())
-                         .attention_dropout(options.attention_dropout())
-                         .eps(options.eps())
-                         .norm_first(false)));
-  }
+  layers = register_module(
+      "layers",
+      make_encoder_layers(options.layers(), EncoderLayerOptions(options.hidden(), options.heads(),
+                                                                options.intermediate())
+                                                .dropout(options.dropout())
+                                                .attention_dropout(options.attention_dropout())
+                                                .eps(options.eps())
+                                                .norm_first(false)));
   if (options.pooler()) pooler = register_module("pooler", BertPooler(options.hidden()));
   // BERT's init for linear layers: N(0, 0.02), zero bias.
   torch::NoGradGuard no_grad;
@@ -82,7 +81,7 @@ torch::Tensor BertImpl::forward(const torch::Tensor& input_ids, const torch::Ten
                 attention_mask.sizes(), " does not match input_ids ", input_ids.sizes());
     padding = attention_mask.eq(0);
   }
-  for (const auto& layer : *layers) x = layer->as<EncoderLayer>()->forward(x, padding);
+  x = run_encoder_layers(layers, x, padding);
   return x;
 }
 

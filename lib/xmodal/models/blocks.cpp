@@ -98,4 +98,16 @@ torch::Tensor EncoderLayerImpl::forward(const torch::Tensor& x,
   return norm2(h + mlp(h));
 }
 
+torch::nn::ModuleList make_encoder_layers(int64_t count, const EncoderLayerOptions& options) {
+  torch::nn::ModuleList layers;
+  for (int64_t i = 0; i < count; ++i) layers->push_back(EncoderLayer(options));
+  return layers;
+}
+
+torch::Tensor run_encoder_layers(const torch::nn::ModuleList& layers, torch::Tensor x,
+                                 const torch::Tensor& key_padding_mask) {
+  for (const auto& layer : *layers) x = layer->as<EncoderLayer>()->forward(x, key_padding_mask);
+  return x;
+}
+
 }  // namespace xmodal::models

@@ -95,6 +95,13 @@ class EncoderLayerImpl : public torch::nn::Cloneable<EncoderLayerImpl> {
 };
 TORCH_MODULE(EncoderLayer);
 
+/// `count` encoder layers with the same options (ViT, BERT and fusion stacks).
+torch::nn::ModuleList make_encoder_layers(int64_t count, const EncoderLayerOptions& options);
+
+/// Runs `x` through a stack made by make_encoder_layers.
+torch::Tensor run_encoder_layers(const torch::nn::ModuleList& layers, torch::Tensor x,
+                                 const torch::Tensor& key_padding_mask = {});
+
 /// Truncated-normal-like init used by ViT/BERT: N(0, std) clipped to +-2 std.
 void init_trunc_normal_(torch::Tensor& t, double std);
 

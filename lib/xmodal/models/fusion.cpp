@@ -41,14 +41,13 @@ void FusionImpl::reset() {
   }
   type_embedding = register_module("type_embedding", torch::nn::Embedding(2, d));
   cls_token = register_parameter("cls_token", torch::zeros({1, 1, d}));
-  layers = register_module("layers", torch::nn::ModuleList());
-  for (int64_t i = 0; i < options.layers(); ++i) {
-    layers->push_back(EncoderLayer(EncoderLayerOptions(d, options.heads(), options.mlp_dim())
-                                       .dropout(options.dropout())
-                                       .attention_dropout(options.attention_dropout())
-                                       .eps(options.eps())
-                                       .norm_first(true)));
-  }
+  layers = register_module(
+      "layers", make_encoder_layers(options.layers(),
+                                    EncoderLayerOptions(d, options.heads(), options.mlp_dim())
+                                        .dropout(options.dropout())
+                                        .attention_dropout(options.attention_dropout())
+                                        .eps(options.eps())
+                                        .norm_first(true)));
   norm = register_module("norm",
                          torch::nn::LayerNorm(torch::nn::LayerNormOptions({d}).eps(options.eps())));
   pooler = register_module("pooler", torch::nn::Linear(d, d));
@@ -93,7 +92,7 @@ FusionOutput FusionImpl::forward(const torch::Tensor& text, const torch::Tensor&
   // x: [B, 1 + L + 1 + P, D]
   auto x = torch::cat(parts, 1);
   const auto mask = torch::cat(padding, 1);
-  for (const auto& layer : *layers) x = layer->as<EncoderLayer>()->forward(x, mask);
+  x = run_encoder_layers(layers, x, mask);
   x = norm(x);
   return {torch::tanh(pooler(x.select(1, 0))), x};
 }

@@ -31,14 +31,13 @@ void ViTImpl::reset() {
   position_embedding =
       register_parameter("position_embedding", torch::empty({1, 1 + num_patches(), d}));
   dropout = register_module("dropout", torch::nn::Dropout(options.dropout()));
-  layers = register_module("layers", torch::nn::ModuleList());
-  for (int64_t i = 0; i < options.layers(); ++i) {
-    layers->push_back(EncoderLayer(EncoderLayerOptions(d, options.heads(), options.mlp_dim())
-                                       .dropout(options.dropout())
-                                       .attention_dropout(options.attention_dropout())
-                                       .eps(options.eps())
-                                       .norm_first(true)));
-  }
+  layers = register_module(
+      "layers", make_encoder_layers(options.layers(),
+                                    EncoderLayerOptions(d, options.heads(), options.mlp_dim())
+                                        .dropout(options.dropout())
+                                        .attention_dropout(options.attention_dropout())
+                                        .eps(options.eps())
+                                        .norm_first(true)));
   norm = register_module("norm",
                          torch::nn::LayerNorm(torch::nn::LayerNormOptions({d}).eps(options.eps())));
   // torchvision's init: position embeddings N(0, 0.02), patch conv truncated normal with
@@ -83,7 +82,7 @@ torch::Tensor ViTImpl::forward(const torch::Tensor& images) {
   // x: [B, 1 + P, D]
   x = torch::cat({cls_token.expand({batch, 1, options.hidden()}), x}, 1);
   x = dropout(x + position_embedding_for(grid_h, grid_w));
-  for (const auto& layer : *layers) x = layer->as<EncoderLayer>()->forward(x);
+  x = run_encoder_layers(layers, x);
   return norm(x);
 }
 
