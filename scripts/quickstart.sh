@@ -15,7 +15,7 @@ echo "== xmodal info"
 "$XMODAL" info --bench
 
 echo "== resolved quickstart config (configs/quickstart.yaml)"
-"$XMODAL" train configs/quickstart.yaml --dump-config | head -n 12
+"$XMODAL" train configs/quickstart.yaml --dump-config | sed -n 1,12p
 echo "   ..."
 
 echo "== model of the quickstart config"

@@ -126,7 +126,7 @@ struct Range {
 struct RunConfig {
   std::string dir = "runs/quickstart";  // run directory: config, log, metrics, checkpoints
   int64_t seed = 1234;                  // seed of every random number generator
-  int threads = 0;                      // intra-op threads; 0 = all cores
+  int threads = 0;                      // compute threads; 0 = all cores
   std::string device = "auto";          // auto | cpu | cuda | cuda:N
 
   template <class V>
@@ -134,7 +134,8 @@ struct RunConfig {
     v.field("dir", dir, "run directory: resolved config, train.log, metrics.jsonl, checkpoints");
     v.field("seed", seed, "seed of every random number generator (data order, init, dropout)",
             Range::at_least(0));
-    v.field("threads", threads, "intra-op CPU threads; 0 = all cores", Range::between(0, 4096));
+    v.field("threads", threads, "compute threads (OpenBLAS + LibTorch); 0 = all cores",
+            Range::between(0, 4096));
     v.field("device", device, "auto | cpu | cuda | cuda:N (auto = first GPU if any, else CPU)");
   }
 };
