@@ -190,6 +190,19 @@ TEST_F(LoaderFixture, BadImagesFailWithThePathOrAreSkippedAndCounted) {
   EXPECT_EQ(first->size(), 2);
   EXPECT_EQ(first->skipped, 2);
   EXPECT_EQ(loader.skipped(), 2);
+
+  // A batch made only of bad samples is passed over, not handed out empty.
+  auto all_bad = std::make_shared<TaskData>(*data);
+  for (int i = 0; i < 4; ++i)
+    all_bad->examples[i].image_path = (dir.path() / "missing.png").string();
+  o.shuffle = false;
+  Loader skipping(all_bad, tokenizer, o);
+  skipping.start(0);
+  const auto next = skipping.next();
+  ASSERT_TRUE(next.has_value());
+  EXPECT_EQ(next->index, 1);
+  EXPECT_EQ(next->size(), 4);
+  EXPECT_EQ(skipping.skipped(), 4);
 }
 
 }  // namespace

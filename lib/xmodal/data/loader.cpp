@@ -166,6 +166,14 @@ void Loader::work() {
 }
 
 std::optional<Batch> Loader::next() {
+  // A batch whose every sample was skipped as bad is not handed out.
+  while (auto batch = next_raw()) {
+    if (batch->size() > 0) return batch;
+  }
+  return std::nullopt;
+}
+
+std::optional<Batch> Loader::next_raw() {
   if (next_ >= end_) return std::nullopt;
   Batch batch;
   if (workers_.empty()) {

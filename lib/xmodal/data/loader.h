@@ -63,8 +63,8 @@ class Loader {
 
   /// Starts (or restarts) producing `epoch` from batch `first_batch` (a resumed position).
   void start(int64_t epoch, int64_t first_batch = 0);
-  /// The next batch of the epoch, nullopt after the last. Rethrows a worker's error (with the
-  /// sample's image path) unless skip_bad.
+  /// The next non-empty batch of the epoch, nullopt after the last. Rethrows a worker's error
+  /// (with the sample's image path) unless skip_bad.
   std::optional<Batch> next();
 
   struct Position {
@@ -81,6 +81,7 @@ class Loader {
  private:
   void stop();
   void work();
+  std::optional<Batch> next_raw();
   std::vector<int64_t> order_for(int64_t epoch) const;
 
   std::shared_ptr<const TaskData> data_;
