@@ -22,7 +22,8 @@ std::string coco_image_dir(const std::string& root, const std::string& split) {
   return (fs::path(root) / split).string();
 }
 
-CocoSet read_coco(const std::string& root, const std::string& split, BadInputPolicy& policy) {
+CocoSet read_coco(const std::string& root, const std::string& split, BadInputPolicy& policy,
+                  bool with_captions) {
   namespace fs = std::filesystem;
   const std::string instances_path =
       (fs::path(root) / "annotations" / ("instances_" + split + ".json")).string();
@@ -95,7 +96,7 @@ CocoSet read_coco(const std::string& root, const std::string& split, BadInputPol
   const std::string captions_path =
       (fs::path(root) / "annotations" / ("captions_" + split + ".json")).string();
   std::error_code ec;
-  if (fs::exists(captions_path, ec)) {
+  if (with_captions && fs::exists(captions_path, ec)) {
     const auto captions = io::JsonFile::load(captions_path);
     i = 0;
     for (auto a : captions.array(captions.root(), "annotations", {})) {

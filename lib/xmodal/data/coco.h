@@ -46,10 +46,12 @@ struct CocoSet {
 /// Folder holding a split's images: ROOT/images/SPLIT if it exists, else ROOT/SPLIT.
 std::string coco_image_dir(const std::string& root, const std::string& split);
 
-/// Reads instances (required) and captions (optional: missing file = no captions) of a split.
+/// Reads instances (required) and, with `with_captions`, captions (optional: missing file = no
+/// captions) of a split.
 /// Images without annotations count zero objects. Throws std::runtime_error naming the file
 /// and the record for malformed JSON, missing fields, or (unless policy.skip) annotations of
 /// unknown images or categories.
-CocoSet read_coco(const std::string& root, const std::string& split, BadInputPolicy& policy);
+CocoSet read_coco(const std::string& root, const std::string& split, BadInputPolicy& policy,
+                  bool with_captions = true);
 
 }  // namespace xmodal::data

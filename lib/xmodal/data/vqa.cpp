@@ -27,7 +27,7 @@ VqaSet read_vqa(const std::string& root, const std::string& split, BadInputPolic
   if (fs::exists(instances, ec)) {
     BadInputPolicy lenient;
     lenient.skip = true;
-    const CocoSet coco = read_coco(root, split, lenient);
+    const CocoSet coco = read_coco(root, split, lenient, /*with_captions=*/false);  // names only
     for (const auto& image : coco.images) image_paths[image.id] = image.path;
   }
   const std::string image_dir = coco_image_dir(root, split);
