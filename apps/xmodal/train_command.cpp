@@ -1,8 +1,11 @@
 // `xmodal train CONFIG [--set k=v ...] [--dump-config] [--run-dir DIR] [--resume RUN_DIR]`
+#include <filesystem>
 #include <ostream>
 
 #include "xmodal/cli.h"
 #include "xmodal/config/loader.h"
+#include "xmodal/core/logging.h"
+#include "xmodal/train/trainer.h"
 
 namespace xmodal::cli {
 namespace {
@@ -13,7 +16,37 @@ struct TrainArgs {
   bool dump_config = false;
   std::string run_dir;
   std::string resume;
+  int64_t stop_after_steps = 0;
 };
+
+// The config of a resumed run: RUN_DIR/config.yaml plus --set. A CONFIG given as well must
+// resolve to the same values (it is only a reminder of where the run came from).
+config::Config resume_config(const TrainArgs& args, const std::vector<std::string>& sets) {
+  const std::string saved = (std::filesystem::path(args.resume) / "config.yaml").string();
+  if (!std::filesystem::exists(saved)) {
+    throw std::invalid_argument("--resume " + args.resume +
+                                ": no config.yaml there (not a run directory)");
+  }
+  config::Config cfg = config::load_config(saved, sets);
+  if (!args.config_path.empty()) {
+    const config::Config given = config::load_config(args.config_path, sets);
+    const auto a = config::flatten(given);
+    const auto b = config::flatten(cfg);
+    std::string diff;
+    for (size_t i = 0; i < a.size() && i < b.size(); ++i) {
+      if (a[i].first != "run.dir" && a[i].second != b[i].second) {
+        diff += (diff.empty() ? "" : ", ") + a[i].first + " (run: " + b[i].second + ", " +
+                args.config_path + ": " + a[i].second + ")";
+      }
+    }
+    if (!diff.empty()) {
+      throw std::invalid_argument("--resume " + args.resume + ": " + args.config_path +
+                                  " differs from the run's saved config in " + diff +
+                                  "; drop CONFIG to resume with the saved one, or use --set");
+    }
+  }
+  return cfg;
+}
 
 }  // namespace
 
@@ -30,7 +63,12 @@ void add_train_command(CLI::App& app, Context& ctx) {
                 "Print the resolved config as YAML and exit (default: off)");
   cmd->add_option("--run-dir", args->run_dir, "Run directory (default: run.dir of the config)");
   cmd->add_option("--resume", args->resume,
-                  "Continue the run in RUN_DIR from its last checkpoint (default: start fresh)");
+                  "Continue the run in RUN_DIR from its last valid checkpoint with the run's "
+                  "saved config (default: start fresh)");
+  cmd->add_option("--stop-after-steps", args->stop_after_steps,
+                  "Stop like SIGINT after N optimizer steps of this process, with a checkpoint "
+                  "(for tests; default: 0 = off)")
+      ->check(CLI::NonNegativeNumber);
   cmd->callback([&ctx, args] {
     ctx.action = [&ctx, args] {
       if (args->config_path.empty() && args->resume.empty()) {
@@ -38,15 +76,30 @@ void add_train_command(CLI::App& app, Context& ctx) {
       }
       std::vector<std::string> sets = args->sets;
       for (const auto& s : ctx.shared_overrides()) sets.push_back(s);
-      if (!args->run_dir.empty()) {
+      if (!args->resume.empty()) {
+        if (!args->run_dir.empty() && args->run_dir != args->resume) {
+          throw std::invalid_argument("--run-dir and --resume name different directories");
+        }
+        sets.push_back("run.dir=" + config::detail::scalar_text(args->resume));
+      } else if (!args->run_dir.empty()) {
         sets.push_back("run.dir=" + config::detail::scalar_text(args->run_dir));
       }
-      const config::Config cfg = config::load_config(args->config_path, sets);
+      const config::Config cfg = args->resume.empty() ? config::load_config(args->config_path, sets)
+                                                      : resume_config(*args, sets);
       if (args->dump_config) {
         ctx.out << config::dump_config(cfg);
         return 0;
       }
-      not_yet("train", "issue 5: training; the config is valid, see it with --dump-config");
+      train::TrainOptions options;
+      options.resume = !args->resume.empty();
+      options.stop_after_steps = args->stop_after_steps;
+      const auto result = train::train(cfg, options);
+      if (result.interrupted && result.signal != 0) {
+        ctx.err << "xmodal: training interrupted at step " << result.step << "/"
+                << result.total_steps << "; resume with: xmodal train --resume " << result.run_dir
+                << "\n";
+      }
+      return 0;
     };
   });
 }

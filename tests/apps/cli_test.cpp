@@ -155,8 +155,7 @@ TEST(Cli, DataScenesBuildsASetAndReportsAnswers) {
 
 TEST(Cli, CommandsNotLandedSayItInOneLineAndExit2) {
   for (const std::vector<std::string>& args :
-       {std::vector<std::string>{"train", kQuickstart},
-        {"eval", "--checkpoint", "runs/x/best"},
+       {std::vector<std::string>{"eval", "--checkpoint", "runs/x/best"},
         {"predict", "--checkpoint", "c", "--image", "a.png", "--text", "q"},
         {"score", "--results", "r.json", "--annotations", "a.json"}}) {
     const Result r = run_cli(args);

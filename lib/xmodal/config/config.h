@@ -329,6 +329,19 @@ struct EarlyStoppingConfig {
   }
 };
 
+struct LossConfig {
+  double presence_weight = 1.0;
+  double count_weight = 1.0;
+
+  template <class V>
+  void visit(V& v) {
+    v.field("presence_weight", presence_weight,
+            "counting: weight of the per-category presence BCE loss", Range::at_least(0));
+    v.field("count_weight", count_weight,
+            "counting: weight of the per-category count cross-entropy loss", Range::at_least(0));
+  }
+};
+
 struct TrainConfig {
   int batch_size = 64;
   int64_t max_steps = 0;
@@ -340,9 +353,14 @@ struct TrainConfig {
   double grad_clip = 1.0;
   int grad_accum = 1;
   double head_lr_mult = 1.0;
+  double adam_beta1 = 0.9;
+  double adam_beta2 = 0.999;
+  double adam_eps = 1e-8;
   int64_t eval_every = 500;
   int64_t checkpoint_every = 500;
   int keep_last = 2;
+  int64_t log_every = 50;
+  LossConfig loss;
   EarlyStoppingConfig early_stopping;
 
   template <class V>
@@ -363,11 +381,19 @@ struct TrainConfig {
     v.field("grad_accum", grad_accum, "batches accumulated per optimizer step", Range::at_least(1));
     v.field("head_lr_mult", head_lr_mult, "learning-rate multiplier for the task head",
             Range::positive());
+    v.field("adam_beta1", adam_beta1, "AdamW first-moment decay", Range::between(0, 0.999999));
+    v.field("adam_beta2", adam_beta2, "AdamW second-moment decay", Range::between(0, 0.999999));
+    v.field("adam_eps", adam_eps, "AdamW epsilon added to the root of the second moment",
+            Range::positive());
     v.field("eval_every", eval_every, "optimizer steps between validations; 0 = each epoch",
             Range::at_least(0));
     v.field("checkpoint_every", checkpoint_every,
             "optimizer steps between checkpoints; 0 = each epoch", Range::at_least(0));
     v.field("keep_last", keep_last, "checkpoints kept besides best", Range::at_least(1));
+    v.field("log_every", log_every,
+            "optimizer steps between progress lines and metrics.jsonl records",
+            Range::at_least(1));
+    v.section("loss", loss, "loss weights");
     v.section("early_stopping", early_stopping, "stop when validation stops improving");
   }
 };

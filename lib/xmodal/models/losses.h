@@ -1,0 +1,39 @@
+// Task losses (DESIGN.md section 3), returned as sums over the samples of the batch so that the
+// trainer can divide by the samples of a whole accumulation group: k micro-batches then give
+// exactly the gradient of one k-times-larger batch, whatever their sizes.
+#pragma once
+
+#include <torch/torch.h>
+
+#include "xmodal/models/model.h"
+
+namespace xmodal::models {
+
+struct LossWeights {
+  double presence = 1.0;  ///< counting: presence BCE
+  double count = 1.0;     ///< counting: count cross-entropy
+};
+
+struct LossSums {
+  torch::Tensor total;     ///< scalar: sum over samples of each sample's weighted loss
+  torch::Tensor presence;  ///< counting: the presence part (unweighted), detached
+  torch::Tensor count;     ///< counting: the count part (unweighted), detached
+};
+
+/// vqa: BCE-with-logits against the soft scores, summed over answers (ViLT / Hugging Face scale
+/// the mean by the number of answers: the same per sample). logits, targets [B, A].
+LossSums vqa_loss(const torch::Tensor& logits, const torch::Tensor& targets);
+
+/// counting: presence BCE (target: count > 0 or a crowd region) averaged over categories, plus
+/// count cross-entropy averaged over categories, leaving out (image, category) pairs whose count
+/// is unknown (crowd). presence [B, C], counts [B, C, K+1], targets [B, C] int64 (clamped to K),
+/// crowd [B, C] bool or undefined.
+LossSums counting_loss(const torch::Tensor& presence, const torch::Tensor& counts,
+                       const torch::Tensor& targets, const torch::Tensor& crowd,
+                       const LossWeights& weights);
+
+/// The task's loss for a model output.
+LossSums task_loss(Task task, const ModelOutput& output, const torch::Tensor& targets,
+                   const torch::Tensor& crowd, const LossWeights& weights);
+
+}  // namespace xmodal::models

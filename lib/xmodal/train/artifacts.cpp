@@ -1,0 +1,91 @@
+#include "xmodal/train/artifacts.h"
+
+#include <stdexcept>
+
+#include "xmodal/config/loader.h"
+#include "xmodal/models/factory.h"
+#include "xmodal/models/import.h"
+#include "xmodal/train/checkpoint.h"
+
+namespace xmodal::train {
+namespace {
+
+std::string join_lines(const std::vector<std::string>& lines) {
+  std::string text;
+  for (const auto& line : lines) text += line + "\n";
+  return text;
+}
+
+std::vector<std::string> split_lines(const std::string& text) {
+  std::vector<std::string> lines;
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    lines.push_back(text.substr(start, end - start));
+    start = end + 1;
+  }
+  return lines;
+}
+
+}  // namespace
+
+std::map<std::string, std::string> artifact_files(const config::Config& config,
+                                                  const Artifacts& artifacts) {
+  std::map<std::string, std::string> files;
+  files["config.yaml"] = config::dump_config(config);
+  files["classes.txt"] = join_lines(artifacts.class_names);
+  const auto* word = dynamic_cast<const text::WordTokenizer*>(artifacts.tokenizer.get());
+  if (!word) throw std::invalid_argument("artifact_files: only the word tokenizer is supported");
+  files["vocab.txt"] = join_lines(word->vocab());
+  return files;
+}
+
+Artifacts artifacts_from_files(const config::Config& config,
+                               const std::map<std::string, std::string>& files,
+                               const std::string& source) {
+  const auto need = [&](const std::string& name) -> const std::string& {
+    const auto it = files.find(name);
+    if (it == files.end()) throw std::runtime_error("checkpoint " + source + ": no " + name);
+    return it->second;
+  };
+  Artifacts a;
+  a.class_names = split_lines(need("classes.txt"));
+  if (a.class_names.empty()) throw std::runtime_error("checkpoint " + source + ": empty classes.txt");
+  if (config.tokenizer.type != config::TokenizerType::word) {
+    throw std::runtime_error("checkpoint " + source + ": tokenizer type " +
+                             config::to_string(config.tokenizer.type) + " is not supported yet");
+  }
+  auto vocab = split_lines(need("vocab.txt"));
+  if (vocab.size() < 4) throw std::runtime_error("checkpoint " + source + ": vocab.txt too short");
+  a.tokenizer = std::make_shared<text::WordTokenizer>(std::move(vocab));
+  return a;
+}
+
+std::map<std::string, torch::Tensor> state_tensors(const torch::nn::Module& module) {
+  std::map<std::string, torch::Tensor> out;
+  for (const auto& p : module.named_parameters(true)) out[p.key()] = p.value().detach();
+  for (const auto& b : module.named_buffers(true)) out[b.key()] = b.value().detach();
+  return out;
+}
+
+LoadedModel load_trained_model(const std::string& path) {
+  LoadedModel m;
+  m.checkpoint = resolve_checkpoint(path);
+  auto content = load_checkpoint(m.checkpoint, {/*optimizer=*/false});
+  const auto it = content.files.find("config.yaml");
+  if (it == content.files.end()) {
+    throw std::runtime_error("checkpoint " + m.checkpoint + ": no config.yaml");
+  }
+  m.config = config::parse_config(it->second, m.checkpoint + "/config.yaml");
+  m.artifacts = artifacts_from_files(m.config, content.files, m.checkpoint);
+  m.model = models::build_model(
+      m.config, {m.artifacts.tokenizer->vocab_size(),
+                 static_cast<int64_t>(m.artifacts.class_names.size())});
+  models::load_state(*m.model, content.model, /*strict=*/true, m.checkpoint + "/model.safetensors");
+  m.model->eval();
+  m.step = content.state.step;
+  return m;
+}
+
+}  // namespace xmodal::train

@@ -1,0 +1,48 @@
+// What makes a checkpoint self-describing besides its weights: the resolved config, the
+// tokenizer vocabulary and the class names (answers or categories). Written into every
+// checkpoint directory; eval, predict and resume read them back from there alone.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "xmodal/config/config.h"
+#include "xmodal/models/model.h"
+#include "xmodal/text/tokenizer.h"
+
+namespace xmodal::train {
+
+struct Artifacts {
+  std::shared_ptr<const text::Tokenizer> tokenizer;
+  std::vector<std::string> class_names;
+};
+
+/// The artifact files of a checkpoint: config.yaml, vocab.txt (word tokenizer), classes.txt.
+std::map<std::string, std::string> artifact_files(const config::Config& config,
+                                                  const Artifacts& artifacts);
+
+/// Reads the artifacts back from those files; `source` (the checkpoint) names them in errors.
+Artifacts artifacts_from_files(const config::Config& config,
+                               const std::map<std::string, std::string>& files,
+                               const std::string& source);
+
+/// A trained model ready for eval, predict and explain.
+struct LoadedModel {
+  std::string checkpoint;  ///< its directory
+  config::Config config;   ///< the config it was trained with
+  Artifacts artifacts;
+  models::Model model = nullptr;  ///< in eval mode, on the CPU
+  int64_t step = 0;
+};
+
+/// Loads a checkpoint (a checkpoint directory, a `best`/`last` link or a run directory) with
+/// its config, tokenizer and classes, verifying checksums. Throws std::runtime_error naming the
+/// checkpoint and the problem.
+LoadedModel load_trained_model(const std::string& path);
+
+/// Every parameter and buffer of a module by name (what model.safetensors holds).
+std::map<std::string, torch::Tensor> state_tensors(const torch::nn::Module& module);
+
+}  // namespace xmodal::train

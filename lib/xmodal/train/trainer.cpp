@@ -1,0 +1,520 @@
+#include "xmodal/train/trainer.h"
+
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+#include "xmodal/config/loader.h"
+#include "xmodal/core/logging.h"
+#include "xmodal/core/runtime.h"
+#include "xmodal/data/dataset.h"
+#include "xmodal/data/loader.h"
+#include "xmodal/eval/evaluator.h"
+#include "xmodal/io/atomic_file.h"
+#include "xmodal/models/factory.h"
+#include "xmodal/models/import.h"
+#include "xmodal/models/losses.h"
+#include "xmodal/train/artifacts.h"
+#include "xmodal/train/checkpoint.h"
+#include "xmodal/train/optimizer.h"
+
+namespace xmodal::train {
+namespace fs = std::filesystem;
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+std::atomic<int> g_signal{0};
+
+extern "C" void on_stop_signal(int sig) {
+  g_signal.store(sig);
+  std::signal(sig, SIG_DFL);  // a second Ctrl-C stops at once
+}
+
+// Installs the SIGINT/SIGTERM handlers for the lifetime of the training loop.
+class SignalGuard {
+ public:
+  explicit SignalGuard(bool enabled) : enabled_(enabled) {
+    g_signal.store(0);
+    if (!enabled_) return;
+    struct sigaction action {};
+    action.sa_handler = on_stop_signal;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGINT, &action, &old_int_);
+    sigaction(SIGTERM, &action, &old_term_);
+  }
+  ~SignalGuard() {
+    if (!enabled_) return;
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+  }
+  SignalGuard(const SignalGuard&) = delete;
+  SignalGuard& operator=(const SignalGuard&) = delete;
+
+ private:
+  bool enabled_;
+  struct sigaction old_int_ {};
+  struct sigaction old_term_ {};
+};
+
+class LogFileGuard {
+ public:
+  explicit LogFileGuard(const std::string& path) { log::set_file(path); }
+  ~LogFileGuard() { log::close_file(); }
+  LogFileGuard(const LogFileGuard&) = delete;
+  LogFileGuard& operator=(const LogFileGuard&) = delete;
+};
+
+// Appends one JSON object per line to metrics.jsonl, flushed at once.
+class MetricsLog {
+ public:
+  explicit MetricsLog(const std::string& path) : path_(path), file_(std::fopen(path.c_str(), "a")) {
+    if (!file_) throw std::runtime_error("cannot open " + path + " for appending");
+  }
+  ~MetricsLog() { std::fclose(file_); }
+  MetricsLog(const MetricsLog&) = delete;
+  MetricsLog& operator=(const MetricsLog&) = delete;
+  void write(const json& record) {
+    const std::string line = record.dump() + "\n";
+    if (std::fwrite(line.data(), 1, line.size(), file_) != line.size() || std::fflush(file_) != 0) {
+      throw std::runtime_error("cannot write " + path_);
+    }
+  }
+
+ private:
+  std::string path_;
+  std::FILE* file_;
+};
+
+json metrics_json(const std::map<std::string, double>& metrics) {
+  json j = json::object();
+  for (const auto& [k, v] : metrics) j[k] = std::isfinite(v) ? json(v) : json(nullptr);
+  return j;
+}
+
+std::string format_duration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  const auto s = static_cast<int64_t>(seconds + 0.5);
+  char text[32];
+  if (s >= 3600) {
+    std::snprintf(text, sizeof text, "%ldh%02ldm", static_cast<long>(s / 3600),
+                  static_cast<long>(s / 60 % 60));
+  } else {
+    std::snprintf(text, sizeof text, "%ldm%02lds", static_cast<long>(s / 60),
+                  static_cast<long>(s % 60));
+  }
+  return text;
+}
+
+std::string format_metrics(const std::map<std::string, double>& metrics) {
+  std::string text;
+  for (const auto& [k, v] : metrics) {
+    if (!text.empty()) text += " ";
+    text += fmt::format("{} {:.4f}", k, v);
+  }
+  return text;
+}
+
+models::Task model_task(config::Task task) {
+  return task == config::Task::vqa ? models::Task::vqa : models::Task::counting;
+}
+
+// Fails early, with the path, when the run directory cannot be written.
+void prepare_run_dir(const std::string& run_dir) {
+  std::error_code ec;
+  fs::create_directories(run_dir, ec);
+  if (ec) throw std::runtime_error("run directory " + run_dir + ": cannot create: " + ec.message());
+  if (::access(run_dir.c_str(), W_OK) != 0) {
+    throw std::runtime_error("run directory " + run_dir + ": not writable");
+  }
+}
+
+}  // namespace
+
+void truncate_metrics(const std::string& path, int64_t step) {
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return;
+  std::istringstream in(io::read_file(path));
+  std::string kept, line;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    try {
+      const json record = json::parse(line);
+      if (record.value("step", int64_t{0}) <= step) kept += line + "\n";
+    } catch (const json::exception&) {
+      // A partial last line from a killed writer.
+    }
+  }
+  io::write_file_atomic(path, kept);
+}
+
+TrainResult train(const config::Config& config, const TrainOptions& options) {
+  const auto started = Clock::now();
+  const config::TrainConfig& tc = config.train;
+  TrainResult result;
+  result.run_dir = config.run.dir;
+  const std::string& run_dir = config.run.dir;
+
+  // ---- run directory: checked and claimed before any work ----
+  prepare_run_dir(run_dir);
+  const int debris = remove_debris(run_dir);
+  const auto existing = checkpoint_steps(run_dir);
+  std::string resume_from;
+  if (options.resume) {
+    resume_from = latest_checkpoint(run_dir);
+    if (resume_from.empty()) {
+      throw std::runtime_error("run directory " + run_dir + ": no complete checkpoint to resume" +
+                               (existing.empty() ? "" : " (every checkpoint failed to load)"));
+    }
+  } else if (!existing.empty()) {
+    throw std::invalid_argument("run directory " + run_dir + " already holds a run (checkpoints/step-" +
+                                std::to_string(existing.back()) +
+                                "); continue it with `xmodal train --resume " + run_dir +
+                                "` or choose another --run-dir");
+  }
+  io::write_file_atomic((fs::path(run_dir) / "config.yaml").string(), config::dump_config(config));
+  LogFileGuard log_file((fs::path(run_dir) / "train.log").string());
+  log::info("[train] {} run {} ({} task)", options.resume ? "resuming" : "starting", run_dir,
+            config::to_string(config.task));
+  if (debris > 0) log::info("[train] removed {} leftover temporary file(s) of a killed run", debris);
+  configure_threads(config.run.threads);
+  log_runtime_summary();
+  const c10::Device device = resolve_device(config.run.device);
+
+  // ---- resume state ----
+  CheckpointContent resumed;
+  if (!resume_from.empty()) {
+    log::info("[train] loading {}", resume_from);
+    resumed = load_checkpoint(resume_from, {/*optimizer=*/true});
+  }
+
+  // ---- data ----
+  Artifacts artifacts;
+  std::optional<data::AnswerVocab> answers;
+  if (!resume_from.empty()) {
+    artifacts = artifacts_from_files(config, resumed.files, resume_from);
+    if (config.task == config::Task::vqa) answers.emplace(artifacts.class_names);
+  }
+  auto train_data = std::make_shared<data::TaskData>(
+      data::load_split(config, config.data.train_split, answers ? &*answers : nullptr));
+  if (!answers && config.task == config::Task::vqa) answers.emplace(train_data->class_names);
+  if (train_data->examples.empty()) {
+    throw std::runtime_error("training split " + config.data.train_split + " of " +
+                             config.data.root + " has no examples");
+  }
+  auto val_data = std::make_shared<data::TaskData>(
+      data::load_split(config, config.data.val_split, answers ? &*answers : nullptr));
+  if (!artifacts.tokenizer) {
+    if (config.tokenizer.type != config::TokenizerType::word) {
+      throw std::invalid_argument("tokenizer.type " + config::to_string(config.tokenizer.type) +
+                                  " is not supported yet (issue 7); use word");
+    }
+    std::vector<std::string> texts;
+    for (const auto& e : train_data->examples) texts.insert(texts.end(), e.texts.begin(), e.texts.end());
+    artifacts.tokenizer = std::make_shared<text::WordTokenizer>(text::WordTokenizer::build(texts));
+    artifacts.class_names = train_data->class_names;
+  }
+  log::info("[data] {}: {} examples, val: {} examples, {} classes, vocabulary {} tokens",
+            config.data.train_split, train_data->examples.size(), val_data->examples.size(),
+            artifacts.class_names.size(), artifacts.tokenizer->vocab_size());
+  const auto files = artifact_files(config, artifacts);
+
+  data::Loader train_loader(train_data, artifacts.tokenizer, data::loader_options(config, true));
+  data::Loader val_loader(val_data, artifacts.tokenizer, data::loader_options(config, false));
+
+  // ---- model and optimizer ----
+  torch::manual_seed(static_cast<uint64_t>(config.run.seed));
+  models::Model model = models::build_model(
+      config, {artifacts.tokenizer->vocab_size(), static_cast<int64_t>(artifacts.class_names.size())});
+  model->to(device);
+  model->train();
+  log::info("[model] {} parameters\n{}", models::count_parameters(*model),
+            models::describe_model(*model));
+  AdamW optimizer(make_param_groups(*model, tc.weight_decay, tc.head_lr_mult),
+                  AdamWOptions{tc.adam_beta1, tc.adam_beta2, tc.adam_eps});
+  const auto params = optimizer.parameters();
+
+  const int64_t batches_per_epoch = train_loader.batches_per_epoch();
+  const int64_t steps_per_epoch = (batches_per_epoch + tc.grad_accum - 1) / tc.grad_accum;
+  LrSchedule schedule;
+  schedule.kind = tc.schedule;
+  schedule.total_steps = tc.max_steps > 0 ? tc.max_steps : tc.epochs * steps_per_epoch;
+  if (schedule.total_steps <= 0) {
+    throw std::invalid_argument("train.max_steps and train.epochs are both 0: nothing to train");
+  }
+  schedule.warmup_steps = std::min(LrSchedule::warmup_from(tc.warmup, schedule.total_steps),
+                                   schedule.total_steps);
+  result.total_steps = schedule.total_steps;
+
+  const auto& es_config = tc.early_stopping;
+  EarlyStopping early_stopping(es_config.mode, es_config.patience, es_config.min_delta);
+  TrainState state;
+  state.schedule = config::to_string(tc.schedule);
+  state.total_steps = schedule.total_steps;
+  state.warmup_steps = schedule.warmup_steps;
+  state.base_lr = tc.lr;
+  state.metric = es_config.metric;
+  state.metric_mode = config::to_string(es_config.mode);
+  std::string best_dir;
+  const std::string metrics_path = (fs::path(run_dir) / "metrics.jsonl").string();
+
+  if (!resume_from.empty()) {
+    models::load_state(*model, resumed.model, /*strict=*/true, resume_from + "/model.safetensors");
+    optimizer.load_state(resumed.optimizer);
+    const TrainState saved = resumed.state;
+    if (saved.total_steps != state.total_steps || saved.warmup_steps != state.warmup_steps ||
+        saved.schedule != state.schedule || saved.base_lr != state.base_lr) {
+      log::warn("[train] the schedule differs from the checkpoint's ({} steps, warmup {}, {}, lr "
+                "{}): the resumed run will not match an uninterrupted one",
+                saved.total_steps, saved.warmup_steps, saved.schedule, saved.base_lr);
+    }
+    state.step = saved.step;
+    state.epoch = saved.epoch;
+    state.batch = saved.batch;
+    state.samples_seen = saved.samples_seen;
+    state.elapsed_seconds = saved.elapsed_seconds;
+    state.last_lr = saved.last_lr;
+    state.last_metrics = saved.last_metrics;
+    state.last_eval_step = saved.last_eval_step;
+    early_stopping.state = saved.early_stopping;
+    if (!saved.rng_cpu.empty()) set_cpu_rng_state(saved.rng_cpu);
+    if (early_stopping.state.best) {
+      const fs::path dir = fs::path(run_dir) / "checkpoints" /
+                           ("step-" + std::to_string(early_stopping.state.best_step));
+      if (fs::exists(dir / "state.json")) best_dir = dir.string();
+    }
+    truncate_metrics(metrics_path, state.step);
+    log::info("[train] resumed at step {}/{} (epoch {}, batch {})", state.step, state.total_steps,
+              state.epoch, state.batch);
+  }
+  MetricsLog metrics_log(metrics_path);
+
+  log::info("[train] {} steps ({} per epoch of {} batches of {}, accumulating {}), warmup {}, {} "
+            "decay, lr {}, weight decay {}",
+            schedule.total_steps, steps_per_epoch, batches_per_epoch, tc.batch_size, tc.grad_accum,
+            schedule.warmup_steps, state.schedule, tc.lr, tc.weight_decay);
+
+  const models::Task task = model_task(config.task);
+  const models::LossWeights weights{tc.loss.presence_weight, tc.loss.count_weight};
+
+  // ---- helpers of the loop ----
+  const auto save = [&](bool improved) {
+    state.rng_cpu = cpu_rng_state();
+    state.early_stopping = early_stopping.state;
+    CheckpointContent content;
+    content.state = state;
+    content.model = state_tensors(*model);
+    content.optimizer = optimizer.state();
+    content.files = files;
+    const std::string dir = write_checkpoint(run_dir, content);
+    set_pointer(run_dir, "last", dir);
+    if (improved) {
+      best_dir = dir;
+      set_pointer(run_dir, "best", dir);
+    }
+    std::vector<int64_t> keep;
+    if (early_stopping.state.best) keep.push_back(early_stopping.state.best_step);
+    prune_checkpoints(run_dir, tc.keep_last, keep);
+    result.last_checkpoint = dir;
+    log::info("[checkpoint] step {} -> {}{}", state.step, dir, improved ? " (best)" : "");
+  };
+  const auto validate = [&]() -> bool {
+    auto r = eval::evaluate(model, *val_data, val_loader, weights, device);
+    state.last_metrics = r.metrics;
+    state.last_eval_step = state.step;
+    const auto it = r.metrics.find(es_config.metric);
+    const double value = it == r.metrics.end() ? std::nan("") : it->second;
+    const bool improved = early_stopping.update(value, state.step);
+    log::info("[eval] step {} {} ({} examples, {:.1f} s): {}{}", state.step,
+              config.data.val_split, r.examples, r.seconds, format_metrics(r.metrics),
+              improved ? "  (best)" : "");
+    json record = {{"event", "eval"},      {"step", state.step},
+                   {"epoch", state.epoch}, {"split", config.data.val_split},
+                   {"seconds", r.seconds}, {"metrics", metrics_json(r.metrics)},
+                   {"best", improved}};
+    metrics_log.write(record);
+    return improved;
+  };
+
+  // ---- the loop ----
+  SignalGuard signals(options.handle_signals);
+  train_loader.start(state.epoch, state.batch);
+  int64_t steps_this_process = 0;
+  int64_t samples_this_process = 0;
+  double interval_loss = 0;
+  int64_t interval_steps = 0, interval_samples = 0;
+  auto interval_start = Clock::now();
+  const auto loop_start = Clock::now();
+  double elapsed_base = state.elapsed_seconds;
+  bool interrupted = false;
+
+  while (state.step < schedule.total_steps) {
+    std::vector<data::Batch> group;
+    while (static_cast<int>(group.size()) < tc.grad_accum) {
+      auto batch = train_loader.next();
+      if (!batch) break;
+      group.push_back(std::move(*batch));
+    }
+    if (group.empty()) {  // the epoch had no batch left
+      state.epoch += 1;
+      state.batch = 0;
+      train_loader.start(state.epoch, 0);
+      continue;
+    }
+    const bool epoch_done = train_loader.position().batch >= batches_per_epoch;
+
+    int64_t group_samples = 0;
+    for (const auto& b : group) group_samples += b.size();
+    double loss_sum = 0;
+    for (const auto& b : group) {
+      const auto out = model->forward(b.images.to(device), b.input_ids.to(device),
+                                      b.attention_mask.to(device), b.token_type_ids.to(device));
+      const torch::Tensor crowd = b.crowd.defined() ? b.crowd.to(device) : torch::Tensor();
+      const auto sums = models::task_loss(task, out, b.targets.to(device), crowd, weights);
+      const double value = sums.total.item<double>();
+      if (!std::isfinite(value)) {
+        loss_sum = value;
+        break;
+      }
+      (sums.total / static_cast<double>(group_samples)).backward();
+      loss_sum += value;
+    }
+    const double loss = loss_sum / static_cast<double>(group_samples);
+    const double grad_norm = std::isfinite(loss) ? clip_grad_norm(params, tc.grad_clip) : loss;
+    if (!std::isfinite(loss) || !std::isfinite(grad_norm)) {
+      const std::string what = !std::isfinite(loss) ? "loss" : "gradient norm";
+      const double bad = !std::isfinite(loss) ? loss : grad_norm;
+      std::string last = result.last_checkpoint.empty() ? latest_checkpoint(run_dir)
+                                                        : result.last_checkpoint;
+      throw std::runtime_error(
+          "step " + std::to_string(state.step + 1) + ": " + what + " is " +
+          (std::isnan(bad) ? "nan" : "inf") + " (epoch " + std::to_string(state.epoch) +
+          "); stopped without updating the weights; " +
+          (last.empty() ? std::string("no checkpoint was written yet")
+                        : "the last good checkpoint is " + last) +
+          " (try a lower train.lr or train.grad_clip)");
+    }
+    const double lr = tc.lr * schedule.factor(state.step + 1);
+    optimizer.step(lr);
+    optimizer.zero_grad();
+
+    state.step += 1;
+    ++steps_this_process;
+    samples_this_process += group_samples;
+    state.samples_seen += group_samples;
+    state.last_lr = lr;
+    if (epoch_done) {
+      state.epoch += 1;
+      state.batch = 0;
+      train_loader.start(state.epoch, 0);
+    } else {
+      state.batch = train_loader.position().batch;
+    }
+    state.elapsed_seconds =
+        elapsed_base + std::chrono::duration<double>(Clock::now() - loop_start).count();
+    result.losses.push_back(loss);
+    interval_loss += loss;
+    interval_steps += 1;
+    interval_samples += group_samples;
+
+    const bool last_step = state.step >= schedule.total_steps;
+    if (state.step % tc.log_every == 0 || last_step) {
+      const double secs = std::chrono::duration<double>(Clock::now() - interval_start).count();
+      const double rate = secs > 0 ? interval_samples / secs : 0.0;
+      const double eta = interval_steps > 0
+                             ? secs / interval_steps * (schedule.total_steps - state.step)
+                             : 0.0;
+      log::info("[train] step {}/{} epoch {} loss {:.4f} lr {:.3g} grad {:.3g} {:.0f} samples/s "
+                "ETA {}",
+                state.step, schedule.total_steps, state.epoch, interval_loss / interval_steps, lr,
+                grad_norm, rate, format_duration(eta));
+      metrics_log.write({{"event", "train"},
+                         {"step", state.step},
+                         {"epoch", state.epoch},
+                         {"loss", interval_loss / interval_steps},
+                         {"lr", lr},
+                         {"grad_norm", grad_norm},
+                         {"samples_per_s", rate},
+                         {"elapsed_s", state.elapsed_seconds}});
+      interval_loss = 0;
+      interval_steps = 0;
+      interval_samples = 0;
+      interval_start = Clock::now();
+    }
+
+    const auto pause_start = Clock::now();  // validation and checkpoints are not training time
+    const bool eval_due = (tc.eval_every > 0 && state.step % tc.eval_every == 0) ||
+                          (tc.eval_every == 0 && epoch_done) || last_step;
+    bool improved = false;
+    if (eval_due) improved = validate();
+    const int signal = g_signal.load();
+    const bool stop_requested =
+        signal != 0 || (options.stop_after_steps > 0 && steps_this_process >= options.stop_after_steps);
+    const bool checkpoint_due =
+        (tc.checkpoint_every > 0 && state.step % tc.checkpoint_every == 0) ||
+        (tc.checkpoint_every == 0 && epoch_done) || improved || last_step ||
+        early_stopping.should_stop() || stop_requested;
+    if (checkpoint_due) save(improved);
+    interval_start += Clock::now() - pause_start;
+    if (early_stopping.should_stop()) {
+      log::info("[train] early stopping: val {} did not improve by more than {} for {} "
+                "evaluations (best {:.4f} at step {})",
+                es_config.metric, es_config.min_delta, early_stopping.state.bad_evals,
+                early_stopping.state.best.value_or(std::nan("")), early_stopping.state.best_step);
+      result.stopped_early = true;
+      break;
+    }
+    if (stop_requested) {
+      interrupted = true;
+      result.signal = signal;
+      log::info("[train] {} at step {}/{}; checkpoint written. Resume with: xmodal train --resume {}",
+                signal == SIGINT    ? "interrupted (SIGINT)"
+                : signal == SIGTERM ? "terminated (SIGTERM)"
+                                    : "stopped",
+                state.step, schedule.total_steps, run_dir);
+      break;
+    }
+  }
+
+  // ---- summary ----
+  result.step = state.step;
+  result.epoch = state.epoch;
+  result.interrupted = interrupted;
+  result.best_checkpoint = best_dir;
+  result.best_metric = early_stopping.state.best;
+  result.best_step = early_stopping.state.best_step;
+  result.last_metrics = state.last_metrics;
+  result.seconds = std::chrono::duration<double>(Clock::now() - started).count();
+  const double loop_secs = std::chrono::duration<double>(Clock::now() - loop_start).count();
+  result.samples_per_second =
+      loop_secs > 0 ? static_cast<double>(samples_this_process) / loop_secs : 0.0;
+  if (!interrupted) {
+    metrics_log.write({{"event", "end"},
+                       {"step", state.step},
+                       {"epoch", state.epoch},
+                       {"stopped_early", result.stopped_early},
+                       {"best_step", result.best_step},
+                       {"best", result.best_metric ? json(*result.best_metric) : json(nullptr)},
+                       {"elapsed_s", state.elapsed_seconds}});
+    log::info("[train] done: {} steps in {} ({:.0f} samples/s); best val {} {} at step {} -> {} "
+              "(also {}/best)",
+              state.step, format_duration(state.elapsed_seconds), result.samples_per_second,
+              es_config.metric,
+              result.best_metric ? fmt::format("{:.4f}", *result.best_metric) : "n/a",
+              result.best_step, best_dir.empty() ? "-" : best_dir, run_dir);
+  }
+  return result;
+}
+
+}  // namespace xmodal::train

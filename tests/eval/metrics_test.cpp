@@ -1,0 +1,76 @@
+// VQA accuracy as the official script computes it, and the counting metrics.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+
+#include "xmodal/eval/metrics.h"
+
+namespace xmodal::eval {
+namespace {
+
+std::vector<std::string> answers(int n_a, const std::string& a, const std::string& b) {
+  std::vector<std::string> out(static_cast<size_t>(n_a), a);
+  out.resize(10, b);
+  return out;
+}
+
+TEST(VqaAccuracy, LeaveOneOutOverTenAnswers) {
+  EXPECT_DOUBLE_EQ(vqa_accuracy("yes", answers(10, "yes", "")), 1.0);
+  EXPECT_DOUBLE_EQ(vqa_accuracy("no", answers(10, "yes", "")), 0.0);
+  // 3 of 10 say "2": a left-out "2" leaves 2 matches (2/3), a left-out "3" leaves 3 (1).
+  EXPECT_NEAR(vqa_accuracy("2", answers(3, "2", "3")), 0.9, 1e-12);
+  EXPECT_NEAR(vqa_accuracy("3", answers(3, "2", "3")), 1.0, 1e-12);
+  // 1 of 10: only the nine subsets that keep it match once.
+  EXPECT_NEAR(vqa_accuracy("2", answers(1, "2", "3")), 0.3, 1e-12);
+  // The prediction is normalised (number words, articles, trimming) when the answers differ.
+  EXPECT_NEAR(vqa_accuracy("  two\n", answers(3, "2", "3")), 0.9, 1e-12);
+  EXPECT_NEAR(vqa_accuracy("the 3", answers(3, "2", "3")), 1.0, 1e-12);
+  // ... but not when all ten agree (the script's quirk): "two" then misses "2".
+  EXPECT_DOUBLE_EQ(vqa_accuracy("two", answers(10, "2", "")), 0.0);
+  EXPECT_DOUBLE_EQ(vqa_accuracy("x", {}), 0.0);
+}
+
+TEST(VqaAccuracy, MetricsPerAnswerType) {
+  const auto m = vqa_metrics({1.0, 0.0, 0.5, 1.0}, {"yes/no", "yes/no", "number", "other"});
+  EXPECT_DOUBLE_EQ(m.at("accuracy"), 0.625);
+  EXPECT_DOUBLE_EQ(m.at("accuracy_yes_no"), 0.5);
+  EXPECT_DOUBLE_EQ(m.at("accuracy_number"), 0.5);
+  EXPECT_DOUBLE_EQ(m.at("accuracy_other"), 1.0);
+  EXPECT_EQ(answer_type_key("yes/no"), "yes_no");
+}
+
+TEST(CountingMetrics, AveragePrecisionLikeSklearn) {
+  EXPECT_NEAR(average_precision({0.9f, 0.8f, 0.7f, 0.6f}, {1, 0, 1, 0}), 0.5 + 0.5 * 2.0 / 3.0,
+              1e-12);
+  EXPECT_NEAR(average_precision({0.5f, 0.5f}, {1, 0}), 0.5, 1e-12);  // one tied threshold
+  EXPECT_TRUE(std::isnan(average_precision({0.5f}, {0})));
+}
+
+TEST(CountingMetrics, CountsF1AndCrowd) {
+  // Two images, two categories.
+  const auto pred = torch::tensor({{1, 0}, {2, 3}}, torch::kInt64);
+  const auto target = torch::tensor({{1, 0}, {1, 5}}, torch::kInt64);
+  const auto prob = torch::tensor({{0.9f, 0.2f}, {0.8f, 0.3f}});
+  auto crowd = torch::zeros({2, 2}, torch::kBool);
+  auto s = counting_metrics(pred, prob, target, crowd);
+  EXPECT_DOUBLE_EQ(s.metrics.at("accuracy"), 0.5);  // 2 of 4 counts right
+  EXPECT_DOUBLE_EQ(s.metrics.at("exact_match"), 0.5);
+  EXPECT_DOUBLE_EQ(s.metrics.at("mae"), 3.0 / 4.0);
+  EXPECT_DOUBLE_EQ(s.metrics.at("rmse"), std::sqrt(5.0 / 4.0));
+  // presence: category 0 tp 2; category 1 present once, predicted never -> fn 1.
+  EXPECT_DOUBLE_EQ(s.metrics.at("f1_micro"), 2.0 * 2 / (2 * 2 + 0 + 1));
+  EXPECT_DOUBLE_EQ(s.metrics.at("f1_macro"), (1.0 + 0.0) / 2);
+  EXPECT_DOUBLE_EQ(s.metrics.at("map"), 1.0);  // both categories rank their positives first
+  EXPECT_EQ(s.categories[1].support, 1);
+
+  // A crowd region makes the count of (image 1, category 1) unknown: left out of count metrics.
+  crowd[1][1] = true;
+  s = counting_metrics(pred, prob, target, crowd);
+  EXPECT_DOUBLE_EQ(s.metrics.at("accuracy"), 2.0 / 3.0);
+  EXPECT_DOUBLE_EQ(s.metrics.at("mae"), 1.0 / 3.0);
+  EXPECT_DOUBLE_EQ(s.metrics.at("exact_match"), 0.5);
+}
+
+}  // namespace
+}  // namespace xmodal::eval

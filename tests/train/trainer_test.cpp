@@ -1,0 +1,366 @@
+// The training loop end to end on a tiny scenes set: accumulation, exact resume, early
+// stopping, checkpoints that never load half-written, NaN handling.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <torch/torch.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <thread>
+
+#include "../support/temp_dir.h"
+#include "xmodal/config/loader.h"
+#include "xmodal/core/logging.h"
+#include "xmodal/data/scenes.h"
+#include "xmodal/io/atomic_file.h"
+#include "xmodal/io/safetensors.h"
+#include "xmodal/train/artifacts.h"
+#include "xmodal/train/checkpoint.h"
+#include "xmodal/train/trainer.h"
+
+namespace xmodal::train {
+namespace {
+
+namespace fs = std::filesystem;
+using xmodal::testing::TempDir;
+
+// One tiny scenes set for the whole file (32 train scenes = 192 questions, 8 val scenes).
+class Trainer : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    data_dir_ = new TempDir();
+    data::ScenesOptions o;
+    o.out = (data_dir_->path() / "scenes").string();
+    o.train = 32;
+    o.val = 8;
+    o.test = 4;
+    o.canvas = 32;
+    o.max_items = 3;
+    o.item_min = 8;
+    o.item_max = 12;
+    o.seed = 5;
+    data::build_scenes(o);
+  }
+  static void TearDownTestSuite() {
+    delete data_dir_;
+    data_dir_ = nullptr;
+  }
+  void SetUp() override { log::set_level(log::Level::warn); }
+  void TearDown() override { log::set_level(log::Level::info); }
+
+  // A tiny VQA model; `extra` is YAML appended (later keys win via --set-like overrides).
+  config::Config tiny(const std::string& run, const std::vector<std::string>& sets = {}) const {
+    std::vector<std::string> all = {
+        "run.dir=" + (dir_.path() / run).string(),
+        "run.threads=1",
+        "data.root=" + (data_dir_->path() / "scenes").string(),
+        "data.image_size=32",
+        "data.workers=1",
+        "model.vision.patch_size=16",
+        "model.vision.hidden=16",
+        "model.vision.layers=1",
+        "model.vision.heads=2",
+        "model.vision.mlp_dim=32",
+        "model.text.hidden=16",
+        "model.text.layers=1",
+        "model.text.heads=2",
+        "model.text.intermediate=32",
+        "model.fusion.hidden=16",
+        "model.fusion.layers=1",
+        "model.fusion.heads=2",
+        "model.fusion.mlp_dim=32",
+        "model.head.hidden=16",
+        "train.batch_size=8",
+        "train.lr=0.001",
+        "train.max_steps=4",
+        "train.eval_every=100",
+        "train.checkpoint_every=100",
+        "train.log_every=100",
+    };
+    all.insert(all.end(), sets.begin(), sets.end());
+    return config::parse_config("task: vqa\n", "<test>", all);
+  }
+
+  static std::map<std::string, torch::Tensor> weights(const std::string& run_dir) {
+    return load_checkpoint(latest_checkpoint(run_dir), {false}).model;
+  }
+
+  static TempDir* data_dir_;
+  TempDir dir_;
+};
+TempDir* Trainer::data_dir_ = nullptr;
+
+TEST_F(Trainer, AccumulatingKMicroBatchesEqualsOneKTimesLargerBatch) {
+  // A large adam_eps makes the update proportional to the gradient. With the usual 1e-8, Adam
+  // turns gradients that are zero in exact arithmetic but rounding noise in practice (the key
+  // bias of attention: softmax ignores it) into full-size steps of arbitrary sign.
+  const std::vector<std::string> common = {"train.max_steps=2", "train.warmup=0",
+                                           "train.schedule=constant", "train.grad_clip=0.5",
+                                           "train.adam_eps=1"};
+  auto a = common, b = common;
+  a.insert(a.end(), {"train.batch_size=4", "train.grad_accum=3"});
+  b.insert(b.end(), {"train.batch_size=12", "train.grad_accum=1"});
+  const auto ra = train(tiny("accum", a));
+  const auto rb = train(tiny("large", b));
+  ASSERT_EQ(ra.losses.size(), 2u);
+  ASSERT_EQ(rb.losses.size(), 2u);
+  EXPECT_NEAR(ra.losses[0], rb.losses[0], 1e-5);
+  EXPECT_NEAR(ra.losses[1], rb.losses[1], 1e-5);
+  const auto wa = weights(ra.run_dir), wb = weights(rb.run_dir);
+  ASSERT_EQ(wa.size(), wb.size());
+  for (const auto& [name, t] : wa) {
+    EXPECT_TRUE(torch::allclose(t, wb.at(name), 1e-5, 1e-6)) << name;
+  }
+}
+
+TEST_F(Trainer, InterruptedAndResumedRunIsBitIdentical) {
+  // Dropout on (the RNG state must be restored), accumulation, an epoch boundary (192 questions
+  // = 12 steps of 2 x 8), validation and checkpoints in between.
+  const std::vector<std::string> sets = {
+      "train.max_steps=14",       "train.grad_accum=2",   "train.eval_every=4",
+      "train.checkpoint_every=3", "model.vision.dropout=0.1", "model.text.dropout=0.1",
+      "data.augment.hflip=true",  "train.keep_last=1"};
+  const auto full = train(tiny("full", sets));
+  ASSERT_EQ(full.losses.size(), 14u);
+
+  TrainOptions stop;
+  stop.stop_after_steps = 5;
+  const auto cfg = tiny("parts", sets);
+  const auto p1 = train(cfg, stop);
+  EXPECT_TRUE(p1.interrupted);
+  EXPECT_EQ(p1.step, 5);
+  stop.resume = true;
+  const auto p2 = train(cfg, stop);
+  EXPECT_EQ(p2.step, 10);
+  stop.stop_after_steps = 0;
+  const auto p3 = train(cfg, stop);
+  EXPECT_FALSE(p3.interrupted);
+  EXPECT_EQ(p3.step, 14);
+
+  std::vector<double> losses = p1.losses;
+  losses.insert(losses.end(), p2.losses.begin(), p2.losses.end());
+  losses.insert(losses.end(), p3.losses.begin(), p3.losses.end());
+  ASSERT_EQ(losses.size(), full.losses.size());
+  for (size_t i = 0; i < losses.size(); ++i) EXPECT_EQ(losses[i], full.losses[i]) << "step " << i + 1;
+  const auto wf = weights(full.run_dir), wp = weights(p3.run_dir);
+  for (const auto& [name, t] : wf) EXPECT_TRUE(torch::equal(t, wp.at(name))) << name;
+  EXPECT_EQ(full.best_step, p3.best_step);
+  EXPECT_EQ(full.best_metric, p3.best_metric);
+
+  // metrics.jsonl of the resumed run has each step once.
+  std::ifstream in(fs::path(p3.run_dir) / "metrics.jsonl");
+  std::string line;
+  std::vector<int64_t> train_steps;
+  while (std::getline(in, line)) {
+    const auto j = nlohmann::json::parse(line);
+    if (j["event"] == "train") train_steps.push_back(j["step"].get<int64_t>());
+  }
+  EXPECT_EQ(train_steps, (std::vector<int64_t>{14}));  // log_every 100: only the last step
+  // keep_last 1 plus best.
+  const auto steps = checkpoint_steps(p3.run_dir);
+  EXPECT_LE(steps.size(), 2u);
+  EXPECT_EQ(steps.back(), 14);
+  EXPECT_TRUE(fs::exists(fs::path(p3.run_dir) / "best" / "state.json"));
+}
+
+TEST_F(Trainer, RefusesToOverwriteARunAndNeedsACheckpointToResume) {
+  const auto cfg = tiny("once", {"train.max_steps=1"});
+  TrainOptions resume;
+  resume.resume = true;
+  EXPECT_THROW(train(cfg, resume), std::runtime_error);
+  train(cfg);
+  try {
+    train(cfg);
+    FAIL() << "a second fresh run into the same directory must fail";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("--resume"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(Trainer, UnwritableRunDirFailsBeforeTraining) {
+  const std::string file = dir_.write("plain-file", "x");
+  auto cfg = tiny("unused");
+  cfg.run.dir = file + "/run";
+  try {
+    train(cfg);
+    FAIL();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("run directory " + file + "/run"), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST_F(Trainer, NonFiniteLossStopsNamingTheStepAndKeepsTheLastCheckpoint) {
+  const auto cfg = tiny("nan", {"train.lr=1e30", "train.warmup=0", "train.schedule=constant",
+                                "train.grad_clip=0", "train.checkpoint_every=1",
+                                "train.weight_decay=0", "train.max_steps=6"});
+  std::string message;
+  try {
+    train(cfg);
+  } catch (const std::runtime_error& e) {
+    message = e.what();
+  }
+  ASSERT_FALSE(message.empty()) << "a learning rate of 1e30 must blow up";
+  EXPECT_NE(message.find(": loss is "), std::string::npos) << message;
+  EXPECT_NE(message.find("last good checkpoint"), std::string::npos) << message;
+  const auto last = latest_checkpoint(cfg.run.dir);
+  ASSERT_FALSE(last.empty());
+  const auto step = load_checkpoint(last).state.step;
+  EXPECT_NE(message.find("step " + std::to_string(step + 1) + ":"), std::string::npos) << message;
+}
+
+TEST_F(Trainer, EarlyStoppingCountSurvivesResume) {
+  // min_delta 10: only the first evaluation improves; patience 3 stops after evaluation 4.
+  const std::vector<std::string> sets = {"train.eval_every=1", "train.max_steps=20",
+                                         "train.early_stopping.patience=3",
+                                         "train.early_stopping.min_delta=10"};
+  const auto full = train(tiny("es_full", sets));
+  EXPECT_TRUE(full.stopped_early);
+  EXPECT_EQ(full.step, 4);
+  EXPECT_EQ(full.best_step, 1);
+
+  const auto cfg = tiny("es_parts", sets);
+  TrainOptions stop;
+  stop.stop_after_steps = 2;
+  EXPECT_EQ(train(cfg, stop).step, 2);
+  stop.resume = true;
+  stop.stop_after_steps = 0;
+  const auto rest = train(cfg, stop);
+  EXPECT_TRUE(rest.stopped_early);
+  EXPECT_EQ(rest.step, 4);  // would be 5 if the count had restarted
+}
+
+TEST(EarlyStopping, PatienceCountsNonImprovingEvaluations) {
+  EarlyStopping es(config::MetricMode::max, 2, 0.01);
+  EXPECT_TRUE(es.update(0.5, 1));
+  EXPECT_FALSE(es.update(0.505, 2));  // within min_delta
+  EXPECT_FALSE(es.should_stop());
+  EXPECT_TRUE(es.update(0.6, 3));  // resets the count
+  EXPECT_FALSE(es.update(0.6, 4));
+  EXPECT_FALSE(es.should_stop());
+  EXPECT_FALSE(es.update(std::nan(""), 5));  // NaN never improves
+  EXPECT_TRUE(es.should_stop());
+  EXPECT_EQ(es.state.best_step, 3);
+
+  EarlyStopping low(config::MetricMode::min, 1, 0.0);
+  EXPECT_TRUE(low.update(2.0, 1));
+  EXPECT_TRUE(low.update(1.0, 2));
+  EXPECT_FALSE(low.update(1.0, 3));
+  EXPECT_TRUE(low.should_stop());
+}
+
+CheckpointContent sample_checkpoint(int64_t step, int64_t size) {
+  CheckpointContent c;
+  c.state.step = step;
+  c.state.schedule = "cosine";
+  c.state.rng_cpu = cpu_rng_state();
+  c.state.early_stopping.best = 0.25;
+  c.state.early_stopping.bad_evals = 2;
+  c.model["w"] = torch::arange(size, torch::kFloat32);
+  c.optimizer["exp_avg/w"] = torch::ones({size});
+  c.files["config.yaml"] = "task: vqa\n";
+  return c;
+}
+
+TEST(Checkpoint, RoundTripsStateAndIsAPlainSafetensorsFile) {
+  TempDir dir;
+  const std::string run = dir.path().string();
+  const auto written = write_checkpoint(run, sample_checkpoint(7, 10));
+  EXPECT_EQ(written, (dir.path() / "checkpoints" / "step-7").string());
+  const auto back = load_checkpoint(written);
+  EXPECT_EQ(back.state.step, 7);
+  EXPECT_EQ(back.state.early_stopping.best, 0.25);
+  EXPECT_EQ(back.state.early_stopping.bad_evals, 2);
+  EXPECT_TRUE(torch::equal(back.model.at("w"), torch::arange(10, torch::kFloat32)));
+  EXPECT_EQ(back.files.at("config.yaml"), "task: vqa\n");
+
+  // A plain reader: 8-byte little-endian header length, JSON header, data offsets.
+  const std::string bytes = io::read_file(written + "/model.safetensors");
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = n << 8 | static_cast<uint8_t>(bytes[i]);
+  const auto header = nlohmann::json::parse(bytes.substr(8, n));
+  EXPECT_EQ(header["w"]["dtype"], "F32");
+  EXPECT_EQ(header["w"]["shape"], nlohmann::json::array({10}));
+  const auto offsets = header["w"]["data_offsets"];
+  const size_t begin = 8 + n + offsets[0].get<size_t>();
+  float third;
+  std::memcpy(&third, bytes.data() + begin + 3 * sizeof(float), sizeof third);
+  EXPECT_EQ(third, 3.0f);
+  EXPECT_EQ(bytes.size(), 8 + n + offsets[1].get<size_t>());
+}
+
+TEST(Checkpoint, CorruptTruncatedOrHalfWrittenOnesNeverLoad) {
+  TempDir dir;
+  const std::string run = dir.path().string();
+  write_checkpoint(run, sample_checkpoint(1, 10));
+  const auto second = write_checkpoint(run, sample_checkpoint(2, 10));
+  const auto third = write_checkpoint(run, sample_checkpoint(3, 10));
+
+  // Bit flip in the newest: checksum mismatch named.
+  {
+    std::string bytes = io::read_file(third + "/model.safetensors");
+    bytes[bytes.size() - 2] ^= 0x10;
+    std::ofstream(third + "/model.safetensors", std::ios::binary) << bytes;
+  }
+  try {
+    load_checkpoint(third);
+    FAIL();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("model.safetensors checksum mismatch"), std::string::npos)
+        << e.what();
+  }
+  // Truncated optimizer state in the second.
+  fs::resize_file(second + "/optimizer.safetensors", 20);
+  EXPECT_THROW(load_checkpoint(second), std::runtime_error);
+  // A writer killed before its rename leaves a .tmp- directory: ignored, then removed.
+  fs::create_directories(dir.path() / "checkpoints" / ".tmp-step-9-123");
+  std::ofstream(dir.path() / "checkpoints" / ".tmp-step-9-123" / "model.safetensors") << "x";
+  EXPECT_EQ(latest_checkpoint(run), (dir.path() / "checkpoints" / "step-1").string());
+  EXPECT_EQ(resolve_checkpoint(run), (dir.path() / "checkpoints" / "step-1").string());
+  EXPECT_EQ(remove_debris(run), 1);
+  EXPECT_FALSE(fs::exists(dir.path() / "checkpoints" / ".tmp-step-9-123"));
+}
+
+// Kills a process that writes checkpoints in a loop at random moments: whatever is left on disk
+// either loads completely or is debris that is never taken for a checkpoint.
+TEST(Checkpoint, KilledWriterNeverLeavesALoadableBrokenCheckpoint) {
+  TempDir dir;
+  const std::string run = dir.path().string();
+  std::mt19937 rng(11);
+  // Built before fork(): the child touches no thread pool, only files.
+  CheckpointContent content = sample_checkpoint(0, 200000);
+  for (int round = 0; round < 6; ++round) {
+    const pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+      for (int64_t step = 1;; ++step) {
+        content.state.step = round * 100000 + step;
+        set_pointer(run, "last", write_checkpoint(run, content));
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20 + rng() % 60));
+    kill(child, SIGKILL);
+    int status = 0;
+    waitpid(child, &status, 0);
+    for (const int64_t step : checkpoint_steps(run)) {
+      const auto path = dir.path() / "checkpoints" / ("step-" + std::to_string(step));
+      EXPECT_NO_THROW(load_checkpoint(path.string())) << path;
+    }
+    const auto latest = latest_checkpoint(run);
+    if (!checkpoint_steps(run).empty()) EXPECT_FALSE(latest.empty());
+    remove_debris(run);
+    prune_checkpoints(run, 2, {});
+  }
+  for (const auto& e : fs::directory_iterator(dir.path() / "checkpoints")) {
+    EXPECT_EQ(e.path().filename().string().rfind("step-", 0), 0u) << e.path();
+  }
+}
+
+}  // namespace
+}  // namespace xmodal::train
