@@ -1,25 +1,29 @@
 #!/usr/bin/env bash
-# The main job end to end on a fresh Debian 12 machine: install, build, then run.
-# (Training and evaluation land with issues 5-6; until then this stops after building the
-# data set.)
+# The main job end to end on a fresh Debian 12 machine: install, build, build the offline data
+# set, train the quickstart model (configs/quickstart.yaml), evaluate it on the test split and
+# answer one question. Re-running continues the run where it stopped (or only evaluates it
+# again when it has finished).
+#
+#   scripts/quickstart.sh
+#   RUN_DIR=runs/other CONFIG=configs/quickstart_counting.yaml scripts/quickstart.sh
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD_DIR="${BUILD_DIR:-$ROOT/build}"
 XMODAL="$BUILD_DIR/xmodal"
+CONFIG="${CONFIG:-configs/quickstart.yaml}"
+RUN_DIR="${RUN_DIR:-runs/quickstart}"
+start=$SECONDS
 
-"$ROOT/scripts/setup.sh"
+# Only the binary: the tests and benchmarks are built by scripts/test.sh.
+BUILD_TARGET="${BUILD_TARGET:-xmodal_app}" "$ROOT/scripts/setup.sh"
 cd "$ROOT"
 
 echo "== xmodal info"
-"$XMODAL" info --bench
+"$XMODAL" info
 
-echo "== resolved quickstart config (configs/quickstart.yaml)"
-"$XMODAL" train configs/quickstart.yaml --dump-config | sed -n 1,12p
-echo "   ..."
-
-echo "== model of the quickstart config"
-"$XMODAL" info --config configs/quickstart.yaml | tail -n +6
+echo "== model of $CONFIG"
+"$XMODAL" info --config "$CONFIG" | tail -n +6
 
 if [[ ! -f data/fashion-scenes/v2_mscoco_test_annotations.json ]]; then
   echo "== building the Fashion-scenes data set (data/fashion-scenes)"
@@ -28,4 +32,21 @@ else
   echo "== data/fashion-scenes already built"
 fi
 
-echo "== next: training and evaluation are not implemented yet (issues 5, 6)"
+if [[ -d "$RUN_DIR/checkpoints" ]]; then
+  echo "== continuing the run in $RUN_DIR"
+  "$XMODAL" train --resume "$RUN_DIR"
+else
+  echo "== training $CONFIG into $RUN_DIR"
+  "$XMODAL" train "$CONFIG" --run-dir "$RUN_DIR"
+fi
+"$XMODAL" plot "$RUN_DIR"
+
+echo "== evaluating the best checkpoint on the test split"
+"$XMODAL" eval --checkpoint "$RUN_DIR/best" --split test --out "$RUN_DIR/eval-test"
+
+echo "== one prediction"
+"$XMODAL" predict --checkpoint "$RUN_DIR/best" \
+  --image data/fashion-scenes/images/test/test_00000000.png \
+  --text "how many bags are there?"
+
+echo "== quickstart finished in $((SECONDS - start)) s; curves: $RUN_DIR/curves.png"

@@ -5,6 +5,7 @@
 #
 #   scripts/setup.sh            # packages + configure + build
 #   BUILD_DIR=build-asan CMAKE_ARGS="-DXMODAL_SANITIZE=ON" scripts/setup.sh
+#   BUILD_TARGET=xmodal_app scripts/setup.sh   # only the xmodal binary (no tests, no benches)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -62,5 +63,5 @@ if [[ ! -f "$BUILD_DIR/CMakeCache.txt" ]]; then
   cmake -S "$ROOT" -B "$BUILD_DIR" "${GENERATOR[@]}" -DCMAKE_BUILD_TYPE=Release ${CMAKE_ARGS:-}
 fi
 echo "[setup] building in $BUILD_DIR (first build: a few minutes, mostly LibTorch headers)"
-cmake --build "$BUILD_DIR" --parallel "$(nproc)"
+cmake --build "$BUILD_DIR" --parallel "$(nproc)" ${BUILD_TARGET:+--target "$BUILD_TARGET"}
 echo "[setup] done: $BUILD_DIR/xmodal"

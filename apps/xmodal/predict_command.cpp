@@ -1,7 +1,50 @@
 // `xmodal predict --checkpoint CKPT --image PATH --text "..."` (or --input file.jsonl)
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+#include <iostream>
+#include <ostream>
+#include <sstream>
+
 #include "xmodal/cli.h"
+#include "xmodal/infer/predictor.h"
+#include "xmodal/io/atomic_file.h"
 
 namespace xmodal::cli {
+namespace {
+
+struct Line {
+  int64_t number = 0;
+  infer::Input input;
+  std::string error;  // a line that is not {"image": ..., "text": ...}
+};
+
+std::vector<Line> read_lines(std::istream& in) {
+  std::vector<Line> lines;
+  std::string text;
+  int64_t number = 0;
+  while (std::getline(in, text)) {
+    ++number;
+    if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
+    Line line;
+    line.number = number;
+    try {
+      const auto j = nlohmann::json::parse(text);
+      if (!j.is_object() || !j.contains("image") || !j["image"].is_string() ||
+          !j.contains("text") || !j["text"].is_string()) {
+        line.error = "expected an object with string fields \"image\" and \"text\"";
+      } else {
+        line.input = {j["image"].get<std::string>(), j["text"].get<std::string>()};
+      }
+    } catch (const nlohmann::json::exception& e) {
+      line.error = std::string("not JSON: ") + e.what();
+    }
+    lines.push_back(std::move(line));
+  }
+  return lines;
+}
+
+}  // namespace
 
 void add_predict_command(CLI::App& app, Context& ctx) {
   struct Args {
@@ -10,7 +53,8 @@ void add_predict_command(CLI::App& app, Context& ctx) {
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("predict", "Predict for one image + text, or a JSONL batch");
-  cmd->add_option("--checkpoint", args->checkpoint, "Checkpoint folder, e.g. RUN_DIR/best")
+  cmd->add_option("--checkpoint", args->checkpoint,
+                  "Checkpoint folder, RUN_DIR/best or a run folder")
       ->required();
   cmd->add_option("--image", args->image, "Image file (default: none)");
   cmd->add_option("--text", args->text, "Question or caption (default: none)");
@@ -20,8 +64,67 @@ void add_predict_command(CLI::App& app, Context& ctx) {
   cmd->add_option("--output", args->output, "Write JSONL here (default: stdout)");
   cmd->add_option("--top-k", args->top_k, "VQA answers to list (default: 5)")
       ->check(CLI::PositiveNumber);
-  cmd->callback(
-      [&ctx, args] { ctx.action = []() -> int { not_yet("predict", "issue 6: prediction"); }; });
+  cmd->callback([&ctx, args] {
+    ctx.action = [&ctx, args] {
+      const bool single = !args->image.empty() || !args->text.empty();
+      if (single == !args->input.empty()) {
+        throw std::invalid_argument("predict: give either --image and --text, or --input FILE");
+      }
+      if (single && (args->image.empty() || args->text.empty())) {
+        throw std::invalid_argument("predict: --image and --text go together");
+      }
+      std::vector<Line> lines;
+      if (single) {
+        lines.push_back({1, {args->image, args->text}, ""});
+      } else if (args->input == "-") {
+        lines = read_lines(std::cin);
+      } else {
+        std::ifstream in(args->input);
+        if (!in) throw std::runtime_error("cannot read " + args->input);
+        lines = read_lines(in);
+      }
+      infer::PredictorOptions o;
+      o.checkpoint = args->checkpoint;
+      o.overrides = ctx.shared_overrides();
+      o.top_k = args->top_k;
+      infer::Predictor predictor(o);
+      std::vector<infer::Input> inputs;
+      std::vector<size_t> which;
+      for (size_t i = 0; i < lines.size(); ++i) {
+        if (lines[i].error.empty()) {
+          inputs.push_back(lines[i].input);
+          which.push_back(i);
+        }
+      }
+      const auto results = predictor.predict(inputs);
+      std::vector<std::string> out(lines.size());
+      for (size_t i = 0; i < which.size(); ++i) out[which[i]] = results[i];
+      std::string text;
+      int errors = 0;
+      for (size_t i = 0; i < lines.size(); ++i) {
+        if (!lines[i].error.empty()) {
+          out[i] = nlohmann::json{{"error", lines[i].error}}.dump();
+        }
+        if (!single) {  // batch mode: say which input line each result answers
+          auto j = nlohmann::json::parse(out[i]);
+          j["line"] = lines[i].number;
+          out[i] = j.dump();
+        }
+        errors += out[i].find("\"error\"") != std::string::npos;
+        text += out[i] + "\n";
+      }
+      if (args->output.empty()) {
+        ctx.out << text << std::flush;
+      } else {
+        io::write_file_atomic(args->output, text);
+      }
+      if (single && errors > 0) {
+        throw std::runtime_error(nlohmann::json::parse(out[0])["error"].get<std::string>());
+      }
+      if (errors > 0) ctx.err << "xmodal: " << errors << " of " << lines.size() << " inputs failed (error objects in the output)\n";
+      return 0;
+    };
+  });
 }
 
 }  // namespace xmodal::cli

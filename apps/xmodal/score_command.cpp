@@ -1,11 +1,15 @@
-// `xmodal score --results r.json --annotations a.json --questions q.json`
+// `xmodal score --results r.json --annotations a.json [--questions q.json] [--out score.json]`
+#include <ostream>
+
 #include "xmodal/cli.h"
+#include "xmodal/eval/score.h"
+#include "xmodal/io/atomic_file.h"
 
 namespace xmodal::cli {
 
 void add_score_command(CLI::App& app, Context& ctx) {
   struct Args {
-    std::string results, annotations, questions;
+    std::string results, annotations, questions, out;
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("score", "Official VQA accuracy of any results file");
@@ -13,9 +17,22 @@ void add_score_command(CLI::App& app, Context& ctx) {
       ->required();
   cmd->add_option("--annotations", args->annotations, "VQA v2 annotations JSON")->required();
   cmd->add_option("--questions", args->questions,
-                  "VQA v2 questions JSON (default: none; needed for per-question-type tables)");
-  cmd->callback(
-      [&ctx, args] { ctx.action = []() -> int { not_yet("score", "issue 6: evaluation"); }; });
+                  "VQA v2 questions JSON; when given, must cover the annotated questions "
+                  "(default: none)");
+  cmd->add_option("--out", args->out, "Also write the accuracies as JSON here (default: none)");
+  cmd->callback([&ctx, args] {
+    ctx.action = [&ctx, args] {
+      const auto r = eval::score_vqa(args->results, args->annotations, args->questions);
+      if (r.duplicate_results > 0) {
+        ctx.err << "xmodal: warning: " << r.duplicate_results
+                << " question(s) answered twice in " << args->results
+                << "; the last answer counts (as in the official tool)\n";
+      }
+      ctx.out << eval::format_score(r);
+      if (!args->out.empty()) io::write_file_atomic(args->out, eval::score_json(r));
+      return 0;
+    };
+  });
 }
 
 }  // namespace xmodal::cli

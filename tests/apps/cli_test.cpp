@@ -155,9 +155,7 @@ TEST(Cli, DataScenesBuildsASetAndReportsAnswers) {
 
 TEST(Cli, CommandsNotLandedSayItInOneLineAndExit2) {
   for (const std::vector<std::string>& args :
-       {std::vector<std::string>{"eval", "--checkpoint", "runs/x/best"},
-        {"predict", "--checkpoint", "c", "--image", "a.png", "--text", "q"},
-        {"score", "--results", "r.json", "--annotations", "a.json"}}) {
+       {std::vector<std::string>{"embed", "--checkpoint", "c", "--image", "a.png", "--out", "f"}}) {
     const Result r = run_cli(args);
     EXPECT_EQ(r.code, 2) << args[0];
     EXPECT_NE(r.err.find("is not implemented yet"), std::string::npos) << r.err;

@@ -26,8 +26,16 @@ TEST(VqaAccuracy, LeaveOneOutOverTenAnswers) {
   // The prediction is normalised (number words, articles, trimming) when the answers differ.
   EXPECT_NEAR(vqa_accuracy("  two\n", answers(3, "2", "3")), 0.9, 1e-12);
   EXPECT_NEAR(vqa_accuracy("the 3", answers(3, "2", "3")), 1.0, 1e-12);
-  // ... but not when all ten agree (the script's quirk): "two" then misses "2".
-  EXPECT_DOUBLE_EQ(vqa_accuracy("two", answers(10, "2", "")), 0.0);
+  EXPECT_DOUBLE_EQ(vqa_accuracy("two", answers(10, "2", "")), 1.0);
+  // The human answers get only the punctuation step, and only when they differ: ten identical
+  // "t-shirt" can never be matched (the prediction always becomes "t shirt") ...
+  EXPECT_DOUBLE_EQ(vqa_accuracy("t-shirt", answers(10, "t-shirt", "")), 0.0);
+  EXPECT_DOUBLE_EQ(vqa_accuracy("t shirt", answers(10, "t shirt", "")), 1.0);
+  // ... but 9 "t-shirt" and one "top" can.
+  EXPECT_NEAR(vqa_accuracy("t-shirt", answers(9, "t-shirt", "top")), 1.0, 1e-12);
+  // Number words in the human answers are not mapped: "two" there never equals a prediction.
+  EXPECT_NEAR(vqa_accuracy("2", answers(3, "two", "2")), 1.0, 1e-12);
+  EXPECT_NEAR(vqa_accuracy("two", answers(3, "two", "3")), 0.0, 1e-12);
   EXPECT_DOUBLE_EQ(vqa_accuracy("x", {}), 0.0);
 }
 

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <csignal>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -234,6 +235,30 @@ TEST_F(Trainer, EarlyStoppingCountSurvivesResume) {
   const auto rest = train(cfg, stop);
   EXPECT_TRUE(rest.stopped_early);
   EXPECT_EQ(rest.step, 4);  // would be 5 if the count had restarted
+}
+
+TEST_F(Trainer, SigtermFinishesTheStepWritesACheckpointAndReturns) {
+  const auto cfg = tiny("signal", {"train.max_steps=1000000", "train.checkpoint_every=1000000"});
+  std::thread killer([] {
+    // Wait until train() has installed its handler, then let a few steps run.
+    for (int i = 0; i < 2000; ++i) {
+      struct sigaction current {};
+      sigaction(SIGTERM, nullptr, &current);
+      if (current.sa_handler != SIG_DFL) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    kill(getpid(), SIGTERM);
+  });
+  const auto r = train(cfg);
+  killer.join();
+  EXPECT_TRUE(r.interrupted);
+  EXPECT_EQ(r.signal, SIGTERM);
+  EXPECT_GT(r.step, 0);
+  EXPECT_EQ(load_checkpoint(latest_checkpoint(cfg.run.dir)).state.step, r.step);
+  struct sigaction after {};
+  sigaction(SIGTERM, nullptr, &after);
+  EXPECT_EQ(after.sa_handler, SIG_DFL);  // the previous handler is back
 }
 
 TEST(EarlyStopping, PatienceCountsNonImprovingEvaluations) {

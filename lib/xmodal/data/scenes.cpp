@@ -12,6 +12,7 @@
 #include <stdexcept>
 
 #include "xmodal/data/transforms.h"
+#include "xmodal/data/vqa_answers.h"
 #include "xmodal/io/atomic_file.h"
 #include "xmodal/io/idx.h"
 #include "xmodal/io/image.h"
@@ -220,8 +221,12 @@ std::vector<ScenesSplitReport> build_scenes(const ScenesOptions& o) {
 
       // Questions: 3 number (2/3 about a present class), 2 yes/no (half present), 1 other.
       int q = 0;
-      auto add_question = [&](const std::string& text, const std::string& answer, const char* type,
-                              const char* question_type) {
+      // Answers are written the way the official evaluation normalises a prediction ("t-shirt"
+      // -> "t shirt"): it leaves ten identical human answers untouched, so "t-shirt" could
+      // never be matched (VQA v2's own answers are stored normalised too).
+      auto add_question = [&](const std::string& text, const std::string& raw_answer,
+                              const char* type, const char* question_type) {
+        const std::string answer = normalize_answer(raw_answer);
         const int64_t question_id = image_id * 10 + q++;
         questions.push_back(
             {{"image_id", image_id}, {"question", text}, {"question_id", question_id}});

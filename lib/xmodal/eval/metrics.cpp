@@ -32,12 +32,12 @@ double f1_of(double tp, double fp, double fn) {
 
 double vqa_accuracy(const std::string& prediction, const std::vector<std::string>& human_answers) {
   if (human_answers.empty()) return 0.0;
-  std::string res = official_trim(prediction);
+  const std::string res =
+      data::vqa_process_digit_article(data::vqa_process_punctuation(official_trim(prediction)));
   std::vector<std::string> gts = human_answers;
   const std::set<std::string> distinct(gts.begin(), gts.end());
   if (distinct.size() > 1) {
     for (auto& g : gts) g = data::vqa_process_punctuation(g);
-    res = data::vqa_process_digit_article(data::vqa_process_punctuation(res));
   }
   double sum = 0;
   for (size_t i = 0; i < gts.size(); ++i) {

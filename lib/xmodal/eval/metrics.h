@@ -12,9 +12,10 @@
 namespace xmodal::eval {
 
 /// Official VQA accuracy of one predicted answer against the human answers, as the official
-/// script (vqaEval.py) computes it: the prediction is trimmed; when the human answers are not all
-/// the same, the punctuation step is applied to them and both steps to the prediction; then the
-/// mean over the 10 leave-one-out subsets of min(1, matches / 3).
+/// script (GT-Vision-Lab vqaEval.py, c4e6a0e) computes it: the prediction is trimmed and goes
+/// through both normalisation steps; the human answers go through the punctuation step only,
+/// and only when they are not all identical; then the mean over the 10 leave-one-out subsets of
+/// min(1, matches / 3).
 double vqa_accuracy(const std::string& prediction, const std::vector<std::string>& human_answers);
 
 /// Metric-name suffix of a VQA answer type: "yes/no" -> "yes_no", "number", "other"; other

@@ -54,7 +54,12 @@ torch::Tensor MultiHeadAttentionImpl::forward(const torch::Tensor& x,
                               : static_cast<double>(std::numeric_limits<float>::lowest());
     scores = scores.masked_fill(key_padding_mask.view({batch, 1, 1, length}), lowest);
   }
-  auto probs = dropout(torch::softmax(scores, -1));
+  auto probs = torch::softmax(scores, -1);
+  if (keep_attention) {
+    if (probs.requires_grad()) probs.retain_grad();
+    attention = probs;
+  }
+  probs = dropout(probs);
   // context: [B, H, L, Dh] -> [B, L, D]
   auto context = torch::matmul(probs, v).transpose(1, 2).reshape({batch, length, options.dim()});
   return out(context);

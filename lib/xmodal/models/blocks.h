@@ -37,6 +37,10 @@ class MultiHeadAttentionImpl : public torch::nn::Cloneable<MultiHeadAttentionImp
   torch::nn::Linear qkv = nullptr;
   torch::nn::Linear out = nullptr;
   torch::nn::Dropout dropout = nullptr;
+  /// When set, forward() keeps its attention probabilities [B, H, L, L] (before dropout, part
+  /// of the autograd graph) in `attention`, for explanations. Off by default: no cost.
+  bool keep_attention = false;
+  torch::Tensor attention;
 };
 TORCH_MODULE(MultiHeadAttention);
 

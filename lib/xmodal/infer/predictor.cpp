@@ -1,0 +1,258 @@
+#include "xmodal/infer/predictor.h"
+
+#include <nlohmann/json.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <stdexcept>
+
+#include "xmodal/config/loader.h"
+#include "xmodal/core/runtime.h"
+#include "xmodal/data/loader.h"
+#include "xmodal/data/transforms.h"
+#include "xmodal/io/atomic_file.h"
+#include "xmodal/io/image.h"
+#include "xmodal/models/blocks.h"
+#include "xmodal/train/artifacts.h"
+
+namespace xmodal::infer {
+using nlohmann::json;
+
+namespace {
+
+struct Prepared {
+  torch::Tensor pixels;  // [3, S, S]
+  text::Encoding encoding;
+};
+
+Prepared prepare(const train::LoadedModel& m, const Input& input) {
+  const auto& c = m.config;
+  if (input.text.find_first_not_of(" \t\r\n") == std::string::npos) {
+    throw std::invalid_argument("empty text");
+  }
+  Prepared p;
+  const cv::Mat rgb = io::read_image_rgb(input.image);
+  auto options = data::loader_options(c, /*train=*/false).transform;
+  std::mt19937_64 rng(0);
+  p.pixels = data::transform_image(rgb, options, rng).pixels;
+  p.encoding = m.artifacts.tokenizer->encode(input.text, c.data.max_text_len);
+  return p;
+}
+
+torch::Tensor stack_ids(const std::vector<Prepared>& items,
+                        std::vector<int64_t> text::Encoding::*field) {
+  const int64_t n = static_cast<int64_t>(items.size());
+  const int64_t len = static_cast<int64_t>((items[0].encoding.*field).size());
+  auto t = torch::empty({n, len}, torch::kInt64);
+  for (int64_t i = 0; i < n; ++i) {
+    std::copy((items[i].encoding.*field).begin(), (items[i].encoding.*field).end(),
+              t[i].data_ptr<int64_t>());
+  }
+  return t;
+}
+
+}  // namespace
+
+Predictor::Predictor(const PredictorOptions& options)
+    : loaded_(std::make_unique<train::LoadedModel>(train::load_trained_model(options.checkpoint))),
+      options_(options) {
+  config::apply_overrides(loaded_->config, options.overrides);
+  config::validate(loaded_->config);
+  configure_threads(loaded_->config.run.threads);
+  loaded_->model->to(resolve_device(loaded_->config.run.device));
+}
+
+Predictor::~Predictor() = default;
+
+std::vector<std::string> Predictor::predict(const std::vector<Input>& inputs) {
+  const auto& c = loaded_->config;
+  const auto& classes = loaded_->artifacts.class_names;
+  const auto device = resolve_device(c.run.device);
+  std::vector<std::string> out(inputs.size());
+  const size_t batch = static_cast<size_t>(c.eval.batch_size);
+  torch::InferenceMode inference;
+  for (size_t begin = 0; begin < inputs.size(); begin += batch) {
+    const size_t end = std::min(inputs.size(), begin + batch);
+    std::vector<Prepared> items;
+    std::vector<size_t> rows;
+    for (size_t i = begin; i < end; ++i) {
+      try {
+        items.push_back(prepare(*loaded_, inputs[i]));
+        rows.push_back(i);
+      } catch (const std::exception& e) {
+        out[i] = json{{"image", inputs[i].image}, {"text", inputs[i].text}, {"error", e.what()}}
+                     .dump();
+      }
+    }
+    if (items.empty()) continue;
+    std::vector<torch::Tensor> pixels;
+    for (const auto& p : items) pixels.push_back(p.pixels);
+    const auto result = loaded_->model->forward(
+        torch::stack(pixels).to(device), stack_ids(items, &text::Encoding::ids).to(device),
+        stack_ids(items, &text::Encoding::mask).to(device),
+        stack_ids(items, &text::Encoding::types).to(device));
+    for (size_t r = 0; r < rows.size(); ++r) {
+      const auto& input = inputs[rows[r]];
+      json j = {{"image", input.image}, {"text", input.text}};
+      const auto row = static_cast<int64_t>(r);
+      if (c.task == config::Task::vqa) {
+        const auto probs = torch::sigmoid(result.logits[row]).to(torch::kCPU);
+        const int64_t k = std::min<int64_t>(options_.top_k, probs.size(0));
+        const auto [values, indices] = probs.topk(k);
+        json answers = json::array();
+        for (int64_t i = 0; i < k; ++i) {
+          answers.push_back({{"answer", classes.at(indices[i].item<int64_t>())},
+                             {"probability", values[i].item<float>()}});
+        }
+        j["answers"] = answers;
+      } else {
+        const auto probs = torch::sigmoid(result.presence[row]).to(torch::kCPU);
+        const auto counts = result.counts[row].argmax(1).to(torch::kCPU);
+        json categories = json::array();
+        for (size_t k = 0; k < classes.size(); ++k) {
+          const auto kk = static_cast<int64_t>(k);
+          categories.push_back({{"category", classes[k]},
+                                {"probability", probs[kk].item<float>()},
+                                {"count", counts[kk].item<int64_t>()}});
+        }
+        j["categories"] = categories;
+      }
+      out[rows[r]] = j.dump();
+    }
+  }
+  return out;
+}
+
+Explanation Predictor::explain(const Input& input, const std::string& method) {
+  if (method != "gradient" && method != "rollout") {
+    throw std::invalid_argument("explain: method must be gradient or rollout, not " + method);
+  }
+  const auto& c = loaded_->config;
+  if (c.model.fusion.mode != config::FusionMode::concat) {
+    throw std::invalid_argument("explain needs model.fusion.mode concat (this checkpoint: " +
+                                config::to_string(c.model.fusion.mode) + ")");
+  }
+  const auto device = resolve_device(c.run.device);
+  const Prepared p = prepare(*loaded_, input);
+  auto& model = loaded_->model;
+  auto& layers = model->fusion->layers;
+  std::vector<models::MultiHeadAttention> attentions;
+  for (size_t i = 0; i < layers->size(); ++i) {
+    attentions.push_back(layers[i]->as<models::EncoderLayerImpl>()->attention);
+    attentions.back()->keep_attention = true;
+  }
+  struct Reset {
+    std::vector<models::MultiHeadAttention>& a;
+    ~Reset() {
+      for (auto& m : a) {
+        m->keep_attention = false;
+        m->attention = torch::Tensor();
+      }
+    }
+  } reset{attentions};
+  if (attentions.empty()) throw std::invalid_argument("explain: the fusion has no layers");
+
+  const auto ids = torch::tensor(p.encoding.ids, torch::kInt64).unsqueeze(0);
+  const auto mask = torch::tensor(p.encoding.mask, torch::kInt64).unsqueeze(0);
+  const auto types = torch::tensor(p.encoding.types, torch::kInt64).unsqueeze(0);
+  model->zero_grad();
+  const auto out = model->forward(p.pixels.unsqueeze(0).to(device), ids.to(device),
+                                  mask.to(device), types.to(device));
+  Explanation e;
+  e.method = method;
+  torch::Tensor target;
+  const auto& classes = loaded_->artifacts.class_names;
+  const torch::Tensor scores = c.task == config::Task::vqa ? out.logits[0] : out.presence[0];
+  const int64_t top = scores.argmax().item<int64_t>();
+  e.answer = classes.at(top);
+  e.probability = torch::sigmoid(scores[top]).item<double>();
+  if (method == "gradient") scores[top].backward();
+
+  const int64_t length = attentions[0]->attention.size(-1);
+  torch::NoGradGuard no_grad;
+  auto relevance = torch::eye(length, torch::kFloat64);
+  for (auto& a : attentions) {
+    const auto attn = a->attention.detach().to(torch::kCPU, torch::kFloat64)[0];  // [H, T, T]
+    if (method == "gradient") {
+      const auto grad = a->attention.grad();
+      if (!grad.defined()) throw std::runtime_error("explain: no gradient reached the attention");
+      const auto weighted = (grad.to(torch::kCPU, torch::kFloat64)[0] * attn).clamp_min(0).mean(0);
+      relevance = relevance + weighted.matmul(relevance);
+    } else {
+      auto hat = 0.5 * attn.mean(0) + 0.5 * torch::eye(length, torch::kFloat64);
+      hat = hat / hat.sum(-1, true);
+      relevance = hat.matmul(relevance);
+    }
+  }
+  // Token layout of the concat fusion: [CLS] [text: L] [image CLS] [patches: P].
+  const int64_t text_len = static_cast<int64_t>(p.encoding.ids.size());
+  const int64_t patches = length - 1 - text_len - 1;
+  const auto row = relevance[0].clone();
+  row[0] = 0;  // the fusion [CLS] itself
+  for (int64_t i = 0; i < text_len; ++i) {
+    if (p.encoding.mask[static_cast<size_t>(i)] == 0) row[1 + i] = 0;
+  }
+  const double total = row.sum().item<double>();
+  const auto norm = total > 0 ? row / total : row;
+  const auto* tokenizer = dynamic_cast<const text::WordTokenizer*>(loaded_->artifacts.tokenizer.get());
+  for (int64_t i = 0; i < text_len; ++i) {
+    if (p.encoding.mask[static_cast<size_t>(i)] == 0) break;
+    const int64_t id = p.encoding.ids[static_cast<size_t>(i)];
+    e.tokens.push_back(tokenizer && id < tokenizer->vocab_size() ? tokenizer->vocab()[id]
+                                                                 : std::to_string(id));
+    e.token_weights.push_back(norm[1 + i].item<double>());
+  }
+  e.grid = static_cast<int>(std::lround(std::sqrt(static_cast<double>(patches))));
+  if (static_cast<int64_t>(e.grid) * e.grid != patches) {
+    throw std::runtime_error("explain: " + std::to_string(patches) + " image tokens are not a square grid");
+  }
+  for (int64_t i = 0; i < patches; ++i) e.patch_weights.push_back(norm[2 + text_len + i].item<double>());
+  return e;
+}
+
+void write_heat_map(const std::string& image_path, const Explanation& e, const std::string& out_png,
+                    int side) {
+  const cv::Mat rgb = io::read_image_rgb(image_path);
+  cv::Mat image;
+  cv::resize(rgb, image, {side, side}, 0, 0, cv::INTER_AREA);
+  cv::Mat heat(e.grid, e.grid, CV_32F);
+  // Min-max scaled: relevance is often nearly uniform with a few standouts.
+  const auto [low, high] = std::minmax_element(e.patch_weights.begin(), e.patch_weights.end());
+  const double span = *high - *low;
+  for (int i = 0; i < e.grid * e.grid; ++i) {
+    heat.at<float>(i / e.grid, i % e.grid) =
+        span > 0 ? static_cast<float>((e.patch_weights[static_cast<size_t>(i)] - *low) / span)
+                 : 0.f;
+  }
+  cv::Mat up, heat8, colored;
+  cv::resize(heat, up, {side, side}, 0, 0, cv::INTER_CUBIC);
+  up.convertTo(heat8, CV_8U, 255.0);
+  cv::applyColorMap(heat8, colored, cv::COLORMAP_JET);  // BGR
+  cv::cvtColor(colored, colored, cv::COLOR_BGR2RGB);
+  cv::Mat blend;
+  cv::addWeighted(image, 0.55, colored, 0.45, 0, blend);
+  // A strip under the image: the answer and the words with their weights.
+  const int font = cv::FONT_HERSHEY_SIMPLEX;
+  const int lines = 2 + static_cast<int>((e.tokens.size() + 3) / 4);
+  cv::Mat canvas(side + 22 * lines + 8, side, CV_8UC3, cv::Scalar(255, 255, 255));
+  blend.copyTo(canvas(cv::Rect(0, 0, side, side)));
+  char text[128];
+  std::snprintf(text, sizeof text, "answer: %s (%.2f)", e.answer.c_str(), e.probability);
+  cv::putText(canvas, text, {6, side + 20}, font, 0.5, {0, 0, 0}, 1, cv::LINE_AA);
+  double image_share = 0;
+  for (double w : e.patch_weights) image_share += w;
+  std::snprintf(text, sizeof text, "image %.0f%% / text %.0f%% (%s)", 100 * image_share,
+                100 * (1 - image_share), e.method.c_str());
+  cv::putText(canvas, text, {6, side + 42}, font, 0.45, {60, 60, 60}, 1, cv::LINE_AA);
+  for (size_t i = 0; i < e.tokens.size(); ++i) {
+    std::snprintf(text, sizeof text, "%s %.2f", e.tokens[i].c_str(), e.token_weights[i]);
+    const int x = 6 + static_cast<int>(i % 4) * (side / 4);
+    const int y = side + 64 + 22 * static_cast<int>(i / 4);
+    cv::putText(canvas, text, {x, y}, font, 0.42, {0, 0, 160}, 1, cv::LINE_AA);
+  }
+  io::write_file_atomic(out_png, io::encode_png(canvas));
+}
+
+}  // namespace xmodal::infer

@@ -1,0 +1,72 @@
+// Prediction and explanation from a checkpoint: `xmodal predict` and `xmodal explain`.
+//
+// predict output (one JSON object per input; README "Prediction output"):
+//   vqa:      {"image": P, "text": T, "answers": [{"answer": A, "probability": p}, ...]}  top-k
+//   counting: {"image": P, "text": T, "categories": [{"category": C, "probability": p,
+//              "count": n}, ...]}                                 every category, in order
+//   failure:  {"image": P, "text": T, "error": "..."} (+ "line": N in batch mode)
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace xmodal::train {
+struct LoadedModel;
+}
+
+namespace xmodal::infer {
+
+struct PredictorOptions {
+  std::string checkpoint;
+  /// Config assignments applied to the checkpoint's config (run.threads, run.device, ...).
+  std::vector<std::string> overrides;
+  int top_k = 5;
+};
+
+struct Input {
+  std::string image;
+  std::string text;
+};
+
+/// What explain() found: the answer and the relevance of every token to it.
+struct Explanation {
+  std::string answer;  ///< vqa: the top answer; counting: the most probable category
+  double probability = 0;
+  std::vector<std::string> tokens;     ///< the text's tokens ([CLS] and [SEP] included)
+  std::vector<double> token_weights;   ///< relevance per token (all tokens sum to 1 with patches)
+  int grid = 0;                        ///< patches per image side
+  std::vector<double> patch_weights;   ///< relevance per patch, row-major grid x grid
+  std::string method;
+};
+
+class Predictor {
+ public:
+  explicit Predictor(const PredictorOptions& options);
+  ~Predictor();
+  Predictor(const Predictor&) = delete;
+  Predictor& operator=(const Predictor&) = delete;
+
+  /// One JSON object per input, in order; an input that fails (unreadable image, empty text)
+  /// gets an error object and the others go on.
+  std::vector<std::string> predict(const std::vector<Input>& inputs);
+
+  /// Relevance of image patches and words for the top prediction. `method`: "gradient"
+  /// (gradient-weighted attention rollout, Chefer et al. 2021: answer-specific) or "rollout"
+  /// (attention rollout, Abnar & Zuidema 2020). Needs fusion.mode concat.
+  Explanation explain(const Input& input, const std::string& method = "gradient");
+
+  const train::LoadedModel& loaded() const { return *loaded_; }
+
+ private:
+  std::unique_ptr<train::LoadedModel> loaded_;
+  PredictorOptions options_;
+};
+
+/// Draws the patch relevance as a heat map over the image (resized to `side` pixels) and writes
+/// it as PNG (atomically).
+void write_heat_map(const std::string& image_path, const Explanation& e, const std::string& out_png,
+                    int side = 384);
+
+}  // namespace xmodal::infer
