@@ -18,6 +18,8 @@
 #include "../support/temp_dir.h"
 #include "xmodal/config/loader.h"
 #include "xmodal/core/logging.h"
+#include "xmodal/eval/run.h"
+#include "xmodal/infer/predictor.h"
 #include "xmodal/data/scenes.h"
 #include "xmodal/io/atomic_file.h"
 #include "xmodal/io/safetensors.h"
@@ -259,6 +261,53 @@ TEST_F(Trainer, SigtermFinishesTheStepWritesACheckpointAndReturns) {
   struct sigaction after {};
   sigaction(SIGTERM, nullptr, &after);
   EXPECT_EQ(after.sa_handler, SIG_DFL);  // the previous handler is back
+}
+
+TEST_F(Trainer, EvalReproducesValidationAndPredictAndExplainWork) {
+  const auto r = train(tiny("eval", {"train.max_steps=3", "train.eval_every=3"}));
+  ASSERT_FALSE(r.best_checkpoint.empty());
+  eval::EvalOptions o;
+  o.checkpoint = r.run_dir + "/best";
+  o.split = "val";
+  const auto s = eval::run_eval(o);
+  EXPECT_EQ(s.metrics.at("accuracy"), r.last_metrics.at("accuracy"));
+  EXPECT_EQ(s.metrics.at("loss"), r.last_metrics.at("loss"));
+  const auto results = nlohmann::json::parse(io::read_file(s.out_dir + "/results.json"));
+  EXPECT_EQ(results.size(), 48u);  // 8 val scenes x 6 questions
+  EXPECT_TRUE(results[0].contains("question_id") && results[0].contains("answer"));
+
+  infer::Predictor predictor({r.run_dir, {}, 3});
+  const std::string image = (data_dir_->path() / "scenes/images/val").string();
+  std::string first_image;
+  for (const auto& e : fs::directory_iterator(image)) {
+    first_image = e.path().string();
+    break;
+  }
+  const auto lines = predictor.predict(
+      {{first_image, "how many bags are there?"}, {"/nonexistent.png", "is there a bag?"},
+       {first_image, "  "}, {first_image, "is there a coat?"}});
+  ASSERT_EQ(lines.size(), 4u);
+  const auto ok = nlohmann::json::parse(lines[0]);
+  EXPECT_EQ(ok["answers"].size(), 3u);
+  EXPECT_TRUE(nlohmann::json::parse(lines[1]).contains("error"));
+  EXPECT_TRUE(nlohmann::json::parse(lines[2]).contains("error"));
+  EXPECT_TRUE(nlohmann::json::parse(lines[3]).contains("answers"));
+
+  for (const std::string method : {"gradient", "rollout"}) {
+    const auto e = predictor.explain({first_image, "how many bags are there?"}, method);
+    EXPECT_EQ(e.grid, 2);  // 32 px / patch 16
+    ASSERT_EQ(e.patch_weights.size(), 4u);
+    double total = 0;
+    for (double w : e.patch_weights) total += w;
+    for (double w : e.token_weights) total += w;
+    // Everything but the image [CLS] token's share: normalised over all tokens.
+    EXPECT_GT(total, 0.0) << method;
+    EXPECT_LE(total, 1.0 + 1e-9) << method;
+    EXPECT_EQ(e.tokens.front(), "[CLS]");
+    const auto png = (dir_.path() / (method + ".png")).string();
+    infer::write_heat_map(first_image, e, png, 64);
+    EXPECT_GT(fs::file_size(png), 100u);
+  }
 }
 
 TEST(EarlyStopping, PatienceCountsNonImprovingEvaluations) {
