@@ -46,7 +46,7 @@ echo "== evaluating the best checkpoint on the test split"
 
 echo "== one prediction"
 "$XMODAL" predict --checkpoint "$RUN_DIR/best" \
-  --image data/fashion-scenes/images/test/test_00000000.png \
-  --text "how many bags are there?"
+  --image data/fashion-scenes/images/test/test_02000001.png \
+  --text "how many t-shirts are there?"
 
 echo "== quickstart finished in $((SECONDS - start)) s; curves: $RUN_DIR/curves.png"

@@ -113,13 +113,13 @@ void add_predict_command(CLI::App& app, Context& ctx) {
         errors += out[i].find("\"error\"") != std::string::npos;
         text += out[i] + "\n";
       }
+      if (single && errors > 0) {  // one input: a plain error line and exit 1
+        throw std::runtime_error(nlohmann::json::parse(out[0])["error"].get<std::string>());
+      }
       if (args->output.empty()) {
         ctx.out << text << std::flush;
       } else {
         io::write_file_atomic(args->output, text);
-      }
-      if (single && errors > 0) {
-        throw std::runtime_error(nlohmann::json::parse(out[0])["error"].get<std::string>());
       }
       if (errors > 0) ctx.err << "xmodal: " << errors << " of " << lines.size() << " inputs failed (error objects in the output)\n";
       return 0;

@@ -61,6 +61,18 @@ TEST(Model, EveryTaskAndFusionModeBuildsRunsAndTrainsEveryParameter) {
   }
 }
 
+TEST(Model, AuxiliaryCountingHeadOnTheImageTokens) {
+  auto c = tiny_config();
+  Model model = build_model(c, {30, 5, 4});
+  const auto out = model(torch::randn({2, 3, 16, 16}), torch::randint(1, 30, {2, 6}));
+  EXPECT_EQ(out.aux_presence.sizes(), torch::IntArrayRef({2, 4}));
+  EXPECT_EQ(out.aux_counts.sizes(), torch::IntArrayRef({2, 4, 4}));
+  EXPECT_TRUE(model->named_parameters().contains("aux_counting.presence.weight"));
+  EXPECT_FALSE(build_model(c, {30, 5})(torch::randn({1, 3, 16, 16}),
+                                       torch::randint(1, 30, {1, 6}))
+                   .aux_presence.defined());
+}
+
 TEST(Model, ComponentsAreSizedFromTheEncoders) {
   auto c = tiny_config();
   c.model.vision.hidden = 24;

@@ -57,6 +57,27 @@ TEST(ViT, InterpolatesPositionEmbeddingsForOtherSizes) {
   EXPECT_TRUE(vit->position_embedding.grad().defined());
 }
 
+TEST(ViT, ConvolutionalStemKeepsTheTokenGrid) {
+  torch::manual_seed(0);
+  // patch 8 = 3 stride-2 blocks: widths 4, 8, 16 (capped at hidden 16), then a 1x1 projection.
+  ViT vit(ViTOptions(32, 8, 16, 1, 2, 32).conv_stem(true).stem_width(4));
+  EXPECT_EQ(vit->stem->size(), 3u);
+  EXPECT_EQ(vit->stem_channels(), 16);
+  EXPECT_EQ(vit->patch_embedding->weight.sizes(), torch::IntArrayRef({16, 16, 1, 1}));
+  const auto params = vit->named_parameters();
+  EXPECT_TRUE(params.contains("stem.0.conv.weight"));
+  EXPECT_TRUE(params.contains("stem.2.norm.bias"));
+  EXPECT_TRUE(vit->named_buffers().contains("stem.1.norm.running_mean"));
+  const auto out = vit(torch::randn({2, 3, 32, 32}));
+  EXPECT_EQ(out.sizes(), torch::IntArrayRef({2, 1 + 16, 16}));
+  out.sum().backward();
+  EXPECT_TRUE(vit->stem[0]->as<StemBlockImpl>()->conv->weight.grad().defined());
+  EXPECT_THROW(ViT(ViTOptions(36, 12, 16, 1, 2, 32).conv_stem(true)), c10::Error);
+  // Without a stem nothing changes: no stem parameters.
+  ViT plain(ViTOptions(32, 8, 16, 1, 2, 32));
+  for (const auto& p : plain->named_parameters()) EXPECT_NE(p.key().rfind("stem.", 0), 0u);
+}
+
 TEST(ViT, RejectsBadSizesWithTheValues) {
   try {
     ViT(ViTOptions(32, 8, 30, 1, 4, 16));

@@ -310,6 +310,49 @@ TEST_F(Trainer, EvalReproducesValidationAndPredictAndExplainWork) {
   }
 }
 
+TEST_F(Trainer, CountingTrainsEvaluatesAndPredicts) {
+  const auto r = train(tiny("counting", {"task=counting", "model.head.max_count=3",
+                                         "train.max_steps=3", "train.eval_every=3"}));
+  for (const char* m : {"accuracy", "exact_match", "mae", "rmse", "f1_micro", "f1_macro", "map",
+                        "loss"}) {
+    EXPECT_TRUE(r.last_metrics.count(m)) << m;
+  }
+  eval::EvalOptions o;
+  o.checkpoint = r.run_dir;
+  o.split = "val";
+  const auto s = eval::run_eval(o);
+  EXPECT_EQ(s.examples, 8);  // one per val scene
+  EXPECT_EQ(s.metrics.at("accuracy"), r.last_metrics.at("accuracy"));
+  EXPECT_NE(s.table.find("ankle boot"), std::string::npos) << s.table;
+  const auto metrics = nlohmann::json::parse(io::read_file(s.out_dir + "/metrics.json"));
+  EXPECT_EQ(metrics["per_category"].size(), 10u);
+  std::ifstream predictions(s.out_dir + "/predictions.jsonl");
+  std::string line;
+  int lines = 0;
+  while (std::getline(predictions, line)) {
+    const auto j = nlohmann::json::parse(line);
+    EXPECT_EQ(j["counts"].size(), 10u);
+    ++lines;
+  }
+  EXPECT_EQ(lines, 8);
+}
+
+TEST_F(Trainer, ConvStemAndAuxiliaryCountingLoss) {
+  const auto with = train(tiny("aux", {"model.vision.stem=conv", "model.vision.stem_width=8",
+                                       "train.aux.counting=1", "train.max_steps=2"}));
+  const auto without = train(tiny("noaux", {"model.vision.stem=conv", "model.vision.stem_width=8",
+                                            "train.max_steps=2"}));
+  EXPECT_NE(with.losses[0], without.losses[0]);  // the auxiliary loss is part of the objective
+  const auto ckpt = load_checkpoint(latest_checkpoint(with.run_dir), {false});
+  EXPECT_EQ(ckpt.files.count("aux_classes.txt"), 1u);
+  EXPECT_TRUE(ckpt.model.count("aux_counting.presence.weight"));
+  EXPECT_TRUE(ckpt.model.count("vision.stem.0.norm.running_var"));
+  eval::EvalOptions o;
+  o.checkpoint = with.run_dir;
+  o.split = "val";
+  EXPECT_EQ(eval::run_eval(o).metrics.at("accuracy"), with.last_metrics.at("accuracy"));
+}
+
 TEST(EarlyStopping, PatienceCountsNonImprovingEvaluations) {
   EarlyStopping es(config::MetricMode::max, 2, 0.01);
   EXPECT_TRUE(es.update(0.5, 1));

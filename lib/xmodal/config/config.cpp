@@ -127,6 +127,11 @@ void validate(const Config& c) {
                 ") must divide data.image_size (" + std::to_string(c.data.image_size) +
                 ", set at " + c.origin("data.image_size") + ")");
   }
+  const int patch = c.model.vision.patch_size;
+  if (c.model.vision.stem == Stem::conv && (patch & (patch - 1)) != 0) {
+    problem("model.vision.patch_size", "model.vision.patch_size (" + std::to_string(patch) +
+                                           ") must be a power of 2 with model.vision.stem conv");
+  }
   if (c.model.text.max_position < c.data.max_text_len) {
     problem("model.text.max_position",
             "model.text.max_position (" + std::to_string(c.model.text.max_position) +

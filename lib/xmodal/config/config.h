@@ -28,6 +28,7 @@ enum class FusionMode { concat, late, image_only, text_only };
 enum class Schedule { linear, cosine, constant };
 enum class MetricMode { max, min };
 enum class ResizeMode { fixed, shorter_side };
+enum class Stem { patch, conv };
 
 template <class E>
 struct EnumTable;  // specialised below: static constexpr std::array<std::pair<E, const char*>, N>
@@ -79,6 +80,12 @@ template <>
 struct EnumTable<ResizeMode> {
   static constexpr std::array<std::pair<ResizeMode, const char*>, 2> entries = {
       {{ResizeMode::fixed, "fixed"}, {ResizeMode::shorter_side, "shorter_side"}}};
+};
+
+template <>
+struct EnumTable<Stem> {
+  static constexpr std::array<std::pair<Stem, const char*>, 2> entries = {
+      {{Stem::patch, "patch"}, {Stem::conv, "conv"}}};
 };
 
 /// The YAML spelling of an enum value.
@@ -228,9 +235,16 @@ struct VisionConfig {
   int mlp_dim = 768;
   double dropout = 0.0;
   std::string pretrained = "";  // Hugging Face ViTModel folder
+  Stem stem = Stem::patch;
+  int stem_width = 32;
 
   template <class V>
   void visit(V& v) {
+    v.field("stem", stem,
+            "patch (linear patch embedding, ViT) | conv (3x3 stride-2 conv + BatchNorm + GELU "
+            "blocks down to the patch grid, then a 1x1 projection; patch_size a power of 2)");
+    v.field("stem_width", stem_width, "conv stem: channels of the first block (doubling, at most "
+            "hidden)", Range::at_least(1));
     v.field("patch_size", patch_size, "side of the square image patches, in pixels",
             Range::at_least(1));
     v.field("hidden", hidden, "ViT width", Range::at_least(1));
@@ -342,6 +356,18 @@ struct LossConfig {
   }
 };
 
+struct AuxConfig {
+  double counting = 0.0;
+
+  template <class V>
+  void visit(V& v) {
+    v.field("counting", counting,
+            "vqa: weight of an auxiliary counting loss on the image tokens, supervised by the "
+            "COCO instances of the same images (DATA_ROOT/annotations/instances_SPLIT.json); "
+            "0 = off", Range::at_least(0));
+  }
+};
+
 struct TrainConfig {
   int batch_size = 64;
   int64_t max_steps = 0;
@@ -361,6 +387,7 @@ struct TrainConfig {
   int keep_last = 2;
   int64_t log_every = 50;
   LossConfig loss;
+  AuxConfig aux;
   EarlyStoppingConfig early_stopping;
 
   template <class V>
@@ -394,6 +421,7 @@ struct TrainConfig {
             "optimizer steps between progress lines and metrics.jsonl records",
             Range::at_least(1));
     v.section("loss", loss, "loss weights");
+    v.section("aux", aux, "auxiliary losses");
     v.section("early_stopping", early_stopping, "stop when validation stops improving");
   }
 };

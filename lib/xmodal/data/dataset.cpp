@@ -1,5 +1,6 @@
 #include "xmodal/data/dataset.h"
 
+#include <map>
 #include <stdexcept>
 
 #include "xmodal/core/logging.h"
@@ -32,6 +33,13 @@ TaskData load_split(const config::Config& c, const std::string& split, const Ans
     }
     data.class_names = vocab->answers();
     data.has_targets = set.has_annotations;
+    // Auxiliary counting targets: the instances of the same images.
+    std::map<int64_t, std::vector<int>> image_counts;
+    if (c.train.aux.counting > 0 && set.has_annotations) {
+      const CocoSet coco = read_coco(c.data.root, split, policy, /*with_captions=*/false);
+      for (const auto& category : coco.categories) data.aux_class_names.push_back(category.name);
+      for (const auto& image : coco.images) image_counts[image.id] = image.counts;
+    }
     for (const auto& q : set.questions) {
       Example e;
       e.image_path = q.image_path;
@@ -40,6 +48,15 @@ TaskData load_split(const config::Config& c, const std::string& split, const Ans
       e.answers = q.answers;
       e.answer_type = q.answer_type;
       e.answer_targets = vocab->targets(q.answers);
+      if (!data.aux_class_names.empty()) {
+        const auto it = image_counts.find(q.image_id);
+        if (it == image_counts.end()) {
+          throw std::runtime_error("train.aux.counting: image " + std::to_string(q.image_id) +
+                                   " of question " + std::to_string(q.question_id) +
+                                   " has no instances in " + c.data.root + "/annotations");
+        }
+        e.counts = it->second;
+      }
       data.examples.push_back(std::move(e));
     }
   } else {

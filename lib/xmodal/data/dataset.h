@@ -23,7 +23,7 @@ struct Example {
   std::vector<std::pair<int, float>> answer_targets;  ///< vqa: (answer class, soft score)
   std::vector<std::string> answers;                   ///< vqa: the 10 human answers
   std::string answer_type;                            ///< vqa
-  std::vector<int> counts;                            ///< counting: per category
+  std::vector<int> counts;  ///< counting (and vqa with train.aux.counting): per category
   std::vector<uint8_t> crowd;                         ///< counting: count unknown (crowd region)
 };
 
@@ -32,6 +32,9 @@ struct TaskData {
   std::string split;
   std::vector<Example> examples;
   std::vector<std::string> class_names;  ///< answers (vqa) or category names (counting)
+  /// vqa with train.aux.counting: the COCO categories whose per-image counts Example::counts
+  /// holds (empty otherwise).
+  std::vector<std::string> aux_class_names;
   bool has_targets = true;               ///< false for a test split without annotations
   int64_t skipped = 0;                   ///< records the readers skipped (on_bad_sample: skip)
 

@@ -59,6 +59,8 @@ Batch Loader::make_batch(int64_t epoch, int64_t index) const {
   std::vector<float> soft;
   std::vector<int64_t> counts;
   std::vector<uint8_t> crowd;
+  std::vector<int64_t> aux;
+  const int64_t aux_classes = static_cast<int64_t>(data_->aux_class_names.size());
   for (int64_t k = begin; k < end; ++k) {
     const int64_t i = order[k];
     const Example& e = data_->examples[i];
@@ -86,6 +88,9 @@ Batch Loader::make_batch(int64_t epoch, int64_t index) const {
       const size_t row = soft.size();
       soft.resize(row + classes, 0.0f);
       for (const auto& [cls, score] : e.answer_targets) soft[row + cls] = score;
+      for (int64_t c = 0; c < aux_classes; ++c) {
+        aux.push_back(std::min<int64_t>(e.counts.at(c), options_.max_count));
+      }
     } else {
       for (int64_t c = 0; c < classes; ++c) {
         counts.push_back(std::min<int64_t>(e.counts[c], options_.max_count));
@@ -101,6 +106,7 @@ Batch Loader::make_batch(int64_t epoch, int64_t index) const {
   batch.token_type_ids = torch::tensor(types, torch::kLong).view({b, length});
   if (vqa) {
     batch.targets = torch::tensor(soft, torch::kFloat32).view({b, classes});
+    if (aux_classes > 0) batch.aux_counts = torch::tensor(aux, torch::kLong).view({b, aux_classes});
   } else {
     batch.targets = torch::tensor(counts, torch::kLong).view({b, classes});
     batch.crowd = torch::tensor(std::vector<int64_t>(crowd.begin(), crowd.end()), torch::kLong)

@@ -29,6 +29,7 @@ struct Batch {
   torch::Tensor token_type_ids;  ///< [B, L] int64
   torch::Tensor targets;         ///< vqa: [B, A] float32 soft scores; counting: [B, C] int64
   torch::Tensor crowd;           ///< counting: [B, C] bool (count unknown); undefined for vqa
+  torch::Tensor aux_counts;      ///< vqa with auxiliary counting: [B, C] int64, else undefined
   std::vector<int64_t> ids;      ///< question or image ids
   std::vector<int64_t> indices;  ///< example indices in the split
   int64_t epoch = 0;

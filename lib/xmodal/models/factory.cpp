@@ -35,10 +35,13 @@ ModelOptions model_options(const config::Config& c, const DataSizes& sizes) {
                            .dropout(m.vision.dropout),
                        m.head.hidden, sizes.num_classes);
   options.max_count = m.head.max_count;
+  options.aux_counting_classes = sizes.aux_counting_classes;
   if (uses_image(mode)) {
     options.vision = ViTOptions(c.data.image_size, m.vision.patch_size, m.vision.hidden,
                                 m.vision.layers, m.vision.heads, m.vision.mlp_dim)
-                         .dropout(m.vision.dropout);
+                         .dropout(m.vision.dropout)
+                         .conv_stem(m.vision.stem == config::Stem::conv)
+                         .stem_width(m.vision.stem_width);
   }
   if (uses_text(mode)) {
     options.text = BertOptions(sizes.vocab_size, m.text.hidden, m.text.layers, m.text.heads,

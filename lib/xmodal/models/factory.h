@@ -11,6 +11,7 @@ namespace xmodal::models {
 struct DataSizes {
   int64_t vocab_size = 0;
   int64_t num_classes = 0;
+  int64_t aux_counting_classes = 0;  ///< categories of the auxiliary counting head (0 = none)
 };
 
 /// The Options of the whole model for `config` and the data's sizes. Throws

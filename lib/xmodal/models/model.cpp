@@ -35,6 +35,13 @@ void ModelImpl::reset() {
         "head", CountingHead(CountingHeadOptions(fusion->output_dim(), options.head_hidden,
                                                  options.num_classes, options.max_count)));
   }
+  if (options.aux_counting_classes > 0) {
+    TORCH_CHECK(vision, "an auxiliary counting head needs the image encoder");
+    aux_counting = register_module(
+        "aux_counting",
+        CountingHead(CountingHeadOptions(vision->output_dim(), options.head_hidden,
+                                         options.aux_counting_classes, options.max_count)));
+  }
 }
 
 ModelOutput ModelImpl::forward(const torch::Tensor& images, const torch::Tensor& input_ids,
@@ -47,6 +54,12 @@ ModelOutput ModelImpl::forward(const torch::Tensor& images, const torch::Tensor&
     if (attention_mask.defined()) text_padding = attention_mask.eq(0);
   }
   ModelOutput out;
+  if (aux_counting) {
+    // patch tokens only: [B, P, Dv] -> [B, Dv]
+    auto aux = aux_counting(image_tokens.narrow(1, 1, image_tokens.size(1) - 1).mean(1));
+    out.aux_presence = aux.presence;
+    out.aux_counts = aux.counts;
+  }
   out.pooled = fusion(text_tokens, text_padding, image_tokens).pooled;
   if (vqa_head) {
     out.logits = vqa_head(out.pooled);

@@ -32,6 +32,8 @@ struct ModelOptions {
   int64_t num_classes;
   /// counting: count classes are 0..max_count.
   int64_t max_count = 10;
+  /// Categories of the auxiliary counting head on the image tokens (0 = no such head).
+  int64_t aux_counting_classes = 0;
 };
 
 struct ModelOutput {
@@ -39,6 +41,8 @@ struct ModelOutput {
   torch::Tensor logits;    ///< vqa: [B, num_answers]
   torch::Tensor presence;  ///< counting: [B, C]
   torch::Tensor counts;    ///< counting: [B, C, max_count + 1]
+  torch::Tensor aux_presence;  ///< auxiliary counting head (if any): [B, C']
+  torch::Tensor aux_counts;    ///< auxiliary counting head (if any): [B, C', max_count + 1]
 };
 
 class ModelImpl : public torch::nn::Cloneable<ModelImpl> {
@@ -58,6 +62,7 @@ class ModelImpl : public torch::nn::Cloneable<ModelImpl> {
   Fusion fusion = nullptr;
   VqaHead vqa_head = nullptr;            // registered as "head" for task vqa
   CountingHead counting_head = nullptr;  // registered as "head" for task counting
+  CountingHead aux_counting = nullptr;   // on the mean of the image patch tokens, if asked for
 };
 TORCH_MODULE(Model);
 

@@ -11,6 +11,9 @@ ViTImpl::ViTImpl(const ViTOptions& options_) : options(options_) {
   TORCH_CHECK(options.image_size() % options.patch_size() == 0, "ViT: image_size (",
               options.image_size(), ") must be divisible by patch_size (", options.patch_size(),
               ")");
+  TORCH_CHECK(!options.conv_stem() || (options.patch_size() & (options.patch_size() - 1)) == 0,
+              "ViT: a convolutional stem needs a power-of-2 patch_size, got ",
+              options.patch_size());
   TORCH_CHECK(options.hidden() % options.heads() == 0, "ViT: hidden_size (", options.hidden(),
               ") must be divisible by num_heads (", options.heads(), ")");
   reset();
@@ -21,12 +24,49 @@ int64_t ViTImpl::num_patches() const {
   return grid * grid;
 }
 
+StemBlockImpl::StemBlockImpl(int64_t in, int64_t out) : in_channels(in), out_channels(out) {
+  reset();
+}
+
+void StemBlockImpl::reset() {
+  conv = register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(in_channels,
+                                                                            out_channels, 3)
+                                                       .stride(2)
+                                                       .padding(1)
+                                                       .bias(false)));
+  norm = register_module("norm", torch::nn::BatchNorm2d(out_channels));
+}
+
+torch::Tensor StemBlockImpl::forward(const torch::Tensor& x) {
+  return exact_gelu(norm(conv(x)));
+}
+
+int64_t ViTImpl::stem_channels() const {
+  if (!options.conv_stem()) return options.channels();
+  int64_t c = options.channels(), width = options.stem_width();
+  for (int64_t s = 1; s < options.patch_size(); s *= 2) {
+    c = std::min(width, options.hidden());
+    width *= 2;
+  }
+  return c;
+}
+
 void ViTImpl::reset() {
   const int64_t d = options.hidden();
+  stem = register_module("stem", torch::nn::ModuleList());
+  if (options.conv_stem()) {
+    int64_t in = options.channels(), width = options.stem_width();
+    for (int64_t s = 1; s < options.patch_size(); s *= 2) {
+      const int64_t out = std::min(width, d);
+      stem->push_back(StemBlock(in, out));
+      in = out;
+      width *= 2;
+    }
+  }
+  const int64_t kernel = options.conv_stem() ? 1 : options.patch_size();
   patch_embedding = register_module(
       "patch_embedding",
-      torch::nn::Conv2d(torch::nn::Conv2dOptions(options.channels(), d, options.patch_size())
-                            .stride(options.patch_size())));
+      torch::nn::Conv2d(torch::nn::Conv2dOptions(stem_channels(), d, kernel).stride(kernel)));
   cls_token = register_parameter("cls_token", torch::zeros({1, 1, d}));
   position_embedding =
       register_parameter("position_embedding", torch::empty({1, 1 + num_patches(), d}));
@@ -44,7 +84,7 @@ void ViTImpl::reset() {
   // std sqrt(1 / fan_in), zero bias.
   torch::NoGradGuard no_grad;
   position_embedding.normal_(0.0, 0.02);
-  const int64_t fan_in = options.channels() * options.patch_size() * options.patch_size();
+  const int64_t fan_in = stem_channels() * kernel * kernel;
   auto w = patch_embedding->weight;
   init_trunc_normal_(w, std::sqrt(1.0 / static_cast<double>(fan_in)));
   patch_embedding->bias.zero_();
@@ -76,7 +116,9 @@ torch::Tensor ViTImpl::forward(const torch::Tensor& images) {
               images.size(2), "x", images.size(3), " is not a multiple of patch_size (", p, ")");
   const int64_t batch = images.size(0);
   // patches: [B, D, H/p, W/p] -> [B, P, D]
-  auto x = patch_embedding(images);
+  auto x = images;
+  for (const auto& block : *stem) x = block->as<StemBlockImpl>()->forward(x);
+  x = patch_embedding(x);
   const int64_t grid_h = x.size(2), grid_w = x.size(3);
   x = x.flatten(2).transpose(1, 2);
   // x: [B, 1 + P, D]

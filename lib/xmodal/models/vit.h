@@ -2,7 +2,10 @@
 //
 // Parameter names (a file format; torchvision and Hugging Face names map onto them in
 // models/import.h):
-//   patch_embedding.{weight,bias}   Conv2d(channels, hidden, patch, stride patch)
+//   patch_embedding.{weight,bias}   Conv2d(channels, hidden, patch, stride patch), or with a
+//                                   convolutional stem a 1x1 Conv2d(stem channels, hidden)
+//   stem.N.*                        optional stem: log2(patch) blocks of 3x3 stride-2 Conv2d
+//                                   (stem.N.conv) + BatchNorm (stem.N.norm) + GELU
 //   cls_token                       [1, 1, hidden]
 //   position_embedding              [1, 1 + P, hidden], P = (image_size / patch_size)^2
 //   layers.N.*                      EncoderLayer (pre-norm), see blocks.h
@@ -39,7 +42,27 @@ struct ViTOptions {
   TORCH_ARG(double, attention_dropout) = 0.0;
   /// LayerNorm epsilon (torchvision 1e-6; Hugging Face ViT 1e-12).
   TORCH_ARG(double, eps) = 1e-6;
+  /// Convolutional stem (Xiao et al. 2021, "Early convolutions help transformers see better")
+  /// instead of the linear patch embedding: log2(patch_size) blocks of 3x3 stride-2 convolution
+  /// + BatchNorm + GELU, widths stem_width, 2 x stem_width, ... (at most hidden), then a 1x1
+  /// projection to hidden. Same token grid as the patch embedding. patch_size must be a power
+  /// of 2.
+  TORCH_ARG(bool, conv_stem) = false;
+  TORCH_ARG(int64_t, stem_width) = 32;
 };
+
+/// One stem block: 3x3 stride-2 convolution, BatchNorm, GELU.
+class StemBlockImpl : public torch::nn::Cloneable<StemBlockImpl> {
+ public:
+  StemBlockImpl(int64_t in_channels, int64_t out_channels);
+  void reset() override;
+  torch::Tensor forward(const torch::Tensor& x);
+
+  int64_t in_channels, out_channels;
+  torch::nn::Conv2d conv = nullptr;
+  torch::nn::BatchNorm2d norm = nullptr;
+};
+TORCH_MODULE(StemBlock);
 
 class ViTImpl : public torch::nn::Cloneable<ViTImpl> {
  public:
@@ -57,7 +80,11 @@ class ViTImpl : public torch::nn::Cloneable<ViTImpl> {
   int64_t output_dim() const { return options.hidden(); }
   int64_t num_patches() const;
 
+  /// Channels the stem hands to patch_embedding (the image channels without a stem).
+  int64_t stem_channels() const;
+
   ViTOptions options;
+  torch::nn::ModuleList stem = nullptr;  ///< empty unless conv_stem
   torch::nn::Conv2d patch_embedding = nullptr;
   torch::Tensor cls_token;
   torch::Tensor position_embedding;

@@ -35,6 +35,9 @@ std::map<std::string, std::string> artifact_files(const config::Config& config,
   std::map<std::string, std::string> files;
   files["config.yaml"] = config::dump_config(config);
   files["classes.txt"] = join_lines(artifacts.class_names);
+  if (!artifacts.aux_class_names.empty()) {
+    files["aux_classes.txt"] = join_lines(artifacts.aux_class_names);
+  }
   const auto* word = dynamic_cast<const text::WordTokenizer*>(artifacts.tokenizer.get());
   if (!word) throw std::invalid_argument("artifact_files: only the word tokenizer is supported");
   files["vocab.txt"] = join_lines(word->vocab());
@@ -52,6 +55,8 @@ Artifacts artifacts_from_files(const config::Config& config,
   Artifacts a;
   a.class_names = split_lines(need("classes.txt"));
   if (a.class_names.empty()) throw std::runtime_error("checkpoint " + source + ": empty classes.txt");
+  const auto aux = files.find("aux_classes.txt");
+  if (aux != files.end()) a.aux_class_names = split_lines(aux->second);
   if (config.tokenizer.type != config::TokenizerType::word) {
     throw std::runtime_error("checkpoint " + source + ": tokenizer type " +
                              config::to_string(config.tokenizer.type) + " is not supported yet");
@@ -81,7 +86,8 @@ LoadedModel load_trained_model(const std::string& path) {
   m.artifacts = artifacts_from_files(m.config, content.files, m.checkpoint);
   m.model = models::build_model(
       m.config, {m.artifacts.tokenizer->vocab_size(),
-                 static_cast<int64_t>(m.artifacts.class_names.size())});
+                 static_cast<int64_t>(m.artifacts.class_names.size()),
+                 static_cast<int64_t>(m.artifacts.aux_class_names.size())});
   models::load_state(*m.model, content.model, /*strict=*/true, m.checkpoint + "/model.safetensors");
   m.model->eval();
   m.step = content.state.step;

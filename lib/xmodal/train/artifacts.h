@@ -17,9 +17,11 @@ namespace xmodal::train {
 struct Artifacts {
   std::shared_ptr<const text::Tokenizer> tokenizer;
   std::vector<std::string> class_names;
+  std::vector<std::string> aux_class_names;  ///< auxiliary counting categories (may be empty)
 };
 
-/// The artifact files of a checkpoint: config.yaml, vocab.txt (word tokenizer), classes.txt.
+/// The artifact files of a checkpoint: config.yaml, vocab.txt (word tokenizer), classes.txt and,
+/// with an auxiliary counting head, aux_classes.txt.
 std::map<std::string, std::string> artifact_files(const config::Config& config,
                                                   const Artifacts& artifacts);
 

@@ -224,6 +224,11 @@ TrainResult train(const config::Config& config, const TrainOptions& options) {
     for (const auto& e : train_data->examples) texts.insert(texts.end(), e.texts.begin(), e.texts.end());
     artifacts.tokenizer = std::make_shared<text::WordTokenizer>(text::WordTokenizer::build(texts));
     artifacts.class_names = train_data->class_names;
+    artifacts.aux_class_names = train_data->aux_class_names;
+  }
+  if (artifacts.aux_class_names != train_data->aux_class_names) {
+    throw std::runtime_error("train.aux.counting: the categories of " + config.data.root +
+                             " differ from the checkpoint's");
   }
   log::info("[data] {}: {} examples, val: {} examples, {} classes, vocabulary {} tokens",
             config.data.train_split, train_data->examples.size(), val_data->examples.size(),
@@ -236,7 +241,8 @@ TrainResult train(const config::Config& config, const TrainOptions& options) {
   // ---- model and optimizer ----
   torch::manual_seed(static_cast<uint64_t>(config.run.seed));
   models::Model model = models::build_model(
-      config, {artifacts.tokenizer->vocab_size(), static_cast<int64_t>(artifacts.class_names.size())});
+      config, {artifacts.tokenizer->vocab_size(), static_cast<int64_t>(artifacts.class_names.size()),
+               static_cast<int64_t>(artifacts.aux_class_names.size())});
   model->to(device);
   model->train();
   log::info("[model] {} parameters\n{}", models::count_parameters(*model),
@@ -381,7 +387,12 @@ TrainResult train(const config::Config& config, const TrainOptions& options) {
       const auto out = model->forward(b.images.to(device), b.input_ids.to(device),
                                       b.attention_mask.to(device), b.token_type_ids.to(device));
       const torch::Tensor crowd = b.crowd.defined() ? b.crowd.to(device) : torch::Tensor();
-      const auto sums = models::task_loss(task, out, b.targets.to(device), crowd, weights);
+      auto sums = models::task_loss(task, out, b.targets.to(device), crowd, weights);
+      if (out.aux_presence.defined() && b.aux_counts.defined()) {
+        const auto aux = models::counting_loss(out.aux_presence, out.aux_counts,
+                                               b.aux_counts.to(device), {}, {});
+        sums.total = sums.total + aux.total * tc.aux.counting;
+      }
       const double value = sums.total.item<double>();
       if (!std::isfinite(value)) {
         loss_sum = value;

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Fusion ablation: trains the quickstart model with fusion concat, late, text_only and
+# image_only on the same budget (optimizer steps), evaluates each on the test split and prints
+# one table of VQA accuracy per answer type.
+#
+#   scripts/ablation.sh [STEPS]          # default 300 optimizer steps each
+#   CONFIG=configs/quickstart.yaml OUT=runs/ablation scripts/ablation.sh 900
+#
+# `late` pools each encoder's [CLS] token, so it needs encoder layers: the quickstart's joint
+# layers (4) are split into 2 image + 2 text encoder layers for it (same depth).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+XMODAL="${XMODAL:-$ROOT/build/xmodal}"
+CONFIG="${CONFIG:-configs/quickstart.yaml}"
+OUT="${OUT:-runs/ablation}"
+STEPS="${1:-300}"
+cd "$ROOT"
+[[ -x "$XMODAL" ]] || { echo "ablation: build first (scripts/setup.sh)" >&2; exit 1; }
+[[ -f data/fashion-scenes/v2_mscoco_test_annotations.json ]] ||
+  "$XMODAL" data scenes --out data/fashion-scenes
+
+metric() {  # metric FILE KEY -> percent with 1 decimal, or "-"
+  local v
+  v="$(sed -n "s/^ *\"$2\": \([0-9.eE+-]*\),\{0,1\}$/\1/p" "$1" | head -1)"
+  [[ -n "$v" ]] && awk -v x="$v" 'BEGIN { printf "%.1f", 100 * x }' || echo "-"
+}
+
+rows=()
+for mode in concat late text_only image_only; do
+  extra=()
+  [[ $mode == late ]] && extra=(--set model.vision.layers=2 --set model.text.layers=2
+                                --set model.fusion.layers=0)
+  rm -rf "${OUT:?}/$mode"
+  echo "== $mode: $STEPS steps"
+  start=$SECONDS
+  "$XMODAL" --log-level warn train "$CONFIG" --run-dir "$OUT/$mode" \
+    --set model.fusion.mode="$mode" --set train.max_steps="$STEPS" \
+    --set train.eval_every="$STEPS" --set train.checkpoint_every="$STEPS" "${extra[@]}"
+  secs=$((SECONDS - start))
+  "$XMODAL" --log-level warn eval --checkpoint "$OUT/$mode/best" --split test \
+    --out "$OUT/$mode/eval-test" >/dev/null
+  m="$OUT/$mode/eval-test/metrics.json"
+  rows+=("| $mode | $(metric "$m" accuracy) | $(metric "$m" accuracy_number) | $(metric "$m" accuracy_yes_no) | $(metric "$m" accuracy_other) | $secs |")
+done
+
+echo
+echo "Test VQA accuracy (%) after $STEPS optimizer steps ($CONFIG):"
+echo
+echo "| fusion | overall | number | yes/no | other | train s |"
+echo "|---|---|---|---|---|---|"
+printf '%s\n' "${rows[@]}"
