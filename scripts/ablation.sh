@@ -4,10 +4,11 @@
 # one table of VQA accuracy per answer type.
 #
 #   scripts/ablation.sh [STEPS]          # default 300 optimizer steps each
-#   CONFIG=configs/quickstart.yaml OUT=runs/ablation scripts/ablation.sh 900
+#   CONFIG=configs/quickstart.yaml OUT=runs/ablation MODES="text_only image_only" scripts/ablation.sh 900
 #
 # `late` pools each encoder's [CLS] token, so it needs encoder layers: the quickstart's joint
-# layers (4) are split into 2 image + 2 text encoder layers for it (same depth).
+# layers are replaced by 2 text encoder layers for it. text_only has no image, so no auxiliary
+# counting loss either.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,6 +16,7 @@ XMODAL="${XMODAL:-$ROOT/build/xmodal}"
 CONFIG="${CONFIG:-configs/quickstart.yaml}"
 OUT="${OUT:-runs/ablation}"
 STEPS="${1:-300}"
+MODES="${MODES:-concat late text_only image_only}"
 cd "$ROOT"
 [[ -x "$XMODAL" ]] || { echo "ablation: build first (scripts/setup.sh)" >&2; exit 1; }
 [[ -f data/fashion-scenes/v2_mscoco_test_annotations.json ]] ||
@@ -27,10 +29,10 @@ metric() {  # metric FILE KEY -> percent with 1 decimal, or "-"
 }
 
 rows=()
-for mode in concat late text_only image_only; do
+for mode in $MODES; do
   extra=()
-  [[ $mode == late ]] && extra=(--set model.vision.layers=2 --set model.text.layers=2
-                                --set model.fusion.layers=0)
+  [[ $mode == late ]] && extra=(--set model.text.layers=2 --set model.fusion.layers=0)
+  [[ $mode == text_only ]] && extra=(--set train.aux.counting=0)
   rm -rf "${OUT:?}/$mode"
   echo "== $mode: $STEPS steps"
   start=$SECONDS
