@@ -35,7 +35,8 @@ void add_eval_command(CLI::App& app, Context& ctx) {
       o.data_root = args->data_root;
       o.out_dir = args->out;
       o.overrides = ctx.shared_overrides();
-      if (args->batch_size > 0) o.overrides.push_back("eval.batch_size=" + std::to_string(args->batch_size));
+      if (args->batch_size > 0)
+        o.overrides.push_back("eval.batch_size=" + std::to_string(args->batch_size));
       const auto s = eval::run_eval(o);
       ctx.out << "checkpoint " << s.checkpoint << " (step " << s.step << "), split " << o.split
               << "\n"

@@ -13,8 +13,8 @@ void add_explain_command(CLI::App& app, Context& ctx) {
     std::string checkpoint, image, text, out = "explain.png", method = "gradient";
   };
   auto args = std::make_shared<Args>();
-  auto* cmd = app.add_subcommand(
-      "explain", "Heat map of the image patches and words a prediction rests on");
+  auto* cmd = app.add_subcommand("explain",
+                                 "Heat map of the image patches and words a prediction rests on");
   cmd->add_option("--checkpoint", args->checkpoint, "Checkpoint folder, RUN_DIR/best or a run")
       ->required();
   cmd->add_option("--image", args->image, "Image file")->required();
@@ -38,14 +38,10 @@ void add_explain_command(CLI::App& app, Context& ctx) {
       }
       double image_share = 0;
       for (double w : e.patch_weights) image_share += w;
-      ctx.out << nlohmann::json{{"answer", e.answer},
-                                {"probability", e.probability},
-                                {"method", e.method},
-                                {"image_weight", image_share},
-                                {"grid", e.grid},
-                                {"patch_weights", e.patch_weights},
-                                {"tokens", tokens},
-                                {"heat_map", args->out}}
+      ctx.out << nlohmann::json{{"answer", e.answer}, {"probability", e.probability},
+                                {"method", e.method}, {"image_weight", image_share},
+                                {"grid", e.grid},     {"patch_weights", e.patch_weights},
+                                {"tokens", tokens},   {"heat_map", args->out}}
                      .dump()
               << "\n";
       return 0;

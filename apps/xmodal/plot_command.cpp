@@ -19,12 +19,13 @@ void add_plot_command(CLI::App& app, Context& ctx) {
     ctx.action = [&ctx, args] {
       const auto metrics = std::filesystem::path(args->run_dir) / "metrics.jsonl";
       if (!std::filesystem::exists(metrics)) {
-        throw std::invalid_argument("plot: " + metrics.string() + " does not exist (not a run "
+        throw std::invalid_argument("plot: " + metrics.string() +
+                                    " does not exist (not a run "
                                     "directory, or nothing logged yet)");
       }
-      const std::string out =
-          args->out.empty() ? (std::filesystem::path(args->run_dir) / "curves.png").string()
-                            : args->out;
+      const std::string out = args->out.empty()
+                                  ? (std::filesystem::path(args->run_dir) / "curves.png").string()
+                                  : args->out;
       const auto s = train::plot_run(metrics.string(), out);
       ctx.out << "wrote " << out << " (" << s.train_points << " training and " << s.eval_points
               << " validation records)\n";

@@ -121,7 +121,9 @@ void add_predict_command(CLI::App& app, Context& ctx) {
       } else {
         io::write_file_atomic(args->output, text);
       }
-      if (errors > 0) ctx.err << "xmodal: " << errors << " of " << lines.size() << " inputs failed (error objects in the output)\n";
+      if (errors > 0)
+        ctx.err << "xmodal: " << errors << " of " << lines.size()
+                << " inputs failed (error objects in the output)\n";
       return 0;
     };
   });

@@ -24,9 +24,8 @@ void add_score_command(CLI::App& app, Context& ctx) {
     ctx.action = [&ctx, args] {
       const auto r = eval::score_vqa(args->results, args->annotations, args->questions);
       if (r.duplicate_results > 0) {
-        ctx.err << "xmodal: warning: " << r.duplicate_results
-                << " question(s) answered twice in " << args->results
-                << "; the last answer counts (as in the official tool)\n";
+        ctx.err << "xmodal: warning: " << r.duplicate_results << " question(s) answered twice in "
+                << args->results << "; the last answer counts (as in the official tool)\n";
       }
       ctx.out << eval::format_score(r);
       if (!args->out.empty()) io::write_file_atomic(args->out, eval::score_json(r));

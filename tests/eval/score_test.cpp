@@ -55,7 +55,8 @@ TEST(Score, RefusesMissingOrForeignQuestionIds) {
   TempDir dir;
   const auto anns = annotations()["annotations"];
   nlohmann::json results = nlohmann::json::array();
-  for (const auto& a : anns) results.push_back({{"question_id", a["question_id"]}, {"answer", "yes"}});
+  for (const auto& a : anns)
+    results.push_back({{"question_id", a["question_id"]}, {"answer", "yes"}});
   const int64_t dropped = results.back()["question_id"];
   results.erase(results.size() - 1);
   try {

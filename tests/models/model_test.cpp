@@ -68,8 +68,7 @@ TEST(Model, AuxiliaryCountingHeadOnTheImageTokens) {
   EXPECT_EQ(out.aux_presence.sizes(), torch::IntArrayRef({2, 4}));
   EXPECT_EQ(out.aux_counts.sizes(), torch::IntArrayRef({2, 4, 4}));
   EXPECT_TRUE(model->named_parameters().contains("aux_counting.presence.weight"));
-  EXPECT_FALSE(build_model(c, {30, 5})(torch::randn({1, 3, 16, 16}),
-                                       torch::randint(1, 30, {1, 6}))
+  EXPECT_FALSE(build_model(c, {30, 5})(torch::randn({1, 3, 16, 16}), torch::randint(1, 30, {1, 6}))
                    .aux_presence.defined());
 }
 

@@ -18,9 +18,9 @@
 #include "../support/temp_dir.h"
 #include "xmodal/config/loader.h"
 #include "xmodal/core/logging.h"
+#include "xmodal/data/scenes.h"
 #include "xmodal/eval/run.h"
 #include "xmodal/infer/predictor.h"
-#include "xmodal/data/scenes.h"
 #include "xmodal/io/atomic_file.h"
 #include "xmodal/io/safetensors.h"
 #include "xmodal/train/artifacts.h"
@@ -125,10 +125,10 @@ TEST_F(Trainer, AccumulatingKMicroBatchesEqualsOneKTimesLargerBatch) {
 TEST_F(Trainer, InterruptedAndResumedRunIsBitIdentical) {
   // Dropout on (the RNG state must be restored), accumulation, an epoch boundary (192 questions
   // = 12 steps of 2 x 8), validation and checkpoints in between.
-  const std::vector<std::string> sets = {
-      "train.max_steps=14",       "train.grad_accum=2",   "train.eval_every=4",
-      "train.checkpoint_every=3", "model.vision.dropout=0.1", "model.text.dropout=0.1",
-      "data.augment.hflip=true",  "train.keep_last=1"};
+  const std::vector<std::string> sets = {"train.max_steps=14",       "train.grad_accum=2",
+                                         "train.eval_every=4",       "train.checkpoint_every=3",
+                                         "model.vision.dropout=0.1", "model.text.dropout=0.1",
+                                         "data.augment.hflip=true",  "train.keep_last=1"};
   const auto full = train(tiny("full", sets));
   ASSERT_EQ(full.losses.size(), 14u);
 
@@ -150,7 +150,8 @@ TEST_F(Trainer, InterruptedAndResumedRunIsBitIdentical) {
   losses.insert(losses.end(), p2.losses.begin(), p2.losses.end());
   losses.insert(losses.end(), p3.losses.begin(), p3.losses.end());
   ASSERT_EQ(losses.size(), full.losses.size());
-  for (size_t i = 0; i < losses.size(); ++i) EXPECT_EQ(losses[i], full.losses[i]) << "step " << i + 1;
+  for (size_t i = 0; i < losses.size(); ++i)
+    EXPECT_EQ(losses[i], full.losses[i]) << "step " << i + 1;
   const auto wf = weights(full.run_dir), wp = weights(p3.run_dir);
   for (const auto& [name, t] : wf) EXPECT_TRUE(torch::equal(t, wp.at(name))) << name;
   EXPECT_EQ(full.best_step, p3.best_step);
@@ -200,9 +201,9 @@ TEST_F(Trainer, UnwritableRunDirFailsBeforeTraining) {
 }
 
 TEST_F(Trainer, NonFiniteLossStopsNamingTheStepAndKeepsTheLastCheckpoint) {
-  const auto cfg = tiny("nan", {"train.lr=1e30", "train.warmup=0", "train.schedule=constant",
-                                "train.grad_clip=0", "train.checkpoint_every=1",
-                                "train.weight_decay=0", "train.max_steps=6"});
+  const auto cfg = tiny(
+      "nan", {"train.lr=1e30", "train.warmup=0", "train.schedule=constant", "train.grad_clip=0",
+              "train.checkpoint_every=1", "train.weight_decay=0", "train.max_steps=6"});
   std::string message;
   try {
     train(cfg);
@@ -283,9 +284,10 @@ TEST_F(Trainer, EvalReproducesValidationAndPredictAndExplainWork) {
     first_image = e.path().string();
     break;
   }
-  const auto lines = predictor.predict(
-      {{first_image, "how many bags are there?"}, {"/nonexistent.png", "is there a bag?"},
-       {first_image, "  "}, {first_image, "is there a coat?"}});
+  const auto lines = predictor.predict({{first_image, "how many bags are there?"},
+                                        {"/nonexistent.png", "is there a bag?"},
+                                        {first_image, "  "},
+                                        {first_image, "is there a coat?"}});
   ASSERT_EQ(lines.size(), 4u);
   const auto ok = nlohmann::json::parse(lines[0]);
   EXPECT_EQ(ok["answers"].size(), 3u);
@@ -313,8 +315,8 @@ TEST_F(Trainer, EvalReproducesValidationAndPredictAndExplainWork) {
 TEST_F(Trainer, CountingTrainsEvaluatesAndPredicts) {
   const auto r = train(tiny("counting", {"task=counting", "model.head.max_count=3",
                                          "train.max_steps=3", "train.eval_every=3"}));
-  for (const char* m : {"accuracy", "exact_match", "mae", "rmse", "f1_micro", "f1_macro", "map",
-                        "loss"}) {
+  for (const char* m :
+       {"accuracy", "exact_match", "mae", "rmse", "f1_micro", "f1_macro", "map", "loss"}) {
     EXPECT_TRUE(r.last_metrics.count(m)) << m;
   }
   eval::EvalOptions o;
@@ -340,8 +342,8 @@ TEST_F(Trainer, CountingTrainsEvaluatesAndPredicts) {
 TEST_F(Trainer, ConvStemAndAuxiliaryCountingLoss) {
   const auto with = train(tiny("aux", {"model.vision.stem=conv", "model.vision.stem_width=8",
                                        "train.aux.counting=1", "train.max_steps=2"}));
-  const auto without = train(tiny("noaux", {"model.vision.stem=conv", "model.vision.stem_width=8",
-                                            "train.max_steps=2"}));
+  const auto without = train(
+      tiny("noaux", {"model.vision.stem=conv", "model.vision.stem_width=8", "train.max_steps=2"}));
   EXPECT_NE(with.losses[0], without.losses[0]);  // the auxiliary loss is part of the objective
   const auto ckpt = load_checkpoint(latest_checkpoint(with.run_dir), {false});
   EXPECT_EQ(ckpt.files.count("aux_classes.txt"), 1u);

@@ -128,12 +128,14 @@ void validate(const Config& c) {
                 ", set at " + c.origin("data.image_size") + ")");
   }
   if (c.train.aux.counting > 0 && c.model.fusion.mode == FusionMode::text_only) {
-    problem("train.aux.counting", "train.aux.counting needs the image encoder; model.fusion.mode "
-                                  "is text_only (set train.aux.counting: 0)");
+    problem("train.aux.counting",
+            "train.aux.counting needs the image encoder; model.fusion.mode "
+            "is text_only (set train.aux.counting: 0)");
   }
   if (c.train.aux.counting > 0 && c.task != Task::vqa) {
-    problem("train.aux.counting", "train.aux.counting is for task vqa (counting is the task "
-                                  "itself)");
+    problem("train.aux.counting",
+            "train.aux.counting is for task vqa (counting is the task "
+            "itself)");
   }
   const int patch = c.model.vision.patch_size;
   if (c.model.vision.stem == Stem::conv && (patch & (patch - 1)) != 0) {

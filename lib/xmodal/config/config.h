@@ -243,8 +243,10 @@ struct VisionConfig {
     v.field("stem", stem,
             "patch (linear patch embedding, ViT) | conv (3x3 stride-2 conv + BatchNorm + GELU "
             "blocks down to the patch grid, then a 1x1 projection; patch_size a power of 2)");
-    v.field("stem_width", stem_width, "conv stem: channels of the first block (doubling, at most "
-            "hidden)", Range::at_least(1));
+    v.field("stem_width", stem_width,
+            "conv stem: channels of the first block (doubling, at most "
+            "hidden)",
+            Range::at_least(1));
     v.field("patch_size", patch_size, "side of the square image patches, in pixels",
             Range::at_least(1));
     v.field("hidden", hidden, "ViT width", Range::at_least(1));
@@ -364,7 +366,8 @@ struct AuxConfig {
     v.field("counting", counting,
             "vqa: weight of an auxiliary counting loss on the image tokens, supervised by the "
             "COCO instances of the same images (DATA_ROOT/annotations/instances_SPLIT.json); "
-            "0 = off", Range::at_least(0));
+            "0 = off",
+            Range::at_least(0));
   }
 };
 
@@ -418,8 +421,7 @@ struct TrainConfig {
             "optimizer steps between checkpoints; 0 = each epoch", Range::at_least(0));
     v.field("keep_last", keep_last, "checkpoints kept besides best", Range::at_least(1));
     v.field("log_every", log_every,
-            "optimizer steps between progress lines and metrics.jsonl records",
-            Range::at_least(1));
+            "optimizer steps between progress lines and metrics.jsonl records", Range::at_least(1));
     v.section("loss", loss, "loss weights");
     v.section("aux", aux, "auxiliary losses");
     v.section("early_stopping", early_stopping, "stop when validation stops improving");

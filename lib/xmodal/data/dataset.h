@@ -23,8 +23,8 @@ struct Example {
   std::vector<std::pair<int, float>> answer_targets;  ///< vqa: (answer class, soft score)
   std::vector<std::string> answers;                   ///< vqa: the 10 human answers
   std::string answer_type;                            ///< vqa
-  std::vector<int> counts;  ///< counting (and vqa with train.aux.counting): per category
-  std::vector<uint8_t> crowd;                         ///< counting: count unknown (crowd region)
+  std::vector<int> counts;     ///< counting (and vqa with train.aux.counting): per category
+  std::vector<uint8_t> crowd;  ///< counting: count unknown (crowd region)
 };
 
 struct TaskData {
@@ -35,8 +35,8 @@ struct TaskData {
   /// vqa with train.aux.counting: the COCO categories whose per-image counts Example::counts
   /// holds (empty otherwise).
   std::vector<std::string> aux_class_names;
-  bool has_targets = true;               ///< false for a test split without annotations
-  int64_t skipped = 0;                   ///< records the readers skipped (on_bad_sample: skip)
+  bool has_targets = true;  ///< false for a test split without annotations
+  int64_t skipped = 0;      ///< records the readers skipped (on_bad_sample: skip)
 
   int64_t num_classes() const { return static_cast<int64_t>(class_names.size()); }
 };

@@ -141,7 +141,8 @@ void Loader::start(int64_t epoch, int64_t first_batch) {
 }
 
 void Loader::work() {
-  torch::NoGradGuard no_grad;  // plain tensors (not inference tensors: the trainer saves them for backward)
+  torch::NoGradGuard
+      no_grad;  // plain tensors (not inference tensors: the trainer saves them for backward)
   while (true) {
     int64_t index;
     {

@@ -18,9 +18,9 @@ EvalResult evaluate(models::Model& model, const data::TaskData& data, data::Load
   std::vector<torch::Tensor> presence, counts, targets, crowd;
   loader.start(0);
   while (auto batch = loader.next()) {
-    const auto out = model->forward(batch->images.to(device), batch->input_ids.to(device),
-                                    batch->attention_mask.to(device),
-                                    batch->token_type_ids.to(device));
+    const auto out =
+        model->forward(batch->images.to(device), batch->input_ids.to(device),
+                       batch->attention_mask.to(device), batch->token_type_ids.to(device));
     if (data.has_targets) {
       const torch::Tensor t = batch->targets.to(device);
       const torch::Tensor c = batch->crowd.defined() ? batch->crowd.to(device) : torch::Tensor();
@@ -40,8 +40,9 @@ EvalResult evaluate(models::Model& model, const data::TaskData& data, data::Load
       counts.push_back(out.counts.argmax(2).to(torch::kCPU));
       if (data.has_targets) {
         targets.push_back(batch->targets);
-        crowd.push_back(batch->crowd.defined() ? batch->crowd
-                                               : torch::zeros(batch->targets.sizes(), torch::kBool));
+        crowd.push_back(batch->crowd.defined()
+                            ? batch->crowd
+                            : torch::zeros(batch->targets.sizes(), torch::kBool));
       }
     }
   }

@@ -76,7 +76,8 @@ std::map<std::string, double> vqa_metrics(const std::vector<double>& accuracies,
   }
   std::map<std::string, double> metrics;
   metrics["accuracy"] = accuracies.empty() ? 0.0 : total / static_cast<double>(accuracies.size());
-  for (const auto& [key, slot] : by_type) metrics[key] = slot.first / static_cast<double>(slot.second);
+  for (const auto& [key, slot] : by_type)
+    metrics[key] = slot.first / static_cast<double>(slot.second);
   return metrics;
 }
 

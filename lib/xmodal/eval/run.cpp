@@ -24,8 +24,7 @@ namespace {
 
 json finite_or_null(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
 
-std::string default_out_dir(const std::string& checkpoint, const std::string& split,
-                            int64_t step) {
+std::string default_out_dir(const std::string& checkpoint, const std::string& split, int64_t step) {
   const fs::path ckpt(checkpoint);
   if (ckpt.parent_path().filename() == "checkpoints") {
     return (ckpt.parent_path().parent_path() / "eval" / (split + "-step-" + std::to_string(step)))
@@ -35,7 +34,8 @@ std::string default_out_dir(const std::string& checkpoint, const std::string& sp
 }
 
 std::string vqa_table(const std::map<std::string, double>& m, int64_t examples) {
-  std::string t = fmt::format("| {:<16} | {:>8} |\n|{:-<18}|{:->10}|\n", "VQA accuracy", "%", "", "");
+  std::string t =
+      fmt::format("| {:<16} | {:>8} |\n|{:-<18}|{:->10}|\n", "VQA accuracy", "%", "", "");
   const auto row = [&](const std::string& name, const std::string& key) {
     const auto it = m.find(key);
     if (it != m.end()) t += fmt::format("| {:<16} | {:>8.2f} |\n", name, 100 * it->second);
@@ -72,8 +72,7 @@ std::string counting_table(const EvalResult& r, const std::vector<std::string>& 
       "count accuracy {:.2f}%, exact match {:.2f}%, MAE {:.3f}, RMSE {:.3f}, presence F1 micro "
       "{:.2f}% macro {:.2f}%, mAP {:.2f}% ({} images, loss {:.4f})\n",
       100 * m.at("accuracy"), 100 * m.at("exact_match"), m.at("mae"), m.at("rmse"),
-      100 * m.at("f1_micro"), 100 * m.at("f1_macro"), 100 * m.at("map"), r.examples,
-      m.at("loss"));
+      100 * m.at("f1_micro"), 100 * m.at("f1_macro"), 100 * m.at("map"), r.examples, m.at("loss"));
   return t;
 }
 
@@ -84,7 +83,8 @@ EvalSummary run_eval(const EvalOptions& options) {
   auto loaded = train::load_trained_model(options.checkpoint);
   config::Config c = loaded.config;
   std::vector<std::string> sets = options.overrides;
-  if (!options.data_root.empty()) sets.push_back("data.root=" + config::detail::scalar_text(options.data_root));
+  if (!options.data_root.empty())
+    sets.push_back("data.root=" + config::detail::scalar_text(options.data_root));
   config::apply_overrides(c, sets);
   config::validate(c);
   configure_threads(c.run.threads);
@@ -93,15 +93,15 @@ EvalSummary run_eval(const EvalOptions& options) {
 
   const auto& classes = loaded.artifacts.class_names;
   data::AnswerVocab vocab(classes);
-  auto split = std::make_shared<data::TaskData>(data::load_split(
-      c, options.split, c.task == config::Task::vqa ? &vocab : nullptr));
+  auto split = std::make_shared<data::TaskData>(
+      data::load_split(c, options.split, c.task == config::Task::vqa ? &vocab : nullptr));
   if (c.task == config::Task::counting && split->class_names != classes) {
     throw std::runtime_error("split " + options.split + " of " + c.data.root +
                              " has other categories than the checkpoint was trained on");
   }
   data::Loader loader(split, loaded.artifacts.tokenizer, data::loader_options(c, false));
-  log::info("[eval] {} on {} split {} ({} examples)", loaded.checkpoint, c.data.root,
-            options.split, split->examples.size());
+  log::info("[eval] {} on {} split {} ({} examples)", loaded.checkpoint, c.data.root, options.split,
+            split->examples.size());
   const auto r = evaluate(loaded.model, *split, loader,
                           {c.train.loss.presence_weight, c.train.loss.count_weight}, device);
 
@@ -111,18 +111,23 @@ EvalSummary run_eval(const EvalOptions& options) {
   s.examples = r.examples;
   s.has_targets = split->has_targets;
   s.metrics = r.metrics;
-  s.out_dir = options.out_dir.empty() ? default_out_dir(loaded.checkpoint, options.split, loaded.step)
-                                      : options.out_dir;
+  s.out_dir = options.out_dir.empty()
+                  ? default_out_dir(loaded.checkpoint, options.split, loaded.step)
+                  : options.out_dir;
   std::error_code ec;
   fs::create_directories(s.out_dir, ec);
   if (ec) throw std::runtime_error("cannot create " + s.out_dir + ": " + ec.message());
 
   json metrics = json::object();
   for (const auto& [k, v] : r.metrics) metrics[k] = finite_or_null(v);
-  json summary = {{"checkpoint", loaded.checkpoint}, {"step", loaded.step},
-                  {"task", config::to_string(c.task)}, {"data_root", c.data.root},
-                  {"split", options.split},       {"examples", r.examples},
-                  {"skipped", r.skipped},         {"has_targets", split->has_targets},
+  json summary = {{"checkpoint", loaded.checkpoint},
+                  {"step", loaded.step},
+                  {"task", config::to_string(c.task)},
+                  {"data_root", c.data.root},
+                  {"split", options.split},
+                  {"examples", r.examples},
+                  {"skipped", r.skipped},
+                  {"has_targets", split->has_targets},
                   {"metrics", metrics}};
   if (c.task == config::Task::vqa) {
     json results = json::array();
@@ -132,9 +137,10 @@ EvalSummary run_eval(const EvalOptions& options) {
     }
     io::write_file_atomic((fs::path(s.out_dir) / "results.json").string(), results.dump() + "\n");
     s.table = split->has_targets ? vqa_table(r.metrics, r.examples)
-                                 : fmt::format("{} questions answered (no annotations: results "
-                                               "only)\n",
-                                               r.examples);
+                                 : fmt::format(
+                                       "{} questions answered (no annotations: results "
+                                       "only)\n",
+                                       r.examples);
   } else {
     std::string lines;
     const auto presence = r.presence.contiguous();

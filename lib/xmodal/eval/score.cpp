@@ -98,7 +98,8 @@ ScoreResult score_vqa(const std::string& results_path, const std::string& annota
   out.questions = static_cast<int64_t>(annotated.size());
   if (anns.size() == 0) throw std::runtime_error(annotations_path + ": no annotations");
   out.overall = percent2(total, anns.size());
-  for (const auto& [type, s] : by_answer_type) out.per_answer_type[type] = percent2(s.first, s.second);
+  for (const auto& [type, s] : by_answer_type)
+    out.per_answer_type[type] = percent2(s.first, s.second);
   for (const auto& [type, s] : by_question_type) {
     out.per_question_type[type] = percent2(s.first, s.second);
   }
@@ -106,9 +107,10 @@ ScoreResult score_vqa(const std::string& results_path, const std::string& annota
 }
 
 std::string format_score(const ScoreResult& r) {
-  std::string t = fmt::format("Overall Accuracy is: {:.2f}\n\nPer Answer Type Accuracy is the "
-                              "following:\n",
-                              r.overall);
+  std::string t = fmt::format(
+      "Overall Accuracy is: {:.2f}\n\nPer Answer Type Accuracy is the "
+      "following:\n",
+      r.overall);
   for (const auto& [type, v] : r.per_answer_type) t += fmt::format("{} : {:.2f}\n", type, v);
   t += "\nPer Question Type Accuracy is the following:\n";
   for (const auto& [type, v] : r.per_question_type) t += fmt::format("{} : {:.2f}\n", type, v);

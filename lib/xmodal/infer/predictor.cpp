@@ -82,8 +82,8 @@ std::vector<std::string> Predictor::predict(const std::vector<Input>& inputs) {
         items.push_back(prepare(*loaded_, inputs[i]));
         rows.push_back(i);
       } catch (const std::exception& e) {
-        out[i] = json{{"image", inputs[i].image}, {"text", inputs[i].text}, {"error", e.what()}}
-                     .dump();
+        out[i] =
+            json{{"image", inputs[i].image}, {"text", inputs[i].text}, {"error", e.what()}}.dump();
       }
     }
     if (items.empty()) continue;
@@ -158,8 +158,8 @@ Explanation Predictor::explain(const Input& input, const std::string& method) {
   const auto mask = torch::tensor(p.encoding.mask, torch::kInt64).unsqueeze(0);
   const auto types = torch::tensor(p.encoding.types, torch::kInt64).unsqueeze(0);
   model->zero_grad();
-  const auto out = model->forward(p.pixels.unsqueeze(0).to(device), ids.to(device),
-                                  mask.to(device), types.to(device));
+  const auto out = model->forward(p.pixels.unsqueeze(0).to(device), ids.to(device), mask.to(device),
+                                  types.to(device));
   Explanation e;
   e.method = method;
   torch::Tensor target;
@@ -196,7 +196,8 @@ Explanation Predictor::explain(const Input& input, const std::string& method) {
   }
   const double total = row.sum().item<double>();
   const auto norm = total > 0 ? row / total : row;
-  const auto* tokenizer = dynamic_cast<const text::WordTokenizer*>(loaded_->artifacts.tokenizer.get());
+  const auto* tokenizer =
+      dynamic_cast<const text::WordTokenizer*>(loaded_->artifacts.tokenizer.get());
   for (int64_t i = 0; i < text_len; ++i) {
     if (p.encoding.mask[static_cast<size_t>(i)] == 0) break;
     const int64_t id = p.encoding.ids[static_cast<size_t>(i)];
@@ -206,9 +207,11 @@ Explanation Predictor::explain(const Input& input, const std::string& method) {
   }
   e.grid = static_cast<int>(std::lround(std::sqrt(static_cast<double>(patches))));
   if (static_cast<int64_t>(e.grid) * e.grid != patches) {
-    throw std::runtime_error("explain: " + std::to_string(patches) + " image tokens are not a square grid");
+    throw std::runtime_error("explain: " + std::to_string(patches) +
+                             " image tokens are not a square grid");
   }
-  for (int64_t i = 0; i < patches; ++i) e.patch_weights.push_back(norm[2 + text_len + i].item<double>());
+  for (int64_t i = 0; i < patches; ++i)
+    e.patch_weights.push_back(norm[2 + text_len + i].item<double>());
   return e;
 }
 

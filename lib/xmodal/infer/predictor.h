@@ -34,10 +34,10 @@ struct Input {
 struct Explanation {
   std::string answer;  ///< vqa: the top answer; counting: the most probable category
   double probability = 0;
-  std::vector<std::string> tokens;     ///< the text's tokens ([CLS] and [SEP] included)
-  std::vector<double> token_weights;   ///< relevance per token (all tokens sum to 1 with patches)
-  int grid = 0;                        ///< patches per image side
-  std::vector<double> patch_weights;   ///< relevance per patch, row-major grid x grid
+  std::vector<std::string> tokens;    ///< the text's tokens ([CLS] and [SEP] included)
+  std::vector<double> token_weights;  ///< relevance per token (all tokens sum to 1 with patches)
+  int grid = 0;                       ///< patches per image side
+  std::vector<double> patch_weights;  ///< relevance per patch, row-major grid x grid
   std::string method;
 };
 

@@ -9,9 +9,9 @@ LossSums vqa_loss(const torch::Tensor& logits, const torch::Tensor& targets) {
     throw std::invalid_argument("vqa_loss: logits and targets differ in shape");
   }
   LossSums out;
-  out.total = torch::binary_cross_entropy_with_logits(logits, targets.to(logits.scalar_type()),
-                                                      /*weight=*/{}, /*pos_weight=*/{},
-                                                      at::Reduction::Sum);
+  out.total =
+      torch::binary_cross_entropy_with_logits(logits, targets.to(logits.scalar_type()),
+                                              /*weight=*/{}, /*pos_weight=*/{}, at::Reduction::Sum);
   return out;
 }
 
@@ -20,8 +20,9 @@ LossSums counting_loss(const torch::Tensor& presence, const torch::Tensor& count
                        const LossWeights& weights) {
   if (presence.dim() != 2 || counts.dim() != 3 || targets.sizes() != presence.sizes() ||
       counts.size(0) != presence.size(0) || counts.size(1) != presence.size(1)) {
-    throw std::invalid_argument("counting_loss: presence [B, C], counts [B, C, K+1] and targets "
-                                "[B, C] do not match");
+    throw std::invalid_argument(
+        "counting_loss: presence [B, C], counts [B, C, K+1] and targets "
+        "[B, C] do not match");
   }
   const int64_t categories = presence.size(1);
   const int64_t max_count = counts.size(2) - 1;

@@ -37,10 +37,10 @@ struct ModelOptions {
 };
 
 struct ModelOutput {
-  torch::Tensor pooled;    ///< [B, fusion.hidden]
-  torch::Tensor logits;    ///< vqa: [B, num_answers]
-  torch::Tensor presence;  ///< counting: [B, C]
-  torch::Tensor counts;    ///< counting: [B, C, max_count + 1]
+  torch::Tensor pooled;        ///< [B, fusion.hidden]
+  torch::Tensor logits;        ///< vqa: [B, num_answers]
+  torch::Tensor presence;      ///< counting: [B, C]
+  torch::Tensor counts;        ///< counting: [B, C, max_count + 1]
   torch::Tensor aux_presence;  ///< auxiliary counting head (if any): [B, C']
   torch::Tensor aux_counts;    ///< auxiliary counting head (if any): [B, C', max_count + 1]
 };

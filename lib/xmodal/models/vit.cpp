@@ -29,17 +29,14 @@ StemBlockImpl::StemBlockImpl(int64_t in, int64_t out) : in_channels(in), out_cha
 }
 
 void StemBlockImpl::reset() {
-  conv = register_module("conv", torch::nn::Conv2d(torch::nn::Conv2dOptions(in_channels,
-                                                                            out_channels, 3)
-                                                       .stride(2)
-                                                       .padding(1)
-                                                       .bias(false)));
+  conv = register_module(
+      "conv",
+      torch::nn::Conv2d(
+          torch::nn::Conv2dOptions(in_channels, out_channels, 3).stride(2).padding(1).bias(false)));
   norm = register_module("norm", torch::nn::BatchNorm2d(out_channels));
 }
 
-torch::Tensor StemBlockImpl::forward(const torch::Tensor& x) {
-  return exact_gelu(norm(conv(x)));
-}
+torch::Tensor StemBlockImpl::forward(const torch::Tensor& x) { return exact_gelu(norm(conv(x))); }
 
 int64_t ViTImpl::stem_channels() const {
   if (!options.conv_stem()) return options.channels();

@@ -54,7 +54,8 @@ Artifacts artifacts_from_files(const config::Config& config,
   };
   Artifacts a;
   a.class_names = split_lines(need("classes.txt"));
-  if (a.class_names.empty()) throw std::runtime_error("checkpoint " + source + ": empty classes.txt");
+  if (a.class_names.empty())
+    throw std::runtime_error("checkpoint " + source + ": empty classes.txt");
   const auto aux = files.find("aux_classes.txt");
   if (aux != files.end()) a.aux_class_names = split_lines(aux->second);
   if (config.tokenizer.type != config::TokenizerType::word) {
@@ -84,10 +85,10 @@ LoadedModel load_trained_model(const std::string& path) {
   }
   m.config = config::parse_config(it->second, m.checkpoint + "/config.yaml");
   m.artifacts = artifacts_from_files(m.config, content.files, m.checkpoint);
-  m.model = models::build_model(
-      m.config, {m.artifacts.tokenizer->vocab_size(),
-                 static_cast<int64_t>(m.artifacts.class_names.size()),
-                 static_cast<int64_t>(m.artifacts.aux_class_names.size())});
+  m.model =
+      models::build_model(m.config, {m.artifacts.tokenizer->vocab_size(),
+                                     static_cast<int64_t>(m.artifacts.class_names.size()),
+                                     static_cast<int64_t>(m.artifacts.aux_class_names.size())});
   models::load_state(*m.model, content.model, /*strict=*/true, m.checkpoint + "/model.safetensors");
   m.model->eval();
   m.step = content.state.step;

@@ -115,8 +115,7 @@ TrainState state_from_json(const json& j) {
 }
 
 // Writes `bytes` to dir/name (inside a temporary checkpoint directory) and records its checksum.
-void put_file(const fs::path& dir, const std::string& name, const std::string& bytes,
-              json& files) {
+void put_file(const fs::path& dir, const std::string& name, const std::string& bytes, json& files) {
   io::write_file_atomic((dir / name).string(), bytes);
   files[name] = {{"bytes", bytes.size()}, {"crc32", crc32_hex(bytes)}};
 }
@@ -396,8 +395,8 @@ CheckpointContent load_checkpoint(const std::string& dir, LoadOptions options) {
 std::string latest_checkpoint(const std::string& run_dir) {
   auto steps = checkpoint_steps(run_dir);
   for (auto it = steps.rbegin(); it != steps.rend(); ++it) {
-    const std::string dir = (fs::path(run_dir) / "checkpoints" / ("step-" + std::to_string(*it)))
-                                .string();
+    const std::string dir =
+        (fs::path(run_dir) / "checkpoints" / ("step-" + std::to_string(*it))).string();
     try {
       load_checkpoint(dir, {/*optimizer=*/true});
       return dir;
@@ -410,8 +409,10 @@ std::string latest_checkpoint(const std::string& run_dir) {
 
 std::string resolve_checkpoint(const std::string& path) {
   std::error_code ec;
-  if (!fs::exists(path, ec)) throw std::runtime_error("checkpoint " + path + ": no such file or "
-                                                      "directory");
+  if (!fs::exists(path, ec))
+    throw std::runtime_error("checkpoint " + path +
+                             ": no such file or "
+                             "directory");
   if (fs::exists(fs::path(path) / kStateFile, ec)) {
     return fs::canonical(path, ec).string();
   }

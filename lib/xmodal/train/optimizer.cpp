@@ -57,7 +57,8 @@ AdamW::AdamW(std::vector<ParamGroup> groups, AdamWOptions options)
     : groups_(std::move(groups)), options_(options) {
   for (const auto& g : groups_) {
     if (g.names.size() != g.params.size()) {
-      throw std::invalid_argument("AdamW: group " + g.name + " has names and params of different "
+      throw std::invalid_argument("AdamW: group " + g.name +
+                                  " has names and params of different "
                                   "lengths");
     }
     for (size_t i = 0; i < g.params.size(); ++i) {

@@ -19,8 +19,8 @@ namespace {
 using Series = std::vector<std::pair<double, double>>;  // (step, value)
 
 const std::vector<cv::Scalar>& palette() {
-  static const std::vector<cv::Scalar> colors = {
-      {180, 119, 31}, {14, 127, 255}, {44, 160, 44}, {40, 39, 214}, {189, 103, 148}, {75, 86, 140}};
+  static const std::vector<cv::Scalar> colors = {{180, 119, 31}, {14, 127, 255},  {44, 160, 44},
+                                                 {40, 39, 214},  {189, 103, 148}, {75, 86, 140}};
   return colors;  // BGR (matplotlib's tab10)
 }
 
@@ -75,11 +75,11 @@ void draw_panel(cv::Mat& canvas, const cv::Rect& area, const std::string& title,
     cv::putText(canvas, tick_text(y), {area.x + 5, p.y + 4}, font, 0.4, black, 1, cv::LINE_AA);
     const double x = x0 + (x1 - x0) * i / 4.0;
     const cv::Point q = to_px(x, y0);
-    cv::putText(canvas, tick_text(std::round(x)), {q.x - 12, plot.y + plot.height + 16}, font,
-                0.4, black, 1, cv::LINE_AA);
+    cv::putText(canvas, tick_text(std::round(x)), {q.x - 12, plot.y + plot.height + 16}, font, 0.4,
+                black, 1, cv::LINE_AA);
   }
-  cv::putText(canvas, "step", {plot.x + plot.width / 2 - 15, plot.y + plot.height + 34}, font,
-              0.45, black, 1, cv::LINE_AA);
+  cv::putText(canvas, "step", {plot.x + plot.width / 2 - 15, plot.y + plot.height + 34}, font, 0.45,
+              black, 1, cv::LINE_AA);
   int index = 0, legend_y = plot.y + 16;
   for (const auto& [name, points] : series) {
     const cv::Scalar color = palette()[index++ % palette().size()];

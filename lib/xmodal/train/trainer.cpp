@@ -178,16 +178,17 @@ TrainResult train(const config::Config& config, const TrainOptions& options) {
                                (existing.empty() ? "" : " (every checkpoint failed to load)"));
     }
   } else if (!existing.empty()) {
-    throw std::invalid_argument("run directory " + run_dir + " already holds a run (checkpoints/step-" +
-                                std::to_string(existing.back()) +
-                                "); continue it with `xmodal train --resume " + run_dir +
-                                "` or choose another --run-dir");
+    throw std::invalid_argument(
+        "run directory " + run_dir + " already holds a run (checkpoints/step-" +
+        std::to_string(existing.back()) + "); continue it with `xmodal train --resume " + run_dir +
+        "` or choose another --run-dir");
   }
   io::write_file_atomic((fs::path(run_dir) / "config.yaml").string(), config::dump_config(config));
   LogFileGuard log_file((fs::path(run_dir) / "train.log").string());
   log::info("[train] {} run {} ({} task)", options.resume ? "resuming" : "starting", run_dir,
             config::to_string(config.task));
-  if (debris > 0) log::info("[train] removed {} leftover temporary file(s) of a killed run", debris);
+  if (debris > 0)
+    log::info("[train] removed {} leftover temporary file(s) of a killed run", debris);
   configure_threads(config.run.threads);
   log_runtime_summary();
   const c10::Device device = resolve_device(config.run.device);
@@ -221,7 +222,8 @@ TrainResult train(const config::Config& config, const TrainOptions& options) {
                                   " is not supported yet (issue 7); use word");
     }
     std::vector<std::string> texts;
-    for (const auto& e : train_data->examples) texts.insert(texts.end(), e.texts.begin(), e.texts.end());
+    for (const auto& e : train_data->examples)
+      texts.insert(texts.end(), e.texts.begin(), e.texts.end());
     artifacts.tokenizer = std::make_shared<text::WordTokenizer>(text::WordTokenizer::build(texts));
     artifacts.class_names = train_data->class_names;
     artifacts.aux_class_names = train_data->aux_class_names;
@@ -240,9 +242,10 @@ TrainResult train(const config::Config& config, const TrainOptions& options) {
 
   // ---- model and optimizer ----
   torch::manual_seed(static_cast<uint64_t>(config.run.seed));
-  models::Model model = models::build_model(
-      config, {artifacts.tokenizer->vocab_size(), static_cast<int64_t>(artifacts.class_names.size()),
-               static_cast<int64_t>(artifacts.aux_class_names.size())});
+  models::Model model =
+      models::build_model(config, {artifacts.tokenizer->vocab_size(),
+                                   static_cast<int64_t>(artifacts.class_names.size()),
+                                   static_cast<int64_t>(artifacts.aux_class_names.size())});
   model->to(device);
   model->train();
   log::info("[model] {} parameters\n{}", models::count_parameters(*model),
@@ -259,8 +262,8 @@ TrainResult train(const config::Config& config, const TrainOptions& options) {
   if (schedule.total_steps <= 0) {
     throw std::invalid_argument("train.max_steps and train.epochs are both 0: nothing to train");
   }
-  schedule.warmup_steps = std::min(LrSchedule::warmup_from(tc.warmup, schedule.total_steps),
-                                   schedule.total_steps);
+  schedule.warmup_steps =
+      std::min(LrSchedule::warmup_from(tc.warmup, schedule.total_steps), schedule.total_steps);
   result.total_steps = schedule.total_steps;
 
   const auto& es_config = tc.early_stopping;
@@ -281,9 +284,10 @@ TrainResult train(const config::Config& config, const TrainOptions& options) {
     const TrainState saved = resumed.state;
     if (saved.total_steps != state.total_steps || saved.warmup_steps != state.warmup_steps ||
         saved.schedule != state.schedule || saved.base_lr != state.base_lr) {
-      log::warn("[train] the schedule differs from the checkpoint's ({} steps, warmup {}, {}, lr "
-                "{}): the resumed run will not match an uninterrupted one",
-                saved.total_steps, saved.warmup_steps, saved.schedule, saved.base_lr);
+      log::warn(
+          "[train] the schedule differs from the checkpoint's ({} steps, warmup {}, {}, lr "
+          "{}): the resumed run will not match an uninterrupted one",
+          saved.total_steps, saved.warmup_steps, saved.schedule, saved.base_lr);
     }
     state.step = saved.step;
     state.epoch = saved.epoch;
@@ -306,10 +310,11 @@ TrainResult train(const config::Config& config, const TrainOptions& options) {
   }
   MetricsLog metrics_log(metrics_path);
 
-  log::info("[train] {} steps ({} per epoch of {} batches of {}, accumulating {}), warmup {}, {} "
-            "decay, lr {}, weight decay {}",
-            schedule.total_steps, steps_per_epoch, batches_per_epoch, tc.batch_size, tc.grad_accum,
-            schedule.warmup_steps, state.schedule, tc.lr, tc.weight_decay);
+  log::info(
+      "[train] {} steps ({} per epoch of {} batches of {}, accumulating {}), warmup {}, {} "
+      "decay, lr {}, weight decay {}",
+      schedule.total_steps, steps_per_epoch, batches_per_epoch, tc.batch_size, tc.grad_accum,
+      schedule.warmup_steps, state.schedule, tc.lr, tc.weight_decay);
 
   const models::Task task = model_task(config.task);
   const models::LossWeights weights{tc.loss.presence_weight, tc.loss.count_weight};
@@ -342,9 +347,8 @@ TrainResult train(const config::Config& config, const TrainOptions& options) {
     const auto it = r.metrics.find(es_config.metric);
     const double value = it == r.metrics.end() ? std::nan("") : it->second;
     const bool improved = early_stopping.update(value, state.step);
-    log::info("[eval] step {} {} ({} examples, {:.1f} s): {}{}", state.step,
-              config.data.val_split, r.examples, r.seconds, format_metrics(r.metrics),
-              improved ? "  (best)" : "");
+    log::info("[eval] step {} {} ({} examples, {:.1f} s): {}{}", state.step, config.data.val_split,
+              r.examples, r.seconds, format_metrics(r.metrics), improved ? "  (best)" : "");
     json record = {{"event", "eval"},      {"step", state.step},
                    {"epoch", state.epoch}, {"split", config.data.val_split},
                    {"seconds", r.seconds}, {"metrics", metrics_json(r.metrics)},
@@ -406,15 +410,15 @@ TrainResult train(const config::Config& config, const TrainOptions& options) {
     if (!std::isfinite(loss) || !std::isfinite(grad_norm)) {
       const std::string what = !std::isfinite(loss) ? "loss" : "gradient norm";
       const double bad = !std::isfinite(loss) ? loss : grad_norm;
-      std::string last = result.last_checkpoint.empty() ? latest_checkpoint(run_dir)
-                                                        : result.last_checkpoint;
-      throw std::runtime_error(
-          "step " + std::to_string(state.step + 1) + ": " + what + " is " +
-          (std::isnan(bad) ? "nan" : "inf") + " (epoch " + std::to_string(state.epoch) +
-          "); stopped without updating the weights; " +
-          (last.empty() ? std::string("no checkpoint was written yet")
-                        : "the last good checkpoint is " + last) +
-          " (try a lower train.lr or train.grad_clip)");
+      std::string last =
+          result.last_checkpoint.empty() ? latest_checkpoint(run_dir) : result.last_checkpoint;
+      throw std::runtime_error("step " + std::to_string(state.step + 1) + ": " + what + " is " +
+                               (std::isnan(bad) ? "nan" : "inf") + " (epoch " +
+                               std::to_string(state.epoch) +
+                               "); stopped without updating the weights; " +
+                               (last.empty() ? std::string("no checkpoint was written yet")
+                                             : "the last good checkpoint is " + last) +
+                               " (try a lower train.lr or train.grad_clip)");
     }
     const double lr = tc.lr * schedule.factor(state.step + 1);
     optimizer.step(lr);
@@ -443,13 +447,13 @@ TrainResult train(const config::Config& config, const TrainOptions& options) {
     if (state.step % tc.log_every == 0 || last_step) {
       const double secs = std::chrono::duration<double>(Clock::now() - interval_start).count();
       const double rate = secs > 0 ? interval_samples / secs : 0.0;
-      const double eta = interval_steps > 0
-                             ? secs / interval_steps * (schedule.total_steps - state.step)
-                             : 0.0;
-      log::info("[train] step {}/{} epoch {} loss {:.4f} lr {:.3g} grad {:.3g} {:.0f} samples/s "
-                "ETA {}",
-                state.step, schedule.total_steps, state.epoch, interval_loss / interval_steps, lr,
-                grad_norm, rate, format_duration(eta));
+      const double eta =
+          interval_steps > 0 ? secs / interval_steps * (schedule.total_steps - state.step) : 0.0;
+      log::info(
+          "[train] step {}/{} epoch {} loss {:.4f} lr {:.3g} grad {:.3g} {:.0f} samples/s "
+          "ETA {}",
+          state.step, schedule.total_steps, state.epoch, interval_loss / interval_steps, lr,
+          grad_norm, rate, format_duration(eta));
       metrics_log.write({{"event", "train"},
                          {"step", state.step},
                          {"epoch", state.epoch},
@@ -470,8 +474,8 @@ TrainResult train(const config::Config& config, const TrainOptions& options) {
     bool improved = false;
     if (eval_due) improved = validate();
     const int signal = g_signal.load();
-    const bool stop_requested =
-        signal != 0 || (options.stop_after_steps > 0 && steps_this_process >= options.stop_after_steps);
+    const bool stop_requested = signal != 0 || (options.stop_after_steps > 0 &&
+                                                steps_this_process >= options.stop_after_steps);
     const bool checkpoint_due =
         (tc.checkpoint_every > 0 && state.step % tc.checkpoint_every == 0) ||
         (tc.checkpoint_every == 0 && epoch_done) || improved || last_step ||
@@ -479,21 +483,23 @@ TrainResult train(const config::Config& config, const TrainOptions& options) {
     if (checkpoint_due) save(improved);
     interval_start += Clock::now() - pause_start;
     if (early_stopping.should_stop()) {
-      log::info("[train] early stopping: val {} did not improve by more than {} for {} "
-                "evaluations (best {:.4f} at step {})",
-                es_config.metric, es_config.min_delta, early_stopping.state.bad_evals,
-                early_stopping.state.best.value_or(std::nan("")), early_stopping.state.best_step);
+      log::info(
+          "[train] early stopping: val {} did not improve by more than {} for {} "
+          "evaluations (best {:.4f} at step {})",
+          es_config.metric, es_config.min_delta, early_stopping.state.bad_evals,
+          early_stopping.state.best.value_or(std::nan("")), early_stopping.state.best_step);
       result.stopped_early = true;
       break;
     }
     if (stop_requested) {
       interrupted = true;
       result.signal = signal;
-      log::info("[train] {} at step {}/{}; checkpoint written. Resume with: xmodal train --resume {}",
-                signal == SIGINT    ? "interrupted (SIGINT)"
-                : signal == SIGTERM ? "terminated (SIGTERM)"
-                                    : "stopped",
-                state.step, schedule.total_steps, run_dir);
+      log::info(
+          "[train] {} at step {}/{}; checkpoint written. Resume with: xmodal train --resume {}",
+          signal == SIGINT    ? "interrupted (SIGINT)"
+          : signal == SIGTERM ? "terminated (SIGTERM)"
+                              : "stopped",
+          state.step, schedule.total_steps, run_dir);
       break;
     }
   }
@@ -518,12 +524,12 @@ TrainResult train(const config::Config& config, const TrainOptions& options) {
                        {"best_step", result.best_step},
                        {"best", result.best_metric ? json(*result.best_metric) : json(nullptr)},
                        {"elapsed_s", state.elapsed_seconds}});
-    log::info("[train] done: {} steps in {} ({:.0f} samples/s); best val {} {} at step {} -> {} "
-              "(also {}/best)",
-              state.step, format_duration(state.elapsed_seconds), result.samples_per_second,
-              es_config.metric,
-              result.best_metric ? fmt::format("{:.4f}", *result.best_metric) : "n/a",
-              result.best_step, best_dir.empty() ? "-" : best_dir, run_dir);
+    log::info(
+        "[train] done: {} steps in {} ({:.0f} samples/s); best val {} {} at step {} -> {} "
+        "(also {}/best)",
+        state.step, format_duration(state.elapsed_seconds), result.samples_per_second,
+        es_config.metric, result.best_metric ? fmt::format("{:.4f}", *result.best_metric) : "n/a",
+        result.best_step, best_dir.empty() ? "-" : best_dir, run_dir);
   }
   return result;
 }
