@@ -48,6 +48,21 @@ TEST(Logging, FileSinkGetsMessagesAtOrAboveTheLevel) {
   EXPECT_EQ(text.find("after close"), std::string::npos) << text;
 }
 
+TEST(Logging, FileKeepsInfoWhenTheConsoleIsQuieter) {
+  xmodal::testing::TempDir dir;
+  const std::string path = (dir.path() / "train.log").string();
+  const Level saved = level();
+  set_level(Level::warn);
+  set_file(path);
+  info("[test] kept in the file");
+  debug("[test] not kept");
+  close_file();
+  set_level(saved);
+  const std::string text = read(path);
+  EXPECT_NE(text.find("kept in the file"), std::string::npos) << text;
+  EXPECT_EQ(text.find("not kept"), std::string::npos) << text;
+}
+
 TEST(Logging, UnwritableFileIsARuntimeError) {
   EXPECT_THROW(set_file("/proc/xmodal-cannot-write/train.log"), std::exception);
 }

@@ -35,6 +35,12 @@ spdlog::level::level_enum to_spdlog(Level level) {
   return spdlog::level::info;
 }
 
+// The run's log file keeps at least the info messages whatever the console shows: a run started
+// with --log-level warn still leaves a complete train.log.
+spdlog::level::level_enum file_level(Level level) {
+  return to_spdlog(level < Level::info ? level : Level::info);
+}
+
 struct State {
   std::mutex mutex;
   std::shared_ptr<spdlog::logger> logger;
@@ -71,7 +77,9 @@ void set_level(Level level) {
   State& s = state();
   std::lock_guard<std::mutex> lock(s.mutex);
   s.level = level;
-  for (auto& sink : s.logger->sinks()) sink->set_level(to_spdlog(level));
+  for (auto& sink : s.logger->sinks()) {
+    sink->set_level(sink == s.file_sink ? file_level(level) : to_spdlog(level));
+  }
 }
 
 Level level() {
@@ -97,7 +105,7 @@ void set_file(const std::string& path) {
     throw std::runtime_error("cannot open log file " + path + ": " + e.what());
   }
   s.file_sink->set_pattern("[%Y-%m-%d %H:%M:%S.%e] [%l] %v");
-  s.file_sink->set_level(to_spdlog(s.level));
+  s.file_sink->set_level(file_level(s.level));
   sinks.push_back(s.file_sink);
 }
 
