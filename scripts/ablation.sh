@@ -8,7 +8,7 @@
 #
 # `late` pools each encoder's [CLS] token, so it needs encoder layers: the quickstart's joint
 # layers are replaced by 2 text encoder layers for it. text_only has no image, so no auxiliary
-# counting loss either.
+# losses either.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -32,7 +32,7 @@ rows=()
 for mode in $MODES; do
   extra=()
   [[ $mode == late ]] && extra=(--set model.text.layers=2 --set model.fusion.layers=0)
-  [[ $mode == text_only ]] && extra=(--set train.aux.counting=0)
+  [[ $mode == text_only ]] && extra=(--set train.aux.counting=0 --set train.aux.dense=0)
   rm -rf "${OUT:?}/$mode"
   echo "== $mode: $STEPS steps"
   start=$SECONDS

@@ -31,10 +31,13 @@ std::vector<Line> read_lines(std::istream& in) {
     try {
       const auto j = nlohmann::json::parse(text);
       if (!j.is_object() || !j.contains("image") || !j["image"].is_string() ||
-          !j.contains("text") || !j["text"].is_string()) {
-        line.error = "expected an object with string fields \"image\" and \"text\"";
+          (j.contains("text") && !j["text"].is_string())) {
+        line.error =
+            "expected an object with string fields \"image\" and \"text\" (text optional for "
+            "a classify model)";
       } else {
-        line.input = {j["image"].get<std::string>(), j["text"].get<std::string>()};
+        line.input = {j["image"].get<std::string>(),
+                      j.contains("text") ? j["text"].get<std::string>() : std::string()};
       }
     } catch (const nlohmann::json::exception& e) {
       line.error = std::string("not JSON: ") + e.what();
@@ -62,7 +65,7 @@ void add_predict_command(CLI::App& app, Context& ctx) {
                   "JSONL file of {\"image\":...,\"text\":...} lines, or - for stdin "
                   "(default: none)");
   cmd->add_option("--output", args->output, "Write JSONL here (default: stdout)");
-  cmd->add_option("--top-k", args->top_k, "VQA answers to list (default: 5)")
+  cmd->add_option("--top-k", args->top_k, "VQA answers or classes to list (default: 5)")
       ->check(CLI::PositiveNumber);
   cmd->callback([&ctx, args] {
     ctx.action = [&ctx, args] {
@@ -70,8 +73,8 @@ void add_predict_command(CLI::App& app, Context& ctx) {
       if (single == !args->input.empty()) {
         throw std::invalid_argument("predict: give either --image and --text, or --input FILE");
       }
-      if (single && (args->image.empty() || args->text.empty())) {
-        throw std::invalid_argument("predict: --image and --text go together");
+      if (single && args->image.empty()) {
+        throw std::invalid_argument("predict: --text needs --image");
       }
       std::vector<Line> lines;
       if (single) {

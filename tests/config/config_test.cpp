@@ -178,6 +178,31 @@ TEST(Validate, EarlyStoppingMetricMustExistForTheTaskWithTheRightMode) {
   EXPECT_EQ(problems(c), "");
 }
 
+TEST(Validate, ClassifyNeedsLabelledImagesAndInitNeedsAnEncoder) {
+  Config c;
+  c.task = Task::classify;
+  EXPECT_NE(problems(c).find("task classify needs data.dataset fashion_mnist or image_folder, "
+                             "not scenes"),
+            std::string::npos)
+      << problems(c);
+  c.data.dataset = Dataset::fashion_mnist;
+  EXPECT_EQ(problems(c), "");
+  c.train.aux.dense = 1;
+  EXPECT_NE(problems(c).find("no object instances"), std::string::npos) << problems(c);
+  c = Config();
+  c.data.dataset = Dataset::image_folder;
+  EXPECT_NE(problems(c).find("needs task: classify"), std::string::npos) << problems(c);
+  c = Config();
+  c.model.vision.freeze_steps = 10;
+  EXPECT_NE(problems(c).find("set model.vision.init_from"), std::string::npos) << problems(c);
+  c.model.vision.init_from = "runs/pretrain";
+  EXPECT_EQ(problems(c), "");
+  c.model.fusion.mode = FusionMode::text_only;
+  c.train.aux.dense = 0.5;
+  EXPECT_NE(problems(c).find("train.aux.dense needs the image encoder"), std::string::npos)
+      << problems(c);
+}
+
 TEST(Validate, ProblemsNameWhereTheKeyWasSet) {
   const std::string yaml = "model:\n  vision:\n    heads: 5\n";
   try {

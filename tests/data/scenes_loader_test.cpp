@@ -164,6 +164,48 @@ TEST_F(LoaderFixture, CountingTargetsFromTheSameFiles) {
   EXPECT_GE(batches[0].targets.sum(1).min().item<int64_t>(), 1);  // every scene has an item
 }
 
+TEST_F(LoaderFixture, DenseTargetsMarkEachObjectCentreInItsPatch) {
+  config.train.aux.counting = 1;
+  config.train.aux.dense = 1;
+  config.model.vision.patch_size = 8;  // 32 / 8 = a 4x4 grid
+  config.data.augment.random_resized_crop = false;  // keep every object in view
+  data = std::make_shared<TaskData>(load_split(config, "train"));
+  ASSERT_EQ(data->aux_class_names.size(), 10u);
+  const auto batches = epoch(2, 0);
+  for (const auto& b : batches) {
+    ASSERT_EQ(b.aux_dense.sizes(), torch::IntArrayRef({b.size(), 16, 10}));
+    // Every category present in the scene has its centre in at least one cell, and no cell
+    // names an absent one.
+    EXPECT_TRUE(torch::equal(b.aux_dense.amax(1).gt(0), b.aux_counts.gt(0)));
+    // Each object marks one cell (two of one category may share a cell).
+    const auto per_category = b.aux_dense.sum(1).to(torch::kLong);
+    EXPECT_TRUE(per_category.le(b.aux_counts).all().item<bool>());
+  }
+  // Flipped samples mirror their cells: the same question's targets across epochs are either
+  // equal or column-mirrored.
+  config.data.augment.hflip = true;
+  auto o = loader_options(config, true);
+  Loader loader(data, tokenizer, o);
+  int mirrored = 0;
+  for (int64_t e = 0; e < 6; ++e) {
+    const Batch a = loader.make_batch(e, 0);
+    auto no_flip = config;
+    no_flip.data.augment.hflip = false;
+    Loader unflipped(data, tokenizer, loader_options(no_flip, true));
+    const Batch b = unflipped.make_batch(e, 0);
+    ASSERT_EQ(a.indices, b.indices);
+    for (int64_t i = 0; i < a.size(); ++i) {
+      const auto grid_a = a.aux_dense[i].view({4, 4, 10});
+      const auto grid_b = b.aux_dense[i].view({4, 4, 10});
+      if (!torch::equal(grid_a, grid_b)) {
+        EXPECT_TRUE(torch::equal(grid_a, grid_b.flip({1})));
+        ++mirrored;
+      }
+    }
+  }
+  EXPECT_GT(mirrored, 0);
+}
+
 TEST_F(LoaderFixture, BadImagesFailWithThePathOrAreSkippedAndCounted) {
   auto broken = std::make_shared<TaskData>(*data);
   broken->examples[0].image_path = (dir.path() / "missing.png").string();

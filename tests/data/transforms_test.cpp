@@ -50,6 +50,37 @@ TEST(Transforms, FlipMirrorsTheImageAndTheTextStaysTrue) {
   EXPECT_EQ(swap_left_right("leftover bright"), "leftover bright");  // whole words only
 }
 
+TEST(Transforms, RegionMapsInputPointsToWhereTheyLand) {
+  // A bright 3x3 dot on black: wherever crop, resize and flip put it, the reported region
+  // must say the same.
+  cv::Mat image = cv::Mat::zeros(60, 80, CV_8UC3);
+  const int dot_x = 50, dot_y = 20;
+  image(cv::Rect(dot_x - 1, dot_y - 1, 3, 3)).setTo(cv::Scalar(255, 255, 255));
+  ImageTransformOptions o;
+  o.size = 40;
+  o.train = true;
+  o.hflip = true;
+  o.random_resized_crop = true;
+  o.crop_scale_min = 0.5;
+  int seen = 0;
+  for (uint64_t seed = 0; seed < 40; ++seed) {
+    for (bool shorter : {false, true}) {
+      o.shorter_side = shorter;
+      o.random_resized_crop = seed % 4 != 0;  // also the plain resize and centre crop
+      std::mt19937_64 rng(seed);
+      const auto out = transform_image(image, o, rng);
+      double u = (dot_x + 0.5 - out.region.x) / out.region.width;
+      const double v = (dot_y + 0.5 - out.region.y) / out.region.height;
+      if (out.flipped) u = 1 - u;
+      if (u < 0.05 || u > 0.95 || v < 0.05 || v > 0.95) continue;  // cropped away (or nearly)
+      const auto px = static_cast<int64_t>(u * o.size), py = static_cast<int64_t>(v * o.size);
+      EXPECT_GT(out.pixels[0][py][px].item<float>(), 0.0f) << "seed " << seed;
+      ++seen;
+    }
+  }
+  EXPECT_GT(seen, 20);
+}
+
 TEST(Transforms, AugmentationIsDeterministicPerSeed) {
   ImageTransformOptions o;
   o.size = 16;

@@ -56,27 +56,30 @@ TEST(ParamGroups, NoDecayOnBiasesNormsEmbeddingsAndHeadMultiplier) {
   c.model.head.hidden = 8;
   c.data.image_size = 32;
   auto model = models::build_model(c, {20, 5});
-  const auto groups = make_param_groups(*model, 0.05, 10.0);
+  const auto groups = make_param_groups(*model, 0.05, {0.5, 1.0, 2.0, 10.0});
   std::map<std::string, const ParamGroup*> by_param;
   for (const auto& g : groups) {
     for (const auto& n : g.names) by_param[n] = &g;
   }
   EXPECT_EQ(by_param.size(), model->named_parameters().size());
   const auto group_of = [&](const std::string& n) { return by_param.at(n)->name; };
-  EXPECT_EQ(group_of("vision.patch_embedding.weight"), "decay");
-  EXPECT_EQ(group_of("vision.patch_embedding.bias"), "no_decay");
-  EXPECT_EQ(group_of("vision.cls_token"), "no_decay");
-  EXPECT_EQ(group_of("vision.position_embedding"), "no_decay");
-  EXPECT_EQ(group_of("vision.layers.0.norm1.weight"), "no_decay");
-  EXPECT_EQ(group_of("vision.layers.0.attention.qkv.weight"), "decay");
-  EXPECT_EQ(group_of("text.embeddings.word.weight"), "no_decay");
-  EXPECT_EQ(group_of("fusion.type_embedding.weight"), "no_decay");
+  EXPECT_EQ(group_of("vision.patch_embedding.weight"), "vision");
+  EXPECT_EQ(group_of("vision.patch_embedding.bias"), "vision_no_decay");
+  EXPECT_EQ(group_of("vision.cls_token"), "vision_no_decay");
+  EXPECT_EQ(group_of("vision.position_embedding"), "vision_no_decay");
+  EXPECT_EQ(group_of("vision.layers.0.norm1.weight"), "vision_no_decay");
+  EXPECT_EQ(group_of("vision.layers.0.attention.qkv.weight"), "vision");
+  EXPECT_EQ(group_of("text.embeddings.word.weight"), "text_no_decay");
+  EXPECT_EQ(group_of("fusion.type_embedding.weight"), "fusion_no_decay");
   EXPECT_EQ(group_of("head.fc1.weight"), "head");
   EXPECT_EQ(group_of("head.fc1.bias"), "head_no_decay");
   EXPECT_DOUBLE_EQ(by_param.at("head.fc1.weight")->lr_mult, 10.0);
   EXPECT_DOUBLE_EQ(by_param.at("head.fc1.weight")->weight_decay, 0.05);
   EXPECT_DOUBLE_EQ(by_param.at("vision.cls_token")->weight_decay, 0.0);
-  EXPECT_DOUBLE_EQ(by_param.at("vision.cls_token")->lr_mult, 1.0);
+  EXPECT_DOUBLE_EQ(by_param.at("vision.cls_token")->lr_mult, 0.5);
+  EXPECT_DOUBLE_EQ(by_param.at("text.embeddings.word.weight")->lr_mult, 1.0);
+  EXPECT_DOUBLE_EQ(by_param.at("fusion.type_embedding.weight")->lr_mult, 2.0);
+  EXPECT_EQ(component_of("aux_dense.weight"), "head");
 }
 
 // Our AdamW against LibTorch's own torch::optim::AdamW (the C++ port of torch.optim.AdamW).

@@ -355,6 +355,82 @@ TEST_F(Trainer, ConvStemAndAuxiliaryCountingLoss) {
   EXPECT_EQ(eval::run_eval(o).metrics.at("accuracy"), with.last_metrics.at("accuracy"));
 }
 
+TEST_F(Trainer, DenseAuxiliaryLossForBothTasks) {
+  const auto plain = train(tiny("plain", {"train.max_steps=2"}));
+  const auto dense = train(tiny("dense", {"train.aux.dense=1", "train.max_steps=2"}));
+  EXPECT_NE(dense.losses[0], plain.losses[0]);
+  const auto ckpt = load_checkpoint(latest_checkpoint(dense.run_dir), {false});
+  EXPECT_EQ(ckpt.model.at("aux_dense.weight").size(0), 10);
+  EXPECT_FALSE(ckpt.model.count("aux_counting.presence.weight"));  // only the head asked for
+  eval::EvalOptions o;
+  o.checkpoint = dense.run_dir;
+  o.split = "val";
+  EXPECT_EQ(eval::run_eval(o).metrics.at("accuracy"), dense.last_metrics.at("accuracy"));
+  const auto counting =
+      train(tiny("dense_counting", {"task=counting", "train.aux.dense=0.5", "train.max_steps=2"}));
+  EXPECT_TRUE(std::isfinite(counting.losses[1]));
+  EXPECT_TRUE(load_checkpoint(latest_checkpoint(counting.run_dir), {false})
+                  .model.count("aux_dense.bias"));
+}
+
+TEST_F(Trainer, ClassifyPretrainsAnEncoderThatInitialisesVqa) {
+  // Pretrain the ViT on real Fashion-MNIST at 16 px (a 1x1 patch grid)...
+  const auto pre = train(tiny("classify", {"task=classify", "data.dataset=fashion_mnist",
+                                           "data.root=/usr/share/datasets/fashion-mnist",
+                                           "data.image_size=16", "train.max_steps=2",
+                                           "train.batch_size=16"}));
+  for (const char* m : {"accuracy", "top5_accuracy", "loss"}) {
+    EXPECT_TRUE(pre.last_metrics.count(m)) << m;
+  }
+  const auto source = weights(pre.run_dir);
+  EXPECT_TRUE(source.count("head.weight"));
+  EXPECT_FALSE(source.count("fusion.cls_token"));  // the ViT and a linear layer only
+  EXPECT_FALSE(source.count("text.embeddings.word.weight"));
+  eval::EvalOptions o;
+  o.checkpoint = pre.run_dir;
+  o.split = "val";
+  const auto s = eval::run_eval(o);
+  EXPECT_EQ(s.examples, 5000);
+  EXPECT_EQ(s.metrics.at("accuracy"), pre.last_metrics.at("accuracy"));
+  std::ifstream predictions(s.out_dir + "/predictions.jsonl");
+  std::string line;
+  ASSERT_TRUE(std::getline(predictions, line));
+  const auto first = nlohmann::json::parse(line);
+  EXPECT_TRUE(first.contains("label") && first.contains("target") && first.contains("score"));
+  const std::string image =
+      fs::directory_iterator(data_dir_->path() / "scenes/images/val")->path().string();
+  infer::Predictor predictor({pre.run_dir, {}, 3});
+  const auto labels = nlohmann::json::parse(predictor.predict({{image, ""}})[0]);
+  ASSERT_EQ(labels["labels"].size(), 3u) << labels.dump();
+  EXPECT_THROW(predictor.explain({image, ""}, "rollout"), std::invalid_argument);
+
+  // ...then start VQA at 32 px (2x2) from it: with the encoder frozen for longer than the run,
+  // its weights are exactly the pretrained ones and the position grid is interpolated.
+  const auto frozen = train(tiny("frozen", {"model.vision.init_from=" + pre.run_dir,
+                                            "model.vision.freeze_steps=10", "train.max_steps=3"}));
+  auto loaded = weights(frozen.run_dir);
+  for (const auto& [name, tensor] : source) {
+    if (name.rfind("vision.", 0) != 0 || name == "vision.position_embedding") continue;
+    EXPECT_TRUE(torch::equal(loaded.at(name), tensor)) << name;
+  }
+  EXPECT_EQ(loaded.at("vision.position_embedding").sizes(), torch::IntArrayRef({1, 5, 16}));
+  EXPECT_TRUE(torch::allclose(loaded.at("vision.position_embedding")[0][0],
+                              source.at("vision.position_embedding")[0][0]));
+  // Frozen for 1 step only: the encoder moves in step 2 (of 3: the cosine's last step has lr 0).
+  const auto thawed = train(tiny("thawed", {"model.vision.init_from=" + pre.run_dir,
+                                            "model.vision.freeze_steps=1", "train.max_steps=3"}));
+  EXPECT_FALSE(torch::equal(weights(thawed.run_dir).at("vision.layers.0.mlp.fc1.weight"),
+                            source.at("vision.layers.0.mlp.fc1.weight")));
+  // Another architecture is refused with the tensor and both shapes.
+  try {
+    train(tiny("wide", {"model.vision.init_from=" + pre.run_dir, "model.vision.hidden=32",
+                        "model.vision.heads=2"}));
+    FAIL();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("has shape"), std::string::npos) << e.what();
+  }
+}
+
 TEST(EarlyStopping, PatienceCountsNonImprovingEvaluations) {
   EarlyStopping es(config::MetricMode::max, 2, 0.01);
   EXPECT_TRUE(es.update(0.5, 1));

@@ -95,6 +95,8 @@ std::vector<std::pair<std::string, MetricMode>> task_metrics(Task task) {
     case Task::counting:
       return {{"accuracy", M::max}, {"exact_match", M::max}, {"mae", M::min}, {"rmse", M::min},
               {"f1_micro", M::max}, {"f1_macro", M::max},    {"map", M::max}, {"loss", M::min}};
+    case Task::classify:
+      return {{"accuracy", M::max}, {"top5_accuracy", M::max}, {"loss", M::min}};
   }
   return {};
 }
@@ -136,6 +138,11 @@ void validate(const Config& c) {
     problem("train.aux.counting",
             "train.aux.counting is for task vqa (counting is the task "
             "itself)");
+  }
+  if (c.train.aux.dense > 0 && c.model.fusion.mode == FusionMode::text_only) {
+    problem("train.aux.dense",
+            "train.aux.dense needs the image encoder; model.fusion.mode "
+            "is text_only (set train.aux.dense: 0)");
   }
   const int patch = c.model.vision.patch_size;
   if (c.model.vision.stem == Stem::conv && (patch & (patch - 1)) != 0) {
@@ -182,6 +189,35 @@ void validate(const Config& c) {
   if (c.task == Task::counting && c.data.dataset == Dataset::vqa) {
     problem("data.dataset",
             "data.dataset vqa has no object counts: task counting needs coco or scenes");
+  }
+  const bool class_data =
+      c.data.dataset == Dataset::fashion_mnist || c.data.dataset == Dataset::image_folder;
+  if (c.task == Task::classify && !class_data) {
+    problem("data.dataset", "task classify needs data.dataset fashion_mnist or image_folder, not " +
+                                to_string(c.data.dataset));
+  }
+  if (c.task != Task::classify && class_data) {
+    problem("data.dataset", "data.dataset " + to_string(c.data.dataset) +
+                                " has image labels only: it needs task: classify");
+  }
+  if (c.task == Task::classify && (c.train.aux.counting > 0 || c.train.aux.dense > 0)) {
+    problem(c.train.aux.dense > 0 ? "train.aux.dense" : "train.aux.counting",
+            "task classify has no object instances for the auxiliary losses (train.aux.*: 0)");
+  }
+  if (c.task == Task::classify && !c.model.text.init_from.empty()) {
+    problem("model.text.init_from", "task classify has no text encoder to initialise");
+  }
+  if (c.model.vision.freeze_steps > 0 && c.model.vision.init_from.empty() &&
+      c.model.vision.pretrained.empty()) {
+    problem("model.vision.freeze_steps",
+            "model.vision.freeze_steps would hold a randomly initialised encoder fixed; set "
+            "model.vision.init_from or model.vision.pretrained");
+  }
+  if (c.model.text.freeze_steps > 0 && c.model.text.init_from.empty() &&
+      c.model.text.pretrained.empty()) {
+    problem("model.text.freeze_steps",
+            "model.text.freeze_steps would hold a randomly initialised encoder fixed; set "
+            "model.text.init_from or model.text.pretrained");
   }
 
   const auto metrics = task_metrics(c.task);

@@ -20,8 +20,8 @@ namespace xmodal::config {
 
 // ---- enums: YAML spelling <-> value, listed once per enum -----------------------------------
 
-enum class Task { vqa, counting };
-enum class Dataset { scenes, coco, vqa };
+enum class Task { vqa, counting, classify };
+enum class Dataset { scenes, coco, vqa, fashion_mnist, image_folder };
 enum class BadSample { fail, skip };
 enum class TokenizerType { word, wordpiece, sentencepiece };
 enum class FusionMode { concat, late, image_only, text_only };
@@ -35,13 +35,17 @@ struct EnumTable;  // specialised below: static constexpr std::array<std::pair<E
 
 template <>
 struct EnumTable<Task> {
-  static constexpr std::array<std::pair<Task, const char*>, 2> entries = {
-      {{Task::vqa, "vqa"}, {Task::counting, "counting"}}};
+  static constexpr std::array<std::pair<Task, const char*>, 3> entries = {
+      {{Task::vqa, "vqa"}, {Task::counting, "counting"}, {Task::classify, "classify"}}};
 };
 template <>
 struct EnumTable<Dataset> {
-  static constexpr std::array<std::pair<Dataset, const char*>, 3> entries = {
-      {{Dataset::scenes, "scenes"}, {Dataset::coco, "coco"}, {Dataset::vqa, "vqa"}}};
+  static constexpr std::array<std::pair<Dataset, const char*>, 5> entries = {
+      {{Dataset::scenes, "scenes"},
+       {Dataset::coco, "coco"},
+       {Dataset::vqa, "vqa"},
+       {Dataset::fashion_mnist, "fashion_mnist"},
+       {Dataset::image_folder, "image_folder"}}};
 };
 template <>
 struct EnumTable<BadSample> {
@@ -188,7 +192,10 @@ struct DataConfig {
 
   template <class V>
   void visit(V& v) {
-    v.field("dataset", dataset, "data set reader");
+    v.field("dataset", dataset,
+            "data set reader: scenes | coco | vqa | fashion_mnist (IDX files; splits train = "
+            "the first 11/12 of the training images, val = the last 1/12, test = t10k) | "
+            "image_folder (ROOT/SPLIT/CLASS/*.png|jpg)");
     v.field("root", root, "data set root folder (layouts: data/README.md)");
     v.field("train_split", train_split, "split used for training");
     v.field("val_split", val_split, "split used for validation and early stopping");
@@ -237,6 +244,8 @@ struct VisionConfig {
   std::string pretrained = "";  // Hugging Face ViTModel folder
   Stem stem = Stem::patch;
   int stem_width = 32;
+  std::string init_from = "";  // xmodal checkpoint or run dir whose vision.* weights start this
+  int64_t freeze_steps = 0;    // optimizer steps the loaded encoder stays fixed
 
   template <class V>
   void visit(V& v) {
@@ -256,6 +265,13 @@ struct VisionConfig {
     v.field("dropout", dropout, "dropout probability", Range::between(0, 1));
     v.field("pretrained", pretrained,
             "Hugging Face ViTModel folder (config.json + weights); \"\" = train from scratch");
+    v.field("init_from", init_from,
+            "xmodal checkpoint or run directory (its best checkpoint) whose vision.* weights "
+            "start this model (e.g. a task: classify run); position embeddings are "
+            "interpolated to this image size; \"\" = none");
+    v.field("freeze_steps", freeze_steps,
+            "optimizer steps for which the vision encoder is not trained (with init_from)",
+            Range::at_least(0));
   }
 };
 
@@ -267,6 +283,8 @@ struct TextConfig {
   int max_position = 64;
   double dropout = 0.0;
   std::string pretrained = "";  // Hugging Face BertModel folder
+  std::string init_from = "";   // xmodal checkpoint or run dir whose text.* weights start this
+  int64_t freeze_steps = 0;     // optimizer steps the loaded encoder stays fixed
 
   template <class V>
   void visit(V& v) {
@@ -280,6 +298,12 @@ struct TextConfig {
     v.field("dropout", dropout, "dropout probability", Range::between(0, 1));
     v.field("pretrained", pretrained,
             "Hugging Face BertModel folder (config.json + weights); \"\" = train from scratch");
+    v.field("init_from", init_from,
+            "xmodal checkpoint or run directory (its best checkpoint) whose text.* weights "
+            "start this model; \"\" = none");
+    v.field("freeze_steps", freeze_steps,
+            "optimizer steps for which the text encoder is not trained (with init_from)",
+            Range::at_least(0));
   }
 };
 
@@ -360,6 +384,7 @@ struct LossConfig {
 
 struct AuxConfig {
   double counting = 0.0;
+  double dense = 0.0;
 
   template <class V>
   void visit(V& v) {
@@ -367,6 +392,11 @@ struct AuxConfig {
             "vqa: weight of an auxiliary counting loss on the image tokens, supervised by the "
             "COCO instances of the same images (DATA_ROOT/annotations/instances_SPLIT.json); "
             "0 = off",
+            Range::at_least(0));
+    v.field("dense", dense,
+            "weight of a dense auxiliary loss: a linear layer on each image patch token says "
+            "which categories have an object centred in that patch (COCO instance boxes of the "
+            "same images); needs image_size divisible by patch_size; 0 = off",
             Range::at_least(0));
   }
 };
@@ -392,6 +422,9 @@ struct TrainConfig {
   LossConfig loss;
   AuxConfig aux;
   EarlyStoppingConfig early_stopping;
+  double vision_lr_mult = 1.0;
+  double text_lr_mult = 1.0;
+  double fusion_lr_mult = 1.0;
 
   template <class V>
   void visit(V& v) {
@@ -409,7 +442,14 @@ struct TrainConfig {
     v.field("grad_clip", grad_clip, "clip the global gradient norm to this; 0 = off",
             Range::at_least(0));
     v.field("grad_accum", grad_accum, "batches accumulated per optimizer step", Range::at_least(1));
-    v.field("head_lr_mult", head_lr_mult, "learning-rate multiplier for the task head",
+    v.field("head_lr_mult", head_lr_mult,
+            "learning-rate multiplier for the task head (and the auxiliary heads)",
+            Range::positive());
+    v.field("vision_lr_mult", vision_lr_mult, "learning-rate multiplier for the image encoder",
+            Range::positive());
+    v.field("text_lr_mult", text_lr_mult, "learning-rate multiplier for the text encoder",
+            Range::positive());
+    v.field("fusion_lr_mult", fusion_lr_mult, "learning-rate multiplier for the fusion module",
             Range::positive());
     v.field("adam_beta1", adam_beta1, "AdamW first-moment decay", Range::between(0, 0.999999));
     v.field("adam_beta2", adam_beta2, "AdamW second-moment decay", Range::between(0, 0.999999));
@@ -454,7 +494,9 @@ struct Config {
 
   template <class V>
   void visit(V& v) {
-    v.field("task", task, "vqa (image + question -> answer) | counting (image + text -> counts)");
+    v.field("task", task,
+            "vqa (image + question -> answer) | counting (image + text -> counts) | classify "
+            "(image -> class, ViT + linear head: encoder pretraining)");
     v.section("run", run, "where and how the run executes");
     v.section("data", data, "data set and input pipeline");
     v.section("tokenizer", tokenizer, "text tokenizer");

@@ -90,6 +90,24 @@ CocoSet read_coco(const std::string& root, const std::string& split, BadInputPol
       img.crowd[category->second] = 1;
     } else {
       ++img.counts[category->second];
+      if (file.has(a, "bbox")) {
+        const auto box = file.array(a, "bbox", where);
+        std::vector<double> v;
+        for (auto x : box) {
+          double d = 0;
+          if (x.get(d) != simdjson::SUCCESS) {
+            int64_t n = 0;
+            if (x.get(n) != simdjson::SUCCESS) file.fail(where, "bbox holds a non-number");
+            d = static_cast<double>(n);
+          }
+          v.push_back(d);
+        }
+        if (v.size() != 4 || !(v[2] >= 0) || !(v[3] >= 0)) {
+          file.fail(where, "bbox must be [x, y, width, height] with width, height >= 0");
+        }
+        img.objects.push_back({category->second, static_cast<float>(v[0] + v[2] / 2),
+                               static_cast<float>(v[1] + v[3] / 2)});
+      }
     }
   }
 

@@ -26,6 +26,13 @@ struct CocoCategory {
   std::string supercategory;
 };
 
+/// One object instance reduced to what the dense auxiliary loss needs: its category and the
+/// centre of its bounding box, in the image's pixels.
+struct CocoObject {
+  int category = 0;  ///< contiguous index
+  float cx = 0, cy = 0;
+};
+
 struct CocoImage {
   int64_t id = 0;
   std::string file_name;
@@ -33,6 +40,7 @@ struct CocoImage {
   int width = 0, height = 0;
   std::vector<int> counts;     ///< objects per category (contiguous index), crowd regions excluded
   std::vector<uint8_t> crowd;  ///< 1 where the category also has an iscrowd region (count unknown)
+  std::vector<CocoObject> objects;  ///< non-crowd instances that have a bbox
   std::vector<std::string> captions;
 };
 

@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "xmodal/core/logging.h"
+#include "xmodal/data/labelled.h"
 #include "xmodal/data/vqa.h"
 
 namespace xmodal::data {
@@ -34,11 +35,12 @@ TaskData load_split(const config::Config& c, const std::string& split, const Ans
     data.class_names = vocab->answers();
     data.has_targets = set.has_annotations;
     // Auxiliary counting targets: the instances of the same images.
-    std::map<int64_t, std::vector<int>> image_counts;
-    if (c.train.aux.counting > 0 && set.has_annotations) {
-      const CocoSet coco = read_coco(c.data.root, split, policy, /*with_captions=*/false);
+    std::map<int64_t, const CocoImage*> instances;
+    CocoSet coco;
+    if ((c.train.aux.counting > 0 || c.train.aux.dense > 0) && set.has_annotations) {
+      coco = read_coco(c.data.root, split, policy, /*with_captions=*/false);
       for (const auto& category : coco.categories) data.aux_class_names.push_back(category.name);
-      for (const auto& image : coco.images) image_counts[image.id] = image.counts;
+      for (const auto& image : coco.images) instances[image.id] = &image;
     }
     for (const auto& q : set.questions) {
       Example e;
@@ -49,14 +51,38 @@ TaskData load_split(const config::Config& c, const std::string& split, const Ans
       e.answer_type = q.answer_type;
       e.answer_targets = vocab->targets(q.answers);
       if (!data.aux_class_names.empty()) {
-        const auto it = image_counts.find(q.image_id);
-        if (it == image_counts.end()) {
-          throw std::runtime_error("train.aux.counting: image " + std::to_string(q.image_id) +
+        const auto it = instances.find(q.image_id);
+        if (it == instances.end()) {
+          throw std::runtime_error("train.aux: image " + std::to_string(q.image_id) +
                                    " of question " + std::to_string(q.question_id) +
-                                   " has no instances in " + c.data.root + "/annotations");
+                                   " is not in " + c.data.root + "/annotations/instances_" +
+                                   split + ".json");
         }
-        e.counts = it->second;
+        e.counts = it->second->counts;
+        if (c.train.aux.dense > 0) e.objects = it->second->objects;
       }
+      data.examples.push_back(std::move(e));
+    }
+  } else if (c.task == config::Task::classify) {
+    LabelledSet set;
+    if (c.data.dataset == config::Dataset::fashion_mnist) {
+      set = read_fashion_mnist(c.data.root, split);
+    } else if (c.data.dataset == config::Dataset::image_folder) {
+      std::vector<std::string> classes;
+      if (split != c.data.train_split) {
+        classes = read_image_folder(c.data.root, c.data.train_split).class_names;
+      }
+      set = read_image_folder(c.data.root, split, classes);
+    } else {
+      throw std::invalid_argument("task classify needs data.dataset fashion_mnist or image_folder");
+    }
+    data.class_names = set.class_names;
+    for (auto& image : set.images) {
+      Example e;
+      e.image_path = image.path;
+      e.id = image.id;
+      e.label = image.label;
+      e.pixels = image.pixels;
       data.examples.push_back(std::move(e));
     }
   } else {
@@ -65,6 +91,7 @@ TaskData load_split(const config::Config& c, const std::string& split, const Ans
     }
     const CocoSet set = read_coco(c.data.root, split, policy);
     for (const auto& category : set.categories) data.class_names.push_back(category.name);
+    if (c.train.aux.dense > 0) data.aux_class_names = data.class_names;
     for (const auto& image : set.images) {
       Example e;
       e.image_path = image.path;
@@ -73,6 +100,7 @@ TaskData load_split(const config::Config& c, const std::string& split, const Ans
       e.id = image.id;
       e.counts = image.counts;
       e.crowd = image.crowd;
+      if (c.train.aux.dense > 0) e.objects = image.objects;
       data.examples.push_back(std::move(e));
     }
   }

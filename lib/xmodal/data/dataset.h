@@ -3,7 +3,10 @@
 //             vocabulary built from the training split
 //   counting: one example per image (scenes or COCO files), all its captions (the loader draws
 //             one per epoch), per-category counts
+//   classify: one example per labelled image (Fashion-MNIST IDX files or an image folder)
 #pragma once
+
+#include <opencv2/core.hpp>
 
 #include <cstdint>
 #include <string>
@@ -25,15 +28,19 @@ struct Example {
   std::string answer_type;                            ///< vqa
   std::vector<int> counts;     ///< counting (and vqa with train.aux.counting): per category
   std::vector<uint8_t> crowd;  ///< counting: count unknown (crowd region)
+  /// with train.aux.dense: the image's instances (category in aux_class_names, box centre)
+  std::vector<CocoObject> objects;
+  int64_t label = -1;  ///< classify: class index
+  cv::Mat pixels;      ///< an in-memory 8-bit image (IDX records) used instead of image_path
 };
 
 struct TaskData {
   config::Task task = config::Task::vqa;
   std::string split;
   std::vector<Example> examples;
-  std::vector<std::string> class_names;  ///< answers (vqa) or category names (counting)
-  /// vqa with train.aux.counting: the COCO categories whose per-image counts Example::counts
-  /// holds (empty otherwise).
+  std::vector<std::string> class_names;  ///< answers (vqa), categories (counting), classes
+  /// The COCO categories of the auxiliary losses (train.aux.counting, train.aux.dense): vqa's
+  /// Example::counts and every task's Example::objects refer to them (empty without them).
   std::vector<std::string> aux_class_names;
   bool has_targets = true;  ///< false for a test split without annotations
   int64_t skipped = 0;      ///< records the readers skipped (on_bad_sample: skip)

@@ -1,6 +1,7 @@
 #include "xmodal/data/loader.h"
 
 #include <torch/torch.h>
+#include <opencv2/imgproc.hpp>
 
 #include <algorithm>
 #include <random>
@@ -10,6 +11,17 @@
 #include "xmodal/io/image.h"
 
 namespace xmodal::data {
+namespace {
+
+// An in-memory 8-bit image (grey, RGB) as the RGB image the transforms expect.
+cv::Mat to_rgb(const cv::Mat& pixels) {
+  if (pixels.channels() == 3) return pixels;
+  cv::Mat rgb;
+  cv::cvtColor(pixels, rgb, cv::COLOR_GRAY2RGB);
+  return rgb;
+}
+
+}  // namespace
 
 Loader::Loader(std::shared_ptr<const TaskData> data,
                std::shared_ptr<const text::Tokenizer> tokenizer, LoaderOptions options)
@@ -55,12 +67,17 @@ Batch Loader::make_batch(int64_t epoch, int64_t index) const {
   std::vector<int64_t> ids, mask, types;
   const int length = options_.max_text_len;
   const bool vqa = data_->task == config::Task::vqa;
+  const bool classify = data_->task == config::Task::classify;
+  std::vector<int64_t> labels;
   const int64_t classes = data_->num_classes();
   std::vector<float> soft;
   std::vector<int64_t> counts;
   std::vector<uint8_t> crowd;
   std::vector<int64_t> aux;
   const int64_t aux_classes = static_cast<int64_t>(data_->aux_class_names.size());
+  const bool aux_counts = options_.aux_counts && vqa && aux_classes > 0;
+  const int64_t grid = aux_classes > 0 ? options_.dense_grid : 0;
+  std::vector<float> dense;
   for (int64_t k = begin; k < end; ++k) {
     const int64_t i = order[k];
     const Example& e = data_->examples[i];
@@ -69,7 +86,8 @@ Batch Loader::make_batch(int64_t epoch, int64_t index) const {
     std::string text = e.texts.empty() ? "" : e.texts[rng() % e.texts.size()];
     TransformedImage image;
     try {
-      image = transform_image(io::read_image_rgb(e.image_path), options_.transform, rng);
+      image = transform_image(e.pixels.empty() ? io::read_image_rgb(e.image_path) : to_rgb(e.pixels),
+                              options_.transform, rng);
     } catch (const std::exception& error) {
       if (!options_.skip_bad) throw;
       ++batch.skipped;
@@ -77,6 +95,19 @@ Batch Loader::make_batch(int64_t epoch, int64_t index) const {
       continue;
     }
     if (image.flipped) text = swap_left_right(text);
+    if (grid > 0) {
+      const size_t row = dense.size();
+      dense.resize(row + grid * grid * aux_classes, 0.0f);
+      for (const CocoObject& object : e.objects) {
+        const double u = (object.cx - image.region.x) / image.region.width;
+        const double v = (object.cy - image.region.y) / image.region.height;
+        if (!(u >= 0 && u < 1 && v >= 0 && v < 1)) continue;  // cropped away
+        int64_t column = static_cast<int64_t>(u * grid);
+        if (image.flipped) column = grid - 1 - column;  // the mirrored cell, exactly
+        const int64_t cell = static_cast<int64_t>(v * grid) * grid + column;
+        dense[row + cell * aux_classes + object.category] = 1.0f;
+      }
+    }
     const text::Encoding enc = tokenizer_->encode(text, length);
     images.push_back(image.pixels);
     ids.insert(ids.end(), enc.ids.begin(), enc.ids.end());
@@ -84,11 +115,13 @@ Batch Loader::make_batch(int64_t epoch, int64_t index) const {
     types.insert(types.end(), enc.types.begin(), enc.types.end());
     batch.ids.push_back(e.id);
     batch.indices.push_back(i);
-    if (vqa) {
+    if (classify) {
+      labels.push_back(e.label);
+    } else if (vqa) {
       const size_t row = soft.size();
       soft.resize(row + classes, 0.0f);
       for (const auto& [cls, score] : e.answer_targets) soft[row + cls] = score;
-      for (int64_t c = 0; c < aux_classes; ++c) {
+      for (int64_t c = 0; aux_counts && c < aux_classes; ++c) {
         aux.push_back(std::min<int64_t>(e.counts.at(c), options_.max_count));
       }
     } else {
@@ -100,13 +133,18 @@ Batch Loader::make_batch(int64_t epoch, int64_t index) const {
   }
   const int64_t b = batch.size();
   if (b == 0) return batch;
+  if (grid > 0) {
+    batch.aux_dense = torch::tensor(dense, torch::kFloat32).view({b, grid * grid, aux_classes});
+  }
   batch.images = torch::stack(images);
   batch.input_ids = torch::tensor(ids, torch::kLong).view({b, length});
   batch.attention_mask = torch::tensor(mask, torch::kLong).view({b, length});
   batch.token_type_ids = torch::tensor(types, torch::kLong).view({b, length});
-  if (vqa) {
+  if (classify) {
+    batch.targets = torch::tensor(labels, torch::kLong);
+  } else if (vqa) {
     batch.targets = torch::tensor(soft, torch::kFloat32).view({b, classes});
-    if (aux_classes > 0) batch.aux_counts = torch::tensor(aux, torch::kLong).view({b, aux_classes});
+    if (aux_counts) batch.aux_counts = torch::tensor(aux, torch::kLong).view({b, aux_classes});
   } else {
     batch.targets = torch::tensor(counts, torch::kLong).view({b, classes});
     batch.crowd = torch::tensor(std::vector<int64_t>(crowd.begin(), crowd.end()), torch::kLong)
@@ -223,6 +261,8 @@ LoaderOptions loader_options(const config::Config& c, bool train) {
   o.skip_bad = c.data.on_bad_sample == config::BadSample::skip;
   o.max_text_len = c.data.max_text_len;
   o.max_count = c.model.head.max_count;
+  o.aux_counts = train && c.train.aux.counting > 0;
+  if (train && c.train.aux.dense > 0) o.dense_grid = c.data.image_size / c.model.vision.patch_size;
   auto& t = o.transform;
   t.size = c.data.image_size;
   t.shorter_side = c.data.resize == config::ResizeMode::shorter_side;

@@ -27,9 +27,13 @@ struct Batch {
   torch::Tensor input_ids;       ///< [B, L] int64
   torch::Tensor attention_mask;  ///< [B, L] int64 (1 = token, 0 = padding)
   torch::Tensor token_type_ids;  ///< [B, L] int64
-  torch::Tensor targets;         ///< vqa: [B, A] float32 soft scores; counting: [B, C] int64
+  /// vqa: [B, A] float32 soft scores; counting: [B, C] int64; classify: [B] int64 labels
+  torch::Tensor targets;
   torch::Tensor crowd;           ///< counting: [B, C] bool (count unknown); undefined for vqa
   torch::Tensor aux_counts;      ///< vqa with auxiliary counting: [B, C] int64, else undefined
+  /// with the dense auxiliary loss: [B, G*G, C] float32, 1 where an object of category c has
+  /// its box centre in grid cell (row-major) of the transformed image, else undefined
+  torch::Tensor aux_dense;
   std::vector<int64_t> ids;      ///< question or image ids
   std::vector<int64_t> indices;  ///< example indices in the split
   int64_t epoch = 0;
@@ -49,6 +53,8 @@ struct LoaderOptions {
   bool skip_bad = false;  ///< bad image/text: drop the sample (counted) instead of failing
   int max_text_len = 32;
   int max_count = 10;  ///< counting targets are clamped to this
+  bool aux_counts = false;  ///< vqa: fill Batch::aux_counts (train.aux.counting)
+  int dense_grid = 0;       ///< fill Batch::aux_dense on a dense_grid^2 grid; 0 = off
   ImageTransformOptions transform;
 };
 

@@ -50,8 +50,12 @@ TransformedImage transform_image(const cv::Mat& rgb, const ImageTransformOptions
                                  std::mt19937_64& rng) {
   TORCH_CHECK(!rgb.empty() && rgb.type() == CV_8UC3, "transform_image: expected 8-bit RGB");
   cv::Mat image = rgb;
+  TransformedImage out;
+  out.region = cv::Rect2d(0, 0, rgb.cols, rgb.rows);
   if (o.train && o.random_resized_crop) {
-    image = image(random_crop(image.cols, image.rows, o.crop_scale_min, rng));
+    const cv::Rect crop = random_crop(image.cols, image.rows, o.crop_scale_min, rng);
+    image = image(crop);
+    out.region = cv::Rect2d(crop);
   }
   cv::Mat resized;
   if (o.shorter_side && !(o.train && o.random_resized_crop)) {
@@ -60,12 +64,13 @@ TransformedImage transform_image(const cv::Mat& rgb, const ImageTransformOptions
     const int h = std::max(o.size, static_cast<int>(std::round(image.rows * scale)));
     cv::resize(image, resized, {w, h}, 0, 0, cv::INTER_AREA);
     resized = resized(cv::Rect((w - o.size) / 2, (h - o.size) / 2, o.size, o.size)).clone();
+    const double sx = static_cast<double>(image.cols) / w, sy = static_cast<double>(image.rows) / h;
+    out.region = cv::Rect2d((w - o.size) / 2 * sx, (h - o.size) / 2 * sy, o.size * sx, o.size * sy);
   } else {
     const bool shrinking = image.cols >= o.size && image.rows >= o.size;
     cv::resize(image, resized, {o.size, o.size}, 0, 0,
                shrinking ? cv::INTER_AREA : cv::INTER_LINEAR);
   }
-  TransformedImage out;
   if (o.train && o.hflip && uniform(rng, 0, 1) < 0.5) {
     cv::flip(resized, resized, 1);
     out.flipped = true;

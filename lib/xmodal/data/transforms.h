@@ -26,6 +26,10 @@ struct ImageTransformOptions {
 struct TransformedImage {
   torch::Tensor pixels;  ///< [3, size, size] float32, normalised
   bool flipped = false;  ///< mirrored: the caller swaps left/right in the text
+  /// The part of the input image the output shows (crops included), in input pixels: an input
+  /// point (x, y) lands at ((x - region.x) / region.width, (y - region.y) / region.height) of the
+  /// output, mirrored horizontally when `flipped`.
+  cv::Rect2d region;
 };
 
 /// Applies the pipeline to an 8-bit RGB image. Deterministic for a given `rng` state.

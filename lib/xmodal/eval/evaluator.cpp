@@ -1,5 +1,6 @@
 #include "xmodal/eval/evaluator.h"
 
+#include <algorithm>
 #include <chrono>
 
 namespace xmodal::eval {
@@ -10,12 +11,13 @@ EvalResult evaluate(models::Model& model, const data::TaskData& data, data::Load
   const bool was_training = model->is_training();
   model->eval();
   torch::NoGradGuard no_grad;
-  const models::Task task =
-      data.task == config::Task::vqa ? models::Task::vqa : models::Task::counting;
+  const models::Task task = data.task == config::Task::vqa        ? models::Task::vqa
+                            : data.task == config::Task::counting ? models::Task::counting
+                                                                  : models::Task::classify;
 
   EvalResult r;
   double loss_sum = 0;
-  std::vector<torch::Tensor> presence, counts, targets, crowd;
+  std::vector<torch::Tensor> presence, counts, targets, crowd, top5;
   loader.start(0);
   while (auto batch = loader.next()) {
     const auto out =
@@ -27,7 +29,22 @@ EvalResult evaluate(models::Model& model, const data::TaskData& data, data::Load
       loss_sum += models::task_loss(task, out, t, c, weights).total.item<double>();
     }
     r.indices.insert(r.indices.end(), batch->indices.begin(), batch->indices.end());
-    if (task == models::Task::vqa) {
+    if (task == models::Task::classify) {
+      const auto probs = torch::softmax(out.logits, 1);
+      const auto [best, arg] = probs.max(1);
+      const auto p = best.to(torch::kCPU).contiguous();
+      const auto idx = arg.to(torch::kCPU).contiguous();
+      for (int64_t i = 0; i < idx.size(0); ++i) {
+        r.answers.push_back(idx[i].item<int64_t>());
+        r.confidences.push_back(p[i].item<float>());
+      }
+      if (data.has_targets) {
+        const int64_t k = std::min<int64_t>(5, out.logits.size(1));
+        const auto top = std::get<1>(out.logits.topk(k, 1)).to(torch::kCPU);
+        top5.push_back(top.eq(batch->targets.unsqueeze(1)).any(1));
+        targets.push_back(batch->targets);
+      }
+    } else if (task == models::Task::vqa) {
       const auto [best, arg] = out.logits.max(1);
       const auto prob = torch::sigmoid(best).to(torch::kCPU).contiguous();
       const auto idx = arg.to(torch::kCPU).contiguous();
@@ -49,7 +66,16 @@ EvalResult evaluate(models::Model& model, const data::TaskData& data, data::Load
   r.examples = static_cast<int64_t>(r.indices.size());
   r.skipped = loader.skipped();
 
-  if (task == models::Task::vqa) {
+  if (task == models::Task::classify) {
+    if (data.has_targets && r.examples > 0) {
+      const auto labels = torch::cat(targets);
+      const auto predicted = torch::tensor(r.answers, torch::kLong);
+      r.metrics["accuracy"] = predicted.eq(labels).to(torch::kDouble).mean().item<double>();
+      r.metrics["top5_accuracy"] = torch::cat(top5).to(torch::kDouble).mean().item<double>();
+    } else if (data.has_targets) {
+      r.metrics["accuracy"] = r.metrics["top5_accuracy"] = 0.0;
+    }
+  } else if (task == models::Task::vqa) {
     if (data.has_targets) {
       std::vector<std::string> types;
       for (size_t i = 0; i < r.indices.size(); ++i) {

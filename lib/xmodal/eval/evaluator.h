@@ -22,7 +22,8 @@ struct EvalResult {
   std::map<std::string, double> metrics;
   /// Example index (into TaskData::examples) of each prediction row, in data order.
   std::vector<int64_t> indices;
-  /// vqa: predicted answer class and its sigmoid probability, per row.
+  /// vqa: predicted answer class and its sigmoid probability, per row; classify: predicted
+  /// class and its softmax probability.
   std::vector<int64_t> answers;
   std::vector<float> confidences;
   /// vqa: official accuracy of each row (empty without targets).

@@ -95,7 +95,7 @@ EvalSummary run_eval(const EvalOptions& options) {
   data::AnswerVocab vocab(classes);
   auto split = std::make_shared<data::TaskData>(
       data::load_split(c, options.split, c.task == config::Task::vqa ? &vocab : nullptr));
-  if (c.task == config::Task::counting && split->class_names != classes) {
+  if (c.task != config::Task::vqa && split->class_names != classes) {
     throw std::runtime_error("split " + options.split + " of " + c.data.root +
                              " has other categories than the checkpoint was trained on");
   }
@@ -141,6 +141,22 @@ EvalSummary run_eval(const EvalOptions& options) {
                                        "{} questions answered (no annotations: results "
                                        "only)\n",
                                        r.examples);
+  } else if (c.task == config::Task::classify) {
+    std::string lines;
+    for (size_t i = 0; i < r.indices.size(); ++i) {
+      const auto& e = split->examples[r.indices[i]];
+      json line = {{"id", e.id},
+                   {"image", e.image_path},
+                   {"label", classes.at(r.answers[i])},
+                   {"score", r.confidences[i]}};
+      if (split->has_targets) line["target"] = classes.at(e.label);
+      lines += line.dump() + "\n";
+    }
+    io::write_file_atomic((fs::path(s.out_dir) / "predictions.jsonl").string(), lines);
+    s.table = split->has_targets
+                  ? fmt::format("{} images: accuracy {:.2f}%, top-5 {:.2f}%\n", r.examples,
+                                100 * r.metrics.at("accuracy"), 100 * r.metrics.at("top5_accuracy"))
+                  : fmt::format("{} images classified (no labels)\n", r.examples);
   } else {
     std::string lines;
     const auto presence = r.presence.contiguous();

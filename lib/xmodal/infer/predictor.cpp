@@ -29,8 +29,9 @@ struct Prepared {
 
 Prepared prepare(const train::LoadedModel& m, const Input& input) {
   const auto& c = m.config;
-  if (input.text.find_first_not_of(" \t\r\n") == std::string::npos) {
-    throw std::invalid_argument("empty text");
+  if (c.task != config::Task::classify &&
+      input.text.find_first_not_of(" \t\r\n") == std::string::npos) {
+    throw std::invalid_argument("empty text (this model answers about an image and a text)");
   }
   Prepared p;
   const cv::Mat rgb = io::read_image_rgb(input.image);
@@ -97,7 +98,17 @@ std::vector<std::string> Predictor::predict(const std::vector<Input>& inputs) {
       const auto& input = inputs[rows[r]];
       json j = {{"image", input.image}, {"text", input.text}};
       const auto row = static_cast<int64_t>(r);
-      if (c.task == config::Task::vqa) {
+      if (c.task == config::Task::classify) {
+        const auto probs = torch::softmax(result.logits[row], 0).to(torch::kCPU);
+        const int64_t k = std::min<int64_t>(options_.top_k, probs.size(0));
+        const auto [values, indices] = probs.topk(k);
+        json labels = json::array();
+        for (int64_t i = 0; i < k; ++i) {
+          labels.push_back({{"label", classes.at(indices[i].item<int64_t>())},
+                            {"probability", values[i].item<float>()}});
+        }
+        j["labels"] = labels;
+      } else if (c.task == config::Task::vqa) {
         const auto probs = torch::sigmoid(result.logits[row]).to(torch::kCPU);
         const int64_t k = std::min<int64_t>(options_.top_k, probs.size(0));
         const auto [values, indices] = probs.topk(k);
@@ -130,6 +141,10 @@ Explanation Predictor::explain(const Input& input, const std::string& method) {
     throw std::invalid_argument("explain: method must be gradient or rollout, not " + method);
   }
   const auto& c = loaded_->config;
+  if (c.task == config::Task::classify) {
+    throw std::invalid_argument("explain needs an image+text model; this checkpoint is task "
+                                "classify (an image encoder alone)");
+  }
   if (c.model.fusion.mode != config::FusionMode::concat) {
     throw std::invalid_argument("explain needs model.fusion.mode concat (this checkpoint: " +
                                 config::to_string(c.model.fusion.mode) + ")");

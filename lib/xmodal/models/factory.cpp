@@ -29,13 +29,18 @@ ModelOptions model_options(const config::Config& c, const DataSizes& sizes) {
       mode = FusionMode::text_only;
       break;
   }
-  ModelOptions options(c.task == config::Task::vqa ? Task::vqa : Task::counting,
+  if (c.task == config::Task::classify) mode = FusionMode::image_only;  // the ViT alone
+  const Task task = c.task == config::Task::vqa        ? Task::vqa
+                    : c.task == config::Task::counting ? Task::counting
+                                                       : Task::classify;
+  ModelOptions options(task,
                        FusionOptions(mode, m.text.hidden, m.vision.hidden, m.fusion.hidden,
                                      m.fusion.layers, m.fusion.heads, m.fusion.mlp_dim)
                            .dropout(m.vision.dropout),
                        m.head.hidden, sizes.num_classes);
   options.max_count = m.head.max_count;
-  options.aux_counting_classes = sizes.aux_counting_classes;
+  options.aux_counting_classes = c.train.aux.counting > 0 ? sizes.aux_classes : 0;
+  options.aux_dense_classes = c.train.aux.dense > 0 ? sizes.aux_classes : 0;
   if (uses_image(mode)) {
     options.vision = ViTOptions(c.data.image_size, m.vision.patch_size, m.vision.hidden,
                                 m.vision.layers, m.vision.heads, m.vision.mlp_dim)

@@ -11,7 +11,8 @@ namespace xmodal::models {
 struct DataSizes {
   int64_t vocab_size = 0;
   int64_t num_classes = 0;
-  int64_t aux_counting_classes = 0;  ///< categories of the auxiliary counting head (0 = none)
+  /// categories of the auxiliary heads (train.aux.counting, train.aux.dense); 0 = none
+  int64_t aux_classes = 0;
 };
 
 /// The Options of the whole model for `config` and the data's sizes. Throws

@@ -49,9 +49,26 @@ LossSums counting_loss(const torch::Tensor& presence, const torch::Tensor& count
   return out;
 }
 
+LossSums classify_loss(const torch::Tensor& logits, const torch::Tensor& labels) {
+  LossSums out;
+  out.total = torch::nn::functional::cross_entropy(
+      logits, labels, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum));
+  return out;
+}
+
+torch::Tensor dense_loss(const torch::Tensor& logits, const torch::Tensor& targets) {
+  TORCH_CHECK(logits.sizes() == targets.sizes(), "dense_loss: logits ", logits.sizes(),
+              " and targets ", targets.sizes(),
+              " differ (the target grid is data.image_size / model.vision.patch_size)");
+  const torch::Tensor bce = torch::binary_cross_entropy_with_logits(
+      logits, targets.to(logits.scalar_type()), {}, {}, torch::Reduction::None);
+  return bce.sum(2).mean(1).sum();
+}
+
 LossSums task_loss(Task task, const ModelOutput& output, const torch::Tensor& targets,
                    const torch::Tensor& crowd, const LossWeights& weights) {
   if (task == Task::vqa) return vqa_loss(output.logits, targets);
+  if (task == Task::classify) return classify_loss(output.logits, targets);
   return counting_loss(output.presence, output.counts, targets, crowd, weights);
 }
 

@@ -32,6 +32,14 @@ LossSums counting_loss(const torch::Tensor& presence, const torch::Tensor& count
                        const torch::Tensor& targets, const torch::Tensor& crowd,
                        const LossWeights& weights);
 
+/// classify: cross-entropy of logits [B, K] against labels [B] int64.
+LossSums classify_loss(const torch::Tensor& logits, const torch::Tensor& labels);
+
+/// Dense auxiliary loss: BCE-with-logits of each patch's category logits against the multi-hot
+/// object-centre targets, summed over categories and averaged over patches. logits, targets
+/// [B, P, C].
+torch::Tensor dense_loss(const torch::Tensor& logits, const torch::Tensor& targets);
+
 /// The task's loss for a model output.
 LossSums task_loss(Task task, const ModelOutput& output, const torch::Tensor& targets,
                    const torch::Tensor& crowd, const LossWeights& weights);

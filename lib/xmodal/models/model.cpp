@@ -16,6 +16,13 @@ ModelImpl::ModelImpl(const ModelOptions& options_) : options(options_) {
 
 void ModelImpl::reset() {
   const FusionMode mode = options.fusion.mode();
+  if (options.task == Task::classify) {
+    TORCH_CHECK(options.vision, "Model: task classify needs vision options");
+    vision = register_module("vision", ViT(*options.vision));
+    classify_head = register_module(
+        "head", torch::nn::Linear(vision->output_dim(), options.num_classes));
+    return;
+  }
   FusionOptions fusion_options = options.fusion;
   if (uses_image(mode)) {
     vision = register_module("vision", ViT(*options.vision));
@@ -42,6 +49,11 @@ void ModelImpl::reset() {
         CountingHead(CountingHeadOptions(vision->output_dim(), options.head_hidden,
                                          options.aux_counting_classes, options.max_count)));
   }
+  if (options.aux_dense_classes > 0) {
+    TORCH_CHECK(vision, "an auxiliary dense head needs the image encoder");
+    aux_dense = register_module(
+        "aux_dense", torch::nn::Linear(vision->output_dim(), options.aux_dense_classes));
+  }
 }
 
 ModelOutput ModelImpl::forward(const torch::Tensor& images, const torch::Tensor& input_ids,
@@ -54,12 +66,18 @@ ModelOutput ModelImpl::forward(const torch::Tensor& images, const torch::Tensor&
     if (attention_mask.defined()) text_padding = attention_mask.eq(0);
   }
   ModelOutput out;
+  if (classify_head) {
+    out.pooled = image_tokens.select(1, 0);  // the ViT's [CLS] token, after its final norm
+    out.logits = classify_head(out.pooled);
+    return out;
+  }
   if (aux_counting) {
     // patch tokens only: [B, P, Dv] -> [B, Dv]
     auto aux = aux_counting(image_tokens.narrow(1, 1, image_tokens.size(1) - 1).mean(1));
     out.aux_presence = aux.presence;
     out.aux_counts = aux.counts;
   }
+  if (aux_dense) out.aux_dense = aux_dense(image_tokens.narrow(1, 1, image_tokens.size(1) - 1));
   out.pooled = fusion(text_tokens, text_padding, image_tokens).pooled;
   if (vqa_head) {
     out.logits = vqa_head(out.pooled);

@@ -15,7 +15,9 @@
 
 namespace xmodal::models {
 
-enum class Task { vqa, counting };
+/// classify: ViT + a linear layer on its [CLS] token (no text encoder, no fusion), the image
+/// classifier used to pretrain the image encoder.
+enum class Task { vqa, counting, classify };
 
 struct ModelOptions {
   ModelOptions(Task task, FusionOptions fusion, int64_t head_hidden, int64_t num_classes)
@@ -34,15 +36,18 @@ struct ModelOptions {
   int64_t max_count = 10;
   /// Categories of the auxiliary counting head on the image tokens (0 = no such head).
   int64_t aux_counting_classes = 0;
+  /// Categories of the auxiliary dense head on each image patch token (0 = no such head).
+  int64_t aux_dense_classes = 0;
 };
 
 struct ModelOutput {
   torch::Tensor pooled;        ///< [B, fusion.hidden]
-  torch::Tensor logits;        ///< vqa: [B, num_answers]
+  torch::Tensor logits;        ///< vqa: [B, num_answers]; classify: [B, num_classes]
   torch::Tensor presence;      ///< counting: [B, C]
   torch::Tensor counts;        ///< counting: [B, C, max_count + 1]
   torch::Tensor aux_presence;  ///< auxiliary counting head (if any): [B, C']
   torch::Tensor aux_counts;    ///< auxiliary counting head (if any): [B, C', max_count + 1]
+  torch::Tensor aux_dense;     ///< auxiliary dense head (if any): [B, P, C'] logits per patch
 };
 
 class ModelImpl : public torch::nn::Cloneable<ModelImpl> {
@@ -59,10 +64,12 @@ class ModelImpl : public torch::nn::Cloneable<ModelImpl> {
   ModelOptions options;
   ViT vision = nullptr;
   Bert text = nullptr;
-  Fusion fusion = nullptr;
+  Fusion fusion = nullptr;  // not built for task classify
   VqaHead vqa_head = nullptr;            // registered as "head" for task vqa
+  torch::nn::Linear classify_head = nullptr;  // registered as "head" for task classify
   CountingHead counting_head = nullptr;  // registered as "head" for task counting
   CountingHead aux_counting = nullptr;   // on the mean of the image patch tokens, if asked for
+  torch::nn::Linear aux_dense = nullptr;  // on each image patch token, if asked for
 };
 TORCH_MODULE(Model);
 

@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <cmath>
+
 namespace xmodal::models {
 
 ViTImpl::ViTImpl(const ViTOptions& options_) : options(options_) {
@@ -87,15 +89,18 @@ void ViTImpl::reset() {
   patch_embedding->bias.zero_();
 }
 
-torch::Tensor ViTImpl::position_embedding_for(int64_t grid_h, int64_t grid_w) const {
-  const int64_t grid = options.image_size() / options.patch_size();
-  if (grid_h == grid && grid_w == grid) return position_embedding;
-  const int64_t d = options.hidden();
-  auto cls = position_embedding.narrow(1, 0, 1);
+torch::Tensor interpolate_position_embedding(const torch::Tensor& table, int64_t grid_h,
+                                             int64_t grid_w) {
+  TORCH_CHECK(table.dim() == 3 && table.size(0) == 1, "position embeddings: expected [1, 1 + P, D], got ",
+              table.sizes());
+  const int64_t d = table.size(2), patches_in = table.size(1) - 1;
+  const auto grid = static_cast<int64_t>(std::lround(std::sqrt(static_cast<double>(patches_in))));
+  TORCH_CHECK(grid * grid == patches_in, "position embeddings: ", patches_in,
+              " patch positions are not a square grid");
+  if (grid == grid_h && grid == grid_w) return table;
+  auto cls = table.narrow(1, 0, 1);
   // patches: [1, P, D] -> [1, D, grid, grid] -> [1, D, grid_h, grid_w] -> [1, grid_h*grid_w, D]
-  auto patches = position_embedding.narrow(1, 1, grid * grid)
-                     .reshape({1, grid, grid, d})
-                     .permute({0, 3, 1, 2});
+  auto patches = table.narrow(1, 1, patches_in).reshape({1, grid, grid, d}).permute({0, 3, 1, 2});
   patches =
       torch::nn::functional::interpolate(patches, torch::nn::functional::InterpolateFuncOptions()
                                                       .size(std::vector<int64_t>{grid_h, grid_w})
@@ -103,6 +108,10 @@ torch::Tensor ViTImpl::position_embedding_for(int64_t grid_h, int64_t grid_w) co
                                                       .align_corners(false));
   patches = patches.permute({0, 2, 3, 1}).reshape({1, grid_h * grid_w, d});
   return torch::cat({cls, patches}, 1);
+}
+
+torch::Tensor ViTImpl::position_embedding_for(int64_t grid_h, int64_t grid_w) const {
+  return interpolate_position_embedding(position_embedding, grid_h, grid_w);
 }
 
 torch::Tensor ViTImpl::forward(const torch::Tensor& images) {

@@ -64,6 +64,11 @@ class StemBlockImpl : public torch::nn::Cloneable<StemBlockImpl> {
 };
 TORCH_MODULE(StemBlock);
 
+/// A ViT position-embedding table [1, 1 + g*g, D] resized to a grid_h x grid_w patch grid
+/// (bicubic, align_corners false, as timm and Hugging Face do); the [CLS] entry is kept.
+torch::Tensor interpolate_position_embedding(const torch::Tensor& table, int64_t grid_h,
+                                             int64_t grid_w);
+
 class ViTImpl : public torch::nn::Cloneable<ViTImpl> {
  public:
   explicit ViTImpl(const ViTOptions& options);

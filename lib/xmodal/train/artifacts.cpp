@@ -1,5 +1,7 @@
 #include "xmodal/train/artifacts.h"
 
+#include <cmath>
+#include <filesystem>
 #include <stdexcept>
 
 #include "xmodal/config/loader.h"
@@ -93,6 +95,54 @@ LoadedModel load_trained_model(const std::string& path) {
   m.model->eval();
   m.step = content.state.step;
   return m;
+}
+
+InitReport init_component(torch::nn::Module& model, const std::string& component,
+                          const std::string& path) {
+  namespace fs = std::filesystem;
+  InitReport report;
+  std::error_code ec;
+  report.checkpoint = fs::exists(fs::path(path) / "best", ec) && !fs::exists(fs::path(path) / "state.json", ec)
+                          ? resolve_checkpoint((fs::path(path) / "best").string())
+                          : resolve_checkpoint(path);
+  const auto source = load_checkpoint(report.checkpoint, {/*optimizer=*/false}).model;
+  const std::string prefix = component + ".";
+  const auto starts = [&](const std::string& name) { return name.rfind(prefix, 0) == 0; };
+  auto target = state_tensors(model);
+  torch::NoGradGuard no_grad;
+  for (auto& [name, tensor] : target) {
+    if (!starts(name)) continue;
+    const auto it = source.find(name);
+    if (it == source.end()) {
+      report.missing.push_back(name);
+      continue;
+    }
+    torch::Tensor value = it->second;
+    if (value.sizes() != tensor.sizes()) {
+      const bool grid = name == prefix + "position_embedding" && value.dim() == 3 &&
+                        tensor.dim() == 3 && value.size(2) == tensor.size(2);
+      const auto side = static_cast<int64_t>(std::lround(std::sqrt(tensor.size(1) - 1.0)));
+      if (!grid || side * side != tensor.size(1) - 1) {
+        throw std::runtime_error(
+            report.checkpoint + ": " + name + " has shape " + c10::str(value.sizes()) +
+            " but this model's is " + c10::str(tensor.sizes()) +
+            " (init_from needs the same encoder architecture)");
+      }
+      value = models::interpolate_position_embedding(value.to(torch::kFloat32), side, side);
+      report.interpolated.push_back(name);
+    }
+    tensor.copy_(value);
+    ++report.loaded;
+  }
+  for (const auto& [name, tensor] : source) {
+    if (starts(name) && !target.count(name)) report.unexpected.push_back(name);
+  }
+  if (report.loaded == 0) {
+    throw std::runtime_error(report.checkpoint + ": no " + prefix +
+                             "* tensor matches this model (is it a model with a " + component +
+                             " encoder?)");
+  }
+  return report;
 }
 
 }  // namespace xmodal::train

@@ -44,6 +44,23 @@ struct LoadedModel {
 /// checkpoint and the problem.
 LoadedModel load_trained_model(const std::string& path);
 
+/// What init_component() loaded.
+struct InitReport {
+  std::string checkpoint;                 ///< the checkpoint directory read
+  int64_t loaded = 0;                     ///< tensors copied
+  std::vector<std::string> missing;       ///< the model's COMPONENT.* tensors it lacked
+  std::vector<std::string> unexpected;    ///< its COMPONENT.* tensors the model lacks
+  std::vector<std::string> interpolated;  ///< position embeddings resized to the model's grid
+};
+
+/// Initialises the `component` ("vision" or "text") of `model` from the same-named tensors of
+/// an xmodal checkpoint: a checkpoint directory, a `best`/`last` link, or a run directory (its
+/// `best`, else its latest valid checkpoint). Position embeddings of another patch grid are
+/// interpolated. Throws std::runtime_error naming the checkpoint for an unreadable checkpoint,
+/// a shape that differs (other than a position grid) or no tensor of the component at all.
+InitReport init_component(torch::nn::Module& model, const std::string& component,
+                          const std::string& path);
+
 /// Every parameter and buffer of a module by name (what model.safetensors holds).
 std::map<std::string, torch::Tensor> state_tensors(const torch::nn::Module& module);
 

@@ -1,6 +1,7 @@
 #include "xmodal/train/optimizer.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <stdexcept>
 
@@ -11,8 +12,6 @@ bool ends_with(const std::string& text, const std::string& suffix) {
   return text.size() >= suffix.size() &&
          text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
-
-bool is_head(const std::string& name) { return name.rfind("head.", 0) == 0; }
 
 std::string shape_text(const torch::Tensor& t) {
   std::string text = "[";
@@ -32,23 +31,33 @@ bool decays(const std::string& name, const torch::Tensor& param) {
   return true;
 }
 
+std::string component_of(const std::string& name) {
+  const std::string first = name.substr(0, name.find('.'));
+  return first == "vision" || first == "text" || first == "fusion" ? first : "head";
+}
+
 std::vector<ParamGroup> make_param_groups(const torch::nn::Module& model, double weight_decay,
-                                          double head_lr_mult) {
-  ParamGroup decay{"decay", 1.0, weight_decay, {}, {}};
-  ParamGroup no_decay{"no_decay", 1.0, 0.0, {}, {}};
-  ParamGroup head{"head", head_lr_mult, weight_decay, {}, {}};
-  ParamGroup head_no_decay{"head_no_decay", head_lr_mult, 0.0, {}, {}};
+                                          const LrMults& mults) {
+  const std::array<std::pair<const char*, double>, 4> components = {
+      {{"vision", mults.vision}, {"text", mults.text}, {"fusion", mults.fusion}, {"head", mults.head}}};
+  std::vector<ParamGroup> all;  // component k: 2k decays, 2k + 1 does not
+  for (const auto& [name, mult] : components) {
+    all.push_back({name, mult, weight_decay, {}, {}});
+    all.push_back({std::string(name) + "_no_decay", mult, 0.0, {}, {}});
+  }
   for (const auto& item : model.named_parameters(/*recurse=*/true)) {
     const torch::Tensor& p = item.value();
     if (!p.requires_grad()) continue;
-    const bool d = decays(item.key(), p);
-    ParamGroup& g = is_head(item.key()) ? (d ? head : head_no_decay) : (d ? decay : no_decay);
+    const std::string component = component_of(item.key());
+    size_t k = 0;
+    while (components[k].first != component) ++k;
+    ParamGroup& g = all[2 * k + (decays(item.key(), p) ? 0 : 1)];
     g.names.push_back(item.key());
     g.params.push_back(p);
   }
   std::vector<ParamGroup> groups;
-  for (auto* g : {&decay, &no_decay, &head, &head_no_decay}) {
-    if (!g->params.empty()) groups.push_back(std::move(*g));
+  for (auto& g : all) {
+    if (!g.params.empty()) groups.push_back(std::move(g));
   }
   return groups;
 }

@@ -19,7 +19,7 @@ namespace xmodal::train {
 
 /// Parameters that share a learning-rate multiplier and a weight decay.
 struct ParamGroup {
-  std::string name;  ///< "decay", "no_decay", "head", "head_no_decay"
+  std::string name;  ///< "vision", "vision_no_decay", ..., "head", "head_no_decay"
   double lr_mult = 1.0;
   double weight_decay = 0.0;
   std::vector<std::string> names;
@@ -31,10 +31,23 @@ struct ParamGroup {
 /// embeddings and [CLS] tokens.
 bool decays(const std::string& name, const torch::Tensor& param);
 
-/// The trainable parameters of `model` split into groups by decay and by head (`head.*` gets
-/// `head_lr_mult`). Empty groups are left out. Parameters with requires_grad false are skipped.
+/// Learning-rate multipliers per model component.
+struct LrMults {
+  double vision = 1.0;
+  double text = 1.0;
+  double fusion = 1.0;
+  double head = 1.0;  ///< the task head and the auxiliary heads
+};
+
+/// The component a parameter belongs to: "vision", "text", "fusion" (its first name segment),
+/// or "head" for everything else (head.*, aux_counting.*, aux_dense.*).
+std::string component_of(const std::string& name);
+
+/// The trainable parameters of `model` split into groups by component and by decay: "vision",
+/// "vision_no_decay", "text", ..., "head_no_decay", each with its component's multiplier.
+/// Empty groups are left out. Parameters with requires_grad false are skipped.
 std::vector<ParamGroup> make_param_groups(const torch::nn::Module& model, double weight_decay,
-                                          double head_lr_mult);
+                                          const LrMults& mults = {});
 
 struct AdamWOptions {
   double beta1 = 0.9;

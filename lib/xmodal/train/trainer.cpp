@@ -3,11 +3,13 @@
 #include <unistd.h>
 
 #include <nlohmann/json.hpp>
+#include <torch/csrc/autograd/profiler_legacy.h>
 
 #include <atomic>
 #include <chrono>
 #include <cmath>
 #include <csignal>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -17,6 +19,7 @@
 #include "xmodal/config/loader.h"
 #include "xmodal/core/logging.h"
 #include "xmodal/core/runtime.h"
+#include "xmodal/core/strings.h"
 #include "xmodal/data/dataset.h"
 #include "xmodal/data/loader.h"
 #include "xmodal/eval/evaluator.h"
@@ -127,7 +130,15 @@ std::string format_metrics(const std::map<std::string, double>& metrics) {
 }
 
 models::Task model_task(config::Task task) {
-  return task == config::Task::vqa ? models::Task::vqa : models::Task::counting;
+  switch (task) {
+    case config::Task::vqa:
+      return models::Task::vqa;
+    case config::Task::counting:
+      return models::Task::counting;
+    case config::Task::classify:
+      return models::Task::classify;
+  }
+  return models::Task::vqa;
 }
 
 // Fails early, with the path, when the run directory cannot be written.
@@ -229,7 +240,7 @@ TrainResult train(const config::Config& config, const TrainOptions& options) {
     artifacts.aux_class_names = train_data->aux_class_names;
   }
   if (artifacts.aux_class_names != train_data->aux_class_names) {
-    throw std::runtime_error("train.aux.counting: the categories of " + config.data.root +
+    throw std::runtime_error("train.aux: the categories of " + config.data.root +
                              " differ from the checkpoint's");
   }
   log::info("[data] {}: {} examples, val: {} examples, {} classes, vocabulary {} tokens",
@@ -250,7 +261,31 @@ TrainResult train(const config::Config& config, const TrainOptions& options) {
   model->train();
   log::info("[model] {} parameters\n{}", models::count_parameters(*model),
             models::describe_model(*model));
-  AdamW optimizer(make_param_groups(*model, tc.weight_decay, tc.head_lr_mult),
+  if (resume_from.empty()) {
+    for (const auto& [component, from] :
+         {std::pair<std::string, std::string>{"vision", config.model.vision.init_from},
+          {"text", config.model.text.init_from}}) {
+      if (from.empty()) continue;
+      if (!(component == "vision" ? static_cast<bool>(model->vision) : static_cast<bool>(model->text))) {
+        log::warn("[init] model.{}.init_from ignored: this model (fusion mode {}) has no {} encoder",
+                  component, config::to_string(config.model.fusion.mode), component);
+        continue;
+      }
+      InitReport init;
+      try {
+        init = init_component(*model, component, from);
+      } catch (const std::exception& e) {
+        throw std::runtime_error("model." + component + ".init_from: " + e.what());
+      }
+      log::info("[init] {}: {} tensors from {}{}{}{}", component, init.loaded, init.checkpoint,
+                init.interpolated.empty() ? "" : "; interpolated " + join(init.interpolated, ", "),
+                init.missing.empty() ? "" : "; missing (left as initialised): " + join(init.missing, ", "),
+                init.unexpected.empty() ? "" : "; unexpected (ignored): " + join(init.unexpected, ", "));
+    }
+  }
+  AdamW optimizer(make_param_groups(*model, tc.weight_decay,
+                                    {tc.vision_lr_mult, tc.text_lr_mult, tc.fusion_lr_mult,
+                                     tc.head_lr_mult}),
                   AdamWOptions{tc.adam_beta1, tc.adam_beta2, tc.adam_eps});
   const auto params = optimizer.parameters();
 
@@ -369,7 +404,18 @@ TrainResult train(const config::Config& config, const TrainOptions& options) {
   double elapsed_base = state.elapsed_seconds;
   bool interrupted = false;
 
+  // XMODAL_PROFILE=FILE: a Chrome trace of training steps 11..20 (every LibTorch op, forward
+  // and backward) for performance work; see scripts/bench/README.md.
+  const char* profile_path = std::getenv("XMODAL_PROFILE");
+  std::unique_ptr<torch::autograd::profiler::RecordProfile> profile;
   while (state.step < schedule.total_steps) {
+    if (profile_path != nullptr && steps_this_process == 10) {
+      profile = std::make_unique<torch::autograd::profiler::RecordProfile>(profile_path);
+    }
+    if (profile && steps_this_process == 20) {
+      profile.reset();
+      log::info("[train] profile of steps 11-20 written to {}", profile_path);
+    }
     std::vector<data::Batch> group;
     while (static_cast<int>(group.size()) < tc.grad_accum) {
       auto batch = train_loader.next();
@@ -383,6 +429,15 @@ TrainResult train(const config::Config& config, const TrainOptions& options) {
       continue;
     }
     const bool epoch_done = train_loader.position().batch >= batches_per_epoch;
+    // A loaded encoder stays fixed for its first freeze_steps steps: no gradient, no update.
+    for (const auto& [encoder, steps] :
+         {std::pair<torch::nn::Module*, int64_t>{
+              model->vision ? model->vision.get() : nullptr, config.model.vision.freeze_steps},
+          {model->text ? model->text.get() : nullptr, config.model.text.freeze_steps}}) {
+      if (encoder == nullptr || steps == 0) continue;
+      const bool trainable = state.step >= steps;
+      for (auto& p : encoder->parameters()) p.requires_grad_(trainable);
+    }
 
     int64_t group_samples = 0;
     for (const auto& b : group) group_samples += b.size();
@@ -396,6 +451,10 @@ TrainResult train(const config::Config& config, const TrainOptions& options) {
         const auto aux = models::counting_loss(out.aux_presence, out.aux_counts,
                                                b.aux_counts.to(device), {}, {});
         sums.total = sums.total + aux.total * tc.aux.counting;
+      }
+      if (out.aux_dense.defined() && b.aux_dense.defined()) {
+        sums.total = sums.total + models::dense_loss(out.aux_dense, b.aux_dense.to(device)) *
+                                      tc.aux.dense;
       }
       const double value = sums.total.item<double>();
       if (!std::isfinite(value)) {
