@@ -32,6 +32,17 @@ else
   echo "== data/fashion-scenes already built"
 fi
 
+# The quickstart VQA model starts its image encoder from a Fashion-MNIST classifier
+# (configs/pretrain_fashion.yaml, ~40 s); trained here when CONFIG's model.vision.init_from
+# names that run and it has not finished yet.
+PRETRAIN_DIR=runs/pretrain_fashion
+resolved="$("$XMODAL" train "$CONFIG" --dump-config)"
+if grep -q "^ *init_from: \"$PRETRAIN_DIR\"" <<<"$resolved" && [[ ! -e "$PRETRAIN_DIR/best" ]]; then
+  echo "== pretraining the image encoder on Fashion-MNIST into $PRETRAIN_DIR"
+  rm -rf "$PRETRAIN_DIR"  # an unfinished pretraining run: it is short, start it again
+  "$XMODAL" train configs/pretrain_fashion.yaml --run-dir "$PRETRAIN_DIR"
+fi
+
 if [[ -d "$RUN_DIR/checkpoints" ]]; then
   echo "== continuing the run in $RUN_DIR"
   "$XMODAL" train --resume "$RUN_DIR"

@@ -6,12 +6,14 @@
 
 #include <filesystem>
 #include <fstream>
+#include <set>
 
 #include "../support/temp_dir.h"
 #include "xmodal/data/loader.h"
 #include "xmodal/data/scenes.h"
 #include "xmodal/data/vqa.h"
 #include "xmodal/io/atomic_file.h"
+#include "xmodal/io/image.h"
 
 namespace xmodal::data {
 namespace {
@@ -131,7 +133,11 @@ TEST_F(LoaderFixture, BatchesHaveTheContractShapes) {
   const auto batches = epoch(2, 0);
   ASSERT_EQ(batches.size(), 15u);  // 144 questions / 10, last one partial
   const Batch& b = batches[0];
-  EXPECT_EQ(b.images.sizes(), torch::IntArrayRef({10, 3, 32, 32}));
+  // Questions of the same scene in one batch share one decoded image.
+  EXPECT_LE(b.images.size(0), 10);
+  EXPECT_EQ(b.images.sizes().slice(1), torch::IntArrayRef({3, 32, 32}));
+  EXPECT_EQ(b.image_index.sizes(), torch::IntArrayRef({10}));
+  EXPECT_LT(b.image_index.max().item<int64_t>(), b.images.size(0));
   EXPECT_EQ(b.input_ids.sizes(), torch::IntArrayRef({10, 32}));
   EXPECT_EQ(b.attention_mask.sizes(), torch::IntArrayRef({10, 32}));
   EXPECT_EQ(b.token_type_ids.scalar_type(), torch::kLong);
@@ -162,6 +168,28 @@ TEST_F(LoaderFixture, CountingTargetsFromTheSameFiles) {
   EXPECT_EQ(batches[0].targets.sizes(), torch::IntArrayRef({10, 10}));
   EXPECT_EQ(batches[0].targets.scalar_type(), torch::kLong);
   EXPECT_GE(batches[0].targets.sum(1).min().item<int64_t>(), 1);  // every scene has an item
+}
+
+TEST_F(LoaderFixture, GroupingByImageKeepsAScenesQuestionsTogether) {
+  config.data.group_by_image = true;
+  config.data.augment = {};  // no augmentation: each row must be its image, plainly resized
+  const auto batches = epoch(2, 0);
+  std::set<int64_t> seen;
+  for (const auto& b : batches) {
+    // 10 questions of scenes that have 6 each: at most 3 scenes per batch.
+    EXPECT_LE(b.images.size(0), 3);
+    for (int64_t i = 0; i < b.size(); ++i) {
+      seen.insert(b.indices[i]);
+      const auto& e = data->examples[b.indices[i]];
+      std::mt19937_64 rng(0);
+      const auto own = transform_image(io::read_image_rgb(e.image_path),
+                                       loader_options(config, true).transform, rng);
+      EXPECT_TRUE(torch::equal(b.images[b.image_index[i].item<int64_t>()], own.pixels));
+    }
+  }
+  EXPECT_EQ(seen.size(), data->examples.size());  // every question once
+  // Images are shuffled per epoch.
+  EXPECT_NE(epoch(0, 0)[0].ids, epoch(0, 1)[0].ids);
 }
 
 TEST_F(LoaderFixture, DenseTargetsMarkEachObjectCentreInItsPatch) {

@@ -63,6 +63,7 @@ TEST(Model, EveryTaskAndFusionModeBuildsRunsAndTrainsEveryParameter) {
 
 TEST(Model, AuxiliaryCountingHeadOnTheImageTokens) {
   auto c = tiny_config();
+  c.train.aux.counting = 1;
   Model model = build_model(c, {30, 5, 4});
   const auto out = model(torch::randn({2, 3, 16, 16}), torch::randint(1, 30, {2, 6}));
   EXPECT_EQ(out.aux_presence.sizes(), torch::IntArrayRef({2, 4}));
@@ -70,6 +71,23 @@ TEST(Model, AuxiliaryCountingHeadOnTheImageTokens) {
   EXPECT_TRUE(model->named_parameters().contains("aux_counting.presence.weight"));
   EXPECT_FALSE(build_model(c, {30, 5})(torch::randn({1, 3, 16, 16}), torch::randint(1, 30, {1, 6}))
                    .aux_presence.defined());
+  c.train.aux.counting = 0;  // the head exists only when its loss is asked for
+  EXPECT_FALSE(build_model(c, {30, 5, 4})(torch::randn({1, 3, 16, 16}), torch::randint(1, 30, {1, 6}))
+                   .aux_presence.defined());
+  c.train.aux.dense = 1;
+  const auto dense = build_model(c, {30, 5, 4})(torch::randn({2, 3, 16, 16}), torch::randint(1, 30, {2, 6}));
+  EXPECT_EQ(dense.aux_dense.sizes(), torch::IntArrayRef({2, 4, 4}));  // 16 px / patch 8: 4 patches
+}
+
+TEST(Model, SharedImagesGiveTheSameOutputAsRepeatedOnes) {
+  Model model = build_model(tiny_config(), {30, 5});
+  model->eval();
+  const auto images = torch::randn({2, 3, 16, 16});
+  const auto ids = torch::randint(1, 30, {3, 6});
+  const auto index = torch::tensor({1, 0, 1}, torch::kLong);
+  const auto shared = model->forward(images, ids, torch::Tensor(), torch::Tensor(), index);
+  const auto repeated = model(images.index_select(0, index), ids);
+  EXPECT_TRUE(torch::allclose(shared.logits, repeated.logits, 1e-5, 1e-6));
 }
 
 TEST(Model, ComponentsAreSizedFromTheEncoders) {

@@ -357,7 +357,8 @@ TEST_F(Trainer, ConvStemAndAuxiliaryCountingLoss) {
 
 TEST_F(Trainer, DenseAuxiliaryLossForBothTasks) {
   const auto plain = train(tiny("plain", {"train.max_steps=2"}));
-  const auto dense = train(tiny("dense", {"train.aux.dense=1", "train.max_steps=2"}));
+  const auto dense =
+      train(tiny("dense", {"train.aux.dense=1", "data.group_by_image=true", "train.max_steps=2"}));
   EXPECT_NE(dense.losses[0], plain.losses[0]);
   const auto ckpt = load_checkpoint(latest_checkpoint(dense.run_dir), {false});
   EXPECT_EQ(ckpt.model.at("aux_dense.weight").size(0), 10);

@@ -189,6 +189,7 @@ struct DataConfig {
   int answer_min_count = 1;                      // vqa: answers kept in the vocabulary
   int answer_top_k = 0;                          // vqa: keep only the K most frequent; 0 = all
   AugmentConfig augment;
+  bool group_by_image = false;  // train batches keep an image's questions together
 
   template <class V>
   void visit(V& v) {
@@ -219,6 +220,10 @@ struct DataConfig {
     v.field("answer_top_k", answer_top_k, "vqa: keep only the K most frequent answers; 0 = all",
             Range::at_least(0));
     v.section("augment", augment, "training-time augmentation");
+    v.field("group_by_image", group_by_image,
+            "train: shuffle images rather than samples and keep each image's samples (VQA "
+            "questions) together, so a batch encodes each of its few images once (faster when "
+            "images have several questions; the batch still counts samples)");
   }
 };
 

@@ -4,6 +4,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include <algorithm>
+#include <map>
 #include <random>
 #include <stdexcept>
 
@@ -40,10 +41,30 @@ int64_t Loader::batches_per_epoch() const {
 std::vector<int64_t> Loader::order_for(int64_t epoch) const {
   std::vector<int64_t> order(data_->examples.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = static_cast<int64_t>(i);
-  if (options_.shuffle) {
-    // Fisher-Yates on raw generator bits: the same permutation on every platform.
-    std::mt19937_64 rng(mix_seed(options_.seed, 0x0DE7, static_cast<uint64_t>(epoch)));
-    for (size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[rng() % i]);
+  if (!options_.shuffle) return order;
+  // Fisher-Yates on raw generator bits: the same permutation on every platform.
+  std::mt19937_64 rng(mix_seed(options_.seed, 0x0DE7, static_cast<uint64_t>(epoch)));
+  const auto shuffle = [&rng](auto& v) {
+    for (size_t i = v.size(); i > 1; --i) std::swap(v[i - 1], v[rng() % i]);
+  };
+  if (!options_.group_by_image) {
+    shuffle(order);
+    return order;
+  }
+  // Images in random order, each image's examples together (in random order too), so that a
+  // batch holds few distinct images and each is encoded once.
+  std::map<std::string, std::vector<int64_t>> by_image;
+  std::vector<std::vector<int64_t>*> groups;
+  for (size_t i = 0; i < data_->examples.size(); ++i) {
+    auto [it, fresh] = by_image.try_emplace(data_->examples[i].image_path);
+    if (fresh) groups.push_back(&it->second);
+    it->second.push_back(static_cast<int64_t>(i));
+  }
+  shuffle(groups);
+  order.clear();
+  for (auto* group : groups) {
+    shuffle(*group);
+    order.insert(order.end(), group->begin(), group->end());
   }
   return order;
 }
@@ -64,6 +85,10 @@ Batch Loader::make_batch(int64_t epoch, int64_t index) const {
   batch.epoch = epoch;
   batch.index = index;
   std::vector<torch::Tensor> images;
+  std::vector<int64_t> image_index;  // per sample: its row in `images`
+  // Each distinct image of the batch is decoded and transformed once (with the augmentation
+  // drawn for its first sample); the samples that share it share that result.
+  std::map<std::string, std::pair<int64_t, TransformedImage>> decoded;
   std::vector<int64_t> ids, mask, types;
   const int length = options_.max_text_len;
   const bool vqa = data_->task == config::Task::vqa;
@@ -84,16 +109,30 @@ Batch Loader::make_batch(int64_t epoch, int64_t index) const {
     std::mt19937_64 rng(
         mix_seed(options_.seed, static_cast<uint64_t>(epoch), static_cast<uint64_t>(i)));
     std::string text = e.texts.empty() ? "" : e.texts[rng() % e.texts.size()];
-    TransformedImage image;
-    try {
-      image = transform_image(e.pixels.empty() ? io::read_image_rgb(e.image_path) : to_rgb(e.pixels),
+    const auto found = e.pixels.empty() ? decoded.find(e.image_path) : decoded.end();
+    const TransformedImage* shared = nullptr;
+    TransformedImage own;  // an in-memory image: never shared
+    if (found != decoded.end()) {
+      shared = &found->second.second;
+      image_index.push_back(found->second.first);
+    } else {
+      try {
+        own = transform_image(e.pixels.empty() ? io::read_image_rgb(e.image_path) : to_rgb(e.pixels),
                               options_.transform, rng);
-    } catch (const std::exception& error) {
-      if (!options_.skip_bad) throw;
-      ++batch.skipped;
-      log::warn("[data] skipping sample {}: {}", e.id, error.what());
-      continue;
+      } catch (const std::exception& error) {
+        if (!options_.skip_bad) throw;
+        ++batch.skipped;
+        log::warn("[data] skipping sample {}: {}", e.id, error.what());
+        continue;
+      }
+      images.push_back(own.pixels);
+      const auto row = static_cast<int64_t>(images.size()) - 1;
+      image_index.push_back(row);
+      shared = e.pixels.empty()
+                   ? &decoded.emplace(e.image_path, std::make_pair(row, std::move(own))).first->second.second
+                   : &own;
     }
+    const TransformedImage& image = *shared;
     if (image.flipped) text = swap_left_right(text);
     if (grid > 0) {
       const size_t row = dense.size();
@@ -109,7 +148,6 @@ Batch Loader::make_batch(int64_t epoch, int64_t index) const {
       }
     }
     const text::Encoding enc = tokenizer_->encode(text, length);
-    images.push_back(image.pixels);
     ids.insert(ids.end(), enc.ids.begin(), enc.ids.end());
     mask.insert(mask.end(), enc.mask.begin(), enc.mask.end());
     types.insert(types.end(), enc.types.begin(), enc.types.end());
@@ -137,6 +175,7 @@ Batch Loader::make_batch(int64_t epoch, int64_t index) const {
     batch.aux_dense = torch::tensor(dense, torch::kFloat32).view({b, grid * grid, aux_classes});
   }
   batch.images = torch::stack(images);
+  batch.image_index = torch::tensor(image_index, torch::kLong);
   batch.input_ids = torch::tensor(ids, torch::kLong).view({b, length});
   batch.attention_mask = torch::tensor(mask, torch::kLong).view({b, length});
   batch.token_type_ids = torch::tensor(types, torch::kLong).view({b, length});
@@ -261,6 +300,7 @@ LoaderOptions loader_options(const config::Config& c, bool train) {
   o.skip_bad = c.data.on_bad_sample == config::BadSample::skip;
   o.max_text_len = c.data.max_text_len;
   o.max_count = c.model.head.max_count;
+  o.group_by_image = train && c.data.group_by_image;
   o.aux_counts = train && c.train.aux.counting > 0;
   if (train && c.train.aux.dense > 0) o.dense_grid = c.data.image_size / c.model.vision.patch_size;
   auto& t = o.transform;

@@ -23,7 +23,8 @@
 namespace xmodal::data {
 
 struct Batch {
-  torch::Tensor images;          ///< [B, 3, H, W] float32
+  torch::Tensor images;          ///< [N, 3, H, W] float32: the batch's distinct images (N <= B)
+  torch::Tensor image_index;     ///< [B] int64: each sample's row in `images`
   torch::Tensor input_ids;       ///< [B, L] int64
   torch::Tensor attention_mask;  ///< [B, L] int64 (1 = token, 0 = padding)
   torch::Tensor token_type_ids;  ///< [B, L] int64
@@ -54,6 +55,8 @@ struct LoaderOptions {
   int max_text_len = 32;
   int max_count = 10;  ///< counting targets are clamped to this
   bool aux_counts = false;  ///< vqa: fill Batch::aux_counts (train.aux.counting)
+  /// Shuffle images rather than samples, keeping each image's samples together (data.group_by_image).
+  bool group_by_image = false;
   int dense_grid = 0;       ///< fill Batch::aux_dense on a dense_grid^2 grid; 0 = off
   ImageTransformOptions transform;
 };

@@ -58,9 +58,15 @@ void ModelImpl::reset() {
 
 ModelOutput ModelImpl::forward(const torch::Tensor& images, const torch::Tensor& input_ids,
                                const torch::Tensor& attention_mask,
-                               const torch::Tensor& token_type_ids) {
+                               const torch::Tensor& token_type_ids,
+                               const torch::Tensor& image_index) {
   torch::Tensor image_tokens, text_tokens, text_padding;
-  if (vision) image_tokens = vision(images);  // [B, 1 + P, Dv]
+  if (vision) {
+    image_tokens = vision(images);  // [N, 1 + P, Dv]
+    if (image_index.defined()) {
+      image_tokens = image_tokens.index_select(0, image_index.to(image_tokens.device()));
+    }
+  }
   if (text) {
     text_tokens = text(input_ids, attention_mask, token_type_ids);  // [B, L, Dt]
     if (attention_mask.defined()) text_padding = attention_mask.eq(0);

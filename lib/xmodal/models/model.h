@@ -57,9 +57,12 @@ class ModelImpl : public torch::nn::Cloneable<ModelImpl> {
 
   /// images [B, 3, H, W] f32; input_ids, attention_mask, token_type_ids [B, L] int64 (mask and
   /// types may be undefined). The input a fusion mode does not use may be undefined.
+  /// image_index [B] int64, when given: images holds N distinct images [N, 3, H, W] and sample b
+  /// uses images[image_index[b]] (each image is encoded once however many samples share it).
   ModelOutput forward(const torch::Tensor& images, const torch::Tensor& input_ids,
                       const torch::Tensor& attention_mask = {},
-                      const torch::Tensor& token_type_ids = {});
+                      const torch::Tensor& token_type_ids = {},
+                      const torch::Tensor& image_index = {});
 
   ModelOptions options;
   ViT vision = nullptr;

@@ -444,7 +444,8 @@ TrainResult train(const config::Config& config, const TrainOptions& options) {
     double loss_sum = 0;
     for (const auto& b : group) {
       const auto out = model->forward(b.images.to(device), b.input_ids.to(device),
-                                      b.attention_mask.to(device), b.token_type_ids.to(device));
+                                      b.attention_mask.to(device), b.token_type_ids.to(device),
+                                      b.image_index.to(device));
       const torch::Tensor crowd = b.crowd.defined() ? b.crowd.to(device) : torch::Tensor();
       auto sums = models::task_loss(task, out, b.targets.to(device), crowd, weights);
       if (out.aux_presence.defined() && b.aux_counts.defined()) {
