@@ -190,6 +190,18 @@ TEST_F(LoaderFixture, GroupingByImageKeepsAScenesQuestionsTogether) {
   EXPECT_EQ(seen.size(), data->examples.size());  // every question once
   // Images are shuffled per epoch.
   EXPECT_NE(epoch(0, 0)[0].ids, epoch(0, 1)[0].ids);
+  // Runs of at most 2 questions per image: more images per batch, every question still once.
+  const auto distinct = [&](const std::vector<Batch>& all) {
+    int64_t n = 0;
+    for (const auto& b : all) n += b.images.size(0);
+    return n;
+  };
+  config.data.group_size = 2;
+  const auto pairs = epoch(2, 0);
+  EXPECT_GE(distinct(pairs), distinct(batches) * 3 / 2);
+  std::set<int64_t> again;
+  for (const auto& b : pairs) again.insert(b.indices.begin(), b.indices.end());
+  EXPECT_EQ(again.size(), data->examples.size());
 }
 
 TEST_F(LoaderFixture, DenseTargetsMarkEachObjectCentreInItsPatch) {

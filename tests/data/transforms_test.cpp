@@ -51,11 +51,11 @@ TEST(Transforms, FlipMirrorsTheImageAndTheTextStaysTrue) {
 }
 
 TEST(Transforms, RegionMapsInputPointsToWhereTheyLand) {
-  // A bright 3x3 dot on black: wherever crop, resize and flip put it, the reported region
-  // must say the same.
+  // A bright 11x11 dot on black: wherever zoom-out, crop, resize and flip put it, the reported
+  // region must say the same (11 px: still one bright output pixel after a 5x reduction).
   cv::Mat image = cv::Mat::zeros(60, 80, CV_8UC3);
   const int dot_x = 50, dot_y = 20;
-  image(cv::Rect(dot_x - 1, dot_y - 1, 3, 3)).setTo(cv::Scalar(255, 255, 255));
+  image(cv::Rect(dot_x - 5, dot_y - 5, 11, 11)).setTo(cv::Scalar(255, 255, 255));
   ImageTransformOptions o;
   o.size = 40;
   o.train = true;
@@ -67,6 +67,8 @@ TEST(Transforms, RegionMapsInputPointsToWhereTheyLand) {
     for (bool shorter : {false, true}) {
       o.shorter_side = shorter;
       o.random_resized_crop = seed % 4 != 0;  // also the plain resize and centre crop
+      o.zoom_out_min = 1.0;
+      o.zoom_out_max = seed % 3 == 0 ? 2.5 : 0.0;  // and with the image pasted on a larger canvas
       std::mt19937_64 rng(seed);
       const auto out = transform_image(image, o, rng);
       double u = (dot_x + 0.5 - out.region.x) / out.region.width;

@@ -179,6 +179,11 @@ void validate(const Config& c) {
                        std::to_string(values.size()));
     }
   }
+  const auto& zoom = c.data.augment.zoom_out;
+  if (!zoom.empty() && (zoom.size() != 2 || !(zoom[0] >= 1) || !(zoom[1] >= zoom[0]))) {
+    problem("data.augment.zoom_out",
+            "data.augment.zoom_out: expected [min, max] with 1 <= min <= max, or [] (off)");
+  }
   for (double s : c.data.stddev) {
     if (!(s > 0)) problem("data.std", "data.std: every value must be > 0");
   }

@@ -156,6 +156,7 @@ struct AugmentConfig {
   double crop_scale_min = 0.6;
   bool hflip = false;
   double color_jitter = 0.0;
+  std::vector<double> zoom_out = {};  // [min, max] canvas / image side ratio; empty = off
 
   template <class V>
   void visit(V& v) {
@@ -169,6 +170,11 @@ struct AugmentConfig {
     v.field("color_jitter", color_jitter,
             "train: random brightness, contrast and saturation change up to this fraction; 0 = off",
             Range::between(0, 1));
+    v.field("zoom_out", zoom_out,
+            "[min, max] -- paste the image on a black canvas whose side is a ratio in [min, max] "
+            "(>= 1) of the image's: random ratio and place in training (torchvision "
+            "RandomZoomOut), the middle ratio centred in evaluation; e.g. to pretrain on single "
+            "articles at the scale they have in the scenes; [] = off");
   }
 };
 
@@ -190,6 +196,7 @@ struct DataConfig {
   int answer_top_k = 0;                          // vqa: keep only the K most frequent; 0 = all
   AugmentConfig augment;
   bool group_by_image = false;  // train batches keep an image's questions together
+  int group_size = 0;           // at most this many of an image's samples together; 0 = all
 
   template <class V>
   void visit(V& v) {
@@ -224,6 +231,10 @@ struct DataConfig {
             "train: shuffle images rather than samples and keep each image's samples (VQA "
             "questions) together, so a batch encodes each of its few images once (faster when "
             "images have several questions; the batch still counts samples)");
+    v.field("group_size", group_size,
+            "with group_by_image: an image's samples are kept together in runs of at most this "
+            "many (more distinct images per batch, less sharing); 0 = all of them",
+            Range::at_least(0));
   }
 };
 

@@ -52,20 +52,29 @@ std::vector<int64_t> Loader::order_for(int64_t epoch) const {
     return order;
   }
   // Images in random order, each image's examples together (in random order too), so that a
-  // batch holds few distinct images and each is encoded once.
+  // batch holds few distinct images and each is encoded once; with group_size, an image's
+  // examples form runs of at most that many, and the runs are shuffled.
   std::map<std::string, std::vector<int64_t>> by_image;
-  std::vector<std::vector<int64_t>*> groups;
+  std::vector<std::vector<int64_t>*> images;
   for (size_t i = 0; i < data_->examples.size(); ++i) {
     auto [it, fresh] = by_image.try_emplace(data_->examples[i].image_path);
-    if (fresh) groups.push_back(&it->second);
+    if (fresh) images.push_back(&it->second);
     it->second.push_back(static_cast<int64_t>(i));
   }
-  shuffle(groups);
-  order.clear();
-  for (auto* group : groups) {
-    shuffle(*group);
-    order.insert(order.end(), group->begin(), group->end());
+  std::vector<std::vector<int64_t>> runs;
+  for (auto* examples : images) {
+    shuffle(*examples);
+    const size_t size = options_.group_size > 0 ? static_cast<size_t>(options_.group_size)
+                                                : examples->size();
+    for (size_t begin = 0; begin < examples->size(); begin += size) {
+      const size_t end = std::min(begin + size, examples->size());
+      runs.emplace_back(examples->begin() + static_cast<std::ptrdiff_t>(begin),
+                        examples->begin() + static_cast<std::ptrdiff_t>(end));
+    }
   }
+  shuffle(runs);
+  order.clear();
+  for (const auto& run : runs) order.insert(order.end(), run.begin(), run.end());
   return order;
 }
 
@@ -301,6 +310,7 @@ LoaderOptions loader_options(const config::Config& c, bool train) {
   o.max_text_len = c.data.max_text_len;
   o.max_count = c.model.head.max_count;
   o.group_by_image = train && c.data.group_by_image;
+  o.group_size = c.data.group_size;
   o.aux_counts = train && c.train.aux.counting > 0;
   if (train && c.train.aux.dense > 0) o.dense_grid = c.data.image_size / c.model.vision.patch_size;
   auto& t = o.transform;
@@ -315,6 +325,10 @@ LoaderOptions loader_options(const config::Config& c, bool train) {
   t.crop_scale_min = c.data.augment.crop_scale_min;
   t.hflip = c.data.augment.hflip;
   t.color_jitter = c.data.augment.color_jitter;
+  if (c.data.augment.zoom_out.size() == 2) {
+    t.zoom_out_min = c.data.augment.zoom_out[0];
+    t.zoom_out_max = c.data.augment.zoom_out[1];
+  }
   return o;
 }
 

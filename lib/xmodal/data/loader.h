@@ -57,6 +57,7 @@ struct LoaderOptions {
   bool aux_counts = false;  ///< vqa: fill Batch::aux_counts (train.aux.counting)
   /// Shuffle images rather than samples, keeping each image's samples together (data.group_by_image).
   bool group_by_image = false;
+  int group_size = 0;  ///< with group_by_image: runs of at most this many samples; 0 = all
   int dense_grid = 0;       ///< fill Batch::aux_dense on a dense_grid^2 grid; 0 = off
   ImageTransformOptions transform;
 };

@@ -52,10 +52,24 @@ TransformedImage transform_image(const cv::Mat& rgb, const ImageTransformOptions
   cv::Mat image = rgb;
   TransformedImage out;
   out.region = cv::Rect2d(0, 0, rgb.cols, rgb.rows);
+  if (o.zoom_out_max >= 1.0) {
+    // Training draws the ratio and the place; evaluation uses the middle ratio, centred.
+    const double lo = std::max(1.0, o.zoom_out_min);
+    const double ratio = o.train ? uniform(rng, lo, o.zoom_out_max) : (lo + o.zoom_out_max) / 2;
+    const int w = static_cast<int>(std::round(rgb.cols * ratio));
+    const int h = static_cast<int>(std::round(rgb.rows * ratio));
+    const int x = o.train ? static_cast<int>(uniform(rng, 0, w - rgb.cols + 1)) : (w - rgb.cols) / 2;
+    const int y = o.train ? static_cast<int>(uniform(rng, 0, h - rgb.rows + 1)) : (h - rgb.rows) / 2;
+    cv::Mat canvas = cv::Mat::zeros(h, w, rgb.type());
+    rgb.copyTo(canvas(cv::Rect(std::min(x, w - rgb.cols), std::min(y, h - rgb.rows), rgb.cols, rgb.rows)));
+    image = canvas;
+    // In input pixels, the canvas spans [-x, w - x) x [-y, h - y).
+    out.region = cv::Rect2d(-std::min(x, w - rgb.cols), -std::min(y, h - rgb.rows), w, h);
+  }
   if (o.train && o.random_resized_crop) {
     const cv::Rect crop = random_crop(image.cols, image.rows, o.crop_scale_min, rng);
     image = image(crop);
-    out.region = cv::Rect2d(crop);
+    out.region = cv::Rect2d(out.region.x + crop.x, out.region.y + crop.y, crop.width, crop.height);
   }
   cv::Mat resized;
   if (o.shorter_side && !(o.train && o.random_resized_crop)) {
@@ -65,7 +79,8 @@ TransformedImage transform_image(const cv::Mat& rgb, const ImageTransformOptions
     cv::resize(image, resized, {w, h}, 0, 0, cv::INTER_AREA);
     resized = resized(cv::Rect((w - o.size) / 2, (h - o.size) / 2, o.size, o.size)).clone();
     const double sx = static_cast<double>(image.cols) / w, sy = static_cast<double>(image.rows) / h;
-    out.region = cv::Rect2d((w - o.size) / 2 * sx, (h - o.size) / 2 * sy, o.size * sx, o.size * sy);
+    out.region = cv::Rect2d(out.region.x + (w - o.size) / 2 * sx,
+                            out.region.y + (h - o.size) / 2 * sy, o.size * sx, o.size * sy);
   } else {
     const bool shrinking = image.cols >= o.size && image.rows >= o.size;
     cv::resize(image, resized, {o.size, o.size}, 0, 0,

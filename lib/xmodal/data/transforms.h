@@ -21,6 +21,10 @@ struct ImageTransformOptions {
   double crop_scale_min = 0.6;
   bool hflip = false;         ///< mirror with probability 1/2
   double color_jitter = 0.0;  ///< brightness/contrast/saturation factors in [1-j, 1+j]
+  /// Canvas side / image side drawn in [zoom_out_min, zoom_out_max]; the image is pasted at a
+  /// random place on a black canvas that large (first of all). Without `train`: the middle
+  /// ratio, centred. 0 = off.
+  double zoom_out_min = 0.0, zoom_out_max = 0.0;
 };
 
 struct TransformedImage {

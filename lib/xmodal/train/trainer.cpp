@@ -141,6 +141,35 @@ models::Task model_task(config::Task task) {
   return models::Task::vqa;
 }
 
+// model.{vision,text}.init_from: loads each named encoder from an earlier run and logs what
+// was loaded, interpolated, missing or unexpected.
+void init_encoders(models::ModelImpl& model, const config::Config& config) {
+  for (const auto& [component, from] :
+       {std::pair<std::string, std::string>{"vision", config.model.vision.init_from},
+        {"text", config.model.text.init_from}}) {
+    if (from.empty()) continue;
+    const bool present = component == "vision" ? !model.vision.is_empty() : !model.text.is_empty();
+    if (!present) {
+      log::warn("[init] model.{}.init_from ignored: this model (fusion mode {}) has no {} encoder",
+                component, config::to_string(config.model.fusion.mode), component);
+      continue;
+    }
+    InitReport init;
+    try {
+      init = init_component(model, component, from);
+    } catch (const std::exception& e) {
+      throw std::runtime_error("model." + component + ".init_from: " + e.what());
+    }
+    const auto listed = [](const char* what, const std::vector<std::string>& names) {
+      return names.empty() ? std::string() : std::string("; ") + what + ": " + join(names, ", ");
+    };
+    log::info("[init] {}: {} tensors from {}{}{}{}", component, init.loaded, init.checkpoint,
+              listed("interpolated", init.interpolated),
+              listed("missing (left as initialised)", init.missing),
+              listed("unexpected (ignored)", init.unexpected));
+  }
+}
+
 // Fails early, with the path, when the run directory cannot be written.
 void prepare_run_dir(const std::string& run_dir) {
   std::error_code ec;
@@ -261,28 +290,7 @@ TrainResult train(const config::Config& config, const TrainOptions& options) {
   model->train();
   log::info("[model] {} parameters\n{}", models::count_parameters(*model),
             models::describe_model(*model));
-  if (resume_from.empty()) {
-    for (const auto& [component, from] :
-         {std::pair<std::string, std::string>{"vision", config.model.vision.init_from},
-          {"text", config.model.text.init_from}}) {
-      if (from.empty()) continue;
-      if (!(component == "vision" ? static_cast<bool>(model->vision) : static_cast<bool>(model->text))) {
-        log::warn("[init] model.{}.init_from ignored: this model (fusion mode {}) has no {} encoder",
-                  component, config::to_string(config.model.fusion.mode), component);
-        continue;
-      }
-      InitReport init;
-      try {
-        init = init_component(*model, component, from);
-      } catch (const std::exception& e) {
-        throw std::runtime_error("model." + component + ".init_from: " + e.what());
-      }
-      log::info("[init] {}: {} tensors from {}{}{}{}", component, init.loaded, init.checkpoint,
-                init.interpolated.empty() ? "" : "; interpolated " + join(init.interpolated, ", "),
-                init.missing.empty() ? "" : "; missing (left as initialised): " + join(init.missing, ", "),
-                init.unexpected.empty() ? "" : "; unexpected (ignored): " + join(init.unexpected, ", "));
-    }
-  }
+  if (resume_from.empty()) init_encoders(*model, config);
   AdamW optimizer(make_param_groups(*model, tc.weight_decay,
                                     {tc.vision_lr_mult, tc.text_lr_mult, tc.fusion_lr_mult,
                                      tc.head_lr_mult}),
@@ -405,7 +413,7 @@ TrainResult train(const config::Config& config, const TrainOptions& options) {
   bool interrupted = false;
 
   // XMODAL_PROFILE=FILE: a Chrome trace of training steps 11..20 (every LibTorch op, forward
-  // and backward) for performance work; see scripts/bench/README.md.
+  // and backward) for performance work; scripts/bench/profile_summary.py summarises it.
   const char* profile_path = std::getenv("XMODAL_PROFILE");
   std::unique_ptr<torch::autograd::profiler::RecordProfile> profile;
   while (state.step < schedule.total_steps) {
