@@ -115,7 +115,8 @@ TEST(Loader, UnknownEnumValueListsAllowedValues) {
             "test.yaml:1: model.fusion.mode: unknown value 'cross' (expected one of: concat, late, "
             "image_only, text_only)");
   EXPECT_EQ(load_error("task: countin"),
-            "test.yaml:1: task: unknown value 'countin' (expected one of: vqa, counting, classify); did you "
+            "test.yaml:1: task: unknown value 'countin' (expected one of: vqa, counting, "
+            "classify); did you "
             "mean counting?");
 }
 

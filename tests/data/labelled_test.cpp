@@ -40,8 +40,7 @@ TEST(Labelled, FashionMnistSplitsAreDisjointAndComplete) {
     read_fashion_mnist("/nonexistent", "train");
     FAIL();
   } catch (const std::runtime_error& e) {
-    EXPECT_NE(std::string(e.what()).find("/nonexistent/train-images-idx3-ubyte"),
-              std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("/nonexistent/train-images-idx3-ubyte"), std::string::npos)
         << e.what();
   }
 }
@@ -49,8 +48,8 @@ TEST(Labelled, FashionMnistSplitsAreDisjointAndComplete) {
 TEST(Labelled, ImageFolderClassesComeFromTheTrainingSplit) {
   TempDir dir;
   const cv::Mat image(8, 8, CV_8UC3, cv::Scalar(10, 20, 30));
-  for (const char* file : {"train/cat/a.png", "train/cat/b.jpg", "train/dog/c.png",
-                           "val/dog/d.png", "val/cat/notes.txt", "odd/bird/e.png"}) {
+  for (const char* file : {"train/cat/a.png", "train/cat/b.jpg", "train/dog/c.png", "val/dog/d.png",
+                           "val/cat/notes.txt", "odd/bird/e.png"}) {
     const auto path = dir.path() / file;
     std::filesystem::create_directories(path.parent_path());
     if (path.extension() == ".txt") {

@@ -207,7 +207,7 @@ TEST_F(LoaderFixture, GroupingByImageKeepsAScenesQuestionsTogether) {
 TEST_F(LoaderFixture, DenseTargetsMarkEachObjectCentreInItsPatch) {
   config.train.aux.counting = 1;
   config.train.aux.dense = 1;
-  config.model.vision.patch_size = 8;  // 32 / 8 = a 4x4 grid
+  config.model.vision.patch_size = 8;               // 32 / 8 = a 4x4 grid
   config.data.augment.random_resized_crop = false;  // keep every object in view
   data = std::make_shared<TaskData>(load_split(config, "train"));
   ASSERT_EQ(data->aux_class_names.size(), 10u);

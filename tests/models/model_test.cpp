@@ -72,10 +72,12 @@ TEST(Model, AuxiliaryCountingHeadOnTheImageTokens) {
   EXPECT_FALSE(build_model(c, {30, 5})(torch::randn({1, 3, 16, 16}), torch::randint(1, 30, {1, 6}))
                    .aux_presence.defined());
   c.train.aux.counting = 0;  // the head exists only when its loss is asked for
-  EXPECT_FALSE(build_model(c, {30, 5, 4})(torch::randn({1, 3, 16, 16}), torch::randint(1, 30, {1, 6}))
-                   .aux_presence.defined());
+  EXPECT_FALSE(
+      build_model(c, {30, 5, 4})(torch::randn({1, 3, 16, 16}), torch::randint(1, 30, {1, 6}))
+          .aux_presence.defined());
   c.train.aux.dense = 1;
-  const auto dense = build_model(c, {30, 5, 4})(torch::randn({2, 3, 16, 16}), torch::randint(1, 30, {2, 6}));
+  const auto dense =
+      build_model(c, {30, 5, 4})(torch::randn({2, 3, 16, 16}), torch::randint(1, 30, {2, 6}));
   EXPECT_EQ(dense.aux_dense.sizes(), torch::IntArrayRef({2, 4, 4}));  // 16 px / patch 8: 4 patches
 }
 

@@ -370,16 +370,16 @@ TEST_F(Trainer, DenseAuxiliaryLossForBothTasks) {
   const auto counting =
       train(tiny("dense_counting", {"task=counting", "train.aux.dense=0.5", "train.max_steps=2"}));
   EXPECT_TRUE(std::isfinite(counting.losses[1]));
-  EXPECT_TRUE(load_checkpoint(latest_checkpoint(counting.run_dir), {false})
-                  .model.count("aux_dense.bias"));
+  EXPECT_TRUE(
+      load_checkpoint(latest_checkpoint(counting.run_dir), {false}).model.count("aux_dense.bias"));
 }
 
 TEST_F(Trainer, ClassifyPretrainsAnEncoderThatInitialisesVqa) {
   // Pretrain the ViT on real Fashion-MNIST at 16 px (a 1x1 patch grid)...
-  const auto pre = train(tiny("classify", {"task=classify", "data.dataset=fashion_mnist",
-                                           "data.root=/usr/share/datasets/fashion-mnist",
-                                           "data.image_size=16", "train.max_steps=2",
-                                           "train.batch_size=16"}));
+  const auto pre =
+      train(tiny("classify", {"task=classify", "data.dataset=fashion_mnist",
+                              "data.root=/usr/share/datasets/fashion-mnist", "data.image_size=16",
+                              "train.max_steps=2", "train.batch_size=16"}));
   for (const char* m : {"accuracy", "top5_accuracy", "loss"}) {
     EXPECT_TRUE(pre.last_metrics.count(m)) << m;
   }

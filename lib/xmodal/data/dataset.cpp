@@ -54,9 +54,8 @@ TaskData load_split(const config::Config& c, const std::string& split, const Ans
         const auto it = instances.find(q.image_id);
         if (it == instances.end()) {
           throw std::runtime_error("train.aux: image " + std::to_string(q.image_id) +
-                                   " of question " + std::to_string(q.question_id) +
-                                   " is not in " + c.data.root + "/annotations/instances_" +
-                                   split + ".json");
+                                   " of question " + std::to_string(q.question_id) + " is not in " +
+                                   c.data.root + "/annotations/instances_" + split + ".json");
         }
         e.counts = it->second->counts;
         if (c.train.aux.dense > 0) e.objects = it->second->objects;

@@ -12,7 +12,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-
 // ROOT/NAME.gz or ROOT/NAME, whichever exists (the .gz name in messages when neither does).
 std::string idx_file(const std::string& root, const std::string& name) {
   std::error_code ec;
@@ -47,8 +46,8 @@ LabelledSet read_fashion_mnist(const std::string& root, const std::string& split
   }
   if (labels.shape.size() != 1 || labels.count() != images.count()) {
     throw std::runtime_error(labels_path + ": " + std::to_string(labels.count()) +
-                             " labels for the " + std::to_string(images.count()) +
-                             " images of " + images_path);
+                             " labels for the " + std::to_string(images.count()) + " images of " +
+                             images_path);
   }
   int64_t begin = 0, end = images.count();
   if (split != "test") {
@@ -118,7 +117,8 @@ LabelledSet read_image_folder(const std::string& root, const std::string& split,
     }
   }
   if (set.images.empty()) {
-    throw std::runtime_error(dir.string() + ": no .png/.jpg/.jpeg/.bmp images in its class folders");
+    throw std::runtime_error(dir.string() +
+                             ": no .png/.jpg/.jpeg/.bmp images in its class folders");
   }
   for (size_t i = 0; i < set.images.size(); ++i) set.images[i].id = static_cast<int64_t>(i);
   return set;

@@ -26,8 +26,9 @@ struct LabelledSet {
   std::vector<LabelledImage> images;
 };
 
-/// Reads a split of Fashion-MNIST from its IDX files (classes: fashion_class_names()). Throws std::runtime_error naming the file
-/// for missing or malformed files, std::invalid_argument for an unknown split name.
+/// Reads a split of Fashion-MNIST from its IDX files (classes: fashion_class_names()). Throws
+/// std::runtime_error naming the file for missing or malformed files, std::invalid_argument for an
+/// unknown split name.
 LabelledSet read_fashion_mnist(const std::string& root, const std::string& split);
 
 /// Lists ROOT/SPLIT/CLASS/* images. `classes` empty: the split's sorted folder names become the

@@ -64,8 +64,8 @@ std::vector<int64_t> Loader::order_for(int64_t epoch) const {
   std::vector<std::vector<int64_t>> runs;
   for (auto* examples : images) {
     shuffle(*examples);
-    const size_t size = options_.group_size > 0 ? static_cast<size_t>(options_.group_size)
-                                                : examples->size();
+    const size_t size =
+        options_.group_size > 0 ? static_cast<size_t>(options_.group_size) : examples->size();
     for (size_t begin = 0; begin < examples->size(); begin += size) {
       const size_t end = std::min(begin + size, examples->size());
       runs.emplace_back(examples->begin() + static_cast<std::ptrdiff_t>(begin),
@@ -126,8 +126,9 @@ Batch Loader::make_batch(int64_t epoch, int64_t index) const {
       image_index.push_back(found->second.first);
     } else {
       try {
-        own = transform_image(e.pixels.empty() ? io::read_image_rgb(e.image_path) : to_rgb(e.pixels),
-                              options_.transform, rng);
+        own =
+            transform_image(e.pixels.empty() ? io::read_image_rgb(e.image_path) : to_rgb(e.pixels),
+                            options_.transform, rng);
       } catch (const std::exception& error) {
         if (!options_.skip_bad) throw;
         ++batch.skipped;
@@ -138,7 +139,8 @@ Batch Loader::make_batch(int64_t epoch, int64_t index) const {
       const auto row = static_cast<int64_t>(images.size()) - 1;
       image_index.push_back(row);
       shared = e.pixels.empty()
-                   ? &decoded.emplace(e.image_path, std::make_pair(row, std::move(own))).first->second.second
+                   ? &decoded.emplace(e.image_path, std::make_pair(row, std::move(own)))
+                          .first->second.second
                    : &own;
     }
     const TransformedImage& image = *shared;

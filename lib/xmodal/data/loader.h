@@ -30,8 +30,8 @@ struct Batch {
   torch::Tensor token_type_ids;  ///< [B, L] int64
   /// vqa: [B, A] float32 soft scores; counting: [B, C] int64; classify: [B] int64 labels
   torch::Tensor targets;
-  torch::Tensor crowd;           ///< counting: [B, C] bool (count unknown); undefined for vqa
-  torch::Tensor aux_counts;      ///< vqa with auxiliary counting: [B, C] int64, else undefined
+  torch::Tensor crowd;       ///< counting: [B, C] bool (count unknown); undefined for vqa
+  torch::Tensor aux_counts;  ///< vqa with auxiliary counting: [B, C] int64, else undefined
   /// with the dense auxiliary loss: [B, G*G, C] float32, 1 where an object of category c has
   /// its box centre in grid cell (row-major) of the transformed image, else undefined
   torch::Tensor aux_dense;
@@ -53,12 +53,13 @@ struct LoaderOptions {
   uint64_t seed = 0;
   bool skip_bad = false;  ///< bad image/text: drop the sample (counted) instead of failing
   int max_text_len = 32;
-  int max_count = 10;  ///< counting targets are clamped to this
+  int max_count = 10;       ///< counting targets are clamped to this
   bool aux_counts = false;  ///< vqa: fill Batch::aux_counts (train.aux.counting)
-  /// Shuffle images rather than samples, keeping each image's samples together (data.group_by_image).
+  /// Shuffle images rather than samples, keeping each image's samples together
+  /// (data.group_by_image).
   bool group_by_image = false;
   int group_size = 0;  ///< with group_by_image: runs of at most this many samples; 0 = all
-  int dense_grid = 0;       ///< fill Batch::aux_dense on a dense_grid^2 grid; 0 = off
+  int dense_grid = 0;  ///< fill Batch::aux_dense on a dense_grid^2 grid; 0 = off
   ImageTransformOptions transform;
 };
 

@@ -58,10 +58,13 @@ TransformedImage transform_image(const cv::Mat& rgb, const ImageTransformOptions
     const double ratio = o.train ? uniform(rng, lo, o.zoom_out_max) : (lo + o.zoom_out_max) / 2;
     const int w = static_cast<int>(std::round(rgb.cols * ratio));
     const int h = static_cast<int>(std::round(rgb.rows * ratio));
-    const int x = o.train ? static_cast<int>(uniform(rng, 0, w - rgb.cols + 1)) : (w - rgb.cols) / 2;
-    const int y = o.train ? static_cast<int>(uniform(rng, 0, h - rgb.rows + 1)) : (h - rgb.rows) / 2;
+    const int x =
+        o.train ? static_cast<int>(uniform(rng, 0, w - rgb.cols + 1)) : (w - rgb.cols) / 2;
+    const int y =
+        o.train ? static_cast<int>(uniform(rng, 0, h - rgb.rows + 1)) : (h - rgb.rows) / 2;
     cv::Mat canvas = cv::Mat::zeros(h, w, rgb.type());
-    rgb.copyTo(canvas(cv::Rect(std::min(x, w - rgb.cols), std::min(y, h - rgb.rows), rgb.cols, rgb.rows)));
+    rgb.copyTo(
+        canvas(cv::Rect(std::min(x, w - rgb.cols), std::min(y, h - rgb.rows), rgb.cols, rgb.rows)));
     image = canvas;
     // In input pixels, the canvas spans [-x, w - x) x [-y, h - y).
     out.region = cv::Rect2d(-std::min(x, w - rgb.cols), -std::min(y, h - rgb.rows), w, h);

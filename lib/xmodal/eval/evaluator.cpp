@@ -20,10 +20,9 @@ EvalResult evaluate(models::Model& model, const data::TaskData& data, data::Load
   std::vector<torch::Tensor> presence, counts, targets, crowd, top5;
   loader.start(0);
   while (auto batch = loader.next()) {
-    const auto out =
-        model->forward(batch->images.to(device), batch->input_ids.to(device),
-                       batch->attention_mask.to(device), batch->token_type_ids.to(device),
-                       batch->image_index.to(device));
+    const auto out = model->forward(
+        batch->images.to(device), batch->input_ids.to(device), batch->attention_mask.to(device),
+        batch->token_type_ids.to(device), batch->image_index.to(device));
     if (data.has_targets) {
       const torch::Tensor t = batch->targets.to(device);
       const torch::Tensor c = batch->crowd.defined() ? batch->crowd.to(device) : torch::Tensor();

@@ -27,6 +27,19 @@ struct Prepared {
   text::Encoding encoding;
 };
 
+// The k most probable classes: [{key: class, "probability": p}, ...], best first.
+json top_k(const torch::Tensor& probabilities, int64_t k, const std::vector<std::string>& classes,
+           const char* key) {
+  const auto probs = probabilities.to(torch::kCPU);
+  const auto [values, indices] = probs.topk(std::min<int64_t>(k, probs.size(0)));
+  json out = json::array();
+  for (int64_t i = 0; i < values.size(0); ++i) {
+    out.push_back(
+        {{key, classes.at(indices[i].item<int64_t>())}, {"probability", values[i].item<float>()}});
+  }
+  return out;
+}
+
 Prepared prepare(const train::LoadedModel& m, const Input& input) {
   const auto& c = m.config;
   if (c.task != config::Task::classify &&
@@ -99,25 +112,10 @@ std::vector<std::string> Predictor::predict(const std::vector<Input>& inputs) {
       json j = {{"image", input.image}, {"text", input.text}};
       const auto row = static_cast<int64_t>(r);
       if (c.task == config::Task::classify) {
-        const auto probs = torch::softmax(result.logits[row], 0).to(torch::kCPU);
-        const int64_t k = std::min<int64_t>(options_.top_k, probs.size(0));
-        const auto [values, indices] = probs.topk(k);
-        json labels = json::array();
-        for (int64_t i = 0; i < k; ++i) {
-          labels.push_back({{"label", classes.at(indices[i].item<int64_t>())},
-                            {"probability", values[i].item<float>()}});
-        }
-        j["labels"] = labels;
+        j["labels"] =
+            top_k(torch::softmax(result.logits[row], 0), options_.top_k, classes, "label");
       } else if (c.task == config::Task::vqa) {
-        const auto probs = torch::sigmoid(result.logits[row]).to(torch::kCPU);
-        const int64_t k = std::min<int64_t>(options_.top_k, probs.size(0));
-        const auto [values, indices] = probs.topk(k);
-        json answers = json::array();
-        for (int64_t i = 0; i < k; ++i) {
-          answers.push_back({{"answer", classes.at(indices[i].item<int64_t>())},
-                             {"probability", values[i].item<float>()}});
-        }
-        j["answers"] = answers;
+        j["answers"] = top_k(torch::sigmoid(result.logits[row]), options_.top_k, classes, "answer");
       } else {
         const auto probs = torch::sigmoid(result.presence[row]).to(torch::kCPU);
         const auto counts = result.counts[row].argmax(1).to(torch::kCPU);
@@ -142,8 +140,9 @@ Explanation Predictor::explain(const Input& input, const std::string& method) {
   }
   const auto& c = loaded_->config;
   if (c.task == config::Task::classify) {
-    throw std::invalid_argument("explain needs an image+text model; this checkpoint is task "
-                                "classify (an image encoder alone)");
+    throw std::invalid_argument(
+        "explain needs an image+text model; this checkpoint is task "
+        "classify (an image encoder alone)");
   }
   if (c.model.fusion.mode != config::FusionMode::concat) {
     throw std::invalid_argument("explain needs model.fusion.mode concat (this checkpoint: " +

@@ -19,8 +19,8 @@ void ModelImpl::reset() {
   if (options.task == Task::classify) {
     TORCH_CHECK(options.vision, "Model: task classify needs vision options");
     vision = register_module("vision", ViT(*options.vision));
-    classify_head = register_module(
-        "head", torch::nn::Linear(vision->output_dim(), options.num_classes));
+    classify_head =
+        register_module("head", torch::nn::Linear(vision->output_dim(), options.num_classes));
     return;
   }
   FusionOptions fusion_options = options.fusion;
@@ -51,8 +51,8 @@ void ModelImpl::reset() {
   }
   if (options.aux_dense_classes > 0) {
     TORCH_CHECK(vision, "an auxiliary dense head needs the image encoder");
-    aux_dense = register_module(
-        "aux_dense", torch::nn::Linear(vision->output_dim(), options.aux_dense_classes));
+    aux_dense = register_module("aux_dense",
+                                torch::nn::Linear(vision->output_dim(), options.aux_dense_classes));
   }
 }
 

@@ -67,12 +67,12 @@ class ModelImpl : public torch::nn::Cloneable<ModelImpl> {
   ModelOptions options;
   ViT vision = nullptr;
   Bert text = nullptr;
-  Fusion fusion = nullptr;  // not built for task classify
-  VqaHead vqa_head = nullptr;            // registered as "head" for task vqa
+  Fusion fusion = nullptr;                    // not built for task classify
+  VqaHead vqa_head = nullptr;                 // registered as "head" for task vqa
   torch::nn::Linear classify_head = nullptr;  // registered as "head" for task classify
-  CountingHead counting_head = nullptr;  // registered as "head" for task counting
-  CountingHead aux_counting = nullptr;   // on the mean of the image patch tokens, if asked for
-  torch::nn::Linear aux_dense = nullptr;  // on each image patch token, if asked for
+  CountingHead counting_head = nullptr;       // registered as "head" for task counting
+  CountingHead aux_counting = nullptr;        // on the mean of the image patch tokens, if asked for
+  torch::nn::Linear aux_dense = nullptr;      // on each image patch token, if asked for
 };
 TORCH_MODULE(Model);
 

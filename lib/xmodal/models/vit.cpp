@@ -91,8 +91,8 @@ void ViTImpl::reset() {
 
 torch::Tensor interpolate_position_embedding(const torch::Tensor& table, int64_t grid_h,
                                              int64_t grid_w) {
-  TORCH_CHECK(table.dim() == 3 && table.size(0) == 1, "position embeddings: expected [1, 1 + P, D], got ",
-              table.sizes());
+  TORCH_CHECK(table.dim() == 3 && table.size(0) == 1,
+              "position embeddings: expected [1, 1 + P, D], got ", table.sizes());
   const int64_t d = table.size(2), patches_in = table.size(1) - 1;
   const auto grid = static_cast<int64_t>(std::lround(std::sqrt(static_cast<double>(patches_in))));
   TORCH_CHECK(grid * grid == patches_in, "position embeddings: ", patches_in,

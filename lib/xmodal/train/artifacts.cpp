@@ -102,9 +102,10 @@ InitReport init_component(torch::nn::Module& model, const std::string& component
   namespace fs = std::filesystem;
   InitReport report;
   std::error_code ec;
-  report.checkpoint = fs::exists(fs::path(path) / "best", ec) && !fs::exists(fs::path(path) / "state.json", ec)
-                          ? resolve_checkpoint((fs::path(path) / "best").string())
-                          : resolve_checkpoint(path);
+  report.checkpoint =
+      fs::exists(fs::path(path) / "best", ec) && !fs::exists(fs::path(path) / "state.json", ec)
+          ? resolve_checkpoint((fs::path(path) / "best").string())
+          : resolve_checkpoint(path);
   const auto source = load_checkpoint(report.checkpoint, {/*optimizer=*/false}).model;
   const std::string prefix = component + ".";
   const auto starts = [&](const std::string& name) { return name.rfind(prefix, 0) == 0; };
@@ -123,10 +124,10 @@ InitReport init_component(torch::nn::Module& model, const std::string& component
                         tensor.dim() == 3 && value.size(2) == tensor.size(2);
       const auto side = static_cast<int64_t>(std::lround(std::sqrt(tensor.size(1) - 1.0)));
       if (!grid || side * side != tensor.size(1) - 1) {
-        throw std::runtime_error(
-            report.checkpoint + ": " + name + " has shape " + c10::str(value.sizes()) +
-            " but this model's is " + c10::str(tensor.sizes()) +
-            " (init_from needs the same encoder architecture)");
+        throw std::runtime_error(report.checkpoint + ": " + name + " has shape " +
+                                 c10::str(value.sizes()) + " but this model's is " +
+                                 c10::str(tensor.sizes()) +
+                                 " (init_from needs the same encoder architecture)");
       }
       value = models::interpolate_position_embedding(value.to(torch::kFloat32), side, side);
       report.interpolated.push_back(name);

@@ -38,8 +38,10 @@ std::string component_of(const std::string& name) {
 
 std::vector<ParamGroup> make_param_groups(const torch::nn::Module& model, double weight_decay,
                                           const LrMults& mults) {
-  const std::array<std::pair<const char*, double>, 4> components = {
-      {{"vision", mults.vision}, {"text", mults.text}, {"fusion", mults.fusion}, {"head", mults.head}}};
+  const std::array<std::pair<const char*, double>, 4> components = {{{"vision", mults.vision},
+                                                                     {"text", mults.text},
+                                                                     {"fusion", mults.fusion},
+                                                                     {"head", mults.head}}};
   std::vector<ParamGroup> all;  // component k: 2k decays, 2k + 1 does not
   for (const auto& [name, mult] : components) {
     all.push_back({name, mult, weight_decay, {}, {}});

@@ -2,15 +2,15 @@
 
 #include <unistd.h>
 
-#include <nlohmann/json.hpp>
 #include <torch/csrc/autograd/profiler_legacy.h>
+#include <nlohmann/json.hpp>
 
 #include <atomic>
 #include <chrono>
 #include <cmath>
 #include <csignal>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -291,10 +291,10 @@ TrainResult train(const config::Config& config, const TrainOptions& options) {
   log::info("[model] {} parameters\n{}", models::count_parameters(*model),
             models::describe_model(*model));
   if (resume_from.empty()) init_encoders(*model, config);
-  AdamW optimizer(make_param_groups(*model, tc.weight_decay,
-                                    {tc.vision_lr_mult, tc.text_lr_mult, tc.fusion_lr_mult,
-                                     tc.head_lr_mult}),
-                  AdamWOptions{tc.adam_beta1, tc.adam_beta2, tc.adam_eps});
+  AdamW optimizer(
+      make_param_groups(*model, tc.weight_decay,
+                        {tc.vision_lr_mult, tc.text_lr_mult, tc.fusion_lr_mult, tc.head_lr_mult}),
+      AdamWOptions{tc.adam_beta1, tc.adam_beta2, tc.adam_eps});
   const auto params = optimizer.parameters();
 
   const int64_t batches_per_epoch = train_loader.batches_per_epoch();
@@ -439,8 +439,8 @@ TrainResult train(const config::Config& config, const TrainOptions& options) {
     const bool epoch_done = train_loader.position().batch >= batches_per_epoch;
     // A loaded encoder stays fixed for its first freeze_steps steps: no gradient, no update.
     for (const auto& [encoder, steps] :
-         {std::pair<torch::nn::Module*, int64_t>{
-              model->vision ? model->vision.get() : nullptr, config.model.vision.freeze_steps},
+         {std::pair<torch::nn::Module*, int64_t>{model->vision ? model->vision.get() : nullptr,
+                                                 config.model.vision.freeze_steps},
           {model->text ? model->text.get() : nullptr, config.model.text.freeze_steps}}) {
       if (encoder == nullptr || steps == 0) continue;
       const bool trainable = state.step >= steps;
@@ -451,9 +451,9 @@ TrainResult train(const config::Config& config, const TrainOptions& options) {
     for (const auto& b : group) group_samples += b.size();
     double loss_sum = 0;
     for (const auto& b : group) {
-      const auto out = model->forward(b.images.to(device), b.input_ids.to(device),
-                                      b.attention_mask.to(device), b.token_type_ids.to(device),
-                                      b.image_index.to(device));
+      const auto out =
+          model->forward(b.images.to(device), b.input_ids.to(device), b.attention_mask.to(device),
+                         b.token_type_ids.to(device), b.image_index.to(device));
       const torch::Tensor crowd = b.crowd.defined() ? b.crowd.to(device) : torch::Tensor();
       auto sums = models::task_loss(task, out, b.targets.to(device), crowd, weights);
       if (out.aux_presence.defined() && b.aux_counts.defined()) {
@@ -462,8 +462,8 @@ TrainResult train(const config::Config& config, const TrainOptions& options) {
         sums.total = sums.total + aux.total * tc.aux.counting;
       }
       if (out.aux_dense.defined() && b.aux_dense.defined()) {
-        sums.total = sums.total + models::dense_loss(out.aux_dense, b.aux_dense.to(device)) *
-                                      tc.aux.dense;
+        sums.total =
+            sums.total + models::dense_loss(out.aux_dense, b.aux_dense.to(device)) * tc.aux.dense;
       }
       const double value = sums.total.item<double>();
       if (!std::isfinite(value)) {
