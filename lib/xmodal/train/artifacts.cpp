@@ -102,10 +102,9 @@ InitReport init_component(torch::nn::Module& model, const std::string& component
   namespace fs = std::filesystem;
   InitReport report;
   std::error_code ec;
-  report.checkpoint =
-      fs::exists(fs::path(path) / "best", ec) && !fs::exists(fs::path(path) / "state.json", ec)
-          ? resolve_checkpoint((fs::path(path) / "best").string())
-          : resolve_checkpoint(path);
+  // A run directory: its best checkpoint (resolve_checkpoint alone would take the newest).
+  const fs::path best = fs::path(path) / "best";
+  report.checkpoint = resolve_checkpoint(fs::exists(best, ec) ? best.string() : path);
   const auto source = load_checkpoint(report.checkpoint, {/*optimizer=*/false}).model;
   const std::string prefix = component + ".";
   const auto starts = [&](const std::string& name) { return name.rfind(prefix, 0) == 0; };
