@@ -75,6 +75,69 @@ def vit_fixture(out):
                      {"torch": torch.__version__, "torchvision": torchvision.__version__})
 
 
+def hf_vit_fixture(out):
+    """A torchvision ViT saved as a Hugging Face ViTForImageClassification folder (HF names,
+    config.json, pytorch_model.bin in torch.save's zip format), plus an image and the torchvision
+    output for it: `xmodal embed` through model.vision.pretrained must reproduce it."""
+    import collections
+    import json
+    torch.manual_seed(1)
+    d, layers = 32, 2
+    model = torchvision.models.VisionTransformer(
+        image_size=32, patch_size=8, num_layers=layers, num_heads=2, hidden_dim=d, mlp_dim=64,
+        num_classes=3)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn_like(p) * 0.2)
+    model.eval()
+    sd = model.state_dict()
+    hf = collections.OrderedDict()
+    hf["vit.embeddings.cls_token"] = sd["class_token"]
+    hf["vit.embeddings.position_embeddings"] = sd["encoder.pos_embedding"]
+    hf["vit.embeddings.patch_embeddings.projection.weight"] = sd["conv_proj.weight"]
+    hf["vit.embeddings.patch_embeddings.projection.bias"] = sd["conv_proj.bias"]
+    for i in range(layers):
+        src, dst = f"encoder.layers.encoder_layer_{i}.", f"vit.encoder.layer.{i}."
+        for part in ("weight", "bias"):
+            # q, k and v stay views of one storage: the reader must honour storage offsets.
+            q, k, v = sd[src + "self_attention.in_proj_" + part].chunk(3)
+            hf[dst + "attention.attention.query." + part] = q
+            hf[dst + "attention.attention.key." + part] = k
+            hf[dst + "attention.attention.value." + part] = v
+            hf[dst + "attention.output.dense." + part] = sd[src + "self_attention.out_proj." + part]
+            hf[dst + "layernorm_before." + part] = sd[src + "ln_1." + part]
+            hf[dst + "layernorm_after." + part] = sd[src + "ln_2." + part]
+            hf[dst + "intermediate.dense." + part] = sd[src + "mlp.0." + part]
+            hf[dst + "output.dense." + part] = sd[src + "mlp.3." + part]
+    hf["vit.layernorm.weight"] = sd["encoder.ln.weight"]
+    hf["vit.layernorm.bias"] = sd["encoder.ln.bias"]
+    hf["vit.pooler.dense.weight"] = torch.randn(d, d)  # ViTModel's pooler: not used by xmodal
+    hf["vit.pooler.dense.bias"] = torch.randn(d)
+    hf["classifier.weight"] = sd["heads.head.weight"]
+    hf["classifier.bias"] = sd["heads.head.bias"]
+    folder = os.path.join(out, "hf_vit")
+    os.makedirs(folder, exist_ok=True)
+    torch.save(hf, os.path.join(folder, "pytorch_model.bin"))
+    config = {"architectures": ["ViTForImageClassification"], "model_type": "vit",
+              "hidden_size": d, "num_hidden_layers": layers, "num_attention_heads": 2,
+              "intermediate_size": 64, "image_size": 32, "patch_size": 8, "num_channels": 3,
+              "hidden_act": "gelu", "layer_norm_eps": 1e-6, "qkv_bias": True}
+    with open(os.path.join(folder, "config.json"), "w") as f:
+        json.dump(config, f, indent=2)
+    image = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8,
+                          generator=torch.Generator().manual_seed(2))
+    torchvision.io.write_png(image, os.path.join(out, "hf_vit_image.png"))
+    x = (image.float() / 255.0 - 0.5) / 0.5  # data.mean = data.stddev = 0.5 (the defaults)
+    with torch.no_grad():
+        t = model._process_input(x[None])
+        t = torch.cat([model.class_token.expand(1, -1, -1), t], dim=1)
+        hidden = model.encoder(t)
+    save_safetensors(os.path.join(out, "hf_vit_reference.safetensors"),
+                     {"input.pixels": x[None], "output.hidden": hidden},
+                     {"torch": torch.__version__, "torchvision": torchvision.__version__})
+    print(f"wrote {folder}/ (config.json, pytorch_model.bin) and hf_vit_image.png")
+
+
 def bert_fixture(out):
     bin_path = os.path.join(ROOT, "..", "shared", "fixtures", "tiny-bert", "pytorch_model.bin")
     if not os.path.exists(bin_path):
@@ -172,3 +235,4 @@ if __name__ == "__main__":
     vit_fixture(out_dir)
     bert_fixture(out_dir)
     layer_fixture(out_dir)
+    hf_vit_fixture(out_dir)

@@ -67,6 +67,7 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
   add_embed_command(app, ctx);
   add_explain_command(app, ctx);
   add_plot_command(app, ctx);
+  add_tokenizer_command(app, ctx);
   add_info_command(app, ctx);
 
   try {

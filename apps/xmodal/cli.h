@@ -46,6 +46,7 @@ void add_score_command(CLI::App& app, Context& ctx);
 void add_embed_command(CLI::App& app, Context& ctx);
 void add_explain_command(CLI::App& app, Context& ctx);
 void add_plot_command(CLI::App& app, Context& ctx);
+void add_tokenizer_command(CLI::App& app, Context& ctx);
 
 /// Throws NotImplementedError naming the command and the issue that will deliver it.
 [[noreturn]] void not_yet(const std::string& command, const std::string& issue);

@@ -1,21 +1,44 @@
-// `xmodal embed --config c.yaml --image a.png --out f.safetensors`
+// `xmodal embed (--config C | --checkpoint CKPT) [--image P ...] [--text T ...] [--input F]
+//  --out F.safetensors`
+#include <ostream>
+
 #include "xmodal/cli.h"
+#include "xmodal/core/strings.h"
+#include "xmodal/infer/embed.h"
 
 namespace xmodal::cli {
 
 void add_embed_command(CLI::App& app, Context& ctx) {
-  struct Args {
-    std::string config, checkpoint, image, text, out;
-  };
-  auto args = std::make_shared<Args>();
-  auto* cmd = app.add_subcommand("embed", "Write encoder features of an image and/or text");
-  cmd->add_option("--config", args->config, "YAML config (default: none)");
-  cmd->add_option("--checkpoint", args->checkpoint, "Checkpoint folder (default: none)");
-  cmd->add_option("--image", args->image, "Image file (default: none)");
-  cmd->add_option("--text", args->text, "Text (default: none)");
+  auto args = std::make_shared<infer::EmbedOptions>();
+  auto* cmd = app.add_subcommand(
+      "embed",
+      "Write encoder features (final hidden states) of images and/or texts to safetensors");
+  cmd->add_option("--config", args->config,
+                  "YAML config: encoders from model.{vision,text}.pretrained (default: none)");
+  cmd->add_option("--checkpoint", args->checkpoint,
+                  "Trained checkpoint folder, RUN_DIR/best or a run folder (default: none)");
+  cmd->add_option("--set", args->overrides, "Config override KEY=VALUE (repeatable)");
+  cmd->add_option("--image", args->images, "Image file (repeatable; default: none)");
+  cmd->add_option("--text", args->texts,
+                  "Text (repeatable; one per image, or one for all; default: none)");
+  cmd->add_option("--input", args->input,
+                  "JSONL file of {\"image\":...,\"text\":...} lines (default: none)");
+  cmd->add_flag("--no-resize", args->no_resize,
+                "Images are already data.image_size square: only normalise (default: off)");
+  cmd->add_option("--batch-size", args->batch_size, "Inputs per forward pass (default: 32)")
+      ->check(CLI::PositiveNumber);
   cmd->add_option("--out", args->out, "Output .safetensors file")->required();
-  cmd->callback(
-      [&ctx, args] { ctx.action = []() -> int { not_yet("embed", "no issue scheduled yet"); }; });
+  cmd->callback([&ctx, args] {
+    ctx.action = [&ctx, args] {
+      auto options = *args;
+      const auto shared = ctx.shared_overrides();
+      options.overrides.insert(options.overrides.end(), shared.begin(), shared.end());
+      const auto result = infer::embed(options);
+      ctx.out << "embedded " << result.count << " input(s): " << join(result.tensors, ", ")
+              << " -> " << options.out << "\n";
+      return 0;
+    };
+  });
 }
 
 }  // namespace xmodal::cli

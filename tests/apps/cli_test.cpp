@@ -153,14 +153,22 @@ TEST(Cli, DataScenesBuildsASetAndReportsAnswers) {
       1);
 }
 
-TEST(Cli, CommandsNotLandedSayItInOneLineAndExit2) {
-  for (const std::vector<std::string>& args :
-       {std::vector<std::string>{"embed", "--checkpoint", "c", "--image", "a.png", "--out", "f"}}) {
-    const Result r = run_cli(args);
-    EXPECT_EQ(r.code, 2) << args[0];
-    EXPECT_NE(r.err.find("is not implemented yet"), std::string::npos) << r.err;
-    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
-  }
+TEST(Cli, EmbedBadInputSaysWhatInOneLine) {
+  const auto one_line = [](const Result& r) {
+    return std::count(r.err.begin(), r.err.end(), '\n') == 1;
+  };
+  Result r = run_cli({"embed", "--checkpoint", "/nope", "--image", "a.png", "--out", "f"});
+  EXPECT_EQ(r.code, 1);
+  EXPECT_NE(r.err.find("/nope"), std::string::npos) << r.err;
+  EXPECT_TRUE(one_line(r)) << r.err;
+  r = run_cli(
+      {"embed", "--checkpoint", "c", "--config", "c.yaml", "--image", "a.png", "--out", "f"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("exactly one of --config and --checkpoint"), std::string::npos) << r.err;
+  r = run_cli({"embed", "--checkpoint", "c", "--out", "f"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("give --image, --text or --input"), std::string::npos) << r.err;
+  EXPECT_TRUE(one_line(r)) << r.err;
 }
 
 }  // namespace

@@ -26,6 +26,7 @@
 #include "xmodal/train/artifacts.h"
 #include "xmodal/train/checkpoint.h"
 #include "xmodal/train/trainer.h"
+#include "xmodal_test_paths.h"
 
 namespace xmodal::train {
 namespace {
@@ -98,6 +99,11 @@ class Trainer : public ::testing::Test {
   TempDir dir_;
 };
 TempDir* Trainer::data_dir_ = nullptr;
+
+std::string first_file(const std::string& dir) {
+  for (const auto& e : fs::directory_iterator(dir)) return e.path().string();
+  return "";
+}
 
 TEST_F(Trainer, AccumulatingKMicroBatchesEqualsOneKTimesLargerBatch) {
   // A large adam_eps makes the update proportional to the gradient. With the usual 1e-8, Adam
@@ -310,6 +316,58 @@ TEST_F(Trainer, EvalReproducesValidationAndPredictAndExplainWork) {
     infer::write_heat_map(first_image, e, png, 64);
     EXPECT_GT(fs::file_size(png), 100u);
   }
+}
+
+TEST_F(Trainer, PretrainedBertWithItsWordPieceVocabularyMakesASelfContainedCheckpoint) {
+  // The tiny Hugging Face BERT: 402 embedding rows, but a 405-line vocab.txt.
+  const std::string bert = std::string(XMODAL_TEST_DATA) + "/models/tiny_bert";
+  const auto r =
+      train(tiny("hf", {"tokenizer.type=wordpiece", "model.text.pretrained=" + bert,
+                        "model.text.hidden=16", "model.text.layers=1", "model.text.heads=1",
+                        "model.text.intermediate=64", "model.text.max_position=16",
+                        "data.max_text_len=16", "train.max_steps=2", "train.checkpoint_every=2"}));
+  ASSERT_FALSE(r.best_checkpoint.empty());
+  const auto loaded = load_trained_model(r.run_dir);
+  // The architecture details of config.json are now in the run's own config.
+  EXPECT_EQ(loaded.config.model.text.vocab_size, 402);
+  EXPECT_DOUBLE_EQ(loaded.config.model.text.layer_norm_eps, 1e-12);
+  EXPECT_EQ(loaded.artifacts.tokenizer->vocab_size(), 405);
+  EXPECT_EQ(loaded.artifacts.tokenizer->id_limit(), 402);
+  // The checkpoint does not need the folder any more.
+  auto moved = loaded.config;
+  moved.model.text.pretrained = "/nonexistent";
+  const auto checkpoint_files = load_checkpoint(loaded.checkpoint, {false}).files;
+  EXPECT_TRUE(checkpoint_files.count("vocab.txt"));
+  EXPECT_EQ(artifacts_from_files(moved, checkpoint_files, "c").tokenizer->vocab_size(), 405);
+  // Training started from the pretrained word embeddings (rows that got no gradient are equal).
+  const auto reference = io::load_safetensors(std::string(XMODAL_TEST_DATA) +
+                                              "/models/bert_tiny_reference.safetensors");
+  const auto trained = weights(r.run_dir).at("text.embeddings.word.weight");
+  EXPECT_TRUE(
+      torch::equal(trained[400], reference.at("bert.embeddings.word_embeddings.weight")[400]));
+}
+
+TEST_F(Trainer, SentencePieceTokenizerTrainedOnTheTrainingQuestions) {
+  const auto config_path = dir_.write("sp.yaml", config::dump_config(tiny("sp")));
+  TokenizerTrainOptions o;
+  o.config = config_path;
+  o.vocab_size = 40;
+  o.out_dir = (dir_.path() / "spm").string();
+  const auto trained = train_tokenizer(o);
+  EXPECT_EQ(trained.texts, 192);
+  EXPECT_EQ(trained.vocab_size, 40);
+  const auto r =
+      train(tiny("sp", {"tokenizer.type=sentencepiece", "tokenizer.path=" + trained.model,
+                        "train.max_steps=2", "train.checkpoint_every=2"}));
+  const auto loaded = load_trained_model(r.run_dir);
+  EXPECT_EQ(loaded.artifacts.tokenizer->vocab_size(), 40);
+  const auto e = loaded.artifacts.tokenizer->encode("how many bags are there?", 16);
+  EXPECT_EQ(e.ids[0], 2);  // <s> as [CLS]
+  EXPECT_GT(std::count(e.mask.begin(), e.mask.end(), 1), 3);
+  infer::Predictor predictor({r.run_dir, {}, 3});
+  const auto explained = predictor.explain(
+      {first_file((data_dir_->path() / "scenes/images/val").string()), "how many bags?"});
+  EXPECT_EQ(explained.tokens.front(), "<s>");
 }
 
 TEST_F(Trainer, CountingTrainsEvaluatesAndPredicts) {

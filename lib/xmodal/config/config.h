@@ -260,8 +260,9 @@ struct VisionConfig {
   std::string pretrained = "";  // Hugging Face ViTModel folder
   Stem stem = Stem::patch;
   int stem_width = 32;
-  std::string init_from = "";  // xmodal checkpoint or run dir whose vision.* weights start this
-  int64_t freeze_steps = 0;    // optimizer steps the loaded encoder stays fixed
+  std::string init_from = "";   // xmodal checkpoint or run dir whose vision.* weights start this
+  int64_t freeze_steps = 0;     // optimizer steps the loaded encoder stays fixed
+  double layer_norm_eps = 0.0;  // 0 = the pretrained config.json's, else 1e-6
 
   template <class V>
   void visit(V& v) {
@@ -288,6 +289,9 @@ struct VisionConfig {
     v.field("freeze_steps", freeze_steps,
             "optimizer steps for which the vision encoder is not trained (with init_from)",
             Range::at_least(0));
+    v.field("layer_norm_eps", layer_norm_eps,
+            "LayerNorm epsilon; 0 = from the pretrained config.json, else 1e-6 (torchvision)",
+            Range::at_least(0));
   }
 };
 
@@ -301,6 +305,8 @@ struct TextConfig {
   std::string pretrained = "";  // Hugging Face BertModel folder
   std::string init_from = "";   // xmodal checkpoint or run dir whose text.* weights start this
   int64_t freeze_steps = 0;     // optimizer steps the loaded encoder stays fixed
+  double layer_norm_eps = 0.0;  // 0 = the pretrained config.json's, else 1e-12
+  int64_t vocab_size = 0;       // word embedding rows; 0 = the tokenizer's vocabulary
 
   template <class V>
   void visit(V& v) {
@@ -319,6 +325,13 @@ struct TextConfig {
             "start this model; \"\" = none");
     v.field("freeze_steps", freeze_steps,
             "optimizer steps for which the text encoder is not trained (with init_from)",
+            Range::at_least(0));
+    v.field("layer_norm_eps", layer_norm_eps,
+            "LayerNorm epsilon; 0 = from the pretrained config.json, else 1e-12 (BERT)",
+            Range::at_least(0));
+    v.field("vocab_size", vocab_size,
+            "word embedding rows; 0 = the tokenizer's vocabulary (the pretrained config.json's "
+            "vocab_size with model.text.pretrained)",
             Range::at_least(0));
   }
 };

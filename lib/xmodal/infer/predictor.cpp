@@ -15,6 +15,8 @@
 #include "xmodal/io/atomic_file.h"
 #include "xmodal/io/image.h"
 #include "xmodal/models/blocks.h"
+#include "xmodal/text/sentencepiece.h"
+#include "xmodal/text/wordpiece.h"
 #include "xmodal/train/artifacts.h"
 
 namespace xmodal::infer {
@@ -210,13 +212,22 @@ Explanation Predictor::explain(const Input& input, const std::string& method) {
   }
   const double total = row.sum().item<double>();
   const auto norm = total > 0 ? row / total : row;
-  const auto* tokenizer =
-      dynamic_cast<const text::WordTokenizer*>(loaded_->artifacts.tokenizer.get());
+  const auto* tokenizer = loaded_->artifacts.tokenizer.get();
+  const auto token_text = [tokenizer](int64_t id) -> std::string {
+    if (id < 0 || id >= tokenizer->vocab_size()) return std::to_string(id);
+    if (const auto* w = dynamic_cast<const text::WordTokenizer*>(tokenizer)) return w->vocab()[id];
+    if (const auto* wp = dynamic_cast<const text::WordPieceTokenizer*>(tokenizer)) {
+      return wp->token(id);
+    }
+    if (const auto* sp = dynamic_cast<const text::SentencePieceTokenizer*>(tokenizer)) {
+      return sp->piece(id);
+    }
+    return std::to_string(id);
+  };
   for (int64_t i = 0; i < text_len; ++i) {
     if (p.encoding.mask[static_cast<size_t>(i)] == 0) break;
     const int64_t id = p.encoding.ids[static_cast<size_t>(i)];
-    e.tokens.push_back(tokenizer && id < tokenizer->vocab_size() ? tokenizer->vocab()[id]
-                                                                 : std::to_string(id));
+    e.tokens.push_back(token_text(id));
     e.token_weights.push_back(norm[1 + i].item<double>());
   }
   e.grid = static_cast<int>(std::lround(std::sqrt(static_cast<double>(patches))));

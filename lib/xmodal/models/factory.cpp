@@ -41,21 +41,32 @@ ModelOptions model_options(const config::Config& c, const DataSizes& sizes) {
   options.max_count = m.head.max_count;
   options.aux_counting_classes = c.train.aux.counting > 0 ? sizes.aux_classes : 0;
   options.aux_dense_classes = c.train.aux.dense > 0 ? sizes.aux_classes : 0;
-  if (uses_image(mode)) {
-    options.vision = ViTOptions(c.data.image_size, m.vision.patch_size, m.vision.hidden,
-                                m.vision.layers, m.vision.heads, m.vision.mlp_dim)
-                         .dropout(m.vision.dropout)
-                         .conv_stem(m.vision.stem == config::Stem::conv)
-                         .stem_width(m.vision.stem_width);
-  }
-  if (uses_text(mode)) {
-    options.text = BertOptions(sizes.vocab_size, m.text.hidden, m.text.layers, m.text.heads,
-                               m.text.intermediate)
-                       .max_position(m.text.max_position)
-                       .dropout(m.text.dropout)
-                       .pooler(false);  // the fusion pools; a BERT pooler would get no gradient
-  }
+  if (uses_image(mode)) options.vision = vision_options(c);
+  if (uses_text(mode)) options.text = text_options(c, sizes.vocab_size);
   return options;
+}
+
+ViTOptions vision_options(const config::Config& c) {
+  const auto& v = c.model.vision;
+  return ViTOptions(c.data.image_size, v.patch_size, v.hidden, v.layers, v.heads, v.mlp_dim)
+      .dropout(v.dropout)
+      .conv_stem(v.stem == config::Stem::conv)
+      .stem_width(v.stem_width)
+      .eps(v.layer_norm_eps > 0 ? v.layer_norm_eps : 1e-6);
+}
+
+BertOptions text_options(const config::Config& c, int64_t tokenizer_vocab) {
+  const auto& t = c.model.text;
+  const int64_t vocab = t.vocab_size > 0 ? t.vocab_size : tokenizer_vocab;
+  if (vocab <= 0) {
+    throw std::invalid_argument("model: vocabulary size must be positive, got " +
+                                std::to_string(vocab));
+  }
+  return BertOptions(vocab, t.hidden, t.layers, t.heads, t.intermediate)
+      .max_position(t.max_position)
+      .eps(t.layer_norm_eps > 0 ? t.layer_norm_eps : 1e-12)
+      .dropout(t.dropout)
+      .pooler(false);  // the fusion pools; a BERT pooler would get no gradient
 }
 
 Model build_model(const config::Config& config, const DataSizes& sizes) {

@@ -19,6 +19,13 @@ struct DataSizes {
 /// std::invalid_argument for sizes that do not fit (e.g. a zero vocabulary).
 ModelOptions model_options(const config::Config& config, const DataSizes& sizes);
 
+/// The image encoder's Options (data.image_size, model.vision.*).
+ViTOptions vision_options(const config::Config& config);
+
+/// The text encoder's Options: model.text.*, with model.text.vocab_size or else the tokenizer's
+/// vocabulary. No pooler (the fusion pools).
+BertOptions text_options(const config::Config& config, int64_t tokenizer_vocab);
+
 /// model_options() turned into a model (on the CPU; move it with ->to(device)).
 Model build_model(const config::Config& config, const DataSizes& sizes);
 

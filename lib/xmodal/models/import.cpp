@@ -24,6 +24,19 @@ std::string rename(const std::string& name,
   return "";
 }
 
+// Separate query/key/value projections, gathered per target name and fused in q, k, v order.
+void fuse_qkv(std::map<std::string, std::map<std::string, torch::Tensor>>& parts, const char* model,
+              TensorMap& out) {
+  for (auto& [target, qkv] : parts) {
+    if (qkv.size() != 3) {
+      throw std::runtime_error(std::string(model) + " import: " + target +
+                               " needs query, key and value; found " + std::to_string(qkv.size()) +
+                               " of them");
+    }
+    out[target] = torch::cat({qkv["query"], qkv["key"], qkv["value"]}, 0);
+  }
+}
+
 }  // namespace
 
 LoadReport load_state(torch::nn::Module& module, const TensorMap& tensors, bool strict,
@@ -126,7 +139,6 @@ ImportResult import_hf_bert(const TensorMap& source) {
   static const std::regex qkv(
       "encoder\\.layer\\.(\\d+)\\.attention\\.self\\.(query|key|value)\\.(weight|bias)");
   ImportResult result;
-  // Separate query/key/value projections, gathered per layer and fused in q, k, v order.
   std::map<std::string, std::map<std::string, torch::Tensor>> fused;
   for (const auto& [full_name, t] : source) {
     std::string name = full_name;
@@ -144,13 +156,48 @@ ImportResult import_hf_bert(const TensorMap& source) {
       result.tensors[target] = t;
     }
   }
-  for (auto& [target, parts] : fused) {
-    if (parts.size() != 3) {
-      throw std::runtime_error("BERT import: " + target + " needs query, key and value; found " +
-                               std::to_string(parts.size()) + " of them");
+  fuse_qkv(fused, "BERT", result.tensors);
+  return result;
+}
+
+ImportResult import_hf_vit(const TensorMap& source) {
+  static const std::vector<std::pair<std::regex, std::string>> rules = {
+      {std::regex("embeddings\\.cls_token"), "cls_token"},
+      {std::regex("embeddings\\.position_embeddings"), "position_embedding"},
+      {std::regex("embeddings\\.patch_embeddings\\.projection\\.(weight|bias)"),
+       "patch_embedding.$1"},
+      {std::regex("encoder\\.layer\\.(\\d+)\\.layernorm_before\\.(weight|bias)"),
+       "layers.$1.norm1.$2"},
+      {std::regex("encoder\\.layer\\.(\\d+)\\.layernorm_after\\.(weight|bias)"),
+       "layers.$1.norm2.$2"},
+      {std::regex("encoder\\.layer\\.(\\d+)\\.attention\\.output\\.dense\\.(weight|bias)"),
+       "layers.$1.attention.out.$2"},
+      {std::regex("encoder\\.layer\\.(\\d+)\\.intermediate\\.dense\\.(weight|bias)"),
+       "layers.$1.mlp.fc1.$2"},
+      {std::regex("encoder\\.layer\\.(\\d+)\\.output\\.dense\\.(weight|bias)"),
+       "layers.$1.mlp.fc2.$2"},
+      {std::regex("layernorm\\.(weight|bias)"), "norm.$1"},
+  };
+  static const std::regex qkv(
+      "encoder\\.layer\\.(\\d+)\\.attention\\.attention\\.(query|key|value)\\.(weight|bias)");
+  ImportResult result;
+  std::map<std::string, std::map<std::string, torch::Tensor>> fused;
+  for (const auto& [full_name, t] : source) {
+    std::string name = full_name;
+    if (name.rfind("vit.", 0) == 0) name = name.substr(4);
+    std::smatch m;
+    if (std::regex_match(name, m, qkv)) {
+      fused["layers." + m[1].str() + ".attention.qkv." + m[3].str()][m[2].str()] = t;
+      continue;
     }
-    result.tensors[target] = torch::cat({parts["query"], parts["key"], parts["value"]}, 0);
+    const std::string target = rename(name, rules);
+    if (target.empty()) {
+      result.unused.push_back(full_name);  // pooler.*, classifier.*, embeddings.mask_token
+    } else {
+      result.tensors[target] = t;
+    }
   }
+  fuse_qkv(fused, "ViT", result.tensors);
   return result;
 }
 

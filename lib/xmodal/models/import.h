@@ -3,6 +3,11 @@
 //   torchvision VisionTransformer  conv_proj, class_token, encoder.pos_embedding,
 //                                  encoder.layers.encoder_layer_N.{ln_1, self_attention, ln_2,
 //                                  mlp.0, mlp.3}, encoder.ln        -> ViT (vit.h)
+//   Hugging Face ViTModel          [vit.]embeddings.{cls_token, position_embeddings,
+//                                  patch_embeddings.projection}, [vit.]encoder.layer.N.{
+//                                  layernorm_before, attention.attention.{query,key,value},
+//                                  attention.output.dense, layernorm_after, intermediate.dense,
+//                                  output.dense}, [vit.]layernorm -> ViT (vit.h)
 //   Hugging Face BertModel         [bert.]embeddings.*, [bert.]encoder.layer.N.*, [bert.]pooler.*
 //                                  (query/key/value are fused into one qkv) -> Bert (bert.h)
 #pragma once
@@ -38,6 +43,10 @@ struct ImportResult {
 
 /// torchvision.models.VisionTransformer state dict -> ViT names. heads.* is unused.
 ImportResult import_torchvision_vit(const TensorMap& source);
+
+/// Hugging Face ViTModel (or ViTFor* with a vit. prefix) state dict -> ViT names; query/key/
+/// value are fused into qkv. pooler.*, classifier.* and embeddings.mask_token are unused.
+ImportResult import_hf_vit(const TensorMap& source);
 
 /// Hugging Face BertModel (or BertFor* with a bert. prefix) state dict -> Bert names.
 /// position_ids buffers are dropped; task heads (classifier.*, cls.*) are unused.

@@ -15,7 +15,7 @@ Encoding Tokenizer::encode(const std::string& text, int max_length) const {
   e.ids.push_back(cls_id());
   for (const auto& token : tokenize(text)) {
     if (static_cast<int>(e.ids.size()) >= max_length - 1) break;  // keep room for [SEP]
-    e.ids.push_back(token_id(token));
+    e.ids.push_back(limited_id(token));
   }
   e.ids.push_back(sep_id());
   e.mask.assign(e.ids.size(), 1);

@@ -34,6 +34,21 @@ class Tokenizer {
 
   /// [CLS] tokens [SEP], truncated to max_length (keeping [SEP]) and padded to it.
   Encoding encode(const std::string& text, int max_length) const;
+
+  /// Ids at or above `limit` are read as unk_id(): for a vocabulary file longer than the
+  /// pretrained embedding table it drives (0 = no limit).
+  void limit_ids(int64_t limit) { id_limit_ = limit; }
+  int64_t id_limit() const { return id_limit_; }
+
+ protected:
+  /// token_id() with the limit applied.
+  int64_t limited_id(const std::string& token) const {
+    const int64_t id = token_id(token);
+    return id_limit_ > 0 && id >= id_limit_ ? unk_id() : id;
+  }
+
+ private:
+  int64_t id_limit_ = 0;
 };
 
 /// Word-level tokenizer: lower-case ASCII, runs of letters/digits/apostrophes are words, every

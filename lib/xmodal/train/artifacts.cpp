@@ -2,14 +2,21 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
+#include <set>
 #include <stdexcept>
 
 #include "xmodal/config/loader.h"
+#include "xmodal/core/logging.h"
+#include "xmodal/data/dataset.h"
 #include "xmodal/models/factory.h"
 #include "xmodal/models/import.h"
+#include "xmodal/text/sentencepiece.h"
+#include "xmodal/text/wordpiece.h"
 #include "xmodal/train/checkpoint.h"
 
 namespace xmodal::train {
+namespace fs = std::filesystem;
 namespace {
 
 std::string join_lines(const std::vector<std::string>& lines) {
@@ -30,6 +37,22 @@ std::vector<std::string> split_lines(const std::string& text) {
   return lines;
 }
 
+// A vocabulary file longer than the pretrained embedding table (model.text.vocab_size): the ids
+// beyond it are read as [UNK], as they have no embedding.
+void limit_to_embedding(text::Tokenizer& tokenizer, const config::Config& config) {
+  const int64_t rows = config.model.text.vocab_size;
+  if (rows <= 0 || tokenizer.vocab_size() <= rows) return;
+  static std::set<std::string> warned;
+  const std::string key = config.tokenizer.path + "|" + config.model.text.pretrained;
+  if (warned.insert(key).second) {
+    log::warn(
+        "[tokenizer] the vocabulary has {} tokens but model.text.vocab_size is {}: ids {}..{} "
+        "are read as [UNK]",
+        tokenizer.vocab_size(), rows, rows, tokenizer.vocab_size() - 1);
+  }
+  tokenizer.limit_ids(rows);
+}
+
 }  // namespace
 
 std::map<std::string, std::string> artifact_files(const config::Config& config,
@@ -40,10 +63,71 @@ std::map<std::string, std::string> artifact_files(const config::Config& config,
   if (!artifacts.aux_class_names.empty()) {
     files["aux_classes.txt"] = join_lines(artifacts.aux_class_names);
   }
-  const auto* word = dynamic_cast<const text::WordTokenizer*>(artifacts.tokenizer.get());
-  if (!word) throw std::invalid_argument("artifact_files: only the word tokenizer is supported");
-  files["vocab.txt"] = join_lines(word->vocab());
+  const auto* t = artifacts.tokenizer.get();
+  if (const auto* word = dynamic_cast<const text::WordTokenizer*>(t)) {
+    files["vocab.txt"] = join_lines(word->vocab());
+  } else if (const auto* wp = dynamic_cast<const text::WordPieceTokenizer*>(t)) {
+    std::vector<std::string> vocab;
+    for (int64_t i = 0; i < wp->vocab_size(); ++i) vocab.push_back(wp->token(i));
+    files["vocab.txt"] = join_lines(vocab);
+  } else if (const auto* sp = dynamic_cast<const text::SentencePieceTokenizer*>(t)) {
+    files["tokenizer.model"] = sp->serialized_model();
+  } else {
+    throw std::invalid_argument("artifact_files: unknown tokenizer");
+  }
   return files;
+}
+
+std::shared_ptr<text::Tokenizer> make_tokenizer(const config::Config& config,
+                                                const std::vector<std::string>& texts) {
+  std::shared_ptr<text::Tokenizer> tokenizer;
+  switch (config.tokenizer.type) {
+    case config::TokenizerType::word:
+      tokenizer = std::make_shared<text::WordTokenizer>(text::WordTokenizer::build(texts));
+      break;
+    case config::TokenizerType::wordpiece: {
+      const std::string path =
+          !config.tokenizer.path.empty()
+              ? config.tokenizer.path
+              : (fs::path(config.model.text.pretrained) / "vocab.txt").string();
+      tokenizer = std::make_shared<text::WordPieceTokenizer>(text::WordPieceTokenizer::load(path));
+      break;
+    }
+    case config::TokenizerType::sentencepiece:
+      tokenizer = std::make_shared<text::SentencePieceTokenizer>(
+          text::SentencePieceTokenizer::load(config.tokenizer.path));
+      break;
+  }
+  limit_to_embedding(*tokenizer, config);
+  return tokenizer;
+}
+
+TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& o) {
+  if (o.input.empty() == o.config.empty()) {
+    throw std::invalid_argument("tokenizer train: give exactly one of --input and --config");
+  }
+  TokenizerTrainResult result;
+  if (!o.input.empty()) {
+    std::ifstream in(o.input);
+    if (!in) throw std::runtime_error(o.input + ": cannot open");
+    std::string line;
+    while (std::getline(in, line)) result.texts += line.empty() ? 0 : 1;
+    result.model = text::train_sentencepiece_from_file(o.input, o.vocab_size, o.out_dir);
+  } else {
+    auto config = config::load_config(o.config, o.overrides);
+    config::validate(config);
+    const auto split = data::load_split(config, config.data.train_split, nullptr);
+    std::vector<std::string> texts;
+    for (const auto& e : split.examples) texts.insert(texts.end(), e.texts.begin(), e.texts.end());
+    if (texts.empty()) {
+      throw std::invalid_argument("tokenizer train: " + config.data.train_split + " of " +
+                                  config.data.root + " has no texts");
+    }
+    result.texts = static_cast<int64_t>(texts.size());
+    result.model = text::train_sentencepiece(texts, o.vocab_size, o.out_dir);
+  }
+  result.vocab_size = text::SentencePieceTokenizer::load(result.model).vocab_size();
+  return result;
 }
 
 Artifacts artifacts_from_files(const config::Config& config,
@@ -60,13 +144,26 @@ Artifacts artifacts_from_files(const config::Config& config,
     throw std::runtime_error("checkpoint " + source + ": empty classes.txt");
   const auto aux = files.find("aux_classes.txt");
   if (aux != files.end()) a.aux_class_names = split_lines(aux->second);
-  if (config.tokenizer.type != config::TokenizerType::word) {
-    throw std::runtime_error("checkpoint " + source + ": tokenizer type " +
-                             config::to_string(config.tokenizer.type) + " is not supported yet");
+  std::shared_ptr<text::Tokenizer> tokenizer;
+  try {
+    switch (config.tokenizer.type) {
+      case config::TokenizerType::word:
+        tokenizer = std::make_shared<text::WordTokenizer>(split_lines(need("vocab.txt")));
+        break;
+      case config::TokenizerType::wordpiece:
+        tokenizer = std::make_shared<text::WordPieceTokenizer>(split_lines(need("vocab.txt")));
+        break;
+      case config::TokenizerType::sentencepiece:
+        tokenizer = std::make_shared<text::SentencePieceTokenizer>(
+            text::SentencePieceTokenizer::from_serialized(need("tokenizer.model"),
+                                                          source + "/tokenizer.model"));
+        break;
+    }
+  } catch (const std::invalid_argument& e) {
+    throw std::runtime_error("checkpoint " + source + ": " + e.what());
   }
-  auto vocab = split_lines(need("vocab.txt"));
-  if (vocab.size() < 4) throw std::runtime_error("checkpoint " + source + ": vocab.txt too short");
-  a.tokenizer = std::make_shared<text::WordTokenizer>(std::move(vocab));
+  limit_to_embedding(*tokenizer, config);
+  a.tokenizer = std::move(tokenizer);
   return a;
 }
 
@@ -99,7 +196,6 @@ LoadedModel load_trained_model(const std::string& path) {
 
 InitReport init_component(torch::nn::Module& model, const std::string& component,
                           const std::string& path) {
-  namespace fs = std::filesystem;
   InitReport report;
   std::error_code ec;
   // A run directory: its best checkpoint (resolve_checkpoint alone would take the newest).

@@ -20,10 +20,34 @@ struct Artifacts {
   std::vector<std::string> aux_class_names;  ///< auxiliary counting categories (may be empty)
 };
 
-/// The artifact files of a checkpoint: config.yaml, vocab.txt (word tokenizer), classes.txt and,
+/// The artifact files of a checkpoint: config.yaml, the tokenizer (vocab.txt for word and
+/// wordpiece, tokenizer.model for sentencepiece), classes.txt and,
 /// with an auxiliary counting head, aux_classes.txt.
 std::map<std::string, std::string> artifact_files(const config::Config& config,
                                                   const Artifacts& artifacts);
+
+/// The tokenizer `config.tokenizer` describes: word (its vocabulary built from `texts`),
+/// wordpiece (tokenizer.path, else model.text.pretrained/vocab.txt) or sentencepiece
+/// (tokenizer.path). Ids at or beyond model.text.vocab_size (a vocabulary file longer than the
+/// pretrained embedding table) are read as [UNK], with a warning. Throws std::runtime_error
+/// naming an unreadable file.
+std::shared_ptr<text::Tokenizer> make_tokenizer(const config::Config& config,
+                                                const std::vector<std::string>& texts);
+
+/// `xmodal tokenizer train`: a SentencePiece model from a text file or a config's training texts.
+struct TokenizerTrainOptions {
+  std::string input;                   ///< text file, one sentence per line, or
+  std::string config;                  ///< a config: the texts of its data.train_split
+  std::vector<std::string> overrides;  ///< --set for the config
+  int vocab_size = 8000;
+  std::string out_dir;
+};
+struct TokenizerTrainResult {
+  std::string model;  ///< out_dir/tokenizer.model
+  int64_t texts = 0;
+  int64_t vocab_size = 0;
+};
+TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& options);
 
 /// Reads the artifacts back from those files; `source` (the checkpoint) names them in errors.
 Artifacts artifacts_from_files(const config::Config& config,

@@ -27,6 +27,7 @@
 #include "xmodal/models/factory.h"
 #include "xmodal/models/import.h"
 #include "xmodal/models/losses.h"
+#include "xmodal/models/pretrained.h"
 #include "xmodal/train/artifacts.h"
 #include "xmodal/train/checkpoint.h"
 #include "xmodal/train/optimizer.h"
@@ -144,6 +145,28 @@ models::Task model_task(config::Task task) {
 // model.{vision,text}.init_from: loads each named encoder from an earlier run and logs what
 // was loaded, interpolated, missing or unexpected.
 void init_encoders(models::ModelImpl& model, const config::Config& config) {
+  for (const auto& [component, dir] :
+       {std::pair<std::string, std::string>{"vision", config.model.vision.pretrained},
+        {"text", config.model.text.pretrained}}) {
+    if (dir.empty()) continue;
+    const bool vision = component == "vision";
+    if (vision ? model.vision.is_empty() : model.text.is_empty()) {
+      log::warn("[init] model.{}.pretrained ignored: this model (fusion mode {}) has no {} encoder",
+                component, config::to_string(config.model.fusion.mode), component);
+      continue;
+    }
+    models::PretrainedReport r;
+    try {
+      r = vision ? models::load_pretrained_vit(*model.vision, dir)
+                 : models::load_pretrained_bert(*model.text, dir);
+    } catch (const std::exception& e) {
+      throw std::runtime_error("model." + component + ".pretrained: " + e.what());
+    }
+    log::info("[init] {}: {} tensors from {}{}{}{}", component, r.loaded, r.file,
+              r.interpolated_positions ? "; position embeddings interpolated" : "",
+              r.missing.empty() ? "" : "; missing (left as initialised): " + join(r.missing, ", "),
+              r.unused.empty() ? "" : "; unused: " + join(r.unused, ", "));
+  }
   for (const auto& [component, from] :
        {std::pair<std::string, std::string>{"vision", config.model.vision.init_from},
         {"text", config.model.text.init_from}}) {
@@ -199,8 +222,12 @@ void truncate_metrics(const std::string& path, int64_t step) {
   io::write_file_atomic(path, kept);
 }
 
-TrainResult train(const config::Config& config, const TrainOptions& options) {
+TrainResult train(const config::Config& input_config, const TrainOptions& options) {
   const auto started = Clock::now();
+  // A fresh run takes the architecture details of its pretrained folders into its config.yaml,
+  // so its checkpoints do not need the folders (a resumed run's config has them already).
+  config::Config config = input_config;
+  if (!options.resume) models::resolve_pretrained(config);
   const config::TrainConfig& tc = config.train;
   TrainResult result;
   result.run_dir = config.run.dir;
@@ -257,14 +284,12 @@ TrainResult train(const config::Config& config, const TrainOptions& options) {
   auto val_data = std::make_shared<data::TaskData>(
       data::load_split(config, config.data.val_split, answers ? &*answers : nullptr));
   if (!artifacts.tokenizer) {
-    if (config.tokenizer.type != config::TokenizerType::word) {
-      throw std::invalid_argument("tokenizer.type " + config::to_string(config.tokenizer.type) +
-                                  " is not supported yet (issue 7); use word");
-    }
     std::vector<std::string> texts;
-    for (const auto& e : train_data->examples)
-      texts.insert(texts.end(), e.texts.begin(), e.texts.end());
-    artifacts.tokenizer = std::make_shared<text::WordTokenizer>(text::WordTokenizer::build(texts));
+    if (config.tokenizer.type == config::TokenizerType::word) {
+      for (const auto& e : train_data->examples)
+        texts.insert(texts.end(), e.texts.begin(), e.texts.end());
+    }
+    artifacts.tokenizer = make_tokenizer(config, texts);
     artifacts.class_names = train_data->class_names;
     artifacts.aux_class_names = train_data->aux_class_names;
   }
