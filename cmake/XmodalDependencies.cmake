@@ -36,3 +36,12 @@ if(NOT SENTENCEPIECE_FOUND)
     "(or run scripts/setup.sh as root).")
 endif()
 message(STATUS "xmodal: found sentencepiece ${SENTENCEPIECE_VERSION}")
+
+# c10d's Gloo process group (distributed training): its headers come from libgloo-dev.
+find_path(GLOO_INCLUDE_DIR gloo/context.h)
+find_library(GLOO_LIBRARY gloo)
+if(NOT GLOO_INCLUDE_DIR OR NOT GLOO_LIBRARY)
+  message(FATAL_ERROR
+    "xmodal needs Gloo for distributed training: install the Debian package 'libgloo-dev' "
+    "(or run scripts/setup.sh as root).")
+endif()

@@ -1,10 +1,13 @@
 // `xmodal train CONFIG [--set k=v ...] [--dump-config] [--run-dir DIR] [--resume RUN_DIR]`
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <ostream>
 
 #include "xmodal/cli.h"
 #include "xmodal/config/loader.h"
 #include "xmodal/core/logging.h"
+#include "xmodal/train/launch.h"
 #include "xmodal/train/trainer.h"
 
 namespace xmodal::cli {
@@ -17,7 +20,24 @@ struct TrainArgs {
   std::string run_dir;
   std::string resume;
   int64_t stop_after_steps = 0;
+  int nproc = 1;
 };
+
+// This process's arguments without --nproc (the workers' command line).
+std::vector<std::string> worker_arguments() {
+  std::ifstream in("/proc/self/cmdline", std::ios::binary);
+  std::vector<std::string> args;
+  for (std::string arg; std::getline(in, arg, '\0');) args.push_back(arg);
+  std::vector<std::string> kept;
+  for (size_t i = 0; i < args.size(); ++i) {
+    if (args[i] == "--nproc") {
+      ++i;  // and its value
+    } else if (args[i].rfind("--nproc=", 0) != 0) {
+      kept.push_back(args[i]);
+    }
+  }
+  return kept;
+}
 
 // The config of a resumed run: RUN_DIR/config.yaml plus --set. A CONFIG given as well must
 // resolve to the same values (it is only a reminder of where the run came from).
@@ -69,6 +89,10 @@ void add_train_command(CLI::App& app, Context& ctx) {
                   "Stop like SIGINT after N optimizer steps of this process, with a checkpoint "
                   "(for tests; default: 0 = off)")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--nproc", args->nproc,
+                  "Train with N local processes (data parallel over c10d, Gloo on the CPU); "
+                  "each takes batch_size samples of every global batch (default: 1)")
+      ->check(CLI::Range(1, 1024));
   cmd->callback([&ctx, args] {
     ctx.action = [&ctx, args] {
       if (args->config_path.empty() && args->resume.empty()) {
@@ -89,6 +113,14 @@ void add_train_command(CLI::App& app, Context& ctx) {
       if (args->dump_config) {
         ctx.out << config::dump_config(cfg);
         return 0;
+      }
+      if (args->nproc > 1) {
+        if (std::getenv("WORLD_SIZE") != nullptr) {
+          throw std::invalid_argument(
+              "--nproc starts its own processes; it cannot run under torchrun (WORLD_SIZE is set)");
+        }
+        config::validate(cfg);
+        return train::launch_local(args->nproc, worker_arguments(), cfg.dist.timeout_s);
       }
       train::TrainOptions options;
       options.resume = !args->resume.empty();

@@ -29,6 +29,8 @@ enum class Schedule { linear, cosine, constant };
 enum class MetricMode { max, min };
 enum class ResizeMode { fixed, shorter_side };
 enum class Stem { patch, conv };
+enum class DistBackend { automatic, gloo, nccl };
+enum class Precision { fp32, bf16, fp16 };
 
 template <class E>
 struct EnumTable;  // specialised below: static constexpr std::array<std::pair<E, const char*>, N>
@@ -90,6 +92,18 @@ template <>
 struct EnumTable<Stem> {
   static constexpr std::array<std::pair<Stem, const char*>, 2> entries = {
       {{Stem::patch, "patch"}, {Stem::conv, "conv"}}};
+};
+
+template <>
+struct EnumTable<DistBackend> {
+  static constexpr std::array<std::pair<DistBackend, const char*>, 3> entries = {
+      {{DistBackend::automatic, "auto"}, {DistBackend::gloo, "gloo"}, {DistBackend::nccl, "nccl"}}};
+};
+
+template <>
+struct EnumTable<Precision> {
+  static constexpr std::array<std::pair<Precision, const char*>, 3> entries = {
+      {{Precision::fp32, "fp32"}, {Precision::bf16, "bf16"}, {Precision::fp16, "fp16"}}};
 };
 
 /// The YAML spelling of an enum value.
@@ -454,10 +468,14 @@ struct TrainConfig {
   double vision_lr_mult = 1.0;
   double text_lr_mult = 1.0;
   double fusion_lr_mult = 1.0;
+  Precision precision = Precision::fp32;
 
   template <class V>
   void visit(V& v) {
-    v.field("batch_size", batch_size, "samples per forward pass", Range::at_least(1));
+    v.field("batch_size", batch_size,
+            "samples per forward pass (per process when training on several: the global batch "
+            "is batch_size x processes)",
+            Range::at_least(1));
     v.field("max_steps", max_steps, "optimizer steps to run; 0 = run `epochs` epochs",
             Range::at_least(0));
     v.field("epochs", epochs, "epochs to run when max_steps is 0", Range::at_least(0));
@@ -494,6 +512,28 @@ struct TrainConfig {
     v.section("loss", loss, "loss weights");
     v.section("aux", aux, "auxiliary losses");
     v.section("early_stopping", early_stopping, "stop when validation stops improving");
+    v.field("precision", precision,
+            "fp32 | bf16 (autocast: matrix products in bfloat16) | fp16 (refused for now: "
+            "needs dynamic loss scaling)");
+  }
+};
+
+/// Data-parallel training on several processes (`xmodal train --nproc N`, or torchrun's
+/// RANK / WORLD_SIZE / LOCAL_RANK / MASTER_ADDR / MASTER_PORT).
+struct DistConfig {
+  DistBackend backend = DistBackend::automatic;
+  double bucket_mb = 25.0;
+  double timeout_s = 300.0;
+
+  template <class V>
+  void visit(V& v) {
+    v.field("backend", backend, "auto (nccl on CUDA devices, else gloo) | gloo | nccl");
+    v.field("bucket_mb", bucket_mb, "gradients are all-reduced in flat buckets of this many MB",
+            Range::positive());
+    v.field("timeout_s", timeout_s,
+            "seconds a rendezvous or collective may wait for the other processes before the "
+            "run fails (a dead or unreachable process)",
+            Range::positive());
   }
 };
 
@@ -516,6 +556,7 @@ struct Config {
   ModelConfig model;
   TrainConfig train;
   EvalConfig eval;
+  DistConfig dist;
 
   /// Where each key was last set ("configs/x.yaml:12" or "--set train.lr=1e-3"); keys left at
   /// their default are absent. Not part of the configuration's value.
@@ -532,6 +573,7 @@ struct Config {
     v.section("model", model, "architecture");
     v.section("train", train, "optimisation");
     v.section("eval", eval, "evaluation and prediction");
+    v.section("dist", dist, "training on several processes or machines");
   }
 
   /// "file:line" (or "--set ...") where `key` was set, or "default".

@@ -28,13 +28,25 @@ Loader::Loader(std::shared_ptr<const TaskData> data,
                std::shared_ptr<const text::Tokenizer> tokenizer, LoaderOptions options)
     : data_(std::move(data)), tokenizer_(std::move(tokenizer)), options_(std::move(options)) {
   if (options_.batch_size < 1) throw std::invalid_argument("loader: batch_size must be >= 1");
+  if (options_.world_size < 1 || options_.rank < 0 || options_.rank >= options_.world_size) {
+    throw std::invalid_argument("loader: rank " + std::to_string(options_.rank) +
+                                " is outside world size " + std::to_string(options_.world_size));
+  }
   if (options_.prefetch < 1) options_.prefetch = 1;
 }
 
 Loader::~Loader() { stop(); }
 
+namespace {
+
+// Samples of an epoch padded to a multiple of the world size (DistributedSampler's rule).
+int64_t padded_size(int64_t n, int world) { return (n + world - 1) / world * world; }
+
+}  // namespace
+
 int64_t Loader::batches_per_epoch() const {
-  const int64_t n = static_cast<int64_t>(data_->examples.size()), b = options_.batch_size;
+  const int64_t n = padded_size(static_cast<int64_t>(data_->examples.size()), options_.world_size);
+  const int64_t b = static_cast<int64_t>(options_.batch_size) * options_.world_size;
   return options_.drop_last ? n / b : (n + b - 1) / b;
 }
 
@@ -86,10 +98,15 @@ Batch Loader::make_batch(int64_t epoch, int64_t index) const {
     order_ptr = &other_epoch;
   }
   const std::vector<int64_t>& order = *order_ptr;
-  const int64_t begin = index * options_.batch_size;
-  const int64_t end =
-      std::min<int64_t>(begin + options_.batch_size, static_cast<int64_t>(order.size()));
-  TORCH_CHECK(begin < end, "loader: batch ", index, " is past the end of the epoch");
+  // This rank's part of global batch `index` (the whole batch with one process).
+  const int world = options_.world_size;
+  const int64_t n = static_cast<int64_t>(order.size());
+  const int64_t global = static_cast<int64_t>(options_.batch_size) * world;
+  const int64_t global_begin = index * global;
+  const int64_t global_size = std::min(global, padded_size(n, world) - global_begin);
+  TORCH_CHECK(n > 0 && global_size > 0, "loader: batch ", index, " is past the end of the epoch");
+  const int64_t begin = global_begin + global_size / world * options_.rank;
+  const int64_t end = begin + global_size / world;
   Batch batch;
   batch.epoch = epoch;
   batch.index = index;
@@ -113,7 +130,7 @@ Batch Loader::make_batch(int64_t epoch, int64_t index) const {
   const int64_t grid = aux_classes > 0 ? options_.dense_grid : 0;
   std::vector<float> dense;
   for (int64_t k = begin; k < end; ++k) {
-    const int64_t i = order[k];
+    const int64_t i = order[k % n];  // positions past the end wrap around (padding)
     const Example& e = data_->examples[i];
     std::mt19937_64 rng(
         mix_seed(options_.seed, static_cast<uint64_t>(epoch), static_cast<uint64_t>(i)));

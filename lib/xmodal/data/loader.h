@@ -61,6 +61,13 @@ struct LoaderOptions {
   int group_size = 0;  ///< with group_by_image: runs of at most this many samples; 0 = all
   int dense_grid = 0;  ///< fill Batch::aux_dense on a dense_grid^2 grid; 0 = off
   ImageTransformOptions transform;
+  /// Data-parallel shard: with world_size processes, global batch k is the k-th run of
+  /// batch_size x world_size samples of the epoch's order (padded, by wrapping around, to a
+  /// multiple of world_size), and this rank gets the rank-th equal part of it. Every rank has the
+  /// same number of batches; together they are exactly the batches of one process with
+  /// batch_size x world_size.
+  int rank = 0;
+  int world_size = 1;
 };
 
 class Loader {

@@ -63,7 +63,7 @@ json state_to_json(const TrainState& s) {
   return json{
       {"step", s.step},
       {"epoch", s.epoch},
-      {"data_position", {{"epoch", s.epoch}, {"batch", s.batch}}},
+      {"data_position", {{"epoch", s.epoch}, {"batch", s.batch}, {"world_size", s.world_size}}},
       {"samples_seen", s.samples_seen},
       {"elapsed_seconds", s.elapsed_seconds},
       {"scheduler",
@@ -91,6 +91,7 @@ TrainState state_from_json(const json& j) {
   s.step = j.at("step").get<int64_t>();
   s.epoch = j.at("data_position").at("epoch").get<int64_t>();
   s.batch = j.at("data_position").at("batch").get<int64_t>();
+  s.world_size = j.at("data_position").value("world_size", 1);  // absent before distributed runs
   s.samples_seen = j.at("samples_seen").get<int64_t>();
   s.elapsed_seconds = j.at("elapsed_seconds").get<double>();
   const auto& sched = j.at("scheduler");

@@ -53,6 +53,7 @@ struct TrainState {
   int64_t step = 0;          ///< optimizer steps done
   int64_t epoch = 0;         ///< data position: epoch of the next batch
   int64_t batch = 0;         ///< data position: next batch within that epoch
+  int world_size = 1;        ///< processes of the run (a batch is batch_size x world_size)
   int64_t samples_seen = 0;  ///< training samples consumed
   double elapsed_seconds = 0;
   // scheduler

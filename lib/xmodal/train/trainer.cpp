@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <ATen/autocast_mode.h>
 #include <torch/csrc/autograd/profiler_legacy.h>
 #include <nlohmann/json.hpp>
 
@@ -30,6 +31,7 @@
 #include "xmodal/models/pretrained.h"
 #include "xmodal/train/artifacts.h"
 #include "xmodal/train/checkpoint.h"
+#include "xmodal/train/distributed.h"
 #include "xmodal/train/optimizer.h"
 
 namespace xmodal::train {
@@ -74,22 +76,95 @@ class SignalGuard {
 
 class LogFileGuard {
  public:
-  explicit LogFileGuard(const std::string& path) { log::set_file(path); }
-  ~LogFileGuard() { log::close_file(); }
+  explicit LogFileGuard(const std::string& path) : open_(!path.empty()) {
+    if (open_) log::set_file(path);
+  }
+  ~LogFileGuard() {
+    if (open_) log::close_file();
+  }
   LogFileGuard(const LogFileGuard&) = delete;
   LogFileGuard& operator=(const LogFileGuard&) = delete;
+
+ private:
+  bool open_;
+};
+
+// train.precision bf16 / fp16: LibTorch's autocast around the forward pass (matrix products in
+// the low-precision type, reductions and losses in fp32); nothing for fp32.
+class AutocastGuard {
+ public:
+  AutocastGuard(config::Precision precision, const c10::Device& device) {
+    if (precision == config::Precision::fp32) return;
+    const auto dtype = precision == config::Precision::bf16 ? at::kBFloat16 : at::kHalf;
+    cuda_ = device.is_cuda();
+    if (cuda_) {
+      was_enabled_ = at::autocast::is_enabled();
+      was_dtype_ = at::autocast::get_autocast_gpu_dtype();
+      at::autocast::set_autocast_gpu_dtype(dtype);
+      at::autocast::set_enabled(true);
+    } else {
+      was_enabled_ = at::autocast::is_cpu_enabled();
+      was_dtype_ = at::autocast::get_autocast_cpu_dtype();
+      at::autocast::set_autocast_cpu_dtype(dtype);
+      at::autocast::set_cpu_enabled(true);
+    }
+    at::autocast::increment_nesting();
+    active_ = true;
+  }
+  /// Leaves autocast (before backward).
+  void reset() {
+    if (!active_) return;
+    if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+    if (cuda_) {
+      at::autocast::set_enabled(was_enabled_);
+      at::autocast::set_autocast_gpu_dtype(was_dtype_);
+    } else {
+      at::autocast::set_cpu_enabled(was_enabled_);
+      at::autocast::set_autocast_cpu_dtype(was_dtype_);
+    }
+    active_ = false;
+  }
+  ~AutocastGuard() { reset(); }
+  AutocastGuard(const AutocastGuard&) = delete;
+  AutocastGuard& operator=(const AutocastGuard&) = delete;
+
+ private:
+  bool active_ = false, cuda_ = false, was_enabled_ = false;
+  at::ScalarType was_dtype_ = at::kFloat;
+};
+
+// Sets the console log level for a scope (nothing when empty).
+class LevelGuard {
+ public:
+  explicit LevelGuard(std::optional<log::Level> level) : saved_(log::level()), set_(level) {
+    if (set_) log::set_level(*set_);
+  }
+  ~LevelGuard() {
+    if (set_) log::set_level(saved_);
+  }
+  LevelGuard(const LevelGuard&) = delete;
+  LevelGuard& operator=(const LevelGuard&) = delete;
+
+ private:
+  log::Level saved_;
+  std::optional<log::Level> set_;
 };
 
 // Appends one JSON object per line to metrics.jsonl, flushed at once.
 class MetricsLog {
  public:
-  explicit MetricsLog(const std::string& path) : path_(path), file_(std::fopen(path.c_str(), "a")) {
-    if (!file_) throw std::runtime_error("cannot open " + path + " for appending");
+  /// An empty path writes nothing (the processes other than rank 0 of a distributed run).
+  explicit MetricsLog(const std::string& path)
+      : path_(path), file_(path.empty() ? nullptr : std::fopen(path.c_str(), "a")) {
+    if (!path.empty() && !file_) throw std::runtime_error("cannot open " + path + " for appending");
   }
-  ~MetricsLog() { std::fclose(file_); }
+  ~MetricsLog() {
+    if (file_) std::fclose(file_);
+  }
   MetricsLog(const MetricsLog&) = delete;
   MetricsLog& operator=(const MetricsLog&) = delete;
   void write(const json& record) {
+    if (!file_) return;
     const std::string line = record.dump() + "\n";
     if (std::fwrite(line.data(), 1, line.size(), file_) != line.size() || std::fflush(file_) != 0) {
       throw std::runtime_error("cannot write " + path_);
@@ -232,10 +307,17 @@ TrainResult train(const config::Config& input_config, const TrainOptions& option
   TrainResult result;
   result.run_dir = config.run.dir;
   const std::string& run_dir = config.run.dir;
+  // Several processes (xmodal train --nproc N, or torchrun): each trains on its shard of every
+  // batch; rank 0 alone writes the run directory (logs, metrics, checkpoints) and validates.
+  const DistEnv dist_env = dist_env_from_environment();
+  const bool rank0 = dist_env.rank == 0;
+  std::optional<log::Level> quiet;
+  if (!rank0) quiet = log::Level::warn;
+  LevelGuard level_guard(quiet);
 
   // ---- run directory: checked and claimed before any work ----
-  prepare_run_dir(run_dir);
-  const int debris = remove_debris(run_dir);
+  if (rank0) prepare_run_dir(run_dir);
+  const int debris = rank0 ? remove_debris(run_dir) : 0;
   const auto existing = checkpoint_steps(run_dir);
   std::string resume_from;
   if (options.resume) {
@@ -250,8 +332,11 @@ TrainResult train(const config::Config& input_config, const TrainOptions& option
         std::to_string(existing.back()) + "); continue it with `xmodal train --resume " + run_dir +
         "` or choose another --run-dir");
   }
-  io::write_file_atomic((fs::path(run_dir) / "config.yaml").string(), config::dump_config(config));
-  LogFileGuard log_file((fs::path(run_dir) / "train.log").string());
+  if (rank0) {
+    io::write_file_atomic((fs::path(run_dir) / "config.yaml").string(),
+                          config::dump_config(config));
+  }
+  LogFileGuard log_file(rank0 ? (fs::path(run_dir) / "train.log").string() : std::string());
   log::info("[train] {} run {} ({} task)", options.resume ? "resuming" : "starting", run_dir,
             config::to_string(config.task));
   if (debris > 0)
@@ -259,6 +344,21 @@ TrainResult train(const config::Config& input_config, const TrainOptions& option
   configure_threads(config.run.threads);
   log_runtime_summary();
   const c10::Device device = resolve_device(config.run.device);
+  if (tc.precision == config::Precision::fp16) {
+    // fp16 gradients underflow without a dynamic loss scaler (torch.cuda.amp.GradScaler), which
+    // LibTorch 1.13's C++ API lacks and xmodal does not implement yet.
+    throw std::invalid_argument(
+        "train.precision fp16 needs dynamic loss scaling, which xmodal does not have yet "
+        "(run.device " +
+        device.str() + "); use bf16, which keeps fp32's exponent range");
+  }
+  std::unique_ptr<Communicator> comm;
+  if (dist_env.enabled()) {
+    comm = std::make_unique<Communicator>(dist_env, config.dist, device);
+    log::info("[dist] rank {} of {} ({}), batch {} per process, {} in all", dist_env.rank,
+              dist_env.world_size, comm->backend(), tc.batch_size,
+              tc.batch_size * dist_env.world_size);
+  }
 
   // ---- resume state ----
   CheckpointContent resumed;
@@ -302,7 +402,10 @@ TrainResult train(const config::Config& input_config, const TrainOptions& option
             artifacts.class_names.size(), artifacts.tokenizer->vocab_size());
   const auto files = artifact_files(config, artifacts);
 
-  data::Loader train_loader(train_data, artifacts.tokenizer, data::loader_options(config, true));
+  auto train_options = data::loader_options(config, true);
+  train_options.rank = dist_env.rank;
+  train_options.world_size = dist_env.world_size;
+  data::Loader train_loader(train_data, artifacts.tokenizer, train_options);
   data::Loader val_loader(val_data, artifacts.tokenizer, data::loader_options(config, false));
 
   // ---- model and optimizer ----
@@ -316,6 +419,12 @@ TrainResult train(const config::Config& input_config, const TrainOptions& option
   log::info("[model] {} parameters\n{}", models::count_parameters(*model),
             models::describe_model(*model));
   if (resume_from.empty()) init_encoders(*model, config);
+  if (comm) {  // every process starts from rank 0's weights
+    std::vector<torch::Tensor> tensors;
+    for (auto& p : model->parameters()) tensors.push_back(p.detach());
+    for (auto& b : model->buffers()) tensors.push_back(b);
+    comm->broadcast(tensors);
+  }
   AdamW optimizer(
       make_param_groups(*model, tc.weight_decay,
                         {tc.vision_lr_mult, tc.text_lr_mult, tc.fusion_lr_mult, tc.head_lr_mult}),
@@ -337,6 +446,7 @@ TrainResult train(const config::Config& input_config, const TrainOptions& option
   const auto& es_config = tc.early_stopping;
   EarlyStopping early_stopping(es_config.mode, es_config.patience, es_config.min_delta);
   TrainState state;
+  state.world_size = dist_env.world_size;
   state.schedule = config::to_string(tc.schedule);
   state.total_steps = schedule.total_steps;
   state.warmup_steps = schedule.warmup_steps;
@@ -357,6 +467,16 @@ TrainResult train(const config::Config& input_config, const TrainOptions& option
           "{}): the resumed run will not match an uninterrupted one",
           saved.total_steps, saved.warmup_steps, saved.schedule, saved.base_lr);
     }
+    if (saved.world_size != dist_env.world_size) {
+      throw std::invalid_argument(
+          "checkpoint " + resume_from + " was written by a run of " +
+          std::to_string(saved.world_size) + " process(es); resume it with the same number (" +
+          (saved.world_size > 1 ? "--nproc " + std::to_string(saved.world_size)
+                                : std::string("no --nproc")) +
+          "): its data position counts batches of batch_size x processes. To continue with "
+          "another number, start a new run from its weights (model.vision.init_from / "
+          "model.text.init_from)");
+    }
     state.step = saved.step;
     state.epoch = saved.epoch;
     state.batch = saved.batch;
@@ -372,11 +492,11 @@ TrainResult train(const config::Config& input_config, const TrainOptions& option
                            ("step-" + std::to_string(early_stopping.state.best_step));
       if (fs::exists(dir / "state.json")) best_dir = dir.string();
     }
-    truncate_metrics(metrics_path, state.step);
+    if (rank0) truncate_metrics(metrics_path, state.step);
     log::info("[train] resumed at step {}/{} (epoch {}, batch {})", state.step, state.total_steps,
               state.epoch, state.batch);
   }
-  MetricsLog metrics_log(metrics_path);
+  MetricsLog metrics_log(rank0 ? metrics_path : std::string());
 
   log::info(
       "[train] {} steps ({} per epoch of {} batches of {}, accumulating {}), warmup {}, {} "
@@ -389,6 +509,7 @@ TrainResult train(const config::Config& input_config, const TrainOptions& option
 
   // ---- helpers of the loop ----
   const auto save = [&](bool improved) {
+    if (!rank0) return;
     state.rng_cpu = cpu_rng_state();
     state.early_stopping = early_stopping.state;
     CheckpointContent content;
@@ -474,8 +595,15 @@ TrainResult train(const config::Config& input_config, const TrainOptions& option
 
     int64_t group_samples = 0;
     for (const auto& b : group) group_samples += b.size();
+    if (comm) {  // the loss is a mean over the samples of all processes
+      auto n = torch::tensor({static_cast<double>(group_samples)}, torch::kFloat64);
+      comm->all_reduce_sum(n);
+      group_samples = static_cast<int64_t>(n.item<double>());
+    }
     double loss_sum = 0;
+    int step_signal = 0;  // a stop request all processes agree on (distributed)
     for (const auto& b : group) {
+      AutocastGuard autocast(tc.precision, device);
       const auto out =
           model->forward(b.images.to(device), b.input_ids.to(device), b.attention_mask.to(device),
                          b.token_type_ids.to(device), b.image_index.to(device));
@@ -495,8 +623,19 @@ TrainResult train(const config::Config& input_config, const TrainOptions& option
         loss_sum = value;
         break;
       }
+      autocast.reset();
       (sums.total / static_cast<double>(group_samples)).backward();
       loss_sum += value;
+    }
+    if (comm) {
+      // The loss of all processes (a non-finite one anywhere stops them all at the same step),
+      // whether any process was asked to stop, then the gradients.
+      auto shared = torch::tensor({loss_sum, g_signal.load() != 0 ? 1.0 : 0.0}, torch::kFloat64);
+      comm->all_reduce_sum(shared);
+      loss_sum = shared[0].item<double>();
+      if (shared[1].item<double>() > 0)
+        step_signal = g_signal.load() != 0 ? g_signal.load() : SIGTERM;
+      if (std::isfinite(loss_sum)) comm->all_reduce_gradients(params);
     }
     const double loss = loss_sum / static_cast<double>(group_samples);
     const double grad_norm = std::isfinite(loss) ? clip_grad_norm(params, tc.grad_clip) : loss;
@@ -565,17 +704,29 @@ TrainResult train(const config::Config& input_config, const TrainOptions& option
     const bool eval_due = (tc.eval_every > 0 && state.step % tc.eval_every == 0) ||
                           (tc.eval_every == 0 && epoch_done) || last_step;
     bool improved = false;
-    if (eval_due) improved = validate();
-    const int signal = g_signal.load();
+    bool stop_early = false;
+    if (eval_due) {
+      if (rank0) {
+        improved = validate();
+        stop_early = early_stopping.should_stop();
+      }
+      if (comm) {  // rank 0 validated: every process follows its decisions
+        auto flags = torch::tensor({improved ? 1.0 : 0.0, stop_early ? 1.0 : 0.0}, torch::kFloat64);
+        comm->broadcast({flags}, /*timeout_s=*/7 * 24 * 3600.0);
+        improved = flags[0].item<double>() > 0;
+        stop_early = flags[1].item<double>() > 0;
+      }
+    }
+    const int signal = comm ? step_signal : g_signal.load();
     const bool stop_requested = signal != 0 || (options.stop_after_steps > 0 &&
                                                 steps_this_process >= options.stop_after_steps);
     const bool checkpoint_due =
         (tc.checkpoint_every > 0 && state.step % tc.checkpoint_every == 0) ||
-        (tc.checkpoint_every == 0 && epoch_done) || improved || last_step ||
-        early_stopping.should_stop() || stop_requested;
+        (tc.checkpoint_every == 0 && epoch_done) || improved || last_step || stop_early ||
+        stop_requested;
     if (checkpoint_due) save(improved);
     interval_start += Clock::now() - pause_start;
-    if (early_stopping.should_stop()) {
+    if (stop_early) {
       log::info(
           "[train] early stopping: val {} did not improve by more than {} for {} "
           "evaluations (best {:.4f} at step {})",

@@ -1,0 +1,271 @@
+// Data-parallel training: the loader's shards, the environment, and the real binary on 2
+// processes over Gloo (loopback) against 1 process on the combined batch.
+#include "xmodal/train/distributed.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <thread>
+
+#include "../support/temp_dir.h"
+#include "xmodal/config/loader.h"
+#include "xmodal/data/dataset.h"
+#include "xmodal/data/loader.h"
+#include "xmodal/data/scenes.h"
+#include "xmodal/io/atomic_file.h"
+#include "xmodal/text/tokenizer.h"
+#include "xmodal/train/checkpoint.h"
+#include "xmodal_test_paths.h"
+
+namespace xmodal::train {
+namespace {
+
+namespace fs = std::filesystem;
+using xmodal::testing::TempDir;
+
+// Sets environment variables for one scope.
+class Env {
+ public:
+  Env(std::initializer_list<std::pair<const char*, const char*>> vars) {
+    for (const auto& [k, v] : vars) {
+      names_.push_back(k);
+      ::setenv(k, v, 1);
+    }
+  }
+  ~Env() {
+    for (const auto* k : names_) ::unsetenv(k);
+  }
+
+ private:
+  std::vector<const char*> names_;
+};
+
+TEST(Distributed, EnvironmentLikeTorchrun) {
+  {
+    Env env(
+        {{"RANK", "1"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "10.0.0.1"}, {"MASTER_PORT", "1234"}});
+    const auto d = dist_env_from_environment();
+    EXPECT_EQ(d.rank, 1);
+    EXPECT_EQ(d.world_size, 2);
+    EXPECT_EQ(d.local_rank, 1);
+    EXPECT_EQ(d.master_addr, "10.0.0.1");
+    EXPECT_EQ(d.master_port, 1234);
+    EXPECT_TRUE(d.enabled());
+  }
+  EXPECT_FALSE(dist_env_from_environment().enabled());
+  {
+    Env env({{"RANK", "2"}, {"WORLD_SIZE", "2"}});
+    try {
+      dist_env_from_environment();
+      FAIL();
+    } catch (const std::invalid_argument& e) {
+      EXPECT_STREQ(e.what(), "RANK=2 is not below WORLD_SIZE=2");
+    }
+  }
+  Env env({{"WORLD_SIZE", "two"}});
+  EXPECT_THROW(dist_env_from_environment(), std::invalid_argument);
+}
+
+// A tiny scenes set shared by the tests below.
+class DistributedData : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new TempDir();
+    data::ScenesOptions o;
+    o.out = (dir_->path() / "scenes").string();
+    o.train = 10;  // 60 questions
+    o.val = 4;
+    o.test = 2;
+    o.canvas = 32;
+    o.max_items = 3;
+    o.item_min = 8;
+    o.item_max = 12;
+    o.seed = 3;
+    data::build_scenes(o);
+  }
+  static void TearDownTestSuite() {
+    delete dir_;
+    dir_ = nullptr;
+  }
+  static std::string root() { return (dir_->path() / "scenes").string(); }
+  static TempDir* dir_;
+};
+TempDir* DistributedData::dir_ = nullptr;
+
+TEST_F(DistributedData, RankShardsTogetherAreTheOneProcessBatches) {
+  auto c = config::parse_config("data: {root: " + root() + ", image_size: 32}\n");
+  auto split = std::make_shared<data::TaskData>(data::load_split(c, "train"));
+  auto tokenizer = std::make_shared<text::WordTokenizer>(text::WordTokenizer::build({"a"}));
+  for (const int batch : {4, 7}) {  // 60 questions: 8 global batches of 8; 5 of 14 (the last 4)
+    auto options = data::loader_options(c, true);
+    options.workers = 0;
+    options.batch_size = 2 * batch;
+    data::Loader one(split, tokenizer, options);
+    options.batch_size = batch;
+    options.world_size = 2;
+    options.rank = 0;
+    data::Loader r0(split, tokenizer, options);
+    options.rank = 1;
+    data::Loader r1(split, tokenizer, options);
+    ASSERT_EQ(r0.batches_per_epoch(), one.batches_per_epoch());
+    ASSERT_EQ(r1.batches_per_epoch(), one.batches_per_epoch());
+    for (int64_t k = 0; k < one.batches_per_epoch(); ++k) {
+      const auto a = r0.make_batch(1, k), b = r1.make_batch(1, k), all = one.make_batch(1, k);
+      EXPECT_EQ(a.size(), b.size()) << k;  // equal shares, also of the last batch
+      EXPECT_TRUE(torch::equal(torch::cat({a.input_ids, b.input_ids}), all.input_ids)) << k;
+      EXPECT_TRUE(torch::equal(torch::cat({a.targets, b.targets}), all.targets)) << k;
+    }
+  }
+  // 60 questions on 7 processes: padded to 63 by wrapping around, 9 per process.
+  auto options = data::loader_options(c, true);
+  options.workers = 0;
+  options.batch_size = 9;
+  options.world_size = 7;
+  options.rank = 6;
+  data::Loader last(split, tokenizer, options);
+  EXPECT_EQ(last.batches_per_epoch(), 1);
+  EXPECT_EQ(last.make_batch(0, 0).size(), 9);
+}
+
+// Runs the real xmodal binary with `args` and `env`; returns the exit code, output in `log`.
+int run_xmodal(const std::vector<std::string>& args, const std::string& log,
+               const std::vector<std::string>& env = {}, pid_t* started = nullptr) {
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    for (const auto& e : env) ::putenv(const_cast<char*>(e.c_str()));
+    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    ::dup2(fd, 1);
+    ::dup2(fd, 2);
+    std::vector<char*> argv = {const_cast<char*>(XMODAL_BINARY)};
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    ::execv(XMODAL_BINARY, argv.data());
+    ::_exit(127);
+  }
+  if (started) {
+    *started = pid;
+    return 0;
+  }
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+std::string read(const std::string& path) {
+  std::ifstream in(path);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+// The tiny VQA model of the trainer tests (patch stem: no BatchNorm, whose statistics would be
+// per process), dropout 0, one thread. adam_eps 1e-6: the attention key bias has an exactly-zero
+// true gradient, so both runs see only rounding noise (~1e-10) there, in different order, and
+// AdamW with eps 1e-8 would blow that noise up to +-lr steps of random sign.
+std::string tiny_config(const TempDir& dir, const std::string& root) {
+  return dir.write("tiny.yaml",
+                   "task: vqa\n"
+                   "run: {threads: 1, seed: 7}\n"
+                   "data: {root: " +
+                       root +
+                       ", image_size: 32, workers: 1}\n"
+                       "model:\n"
+                       "  vision: {patch_size: 16, hidden: 16, layers: 1, heads: 2, mlp_dim: 32}\n"
+                       "  text: {hidden: 16, layers: 1, heads: 2, intermediate: 32}\n"
+                       "  fusion: {hidden: 16, layers: 1, heads: 2, mlp_dim: 32}\n"
+                       "  head: {hidden: 16}\n"
+                       "train: {lr: 0.001, adam_eps: 1.0e-6, max_steps: 4, eval_every: 4, "
+                       "checkpoint_every: 4, log_every: 1}\n"
+                       "dist: {timeout_s: 30}\n");
+}
+
+TEST_F(DistributedData, TwoProcessesEqualOneProcessOnTheCombinedBatch) {
+  TempDir dir;
+  const auto config = tiny_config(dir, root());
+  const auto two = (dir.path() / "two").string(), one = (dir.path() / "one").string();
+  ASSERT_EQ(
+      run_xmodal({"train", config, "--nproc", "2", "--run-dir", two, "--set", "train.batch_size=4"},
+                 (dir.path() / "two.log").string()),
+      0)
+      << read((dir.path() / "two.log").string());
+  ASSERT_EQ(run_xmodal({"train", config, "--run-dir", one, "--set", "train.batch_size=8"},
+                       (dir.path() / "one.log").string()),
+            0)
+      << read((dir.path() / "one.log").string());
+  const auto a = load_checkpoint(two + "/last", {false});
+  const auto b = load_checkpoint(one + "/last", {false});
+  EXPECT_EQ(a.state.step, 4);
+  EXPECT_EQ(a.state.world_size, 2);
+  EXPECT_EQ(a.state.samples_seen, b.state.samples_seen);  // 4 steps x 8 questions
+  ASSERT_EQ(a.model.size(), b.model.size());
+  double worst = 0;
+  for (const auto& [name, t] : a.model) {
+    const auto diff = (t.to(torch::kFloat64) - b.model.at(name).to(torch::kFloat64)).abs().max();
+    worst = std::max(worst, diff.item<double>());
+    EXPECT_TRUE(torch::allclose(t, b.model.at(name), /*rtol=*/1e-5, /*atol=*/1e-6)) << name;
+  }
+  std::printf("[dist] 2 processes vs 1 on the combined batch: max abs weight difference %.3g\n",
+              worst);
+  // Only rank 0 wrote the run directory; resuming with another process count is refused.
+  EXPECT_EQ(read(two + "/train.log").find("rank 1"), std::string::npos);
+  EXPECT_EQ(run_xmodal({"train", "--resume", two}, (dir.path() / "resume.log").string()), 2);
+  EXPECT_NE(
+      read((dir.path() / "resume.log").string()).find("resume it with the same number (--nproc 2)"),
+      std::string::npos)
+      << read((dir.path() / "resume.log").string());
+}
+
+TEST_F(DistributedData, AKilledProcessMakesTheOtherFailWithinTheTimeout) {
+  TempDir dir;
+  const auto config = tiny_config(dir, root());
+  const auto run = (dir.path() / "run").string();
+  const std::string port = "MASTER_PORT=" + std::to_string(20000 + ::getpid() % 20000);
+  const std::vector<std::string> common = {"WORLD_SIZE=2", "MASTER_ADDR=127.0.0.1", port};
+  pid_t rank0 = 0, rank1 = 0;
+  const std::vector<std::string> args = {"train",     config,
+                                         "--run-dir", run,
+                                         "--set",     "train.max_steps=100000",
+                                         "--set",     "dist.timeout_s=10"};
+  auto env0 = common, env1 = common;
+  env0.push_back("RANK=0");
+  env1.push_back("RANK=1");
+  const auto log0 = (dir.path() / "rank0.log").string();
+  run_xmodal(args, log0, env0, &rank0);
+  run_xmodal(args, (dir.path() / "rank1.log").string(), env1, &rank1);
+  // Wait until they train together (rank 0 logs every step), then kill rank 1.
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (read(log0).find("step 2/") == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_NE(read(log0).find("step 2/"), std::string::npos) << read(log0);
+  ::kill(rank1, SIGKILL);
+  ::waitpid(rank1, nullptr, 0);
+  const auto killed = std::chrono::steady_clock::now();
+  int status = 0;
+  pid_t done = 0;
+  while ((done = ::waitpid(rank0, &status, WNOHANG)) == 0 &&
+         std::chrono::steady_clock::now() - killed < std::chrono::seconds(40)) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  if (done == 0) {
+    ::kill(rank0, SIGKILL);
+    ::waitpid(rank0, nullptr, 0);
+    FAIL() << "rank 0 still running 40 s after rank 1 died:\n" << read(log0);
+  }
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - killed).count();
+  EXPECT_LE(seconds, 10 + 5);  // dist.timeout_s plus start-up slack
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << read(log0);
+  EXPECT_NE(read(log0).find("[dist] rank 0"), std::string::npos) << read(log0);
+  std::printf("[dist] rank 0 failed %.1f s after rank 1 was killed\n", seconds);
+}
+
+}  // namespace
+}  // namespace xmodal::train
