@@ -513,8 +513,8 @@ struct TrainConfig {
     v.section("aux", aux, "auxiliary losses");
     v.section("early_stopping", early_stopping, "stop when validation stops improving");
     v.field("precision", precision,
-            "fp32 | bf16 (autocast: matrix products in bfloat16) | fp16 (refused for now: "
-            "needs dynamic loss scaling)");
+            "fp32 | bf16 (autocast: matrix products in bfloat16; CUDA only for now) | fp16 "
+            "(refused for now: needs dynamic loss scaling)");
   }
 };
 

@@ -49,8 +49,13 @@ torch::Tensor MultiHeadAttentionImpl::forward(const torch::Tensor& x,
                 "MultiHeadAttention: key_padding_mask must be [", batch, ", ", length, "], got ",
                 key_padding_mask.sizes());
     // -inf would turn a fully padded row into NaN; the dtype's lowest value gives zeros there.
+    // (scores are bfloat16 under train.precision bf16: its lowest value is not float's.)
     const double lowest = scores.scalar_type() == torch::kFloat64
                               ? std::numeric_limits<double>::lowest()
+                          : scores.scalar_type() == torch::kBFloat16
+                              ? static_cast<double>(std::numeric_limits<c10::BFloat16>::lowest())
+                          : scores.scalar_type() == torch::kHalf
+                              ? static_cast<double>(std::numeric_limits<c10::Half>::lowest())
                               : static_cast<double>(std::numeric_limits<float>::lowest());
     scores = scores.masked_fill(key_padding_mask.view({batch, 1, 1, length}), lowest);
   }
