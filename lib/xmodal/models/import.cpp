@@ -24,17 +24,41 @@ std::string rename(const std::string& name,
   return "";
 }
 
-// Separate query/key/value projections, gathered per target name and fused in q, k, v order.
-void fuse_qkv(std::map<std::string, std::map<std::string, torch::Tensor>>& parts, const char* model,
-              TensorMap& out) {
-  for (auto& [target, qkv] : parts) {
-    if (qkv.size() != 3) {
-      throw std::runtime_error(std::string(model) + " import: " + target +
-                               " needs query, key and value; found " + std::to_string(qkv.size()) +
-                               " of them");
+// A Hugging Face encoder's state dict -> xmodal names: `prefix` (e.g. "bert.") is optional,
+// `skip` names are dropped, `qkv` matches separate query/key/value projections (groups: layer,
+// query|key|value, weight|bias), which are fused in q, k, v order into layers.N.attention.qkv,
+// and the rest goes through `rules`; names no rule takes are unused.
+ImportResult import_hf_encoder(const TensorMap& source, const std::string& prefix,
+                               const std::set<std::string>& skip, const std::regex& qkv,
+                               const std::vector<std::pair<std::regex, std::string>>& rules,
+                               const char* model) {
+  ImportResult result;
+  std::map<std::string, std::map<std::string, torch::Tensor>> fused;
+  for (const auto& [full_name, t] : source) {
+    std::string name = full_name;
+    if (name.rfind(prefix, 0) == 0) name = name.substr(prefix.size());
+    if (skip.count(name)) continue;
+    std::smatch m;
+    if (std::regex_match(name, m, qkv)) {
+      fused["layers." + m[1].str() + ".attention.qkv." + m[3].str()][m[2].str()] = t;
+      continue;
     }
-    out[target] = torch::cat({qkv["query"], qkv["key"], qkv["value"]}, 0);
+    const std::string target = rename(name, rules);
+    if (target.empty()) {
+      result.unused.push_back(full_name);
+    } else {
+      result.tensors[target] = t;
+    }
   }
+  for (auto& [target, parts] : fused) {
+    if (parts.size() != 3) {
+      throw std::runtime_error(std::string(model) + " import: " + target +
+                               " needs query, key and value; found " +
+                               std::to_string(parts.size()) + " of them");
+    }
+    result.tensors[target] = torch::cat({parts["query"], parts["key"], parts["value"]}, 0);
+  }
+  return result;
 }
 
 }  // namespace
@@ -138,26 +162,8 @@ ImportResult import_hf_bert(const TensorMap& source) {
   };
   static const std::regex qkv(
       "encoder\\.layer\\.(\\d+)\\.attention\\.self\\.(query|key|value)\\.(weight|bias)");
-  ImportResult result;
-  std::map<std::string, std::map<std::string, torch::Tensor>> fused;
-  for (const auto& [full_name, t] : source) {
-    std::string name = full_name;
-    if (name.rfind("bert.", 0) == 0) name = name.substr(5);
-    if (name == "embeddings.position_ids") continue;  // a buffer HF recomputes; not a weight
-    std::smatch m;
-    if (std::regex_match(name, m, qkv)) {
-      fused["layers." + m[1].str() + ".attention.qkv." + m[3].str()][m[2].str()] = t;
-      continue;
-    }
-    const std::string target = rename(name, rules);
-    if (target.empty()) {
-      result.unused.push_back(full_name);
-    } else {
-      result.tensors[target] = t;
-    }
-  }
-  fuse_qkv(fused, "BERT", result.tensors);
-  return result;
+  // position_ids: a buffer HF recomputes, not a weight.
+  return import_hf_encoder(source, "bert.", {"embeddings.position_ids"}, qkv, rules, "BERT");
 }
 
 ImportResult import_hf_vit(const TensorMap& source) {
@@ -180,25 +186,8 @@ ImportResult import_hf_vit(const TensorMap& source) {
   };
   static const std::regex qkv(
       "encoder\\.layer\\.(\\d+)\\.attention\\.attention\\.(query|key|value)\\.(weight|bias)");
-  ImportResult result;
-  std::map<std::string, std::map<std::string, torch::Tensor>> fused;
-  for (const auto& [full_name, t] : source) {
-    std::string name = full_name;
-    if (name.rfind("vit.", 0) == 0) name = name.substr(4);
-    std::smatch m;
-    if (std::regex_match(name, m, qkv)) {
-      fused["layers." + m[1].str() + ".attention.qkv." + m[3].str()][m[2].str()] = t;
-      continue;
-    }
-    const std::string target = rename(name, rules);
-    if (target.empty()) {
-      result.unused.push_back(full_name);  // pooler.*, classifier.*, embeddings.mask_token
-    } else {
-      result.tensors[target] = t;
-    }
-  }
-  fuse_qkv(fused, "ViT", result.tensors);
-  return result;
+  // pooler.*, classifier.* and embeddings.mask_token have no place in the ViT: unused.
+  return import_hf_encoder(source, "vit.", {}, qkv, rules, "ViT");
 }
 
 }  // namespace xmodal::models

@@ -23,6 +23,16 @@ TensorMap read_weights(const std::string& dir, std::string& file) {
   return io::load_torch_state_dict(file);
 }
 
+// Copies the imported tensors into `module` (not strict) and reports what was loaded, missing
+// and unused.
+void load_into(torch::nn::Module& module, const ImportResult& imported, PretrainedReport& report) {
+  const auto loaded = load_state(module, imported.tensors, /*strict=*/false, report.file);
+  report.missing = loaded.missing;
+  report.unused = imported.unused;
+  report.unused.insert(report.unused.end(), loaded.unexpected.begin(), loaded.unexpected.end());
+  report.loaded = static_cast<int64_t>(imported.tensors.size() - loaded.unexpected.size());
+}
+
 std::string num(double v) {
   std::string s = std::to_string(v);
   if (v != 0 && (std::abs(v) < 1e-3)) {
@@ -165,22 +175,13 @@ PretrainedReport load_pretrained_vit(ViTImpl& vit, const std::string& dir) {
   } else if (!table.defined()) {
     imported.tensors.erase("position_embedding");
   }
-  const auto loaded = load_state(vit, imported.tensors, /*strict=*/false, report.file);
-  report.missing = loaded.missing;
-  report.unused = imported.unused;
-  report.unused.insert(report.unused.end(), loaded.unexpected.begin(), loaded.unexpected.end());
-  report.loaded = static_cast<int64_t>(imported.tensors.size() - loaded.unexpected.size());
+  load_into(vit, imported, report);
   return report;
 }
 
 PretrainedReport load_pretrained_bert(BertImpl& bert, const std::string& dir) {
   PretrainedReport report;
-  const auto imported = import_hf_bert(read_weights(dir, report.file));
-  const auto loaded = load_state(bert, imported.tensors, /*strict=*/false, report.file);
-  report.missing = loaded.missing;
-  report.unused = imported.unused;
-  report.unused.insert(report.unused.end(), loaded.unexpected.begin(), loaded.unexpected.end());
-  report.loaded = static_cast<int64_t>(imported.tensors.size() - loaded.unexpected.size());
+  load_into(bert, import_hf_bert(read_weights(dir, report.file)), report);
   return report;
 }
 

@@ -3,7 +3,6 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
-#include <set>
 #include <stdexcept>
 
 #include "xmodal/config/loader.h"
@@ -42,14 +41,10 @@ std::vector<std::string> split_lines(const std::string& text) {
 void limit_to_embedding(text::Tokenizer& tokenizer, const config::Config& config) {
   const int64_t rows = config.model.text.vocab_size;
   if (rows <= 0 || tokenizer.vocab_size() <= rows) return;
-  static std::set<std::string> warned;
-  const std::string key = config.tokenizer.path + "|" + config.model.text.pretrained;
-  if (warned.insert(key).second) {
-    log::warn(
-        "[tokenizer] the vocabulary has {} tokens but model.text.vocab_size is {}: ids {}..{} "
-        "are read as [UNK]",
-        tokenizer.vocab_size(), rows, rows, tokenizer.vocab_size() - 1);
-  }
+  log::warn(
+      "[tokenizer] the vocabulary has {} tokens but model.text.vocab_size is {}: ids {}..{} are "
+      "read as [UNK]",
+      tokenizer.vocab_size(), rows, rows, tokenizer.vocab_size() - 1);
   tokenizer.limit_ids(rows);
 }
 
