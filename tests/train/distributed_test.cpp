@@ -212,6 +212,22 @@ TEST_F(DistributedData, TwoProcessesEqualOneProcessOnTheCombinedBatch) {
   }
   std::printf("[dist] 2 processes vs 1 on the combined batch: max abs weight difference %.3g\n",
               worst);
+  // Stopped after 2 steps and resumed on 2 processes: bit-identical to the uninterrupted run.
+  const auto part = (dir.path() / "part").string();
+  ASSERT_EQ(run_xmodal({"train", config, "--nproc", "2", "--run-dir", part, "--set",
+                        "train.batch_size=4", "--stop-after-steps", "2"},
+                       (dir.path() / "part.log").string()),
+            0)
+      << read((dir.path() / "part.log").string());
+  ASSERT_EQ(
+      run_xmodal({"train", "--resume", part, "--nproc", "2"}, (dir.path() / "part2.log").string()),
+      0)
+      << read((dir.path() / "part2.log").string());
+  const auto resumed = load_checkpoint(part + "/last", {false});
+  EXPECT_EQ(resumed.state.step, 4);
+  for (const auto& [name, t] : a.model) {
+    EXPECT_TRUE(torch::equal(t, resumed.model.at(name))) << name;
+  }
   // Only rank 0 wrote the run directory; resuming with another process count is refused.
   EXPECT_EQ(read(two + "/train.log").find("rank 1"), std::string::npos);
   EXPECT_EQ(run_xmodal({"train", "--resume", two}, (dir.path() / "resume.log").string()), 2);
