@@ -15,6 +15,7 @@
 #include <set>
 #include <thread>
 
+#include "../support/scenes.h"
 #include "../support/temp_dir.h"
 #include "xmodal/config/loader.h"
 #include "xmodal/data/dataset.h"
@@ -79,17 +80,8 @@ class DistributedData : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     dir_ = new TempDir();
-    data::ScenesOptions o;
-    o.out = (dir_->path() / "scenes").string();
-    o.train = 10;  // 60 questions
-    o.val = 4;
-    o.test = 2;
-    o.canvas = 32;
-    o.max_items = 3;
-    o.item_min = 8;
-    o.item_max = 12;
-    o.seed = 3;
-    data::build_scenes(o);
+    // 10 training scenes: 60 questions
+    data::build_scenes(xmodal::testing::tiny_scenes(dir_->path() / "scenes", 10, 4, 2, 3));
   }
   static void TearDownTestSuite() {
     delete dir_;

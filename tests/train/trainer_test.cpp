@@ -15,6 +15,7 @@
 #include <random>
 #include <thread>
 
+#include "../support/scenes.h"
 #include "../support/temp_dir.h"
 #include "xmodal/config/loader.h"
 #include "xmodal/core/logging.h"
@@ -39,17 +40,7 @@ class Trainer : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     data_dir_ = new TempDir();
-    data::ScenesOptions o;
-    o.out = (data_dir_->path() / "scenes").string();
-    o.train = 32;
-    o.val = 8;
-    o.test = 4;
-    o.canvas = 32;
-    o.max_items = 3;
-    o.item_min = 8;
-    o.item_max = 12;
-    o.seed = 5;
-    data::build_scenes(o);
+    data::build_scenes(xmodal::testing::tiny_scenes(data_dir_->path() / "scenes", 32, 8, 4, 5));
   }
   static void TearDownTestSuite() {
     delete data_dir_;
