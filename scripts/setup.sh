@@ -15,6 +15,7 @@ PACKAGES=(
   build-essential cmake ninja-build pkg-config
   libtorch-dev            # LibTorch 1.13 (CPU)
   libopenblas0-pthread    # without it LibTorch's matrix products run ~30x slower (reference BLAS)
+  libopenblas0-openmp     # the OpenBLAS xmodal loads: it shares LibTorch's OpenMP threads (CMakeLists.txt)
   libopencv-dev           # image decoding and resizing
   libcli11-dev libspdlog-dev libfmt-dev libyaml-cpp-dev
   libsentencepiece-dev libsimdjson-dev nlohmann-json3-dev zlib1g-dev

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <fstream>
+
 namespace xmodal {
 namespace {
 
@@ -15,9 +17,23 @@ TEST(Runtime, ThreadsDefaultToAllCores) {
   EXPECT_EQ(configure_threads(2, 2), 2);
   EXPECT_EQ(at::get_num_threads(), 2);
   EXPECT_EQ(configure_threads(0), available_cores());
-  // OpenBLAS (pthread) is installed: LibTorch's own pool stays at 1 so the two do not fight.
-  EXPECT_EQ(at::get_num_threads(), 1);
+  if (blas_info().name == "OpenBLAS (pthread)") {
+    // its own pool: LibTorch's stays at 1 so the two do not fight
+    EXPECT_EQ(at::get_num_threads(), 1);
+  } else {
+    // the OpenMP OpenBLAS runs on LibTorch's pool: one pool, every core
+    EXPECT_EQ(at::get_num_threads(), available_cores());
+  }
   EXPECT_THROW(configure_threads(-1), std::invalid_argument);
+}
+
+TEST(Runtime, LoadsTheOpenMPOpenBlasWhenInstalled) {
+  // CMakeLists.txt puts its folder in the RPATH (scripts/setup.sh installs it)
+  if (std::ifstream("/usr/lib/x86_64-linux-gnu/openblas-openmp/libblas.so.3").good()) {
+    EXPECT_EQ(blas_info().name, "OpenBLAS (openmp)") << blas_info().library;
+  } else {
+    GTEST_SKIP() << "libopenblas0-openmp is not installed";
+  }
 }
 
 TEST(Runtime, DeviceSpecs) {

@@ -1,6 +1,7 @@
 #include "xmodal/core/runtime.h"
 
 #include <dlfcn.h>
+#include <malloc.h>
 #include <sched.h>
 
 #include <ATen/Parallel.h>
@@ -10,6 +11,7 @@
 
 #include <chrono>
 #include <fstream>
+#include <mutex>
 #include <regex>
 #include <set>
 #include <stdexcept>
@@ -51,7 +53,21 @@ int available_cores() {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
+void configure_allocator() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    // glibc maps every block above its mmap threshold fresh and unmaps it on free, and trims
+    // the heap top back to the OS: a training step then page-faults its activations in anew
+    // (~600k faults in 40 steps of the quickstart model, 2x slower steps on this VM). Fixed
+    // thresholds keep freed memory for the next step; the peak footprint is unchanged.
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);  // glibc's maximum on 64-bit
+    mallopt(M_TRIM_THRESHOLD, 1 << 30);
+    mallopt(M_TOP_PAD, 64 << 20);
+  });
+}
+
 int configure_threads(int requested, int intra_op) {
+  configure_allocator();
   if (requested < 0) {
     throw std::invalid_argument("threads must be >= 0 (0 = all cores), got " +
                                 std::to_string(requested));
@@ -64,7 +80,9 @@ int configure_threads(int requested, int intra_op) {
     // workers spin after each parallel region while OpenBLAS needs the cores for the next
     // product. Measured on 2 cores (scripts/bench/vit.sh, ViT-tiny, batch 32): OpenBLAS 2 +
     // intra-op 2: 110 fwd / 44 train samples/s; OpenBLAS 2 + intra-op 1: 190 / 93. Matrix
-    // products are nearly all the work, so they get the threads.
+    // products are nearly all the work, so they get the threads. The OpenMP OpenBLAS (what
+    // xmodal loads when libopenblas0-openmp is installed, see CMakeLists.txt) runs on
+    // LibTorch's own pool: one pool, every core for both.
     intra_op = blas_has_own_pool ? 1 : n;
   }
   at::set_num_threads(std::max(1, intra_op));

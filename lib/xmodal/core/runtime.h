@@ -11,6 +11,11 @@ namespace xmodal {
 /// Cores this process may run on (its CPU affinity mask), at least 1.
 int available_cores();
 
+/// Makes glibc's malloc keep freed memory for reuse instead of unmapping it (a training step
+/// would otherwise page-fault its activations in anew every time). Idempotent; called by
+/// configure_threads().
+void configure_allocator();
+
 /// Sets the compute threads to `requested` (0 = all available cores): OpenBLAS's pool gets
 /// them all (matrix products are nearly all the work). LibTorch's intra-op (OpenMP) threads are
 /// `intra_op`, or with -1: 1 when OpenBLAS runs its own pthread pool (two pools spinning on the

@@ -1,5 +1,7 @@
 #include "xmodal/models/blocks.h"
 
+#include "xmodal/models/attention.h"
+
 #include <torch/torch.h>
 #include <cmath>
 
@@ -39,15 +41,23 @@ torch::Tensor MultiHeadAttentionImpl::forward(const torch::Tensor& x,
               "MultiHeadAttention: expected input [B, L, ", options.dim(), "], got ", x.sizes());
   const int64_t batch = x.size(0), length = x.size(1), heads = options.heads();
   const int64_t head_dim = options.dim() / heads;
-  // qkv: [B, L, 3D] -> [3, B, H, L, Dh]
-  auto qkv_heads = qkv(x).view({batch, length, 3, heads, head_dim}).permute({2, 0, 3, 1, 4});
-  auto q = qkv_heads[0], k = qkv_heads[1], v = qkv_heads[2];
-  // scores: [B, H, L, L]
-  auto scores = torch::matmul(q, k.transpose(-2, -1)) * (1.0 / std::sqrt(double(head_dim)));
+  const double scale = 1.0 / std::sqrt(double(head_dim));
   if (key_padding_mask.defined()) {
     TORCH_CHECK(key_padding_mask.sizes() == torch::IntArrayRef({batch, length}),
                 "MultiHeadAttention: key_padding_mask must be [", batch, ", ", length, "], got ",
                 key_padding_mask.sizes());
+  }
+  const auto projected = qkv(x);  // [B, L, 3D]
+  if (options.fused() && !keep_attention && (options.dropout() == 0.0 || !is_training()) &&
+      fused_attention_available(projected)) {
+    return out(fused_attention(projected, key_padding_mask, heads, scale));
+  }
+  // qkv: [B, L, 3D] -> [3, B, H, L, Dh]
+  auto qkv_heads = projected.view({batch, length, 3, heads, head_dim}).permute({2, 0, 3, 1, 4});
+  auto q = qkv_heads[0], k = qkv_heads[1], v = qkv_heads[2];
+  // scores: [B, H, L, L]
+  auto scores = torch::matmul(q, k.transpose(-2, -1)) * scale;
+  if (key_padding_mask.defined()) {
     // -inf would turn a fully padded row into NaN; the dtype's lowest value gives zeros there.
     // (scores are bfloat16 under train.precision bf16: its lowest value is not float's.)
     const double lowest = scores.scalar_type() == torch::kFloat64

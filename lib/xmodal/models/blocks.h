@@ -21,6 +21,9 @@ struct MultiHeadAttentionOptions {
   TORCH_ARG(int64_t, heads);
   /// Dropout on the attention probabilities.
   TORCH_ARG(double, dropout) = 0.0;
+  /// Use the fused CPU kernel (models/attention.h) where it applies: float32 on the CPU, no
+  /// attention dropout while training, attention maps not kept. false = ATen ops only.
+  TORCH_ARG(bool, fused) = true;
 };
 
 /// Multi-head self-attention with a key-padding mask.

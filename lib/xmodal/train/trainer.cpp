@@ -565,6 +565,8 @@ TrainResult train(const config::Config& input_config, const TrainOptions& option
   const auto loop_start = Clock::now();
   double elapsed_base = state.elapsed_seconds;
   bool interrupted = false;
+  // Seconds the loop waited for the loader, and spent validating and checkpointing.
+  double data_wait_s = 0, interval_wait_s = 0, paused_s = 0;
 
   // XMODAL_PROFILE=FILE: a Chrome trace of training steps 11..20 (every LibTorch op, forward
   // and backward) for performance work; scripts/bench/profile_summary.py summarises it.
@@ -579,11 +581,15 @@ TrainResult train(const config::Config& input_config, const TrainOptions& option
       log::info("[train] profile of steps 11-20 written to {}", profile_path);
     }
     std::vector<data::Batch> group;
+    const auto wait_start = Clock::now();
     while (static_cast<int>(group.size()) < tc.grad_accum) {
       auto batch = train_loader.next();
       if (!batch) break;
       group.push_back(std::move(*batch));
     }
+    const double waited = std::chrono::duration<double>(Clock::now() - wait_start).count();
+    data_wait_s += waited;
+    interval_wait_s += waited;
     if (group.empty()) {  // the epoch had no batch left
       state.epoch += 1;
       state.batch = 0;
@@ -691,9 +697,9 @@ TrainResult train(const config::Config& input_config, const TrainOptions& option
           interval_steps > 0 ? secs / interval_steps * (schedule.total_steps - state.step) : 0.0;
       log::info(
           "[train] step {}/{} epoch {} loss {:.4f} lr {:.3g} grad {:.3g} {:.0f} samples/s "
-          "ETA {}",
+          "(data wait {:.0f}%) ETA {}",
           state.step, schedule.total_steps, state.epoch, interval_loss / interval_steps, lr,
-          grad_norm, rate, format_duration(eta));
+          grad_norm, rate, secs > 0 ? 100.0 * interval_wait_s / secs : 0.0, format_duration(eta));
       metrics_log.write({{"event", "train"},
                          {"step", state.step},
                          {"epoch", state.epoch},
@@ -701,10 +707,12 @@ TrainResult train(const config::Config& input_config, const TrainOptions& option
                          {"lr", lr},
                          {"grad_norm", grad_norm},
                          {"samples_per_s", rate},
+                         {"data_wait_s", interval_wait_s},
                          {"elapsed_s", state.elapsed_seconds}});
       interval_loss = 0;
       interval_steps = 0;
       interval_samples = 0;
+      interval_wait_s = 0;
       interval_start = Clock::now();
     }
 
@@ -734,6 +742,7 @@ TrainResult train(const config::Config& input_config, const TrainOptions& option
         stop_requested;
     if (checkpoint_due) save(improved);
     interval_start += Clock::now() - pause_start;
+    paused_s += std::chrono::duration<double>(Clock::now() - pause_start).count();
     if (stop_early) {
       log::info(
           "[train] early stopping: val {} did not improve by more than {} for {} "
@@ -765,21 +774,29 @@ TrainResult train(const config::Config& input_config, const TrainOptions& option
   result.best_step = early_stopping.state.best_step;
   result.last_metrics = state.last_metrics;
   result.seconds = std::chrono::duration<double>(Clock::now() - started).count();
-  const double loop_secs = std::chrono::duration<double>(Clock::now() - loop_start).count();
+  // Training time: the loop without validation and checkpoints (loader waits included).
+  const double train_secs =
+      std::chrono::duration<double>(Clock::now() - loop_start).count() - paused_s;
   result.samples_per_second =
-      loop_secs > 0 ? static_cast<double>(samples_this_process) / loop_secs : 0.0;
+      train_secs > 0 ? static_cast<double>(samples_this_process) / train_secs : 0.0;
   if (!interrupted) {
     metrics_log.write({{"event", "end"},
                        {"step", state.step},
+                       {"samples", samples_this_process},
+                       {"batches_per_epoch", batches_per_epoch},
+                       {"train_s", train_secs},
+                       {"data_wait_s", data_wait_s},
+                       {"samples_per_s", result.samples_per_second},
                        {"epoch", state.epoch},
                        {"stopped_early", result.stopped_early},
                        {"best_step", result.best_step},
                        {"best", result.best_metric ? json(*result.best_metric) : json(nullptr)},
                        {"elapsed_s", state.elapsed_seconds}});
     log::info(
-        "[train] done: {} steps in {} ({:.0f} samples/s); best val {} {} at step {} -> {} "
-        "(also {}/best)",
+        "[train] done: {} steps in {} ({:.0f} samples/s, data wait {:.1f}%); best val {} {} at "
+        "step {} -> {} (also {}/best)",
         state.step, format_duration(state.elapsed_seconds), result.samples_per_second,
+        train_secs > 0 ? 100.0 * data_wait_s / train_secs : 0.0,
         es_config.metric, result.best_metric ? fmt::format("{:.4f}", *result.best_metric) : "n/a",
         result.best_step, best_dir.empty() ? "-" : best_dir, run_dir);
   }

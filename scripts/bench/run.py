@@ -1,0 +1,259 @@
+#!/usr/bin/env python3
+"""xmodal vs the same model in PyTorch (Python), measured side by side in one run; prints a
+markdown table with ratios. Called by scripts/bench/run.sh (which builds and installs first).
+
+Every figure is measured here; nothing is a constant. xmodal and the PyTorch peers alternate
+ROUNDS times and each keeps its best (the machine's speed drifts by 2-3x within minutes, so
+the best of alternating runs is the fairest single figure). The PyTorch peer runs twice per
+round: with the system's BLAS (libblas.so.3, the pthread OpenBLAS) and with the OpenMP OpenBLAS
+xmodal loads; ratios are against the faster of the two.
+
+FLOPs (multiply-add = 2) per sample, forward, from the architecture; backward = 2x forward:
+  conv 3x3 stride 2, c_in -> c_out, output h x w:  2 * 9 * c_in * c_out * h * w
+  linear d_in -> d_out over n tokens:              2 * n * d_in * d_out
+  transformer layer, n tokens, width d, MLP m:     n * (8 d^2 + 4 d m) + 4 n^2 d
+       (q, k, v, out projections 4 * 2 n d^2; MLP 2 * 2 n d m; q k^T and p v 2 * 2 n^2 d)
+LayerNorm, GELU, softmax, embeddings and the optimizer are not counted (elementwise, small).
+"""
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.environ.get("BUILD_DIR", os.path.join(ROOT, "build"))
+PY = "/usr/bin/python3"  # Debian's Python with python3-torch and python3-torchvision
+PEER = os.path.join(ROOT, "scripts", "bench", "model_bench.py")
+BENCH = os.path.join(BUILD, "xmodal_bench_model")
+XMODAL = os.path.join(BUILD, "xmodal")
+OPENMP_BLAS = "/usr/lib/x86_64-linux-gnu/openblas-openmp"
+CONFIG = os.environ.get("CONFIG", "configs/quickstart.yaml")
+ROUNDS = int(os.environ.get("ROUNDS", "2"))
+SECONDS = os.environ.get("SECONDS_PER_RUN", "10")
+EPOCH_STEPS = int(os.environ.get("EPOCH_STEPS", "150"))  # 0 = a whole epoch
+THREADS = os.cpu_count()
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def run(cmd, env=None):
+    """Runs cmd; returns (stdout, wall seconds, peak RSS of the child in MiB)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=ROOT, env={**os.environ, **(env or {})})
+    out, err = proc.communicate()
+    wall = time.perf_counter() - start
+    rss = 0.0
+    try:  # the child's own peak RSS (ru_maxrss of the waited-for process)
+        import resource
+        rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+    except Exception:
+        pass
+    if proc.returncode != 0:
+        raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{err[-3000:]}")
+    return out, wall, rss
+
+
+def json_line(out):
+    return json.loads([l for l in out.splitlines() if l.startswith("{")][-1])
+
+
+def peers():
+    yield "pytorch", {}
+    if os.path.exists(os.path.join(OPENMP_BLAS, "libblas.so.3")):
+        yield "pytorch-openmp-blas", {"LD_LIBRARY_PATH": OPENMP_BLAS}
+
+
+def flops_per_sample(a):
+    """Forward FLOPs of one sample (module docstring)."""
+    def layer(n, d, m):
+        return n * (8 * d * d + 4 * d * m) + 4 * n * n * d
+
+    total, size, c_in, width = 0, a["image"], 3, a["stem_width"]
+    dv = a["vision_hidden"]
+    grid = a["image"] // a["patch"]
+    if a["stem"] == "conv":
+        s = 1
+        while s < a["patch"]:
+            size //= 2
+            c_out = min(width, dv)
+            total += 2 * 9 * c_in * c_out * size * size
+            c_in, width, s = c_out, width * 2, s * 2
+        total += 2 * c_in * dv * grid * grid  # the 1x1 conv to the hidden width
+    else:
+        total += 2 * 3 * a["patch"] ** 2 * dv * grid * grid
+    n_image = 1 + grid * grid
+    total += a["vision_layers"] * layer(n_image, dv, a["vision_mlp"])
+    n_text, dt, d = a["text_len"], a["text_hidden"], a["fusion_hidden"]
+    total += a["text_layers"] * layer(n_text, dt, a["text_mlp"])
+    total += 2 * n_text * dt * d + 2 * n_image * dv * d  # projections into the fusion
+    total += a["fusion_layers"] * layer(1 + n_text + n_image, d, a["fusion_mlp"])
+    h = a["head_hidden"]
+    total += 2 * d * d + 2 * d * h + 2 * h * a["classes"]  # pooler + VQA head
+    if a["aux_counting"]:
+        total += 2 * dv * h + 2 * h * a["aux"] * (a["max_count"] + 2)
+    if a["aux_dense"]:
+        total += 2 * grid * grid * dv * a["aux"]
+    return total
+
+
+def best(rows, impl, key):
+    values = [r[key] for r in rows if r["impl"] == impl and key in r]
+    return max(values) if values else float("nan")
+
+
+def lowest(rows, impl, key):
+    values = [r[key] for r in rows if r["impl"] == impl and key in r]
+    return min(values) if values else float("nan")
+
+
+def main():
+    arch = json_line(run([BENCH, "--config", CONFIG, "--mode", "arch"])[0])
+    arch_json = json.dumps(arch)
+    fwd_flops = flops_per_sample(arch)
+    rows = []
+
+    log("[bench] matmul ceiling (2048 x 2048 fp32)")
+    for _ in range(ROUNDS):
+        rows.append(json_line(run([BENCH, "--config", CONFIG, "--mode", "matmul", "--seconds", "3"])[0]))
+        for label, env in peers():
+            rows.append(json_line(run([PY, PEER, "--arch", arch_json, "--mode", "matmul", "--label",
+                                       label, "--seconds", "3", "--threads", str(THREADS)], env)[0]))
+
+    for mode, batch in (("train", 64), ("infer", 32)):
+        for r in range(ROUNDS):
+            log(f"[bench] {mode}, round {r + 1}/{ROUNDS}")
+            out, _, rss = run([BENCH, "--config", CONFIG, "--mode", mode, "--batch", str(batch),
+                               "--seconds", SECONDS])
+            rows.append(json_line(out))
+            for label, env in peers():
+                out, _, rss = run([PY, PEER, "--arch", arch_json, "--mode", mode, "--label", label,
+                                   "--batch", str(batch), "--seconds", SECONDS,
+                                   "--threads", str(THREADS)], env)
+                rows.append(json_line(out))
+
+    # End to end on the scenes set: the real trainer (loader + steps) vs its pure compute above.
+    work = tempfile.mkdtemp(prefix="xmodal-bench-")
+    run_dir = os.path.join(work, "run")
+    steps = EPOCH_STEPS
+    log(f"[bench] xmodal train {CONFIG} ({steps or 'one epoch of'} steps, loader included)")
+    overrides = ["--set", "model.vision.init_from=", "--set", "train.eval_every=0",
+                 "--set", "train.checkpoint_every=0", "--set", "train.log_every=10"]
+    if steps:
+        overrides += ["--set", f"train.max_steps={steps}"]
+    out, train_wall, _ = run([XMODAL, "train", CONFIG, "--run-dir", run_dir] + overrides)
+    done = None
+    with open(os.path.join(run_dir, "metrics.jsonl")) as f:
+        for line in f:
+            event = json.loads(line)
+            if event.get("event") == "end":
+                done = event
+    if done is None:
+        raise SystemExit(f"no 'end' event in {run_dir}/metrics.jsonl")
+    batches_per_epoch = done["batches_per_epoch"]
+
+    # Cold start: process start -> JSON, on a fresh process each time (the median of 5).
+    image = os.path.join(ROOT, "data", "fashion-scenes", "images", "test", "test_02000001.png")
+    question = "how many shirts are there"
+    weights = os.path.join(work, "peer.pt")
+    run([PY, PEER, "--arch", arch_json, "--mode", "train", "--seconds", "1", "--weights", weights])
+    cold = {"xmodal": [], "pytorch": []}
+    rss = {"xmodal": 0.0, "pytorch": 0.0}
+    for _ in range(5):
+        log("[bench] cold start")
+        out, wall, _ = run([XMODAL, "predict", "--checkpoint", os.path.join(run_dir, "last"),
+                            "--image", image, "--text", question])
+        json.loads(out.splitlines()[-1])
+        cold["xmodal"].append(wall)
+        out, wall, _ = run([PY, PEER, "--arch", arch_json, "--mode", "predict", "--weights",
+                            weights, "--image-file", image, "--question", question])
+        cold["pytorch"].append(wall)
+        rss["pytorch"] = json_line(out)["peak_rss_mb"]
+    rss["xmodal"] = peak_rss_of([XMODAL, "predict", "--checkpoint", os.path.join(run_dir, "last"),
+                                 "--image", image, "--text", question])
+    report(arch, fwd_flops, rows, done, batches_per_epoch, cold, rss)
+
+
+def peak_rss_of(cmd):
+    """Peak RSS (MiB) of one run of cmd, from wait4()."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    _, status, usage = os.wait4(proc.pid, 0)
+    if status != 0:
+        raise SystemExit(f"failed: {' '.join(cmd)}")
+    return usage.ru_maxrss / 1024.0
+
+
+def report(arch, fwd_flops, rows, done, batches_per_epoch, cold, rss):
+    impls = ["pytorch"] + (["pytorch-openmp-blas"] if any(r["impl"] == "pytorch-openmp-blas" for r in rows) else [])
+
+    def peer_best(key):
+        return max(best(rows, i, key) for i in impls)
+
+    def peer_low(key):
+        return min(lowest(rows, i, key) for i in impls)
+
+    ceiling = best(rows, "xmodal", "gflops")
+    x_train, p_train = best(rows, "xmodal", "train_sps"), peer_best("train_sps")
+    x_infer, p_infer = best(rows, "xmodal", "infer_sps"), peer_best("infer_sps")
+    x_lat, p_lat = lowest(rows, "xmodal", "latency_ms"), peer_low("latency_ms")
+    train_gflops = x_train * 3 * fwd_flops / 1e9
+    x_rss_train = max(r["peak_rss_mb"] for r in rows if r["impl"] == "xmodal" and r["mode"] == "train")
+    p_rss_train = min(max(r["peak_rss_mb"] for r in rows if r["impl"] == i and r["mode"] == "train")
+                      for i in impls)
+    e2e_sps = done["samples_per_s"]
+    wait = done["data_wait_s"] / done["train_s"] if done["train_s"] > 0 else float("nan")
+    epoch_samples = batches_per_epoch * 64
+    x_cold, p_cold = statistics.median(cold["xmodal"]), statistics.median(cold["pytorch"])
+
+    print()
+    print(f"Model: {CONFIG} ({arch['image']} px images, ViT {arch['vision_layers']} x "
+          f"{arch['vision_hidden']} with a {arch['stem']} stem, fusion {arch['fusion_layers']} x "
+          f"{arch['fusion_hidden']}), {fwd_flops / 1e6:.1f} MFLOP forward per sample; "
+          f"{THREADS} threads; best of {ROUNDS} alternating rounds.")
+    print()
+    print("| measure | xmodal | PyTorch (Python) | xmodal / PyTorch | target | met |")
+    print("|---|---|---|---|---|---|")
+
+    def line(name, x, p, ratio, target, met):
+        print(f"| {name} | {x} | {p} | {ratio} | {target} | {'yes' if met else '**no**'} |")
+
+    p_ceiling = max(best(rows, i, "gflops") for i in impls)
+    line("fp32 matmul ceiling, GFLOP/s (2048^2)", f"{ceiling:.0f}", f"{p_ceiling:.0f}",
+         f"{ceiling / p_ceiling:.2f}", "-", True)
+    line("training, samples/s (batch 64)", f"{x_train:.0f}", f"{p_train:.0f}",
+         f"{x_train / p_train:.2f}", ">= 1.10", x_train / p_train >= 1.10)
+    line("training, achieved GFLOP/s (% of ceiling)", f"{train_gflops:.0f} ({100 * train_gflops / ceiling:.0f}%)",
+         f"{p_train * 3 * fwd_flops / 1e9:.0f}", "-", ">= 60% of ceiling",
+         train_gflops >= 0.6 * ceiling)
+    line("inference, samples/s (batch 32)", f"{x_infer:.0f}", f"{p_infer:.0f}",
+         f"{x_infer / p_infer:.2f}", ">= 1.0", x_infer / p_infer >= 1.0)
+    line("inference latency, batch 1, ms (median)", f"{x_lat:.2f}", f"{p_lat:.2f}",
+         f"{p_lat / x_lat:.2f} (speed-up)", ">= 1.0", p_lat / x_lat >= 1.0)
+    line("epoch on the scenes set (loader + training)",
+         f"{epoch_samples / e2e_sps:.0f} s ({e2e_sps:.0f} samples/s)",
+         f"compute only: {epoch_samples / x_train:.0f} s", "-", "-", True)
+    line("loader's share of the training loop (time waiting for a batch)", f"{100 * wait:.1f}%",
+         "-", "-", "< 5%", wait < 0.05)
+    line("predict cold start, s (process start -> JSON, median of 5)", f"{x_cold:.2f}",
+         f"{p_cold:.2f}", f"{x_cold / p_cold:.2f}", "<= 1.0 s and <= 0.6",
+         x_cold <= 1.0 and x_cold / p_cold <= 0.6)
+    line("training peak RSS, MiB", f"{x_rss_train:.0f}", f"{p_rss_train:.0f}",
+         f"{x_rss_train / p_rss_train:.2f}", "<= 1.0", x_rss_train <= p_rss_train)
+    line("predict peak RSS, MiB", f"{rss['xmodal']:.0f}", f"{rss['pytorch']:.0f}",
+         f"{rss['xmodal'] / rss['pytorch']:.2f}", "-", True)
+    print()
+    print("Every run (JSON lines):")
+    for r in rows:
+        print(f"    {json.dumps(r)}")
+    print(f"    xmodal train: {json.dumps(done)}")
+    print(f"    cold start s: xmodal {[round(c, 3) for c in cold['xmodal']]}, "
+          f"pytorch {[round(c, 3) for c in cold['pytorch']]}")
+
+
+if __name__ == "__main__":
+    main()
