@@ -3,7 +3,7 @@
 // (Python) peer is model_bench.py; scripts/bench/run.sh runs both and prints the table.
 //   xmodal_bench_model --config configs/quickstart.yaml --mode arch|matmul|train|infer
 //                      [--batch 64] [--seconds 10] [--threads 0] [--intra-op -1]
-//                      [--profile TRACE.json]
+//                      [--profile TRACE.json] [--reference 1]
 // Prints one JSON line. Sizes the data would fix (vocabulary, answers, auxiliary categories)
 // are flags with the scenes set's values.
 #include <sys/resource.h>
@@ -18,6 +18,7 @@
 
 #include "xmodal/config/loader.h"
 #include "xmodal/core/runtime.h"
+#include "xmodal/models/blocks.h"
 #include "xmodal/models/factory.h"
 #include "xmodal/models/losses.h"
 #include "xmodal/train/optimizer.h"
@@ -117,6 +118,17 @@ int main(int argc, char** argv) {
   }
 
   auto model = xmodal::models::build_model(config, {vocab, classes, aux});
+  // --reference 1: xmodal's two compute shortcuts off (the fused attention kernel and the
+  // [CLS]-row-only last fusion layer), i.e. the same ATen ops as the PyTorch peer.
+  const bool reference = int_arg(argc, argv, "reference", 0) != 0;
+  if (reference) {
+    model->pooled_only_fusion = false;
+    for (auto& module : model->modules()) {
+      if (auto* attention = module->as<xmodal::models::MultiHeadAttentionImpl>()) {
+        attention->options.fused(false);
+      }
+    }
+  }
   const xmodal::models::LossWeights weights;
   if (mode == "train") {
     model->train();
@@ -168,10 +180,11 @@ int main(int argc, char** argv) {
     }
     const double elapsed = seconds_since(start);
     std::printf(
-        "{\"impl\": \"xmodal\", \"mode\": \"train\", \"threads\": %d, \"batch\": %d, \"steps\": "
+        "{\"impl\": \"%s\", \"mode\": \"train\", \"threads\": %d, \"batch\": %d, \"steps\": "
         "%d, \"train_sps\": %.1f, \"forward_ms\": %.1f, \"backward_ms\": %.1f, \"update_ms\": "
         "%.1f, \"peak_rss_mb\": %.1f}\n",
-        threads, batch, steps, steps * batch / elapsed, median(forward_ms), median(backward_ms),
+        reference ? "xmodal-reference" : "xmodal", threads, batch, steps, steps * batch / elapsed,
+        median(forward_ms), median(backward_ms),
         median(update_ms), peak_rss_kb() / 1024.0);
     return 0;
   }
@@ -201,9 +214,9 @@ int main(int argc, char** argv) {
     }
     std::sort(latencies.begin(), latencies.end());
     std::printf(
-        "{\"impl\": \"xmodal\", \"mode\": \"infer\", \"threads\": %d, \"batch\": %d, "
+        "{\"impl\": \"%s\", \"mode\": \"infer\", \"threads\": %d, \"batch\": %d, "
         "\"infer_sps\": %.1f, \"latency_ms\": %.3f, \"peak_rss_mb\": %.1f}\n",
-        threads, batch, sps, latencies[latencies.size() / 2], peak_rss_kb() / 1024.0);
+        reference ? "xmodal-reference" : "xmodal", threads, batch, sps, latencies[latencies.size() / 2], peak_rss_kb() / 1024.0);
     return 0;
   }
   std::fprintf(stderr, "xmodal_bench_model: unknown --mode %s (arch|matmul|train|infer)\n",

@@ -172,10 +172,10 @@ def main():
 
     model = build(arch, torch, nn, torchvision)
     if a.mode == "predict":  # what a user's Python prediction script does, from a cold start
-        from torchvision.io import read_image
+        from torchvision.io import ImageReadMode, read_image
         model.load_state_dict(torch.load(a.weights))
         model.eval()
-        image = read_image(a.image_file).float().div(255)
+        image = read_image(a.image_file, ImageReadMode.RGB).float().div(255)
         image = nn.functional.interpolate(image.unsqueeze(0), size=(arch["image"], arch["image"]),
                                           mode="bilinear", align_corners=False)
         image = (image - 0.5) / 0.5

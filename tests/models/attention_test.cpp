@@ -52,6 +52,32 @@ TEST(FusedAttention, MatchesTheReferenceForwardAndBackward) {
   }
 }
 
+TEST(FusedAttention, FirstQueriesOnlyEqualTheFullRowsWithTheSameGradients) {
+  torch::manual_seed(8);
+  for (const bool fused : {true, false}) {
+    for (const bool norm_first : {true, false}) {
+      EncoderLayer layer(EncoderLayerOptions(32, 4, 64).norm_first(norm_first));
+      layer->attention->options.fused(fused);
+      const auto x = torch::randn({3, 9, 32});
+      const auto mask = torch::arange(9).unsqueeze(0).ge(torch::tensor({9, 6, 4}).unsqueeze(1));
+      auto full_x = x.clone().requires_grad_(true);
+      layer->zero_grad();
+      const auto full = layer(full_x, mask);
+      full.narrow(1, 0, 2).pow(2).sum().backward();
+      const auto full_grad = layer->attention->qkv->weight.grad().clone();
+      auto part_x = x.clone().requires_grad_(true);
+      layer->zero_grad();
+      const auto part = layer->forward(part_x, mask, 2);
+      ASSERT_EQ(part.sizes(), torch::IntArrayRef({3, 2, 32}));
+      part.pow(2).sum().backward();
+      SCOPED_TRACE(::testing::Message() << "fused " << fused << " norm_first " << norm_first);
+      EXPECT_LE(max_abs_diff(part, full.narrow(1, 0, 2)), 1e-5);
+      EXPECT_LE(max_abs_diff(part_x.grad(), full_x.grad()), 1e-5);
+      EXPECT_LE(max_abs_diff(layer->attention->qkv->weight.grad(), full_grad), 1e-4);
+    }
+  }
+}
+
 TEST(FusedAttention, PaddedKeysGetNoAttentionAndNoGradient) {
   torch::manual_seed(4);
   const auto qkv = torch::randn({2, 6, 3 * 8}).requires_grad_(true);

@@ -37,6 +37,27 @@ TEST(Fusion, EveryModeGivesPooledOutputAndGradients) {
   }
 }
 
+TEST(Fusion, PooledOnlyGivesThePooledOutputAndGradientsOfTheFullFusion) {
+  torch::manual_seed(1);
+  Fusion fusion(FusionOptions(FusionMode::concat, 12, 20, 8, 2, 2, 16));
+  const auto text = torch::randn({3, 5, 12});
+  const auto image = torch::randn({3, 1 + 4, 20});
+  auto padding = torch::zeros({3, 5}, torch::kBool);
+  padding[2].narrow(0, 2, 3).fill_(true);
+  std::vector<torch::Tensor> pooled, grads;
+  for (const bool pooled_only : {false, true}) {
+    fusion->zero_grad();
+    const auto out = fusion->forward(text, padding, image, pooled_only);
+    EXPECT_EQ(out.tokens.defined(), !pooled_only);
+    out.pooled.pow(2).sum().backward();
+    pooled.push_back(out.pooled.detach());
+    grads.push_back(fusion->layers[1]->as<EncoderLayerImpl>()->attention->qkv->weight.grad().clone());
+    EXPECT_EQ(params_without_grad(*fusion), std::vector<std::string>{});
+  }
+  EXPECT_LE(max_abs_diff(pooled[0], pooled[1]), 1e-6);
+  EXPECT_LE(max_abs_diff(grads[0], grads[1]), 1e-5);
+}
+
 TEST(Fusion, ConcatIgnoresPaddedTextTokens) {
   torch::manual_seed(0);
   Fusion fusion(FusionOptions(FusionMode::concat, 12, 20, 8, 2, 2, 16));

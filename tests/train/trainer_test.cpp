@@ -598,7 +598,9 @@ TEST(Checkpoint, KilledWriterNeverLeavesALoadableBrokenCheckpoint) {
       EXPECT_NO_THROW(load_checkpoint(path.string())) << path;
     }
     const auto latest = latest_checkpoint(run);
-    if (!checkpoint_steps(run).empty()) EXPECT_FALSE(latest.empty());
+    if (!checkpoint_steps(run).empty()) {
+      EXPECT_FALSE(latest.empty());
+    }
     remove_debris(run);
     prune_checkpoints(run, 2, {});
   }

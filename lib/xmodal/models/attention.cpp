@@ -29,11 +29,12 @@ void gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const fl
 
 struct Shape {
   int64_t batch, length, dim, heads, head_dim;
+  int64_t queries;  ///< the first `queries` tokens attend (all keys are attended to)
 };
 
-Shape shape_of(const torch::Tensor& qkv, int64_t heads) {
+Shape shape_of(const torch::Tensor& qkv, int64_t heads, int64_t queries) {
   const int64_t dim = qkv.size(2) / 3;
-  return {qkv.size(0), qkv.size(1), dim, heads, dim / heads};
+  return {qkv.size(0), qkv.size(1), dim, heads, dim / heads, queries};
 }
 
 // Runs fn(b, h) for every (sample, head) pair on LibTorch's intra-op threads.
@@ -48,13 +49,14 @@ class FusedAttention : public torch::autograd::Function<FusedAttention> {
  public:
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& qkv_in,
                                const torch::Tensor& key_padding_mask, int64_t heads,
-                               double scale) {
+                               double scale, int64_t queries) {
     const torch::Tensor qkv = qkv_in.contiguous();
-    const Shape s = shape_of(qkv, heads);
+    const Shape s = shape_of(qkv, heads, queries);
     const int L = static_cast<int>(s.length), Dh = static_cast<int>(s.head_dim);
+    const int Q = static_cast<int>(s.queries);
     const int ld_qkv = static_cast<int>(3 * s.dim), ld_out = static_cast<int>(s.dim);
-    // scores, then probs: [B, H, L, L]
-    auto scores = torch::empty({s.batch, s.heads, s.length, s.length}, qkv.options());
+    // scores, then probs: [B, H, Q, L]
+    auto scores = torch::empty({s.batch, s.heads, s.queries, s.length}, qkv.options());
     const float* base = qkv.data_ptr<float>();
     float* score_base = scores.data_ptr<float>();
     // (an undefined tensor cannot be an autograd input: no mask comes as an empty one)
@@ -65,29 +67,30 @@ class FusedAttention : public torch::autograd::Function<FusedAttention> {
     for_each_head(s, [&](int64_t b, int64_t h) {
       const float* q = base + b * s.length * 3 * s.dim + h * s.head_dim;
       const float* k = q + s.dim;
-      float* out = score_base + (b * s.heads + h) * s.length * s.length;
-      gemm(false, true, L, L, Dh, static_cast<float>(scale), q, ld_qkv, k, ld_qkv, 0.0f, out, L);
+      float* out = score_base + (b * s.heads + h) * s.queries * s.length;
+      gemm(false, true, Q, L, Dh, static_cast<float>(scale), q, ld_qkv, k, ld_qkv, 0.0f, out, L);
       if (mask_base == nullptr) return;
       const bool* padded = mask_base + b * s.length;
       for (int64_t j = 0; j < s.length; ++j) {
         if (!padded[j]) continue;
-        for (int64_t i = 0; i < s.length; ++i) out[i * s.length + j] = lowest;
+        for (int64_t i = 0; i < s.queries; ++i) out[i * s.length + j] = lowest;
       }
     });
     const torch::Tensor probs = at::_softmax(scores, -1, false);
-    // context: [B, L, D], head h in columns h * Dh .. (h + 1) * Dh
-    auto context = torch::empty({s.batch, s.length, s.dim}, qkv.options());
+    // context: [B, Q, D], head h in columns h * Dh .. (h + 1) * Dh
+    auto context = torch::empty({s.batch, s.queries, s.dim}, qkv.options());
     const float* prob_base = probs.data_ptr<float>();
     float* context_base = context.data_ptr<float>();
     for_each_head(s, [&](int64_t b, int64_t h) {
-      const float* p = prob_base + (b * s.heads + h) * s.length * s.length;
+      const float* p = prob_base + (b * s.heads + h) * s.queries * s.length;
       const float* v = base + b * s.length * 3 * s.dim + 2 * s.dim + h * s.head_dim;
-      float* out = context_base + b * s.length * s.dim + h * s.head_dim;
-      gemm(false, false, L, Dh, L, 1.0f, p, L, v, ld_qkv, 0.0f, out, ld_out);
+      float* out = context_base + b * s.queries * s.dim + h * s.head_dim;
+      gemm(false, false, Q, Dh, L, 1.0f, p, L, v, ld_qkv, 0.0f, out, ld_out);
     });
     ctx->save_for_backward({qkv, probs});
     ctx->saved_data["heads"] = heads;
     ctx->saved_data["scale"] = scale;
+    ctx->saved_data["queries"] = queries;
     return context;
   }
 
@@ -99,27 +102,32 @@ class FusedAttention : public torch::autograd::Function<FusedAttention> {
     const int64_t heads = ctx->saved_data["heads"].toInt();
     const auto scale = static_cast<float>(ctx->saved_data["scale"].toDouble());
     const torch::Tensor grad_context = grads[0].contiguous();
-    const Shape s = shape_of(qkv, heads);
+    const Shape s = shape_of(qkv, heads, ctx->saved_data["queries"].toInt());
     const int L = static_cast<int>(s.length), Dh = static_cast<int>(s.head_dim);
+    const int Q = static_cast<int>(s.queries);
     const int ld_qkv = static_cast<int>(3 * s.dim), ld_out = static_cast<int>(s.dim);
     const float* base = qkv.data_ptr<float>();
     const float* prob_base = probs.data_ptr<float>();
     const float* grad_base = grad_context.data_ptr<float>();
-    // grad_qkv: [B, L, 3D]; every element is written below (dq, dk, dv of every head)
+    // grad_qkv: [B, L, 3D]; every element is written below (dq, dk, dv of every head), except
+    // dq of the tokens past the queries, which is zero
     auto grad_qkv = torch::empty_like(qkv);
+    if (s.queries < s.length) {
+      grad_qkv.narrow(1, s.queries, s.length - s.queries).narrow(2, 0, s.dim).zero_();
+    }
     float* grad_qkv_base = grad_qkv.data_ptr<float>();
     auto grad_probs = torch::empty_like(probs);
     float* grad_probs_base = grad_probs.data_ptr<float>();
     for_each_head(s, [&](int64_t b, int64_t h) {
       const int64_t row = b * s.length * 3 * s.dim + h * s.head_dim;
-      const float* p = prob_base + (b * s.heads + h) * s.length * s.length;
-      const float* d_out = grad_base + b * s.length * s.dim + h * s.head_dim;
+      const float* p = prob_base + (b * s.heads + h) * s.queries * s.length;
+      const float* d_out = grad_base + b * s.queries * s.dim + h * s.head_dim;
       const float* v = base + row + 2 * s.dim;
       // dv = p^T d_out; dp = d_out v^T
-      gemm(true, false, L, Dh, L, 1.0f, p, L, d_out, ld_out, 0.0f, grad_qkv_base + row + 2 * s.dim,
+      gemm(true, false, L, Dh, Q, 1.0f, p, L, d_out, ld_out, 0.0f, grad_qkv_base + row + 2 * s.dim,
            ld_qkv);
-      gemm(false, true, L, L, Dh, 1.0f, d_out, ld_out, v, ld_qkv, 0.0f,
-           grad_probs_base + (b * s.heads + h) * s.length * s.length, L);
+      gemm(false, true, Q, L, Dh, 1.0f, d_out, ld_out, v, ld_qkv, 0.0f,
+           grad_probs_base + (b * s.heads + h) * s.queries * s.length, L);
     });
     // d_scores = p * (dp - sum(dp * p)); masked keys have p = 0, so they get no gradient
     const torch::Tensor grad_scores =
@@ -127,15 +135,15 @@ class FusedAttention : public torch::autograd::Function<FusedAttention> {
     const float* grad_score_base = grad_scores.data_ptr<float>();
     for_each_head(s, [&](int64_t b, int64_t h) {
       const int64_t row = b * s.length * 3 * s.dim + h * s.head_dim;
-      const float* ds = grad_score_base + (b * s.heads + h) * s.length * s.length;
+      const float* ds = grad_score_base + (b * s.heads + h) * s.queries * s.length;
       const float* q = base + row;
       const float* k = base + row + s.dim;
       // dq = ds k * scale; dk = ds^T q * scale
-      gemm(false, false, L, Dh, L, scale, ds, L, k, ld_qkv, 0.0f, grad_qkv_base + row, ld_qkv);
-      gemm(true, false, L, Dh, L, scale, ds, L, q, ld_qkv, 0.0f, grad_qkv_base + row + s.dim,
+      gemm(false, false, Q, Dh, L, scale, ds, L, k, ld_qkv, 0.0f, grad_qkv_base + row, ld_qkv);
+      gemm(true, false, L, Dh, Q, scale, ds, L, q, ld_qkv, 0.0f, grad_qkv_base + row + s.dim,
            ld_qkv);
     });
-    return {grad_qkv, torch::Tensor(), torch::Tensor(), torch::Tensor()};
+    return {grad_qkv, torch::Tensor(), torch::Tensor(), torch::Tensor(), torch::Tensor()};
   }
 };
 
@@ -147,7 +155,7 @@ bool fused_attention_available(const torch::Tensor& qkv) {
 }
 
 torch::Tensor fused_attention(const torch::Tensor& qkv, const torch::Tensor& key_padding_mask,
-                              int64_t heads, double scale) {
+                              int64_t heads, double scale, int64_t queries) {
   TORCH_CHECK(fused_attention_available(qkv),
               "fused_attention: needs a float32 CPU tensor [B, L, 3D] and a BLAS sgemm, got ",
               qkv.scalar_type(), " ", qkv.sizes(), " on ", qkv.device());
@@ -157,9 +165,12 @@ torch::Tensor fused_attention(const torch::Tensor& qkv, const torch::Tensor& key
                   key_padding_mask.sizes() == torch::IntArrayRef({qkv.size(0), qkv.size(1)}),
               "fused_attention: key_padding_mask must be [", qkv.size(0), ", ", qkv.size(1),
               "], got ", key_padding_mask.sizes());
+  if (queries < 0) queries = qkv.size(1);
+  TORCH_CHECK(queries >= 1 && queries <= qkv.size(1), "fused_attention: queries (", queries,
+              ") must be 1..", qkv.size(1));
   return FusedAttention::apply(
       qkv, key_padding_mask.defined() ? key_padding_mask : torch::empty({0}, torch::kBool), heads,
-      scale);
+      scale, queries);
 }
 
 }  // namespace xmodal::models

@@ -19,9 +19,9 @@ bool fused_attention_available(const torch::Tensor& qkv);
 
 /// softmax(q k^T * scale, keys where key_padding_mask is true masked out) v for every head.
 /// qkv: [B, L, 3D] (q, k, v blocks of D = heads x head_dim, as the qkv projection writes
-/// them); key_padding_mask: [B, L] bool (true = padding) or undefined. Returns [B, L, D].
-/// Differentiable with respect to qkv.
+/// them); key_padding_mask: [B, L] bool (true = padding) or undefined. Only the first
+/// `queries` tokens attend (-1 = all): returns [B, queries, D]. Differentiable in qkv.
 torch::Tensor fused_attention(const torch::Tensor& qkv, const torch::Tensor& key_padding_mask,
-                              int64_t heads, double scale);
+                              int64_t heads, double scale, int64_t queries = -1);
 
 }  // namespace xmodal::models

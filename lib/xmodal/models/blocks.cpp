@@ -36,12 +36,16 @@ void MultiHeadAttentionImpl::reset() {
 }
 
 torch::Tensor MultiHeadAttentionImpl::forward(const torch::Tensor& x,
-                                              const torch::Tensor& key_padding_mask) {
+                                              const torch::Tensor& key_padding_mask,
+                                              int64_t queries) {
   TORCH_CHECK(x.dim() == 3 && x.size(2) == options.dim(),
               "MultiHeadAttention: expected input [B, L, ", options.dim(), "], got ", x.sizes());
   const int64_t batch = x.size(0), length = x.size(1), heads = options.heads();
   const int64_t head_dim = options.dim() / heads;
   const double scale = 1.0 / std::sqrt(double(head_dim));
+  if (queries < 0) queries = length;
+  TORCH_CHECK(queries >= 1 && queries <= length, "MultiHeadAttention: queries (", queries,
+              ") must be 1..", length);
   if (key_padding_mask.defined()) {
     TORCH_CHECK(key_padding_mask.sizes() == torch::IntArrayRef({batch, length}),
                 "MultiHeadAttention: key_padding_mask must be [", batch, ", ", length, "], got ",
@@ -50,12 +54,12 @@ torch::Tensor MultiHeadAttentionImpl::forward(const torch::Tensor& x,
   const auto projected = qkv(x);  // [B, L, 3D]
   if (options.fused() && !keep_attention && (options.dropout() == 0.0 || !is_training()) &&
       fused_attention_available(projected)) {
-    return out(fused_attention(projected, key_padding_mask, heads, scale));
+    return out(fused_attention(projected, key_padding_mask, heads, scale, queries));
   }
   // qkv: [B, L, 3D] -> [3, B, H, L, Dh]
   auto qkv_heads = projected.view({batch, length, 3, heads, head_dim}).permute({2, 0, 3, 1, 4});
-  auto q = qkv_heads[0], k = qkv_heads[1], v = qkv_heads[2];
-  // scores: [B, H, L, L]
+  auto q = qkv_heads[0].narrow(2, 0, queries), k = qkv_heads[1], v = qkv_heads[2];
+  // scores: [B, H, Q, L]
   auto scores = torch::matmul(q, k.transpose(-2, -1)) * scale;
   if (key_padding_mask.defined()) {
     // -inf would turn a fully padded row into NaN; the dtype's lowest value gives zeros there.
@@ -75,8 +79,8 @@ torch::Tensor MultiHeadAttentionImpl::forward(const torch::Tensor& x,
     attention = probs;
   }
   probs = dropout(probs);
-  // context: [B, H, L, Dh] -> [B, L, D]
-  auto context = torch::matmul(probs, v).transpose(1, 2).reshape({batch, length, options.dim()});
+  // context: [B, H, Q, Dh] -> [B, Q, D]
+  auto context = torch::matmul(probs, v).transpose(1, 2).reshape({batch, queries, options.dim()});
   return out(context);
 }
 
@@ -109,12 +113,14 @@ void EncoderLayerImpl::reset() {
 }
 
 torch::Tensor EncoderLayerImpl::forward(const torch::Tensor& x,
-                                        const torch::Tensor& key_padding_mask) {
+                                        const torch::Tensor& key_padding_mask, int64_t queries) {
+  // the rows that are computed: all, or the first `queries`
+  const auto rows = queries < 0 ? x : x.narrow(1, 0, queries);
   if (options.norm_first()) {
-    auto h = x + dropout(attention(norm1(x), key_padding_mask));
+    auto h = rows + dropout(attention(norm1(x), key_padding_mask, queries));
     return h + mlp(norm2(h));
   }
-  auto h = norm1(x + dropout(attention(x, key_padding_mask)));
+  auto h = norm1(rows + dropout(attention(x, key_padding_mask, queries)));
   return norm2(h + mlp(h));
 }
 

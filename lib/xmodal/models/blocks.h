@@ -33,8 +33,10 @@ class MultiHeadAttentionImpl : public torch::nn::Cloneable<MultiHeadAttentionImp
   void reset() override;
 
   /// x: [B, L, D]; key_padding_mask: [B, L] bool, true = padding (ignored as a key), or
-  /// undefined. Returns [B, L, D].
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& key_padding_mask = {});
+  /// undefined. Only the first `queries` tokens attend (-1 = all, the usual): returns
+  /// [B, queries, D], e.g. the [CLS] row alone when that is all a head reads.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& key_padding_mask = {},
+                        int64_t queries = -1);
 
   MultiHeadAttentionOptions options;
   torch::nn::Linear qkv = nullptr;
@@ -91,7 +93,10 @@ class EncoderLayerImpl : public torch::nn::Cloneable<EncoderLayerImpl> {
   explicit EncoderLayerImpl(const EncoderLayerOptions& options);
   void reset() override;
   /// x: [B, L, D], key_padding_mask: [B, L] bool (true = padding) or undefined -> [B, L, D].
-  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& key_padding_mask = {});
+  /// With `queries` >= 1 only the first `queries` tokens are computed (they still attend to
+  /// every token): [B, queries, D], the same values as the full output's first rows.
+  torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& key_padding_mask = {},
+                        int64_t queries = -1);
 
   EncoderLayerOptions options;
   torch::nn::LayerNorm norm1 = nullptr;

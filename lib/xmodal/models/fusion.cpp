@@ -57,7 +57,7 @@ void FusionImpl::reset() {
 }
 
 FusionOutput FusionImpl::forward(const torch::Tensor& text, const torch::Tensor& text_padding,
-                                 const torch::Tensor& image) {
+                                 const torch::Tensor& image, bool pooled_only) {
   const FusionMode mode = options.mode();
   if (uses_text(mode)) {
     TORCH_CHECK(text.defined() && text.dim() == 3 && text.size(2) == options.text_dim(), "Fusion (",
@@ -92,9 +92,16 @@ FusionOutput FusionImpl::forward(const torch::Tensor& text, const torch::Tensor&
   // x: [B, 1 + L + 1 + P, D]
   auto x = torch::cat(parts, 1);
   const auto mask = torch::cat(padding, 1);
-  x = run_encoder_layers(layers, x, mask);
+  const auto count = static_cast<int64_t>(layers->size());
+  for (int64_t i = 0; i < count; ++i) {
+    auto* layer = layers[i]->as<EncoderLayerImpl>();
+    const bool cls_row_only =
+        pooled_only && i == count - 1 && !layer->attention->keep_attention;
+    x = layer->forward(x, mask, cls_row_only ? 1 : -1);
+  }
   x = norm(x);
-  return {torch::tanh(pooler(x.select(1, 0))), x};
+  const auto pooled = torch::tanh(pooler(x.select(1, 0)));
+  return {pooled, pooled_only ? torch::Tensor() : x};
 }
 
 }  // namespace xmodal::models

@@ -84,7 +84,7 @@ ModelOutput ModelImpl::forward(const torch::Tensor& images, const torch::Tensor&
     out.aux_counts = aux.counts;
   }
   if (aux_dense) out.aux_dense = aux_dense(image_tokens.narrow(1, 1, image_tokens.size(1) - 1));
-  out.pooled = fusion(text_tokens, text_padding, image_tokens).pooled;
+  out.pooled = fusion->forward(text_tokens, text_padding, image_tokens, pooled_only_fusion).pooled;
   if (vqa_head) {
     out.logits = vqa_head(out.pooled);
   } else {

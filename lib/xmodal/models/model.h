@@ -65,6 +65,9 @@ class ModelImpl : public torch::nn::Cloneable<ModelImpl> {
                       const torch::Tensor& image_index = {});
 
   ModelOptions options;
+  /// The heads read the fusion's pooled [CLS] alone, so its last layer computes that row only
+  /// (Fusion::forward's pooled_only). false computes every token (for comparisons).
+  bool pooled_only_fusion = true;
   ViT vision = nullptr;
   Bert text = nullptr;
   Fusion fusion = nullptr;                    // not built for task classify
