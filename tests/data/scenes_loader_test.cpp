@@ -153,6 +153,18 @@ TEST_F(LoaderFixture, SameBatchesWhateverTheWorkersAndShuffledPerEpoch) {
   EXPECT_NE(serial[0].ids, epoch(0, 4)[0].ids);
 }
 
+TEST_F(LoaderFixture, BatchesCanBeSavedForBackwardWithAndWithoutWorkers) {
+  // inference tensors cannot enter autograd: data.workers 0 once failed the first step
+  for (const int workers : {0, 2}) {
+    const auto batches = epoch(workers, 0);
+    ASSERT_FALSE(batches.empty());
+    EXPECT_FALSE(batches[0].images.is_inference()) << workers << " workers";
+    auto weight = torch::ones({1}, torch::requires_grad());
+    (batches[0].images * weight).sum().backward();
+    EXPECT_TRUE(weight.grad().defined());
+  }
+}
+
 TEST_F(LoaderFixture, ResumingFromAPositionGivesTheSameRemainingBatches) {
   const auto full = epoch(2, 1);
   const auto resumed = epoch(2, 1, 6);

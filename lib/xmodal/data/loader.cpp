@@ -289,7 +289,7 @@ std::optional<Batch> Loader::next_raw() {
   if (next_ >= end_) return std::nullopt;
   Batch batch;
   if (workers_.empty()) {
-    torch::InferenceMode guard;
+    torch::NoGradGuard no_grad;  // plain tensors, as the workers make (not inference tensors)
     batch = make_batch(epoch_, next_);
   } else {
     std::unique_lock<std::mutex> lock(mutex_);
