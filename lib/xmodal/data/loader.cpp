@@ -1,5 +1,7 @@
 #include "xmodal/data/loader.h"
 
+#include <ATen/Parallel.h>
+#include <dlfcn.h>
 #include <torch/torch.h>
 #include <opencv2/imgproc.hpp>
 
@@ -15,6 +17,15 @@ namespace xmodal::data {
 namespace {
 
 // An in-memory 8-bit image (grey, RGB) as the RGB image the transforms expect.
+// A loader thread's ATen ops (collating a batch is above ATen's parallel grain) would otherwise
+// start an OpenMP team per loader thread, whose threads spin on the cores the training step
+// needs. OpenMP thread counts are per thread: this one gets 1, the step keeps its own.
+void single_compute_thread_here() {
+  at::get_num_threads();  // ATen's per-thread lazy init first: it would undo the line below
+  using SetThreads = void (*)(int);
+  if (auto set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "omp_set_num_threads"))) set(1);
+}
+
 cv::Mat to_rgb(const cv::Mat& pixels) {
   if (pixels.channels() == 3) return pixels;
   cv::Mat rgb;
@@ -248,6 +259,7 @@ void Loader::start(int64_t epoch, int64_t first_batch) {
 void Loader::work() {
   torch::NoGradGuard
       no_grad;  // plain tensors (not inference tensors: the trainer saves them for backward)
+  single_compute_thread_here();
   while (true) {
     int64_t index;
     {
