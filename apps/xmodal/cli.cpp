@@ -3,6 +3,7 @@
 #include <c10/util/Exception.h>
 #include <torch/version.h>
 
+#include <csignal>
 #include <iostream>
 
 #include "xmodal/core/error.h"
@@ -77,6 +78,9 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
     return code == 0 ? 0 : 2;
   }
 
+  // A file-size limit (ulimit -f) would otherwise kill the process mid-write with SIGXFSZ;
+  // ignored, the write fails with EFBIG and is reported like a full disk.
+  std::signal(SIGXFSZ, SIG_IGN);
   try {
     log::set_level(log::parse_level(ctx.log_level));
     if (!ctx.log_file.empty()) log::set_file(ctx.log_file);
