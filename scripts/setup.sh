@@ -22,6 +22,7 @@ PACKAGES=(
   libgloo-dev             # c10d's Gloo back end (distributed training)
   libgtest-dev libgmock-dev
   dataset-fashion-mnist   # raw images of the offline Fashion-scenes data set
+  python3                 # test and benchmark scripts (tests/apps/bad_inputs.sh, scripts/bench/)
 )
 
 missing=()

@@ -74,8 +74,10 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    const int code = app.exit(e, out, err);
-    return code == 0 ? 0 : 2;
+    if (e.get_exit_code() == 0) return app.exit(e, out, err);  // --help, --version
+    // one line, like every other error
+    err << "xmodal: error: " << e.what() << " (see xmodal --help)\n";
+    return 2;
   }
 
   // A file-size limit (ulimit -f) would otherwise kill the process mid-write with SIGXFSZ;

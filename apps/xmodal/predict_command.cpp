@@ -104,16 +104,20 @@ void add_predict_command(CLI::App& app, Context& ctx) {
       for (size_t i = 0; i < which.size(); ++i) out[which[i]] = results[i];
       std::string text;
       int errors = 0;
+      int64_t first_error_line = 0;
       for (size_t i = 0; i < lines.size(); ++i) {
         if (!lines[i].error.empty()) {
-          out[i] = nlohmann::json{{"error", lines[i].error}}.dump();
+          out[i] = nlohmann::json{{"error", lines[i].error}}.dump(
+              -1, ' ', false, nlohmann::json::error_handler_t::replace);
         }
         if (!single) {  // batch mode: say which input line each result answers
           auto j = nlohmann::json::parse(out[i]);
           j["line"] = lines[i].number;
-          out[i] = j.dump();
+          out[i] = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
         }
-        errors += out[i].find("\"error\"") != std::string::npos;
+        if (out[i].find("\"error\"") != std::string::npos) {
+          if (errors++ == 0) first_error_line = lines[i].number;
+        }
         text += out[i] + "\n";
       }
       if (single && errors > 0) {  // one input: a plain error line and exit 1
@@ -124,9 +128,11 @@ void add_predict_command(CLI::App& app, Context& ctx) {
       } else {
         io::write_file_atomic(args->output, text);
       }
-      if (errors > 0)
-        ctx.err << "xmodal: " << errors << " of " << lines.size()
-                << " inputs failed (error objects in the output)\n";
+      if (errors > 0) {  // every result is written; the exit code says not all succeeded
+        throw std::runtime_error(std::to_string(errors) + " of " + std::to_string(lines.size()) +
+                                 " inputs failed (error objects in the output, the first for "
+                                 "line " + std::to_string(first_error_line) + ")");
+      }
       return 0;
     };
   });

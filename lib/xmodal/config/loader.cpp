@@ -454,6 +454,10 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
   } catch (const std::runtime_error& e) {
     throw ConfigError({"cannot read config file '" + path + "': " + e.what()});
   }
+  // An empty file would silently train the defaults (e.g. into run.dir's default folder).
+  if (parse_yaml(text, path).size() == 0) {
+    throw ConfigError({path + ": the config file sets nothing (empty, or only comments)"});
+  }
   std::error_code ec;
   const fs::path canonical = fs::weakly_canonical(path, ec);
   return load_text(text, path, fs::path(path).parent_path(), ec ? path : canonical.string(),

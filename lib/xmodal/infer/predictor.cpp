@@ -98,8 +98,8 @@ std::vector<std::string> Predictor::predict(const std::vector<Input>& inputs) {
         items.push_back(prepare(*loaded_, inputs[i]));
         rows.push_back(i);
       } catch (const std::exception& e) {
-        out[i] =
-            json{{"image", inputs[i].image}, {"text", inputs[i].text}, {"error", e.what()}}.dump();
+        out[i] = json{{"image", inputs[i].image}, {"text", inputs[i].text}, {"error", e.what()}}
+                     .dump(-1, ' ', false, json::error_handler_t::replace);
       }
     }
     if (items.empty()) continue;
@@ -130,7 +130,8 @@ std::vector<std::string> Predictor::predict(const std::vector<Input>& inputs) {
         }
         j["categories"] = categories;
       }
-      out[rows[r]] = j.dump();
+      // the text echoed back may hold invalid UTF-8: replaced by U+FFFD, never an exception
+      out[rows[r]] = j.dump(-1, ' ', false, json::error_handler_t::replace);
     }
   }
   return out;

@@ -572,7 +572,16 @@ TrainResult train(const config::Config& input_config, const TrainOptions& option
   // and backward) for performance work; scripts/bench/profile_summary.py summarises it.
   const char* profile_path = std::getenv("XMODAL_PROFILE");
   std::unique_ptr<torch::autograd::profiler::RecordProfile> profile;
-  while (state.step < schedule.total_steps) {
+  if (early_stopping.should_stop()) {
+    // resumed from the checkpoint an early stop wrote (the process died before it exited):
+    // the run is over, as the uninterrupted one would be
+    log::info("[train] the run stopped early at step {} (val {} best {:.4f} at step {}); "
+              "nothing left to train",
+              state.step, es_config.metric, early_stopping.state.best.value_or(std::nan("")),
+              early_stopping.state.best_step);
+    result.stopped_early = true;
+  }
+  while (state.step < schedule.total_steps && !early_stopping.should_stop()) {
     if (profile_path != nullptr && steps_this_process == 10) {
       profile = std::make_unique<torch::autograd::profiler::RecordProfile>(profile_path);
     }
