@@ -1,0 +1,179 @@
+#include "harnesses.h"
+
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <stdexcept>
+
+#include "xmodal/config/loader.h"
+#include "xmodal/data/coco.h"
+#include "xmodal/data/transforms.h"
+#include "xmodal/data/vqa.h"
+#include "xmodal/io/idx.h"
+#include "xmodal/io/image.h"
+#include "xmodal/io/safetensors.h"
+#include "xmodal/io/torch_pickle.h"
+#include "xmodal/text/tokenizer.h"
+#include "xmodal/text/wordpiece.h"
+
+// The fuzz binaries get the test data folder as a definition; the unit tests, from their
+// generated paths header (they share the library's precompiled header, so no -D flags).
+#ifndef XMODAL_FUZZ_DATA_DIR
+#include "xmodal_test_paths.h"
+#define XMODAL_FUZZ_DATA_DIR XMODAL_TEST_DATA
+#endif
+
+namespace xmodal::fuzz {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string bytes(const uint8_t* data, size_t size) {
+  return std::string(reinterpret_cast<const char*>(data), size);
+}
+
+// A per-process scratch folder (in memory when /dev/shm exists) for parsers that read files.
+const fs::path& scratch() {
+  static const fs::path dir = [] {
+    const fs::path base = fs::exists("/dev/shm") ? fs::path("/dev/shm") : fs::temp_directory_path();
+    fs::path d = base / ("xmodal-fuzz-" + std::to_string(::getpid()));
+    fs::create_directories(d / "annotations");
+    return d;
+  }();
+  return dir;
+}
+
+void write(const fs::path& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+}
+
+// Splits the input at its first NUL byte: two files from one input.
+std::pair<std::string, std::string> two_parts(const std::string& text) {
+  const size_t cut = text.find('\0');
+  if (cut == std::string::npos) return {text, ""};
+  return {text.substr(0, cut), text.substr(cut + 1)};
+}
+
+// Runs fn; the parsers' documented failures are exceptions derived from std::exception
+// (c10::Error included).
+template <class Fn>
+void guarded(Fn fn) {
+  try {
+    fn();
+  } catch (const std::exception&) {
+  }
+}
+
+void config_target(const uint8_t* data, size_t size) {
+  guarded([&] { config::parse_config(bytes(data, size), "<fuzz>"); });
+}
+
+void vqa_target(const uint8_t* data, size_t size) {
+  const auto [questions, annotations] = two_parts(bytes(data, size));
+  write(data::vqa_questions_file(scratch().string(), "fuzz"), questions);
+  const auto annotation_path = data::vqa_annotations_file(scratch().string(), "fuzz");
+  if (annotations.empty()) {
+    fs::remove(annotation_path);
+  } else {
+    write(annotation_path, annotations);
+  }
+  for (const bool skip : {false, true}) {
+    data::BadInputPolicy policy;
+    policy.skip = skip;
+    guarded([&] { data::read_vqa(scratch().string(), "fuzz", policy); });
+  }
+}
+
+void coco_target(const uint8_t* data, size_t size) {
+  const auto [instances, captions] = two_parts(bytes(data, size));
+  write(scratch() / "annotations" / "instances_fuzz.json", instances);
+  write(scratch() / "annotations" / "captions_fuzz.json", captions);
+  for (const bool skip : {false, true}) {
+    data::BadInputPolicy policy;
+    policy.skip = skip;
+    guarded([&] { data::read_coco(scratch().string(), "fuzz", policy, true); });
+  }
+}
+
+void safetensors_target(const uint8_t* data, size_t size) {
+  const auto path = scratch() / "fuzz.safetensors";
+  write(path, bytes(data, size));
+  guarded([&] {
+    for (const auto& [name, tensor] : io::load_safetensors(path.string())) {
+      (void)name;
+      tensor.sum();  // touch every element
+    }
+  });
+}
+
+void idx_target(const uint8_t* data, size_t size) {
+  guarded([&] { io::parse_idx(bytes(data, size), "<fuzz>"); });
+}
+
+const text::WordPieceTokenizer& wordpiece() {
+  static const auto tokenizer =
+      text::WordPieceTokenizer::load(XMODAL_FUZZ_DATA_DIR "/text/wordpiece/bert_base_uncased_vocab.txt");
+  return tokenizer;
+}
+
+void wordpiece_target(const uint8_t* data, size_t size) {
+  const auto [a, b] = two_parts(bytes(data, size));
+  guarded([&] {
+    wordpiece().encode_ids(a);
+    wordpiece().encode(a, 32);
+    wordpiece().encode_pair(a, b, 24);
+  });
+}
+
+void word_tokenizer_target(const uint8_t* data, size_t size) {
+  const auto [vocab, text] = two_parts(bytes(data, size));
+  const auto path = scratch() / "vocab.txt";
+  write(path, vocab);
+  guarded([&] {
+    const auto tokenizer = text::WordTokenizer::load(path.string());
+    tokenizer.encode(text, 16);
+  });
+}
+
+void image_target(const uint8_t* data, size_t size) {
+  const auto path = scratch() / "fuzz.img";
+  write(path, bytes(data, size));
+  guarded([&] {
+    const auto rgb = io::read_image_rgb(path.string());
+    data::ImageTransformOptions o;
+    o.size = 16;
+    std::mt19937_64 rng(1);
+    data::transform_image(rgb, o, rng);
+  });
+}
+
+void torch_pickle_target(const uint8_t* data, size_t size) {
+  // Every record is 64 bytes of zeros: storages reference records by key.
+  const auto record = [](const std::string&) { return torch::zeros({64}, torch::kUInt8); };
+  guarded([&] { io::unpickle_state_dict(bytes(data, size), record, "<fuzz>"); });
+}
+
+}  // namespace
+
+const std::vector<Target>& targets() {
+  static const std::vector<Target> all = {
+      {"config", config_target},       {"vqa", vqa_target},
+      {"coco", coco_target},           {"safetensors", safetensors_target},
+      {"idx", idx_target},             {"wordpiece", wordpiece_target},
+      {"word_tokenizer", word_tokenizer_target}, {"image", image_target},
+      {"torch_pickle", torch_pickle_target},
+  };
+  return all;
+}
+
+const Target* find_target(const std::string& name) {
+  for (const auto& t : targets()) {
+    if (name == t.name) return &t;
+  }
+  return nullptr;
+}
+
+}  // namespace xmodal::fuzz
