@@ -131,7 +131,8 @@ void add_predict_command(CLI::App& app, Context& ctx) {
       if (errors > 0) {  // every result is written; the exit code says not all succeeded
         throw std::runtime_error(std::to_string(errors) + " of " + std::to_string(lines.size()) +
                                  " inputs failed (error objects in the output, the first for "
-                                 "line " + std::to_string(first_error_line) + ")");
+                                 "line " +
+                                 std::to_string(first_error_line) + ")");
       }
       return 0;
     };

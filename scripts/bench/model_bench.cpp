@@ -102,18 +102,19 @@ int main(int argc, char** argv) {
         "\"aux_counting\": %g, \"aux_dense\": %g}\n",
         config.data.image_size, m.vision.patch_size,
         m.vision.stem == xmodal::config::Stem::conv ? "conv" : "patch", m.vision.stem_width,
-        m.vision.hidden, m.vision.layers, m.vision.heads, m.vision.mlp_dim, config.data.max_text_len,
-        m.text.hidden, m.text.layers, m.text.heads, m.text.intermediate, m.fusion.hidden,
-        m.fusion.layers, m.fusion.heads, m.fusion.mlp_dim, m.head.hidden, m.head.max_count, vocab,
-        classes, aux, config.train.aux.counting, config.train.aux.dense);
+        m.vision.hidden, m.vision.layers, m.vision.heads, m.vision.mlp_dim,
+        config.data.max_text_len, m.text.hidden, m.text.layers, m.text.heads, m.text.intermediate,
+        m.fusion.hidden, m.fusion.layers, m.fusion.heads, m.fusion.mlp_dim, m.head.hidden,
+        m.head.max_count, vocab, classes, aux, config.train.aux.counting, config.train.aux.dense);
     return 0;
   }
   if (mode == "matmul") {
     const int n = int_arg(argc, argv, "n", 2048);
     const double gflops = xmodal::measure_matmul_gflops(n, seconds);
-    std::printf("{\"impl\": \"xmodal\", \"mode\": \"matmul\", \"threads\": %d, \"n\": %d, "
-                "\"gflops\": %.1f}\n",
-                threads, n, gflops);
+    std::printf(
+        "{\"impl\": \"xmodal\", \"mode\": \"matmul\", \"threads\": %d, \"n\": %d, "
+        "\"gflops\": %.1f}\n",
+        threads, n, gflops);
     return 0;
   }
 
@@ -142,13 +143,13 @@ int main(int argc, char** argv) {
     auto step = [&] {
       const auto t0 = Clock::now();
       const auto out = model->forward(b.images, b.ids, b.mask, b.types, {});
-      auto loss = xmodal::models::task_loss(xmodal::models::Task::vqa, out, b.targets, {}, weights)
-                      .total;
+      auto loss =
+          xmodal::models::task_loss(xmodal::models::Task::vqa, out, b.targets, {}, weights).total;
       if (out.aux_presence.defined()) {
-        loss = loss + xmodal::models::counting_loss(out.aux_presence, out.aux_counts,
-                                                    b.aux_counts, {}, {})
-                              .total *
-                          tc.aux.counting;
+        loss = loss +
+               xmodal::models::counting_loss(out.aux_presence, out.aux_counts, b.aux_counts, {}, {})
+                       .total *
+                   tc.aux.counting;
       }
       if (out.aux_dense.defined()) {
         loss = loss + xmodal::models::dense_loss(out.aux_dense, b.aux_dense) * tc.aux.dense;
@@ -184,8 +185,7 @@ int main(int argc, char** argv) {
         "%d, \"train_sps\": %.1f, \"forward_ms\": %.1f, \"backward_ms\": %.1f, \"update_ms\": "
         "%.1f, \"peak_rss_mb\": %.1f}\n",
         reference ? "xmodal-reference" : "xmodal", threads, batch, steps, steps * batch / elapsed,
-        median(forward_ms), median(backward_ms),
-        median(update_ms), peak_rss_kb() / 1024.0);
+        median(forward_ms), median(backward_ms), median(update_ms), peak_rss_kb() / 1024.0);
     return 0;
   }
   if (mode == "infer") {
@@ -216,7 +216,8 @@ int main(int argc, char** argv) {
     std::printf(
         "{\"impl\": \"%s\", \"mode\": \"infer\", \"threads\": %d, \"batch\": %d, "
         "\"infer_sps\": %.1f, \"latency_ms\": %.3f, \"peak_rss_mb\": %.1f}\n",
-        reference ? "xmodal-reference" : "xmodal", threads, batch, sps, latencies[latencies.size() / 2], peak_rss_kb() / 1024.0);
+        reference ? "xmodal-reference" : "xmodal", threads, batch, sps,
+        latencies[latencies.size() / 2], peak_rss_kb() / 1024.0);
     return 0;
   }
   std::fprintf(stderr, "xmodal_bench_model: unknown --mode %s (arch|matmul|train|infer)\n",

@@ -114,8 +114,8 @@ void idx_target(const uint8_t* data, size_t size) {
 }
 
 const text::WordPieceTokenizer& wordpiece() {
-  static const auto tokenizer =
-      text::WordPieceTokenizer::load(XMODAL_FUZZ_DATA_DIR "/text/wordpiece/bert_base_uncased_vocab.txt");
+  static const auto tokenizer = text::WordPieceTokenizer::load(
+      XMODAL_FUZZ_DATA_DIR "/text/wordpiece/bert_base_uncased_vocab.txt");
   return tokenizer;
 }
 
@@ -160,10 +160,14 @@ void torch_pickle_target(const uint8_t* data, size_t size) {
 
 const std::vector<Target>& targets() {
   static const std::vector<Target> all = {
-      {"config", config_target},       {"vqa", vqa_target},
-      {"coco", coco_target},           {"safetensors", safetensors_target},
-      {"idx", idx_target},             {"wordpiece", wordpiece_target},
-      {"word_tokenizer", word_tokenizer_target}, {"image", image_target},
+      {"config", config_target},
+      {"vqa", vqa_target},
+      {"coco", coco_target},
+      {"safetensors", safetensors_target},
+      {"idx", idx_target},
+      {"wordpiece", wordpiece_target},
+      {"word_tokenizer", word_tokenizer_target},
+      {"image", image_target},
       {"torch_pickle", torch_pickle_target},
   };
   return all;

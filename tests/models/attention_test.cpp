@@ -44,8 +44,8 @@ TEST(FusedAttention, MatchesTheReferenceForwardAndBackward) {
     }
     const Result fused = run(attention, x, mask, true);
     const Result reference = run(attention, x, mask, false);
-    SCOPED_TRACE(::testing::Message() << "B " << c.batch << " L " << c.length << " D " << c.dim
-                                      << " H " << c.heads);
+    SCOPED_TRACE(::testing::Message()
+                 << "B " << c.batch << " L " << c.length << " D " << c.dim << " H " << c.heads);
     EXPECT_LE(max_abs_diff(fused.out, reference.out), 1e-5);
     EXPECT_LE(max_abs_diff(fused.grad_x, reference.grad_x), 1e-5);
     EXPECT_LE(max_abs_diff(fused.grad_qkv_weight, reference.grad_qkv_weight), 1e-4);

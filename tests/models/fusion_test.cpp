@@ -51,7 +51,8 @@ TEST(Fusion, PooledOnlyGivesThePooledOutputAndGradientsOfTheFullFusion) {
     EXPECT_EQ(out.tokens.defined(), !pooled_only);
     out.pooled.pow(2).sum().backward();
     pooled.push_back(out.pooled.detach());
-    grads.push_back(fusion->layers[1]->as<EncoderLayerImpl>()->attention->qkv->weight.grad().clone());
+    grads.push_back(
+        fusion->layers[1]->as<EncoderLayerImpl>()->attention->qkv->weight.grad().clone());
     EXPECT_EQ(params_without_grad(*fusion), std::vector<std::string>{});
   }
   EXPECT_LE(max_abs_diff(pooled[0], pooled[1]), 1e-6);

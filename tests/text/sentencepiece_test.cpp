@@ -1,7 +1,9 @@
 #include "xmodal/text/sentencepiece.h"
 
 #include <gtest/gtest.h>
+
 #include <nlohmann/json.hpp>
+#include "../support/fixtures.h"
 
 #include <algorithm>
 #include <filesystem>
@@ -27,6 +29,7 @@ const SentencePieceTokenizer& test_model() {
 
 // google/sentencepiece python/test/sentencepiece_test.py: test_load, test_roundtrip.
 TEST(SentencePiece, LoadsUpstreamTestModel) {
+  XMODAL_SKIP_WITHOUT_SENTENCEPIECE();
   const json v = json::parse(io::read_file(data_path("UPSTREAM_test_vectors.json")));
   const auto& t = test_model();
   bool seen = false;
@@ -55,6 +58,7 @@ TEST(SentencePiece, LoadsUpstreamTestModel) {
 
 // Ids and pieces printed by Debian's spm_encode 0.1.97 (no <s>/</s>).
 TEST(SentencePiece, MatchesSpmEncode) {
+  XMODAL_SKIP_WITHOUT_SENTENCEPIECE();
   const json v = json::parse(io::read_file(data_path("DERIVED_spm_encode_vectors.json")));
   const auto& t = test_model();
   int checked = 0;
@@ -69,6 +73,7 @@ TEST(SentencePiece, MatchesSpmEncode) {
 }
 
 TEST(SentencePiece, EncodesWithClsSepAndPadding) {
+  XMODAL_SKIP_WITHOUT_SENTENCEPIECE();
   const auto& t = test_model();
   const Encoding e = t.encode("Hello world", 8);
   EXPECT_EQ(e.ids, (std::vector<int64_t>{1, 151, 88, 21, 887, 2, 0, 0}));
@@ -80,6 +85,7 @@ TEST(SentencePiece, EncodesWithClsSepAndPadding) {
 
 // Checkpoints keep the model's bytes (serialized_model) and load them back (from_serialized).
 TEST(SentencePiece, SerializesAndLimitsIds) {
+  XMODAL_SKIP_WITHOUT_SENTENCEPIECE();
   const auto& t = test_model();
   const auto copy = SentencePieceTokenizer::from_serialized(t.serialized_model(), "ckpt/m.model");
   EXPECT_EQ(copy.path(), "ckpt/m.model");
@@ -108,6 +114,7 @@ std::string load_error(const std::string& path) {
 }
 
 TEST(SentencePiece, LoadErrorsNameTheFile) {
+  XMODAL_SKIP_WITHOUT_SENTENCEPIECE();
   xmodal::testing::TempDir dir;
   const std::string missing = (dir.path() / "none.model").string();
   EXPECT_NE(load_error(missing).find(missing), std::string::npos) << load_error(missing);
@@ -138,6 +145,7 @@ std::vector<std::string> synthetic_sentences() {
 }
 
 TEST(SentencePiece, TrainsReloadsAndRoundTrips) {
+  XMODAL_SKIP_WITHOUT_SENTENCEPIECE();
   xmodal::testing::TempDir dir;
   const auto sentences = synthetic_sentences();
   const std::string path = train_sentencepiece(sentences, 60, (dir.path() / "a").string());
@@ -172,6 +180,7 @@ TEST(SentencePiece, TrainsReloadsAndRoundTrips) {
 }
 
 TEST(SentencePiece, TrainingErrorsNameTheirCause) {
+  XMODAL_SKIP_WITHOUT_SENTENCEPIECE();
   xmodal::testing::TempDir dir;
   const std::string out = (dir.path() / "m").string();
   try {

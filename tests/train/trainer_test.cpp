@@ -15,6 +15,7 @@
 #include <random>
 #include <thread>
 
+#include "../support/fixtures.h"
 #include "../support/scenes.h"
 #include "../support/temp_dir.h"
 #include "xmodal/config/loader.h"
@@ -339,6 +340,7 @@ TEST_F(Trainer, PretrainedBertWithItsWordPieceVocabularyMakesASelfContainedCheck
 }
 
 TEST_F(Trainer, SentencePieceTokenizerTrainedOnTheTrainingQuestions) {
+  XMODAL_SKIP_WITHOUT_SENTENCEPIECE();
   const auto config_path = dir_.write("sp.yaml", config::dump_config(tiny("sp")));
   TokenizerTrainOptions o;
   o.config = config_path;

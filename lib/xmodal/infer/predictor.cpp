@@ -98,8 +98,9 @@ std::vector<std::string> Predictor::predict(const std::vector<Input>& inputs) {
         items.push_back(prepare(*loaded_, inputs[i]));
         rows.push_back(i);
       } catch (const std::exception& e) {
-        out[i] = json{{"image", inputs[i].image}, {"text", inputs[i].text}, {"error", e.what()}}
-                     .dump(-1, ' ', false, json::error_handler_t::replace);
+        out[i] =
+            json{{"image", inputs[i].image}, {"text", inputs[i].text}, {"error", e.what()}}.dump(
+                -1, ' ', false, json::error_handler_t::replace);
       }
     }
     if (items.empty()) continue;

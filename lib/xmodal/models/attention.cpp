@@ -10,9 +10,9 @@ namespace xmodal::models {
 namespace {
 
 // Fortran BLAS sgemm (column-major), found in the process: LibTorch links libblas.so.3.
-using Sgemm = void (*)(const char*, const char*, const int*, const int*, const int*,
-                       const float*, const float*, const int*, const float*, const int*,
-                       const float*, float*, const int*);
+using Sgemm = void (*)(const char*, const char*, const int*, const int*, const int*, const float*,
+                       const float*, const int*, const float*, const int*, const float*, float*,
+                       const int*);
 
 Sgemm sgemm() {
   static const Sgemm fn = reinterpret_cast<Sgemm>(dlsym(RTLD_DEFAULT, "sgemm_"));
@@ -48,8 +48,8 @@ void for_each_head(const Shape& s, Fn fn) {
 class FusedAttention : public torch::autograd::Function<FusedAttention> {
  public:
   static torch::Tensor forward(torch::autograd::AutogradContext* ctx, const torch::Tensor& qkv_in,
-                               const torch::Tensor& key_padding_mask, int64_t heads,
-                               double scale, int64_t queries) {
+                               const torch::Tensor& key_padding_mask, int64_t heads, double scale,
+                               int64_t queries) {
     const torch::Tensor qkv = qkv_in.contiguous();
     const Shape s = shape_of(qkv, heads, queries);
     const int L = static_cast<int>(s.length), Dh = static_cast<int>(s.head_dim);

@@ -95,8 +95,7 @@ FusionOutput FusionImpl::forward(const torch::Tensor& text, const torch::Tensor&
   const auto count = static_cast<int64_t>(layers->size());
   for (int64_t i = 0; i < count; ++i) {
     auto* layer = layers[i]->as<EncoderLayerImpl>();
-    const bool cls_row_only =
-        pooled_only && i == count - 1 && !layer->attention->keep_attention;
+    const bool cls_row_only = pooled_only && i == count - 1 && !layer->attention->keep_attention;
     x = layer->forward(x, mask, cls_row_only ? 1 : -1);
   }
   x = norm(x);

@@ -38,6 +38,14 @@ const plugin::SentencePieceApi& api() {
         }
       }
     }
+#if defined(__SANITIZE_ADDRESS__)
+    // The sanitizer runtime aborts the process on dlopen(RTLD_DEEPBIND), which the plugin
+    // needs (sentencepiece_plugin.h): a clear error instead.
+    failure =
+        "SentencePiece is unavailable in an AddressSanitizer build (its plugin needs "
+        "dlopen with RTLD_DEEPBIND, which the sanitizer runtime refuses); use a normal build";
+    return;
+#endif
     std::string tried;
     for (const auto& path : candidates) {
       tried += (tried.empty() ? "" : ", ") + path;

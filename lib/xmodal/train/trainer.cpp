@@ -575,10 +575,11 @@ TrainResult train(const config::Config& input_config, const TrainOptions& option
   if (early_stopping.should_stop()) {
     // resumed from the checkpoint an early stop wrote (the process died before it exited):
     // the run is over, as the uninterrupted one would be
-    log::info("[train] the run stopped early at step {} (val {} best {:.4f} at step {}); "
-              "nothing left to train",
-              state.step, es_config.metric, early_stopping.state.best.value_or(std::nan("")),
-              early_stopping.state.best_step);
+    log::info(
+        "[train] the run stopped early at step {} (val {} best {:.4f} at step {}); "
+        "nothing left to train",
+        state.step, es_config.metric, early_stopping.state.best.value_or(std::nan("")),
+        early_stopping.state.best_step);
     result.stopped_early = true;
   }
   while (state.step < schedule.total_steps && !early_stopping.should_stop()) {
@@ -805,9 +806,9 @@ TrainResult train(const config::Config& input_config, const TrainOptions& option
         "[train] done: {} steps in {} ({:.0f} samples/s, data wait {:.1f}%); best val {} {} at "
         "step {} -> {} (also {}/best)",
         state.step, format_duration(state.elapsed_seconds), result.samples_per_second,
-        train_secs > 0 ? 100.0 * data_wait_s / train_secs : 0.0,
-        es_config.metric, result.best_metric ? fmt::format("{:.4f}", *result.best_metric) : "n/a",
-        result.best_step, best_dir.empty() ? "-" : best_dir, run_dir);
+        train_secs > 0 ? 100.0 * data_wait_s / train_secs : 0.0, es_config.metric,
+        result.best_metric ? fmt::format("{:.4f}", *result.best_metric) : "n/a", result.best_step,
+        best_dir.empty() ? "-" : best_dir, run_dir);
   }
   return result;
 }
