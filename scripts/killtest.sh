@@ -43,24 +43,43 @@ t0=$(date +%s%N)
 "$XMODAL" train "$WORK/tiny.yaml" --run-dir "$WORK/ref" >"$WORK/ref.log" 2>&1 ||
   fail "the reference run failed: $(tail -3 "$WORK/ref.log")"
 ref_ms=$((($(date +%s%N) - t0) / 1000000))
-# Each attempt lives ~700 ms of start-up plus up to 2/N of the run, so N kills spread over it.
+# Each attempt lives its start-up (about twice a bare `xmodal --version`: libraries, data,
+# model, checkpoint) plus up to 2/N of the run, so N kills spread over the whole run.
+t0=$(date +%s%N)
+"$XMODAL" --version >/dev/null
+startup_ms=$((($(date +%s%N) - t0) * 2 / 1000000))
 span_ms=$((ref_ms * 2 / KILLS + 1))
 
 # Kills land in every phase: start-up, loading a checkpoint, steps, checkpoint writes (one per
-# step), validation. A run that finishes before its kill ends the loop early.
+# step), validation. A run that finishes before the N kills are done is checked, and another
+# run of the same config starts from scratch: every run must end bit-identical to the
+# reference.
 run="$WORK/run"
 # A run with a checkpoint is resumed; one killed before its first checkpoint starts again in the
 # same folder (whatever the killed process left there).
+# (It execs: run in the background or in a subshell, the process is xmodal itself.)
 launch() {
   if [[ -n "$(ls -d "$run"/checkpoints/step-* 2>/dev/null)" ]]; then
-    "$XMODAL" train --resume "$run"
+    exec "$XMODAL" train --resume "$run"
   else
-    "$XMODAL" train "$WORK/tiny.yaml" --run-dir "$run"
+    exec "$XMODAL" train "$WORK/tiny.yaml" --run-dir "$run"
   fi
 }
+# Checks a finished run: (b) bit-identical final state, (c) no debris.
+check_run() {
+  for file in model.safetensors optimizer.safetensors; do
+    cmp -s "$WORK/ref/last/$file" "$run/last/$file" ||
+      fail "run $runs: $file differs from the uninterrupted run's"
+  done
+  grep -q "\"step\": *$STEPS\b" "$run/last/state.json" || fail "run $runs did not end at step $STEPS"
+  # temporary files and folders start with a dot
+  local debris
+  debris="$(find "$run" -mindepth 1 -name '.*' | head -5)"
+  [[ -z "$debris" ]] || fail "run $runs: debris left behind: $debris"
+}
 kills=0
-finished=0
 attempt=0
+runs=1
 while ((kills < KILLS)); do
   attempt=$((attempt + 1))
   launch >"$WORK/attempt-$attempt.log" 2>&1 &
@@ -68,45 +87,32 @@ while ((kills < KILLS)); do
   if ((RANDOM % 4 == 0)); then  # a quarter in start-up and the first steps after a resume
     delay_ms=$((RANDOM % 1500))
   else
-    delay_ms=$((700 + (RANDOM * 32768 + RANDOM) % span_ms))
+    delay_ms=$((startup_ms + (RANDOM * 32768 + RANDOM) % span_ms))
   fi
   sleep "$(printf '%d.%03d' $((delay_ms / 1000)) $((delay_ms % 1000)))"
-  # the launch subshell's child is the xmodal process
-  child="$(pgrep -P "$pid" || true)"
-  if [[ -n "$child" ]] && kill -KILL "$child" 2>/dev/null; then
+  if kill -KILL "$pid" 2>/dev/null; then
     wait "$pid" 2>/dev/null || true
     kills=$((kills + 1))
     step="$(grep -o 'step [0-9]*/' "$WORK/attempt-$attempt.log" | tail -1 || true)"
     say "kill $kills/$KILLS after ${delay_ms} ms (${step:-before the first step})"
+  elif wait "$pid"; then
+    say "run $runs finished before kill $((kills + 1)): checked, then a fresh run"
+    check_run
+    rm -rf "$run"
+    runs=$((runs + 1))
   else
-    if wait "$pid"; then
-      finished=1
-      say "the run finished before kill $((kills + 1)); stopping the kills there"
-      break
-    fi
     fail "attempt $attempt exited with an error: $(tail -3 "$WORK/attempt-$attempt.log")"
   fi
 done
+say "final resume to the end"
+(launch) >"$WORK/final.log" 2>&1 || fail "the final run failed: $(tail -3 "$WORK/final.log")"
+check_run
 
-if ((!finished)); then
-  say "final run to the end"
-  launch >"$WORK/final.log" 2>&1 || fail "the final run failed: $(tail -3 "$WORK/final.log")"
-fi
 # (a) every resume loaded a valid checkpoint: none failed (checked above), and each one that
 # got that far logged the step it resumed at
-resumes="$(cat "$WORK"/attempt-*.log "$WORK"/final.log 2>/dev/null | grep -c "resumed at step" || true)"
-loads="$(cat "$WORK"/attempt-*.log "$WORK"/final.log 2>/dev/null | grep -c "\[train\] loading" || true)"
+resumes="$(cat "$WORK"/attempt-*.log "$WORK"/final.log | grep -c "resumed at step" || true)"
+loads="$(cat "$WORK"/attempt-*.log "$WORK"/final.log | grep -c "\[train\] loading" || true)"
 ((resumes > 0 || kills == 0)) || fail "no run resumed from a checkpoint"
-
-# (b) bit-identical final state
-for file in model.safetensors optimizer.safetensors; do
-  cmp -s "$WORK/ref/last/$file" "$run/last/$file" ||
-    fail "$file differs from the uninterrupted run's"
-done
-grep -q "\"step\": *$STEPS\b" "$run/last/state.json" || fail "the run did not end at step $STEPS"
-# (c) no debris: temporary files and folders start with a dot
-debris="$(find "$run" -mindepth 1 -name '.*' | head -5)"
-[[ -z "$debris" ]] || fail "debris left behind: $debris"
 
 # A process killed after an early stop's checkpoint but before it exited: resuming that
 # checkpoint must not train on (it once did, until the next evaluation stopped it again).
@@ -119,5 +125,5 @@ cp "$WORK/early/last/model.safetensors" "$WORK/early.safetensors"
 cmp -s "$WORK/early.safetensors" "$WORK/early/last/model.safetensors" ||
   fail "resuming an early-stopped run trained on"
 
-say "PASSED: $kills kills, $loads checkpoint loads, $resumes resumes that reached training, final weights and optimizer state bit-identical," \
-  "no debris ($((SECONDS - start_time)) s, seed $SEED)"
+say "PASSED: $kills kills over $runs runs, $loads checkpoint loads, $resumes resumes that" \
+  "reached training; every run ended bit-identical (weights, optimizer state), no debris ($((SECONDS - start_time)) s, seed $SEED)"
