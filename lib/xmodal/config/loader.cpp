@@ -322,19 +322,23 @@ void apply_source(Config& config, const YAML::Node& root, const std::string& sou
                   const fs::path& base_dir, std::vector<std::string>& chain,
                   std::vector<std::string>& problems) {
   for (auto it = root.begin(); it != root.end(); ++it) {
-    if (!it->first.IsScalar() || it->first.Scalar() != "include") continue;
+    // Copies: yaml-cpp's iterator-> returns a temporary proxy, so `it->second` must not be
+    // the range of a for loop (AddressSanitizer: stack-use-after-scope).
+    const YAML::Node key = it->first;
+    const YAML::Node value = it->second;
+    if (!key.IsScalar() || key.Scalar() != "include") continue;
     const Layer layer{source, false};
     std::vector<YAML::Node> items;
-    if (it->second.IsScalar()) {
-      items.push_back(it->second);
-    } else if (it->second.IsSequence()) {
-      for (const auto& item : it->second) items.push_back(item);
+    if (value.IsScalar()) {
+      items.push_back(value);
+    } else if (value.IsSequence()) {
+      for (const auto& item : value) items.push_back(item);
     }
     if (items.empty() || !std::all_of(items.begin(), items.end(),
                                       [](const YAML::Node& n) { return n.IsScalar(); })) {
-      problems.push_back(layer.where(it->first) +
+      problems.push_back(layer.where(key) +
                          ": include: expected a file name or a list of file names, got " +
-                         describe(it->second));
+                         describe(value));
       continue;
     }
     for (const auto& item : items) {
