@@ -1,17 +1,14 @@
 #!/usr/bin/env bash
-# The unit tests under AddressSanitizer + UndefinedBehaviorSanitizer, in their own build folder
-# (build-asan) so the normal build stays fast. CI runs it after scripts/test.sh.
+# The unit tests under AddressSanitizer + UndefinedBehaviorSanitizer, in the clang build that
+# scripts/fuzz.sh shares (build-san, scripts/san_build.sh), so the normal build stays fast.
+# CI runs it from scripts/test.sh.
 #   scripts/sanitize.sh [ctest args]      # default: -L unit
 # SentencePiece's tests are skipped there: its plugin needs dlopen(RTLD_DEEPBIND), which the
 # sanitizer runtime refuses.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BUILD="${ASAN_BUILD_DIR:-$ROOT/build-asan}"
-if [[ ! -f "$BUILD/build.ninja" ]]; then
-  cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS_RELEASE="-O1 -DNDEBUG" -DXMODAL_SANITIZE=ON \
-    -DXMODAL_BUILD_BENCH=OFF >/dev/null
-fi
-cmake --build "$BUILD" --target xmodal_tests xmodal_app
+BUILD="${SAN_BUILD_DIR:-$ROOT/build-san}"
+SAN_BUILD_DIR="$BUILD" "$ROOT/scripts/san_build.sh" xmodal_tests xmodal_app
 # LibTorch, OpenMP and OpenCV are not instrumented; leaks are checked in xmodal's own code
 # (tests/sanitizer/lsan.supp lists the libraries' one-time allocations).
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_odr_violation=0}"

@@ -4,9 +4,12 @@
 # existing build is only brought up to date.
 #
 #   scripts/setup.sh            # packages + configure + build
-#   BUILD_DIR=build-asan CMAKE_ARGS="-DXMODAL_SANITIZE=ON" scripts/setup.sh
+#   BUILD_DIR=build-gcc-asan CMAKE_ARGS="-DXMODAL_SANITIZE=ON" scripts/setup.sh   # gcc ASan build
 #   BUILD_TARGET=xmodal_app scripts/setup.sh   # only the xmodal binary (no tests, no benches)
+#   EXTRA_PACKAGES="clang" scripts/setup.sh --packages-only   # install, do not build
 set -euo pipefail
+PACKAGES_ONLY=0
+[[ "${1:-}" == "--packages-only" ]] && PACKAGES_ONLY=1
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 BUILD_DIR="${BUILD_DIR:-$ROOT/build}"
@@ -24,6 +27,8 @@ PACKAGES=(
   dataset-fashion-mnist   # raw images of the offline Fashion-scenes data set
   python3                 # test and benchmark scripts (tests/apps/bad_inputs.sh, scripts/bench/)
 )
+# shellcheck disable=SC2206
+PACKAGES+=(${EXTRA_PACKAGES:-})
 
 missing=()
 for package in "${PACKAGES[@]}"; do
@@ -57,6 +62,8 @@ if [[ "$blas" != *openblas* ]]; then
   "${SUDO[@]}" update-alternatives --set libblas.so.3-x86_64-linux-gnu \
     /usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3
 fi
+
+((PACKAGES_ONLY)) && exit 0
 
 GENERATOR=()
 command -v ninja >/dev/null && GENERATOR=(-G Ninja)

@@ -120,7 +120,10 @@ const text::WordPieceTokenizer& wordpiece() {
 }
 
 void wordpiece_target(const uint8_t* data, size_t size) {
-  const auto [a, b] = two_parts(bytes(data, size));
+  // Named, not structured bindings: C++17 lambdas cannot capture those (clang rejects it).
+  const auto parts = two_parts(bytes(data, size));
+  const std::string& a = parts.first;
+  const std::string& b = parts.second;
   guarded([&] {
     wordpiece().encode_ids(a);
     wordpiece().encode(a, 32);
@@ -129,9 +132,10 @@ void wordpiece_target(const uint8_t* data, size_t size) {
 }
 
 void word_tokenizer_target(const uint8_t* data, size_t size) {
-  const auto [vocab, text] = two_parts(bytes(data, size));
+  const auto parts = two_parts(bytes(data, size));
+  const std::string& text = parts.second;
   const auto path = scratch() / "vocab.txt";
-  write(path, vocab);
+  write(path, parts.first);
   guarded([&] {
     const auto tokenizer = text::WordTokenizer::load(path.string());
     tokenizer.encode(text, 16);

@@ -5,7 +5,7 @@
 
 // SentencePiece lives in a plugin loaded with RTLD_DEEPBIND, which AddressSanitizer refuses:
 // its tests are skipped in a sanitizer build (scripts/sanitize.sh).
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(XMODAL_ASAN)
 #define XMODAL_SKIP_WITHOUT_SENTENCEPIECE() \
   GTEST_SKIP() << "SentencePiece is unavailable under AddressSanitizer (RTLD_DEEPBIND)"
 #else

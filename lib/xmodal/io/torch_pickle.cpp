@@ -89,6 +89,16 @@ class Unpickler {
   Unpickler(const std::string& data, const std::function<torch::Tensor(const std::string&)>& record,
             std::string source)
       : data_(data), record_(record), source_(std::move(source)) {}
+  Unpickler(const Unpickler&) = delete;
+  Unpickler& operator=(const Unpickler&) = delete;
+  /// A pickle can put a list or dict inside itself (DUP, then APPEND or SETITEM); shared_ptr
+  /// would leak such a cycle, so every container is emptied here (found by fuzz_torch_pickle).
+  ~Unpickler() {
+    for (const auto& c : containers_) {
+      c->items.clear();
+      c->entries.clear();
+    }
+  }
 
   Ref run() {
     while (true) {
@@ -312,17 +322,20 @@ class Unpickler {
     return out;
   }
 
-  static Ref make(Value::Kind kind) {
+  Ref make(Value::Kind kind) const {
     auto v = std::make_shared<Value>();
     v->kind = kind;
+    if (kind == Value::Kind::tuple || kind == Value::Kind::list || kind == Value::Kind::dict) {
+      containers_.push_back(v);
+    }
     return v;
   }
-  static Ref make_int(Value::Kind kind, int64_t i) {
+  Ref make_int(Value::Kind kind, int64_t i) {
     auto v = make(kind);
     v->integer = i;
     return v;
   }
-  static Ref make_string(std::string s) {
+  Ref make_string(std::string s) {
     auto v = make(Value::Kind::string);
     v->string = std::move(s);
     return v;
@@ -510,6 +523,7 @@ class Unpickler {
   std::vector<size_t> marks_;
   std::unordered_map<uint64_t, Ref> memo_;
   std::map<std::string, torch::Tensor> storages_;
+  mutable std::vector<Ref> containers_;  // every tuple, list and dict made (see ~Unpickler)
 };
 
 void collect(const Value& dict, std::map<std::string, torch::Tensor>& out) {

@@ -38,7 +38,7 @@ const plugin::SentencePieceApi& api() {
         }
       }
     }
-#if defined(__SANITIZE_ADDRESS__)
+#if defined(XMODAL_ASAN)
     // The sanitizer runtime aborts the process on dlopen(RTLD_DEEPBIND), which the plugin
     // needs (sentencepiece_plugin.h): a clear error instead.
     failure =
