@@ -93,9 +93,15 @@ def png(path, w, h):
                            + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
 png(sys.argv[1] + "/one.png", 1, 1)
 png(sys.argv[1] + "/huge.png", 10000, 10000)
+chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
+open(sys.argv[1] + "/bomb.png", "wb").write(  # 900 M pixels claimed in 60 bytes
+    b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 30000, 30000, 8, 0, 0, 0, 0))
+    + chunk(b"IDAT", zlib.compress(b"\x00" * 64)))
 PY
 check tiny_image_1x1 0 '"answers"' -- "$XMODAL" predict --checkpoint "$CK" --image "$W/one.png" --text "how many"
 check huge_image_10000 0 '"answers"' -- "$XMODAL" predict --checkpoint "$CK" --image "$W/huge.png" --text "how many"
+check image_claiming_900M_pixels 1 "bomb.png: 30000 x 30000 pixels is more than" -- \
+  "$XMODAL" predict --checkpoint "$CK" --image "$W/bomb.png" --text "how many"
 
 # ---- text ----
 check non_utf8_text 0 '"answers"' -- "$XMODAL" predict --checkpoint "$CK" --image "$IMG" --text $'how \xff\xfe many \xc3'

@@ -3,15 +3,127 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include <cstdint>
+#include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <stdexcept>
 
 namespace xmodal::io {
+namespace {
+
+// Reads bytes at absolute offsets of a file; short reads come back short.
+class Header {
+ public:
+  explicit Header(const std::string& path) : in_(path, std::ios::binary) {}
+  std::string at(uint64_t offset, size_t n) {
+    std::string out(n, '\0');
+    in_.clear();
+    in_.seekg(static_cast<std::streamoff>(offset));
+    in_.read(out.data(), static_cast<std::streamsize>(n));
+    out.resize(in_ ? n : static_cast<size_t>(std::max<std::streamsize>(in_.gcount(), 0)));
+    return out;
+  }
+
+ private:
+  std::ifstream in_;
+};
+
+uint64_t le(const std::string& b, size_t at, size_t n) {
+  uint64_t v = 0;
+  for (size_t i = n; i-- > 0;) v = (v << 8) | static_cast<unsigned char>(b[at + i]);
+  return v;
+}
+uint64_t be(const std::string& b, size_t at, size_t n) {
+  uint64_t v = 0;
+  for (size_t i = 0; i < n; ++i) v = (v << 8) | static_cast<unsigned char>(b[at + i]);
+  return v;
+}
+
+// JPEG: the frame header (SOFn) follows any number of segments (EXIF, ICC profiles, tables).
+std::optional<ImageSize> jpeg_size(Header& file) {
+  uint64_t pos = 2;
+  for (int segments = 0; segments < 4096; ++segments) {
+    std::string m = file.at(pos, 4);
+    if (m.size() < 4 || static_cast<unsigned char>(m[0]) != 0xFF) return std::nullopt;
+    const auto marker = static_cast<unsigned char>(m[1]);
+    if (marker == 0xFF) {  // fill byte
+      ++pos;
+      continue;
+    }
+    if (marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7)) {  // no length field
+      pos += 2;
+      continue;
+    }
+    const uint64_t length = be(m, 2, 2);
+    if (length < 2) return std::nullopt;
+    const bool frame =
+        marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC;
+    if (frame) {
+      const std::string f = file.at(pos + 4, 5);  // precision, height, width
+      if (f.size() < 5) return std::nullopt;
+      return ImageSize{be(f, 3, 2), be(f, 1, 2)};
+    }
+    if (marker == 0xD9 || marker == 0xDA) return std::nullopt;  // end, or scan before a frame
+    pos += 2 + length;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::optional<ImageSize> image_header_size(const std::string& path) {
+  Header file(path);
+  const std::string h = file.at(0, 32);
+  if (h.size() >= 24 && h.compare(0, 8, "\x89PNG\r\n\x1a\n") == 0 &&
+      h.compare(12, 4, "IHDR") == 0) {
+    return ImageSize{be(h, 16, 4), be(h, 20, 4)};
+  }
+  if (h.size() >= 3 && h.compare(0, 3, "\xFF\xD8\xFF") == 0) return jpeg_size(file);
+  if (h.size() >= 26 && h.compare(0, 2, "BM") == 0) {
+    if (le(h, 14, 4) == 12) return ImageSize{le(h, 18, 2), le(h, 20, 2)};  // BITMAPCOREHEADER
+    const auto height = static_cast<int32_t>(le(h, 22, 4));                // < 0: top-down
+    return ImageSize{le(h, 18, 4), static_cast<uint64_t>(std::abs(static_cast<int64_t>(height)))};
+  }
+  if (h.size() >= 30 && h.compare(0, 4, "RIFF") == 0 && h.compare(8, 4, "WEBP") == 0) {
+    if (h.compare(12, 4, "VP8 ") == 0)
+      return ImageSize{le(h, 26, 2) & 0x3FFF, le(h, 28, 2) & 0x3FFF};
+    if (h.compare(12, 4, "VP8L") == 0) {
+      const uint64_t bits = le(h, 21, 4);
+      return ImageSize{(bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1};
+    }
+    if (h.compare(12, 4, "VP8X") == 0) return ImageSize{le(h, 24, 3) + 1, le(h, 27, 3) + 1};
+  }
+  return std::nullopt;
+}
+
+uint64_t max_image_pixels() {
+  static const uint64_t limit = [] {
+    const char* env = std::getenv("XMODAL_MAX_IMAGE_PIXELS");
+    if (env != nullptr && *env != '\0') {
+      char* end = nullptr;
+      const unsigned long long v = std::strtoull(env, &end, 10);
+      if (end != nullptr && *end == '\0' && v > 0) return static_cast<uint64_t>(v);
+    }
+    return kDefaultMaxImagePixels;
+  }();
+  return limit;
+}
 
 cv::Mat read_image_rgb(const std::string& path) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) {
     throw std::runtime_error("cannot read image " + path + ": file not found");
+  }
+  // A file of a few hundred bytes can claim a billion pixels; OpenCV would allocate for them
+  // before finding out the data is not there (its own cap is 2^30 pixels, up to 8 GB).
+  if (const auto size = image_header_size(path)) {
+    if (size->height != 0 && size->width > max_image_pixels() / size->height) {
+      throw std::runtime_error("cannot read image " + path + ": " + std::to_string(size->width) +
+                               " x " + std::to_string(size->height) + " pixels is more than " +
+                               std::to_string(max_image_pixels()) +
+                               " (XMODAL_MAX_IMAGE_PIXELS raises the limit)");
+    }
   }
   cv::Mat image = cv::imread(path, cv::IMREAD_UNCHANGED);
   if (image.empty()) {

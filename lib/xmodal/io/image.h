@@ -3,13 +3,29 @@
 
 #include <opencv2/core.hpp>
 
+#include <cstdint>
+#include <optional>
 #include <string>
 
 namespace xmodal::io {
 
+struct ImageSize {
+  uint64_t width = 0;
+  uint64_t height = 0;
+};
+
+/// The size a PNG, JPEG, BMP or WebP file declares in its header, read without decoding;
+/// nothing for other formats or a header cut short.
+std::optional<ImageSize> image_header_size(const std::string& path);
+
+/// The most pixels read_image_rgb decodes: 2^27 (134M, e.g. 11585 x 11585), or the environment
+/// variable XMODAL_MAX_IMAGE_PIXELS.
+constexpr uint64_t kDefaultMaxImagePixels = uint64_t{1} << 27;
+uint64_t max_image_pixels();
+
 /// Decodes any format OpenCV reads into an 8-bit RGB image (grey and alpha are converted).
 /// Throws std::runtime_error: "cannot read image a.png: file not found" / "... not a decodable
-/// image".
+/// image" / "... 40000 x 40000 pixels is more than 134217728" (checked before decoding).
 cv::Mat read_image_rgb(const std::string& path);
 
 /// Encodes `image` (8-bit, 1 or 3 channels, RGB order for 3) as PNG bytes.

@@ -1,0 +1,97 @@
+#include "xmodal/io/image.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+#include <opencv2/imgcodecs.hpp>
+
+#include <filesystem>
+#include <fstream>
+
+namespace xmodal::io {
+namespace {
+
+namespace fs = std::filesystem;
+
+class ImageFile : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("xmodal-image-test-" + std::to_string(::getpid()));
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  // A 5 x 3 image encoded by OpenCV as `ext`, written to a file.
+  std::string encoded(const std::string& ext) {
+    const cv::Mat image(3, 5, CV_8UC3, cv::Scalar(10, 20, 30));
+    std::vector<uchar> bytes;
+    if (!cv::imencode(ext, image, bytes)) return "";
+    return std::string(bytes.begin(), bytes.end());
+  }
+  std::string write(const std::string& name, const std::string& bytes) {
+    const auto path = (dir_ / name).string();
+    std::ofstream(path, std::ios::binary) << bytes;
+    return path;
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(ImageFile, HeaderSizeOfEveryFormatOpenCvWrites) {
+  for (const std::string ext : {".png", ".jpg", ".bmp", ".webp"}) {
+    SCOPED_TRACE(ext);
+    const std::string bytes = encoded(ext);
+    if (bytes.empty()) continue;  // OpenCV built without this codec
+    const auto size = image_header_size(write("a" + ext, bytes));
+    ASSERT_TRUE(size.has_value());
+    EXPECT_EQ(size->width, 5u);
+    EXPECT_EQ(size->height, 3u);
+    const cv::Mat rgb = read_image_rgb(write("a" + ext, bytes));
+    EXPECT_EQ(rgb.cols, 5);
+    EXPECT_EQ(rgb.rows, 3);
+  }
+}
+
+TEST_F(ImageFile, JpegFrameAfterLargeSegmentsIsFound) {
+  std::string bytes = encoded(".jpg");
+  // Two 60 KB application segments (as EXIF thumbnails and ICC profiles are) before the frame.
+  const std::string app = std::string("\xFF\xE2\xEA\x62", 4) + std::string(60000, 'x');
+  bytes.insert(2, app + app);
+  const auto size = image_header_size(write("big-exif.jpg", bytes));
+  ASSERT_TRUE(size.has_value());
+  EXPECT_EQ(size->width, 5u);
+  EXPECT_EQ(size->height, 3u);
+}
+
+TEST_F(ImageFile, HugeClaimIsRefusedBeforeDecoding) {
+  // PNG: width and height are big-endian at bytes 16 and 20 (IHDR).
+  std::string png = encoded(".png");
+  const std::string dims("\x00\x00\x9c\x40\x00\x00\x9c\x40", 8);  // 40000 x 40000
+  png.replace(16, 8, dims);
+  const auto path = write("bomb.png", png);
+  try {
+    read_image_rgb(path);
+    FAIL() << "a 40000 x 40000 claim was decoded";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("bomb.png: 40000 x 40000 pixels is more than 134217728"),
+              std::string::npos)
+        << e.what();
+  }
+  // BMP: a negative height (top-down rows) counts by its magnitude.
+  std::string bmp = encoded(".bmp");
+  bmp.replace(18, 8, std::string("\x40\x9c\x00\x00\xc0\x63\xff\xff", 8));  // 40000 x -40000
+  const auto size = image_header_size(write("bomb.bmp", bmp));
+  ASSERT_TRUE(size.has_value());
+  EXPECT_EQ(size->height, 40000u);
+  EXPECT_THROW(read_image_rgb(write("bomb.bmp", bmp)), std::runtime_error);
+}
+
+TEST_F(ImageFile, UnknownOrCutHeadersAreLeftToTheDecoder) {
+  EXPECT_FALSE(image_header_size(write("empty.png", "")).has_value());
+  EXPECT_FALSE(image_header_size(write("cut.png", encoded(".png").substr(0, 20))).has_value());
+  EXPECT_FALSE(image_header_size(write("text.png", "hello, world; not an image")).has_value());
+  EXPECT_FALSE(image_header_size(write("cut.jpg", encoded(".jpg").substr(0, 30))).has_value());
+  EXPECT_THROW(read_image_rgb(write("text.png", "hello")), std::runtime_error);
+}
+
+}  // namespace
+}  // namespace xmodal::io
