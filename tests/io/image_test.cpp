@@ -20,11 +20,11 @@ class ImageFile : public ::testing::Test {
   }
   void TearDown() override { fs::remove_all(dir_); }
 
-  // A 5 x 3 image encoded by OpenCV as `ext`, written to a file.
-  std::string encoded(const std::string& ext) {
+  // A 5 x 3 image encoded by OpenCV as `ext` (with encoder `params`).
+  static std::string encoded(const std::string& ext, const std::vector<int>& params = {}) {
     const cv::Mat image(3, 5, CV_8UC3, cv::Scalar(10, 20, 30));
     std::vector<uchar> bytes;
-    if (!cv::imencode(ext, image, bytes)) return "";
+    if (!cv::imencode(ext, image, bytes, params)) return "";
     return std::string(bytes.begin(), bytes.end());
   }
   std::string write(const std::string& name, const std::string& bytes) {
@@ -36,11 +36,17 @@ class ImageFile : public ::testing::Test {
   fs::path dir_;
 };
 
-TEST_F(ImageFile, HeaderSizeOfEveryFormatOpenCvWrites) {
-  for (const std::string ext : {".png", ".jpg", ".bmp", ".webp"}) {
-    SCOPED_TRACE(ext);
-    const std::string bytes = encoded(ext);
-    if (bytes.empty()) continue;  // OpenCV built without this codec
+TEST_F(ImageFile, HeaderSizeOfPngJpegBmpLosslessAndLossyWebp) {
+  // WebP: lossless (VP8L) by default, lossy (VP8) below quality 100.
+  const std::vector<std::pair<std::string, std::string>> files = {
+      {".png", encoded(".png")},
+      {".jpg", encoded(".jpg")},
+      {".bmp", encoded(".bmp")},
+      {".webp", encoded(".webp")},
+      {".webp", encoded(".webp", {cv::IMWRITE_WEBP_QUALITY, 80})}};
+  for (const auto& [ext, bytes] : files) {
+    SCOPED_TRACE(ext + ", " + std::to_string(bytes.size()) + " bytes");
+    ASSERT_FALSE(bytes.empty()) << "OpenCV cannot write " << ext;
     const auto size = image_header_size(write("a" + ext, bytes));
     ASSERT_TRUE(size.has_value());
     EXPECT_EQ(size->width, 5u);
