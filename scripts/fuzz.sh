@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fuzzes every parser of untrusted input with libFuzzer (clang, ASan + UBSan):
-#   config, vqa, coco, safetensors, idx, wordpiece, word_tokenizer, image, torch_pickle.
+#   config, vqa, coco, safetensors, idx, wordpiece, word_tokenizer, image, torch_pickle,
+#   checkpoint.
 #
 #   scripts/fuzz.sh [SECONDS=60] [TARGET...]   # SECONDS per target; all targets by default
 #
@@ -18,7 +19,7 @@ BUILD="${SAN_BUILD_DIR:-$ROOT/build-san}"
 SECONDS_PER_TARGET="${1:-60}"
 shift || true
 TARGETS=("$@")
-((${#TARGETS[@]})) || TARGETS=(config vqa coco safetensors idx wordpiece word_tokenizer image torch_pickle)
+((${#TARGETS[@]})) || TARGETS=(config vqa coco safetensors idx wordpiece word_tokenizer image torch_pickle checkpoint)
 
 SAN_BUILD_DIR="$BUILD" "$ROOT/scripts/san_build.sh" "${TARGETS[@]/#/fuzz_}" || exit 1
 

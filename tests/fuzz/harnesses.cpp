@@ -17,6 +17,7 @@
 #include "xmodal/io/torch_pickle.h"
 #include "xmodal/text/tokenizer.h"
 #include "xmodal/text/wordpiece.h"
+#include "xmodal/train/checkpoint.h"
 
 // The fuzz binaries get the test data folder as a definition; the unit tests, from their
 // generated paths header (they share the library's precompiled header, so no -D flags).
@@ -160,6 +161,24 @@ void torch_pickle_target(const uint8_t* data, size_t size) {
   guarded([&] { io::unpickle_state_dict(bytes(data, size), record, "<fuzz>"); });
 }
 
+// A checkpoint folder: state.json, then model.safetensors after the first NUL byte. The CRC-32
+// gate stops most mutations of the second part; fuzz_safetensors covers that reader.
+void checkpoint_target(const uint8_t* data, size_t size) {
+  const auto [state, model] = two_parts(bytes(data, size));
+  const auto dir = scratch() / "checkpoint";
+  fs::create_directories(dir);
+  write(dir / "state.json", state);
+  write(dir / "model.safetensors", model);
+  for (const bool optimizer : {false, true}) {
+    train::LoadOptions options;
+    options.optimizer = optimizer;
+    guarded([&] {
+      const auto content = train::load_checkpoint(dir.string(), options);
+      train::set_cpu_rng_state(content.state.rng_cpu);  // what a resume does with it
+    });
+  }
+}
+
 }  // namespace
 
 const std::vector<Target>& targets() {
@@ -173,6 +192,7 @@ const std::vector<Target>& targets() {
       {"word_tokenizer", word_tokenizer_target},
       {"image", image_target},
       {"torch_pickle", torch_pickle_target},
+      {"checkpoint", checkpoint_target},
   };
   return all;
 }

@@ -22,7 +22,7 @@ struct Target {
 };
 
 /// Every target: config, vqa, coco, safetensors, idx, wordpiece, word_tokenizer, image,
-/// torch_pickle.
+/// torch_pickle, checkpoint.
 const std::vector<Target>& targets();
 
 /// The target named `name`, or nullptr.
