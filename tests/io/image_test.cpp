@@ -57,6 +57,46 @@ TEST_F(ImageFile, HeaderSizeOfPngJpegBmpLosslessAndLossyWebp) {
   }
 }
 
+TEST_F(ImageFile, TiffAndPnmAreReadWithoutAHeaderSize) {
+  const std::vector<std::pair<std::string, std::string>> files = {
+      {".tiff", encoded(".tiff")},
+      {".ppm", encoded(".ppm")},
+      {".pgm", "P5\n5 3\n255\n" + std::string(15, '\x40')}};  // grey, binary
+  for (const auto& [ext, bytes] : files) {
+    SCOPED_TRACE(ext);
+    ASSERT_FALSE(bytes.empty()) << "OpenCV cannot write " << ext;
+    EXPECT_FALSE(image_header_size(write("a" + ext, bytes)).has_value());
+    const cv::Mat rgb = read_image_rgb(write("a" + ext, bytes));
+    EXPECT_EQ(rgb.cols, 5);
+    EXPECT_EQ(rgb.rows, 3);
+    EXPECT_EQ(rgb.channels(), 3);
+  }
+}
+
+TEST_F(ImageFile, OtherFormatsOpenCvKnowsAreRefused) {
+  // DICOM: "DICM" at byte 128. OpenCV hands such a file to GDCM, which aborts the process when
+  // it is malformed (tests/fuzz/regressions/image/).
+  std::string dicom(128, '\0');
+  dicom += "DICM" + std::string(64, '\x01');
+  const std::vector<std::pair<std::string, std::string>> files = {
+      {"a.dcm", dicom},
+      {"a.jp2", std::string("\0\0\0\x0cjP  \r\n\x87\n", 12) + std::string(40, '\0')},
+      {"a.hdr", "#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 2 +X 2\n"},
+      {"a.pam", "P7\nWIDTH 1\nHEIGHT 1\nDEPTH 1\nMAXVAL 255\nENDHDR\n\x80"}};
+  for (const auto& [name, bytes] : files) {
+    try {
+      read_image_rgb(write(name, bytes));
+      ADD_FAILURE() << name << " was decoded";
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(
+          std::string(e.what()).find(
+              name + ": not a decodable image (not a PNG, JPEG, BMP, WebP, TIFF or PNM file)"),
+          std::string::npos)
+          << e.what();
+    }
+  }
+}
+
 TEST_F(ImageFile, JpegFrameAfterLargeSegmentsIsFound) {
   std::string bytes = encoded(".jpg");
   // Two 60 KB application segments (as EXIF thumbnails and ICC profiles are) before the frame.

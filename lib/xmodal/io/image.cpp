@@ -3,6 +3,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
+#include <cctype>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
@@ -70,6 +71,25 @@ std::optional<ImageSize> jpeg_size(Header& file) {
   return std::nullopt;
 }
 
+// The formats xmodal hands to OpenCV, by their leading bytes. OpenCV would also try DICOM,
+// JPEG 2000, OpenEXR, Radiance HDR, Sun raster, PAM and PFM; their libraries are less hardened,
+// and GDCM (DICOM) aborts the process on a malformed file (found by fuzz_image).
+const char* allowed_format(const std::string& h) {
+  const auto starts = [&](const char* magic, size_t n) { return h.compare(0, n, magic, n) == 0; };
+  if (starts("\x89PNG\r\n\x1a\n", 8)) return "PNG";
+  if (starts("\xFF\xD8\xFF", 3)) return "JPEG";
+  if (starts("BM", 2)) return "BMP";
+  if (starts("RIFF", 4) && h.size() >= 12 && h.compare(8, 4, "WEBP") == 0) return "WebP";
+  if (starts("II*\0", 4) || starts("MM\0*", 4) || starts("II+\0", 4) || starts("MM\0+", 4)) {
+    return "TIFF";
+  }
+  if (h.size() >= 3 && h[0] == 'P' && h[1] >= '1' && h[1] <= '6' &&
+      std::isspace(static_cast<unsigned char>(h[2]))) {
+    return "PNM";
+  }
+  return nullptr;
+}
+
 }  // namespace
 
 std::optional<ImageSize> image_header_size(const std::string& path) {
@@ -114,6 +134,11 @@ cv::Mat read_image_rgb(const std::string& path) {
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path, ec)) {
     throw std::runtime_error("cannot read image " + path + ": file not found");
+  }
+  if (allowed_format(Header(path).at(0, 12)) == nullptr) {
+    throw std::runtime_error("cannot read image " + path +
+                             ": not a decodable image (not a PNG, JPEG, BMP, WebP, TIFF or PNM "
+                             "file)");
   }
   // A file of a few hundred bytes can claim a billion pixels; OpenCV would allocate for them
   // before finding out the data is not there (its own cap is 2^30 pixels, up to 8 GB).

@@ -23,7 +23,8 @@ std::optional<ImageSize> image_header_size(const std::string& path);
 constexpr uint64_t kDefaultMaxImagePixels = uint64_t{1} << 27;
 uint64_t max_image_pixels();
 
-/// Decodes any format OpenCV reads into an 8-bit RGB image (grey and alpha are converted).
+/// Decodes a PNG, JPEG, BMP, WebP, TIFF or PNM file (OpenCV) into an 8-bit RGB image (grey and
+/// alpha are converted). Other formats OpenCV knows (DICOM, JPEG 2000, EXR, ...) are refused.
 /// Throws std::runtime_error: "cannot read image a.png: file not found" / "... not a decodable
 /// image" / "... 40000 x 40000 pixels is more than 134217728" (checked before decoding).
 cv::Mat read_image_rgb(const std::string& path);
