@@ -14,6 +14,7 @@
 #include <fstream>
 #include <random>
 #include <thread>
+#include <tuple>
 
 #include "../support/fixtures.h"
 #include "../support/scenes.h"
@@ -572,6 +573,36 @@ TEST(Checkpoint, CorruptTruncatedOrHalfWrittenOnesNeverLoad) {
   EXPECT_EQ(resolve_checkpoint(run), (dir.path() / "checkpoints" / "step-1").string());
   EXPECT_EQ(remove_debris(run), 1);
   EXPECT_FALSE(fs::exists(dir.path() / "checkpoints" / ".tmp-step-9-123"));
+}
+
+// state.json is untrusted: a number that is not a whole number in range (1e79, 2.5, -1) is named,
+// never converted (a double beyond int64 converted to an integer is undefined behaviour).
+TEST(Checkpoint, StateNumbersOutOfRangeAreNamed) {
+  TempDir dir;
+  const auto ckpt = write_checkpoint(dir.path().string(), sample_checkpoint(4, 10));
+  const std::string original = io::read_file(ckpt + "/state.json");
+  const auto edited = [&](const std::string& from, const std::string& to) {
+    std::string text = original;
+    const auto at = text.find(from);
+    EXPECT_NE(at, std::string::npos) << from;
+    if (at != std::string::npos) text.replace(at, from.size(), to);
+    std::ofstream(ckpt + "/state.json", std::ios::binary | std::ios::trunc) << text;
+  };
+  const std::vector<std::tuple<std::string, std::string, std::string>> cases = {
+      {"\"format_version\": 1", "\"format_version\": 1e79", "format_version is 1e+79"},
+      {"\"step\": 4", "\"step\": 2.5", "step is 2.5, not an integer"},
+      {"\"step\": 4", "\"step\": -1", "step is -1, not an integer in [0, "},
+      {"\"world_size\": 1", "\"world_size\": 0", "world_size is 0"}};
+  for (const auto& [from, to, message] : cases) {
+    edited(from, to);
+    try {
+      load_checkpoint(ckpt);
+      ADD_FAILURE() << to << " loaded";
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("state.json: " + message), std::string::npos)
+          << e.what();
+    }
+  }
 }
 
 // Kills a process that writes checkpoints in a loop at random moments: whatever is left on disk

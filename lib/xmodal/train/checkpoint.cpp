@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <limits>
 #include <stdexcept>
 
 #include "xmodal/core/logging.h"
@@ -86,18 +87,46 @@ json state_to_json(const TrainState& s) {
   };
 }
 
+// A state.json that does not hold what xmodal wrote: the message names the key.
+struct BadState : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// An integer field within [lo, hi]. nlohmann's get<int64_t>() of 1e79 or of 2.5 converts a
+// double to an integer, which is undefined behaviour (found by fuzz_checkpoint); checkpoints
+// are untrusted input.
+int64_t whole(const json& parent, const char* key, int64_t lo,
+              int64_t hi = std::numeric_limits<int64_t>::max()) {
+  const json& v = parent.at(key);
+  if (v.is_number_unsigned()) {
+    const auto u = v.get<uint64_t>();
+    if (u <= static_cast<uint64_t>(hi) && static_cast<int64_t>(u) >= lo) {
+      return static_cast<int64_t>(u);
+    }
+  } else if (v.is_number_integer()) {
+    const auto i = v.get<int64_t>();
+    if (i >= lo && i <= hi) return i;
+  }
+  throw BadState(std::string(key) + " is " + v.dump() + ", not an integer in [" +
+                 std::to_string(lo) + ", " + std::to_string(hi) + "]");
+}
+
 TrainState state_from_json(const json& j) {
   TrainState s;
-  s.step = j.at("step").get<int64_t>();
-  s.epoch = j.at("data_position").at("epoch").get<int64_t>();
-  s.batch = j.at("data_position").at("batch").get<int64_t>();
-  s.world_size = j.at("data_position").value("world_size", 1);  // absent before distributed runs
-  s.samples_seen = j.at("samples_seen").get<int64_t>();
+  const auto& position = j.at("data_position");
+  s.step = whole(j, "step", 0);
+  s.epoch = whole(position, "epoch", 0);
+  s.batch = whole(position, "batch", 0);
+  // absent before distributed runs
+  s.world_size = position.contains("world_size")
+                     ? static_cast<int>(whole(position, "world_size", 1, 1 << 20))
+                     : 1;
+  s.samples_seen = whole(j, "samples_seen", 0);
   s.elapsed_seconds = j.at("elapsed_seconds").get<double>();
   const auto& sched = j.at("scheduler");
   s.schedule = sched.at("schedule").get<std::string>();
-  s.total_steps = sched.at("total_steps").get<int64_t>();
-  s.warmup_steps = sched.at("warmup_steps").get<int64_t>();
+  s.total_steps = whole(sched, "total_steps", 0);
+  s.warmup_steps = whole(sched, "warmup_steps", 0);
   s.base_lr = sched.at("base_lr").get<double>();
   s.last_lr = sched.at("last_lr").get<double>();
   s.rng_cpu = j.at("rng").at("torch_cpu").get<std::string>();
@@ -105,10 +134,10 @@ TrainState state_from_json(const json& j) {
   s.metric = es.at("metric").get<std::string>();
   s.metric_mode = es.at("mode").get<std::string>();
   if (!es.at("best").is_null()) s.early_stopping.best = es.at("best").get<double>();
-  s.early_stopping.best_step = es.at("best_step").get<int64_t>();
-  s.early_stopping.bad_evals = es.at("bad_evals").get<int64_t>();
+  s.early_stopping.best_step = whole(es, "best_step", 0);
+  s.early_stopping.bad_evals = whole(es, "bad_evals", 0);
   s.early_stopping.stopped = es.at("stopped").get<bool>();
-  s.last_eval_step = j.at("last_eval_step").get<int64_t>();
+  s.last_eval_step = whole(j, "last_eval_step", 0);
   for (const auto& [k, v] : j.at("metrics").items()) {
     s.last_metrics[k] = v.is_null() ? std::nan("") : v.get<double>();
   }
@@ -343,13 +372,15 @@ CheckpointContent load_checkpoint(const std::string& dir, LoadOptions options) {
     if (state.at("format").get<std::string>() != "xmodal-checkpoint") {
       throw fail("state.json: not an xmodal checkpoint");
     }
-    const int version = state.at("format_version").get<int>();
+    const int64_t version = whole(state, "format_version", 0);
     if (version != kCheckpointFormatVersion) {
       throw fail("format version " + std::to_string(version) + ", this xmodal reads version " +
                  std::to_string(kCheckpointFormatVersion));
     }
     content.state = state_from_json(state);
   } catch (const json::exception& e) {
+    throw fail(std::string("state.json: ") + e.what());
+  } catch (const BadState& e) {
     throw fail(std::string("state.json: ") + e.what());
   }
   const json files = state.value("files", json::object());
@@ -366,9 +397,11 @@ CheckpointContent load_checkpoint(const std::string& dir, LoadOptions options) {
     uint64_t expected_size = 0;
     std::string expected_crc;
     try {
-      expected_size = info.at("bytes").get<uint64_t>();
+      expected_size = static_cast<uint64_t>(whole(info, "bytes", 0));
       expected_crc = info.at("crc32").get<std::string>();
     } catch (const json::exception& e) {
+      throw fail("state.json entry for " + name + ": " + e.what());
+    } catch (const BadState& e) {
       throw fail("state.json entry for " + name + ": " + e.what());
     }
     if (bytes.size() != expected_size) {

@@ -289,7 +289,12 @@ void truncate_metrics(const std::string& path, int64_t step) {
     if (line.empty()) continue;
     try {
       const json record = json::parse(line);
-      if (record.value("step", int64_t{0}) <= step) kept += line + "\n";
+      if (!record.is_object()) continue;
+      // Only an integer step is compared: get<int64_t>() of a double such as 1e79 is undefined.
+      const auto at = record.find("step");
+      if (at == record.end() || (at->is_number_integer() && at->get<int64_t>() <= step)) {
+        kept += line + "\n";
+      }
     } catch (const json::exception&) {
       // A partial last line from a killed writer.
     }
