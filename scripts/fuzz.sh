@@ -6,7 +6,7 @@
 #   scripts/fuzz.sh [SECONDS=60] [TARGET...]   # SECONDS per target; all targets by default
 #
 # Builds into build-san (scripts/san_build.sh: clang, -DXMODAL_FUZZ=ON; the build that
-# scripts/sanitize.sh shares; the first one takes ~25 min on 2 cores).
+# scripts/sanitize.sh shares; the first one takes ~6 min on 2 cores).
 # Each target starts from its seed corpus in tests/fuzz/corpus/TARGET; new inputs go to
 # build-san/corpus/TARGET. A crash, leak, sanitizer report or timeout stops that target and
 # leaves the input in build-san/artifacts/TARGET: copy it to tests/fuzz/regressions/TARGET/
