@@ -91,11 +91,8 @@ const char* allowed_format(const std::string& h) {
   return nullptr;
 }
 
-}  // namespace
-
-std::optional<ImageSize> image_header_size(const std::string& path) {
-  Header file(path);
-  const std::string h = file.at(0, 32);
+// `h`: the file's first 32 bytes (fewer if it is shorter).
+std::optional<ImageSize> header_size(Header& file, const std::string& h) {
   if (h.size() >= 24 && h.compare(0, 8, "\x89PNG\r\n\x1a\n") == 0 &&
       h.compare(12, 4, "IHDR") == 0) {
     return ImageSize{be(h, 16, 4), be(h, 20, 4)};
@@ -118,6 +115,13 @@ std::optional<ImageSize> image_header_size(const std::string& path) {
   return std::nullopt;
 }
 
+}  // namespace
+
+std::optional<ImageSize> image_header_size(const std::string& path) {
+  Header file(path);
+  return header_size(file, file.at(0, 32));
+}
+
 uint64_t max_image_pixels() {
   static const uint64_t limit = [] {
     const char* env = std::getenv("XMODAL_MAX_IMAGE_PIXELS");
@@ -136,14 +140,16 @@ cv::Mat read_image_rgb(const std::string& path) {
   if (!std::filesystem::is_regular_file(path, ec)) {
     throw std::runtime_error("cannot read image " + path + ": file not found");
   }
-  if (allowed_format(Header(path).at(0, 12)) == nullptr) {
+  Header file(path);
+  const std::string head = file.at(0, 32);
+  if (allowed_format(head) == nullptr) {
     throw std::runtime_error("cannot read image " + path +
                              ": not a decodable image (not a PNG, JPEG, BMP, WebP, TIFF or PNM "
                              "file)");
   }
   // A file of a few hundred bytes can claim a billion pixels; OpenCV would allocate for them
   // before finding out the data is not there (its own cap is 2^30 pixels, up to 8 GB).
-  if (const auto size = image_header_size(path)) {
+  if (const auto size = header_size(file, head)) {
     if (size->height != 0 && size->width > max_image_pixels() / size->height) {
       throw std::runtime_error("cannot read image " + path + ": " + std::to_string(size->width) +
                                " x " + std::to_string(size->height) + " pixels is more than " +
