@@ -86,14 +86,13 @@ check missing_image 1 "/nonexistent/i.png: file not found" -- \
   "$XMODAL" predict --checkpoint "$CK" --image /nonexistent/i.png --text "how many"
 /usr/bin/python3 - "$W" <<'PY'
 import struct, sys, zlib
+chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
 def png(path, w, h):
     raw = b"".join(b"\x00" + b"\x80" * w for _ in range(h))
-    chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
     open(path, "wb").write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0))
                            + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b""))
 png(sys.argv[1] + "/one.png", 1, 1)
 png(sys.argv[1] + "/huge.png", 10000, 10000)
-chunk = lambda t, d: struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d))
 open(sys.argv[1] + "/bomb.png", "wb").write(  # 900 M pixels claimed in 60 bytes
     b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 30000, 30000, 8, 0, 0, 0, 0))
     + chunk(b"IDAT", zlib.compress(b"\x00" * 64)))

@@ -23,15 +23,6 @@ std::string read_bytes(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const std::runtime_error& e) {
-    return e.what();
-  }
-  return "";
-}
-
 TEST(TorchPickle, ReadsAHuggingFaceBertBinLikeItsSafetensorsCopy) {
   // The real pytorch_model.bin (an OrderedDict, pickle protocol 2) and the same weights written
   // to safetensors by PyTorch itself (scripts/make_model_fixtures.py).

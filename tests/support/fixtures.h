@@ -12,13 +12,25 @@
 #define XMODAL_SKIP_WITHOUT_SENTENCEPIECE() static_cast<void>(0)
 #endif
 
+#include <functional>
 #include <map>
+#include <stdexcept>
 #include <string>
 
 #include "xmodal/io/safetensors.h"
 #include "xmodal_test_paths.h"
 
 namespace xmodal::testing {
+
+/// The message of the std::runtime_error `f` throws, or "" when it throws none.
+inline std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const std::runtime_error& e) {
+    return e.what();
+  }
+  return "";
+}
 
 /// All tensors of tests/data/<relative>.
 inline std::map<std::string, torch::Tensor> load_fixture(const std::string& relative) {

@@ -75,42 +75,55 @@ std::optional<ImageSize> jpeg_size(Header& file) {
 // The formats xmodal hands to OpenCV, by their leading bytes. OpenCV would also try DICOM,
 // JPEG 2000, OpenEXR, Radiance HDR, Sun raster, PAM and PFM; their libraries are less hardened,
 // and GDCM (DICOM) aborts the process on a malformed file (found by fuzz_image).
-const char* allowed_format(const std::string& h) {
+enum class Format { other, png, jpeg, bmp, webp, tiff, pnm };
+
+// `h`: the file's first 32 bytes (fewer if it is shorter).
+Format format_of(const std::string& h) {
   const auto starts = [&](const char* magic, size_t n) { return h.compare(0, n, magic, n) == 0; };
-  if (starts("\x89PNG\r\n\x1a\n", 8)) return "PNG";
-  if (starts("\xFF\xD8\xFF", 3)) return "JPEG";
-  if (starts("BM", 2)) return "BMP";
-  if (starts("RIFF", 4) && h.size() >= 12 && h.compare(8, 4, "WEBP") == 0) return "WebP";
+  if (starts("\x89PNG\r\n\x1a\n", 8)) return Format::png;
+  if (starts("\xFF\xD8\xFF", 3)) return Format::jpeg;
+  if (starts("BM", 2)) return Format::bmp;
+  if (starts("RIFF", 4) && h.size() >= 12 && h.compare(8, 4, "WEBP") == 0) return Format::webp;
   if (starts("II*\0", 4) || starts("MM\0*", 4) || starts("II+\0", 4) || starts("MM\0+", 4)) {
-    return "TIFF";
+    return Format::tiff;
   }
   if (h.size() >= 3 && h[0] == 'P' && h[1] >= '1' && h[1] <= '6' &&
       std::isspace(static_cast<unsigned char>(h[2]))) {
-    return "PNM";
+    return Format::pnm;
   }
-  return nullptr;
+  return Format::other;
 }
 
-// `h`: the file's first 32 bytes (fewer if it is shorter).
-std::optional<ImageSize> header_size(Header& file, const std::string& h) {
-  if (h.size() >= 24 && h.compare(0, 8, "\x89PNG\r\n\x1a\n") == 0 &&
-      h.compare(12, 4, "IHDR") == 0) {
-    return ImageSize{be(h, 16, 4), be(h, 20, 4)};
-  }
-  if (h.size() >= 3 && h.compare(0, 3, "\xFF\xD8\xFF") == 0) return jpeg_size(file);
-  if (h.size() >= 26 && h.compare(0, 2, "BM") == 0) {
-    if (le(h, 14, 4) == 12) return ImageSize{le(h, 18, 2), le(h, 20, 2)};  // BITMAPCOREHEADER
-    const auto height = static_cast<int32_t>(le(h, 22, 4));                // < 0: top-down
-    return ImageSize{le(h, 18, 4), static_cast<uint64_t>(std::abs(static_cast<int64_t>(height)))};
-  }
-  if (h.size() >= 30 && h.compare(0, 4, "RIFF") == 0 && h.compare(8, 4, "WEBP") == 0) {
-    if (h.compare(12, 4, "VP8 ") == 0)
-      return ImageSize{le(h, 26, 2) & 0x3FFF, le(h, 28, 2) & 0x3FFF};
-    if (h.compare(12, 4, "VP8L") == 0) {
-      const uint64_t bits = le(h, 21, 4);
-      return ImageSize{(bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1};
-    }
-    if (h.compare(12, 4, "VP8X") == 0) return ImageSize{le(h, 24, 3) + 1, le(h, 27, 3) + 1};
+// The size the header of `file` (first bytes `h`, of format `format`) declares, where that is
+// known without decoding: PNG, JPEG, BMP and WebP.
+std::optional<ImageSize> header_size(Header& file, const std::string& h, Format format) {
+  switch (format) {
+    case Format::png:
+      if (h.size() >= 24 && h.compare(12, 4, "IHDR") == 0) {
+        return ImageSize{be(h, 16, 4), be(h, 20, 4)};
+      }
+      break;
+    case Format::jpeg:
+      return jpeg_size(file);
+    case Format::bmp:
+      if (h.size() < 26) break;
+      if (le(h, 14, 4) == 12) return ImageSize{le(h, 18, 2), le(h, 20, 2)};  // BITMAPCOREHEADER
+      return ImageSize{le(h, 18, 4),  // a negative height means top-down rows
+                       static_cast<uint64_t>(
+                           std::abs(static_cast<int64_t>(static_cast<int32_t>(le(h, 22, 4)))))};
+    case Format::webp:
+      if (h.size() < 30) break;
+      if (h.compare(12, 4, "VP8 ") == 0) {
+        return ImageSize{le(h, 26, 2) & 0x3FFF, le(h, 28, 2) & 0x3FFF};
+      }
+      if (h.compare(12, 4, "VP8L") == 0) {
+        const uint64_t bits = le(h, 21, 4);
+        return ImageSize{(bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1};
+      }
+      if (h.compare(12, 4, "VP8X") == 0) return ImageSize{le(h, 24, 3) + 1, le(h, 27, 3) + 1};
+      break;
+    default:
+      break;
   }
   return std::nullopt;
 }
@@ -119,7 +132,8 @@ std::optional<ImageSize> header_size(Header& file, const std::string& h) {
 
 std::optional<ImageSize> image_header_size(const std::string& path) {
   Header file(path);
-  return header_size(file, file.at(0, 32));
+  const std::string head = file.at(0, 32);
+  return header_size(file, head, format_of(head));
 }
 
 uint64_t max_image_pixels() {
@@ -142,14 +156,15 @@ cv::Mat read_image_rgb(const std::string& path) {
   }
   Header file(path);
   const std::string head = file.at(0, 32);
-  if (allowed_format(head) == nullptr) {
+  const Format format = format_of(head);
+  if (format == Format::other) {
     throw std::runtime_error("cannot read image " + path +
                              ": not a decodable image (not a PNG, JPEG, BMP, WebP, TIFF or PNM "
                              "file)");
   }
   // A file of a few hundred bytes can claim a billion pixels; OpenCV would allocate for them
   // before finding out the data is not there (its own cap is 2^30 pixels, up to 8 GB).
-  if (const auto size = header_size(file, head)) {
+  if (const auto size = header_size(file, head, format)) {
     if (size->height != 0 && size->width > max_image_pixels() / size->height) {
       throw std::runtime_error("cannot read image " + path + ": " + std::to_string(size->width) +
                                " x " + std::to_string(size->height) + " pixels is more than " +
