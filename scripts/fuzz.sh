@@ -42,7 +42,19 @@ fuzz_one() {
   speed="$(grep -o 'stat::average_exec_per_sec: *[0-9]*' "$log" | grep -o '[0-9]*$' || echo 0)"
   cov="$(grep -o 'cov: [0-9]*' "$log" | tail -1 | grep -o '[0-9]*' || echo 0)"
   size="$(ls "$corpus" | wc -l)"
-  ((rc != 0)) && result="**FOUND** ($(ls "$artifacts" | head -3 | tr '\n' ' '); see $log)"
+  if ((rc != 0)); then
+    result="**FOUND** ($(ls "$artifacts" | head -3 | tr '\n' ' '); see $log)"
+    # CI keeps only what is printed: the report and the input itself, so it can be replayed.
+    {
+      echo "[fuzz] $target found something; the end of $log:"
+      grep -v -E '^#[0-9]+' "$log" | tail -n 60
+      for input in "$artifacts"/*; do
+        [[ -f "$input" ]] || continue
+        echo "[fuzz] $(basename "$input") ($(stat -c %s "$input") bytes), base64 (base64 -d > FILE):"
+        head -c 16384 "$input" | base64 -w 100
+      done
+    } >&2
+  fi
   echo "| $target | $SECONDS_PER_TARGET | $execs | $speed | $cov | $size | $result |" | tee "$BUILD/fuzz-$target.row"
   return $((rc != 0))
 }

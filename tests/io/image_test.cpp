@@ -46,15 +46,18 @@ TEST_F(ImageFile, HeaderSizeOfPngJpegBmpLosslessAndLossyWebp) {
   }
 }
 
-TEST_F(ImageFile, TiffAndPnmAreReadWithoutAHeaderSize) {
+TEST_F(ImageFile, PnmHeaderSizeSkipsWhitespaceAndComments) {
   const std::vector<std::pair<std::string, std::string>> files = {
-      {".tiff", encoded(".tiff")},
       {".ppm", encoded(".ppm")},
-      {".pgm", "P5\n5 3\n255\n" + std::string(15, '\x40')}};  // grey, binary
+      {".pgm", "P5\n5 3\n255\n" + std::string(15, '\x40')},  // grey, binary
+      {".pgm", "P5 # a comment\n\t5\r\n# another\n3 255\n" + std::string(15, '\x40')}};
   for (const auto& [ext, bytes] : files) {
-    SCOPED_TRACE(ext);
+    SCOPED_TRACE(bytes.substr(0, 12));
     ASSERT_FALSE(bytes.empty()) << "OpenCV cannot write " << ext;
-    EXPECT_FALSE(image_header_size(write("a" + ext, bytes)).has_value());
+    const auto size = image_header_size(write("a" + ext, bytes));
+    ASSERT_TRUE(size.has_value());
+    EXPECT_EQ(size->width, 5u);
+    EXPECT_EQ(size->height, 3u);
     const cv::Mat rgb = read_image_rgb(write("a" + ext, bytes));
     EXPECT_EQ(rgb.cols, 5);
     EXPECT_EQ(rgb.rows, 3);
@@ -71,15 +74,31 @@ TEST_F(ImageFile, OtherFormatsOpenCvKnowsAreRefused) {
       {"a.dcm", dicom},
       {"a.jp2", std::string("\0\0\0\x0cjP  \r\n\x87\n", 12) + std::string(40, '\0')},
       {"a.hdr", "#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n-Y 2 +X 2\n"},
-      {"a.pam", "P7\nWIDTH 1\nHEIGHT 1\nDEPTH 1\nMAXVAL 255\nENDHDR\n\x80"}};
+      {"a.pam", "P7\nWIDTH 1\nHEIGHT 1\nDEPTH 1\nMAXVAL 255\nENDHDR\n\x80"},
+      // libtiff's size is not checked before decoding, and torchvision does not read TIFF either.
+      {"a.tiff", encoded(".tiff")}};
   for (const auto& [name, bytes] : files) {
     const std::string path = write(name, bytes);
     const std::string error = testing::error_of([&] { read_image_rgb(path); });
-    EXPECT_NE(
-        error.find(name + ": not a decodable image (not a PNG, JPEG, BMP, WebP, TIFF or PNM file)"),
-        std::string::npos)
+    EXPECT_NE(error.find(name + ": not a decodable image (not a PNG, JPEG, BMP, WebP or PNM file)"),
+              std::string::npos)
         << name << ": " << error;
   }
+}
+
+TEST_F(ImageFile, DicomMarkerInAnotherFormatIsRefused) {
+  // A WebP that libwebp turns down makes OpenCV try its next decoders; GDCM's test is "DICM" at
+  // byte 128, and it aborts on a malformed file (tests/fuzz/regressions/image/webp-with-dicm-*).
+  std::string webp = encoded(".webp", {cv::IMWRITE_WEBP_QUALITY, 80});
+  ASSERT_GT(webp.size(), 30u);
+  webp.resize(132, '\0');
+  webp.replace(16, 4, "\xff\xff\xff\x7f");  // the VP8 chunk's size: more than the file holds
+  webp.replace(128, 4, "DICM");
+  const auto path = write("dicm.webp", webp);
+  const std::string error = testing::error_of([&] { read_image_rgb(path); });
+  EXPECT_NE(error.find("dicm.webp: not a decodable image (a DICOM marker at byte 128)"),
+            std::string::npos)
+      << error;
 }
 
 TEST_F(ImageFile, JpegFrameAfterLargeSegmentsIsFound) {
@@ -91,6 +110,26 @@ TEST_F(ImageFile, JpegFrameAfterLargeSegmentsIsFound) {
   ASSERT_TRUE(size.has_value());
   EXPECT_EQ(size->width, 5u);
   EXPECT_EQ(size->height, 3u);
+}
+
+TEST_F(ImageFile, JpegFrameAfterJunkBytesIsFoundAsLibjpegFindsIt) {
+  // libjpeg skips bytes that are not a marker ("Corrupt JPEG data: extraneous bytes") and
+  // decodes the image: the size check must find the same frame, or a bomb could hide behind them.
+  std::string bytes = encoded(".jpg");
+  ASSERT_EQ(bytes.substr(2, 4), std::string("\xFF\xE0\x00\x10", 4));  // JFIF, 16 bytes
+  bytes.insert(20, std::string("junk\xFF\x00\xFF\xFF", 8));           // junk, stuffed zero, fill
+  const auto size = image_header_size(write("junk.jpg", bytes));
+  ASSERT_TRUE(size.has_value());
+  EXPECT_EQ(size->width, 5u);
+  EXPECT_EQ(size->height, 3u);
+  EXPECT_EQ(read_image_rgb(write("junk.jpg", bytes)).cols, 5);
+  const size_t frame = bytes.find("\xFF\xC0");
+  ASSERT_NE(frame, std::string::npos);
+  bytes.replace(frame + 5, 4, std::string("\xF6\x10\x3A\x10", 4));  // 14864 x 62992
+  const auto path = write("junk-bomb.jpg", bytes);
+  const std::string error = testing::error_of([&] { read_image_rgb(path); });
+  EXPECT_NE(error.find("junk-bomb.jpg: 14864 x 62992 pixels is more than"), std::string::npos)
+      << error;
 }
 
 TEST_F(ImageFile, HugeClaimIsRefusedBeforeDecoding) {
@@ -109,6 +148,10 @@ TEST_F(ImageFile, HugeClaimIsRefusedBeforeDecoding) {
   ASSERT_TRUE(size.has_value());
   EXPECT_EQ(size->height, 40000u);
   EXPECT_THROW(read_image_rgb(write("bomb.bmp", bmp)), std::runtime_error);
+  // PNM: ASCII numbers; OpenCV would allocate 4.8 GB before finding the data missing.
+  const auto pnm = write("bomb.ppm", "P6\n40000 40000\n255\n\x01");
+  EXPECT_NE(testing::error_of([&] { read_image_rgb(pnm); }).find("40000 x 40000 pixels"),
+            std::string::npos);
 }
 
 TEST_F(ImageFile, UnknownOrCutHeadersAreLeftToTheDecoder) {
@@ -116,6 +159,8 @@ TEST_F(ImageFile, UnknownOrCutHeadersAreLeftToTheDecoder) {
   EXPECT_FALSE(image_header_size(write("cut.png", encoded(".png").substr(0, 20))).has_value());
   EXPECT_FALSE(image_header_size(write("text.png", "hello, world; not an image")).has_value());
   EXPECT_FALSE(image_header_size(write("cut.jpg", encoded(".jpg").substr(0, 30))).has_value());
+  EXPECT_FALSE(image_header_size(write("cut.ppm", "P6\n5")).has_value());
+  EXPECT_FALSE(image_header_size(write("letters.ppm", "P6\nfive three\n")).has_value());
   EXPECT_THROW(read_image_rgb(write("text.png", "hello")), std::runtime_error);
 }
 

@@ -26,9 +26,20 @@ class Header {
     out.resize(in_ ? n : static_cast<size_t>(std::max<std::streamsize>(in_.gcount(), 0)));
     return out;
   }
+  // The byte at `offset` (read through a 64 KiB window), or -1 past the end.
+  int byte(uint64_t offset) {
+    if (offset < window_start_ || offset - window_start_ >= window_.size()) {
+      window_start_ = offset;
+      window_ = at(offset, 1 << 16);
+      if (window_.empty()) return -1;
+    }
+    return static_cast<unsigned char>(window_[offset - window_start_]);
+  }
 
  private:
   std::ifstream in_;
+  std::string window_;
+  uint64_t window_start_ = 0;
 };
 
 uint64_t le(const std::string& b, size_t at, size_t n) {
@@ -43,39 +54,65 @@ uint64_t be(const std::string& b, size_t at, size_t n) {
 }
 
 // JPEG: the frame header (SOFn) follows any number of segments (EXIF, ICC profiles, tables).
+// Markers are found as libjpeg finds them, so a file cannot hide its frame from this check
+// and still decode: bytes up to the next FF are skipped, then FF fill bytes, and FF 00 is data.
 std::optional<ImageSize> jpeg_size(Header& file) {
-  uint64_t pos = 2;
-  for (int segments = 0; segments < 4096; ++segments) {
-    std::string m = file.at(pos, 4);
-    if (m.size() < 4 || static_cast<unsigned char>(m[0]) != 0xFF) return std::nullopt;
-    const auto marker = static_cast<unsigned char>(m[1]);
-    if (marker == 0xFF) {  // fill byte
-      ++pos;
-      continue;
+  uint64_t pos = 2;  // after the start-of-image marker FF D8, which format_of checked
+  for (;;) {
+    int marker = 0;
+    while (marker == 0) {
+      while ((marker = file.byte(pos)) != 0xFF) {
+        if (marker < 0) return std::nullopt;
+        ++pos;
+      }
+      while ((marker = file.byte(pos)) == 0xFF) ++pos;
+      if (marker < 0) return std::nullopt;
+      ++pos;  // past the marker code
     }
-    if (marker == 0x01 || (marker >= 0xD0 && marker <= 0xD7)) {  // no length field
-      pos += 2;
-      continue;
-    }
-    const uint64_t length = be(m, 2, 2);
+    if (marker == 0x01 || (marker >= 0xD0 && marker <= 0xD8)) continue;  // no length field
+    if (marker == 0xD9 || marker == 0xDA) return std::nullopt;  // end, or scan before a frame
+    const std::string segment = file.at(pos, 7);  // length, then a frame's precision, h, w
+    if (segment.size() < 2) return std::nullopt;
+    const uint64_t length = be(segment, 0, 2);
     if (length < 2) return std::nullopt;
     const bool frame =
         marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC;
     if (frame) {
-      const std::string f = file.at(pos + 4, 5);  // precision, height, width
-      if (f.size() < 5) return std::nullopt;
-      return ImageSize{be(f, 3, 2), be(f, 1, 2)};
+      if (segment.size() < 7) return std::nullopt;
+      return ImageSize{be(segment, 5, 2), be(segment, 3, 2)};
     }
-    if (marker == 0xD9 || marker == 0xDA) return std::nullopt;  // end, or scan before a frame
-    pos += 2 + length;
+    pos += length;
   }
-  return std::nullopt;
+}
+
+// PNM: "P1".."P6", then width and height in ASCII, each after whitespace or '#' comments, as
+// OpenCV's reader takes them (numbers above INT_MAX are its error).
+std::optional<ImageSize> pnm_size(Header& file) {
+  uint64_t pos = 2;
+  uint64_t dims[2] = {0, 0};
+  for (uint64_t& value : dims) {
+    int c = file.byte(pos);
+    while (c < '0' || c > '9') {
+      if (c == '#') {
+        while (c >= 0 && c != '\n' && c != '\r') c = file.byte(++pos);
+      } else if (c < 0 || !std::isspace(c)) {
+        return std::nullopt;
+      }
+      c = file.byte(++pos);
+    }
+    for (; c >= '0' && c <= '9'; c = file.byte(++pos)) {
+      value = value * 10 + static_cast<uint64_t>(c - '0');
+      if (value > 0x7FFFFFFF) return std::nullopt;
+    }
+  }
+  return ImageSize{dims[0], dims[1]};
 }
 
 // The formats xmodal hands to OpenCV, by their leading bytes. OpenCV would also try DICOM,
-// JPEG 2000, OpenEXR, Radiance HDR, Sun raster, PAM and PFM; their libraries are less hardened,
-// and GDCM (DICOM) aborts the process on a malformed file (found by fuzz_image).
-enum class Format { other, png, jpeg, bmp, webp, tiff, pnm };
+// JPEG 2000, OpenEXR, Radiance HDR, Sun raster, PAM, PFM and TIFF; their libraries are less
+// hardened (GDCM, for DICOM, aborts the process on a malformed file: found by fuzz_image), and
+// the size a TIFF declares is not checked here.
+enum class Format { other, png, jpeg, bmp, webp, pnm };
 
 // `h`: the file's first 32 bytes (fewer if it is shorter).
 Format format_of(const std::string& h) {
@@ -84,9 +121,6 @@ Format format_of(const std::string& h) {
   if (starts("\xFF\xD8\xFF", 3)) return Format::jpeg;
   if (starts("BM", 2)) return Format::bmp;
   if (starts("RIFF", 4) && h.size() >= 12 && h.compare(8, 4, "WEBP") == 0) return Format::webp;
-  if (starts("II*\0", 4) || starts("MM\0*", 4) || starts("II+\0", 4) || starts("MM\0+", 4)) {
-    return Format::tiff;
-  }
   if (h.size() >= 3 && h[0] == 'P' && h[1] >= '1' && h[1] <= '6' &&
       std::isspace(static_cast<unsigned char>(h[2]))) {
     return Format::pnm;
@@ -95,7 +129,7 @@ Format format_of(const std::string& h) {
 }
 
 // The size the header of `file` (first bytes `h`, of format `format`) declares, where that is
-// known without decoding: PNG, JPEG, BMP and WebP.
+// known without decoding (every format xmodal reads).
 std::optional<ImageSize> header_size(Header& file, const std::string& h, Format format) {
   switch (format) {
     case Format::png:
@@ -122,6 +156,8 @@ std::optional<ImageSize> header_size(Header& file, const std::string& h, Format 
       }
       if (h.compare(12, 4, "VP8X") == 0) return ImageSize{le(h, 24, 3) + 1, le(h, 27, 3) + 1};
       break;
+    case Format::pnm:
+      return pnm_size(file);
     default:
       break;
   }
@@ -159,8 +195,13 @@ cv::Mat read_image_rgb(const std::string& path) {
   const Format format = format_of(head);
   if (format == Format::other) {
     throw std::runtime_error("cannot read image " + path +
-                             ": not a decodable image (not a PNG, JPEG, BMP, WebP, TIFF or PNM "
-                             "file)");
+                             ": not a decodable image (not a PNG, JPEG, BMP, WebP or PNM file)");
+  }
+  // OpenCV tries its decoders in turn and GDCM's test is "DICM" at byte 128: a file of another
+  // format whose own decoder turns it down (a WebP that libwebp cannot parse) would reach GDCM.
+  if (file.at(128, 4) == "DICM") {
+    throw std::runtime_error("cannot read image " + path +
+                             ": not a decodable image (a DICOM marker at byte 128)");
   }
   // A file of a few hundred bytes can claim a billion pixels; OpenCV would allocate for them
   // before finding out the data is not there (its own cap is 2^30 pixels, up to 8 GB).

@@ -14,8 +14,8 @@ struct ImageSize {
   uint64_t height = 0;
 };
 
-/// The size a PNG, JPEG, BMP or WebP file declares in its header, read without decoding;
-/// nothing for other formats or a header cut short.
+/// The size a PNG, JPEG, BMP, WebP or PNM file declares in its header, read without decoding
+/// (JPEG markers found as libjpeg finds them); nothing for other formats or a header cut short.
 std::optional<ImageSize> image_header_size(const std::string& path);
 
 /// The most pixels read_image_rgb decodes: 2^27 (134M, e.g. 11585 x 11585), or the environment
@@ -23,8 +23,9 @@ std::optional<ImageSize> image_header_size(const std::string& path);
 constexpr uint64_t kDefaultMaxImagePixels = uint64_t{1} << 27;
 uint64_t max_image_pixels();
 
-/// Decodes a PNG, JPEG, BMP, WebP, TIFF or PNM file (OpenCV) into an 8-bit RGB image (grey and
-/// alpha are converted). Other formats OpenCV knows (DICOM, JPEG 2000, EXR, ...) are refused.
+/// Decodes a PNG, JPEG, BMP, WebP or PNM file (OpenCV) into an 8-bit RGB image (grey and alpha
+/// are converted). Other formats OpenCV knows (TIFF, DICOM, JPEG 2000, EXR, ...) are refused,
+/// and so is any file with DICOM's marker at byte 128 (OpenCV could hand it to GDCM).
 /// Throws std::runtime_error: "cannot read image a.png: file not found" / "... not a decodable
 /// image" / "... 40000 x 40000 pixels is more than 134217728" (checked before decoding).
 cv::Mat read_image_rgb(const std::string& path);
