@@ -14,32 +14,37 @@
 namespace xmodal::io {
 namespace {
 
-// Reads bytes at absolute offsets of a file; short reads come back short.
+// Reads bytes at absolute offsets of a file through one 64 KiB window, so the format check,
+// the DICOM test and a header all come from a single read; short reads come back short.
 class Header {
  public:
   explicit Header(const std::string& path) : in_(path, std::ios::binary) {}
   std::string at(uint64_t offset, size_t n) {
-    std::string out(n, '\0');
-    in_.clear();
-    in_.seekg(static_cast<std::streamoff>(offset));
-    in_.read(out.data(), static_cast<std::streamsize>(n));
-    out.resize(in_ ? n : static_cast<size_t>(std::max<std::streamsize>(in_.gcount(), 0)));
-    return out;
+    const bool inside = offset >= start_ && (offset - start_ + n <= window_.size() ||
+                                             (at_end_ && offset - start_ <= window_.size()));
+    if (!inside) load(offset, std::max<size_t>(n, 1 << 16));
+    return offset - start_ < window_.size() ? window_.substr(offset - start_, n) : std::string();
   }
-  // The byte at `offset` (read through a 64 KiB window), or -1 past the end.
+  // The byte at `offset`, or -1 past the end.
   int byte(uint64_t offset) {
-    if (offset < window_start_ || offset - window_start_ >= window_.size()) {
-      window_start_ = offset;
-      window_ = at(offset, 1 << 16);
-      if (window_.empty()) return -1;
-    }
-    return static_cast<unsigned char>(window_[offset - window_start_]);
+    const std::string b = at(offset, 1);
+    return b.empty() ? -1 : static_cast<unsigned char>(b[0]);
   }
 
  private:
+  void load(uint64_t offset, size_t n) {
+    window_.assign(n, '\0');
+    in_.clear();
+    in_.seekg(static_cast<std::streamoff>(offset));
+    in_.read(window_.data(), static_cast<std::streamsize>(n));
+    at_end_ = !in_;
+    window_.resize(in_ ? n : static_cast<size_t>(std::max<std::streamsize>(in_.gcount(), 0)));
+    start_ = offset;
+  }
   std::ifstream in_;
   std::string window_;
-  uint64_t window_start_ = 0;
+  uint64_t start_ = 0;
+  bool at_end_ = false;
 };
 
 uint64_t le(const std::string& b, size_t at, size_t n) {
