@@ -6,6 +6,7 @@
 #include <csignal>
 #include <iostream>
 
+#include "xmodal/core/blas.h"
 #include "xmodal/core/error.h"
 #include "xmodal/core/logging.h"
 #include "xmodal/core/strings.h"
@@ -86,6 +87,7 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
   try {
     log::set_level(log::parse_level(ctx.log_level));
     if (!ctx.log_file.empty()) log::set_file(ctx.log_file);
+    select_blas_kernel();  // before any matrix product: the kernels for this CPU, checked
     struct CloseLog {
       ~CloseLog() { log::close_file(); }
     } close_log;

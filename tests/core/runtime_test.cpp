@@ -5,6 +5,9 @@
 
 #include <fstream>
 
+#include "xmodal/core/blas.h"
+#include "xmodal/core/strings.h"
+
 namespace xmodal {
 namespace {
 
@@ -50,12 +53,19 @@ TEST(Runtime, DeviceSpecs) {
 TEST(Runtime, SummaryNamesVersionThreadsBlasDevices) {
   configure_threads(0);
   const auto lines = runtime_summary();
-  ASSERT_GE(lines.size(), 4u);
+  ASSERT_GE(lines.size(), 5u);
   EXPECT_NE(lines[0].find("LibTorch 1."), std::string::npos) << lines[0];
-  EXPECT_NE(lines[1].find("compute threads: " + std::to_string(available_cores())),
+  EXPECT_EQ(lines[1].rfind("CPU: ", 0), 0u) << lines[1];
+  EXPECT_NE(lines[2].find("compute threads: " + std::to_string(available_cores())),
             std::string::npos)
-      << lines[1];
-  EXPECT_EQ(lines[2].rfind("BLAS: ", 0), 0u);
+      << lines[2];
+  EXPECT_EQ(lines[3].rfind("BLAS: ", 0), 0u);
+  if (!openblas_core().empty()) {
+    bool kernel_line = false;
+    for (const auto& line : lines)
+      kernel_line |= line.rfind("BLAS kernel: " + openblas_core(), 0) == 0;
+    EXPECT_TRUE(kernel_line) << join(lines, "\n");
+  }
 }
 
 // setup.sh installs libopenblas0-pthread: the BLAS actually loaded must be OpenBLAS. This is

@@ -17,6 +17,8 @@
 #include <stdexcept>
 #include <thread>
 
+#include "xmodal/core/blas.h"
+#include "xmodal/core/cpu.h"
 #include "xmodal/core/logging.h"
 #include "xmodal/core/strings.h"
 #include "xmodal/core/version.h"
@@ -68,6 +70,7 @@ void configure_allocator() {
 
 int configure_threads(int requested, int intra_op) {
   configure_allocator();
+  select_blas_kernel();  // before any matrix product runs
   if (requested < 0) {
     throw std::invalid_argument("threads must be >= 0 (0 = all cores), got " +
                                 std::to_string(requested));
@@ -189,6 +192,9 @@ std::vector<std::string> runtime_summary() {
   std::vector<std::string> lines;
   const BlasInfo blas = blas_info();
   lines.push_back("xmodal " + version() + ", LibTorch " + TORCH_VERSION);
+  const CpuInfo& cpu = cpu_info();
+  lines.push_back("CPU: " + (cpu.model_name.empty() ? std::string("unknown") : cpu.model_name) +
+                  " (" + describe_cpu(cpu) + ")");
   lines.push_back("cores: " + std::to_string(available_cores()) + ", compute threads: " +
                   std::to_string(blas.threads > 0 ? blas.threads : at::get_num_threads()) +
                   " (matrix products on BLAS threads; LibTorch intra-op threads: " +
@@ -199,6 +205,13 @@ std::vector<std::string> runtime_summary() {
   if (!blas.library.empty()) blas_line += " [" + blas.library + "]";
   lines.push_back(blas_line);
   if (!blas.details.empty()) lines.push_back("BLAS config: " + blas.details);
+  const BlasKernel& kernel = select_blas_kernel();
+  if (!kernel.core.empty()) {
+    std::string line = "BLAS kernel: " + kernel.core + " (" + kernel.how + ")";
+    if (kernel.slow) line += "; WARNING: a fallback that leaves the CPU's vector units unused";
+    lines.push_back(line);
+    if (!kernel.rejected.empty()) lines.push_back("BLAS kernel rejected: " + kernel.rejected);
+  }
   lines.push_back("devices: " + join(available_devices(), ", "));
   return lines;
 }

@@ -1,0 +1,299 @@
+#include "xmodal/core/blas.h"
+
+#include <dlfcn.h>
+#include <strings.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstdlib>
+#include <limits>
+#include <mutex>
+#include <sstream>
+
+#include "xmodal/core/logging.h"
+
+namespace xmodal {
+namespace {
+
+template <class Fn>
+Fn find_symbol(const char* name) {
+  return reinterpret_cast<Fn>(dlsym(RTLD_DEFAULT, name));
+}
+
+using SgemmFn = void (*)(const char*, const char*, const int*, const int*, const int*, const float*,
+                         const float*, const int*, const float*, const int*, const float*, float*,
+                         const int*);
+
+// 3: AVX-512, 2: AVX2 + FMA, 1: AVX, 0: SSE-only or unknown.
+int core_rank(const std::string& core) {
+  static const char* const avx512[] = {"SkylakeX", "Cooperlake", "SapphireRapids"};
+  static const char* const avx2[] = {"Haswell", "Zen"};
+  static const char* const avx[] = {"Sandybridge", "Bulldozer", "Piledriver", "Steamroller",
+                                    "Excavator"};
+  for (const char* name : avx512) {
+    if (strcasecmp(core.c_str(), name) == 0) return 3;
+  }
+  for (const char* name : avx2) {
+    if (strcasecmp(core.c_str(), name) == 0) return 2;
+  }
+  for (const char* name : avx) {
+    if (strcasecmp(core.c_str(), name) == 0) return 1;
+  }
+  return 0;
+}
+
+// Deterministic values in [-1, 1) (no global RNG state is touched).
+struct Lcg {
+  uint64_t state;
+  float next() {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    return static_cast<float>(static_cast<int32_t>(state >> 32)) / 2147483648.0f;
+  }
+};
+
+std::string describe(const GemmCase& c) {
+  std::ostringstream s;
+  s << "sgemm " << c.transa << "/" << c.transb << " " << c.m << "x" << c.n << "x" << c.k
+    << " alpha=" << c.alpha << " beta=" << c.beta;
+  if (c.pad) s << " pad=" << c.pad;
+  return s.str();
+}
+
+std::string check_one(SgemmFn sgemm, const GemmCase& c, uint64_t seed) {
+  const bool ta = c.transa != 'N', tb = c.transb != 'N';
+  const int a_rows = ta ? c.k : c.m, a_cols = ta ? c.m : c.k;
+  const int b_rows = tb ? c.n : c.k, b_cols = tb ? c.k : c.n;
+  const int lda = a_rows + c.pad, ldb = b_rows + c.pad, ldc = c.m + c.pad;
+  Lcg rng{seed};
+  std::vector<float> a(static_cast<size_t>(lda) * a_cols), b(static_cast<size_t>(ldb) * b_cols);
+  for (auto& x : a) x = rng.next();
+  for (auto& x : b) x = rng.next();
+  const float sentinel = 12345.0f;
+  std::vector<float> c0(static_cast<size_t>(ldc) * c.n);
+  for (int j = 0; j < c.n; ++j) {
+    for (int i = 0; i < ldc; ++i) {
+      float& v = c0[static_cast<size_t>(j) * ldc + i];
+      if (i >= c.m) {
+        v = sentinel;
+      } else {
+        v = c.beta == 0.0f ? std::numeric_limits<float>::quiet_NaN() : rng.next();
+      }
+    }
+  }
+  std::vector<float> out = c0;
+  sgemm(&c.transa, &c.transb, &c.m, &c.n, &c.k, &c.alpha, a.data(), &lda, b.data(), &ldb, &c.beta,
+        out.data(), &ldc);
+
+  // op(A) by rows and op(B) by columns, in double: the reference's inner loop runs contiguous.
+  std::vector<double> ar(static_cast<size_t>(c.m) * c.k), bc(static_cast<size_t>(c.n) * c.k);
+  for (int i = 0; i < c.m; ++i) {
+    for (int p = 0; p < c.k; ++p) {
+      ar[static_cast<size_t>(i) * c.k + p] =
+          ta ? a[static_cast<size_t>(i) * lda + p] : a[static_cast<size_t>(p) * lda + i];
+    }
+  }
+  for (int j = 0; j < c.n; ++j) {
+    for (int p = 0; p < c.k; ++p) {
+      bc[static_cast<size_t>(j) * c.k + p] =
+          tb ? b[static_cast<size_t>(p) * ldb + j] : b[static_cast<size_t>(j) * ldb + p];
+    }
+  }
+  const double u = std::ldexp(1.0, -24);
+  for (int j = 0; j < c.n; ++j) {
+    const double* y = bc.data() + static_cast<size_t>(j) * c.k;
+    for (int i = 0; i < ldc; ++i) {
+      const size_t at = static_cast<size_t>(j) * ldc + i;
+      if (i >= c.m) {
+        if (out[at] != sentinel) {
+          return describe(c) + ": wrote C[" + std::to_string(i) + "," + std::to_string(j) +
+                 "] outside the m rows of ldc";
+        }
+        continue;
+      }
+      const double* x = ar.data() + static_cast<size_t>(i) * c.k;
+      double sum = 0.0, magnitude = 0.0;
+      for (int p = 0; p < c.k; ++p) {
+        sum += x[p] * y[p];
+        magnitude += std::fabs(x[p] * y[p]);
+      }
+      double expected = c.alpha * sum;
+      double bound = std::fabs(c.alpha) * magnitude;
+      if (c.beta != 0.0f) {
+        expected += static_cast<double>(c.beta) * c0[at];
+        bound += std::fabs(static_cast<double>(c.beta) * c0[at]);
+      }
+      const double tolerance = (c.k + 4) * u * bound + 1e-30;
+      const double got = out[at];
+      if (!(std::fabs(got - expected) <= tolerance)) {
+        std::ostringstream s;
+        s << describe(c) << ": C[" << i << "," << j << "] = " << got << ", expected " << expected
+          << " (tolerance " << tolerance << ")";
+        return s.str();
+      }
+    }
+  }
+  return "";
+}
+
+}  // namespace
+
+std::string recommended_openblas_core(const CpuInfo& cpu) {
+  const bool amd = cpu.vendor == "AuthenticAMD" || cpu.vendor == "HygonGenuine";
+  if (cpu.avx512()) return cpu.has("avx512_bf16") ? "Cooperlake" : "SkylakeX";
+  if (cpu.avx2()) return amd ? "Zen" : "Haswell";
+  return "";
+}
+
+std::string openblas_core() {
+  // Only a DYNAMIC_ARCH build can switch, and only it exports the switch.
+  if (!find_symbol<void (*)()>("gotoblas_dynamic_init")) return "";
+  auto corename = find_symbol<char* (*)()>("openblas_get_corename");
+  if (!corename) return "";
+  const char* name = corename();
+  return name ? std::string(name) : std::string();
+}
+
+bool switch_openblas_core(const std::string& name) {
+  auto quit = find_symbol<void (*)()>("gotoblas_dynamic_quit");
+  auto init = find_symbol<void (*)()>("gotoblas_dynamic_init");
+  if (!quit || !init || name.empty()) return false;
+  // A kernel for vector units this CPU (or its OS) lacks would die of SIGILL on first use.
+  const CpuInfo& cpu = cpu_info();
+  const int rank = core_rank(name);
+  if ((rank == 3 && !cpu.avx512()) || (rank == 2 && !cpu.avx2()) ||
+      (rank == 1 && !cpu.has("avx"))) {
+    return false;
+  }
+  // gotoblas_dynamic_init() reads OPENBLAS_CORETYPE, as at load time; the variable is put
+  // back afterwards so that child processes and `xmodal info` see the user's own setting.
+  const char* previous = std::getenv("OPENBLAS_CORETYPE");
+  const std::string saved = previous ? previous : "";
+  setenv("OPENBLAS_CORETYPE", name.c_str(), 1);
+  quit();
+  init();
+  if (previous) {
+    setenv("OPENBLAS_CORETYPE", saved.c_str(), 1);
+  } else {
+    unsetenv("OPENBLAS_CORETYPE");
+  }
+  return strcasecmp(openblas_core().c_str(), name.c_str()) == 0;
+}
+
+std::vector<GemmCase> sgemm_check_cases(bool thorough) {
+  std::vector<GemmCase> cases;
+  const char transposes[4][2] = {{'N', 'N'}, {'N', 'T'}, {'T', 'N'}, {'T', 'T'}};
+  if (!thorough) {
+    for (const auto& t : transposes) cases.push_back({t[0], t[1], 37, 29, 67, 1.0f, 0.0f, 0});
+    cases.push_back({'N', 'T', 13, 7, 5, -0.5f, 1.5f, 3});
+    cases.push_back({'T', 'N', 64, 48, 64, 1.0f, 1.0f, 0});
+    return cases;
+  }
+  const int sizes[][3] = {{1, 1, 1},      {1, 7, 3},    {5, 1, 9},    {7, 13, 5},
+                          {16, 16, 16},   {17, 33, 65}, {31, 2, 129}, {63, 65, 127},
+                          {129, 31, 257}, {48, 96, 1},  {2, 200, 33}};
+  const float alpha_beta[][2] = {{1.0f, 0.0f}, {-0.5f, 1.0f}, {2.5f, -1.5f}, {0.0f, 0.5f}};
+  for (const auto& t : transposes) {
+    for (const auto& s : sizes) {
+      for (const auto& ab : alpha_beta) {
+        for (int pad : {0, 3}) cases.push_back({t[0], t[1], s[0], s[1], s[2], ab[0], ab[1], pad});
+      }
+    }
+  }
+  // The quickstart model (configs/quickstart.yaml, batch 64), as LibTorch calls the
+  // column-major BLAS: a Linear y = x W^T over [rows, in] is sgemm T/N with m = out,
+  // n = rows, k = in; its backward is N/N (dx) and N/T (dW). Attention per sample and head:
+  // scores [L, 32] x [32, L] and context [L, L] x [L, 32].
+  const int rows = 64 * 37;  // the vision encoder's 1 + 36 tokens
+  const int linear[][2] = {{128, 384}, {128, 128}, {128, 512}, {512, 128}};
+  for (const auto& io : linear) {
+    cases.push_back({'T', 'N', io[1], rows, io[0], 1.0f, 0.0f, 0});  // forward
+    cases.push_back({'N', 'N', io[0], rows, io[1], 1.0f, 0.0f, 0});  // input gradient
+    cases.push_back({'N', 'T', io[0], io[1], rows, 1.0f, 1.0f, 0});  // weight gradient (+=)
+  }
+  for (int len : {37, 54}) {
+    cases.push_back({'T', 'N', len, len, 32, 0.17677669f, 0.0f, 4 * 32 * 3 - len});
+    cases.push_back({'N', 'N', 32, len, len, 1.0f, 0.0f, 0});
+  }
+  return cases;
+}
+
+std::string check_sgemm(const std::vector<GemmCase>& cases) {
+  auto sgemm = find_symbol<SgemmFn>("sgemm_");
+  if (!sgemm) return "no sgemm_ in this process (no BLAS loaded)";
+  uint64_t seed = 1;
+  for (const auto& c : cases) {
+    std::string problem = check_one(sgemm, c, seed++);
+    if (!problem.empty()) return problem;
+  }
+  return "";
+}
+
+BlasKernel choose_blas_kernel(const CpuInfo& cpu, const char* openblas_coretype_env,
+                              const char* xmodal_blas_env,
+                              const std::function<std::string()>& check) {
+  BlasKernel k;
+  k.core = openblas_core();
+  k.openblas_choice = k.core;
+  k.recommended = recommended_openblas_core(cpu);
+  if (k.core.empty()) {
+    k.how = "not a DYNAMIC_ARCH OpenBLAS: the library's own kernels";
+    return k;
+  }
+  const std::string xmodal_env = xmodal_blas_env ? xmodal_blas_env : "";
+  if (openblas_coretype_env && *openblas_coretype_env) {
+    k.how = std::string("set by OPENBLAS_CORETYPE=") + openblas_coretype_env;
+  } else if (xmodal_env == "openblas") {
+    k.how = "OpenBLAS's own choice (XMODAL_BLAS_CORETYPE=openblas)";
+  } else if (k.recommended.empty() || core_rank(k.core) >= core_rank(k.recommended)) {
+    k.how = "OpenBLAS's own choice";
+  } else if (!switch_openblas_core(k.recommended)) {
+    k.how = "OpenBLAS's own choice (switching to " + k.recommended + " failed)";
+    k.rejected = k.recommended + ": OpenBLAS did not switch to it";
+    switch_openblas_core(k.openblas_choice);
+  } else {
+    const std::string problem = check ? check() : "";
+    if (problem.empty()) {
+      k.core = openblas_core();
+      k.how = "chosen by xmodal for " + std::string(cpu.avx512() ? "AVX-512" : "AVX2") +
+              " (OpenBLAS picked " + k.openblas_choice +
+              "; XMODAL_BLAS_CORETYPE=openblas keeps its choice)";
+    } else {
+      switch_openblas_core(k.openblas_choice);
+      k.core = openblas_core();
+      k.rejected = k.recommended + " failed the sgemm check: " + problem;
+      k.how = "OpenBLAS's own choice (" + k.recommended + " failed its check)";
+    }
+  }
+  k.slow = !k.recommended.empty() && core_rank(k.core) < core_rank(k.recommended);
+  return k;
+}
+
+const BlasKernel& select_blas_kernel() {
+  static BlasKernel kernel;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    kernel = choose_blas_kernel(cpu_info(), std::getenv("OPENBLAS_CORETYPE"),
+                                std::getenv("XMODAL_BLAS_CORETYPE"),
+                                [] { return check_sgemm(sgemm_check_cases(false)); });
+    const char* mode = std::getenv("XMODAL_BLAS_CORETYPE");
+    if (mode && *mode && std::string(mode) != "auto" && std::string(mode) != "openblas") {
+      log::warn(
+          "[runtime] XMODAL_BLAS_CORETYPE={} ignored (expected auto or openblas; "
+          "OPENBLAS_CORETYPE forces a kernel)",
+          mode);
+    }
+    if (!kernel.rejected.empty()) {
+      log::warn("[runtime] BLAS kernel {} rejected, running {}: {}", kernel.recommended,
+                kernel.core, kernel.rejected);
+    }
+    if (kernel.slow) {
+      log::warn(
+          "[runtime] BLAS kernel {} leaves this CPU's {} unused: matrix products run "
+          "several times slower ({})",
+          kernel.core, cpu_info().avx512() ? "AVX-512" : "AVX2", kernel.how);
+    }
+  });
+  return kernel;
+}
+
+}  // namespace xmodal
