@@ -217,8 +217,8 @@ std::vector<GemmCase> sgemm_check_cases(bool thorough) {
   return cases;
 }
 
-std::string check_sgemm(const std::vector<GemmCase>& cases) {
-  auto sgemm = find_symbol<SgemmFn>("sgemm_");
+std::string check_sgemm(const std::vector<GemmCase>& cases, SgemmFn sgemm) {
+  if (!sgemm) sgemm = find_symbol<SgemmFn>("sgemm_");
   if (!sgemm) return "no sgemm_ in this process (no BLAS loaded)";
   uint64_t seed = 1;
   for (const auto& c : cases) {
@@ -274,7 +274,7 @@ const BlasKernel& select_blas_kernel() {
   std::call_once(once, [] {
     kernel = choose_blas_kernel(cpu_info(), std::getenv("OPENBLAS_CORETYPE"),
                                 std::getenv("XMODAL_BLAS_CORETYPE"),
-                                [] { return check_sgemm(sgemm_check_cases(false)); });
+                                [] { return check_sgemm(sgemm_check_cases(false), blas_sgemm()); });
     const char* mode = std::getenv("XMODAL_BLAS_CORETYPE");
     if (mode && *mode && std::string(mode) != "auto" && std::string(mode) != "openblas") {
       log::warn(

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "xmodal/core/cpu.h"
+#include "xmodal/core/gemm.h"
 
 namespace xmodal {
 
@@ -52,11 +53,12 @@ struct GemmCase {
 /// tiny to 257, every alpha/beta form, the quickstart model's Linear and attention shapes).
 std::vector<GemmCase> sgemm_check_cases(bool thorough);
 
-/// Runs the BLAS's sgemm_ on each case and compares every element with the reference to the
-/// worst-case rounding bound of any summation order, (k + 4) u (|alpha| sum|a||b| + |beta c|),
-/// u = 2^-24; beta = 0 must ignore C (filled with NaN), padding rows must be untouched.
-/// Returns "" or the first failure ("sgemm N/T 37x29x67 alpha=... : C[3,4] = ..., expected ...").
-std::string check_sgemm(const std::vector<GemmCase>& cases);
+/// Runs `sgemm` (default: the process's sgemm_, i.e. the routing of core/gemm.h) on each case and
+/// compares every element with the reference to the worst-case rounding bound of any summation
+/// order, (k + 4) u (|alpha| sum|a||b| + |beta c|), u = 2^-24; beta = 0 must ignore C (filled with
+/// NaN), padding rows must be untouched. Returns "" or the first failure ("sgemm N/T 37x29x67
+/// alpha=... : C[3,4] = ..., expected ...").
+std::string check_sgemm(const std::vector<GemmCase>& cases, SgemmFn sgemm = nullptr);
 
 /// Decides the kernel (`check` verifies a switched one: "" = correct). The user's
 /// OPENBLAS_CORETYPE always wins; XMODAL_BLAS_CORETYPE=openblas keeps OpenBLAS's choice;

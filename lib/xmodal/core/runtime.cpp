@@ -19,6 +19,7 @@
 
 #include "xmodal/core/blas.h"
 #include "xmodal/core/cpu.h"
+#include "xmodal/core/gemm.h"
 #include "xmodal/core/logging.h"
 #include "xmodal/core/strings.h"
 #include "xmodal/core/version.h"
@@ -212,6 +213,7 @@ std::vector<std::string> runtime_summary() {
     lines.push_back(line);
     if (!kernel.rejected.empty()) lines.push_back("BLAS kernel rejected: " + kernel.rejected);
   }
+  lines.push_back("matrix products: " + gemm_routing());
   lines.push_back("devices: " + join(available_devices(), ", "));
   return lines;
 }

@@ -1,23 +1,18 @@
 #include "xmodal/models/attention.h"
 
 #include <ATen/Parallel.h>
-#include <dlfcn.h>
 
 #include <limits>
+
+#include "xmodal/core/gemm.h"
 
 namespace xmodal::models {
 
 namespace {
 
-// Fortran BLAS sgemm (column-major), found in the process: LibTorch links libblas.so.3.
-using Sgemm = void (*)(const char*, const char*, const int*, const int*, const int*, const float*,
-                       const float*, const int*, const float*, const int*, const float*, float*,
-                       const int*);
-
-Sgemm sgemm() {
-  static const Sgemm fn = reinterpret_cast<Sgemm>(dlsym(RTLD_DEFAULT, "sgemm_"));
-  return fn;
-}
+// The BLAS's own sgemm_ (column-major; core/gemm.h): these small single-threaded products run
+// fastest on OpenBLAS's kernels (scripts/bench/gemm.sh), whatever the thread count.
+SgemmFn sgemm() { return blas_sgemm(); }
 
 // Row-major C[m x n] = alpha * op(A) op(B) + beta * C, with row strides lda, ldb, ldc.
 // Column-major BLAS sees each row-major matrix transposed, so it computes C^T = op(B)^T op(A)^T.
