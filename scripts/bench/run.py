@@ -64,10 +64,27 @@ MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 << 20), "MALLOC_TRIM_THRESHOLD_":
               "MALLOC_TOP_PAD_": str(64 << 20)}
 
 
+def machine():
+    """The CPU, BLAS, kernel table and product routing xmodal runs on (`xmodal info`)."""
+    out, _ = run([XMODAL, "info"])
+    facts = {}
+    for line in out.splitlines():
+        key, _, value = line.partition(": ")
+        facts[key] = value
+    kernel = facts.get("BLAS kernel", "").split(" ")[0]
+    return facts, kernel
+
+
+MACHINE, KERNEL = machine()
+
+
 def peers():
-    """PyTorch as installed, then PyTorch given xmodal's two environment-level advantages."""
-    yield "pytorch", {}
-    tuned = dict(MALLOC_ENV)
+    """PyTorch as installed, then PyTorch given xmodal's two environment-level advantages.
+    Both get the OpenBLAS kernel table xmodal runs (OPENBLAS_CORETYPE), so that a kernel xmodal
+    picked where OpenBLAS fell back does not count as xmodal's advantage."""
+    same_kernel = {"OPENBLAS_CORETYPE": KERNEL} if KERNEL else {}
+    yield "pytorch", dict(same_kernel)
+    tuned = dict(MALLOC_ENV, **same_kernel)
     if os.path.exists(os.path.join(OPENMP_BLAS, "libblas.so.3")):
         tuned["LD_LIBRARY_PATH"] = OPENMP_BLAS
     yield "pytorch-tuned", tuned
@@ -135,9 +152,11 @@ def main():
     for mode, batch in (("train", 64), ("infer", 32)):
         for r in range(ROUNDS):
             log(f"[bench] {mode}, round {r + 1}/{ROUNDS}")
-            for reference in ("0", "1"):  # 1: without xmodal's fused attention and [CLS]-only layer
+            for reference in ("0", "1"):  # 1: without the oneDNN routing, fused attention, [CLS]-only layer
+                # the reference also leaves every product on the BLAS (core/gemm.h), as PyTorch
                 out, _ = run([BENCH, "--config", CONFIG, "--mode", mode, "--batch", str(batch),
-                              "--seconds", SECONDS, "--reference", reference])
+                              "--seconds", SECONDS, "--reference", reference],
+                             {"XMODAL_GEMM": "blas"} if reference == "1" else None)
                 rows.append(json_line(out))
                 if mode == "train" and reference == "0":
                     # right after its pure compute: the real trainer on the scenes set
@@ -226,6 +245,10 @@ def report(arch, fwd_flops, rows, ends, cold, rss):
     p_rss = min(rss_of(i, "train") for i in impls)
 
     print()
+    print(f"Machine: {MACHINE.get('CPU', '?')}; BLAS: {MACHINE.get('BLAS', '?')}; kernel: "
+          f"{MACHINE.get('BLAS kernel', '?')}; matrix products: {MACHINE.get('matrix products', '?')}. "
+          f"PyTorch peers run with OPENBLAS_CORETYPE={KERNEL or '(unset)'}. {time.strftime('%Y-%m-%d')}.")
+    print()
     print(f"Model: {CONFIG}: {arch['image']} px images, {arch['stem']}-stem ViT "
           f"{arch['vision_layers']} x {arch['vision_hidden']}, fusion {arch['fusion_layers']} x "
           f"{arch['fusion_hidden']} over 1 + {arch['text_len']} + {1 + (arch['image'] // arch['patch']) ** 2} "
@@ -244,7 +267,7 @@ def report(arch, fwd_flops, rows, ends, cold, rss):
     ratio = x["train_sps"] / top("train_sps")
     line("training, samples/s (batch 64, AdamW + clipping)", f"{x['train_sps']:.0f}",
          f"{p['pytorch']['train_sps']:.0f}", f"{p['pytorch-tuned']['train_sps']:.0f}",
-         f"{ratio:.2f}x", ">= 1.10x", ratio >= 1.10)
+         f"{ratio:.2f}x", ">= 1.25x", ratio >= 1.25)
     ref = best(rows, "xmodal-reference", "train_sps")
     line("training, xmodal without its kernels (ATen ops as in PyTorch), samples/s", f"{ref:.0f}",
          "-", "-", f"{ref / top('train_sps'):.2f}x", "-", None)
@@ -256,7 +279,7 @@ def report(arch, fwd_flops, rows, ends, cold, rss):
     ratio = x["infer_sps"] / top("infer_sps")
     line("inference, samples/s (batch 32; PyTorch: fused fast path)", f"{x['infer_sps']:.0f}",
          f"{p['pytorch']['infer_sps']:.0f}", f"{p['pytorch-tuned']['infer_sps']:.0f}",
-         f"{ratio:.2f}x", ">= 1.0x", ratio >= 1.0)
+         f"{ratio:.2f}x", ">= 1.1x", ratio >= 1.1)
     ref = best(rows, "xmodal-reference", "infer_sps")
     line("inference, xmodal without its kernels, samples/s", f"{ref:.0f}", "-", "-",
          f"{ref / top('infer_sps'):.2f}x", "-", None)
@@ -267,9 +290,17 @@ def report(arch, fwd_flops, rows, ends, cold, rss):
     line("epoch of the scenes set: loader + training, s (mean of rounds)",
          f"{epoch_samples / e2e_sps:.0f}", "-", "-",
          f"pure compute: {epoch_samples / compute_sps:.0f} s", "-", None)
-    line("cost of data loading: 1 - end-to-end / pure compute (mean of rounds)",
-         f"{100 * overhead:.1f}% (per round: {', '.join(f'{100 * o:.1f}%' for o in overheads)}; "
-         f"waiting for a batch: {100 * wait:.1f}%)", "-", "-", "-", "< 5%", overhead < 0.05)
+    # The loader's own CPU time (its threads' clocks) over the cores' time of the loop: what
+    # loading takes from the compute, measured directly (the end-to-end difference below is a
+    # cross-check whose round-to-round spread is larger than the effect).
+    shares = [e["loader_cpu_share"] for e in ends]
+    share = statistics.mean(shares)
+    line("cost of data loading: loader CPU time / (cores x training time) (mean of rounds)",
+         f"{100 * share:.1f}% (per round: {', '.join(f'{100 * o:.1f}%' for o in shares)}; "
+         f"waiting for a batch: {100 * wait:.1f}%)", "-", "-", "-", "< 3%", share < 0.03)
+    line("cross-check: 1 - end-to-end / pure compute (mean of rounds)",
+         f"{100 * overhead:.1f}% (per round: {', '.join(f'{100 * o:.1f}%' for o in overheads)})",
+         "-", "-", "-", "-", None)
     ratio = x_cold / p_cold
     line("predict cold start, s (process start to JSON, median of 5)", f"{x_cold:.2f}",
          f"{p_cold:.2f}", "-", f"{ratio:.2f}x the time", "<= 1.0 s, <= 0.6x",

@@ -171,6 +171,42 @@ TEST_F(LoaderFixture, ResumingFromAPositionGivesTheSameRemainingBatches) {
   expect_same(std::vector<Batch>(full.begin() + 6, full.end()), resumed);
 }
 
+// Decoded images kept across epochs change nothing in the batches (augmentation included:
+// a cached image is read, never written), are served from memory after the first epoch,
+// and stay within their budget.
+TEST_F(LoaderFixture, ImageCacheGivesTheSameBatchesWithinItsBudget) {
+  auto run = [&](int64_t cache_bytes, int workers, Loader::CacheStats* stats) {
+    auto o = loader_options(config, /*train=*/true);
+    o.batch_size = 10;
+    o.workers = workers;
+    o.image_cache_bytes = cache_bytes;
+    Loader loader(data, tokenizer, o);
+    std::vector<Batch> batches;
+    for (int64_t e = 0; e < 2; ++e) {
+      loader.start(e);
+      while (auto b = loader.next()) batches.push_back(std::move(*b));
+    }
+    *stats = loader.cache_stats();
+    EXPECT_GT(loader.cpu_seconds(), 0.0);
+    return batches;
+  };
+  Loader::CacheStats off, on, small;
+  const auto uncached = run(0, 2, &off);
+  EXPECT_EQ(off.images + off.hits + off.misses, 0);
+  const auto cached = run(int64_t{1} << 30, 2, &on);
+  expect_same(uncached, cached);
+  // the tiny scenes are grey: one byte per pixel
+  std::set<std::string> images;
+  for (const auto& e : data->examples) images.insert(e.image_path);
+  EXPECT_EQ(on.images, static_cast<int64_t>(images.size()));
+  EXPECT_EQ(on.bytes, on.images * 48 * 48);
+  EXPECT_GE(on.hits, on.misses);  // the second epoch is all hits
+  const auto limited = run(5 * 48 * 48, 0, &small);
+  expect_same(uncached, limited);
+  EXPECT_EQ(small.images, 5);
+  EXPECT_EQ(small.bytes, 5 * 48 * 48);
+}
+
 TEST_F(LoaderFixture, CountingTargetsFromTheSameFiles) {
   config.task = config::Task::counting;
   config.train.early_stopping.metric = "accuracy";

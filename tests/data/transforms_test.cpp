@@ -30,6 +30,46 @@ TEST(Transforms, ResizeAndNormalise) {
             torch::IntArrayRef({3, 8, 8}));
 }
 
+// The one-pass conversion gives the bits of the ATen composition it replaced: uint8 HWC ->
+// float CHW / 255, then (x - mean) / std; also with colour jitter, and without a resize (an
+// image already at the size is read in place and left unchanged, flip included).
+TEST(Transforms, ConversionEqualsTheAtenOpsBitForBit) {
+  cv::Mat image(24, 24, CV_8UC3);
+  cv::randu(image, 0, 256);
+  const cv::Mat before = image.clone();
+  ImageTransformOptions o;
+  o.size = 24;
+  o.mean = {0.485f, 0.456f, 0.406f};
+  o.std = {0.229f, 0.224f, 0.225f};
+  const auto mean = torch::tensor({o.mean[0], o.mean[1], o.mean[2]}).view({3, 1, 1});
+  const auto stddev = torch::tensor({o.std[0], o.std[1], o.std[2]}).view({3, 1, 1});
+  const auto aten = [&](const cv::Mat& m) {
+    const auto t = torch::from_blob(m.data, {m.rows, m.cols, 3}, torch::kUInt8)
+                       .permute({2, 0, 1})
+                       .to(torch::kFloat32)
+                       .div_(255.0);
+    return ((t - mean) / stddev).contiguous();
+  };
+  std::mt19937_64 rng(2);
+  EXPECT_TRUE(torch::equal(transform_image(image, o, rng).pixels, aten(image)));
+  o.train = true;
+  o.hflip = true;
+  for (int i = 0; i < 4; ++i) {
+    const auto out = transform_image(image, o, rng);
+    cv::Mat expected = image.clone();
+    if (out.flipped) cv::flip(image, expected, 1);
+    EXPECT_TRUE(torch::equal(out.pixels, aten(expected))) << i;
+  }
+  EXPECT_EQ(cv::norm(image, before, cv::NORM_INF), 0.0);  // the input is never written
+  // colour jitter keeps its ATen path on top of the same conversion
+  o.hflip = false;
+  o.color_jitter = 0.3;
+  std::mt19937_64 a(9), b(9);
+  const auto jittered = transform_image(image, o, a).pixels;
+  EXPECT_EQ(jittered.sizes(), torch::IntArrayRef({3, 24, 24}));
+  EXPECT_TRUE(torch::equal(jittered, transform_image(image, o, b).pixels));
+}
+
 TEST(Transforms, FlipMirrorsTheImageAndTheTextStaysTrue) {
   ImageTransformOptions o;
   o.size = 8;

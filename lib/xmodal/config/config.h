@@ -205,9 +205,10 @@ struct DataConfig {
   int max_text_len = 32;                         // tokens per text, [CLS]/[SEP] included
   int workers = 2;                               // loader threads (decode, transform, tokenize)
   int prefetch = 4;                              // batches prepared ahead of the trainer
-  BadSample on_bad_sample = BadSample::fail;     // corrupt image or text: fail | skip (and count)
-  int answer_min_count = 1;                      // vqa: answers kept in the vocabulary
-  int answer_top_k = 0;                          // vqa: keep only the K most frequent; 0 = all
+  int image_cache_mb = 512;  // decoded images kept in memory across epochs; 0 = decode every time
+  BadSample on_bad_sample = BadSample::fail;  // corrupt image or text: fail | skip (and count)
+  int answer_min_count = 1;                   // vqa: answers kept in the vocabulary
+  int answer_top_k = 0;                       // vqa: keep only the K most frequent; 0 = all
   AugmentConfig augment;
   bool group_by_image = false;  // train batches keep an image's questions together
   int group_size = 0;           // at most this many of an image's samples together; 0 = all
@@ -233,6 +234,9 @@ struct DataConfig {
     v.field("workers", workers, "loader threads for decode, transform and tokenize",
             Range::between(0, 256));
     v.field("prefetch", prefetch, "batches prepared ahead of the trainer", Range::between(1, 1024));
+    v.field("image_cache_mb", image_cache_mb,
+            "MiB of decoded images kept across epochs (grey ones at 1 byte per pixel); 0 = off",
+            Range::between(0, 1 << 20));
     v.field("on_bad_sample", on_bad_sample,
             "a corrupt image or text: fail (stop with its path) or skip (count and log it)");
     v.field("answer_min_count", answer_min_count,

@@ -5,6 +5,7 @@
 #include <ATen/Parallel.h>
 
 #include <atomic>
+#include <cstdio>
 #include <cstdlib>
 #include <mutex>
 
@@ -119,6 +120,10 @@ extern "C" __attribute__((visibility("default"))) void sgemm_(
     const float* alpha, const float* a, const int* lda, const float* b, const int* ldb,
     const float* beta, float* c, const int* ldc) {
   using namespace xmodal;
+  if (!blas_sgemm()) {
+    std::fprintf(stderr, "xmodal: error: sgemm_ called but no BLAS library is loaded\n");
+    std::abort();
+  }
   const double work = static_cast<double>(*m) * *n * *k;
   if (work >= kMinOneDnnWork && !at::in_parallel_region() && gemm_uses_onednn()) {
     onednn_products.fetch_add(1, std::memory_order_relaxed);

@@ -47,7 +47,9 @@ BlasInfo blas_info();
 std::vector<std::string> available_devices();
 
 /// fp32 matrix-product rate (GFLOP/s) of an n x n x n product, best of repeats over ~min_seconds.
-double measure_matmul_gflops(int n, double min_seconds);
+/// `blas_only`: the BLAS's own sgemm (its kernel table), bypassing the routing of core/gemm.h;
+/// else torch::mm, i.e. what LibTorch's products get.
+double measure_matmul_gflops(int n, double min_seconds, bool blas_only = false);
 
 /// One line per fact: versions, threads, BLAS, devices. Used by `xmodal info` and logged once
 /// at the start of every command that computes.

@@ -5,6 +5,8 @@
 #include <torch/torch.h>
 #include <opencv2/imgproc.hpp>
 
+#include <time.h>
+
 #include <algorithm>
 #include <map>
 #include <random>
@@ -24,6 +26,32 @@ void single_compute_thread_here() {
   at::get_num_threads();  // ATen's per-thread lazy init first: it would undo the line below
   using SetThreads = void (*)(int);
   if (auto set = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "omp_set_num_threads"))) set(1);
+}
+
+int64_t thread_cpu_ns() {
+  timespec t{};
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return static_cast<int64_t>(t.tv_sec) * 1000000000 + t.tv_nsec;
+}
+
+// Adds the CPU time of the enclosing scope, on this thread, to a counter.
+struct CpuTimer {
+  std::atomic<int64_t>& total;
+  int64_t start = thread_cpu_ns();
+  ~CpuTimer() { total.fetch_add(thread_cpu_ns() - start, std::memory_order_relaxed); }
+};
+
+// An RGB image whose three channels are equal, as one channel; else the image itself.
+cv::Mat compact(const cv::Mat& rgb) {
+  for (int y = 0; y < rgb.rows; ++y) {
+    const uint8_t* p = rgb.ptr<uint8_t>(y);
+    for (int x = 0; x < rgb.cols; ++x, p += 3) {
+      if (p[0] != p[1] || p[0] != p[2]) return rgb;
+    }
+  }
+  cv::Mat grey;
+  cv::extractChannel(rgb, grey, 0);
+  return grey;
 }
 
 cv::Mat to_rgb(const cv::Mat& pixels) {
@@ -101,7 +129,39 @@ std::vector<int64_t> Loader::order_for(int64_t epoch) const {
   return order;
 }
 
+cv::Mat Loader::load_image(const std::string& path) const {
+  if (options_.image_cache_bytes > 0) {
+    std::lock_guard<std::mutex> lock(cache_mutex_);
+    const auto found = cache_.find(path);
+    if (found != cache_.end()) {
+      ++cache_stats_.hits;
+      return to_rgb(found->second);
+    }
+    ++cache_stats_.misses;
+  }
+  cv::Mat rgb = io::read_image_rgb(path);
+  if (options_.image_cache_bytes > 0) {
+    cv::Mat kept = compact(rgb);
+    const int64_t bytes = static_cast<int64_t>(kept.total() * kept.elemSize());
+    std::lock_guard<std::mutex> lock(cache_mutex_);
+    if (cache_stats_.bytes + bytes <= options_.image_cache_bytes &&
+        cache_.emplace(path, kept).second) {
+      ++cache_stats_.images;
+      cache_stats_.bytes += bytes;
+    }
+  }
+  return rgb;
+}
+
+double Loader::cpu_seconds() const { return static_cast<double>(cpu_ns_.load()) * 1e-9; }
+
+Loader::CacheStats Loader::cache_stats() const {
+  std::lock_guard<std::mutex> lock(cache_mutex_);
+  return cache_stats_;
+}
+
 Batch Loader::make_batch(int64_t epoch, int64_t index) const {
+  const CpuTimer timer{cpu_ns_};
   std::vector<int64_t> other_epoch;
   const std::vector<int64_t>* order_ptr = &order_;
   if (epoch != epoch_ || order_.empty()) {
@@ -154,9 +214,8 @@ Batch Loader::make_batch(int64_t epoch, int64_t index) const {
       image_index.push_back(found->second.first);
     } else {
       try {
-        own =
-            transform_image(e.pixels.empty() ? io::read_image_rgb(e.image_path) : to_rgb(e.pixels),
-                            options_.transform, rng);
+        own = transform_image(e.pixels.empty() ? load_image(e.image_path) : to_rgb(e.pixels),
+                              options_.transform, rng);
       } catch (const std::exception& error) {
         if (!options_.skip_bad) throw;
         ++batch.skipped;
@@ -334,6 +393,7 @@ LoaderOptions loader_options(const config::Config& c, bool train) {
   o.batch_size = train ? c.train.batch_size : c.eval.batch_size;
   o.workers = c.data.workers;
   o.prefetch = c.data.prefetch;
+  o.image_cache_bytes = static_cast<int64_t>(c.data.image_cache_mb) << 20;
   o.shuffle = train;
   o.drop_last = false;
   o.seed = static_cast<uint64_t>(c.run.seed);

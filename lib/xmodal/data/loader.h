@@ -6,6 +6,7 @@
 
 #include <torch/types.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
@@ -14,6 +15,7 @@
 #include <mutex>
 #include <optional>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "xmodal/data/dataset.h"
@@ -48,6 +50,10 @@ struct LoaderOptions {
   int batch_size = 64;
   int workers = 2;   ///< 0 = build batches on the calling thread
   int prefetch = 4;  ///< batches ready ahead of the consumer
+  /// Decoded images kept in memory (shared by the workers, filled until full, never evicted:
+  /// each epoch reads every image once per sample, so a full cache serves all reads after the
+  /// first epoch's). A grey image whose three channels are equal is kept as one. 0 = off.
+  int64_t image_cache_bytes = 0;
   bool shuffle = true;
   bool drop_last = false;
   uint64_t seed = 0;
@@ -94,6 +100,15 @@ class Loader {
   /// Bad samples dropped so far (all epochs).
   int64_t skipped() const;
 
+  /// CPU seconds the loader's work has taken so far (every thread that built a batch, measured
+  /// with each thread's own CPU clock): what data loading costs the cores, whatever it overlaps.
+  double cpu_seconds() const;
+
+  struct CacheStats {
+    int64_t images = 0, bytes = 0, hits = 0, misses = 0;
+  };
+  CacheStats cache_stats() const;
+
   /// Builds one batch of `epoch` directly (what the workers do); for tests and benchmarks.
   Batch make_batch(int64_t epoch, int64_t index) const;
 
@@ -102,6 +117,8 @@ class Loader {
   void work();
   std::optional<Batch> next_raw();
   std::vector<int64_t> order_for(int64_t epoch) const;
+  /// The decoded RGB image at `path`, from the cache when it is there.
+  cv::Mat load_image(const std::string& path) const;
 
   std::shared_ptr<const TaskData> data_;
   std::shared_ptr<const text::Tokenizer> tokenizer_;
@@ -119,6 +136,11 @@ class Loader {
   bool stopping_ = false;
   int64_t skipped_ = 0;
   std::vector<std::thread> workers_;
+
+  mutable std::mutex cache_mutex_;
+  mutable std::unordered_map<std::string, cv::Mat> cache_;
+  mutable CacheStats cache_stats_;
+  mutable std::atomic<int64_t> cpu_ns_{0};
 };
 
 /// Loader options from the config (`train` = augmentation on, shuffle on).

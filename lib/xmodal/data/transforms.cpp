@@ -84,22 +84,50 @@ TransformedImage transform_image(const cv::Mat& rgb, const ImageTransformOptions
     const double sx = static_cast<double>(image.cols) / w, sy = static_cast<double>(image.rows) / h;
     out.region = cv::Rect2d(out.region.x + (w - o.size) / 2 * sx,
                             out.region.y + (h - o.size) / 2 * sy, o.size * sx, o.size * sy);
+  } else if (image.cols == o.size && image.rows == o.size) {
+    resized = image;  // already the size (a resize would only copy); read, never written
   } else {
     const bool shrinking = image.cols >= o.size && image.rows >= o.size;
     cv::resize(image, resized, {o.size, o.size}, 0, 0,
                shrinking ? cv::INTER_AREA : cv::INTER_LINEAR);
   }
   if (o.train && o.hflip && uniform(rng, 0, 1) < 0.5) {
-    cv::flip(resized, resized, 1);
+    cv::Mat flipped;  // a new image: `resized` may be the caller's
+    cv::flip(resized, flipped, 1);
+    resized = flipped;
     out.flipped = true;
   }
-  // [H, W, 3] uint8 -> [3, H, W] float in [0, 1]
-  auto t = torch::from_blob(resized.data, {o.size, o.size, 3},
-                            {static_cast<int64_t>(resized.step[0]), 3, 1}, torch::kUInt8)
-               .permute({2, 0, 1})
-               .to(torch::kFloat32)
-               .div_(255.0);
-  if (o.train && o.color_jitter > 0) {
+  const bool jitter = o.train && o.color_jitter > 0;
+  // [H, W, 3] uint8 -> [3, H, W] float, (v / 255 - mean) / std (without jitter; v / 255 with
+  // it): one pass through a table of the 256 values per channel, computed with the same float
+  // operations in the same order as ATen's ops did, so the same bits, ~10x faster than seven
+  // ATen ops and their temporaries on a 96 px image.
+  float table[3][256];
+  for (int c = 0; c < 3; ++c) {
+    for (int v = 0; v < 256; ++v) {
+      const float scaled = static_cast<float>(v) / 255.0f;
+      table[c][v] = jitter ? scaled : (scaled - o.mean[c]) / o.std[c];
+    }
+  }
+  torch::Tensor t = torch::empty({3, o.size, o.size}, torch::kFloat32);
+  float* dst = t.data_ptr<float>();
+  const int64_t plane = static_cast<int64_t>(o.size) * o.size;
+  for (int y = 0; y < o.size; ++y) {
+    const uint8_t* row = resized.ptr<uint8_t>(y);
+    float* r = dst + static_cast<int64_t>(y) * o.size;
+    float* g = r + plane;
+    float* b = g + plane;
+    for (int x = 0; x < o.size; ++x) {
+      r[x] = table[0][row[3 * x]];
+      g[x] = table[1][row[3 * x + 1]];
+      b[x] = table[2][row[3 * x + 2]];
+    }
+  }
+  if (!jitter) {
+    out.pixels = t;
+    return out;
+  }
+  {
     const double j = o.color_jitter;
     const float brightness = static_cast<float>(uniform(rng, 1 - j, 1 + j));
     const float contrast = static_cast<float>(uniform(rng, 1 - j, 1 + j));

@@ -346,13 +346,18 @@ TrainResult train(const config::Config& input_config, const TrainOptions& option
             config::to_string(config.task));
   if (debris > 0)
     log::info("[train] removed {} leftover temporary file(s) of a killed run", debris);
-  configure_threads(config.run.threads);
+  const int compute_threads = configure_threads(config.run.threads);
   log_runtime_summary();
   const c10::Device device = resolve_device(config.run.device);
   if (tc.precision == config::Precision::bf16 && !device.is_cuda()) {
-    // Measured: this CPU has avx512_bf16 (a bf16 matmul is 1.5x an fp32 one in PyTorch), but
     // LibTorch 1.13's CPU autocast fails in this model's backward bookkeeping ("expected scalar
-    // type BFloat16 but found Float" saving index_select's input), so it is refused for now.
+    // type BFloat16 but found Float" saving index_select's input). A bf16 path of xmodal's own
+    // was measured instead (2026-12-01, AMD EPYC Zen 4 with avx512_bf16, 2 threads): the
+    // transformer blocks' Linear products in bf16 through oneDNN (fp32 master weights, bias
+    // and everything else fp32). bf16 products ran at ~410-430 GFLOP/s against ~200-230 for
+    // fp32, the quickstart trained at 333 samples/s against 303 (+10%), but validation
+    // accuracy fell from 73.93% to 72.90% and test from 73.77% to 72.57%: more than the 0.5
+    // points allowed, so it is refused (README, CPU kernels).
     throw std::invalid_argument(
         "train.precision bf16 is not supported on the CPU yet (LibTorch 1.13's CPU autocast "
         "fails in this model's backward); use fp32");
@@ -794,6 +799,10 @@ TrainResult train(const config::Config& input_config, const TrainOptions& option
       std::chrono::duration<double>(Clock::now() - loop_start).count() - paused_s;
   result.samples_per_second =
       train_secs > 0 ? static_cast<double>(samples_this_process) / train_secs : 0.0;
+  const double loader_cpu_s = train_loader.cpu_seconds();
+  const double loader_share =
+      train_secs > 0 ? loader_cpu_s / (train_secs * std::max(1, compute_threads)) : 0.0;
+  const data::Loader::CacheStats cache = train_loader.cache_stats();
   if (!interrupted) {
     metrics_log.write({{"event", "end"},
                        {"step", state.step},
@@ -801,6 +810,15 @@ TrainResult train(const config::Config& input_config, const TrainOptions& option
                        {"batches_per_epoch", batches_per_epoch},
                        {"train_s", train_secs},
                        {"data_wait_s", data_wait_s},
+                       // the training loader's own CPU time (its threads' clocks), and the
+                       // share of the cores' time over the loop it took
+                       {"loader_cpu_s", loader_cpu_s},
+                       {"loader_cpu_share", loader_share},
+                       {"image_cache",
+                        {{"images", cache.images},
+                         {"mib", static_cast<double>(cache.bytes) / (1 << 20)},
+                         {"hits", cache.hits},
+                         {"misses", cache.misses}}},
                        {"samples_per_s", result.samples_per_second},
                        {"epoch", state.epoch},
                        {"stopped_early", result.stopped_early},
@@ -808,12 +826,12 @@ TrainResult train(const config::Config& input_config, const TrainOptions& option
                        {"best", result.best_metric ? json(*result.best_metric) : json(nullptr)},
                        {"elapsed_s", state.elapsed_seconds}});
     log::info(
-        "[train] done: {} steps in {} ({:.0f} samples/s, data wait {:.1f}%); best val {} {} at "
-        "step {} -> {} (also {}/best)",
+        "[train] done: {} steps in {} ({:.0f} samples/s, data wait {:.1f}%, loader CPU {:.1f}% "
+        "of the cores); best val {} {} at step {} -> {} (also {}/best)",
         state.step, format_duration(state.elapsed_seconds), result.samples_per_second,
-        train_secs > 0 ? 100.0 * data_wait_s / train_secs : 0.0, es_config.metric,
-        result.best_metric ? fmt::format("{:.4f}", *result.best_metric) : "n/a", result.best_step,
-        best_dir.empty() ? "-" : best_dir, run_dir);
+        train_secs > 0 ? 100.0 * data_wait_s / train_secs : 0.0, 100.0 * loader_share,
+        es_config.metric, result.best_metric ? fmt::format("{:.4f}", *result.best_metric) : "n/a",
+        result.best_step, best_dir.empty() ? "-" : best_dir, run_dir);
   }
   return result;
 }
