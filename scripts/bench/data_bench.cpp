@@ -56,6 +56,10 @@ void write_vqa_sized(const std::string& root, int64_t questions) {
 int main(int argc, char** argv) {
   namespace fs = std::filesystem;
   const std::string work = argc > 1 ? argv[1] : "/tmp/xmodal-bench-data";
+  if (!work.empty() && work[0] == '-') {  // e.g. --help: not a folder to fill with scenes
+    std::fprintf(stderr, "usage: xmodal_bench_data [WORK_DIR [VQA_QUESTIONS]]\n");
+    return 2;
+  }
   const int64_t vqa_questions = argc > 2 ? std::atoll(argv[2]) : 443757;
   xmodal::configure_threads(1);  // the loader's own threads do the work
   fs::create_directories(work);
