@@ -9,35 +9,21 @@
 #include <limits>
 #include <mutex>
 #include <sstream>
+#include <utility>
 
 #include "xmodal/core/logging.h"
 
 namespace xmodal {
 namespace {
 
-template <class Fn>
-Fn find_symbol(const char* name) {
-  return reinterpret_cast<Fn>(dlsym(RTLD_DEFAULT, name));
-}
-
-using SgemmFn = void (*)(const char*, const char*, const int*, const int*, const int*, const float*,
-                         const float*, const int*, const float*, const int*, const float*, float*,
-                         const int*);
-
 // 3: AVX-512, 2: AVX2 + FMA, 1: AVX, 0: SSE-only or unknown.
 int core_rank(const std::string& core) {
-  static const char* const avx512[] = {"SkylakeX", "Cooperlake", "SapphireRapids"};
-  static const char* const avx2[] = {"Haswell", "Zen"};
-  static const char* const avx[] = {"Sandybridge", "Bulldozer", "Piledriver", "Steamroller",
-                                    "Excavator"};
-  for (const char* name : avx512) {
-    if (strcasecmp(core.c_str(), name) == 0) return 3;
-  }
-  for (const char* name : avx2) {
-    if (strcasecmp(core.c_str(), name) == 0) return 2;
-  }
-  for (const char* name : avx) {
-    if (strcasecmp(core.c_str(), name) == 0) return 1;
+  static const std::pair<const char*, int> ranks[] = {
+      {"SkylakeX", 3},    {"Cooperlake", 3},  {"SapphireRapids", 3}, {"Haswell", 2},
+      {"Zen", 2},         {"Sandybridge", 1}, {"Bulldozer", 1},      {"Piledriver", 1},
+      {"Steamroller", 1}, {"Excavator", 1}};
+  for (const auto& [name, rank] : ranks) {
+    if (strcasecmp(core.c_str(), name) == 0) return rank;
   }
   return 0;
 }
@@ -136,6 +122,8 @@ std::string check_one(SgemmFn sgemm, const GemmCase& c, uint64_t seed) {
 }
 
 }  // namespace
+
+void* find_process_symbol(const char* name) { return dlsym(RTLD_DEFAULT, name); }
 
 std::string recommended_openblas_core(const CpuInfo& cpu) {
   const bool amd = cpu.vendor == "AuthenticAMD" || cpu.vendor == "HygonGenuine";
@@ -272,10 +260,9 @@ const BlasKernel& select_blas_kernel() {
   static BlasKernel kernel;
   static std::once_flag once;
   std::call_once(once, [] {
-    kernel = choose_blas_kernel(cpu_info(), std::getenv("OPENBLAS_CORETYPE"),
-                                std::getenv("XMODAL_BLAS_CORETYPE"),
-                                [] { return check_sgemm(sgemm_check_cases(false), blas_sgemm()); });
     const char* mode = std::getenv("XMODAL_BLAS_CORETYPE");
+    kernel = choose_blas_kernel(cpu_info(), std::getenv("OPENBLAS_CORETYPE"), mode,
+                                [] { return check_sgemm(sgemm_check_cases(false), blas_sgemm()); });
     if (mode && *mode && std::string(mode) != "auto" && std::string(mode) != "openblas") {
       log::warn(
           "[runtime] XMODAL_BLAS_CORETYPE={} ignored (expected auto or openblas; "

@@ -17,6 +17,13 @@
 
 namespace xmodal {
 
+/// A function of the process's loaded libraries by name (dlsym RTLD_DEFAULT), nullptr if none.
+void* find_process_symbol(const char* name);
+template <class Fn>
+Fn find_symbol(const char* name) {
+  return reinterpret_cast<Fn>(find_process_symbol(name));
+}
+
 struct BlasKernel {
   std::string core;             ///< OpenBLAS kernel in use ("SkylakeX"); "" if not DYNAMIC_ARCH
   std::string openblas_choice;  ///< what OpenBLAS picked by itself when it loaded

@@ -26,7 +26,7 @@ struct DnnlVersionInfo {
 };
 
 DnnlSgemm dnnl_sgemm_fn() {
-  static const DnnlSgemm fn = reinterpret_cast<DnnlSgemm>(dlsym(RTLD_DEFAULT, "dnnl_sgemm"));
+  static const DnnlSgemm fn = find_symbol<DnnlSgemm>("dnnl_sgemm");
   return fn;
 }
 
@@ -101,7 +101,7 @@ std::string gemm_routing() {
   const Routing& r = routing();
   if (r.route != Route::onednn) return "the BLAS for every product (" + r.why + ")";
   std::string version = "oneDNN";
-  if (auto v = reinterpret_cast<DnnlVersion>(dlsym(RTLD_DEFAULT, "dnnl_version"))) {
+  if (auto v = find_symbol<DnnlVersion>("dnnl_version")) {
     const DnnlVersionInfo* info = v();
     version += " " + std::to_string(info->major) + "." + std::to_string(info->minor) + "." +
                std::to_string(info->patch);
@@ -120,7 +120,8 @@ extern "C" __attribute__((visibility("default"))) void sgemm_(
     const float* alpha, const float* a, const int* lda, const float* b, const int* ldb,
     const float* beta, float* c, const int* ldc) {
   using namespace xmodal;
-  if (!blas_sgemm()) {
+  const SgemmFn blas = blas_sgemm();
+  if (!blas) {
     std::fprintf(stderr, "xmodal: error: sgemm_ called but no BLAS library is loaded\n");
     std::abort();
   }
@@ -130,6 +131,6 @@ extern "C" __attribute__((visibility("default"))) void sgemm_(
     onednn_column_major(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   } else {
     blas_products.fetch_add(1, std::memory_order_relaxed);
-    blas_sgemm()(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
+    blas(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   }
 }

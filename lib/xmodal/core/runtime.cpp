@@ -1,6 +1,5 @@
 #include "xmodal/core/runtime.h"
 
-#include <dlfcn.h>
 #include <malloc.h>
 #include <sched.h>
 
@@ -26,11 +25,6 @@
 
 namespace xmodal {
 namespace {
-
-template <class Fn>
-Fn find_symbol(const char* name) {
-  return reinterpret_cast<Fn>(dlsym(RTLD_DEFAULT, name));
-}
 
 // Paths of the shared objects mapped into this process.
 std::set<std::string> loaded_libraries() {

@@ -131,13 +131,18 @@ std::vector<int64_t> Loader::order_for(int64_t epoch) const {
 
 cv::Mat Loader::load_image(const std::string& path) const {
   if (options_.image_cache_bytes > 0) {
-    std::lock_guard<std::mutex> lock(cache_mutex_);
-    const auto found = cache_.find(path);
-    if (found != cache_.end()) {
-      ++cache_stats_.hits;
-      return to_rgb(found->second);
+    cv::Mat kept;  // shares the cached pixels; converted outside the lock
+    {
+      std::lock_guard<std::mutex> lock(cache_mutex_);
+      const auto found = cache_.find(path);
+      if (found != cache_.end()) {
+        ++cache_stats_.hits;
+        kept = found->second;
+      } else {
+        ++cache_stats_.misses;
+      }
     }
-    ++cache_stats_.misses;
+    if (!kept.empty()) return to_rgb(kept);
   }
   cv::Mat rgb = io::read_image_rgb(path);
   if (options_.image_cache_bytes > 0) {

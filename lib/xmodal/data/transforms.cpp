@@ -127,17 +127,15 @@ TransformedImage transform_image(const cv::Mat& rgb, const ImageTransformOptions
     out.pixels = t;
     return out;
   }
-  {
-    const double j = o.color_jitter;
-    const float brightness = static_cast<float>(uniform(rng, 1 - j, 1 + j));
-    const float contrast = static_cast<float>(uniform(rng, 1 - j, 1 + j));
-    const float saturation = static_cast<float>(uniform(rng, 1 - j, 1 + j));
-    t.mul_(brightness).clamp_(0, 1);
-    auto grey = (0.299 * t[0] + 0.587 * t[1] + 0.114 * t[2]).unsqueeze(0);  // [1, H, W]
-    t = (grey.mean() + (t - grey.mean()) * contrast).clamp_(0, 1);
-    grey = (0.299 * t[0] + 0.587 * t[1] + 0.114 * t[2]).unsqueeze(0);
-    t = (grey + (t - grey) * saturation).clamp_(0, 1);
-  }
+  const double j = o.color_jitter;
+  const float brightness = static_cast<float>(uniform(rng, 1 - j, 1 + j));
+  const float contrast = static_cast<float>(uniform(rng, 1 - j, 1 + j));
+  const float saturation = static_cast<float>(uniform(rng, 1 - j, 1 + j));
+  t.mul_(brightness).clamp_(0, 1);
+  auto grey = (0.299 * t[0] + 0.587 * t[1] + 0.114 * t[2]).unsqueeze(0);  // [1, H, W]
+  t = (grey.mean() + (t - grey.mean()) * contrast).clamp_(0, 1);
+  grey = (0.299 * t[0] + 0.587 * t[1] + 0.114 * t[2]).unsqueeze(0);
+  t = (grey + (t - grey) * saturation).clamp_(0, 1);
   const auto mean = torch::tensor({o.mean[0], o.mean[1], o.mean[2]}).view({3, 1, 1});
   const auto stddev = torch::tensor({o.std[0], o.std[1], o.std[2]}).view({3, 1, 1});
   out.pixels = ((t - mean) / stddev).contiguous();
