@@ -3,7 +3,9 @@
 #include <c10/util/Exception.h>
 #include <torch/version.h>
 
+#include <cerrno>
 #include <csignal>
+#include <cstring>
 #include <iostream>
 
 #include "xmodal/core/blas.h"
@@ -29,6 +31,12 @@ std::vector<std::string> Context::shared_overrides() const {
   if (threads) sets.push_back("run.threads=" + std::to_string(*threads));
   if (device) sets.push_back("run.device=" + *device);
   return sets;
+}
+
+CLI::Validator non_empty() {
+  return CLI::Validator(
+      [](std::string& value) { return value.empty() ? std::string("is empty") : std::string(); },
+      "", "non-empty");
 }
 
 void not_yet(const std::string& command, const std::string& issue) {
@@ -91,7 +99,18 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
     struct CloseLog {
       ~CloseLog() { log::close_file(); }
     } close_log;
-    return ctx.action ? ctx.action() : 0;
+    const int rc = ctx.action ? ctx.action() : 0;
+    // Results go to stdout: a full disk, a closed pipe or a closed stdout loses them, and the
+    // exit code must say so (`xmodal predict ... > /dev/full` is not a success).
+    errno = 0;
+    out.flush();
+    if (!out) {
+      const int error = errno;
+      throw std::runtime_error(std::string("writing the results to stdout failed") +
+                               (error != 0 ? " (" + std::string(std::strerror(error)) + ")" : "") +
+                               "; the output is incomplete");
+    }
+    return rc;
   } catch (const NotImplementedError& e) {
     err << e.what() << "\n";
     return 2;

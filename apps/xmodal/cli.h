@@ -48,6 +48,10 @@ void add_explain_command(CLI::App& app, Context& ctx);
 void add_plot_command(CLI::App& app, Context& ctx);
 void add_tokenizer_command(CLI::App& app, Context& ctx);
 
+/// CLI11 check that a value is not empty: `--text ""` or `--run-dir ""` is a usage error (exit
+/// 2), not a silent default.
+CLI::Validator non_empty();
+
 /// Throws NotImplementedError naming the command and the issue that will deliver it.
 [[noreturn]] void not_yet(const std::string& command, const std::string& issue);
 

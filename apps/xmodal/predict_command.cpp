@@ -9,6 +9,7 @@
 #include "xmodal/cli.h"
 #include "xmodal/infer/predictor.h"
 #include "xmodal/io/atomic_file.h"
+#include "xmodal/io/lines.h"
 
 namespace xmodal::cli {
 namespace {
@@ -19,12 +20,12 @@ struct Line {
   std::string error;  // a line that is not {"image": ..., "text": ...}
 };
 
-std::vector<Line> read_lines(std::istream& in) {
+std::vector<Line> read_lines(const std::string& path) {
+  io::LineReader in(path);  // bounded: a line over 1 MiB (or /dev/zero) is an error
   std::vector<Line> lines;
   std::string text;
-  int64_t number = 0;
-  while (std::getline(in, text)) {
-    ++number;
+  while (in.next(text)) {
+    const int64_t number = in.line_number();
     if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
     Line line;
     line.number = number;
@@ -79,12 +80,8 @@ void add_predict_command(CLI::App& app, Context& ctx) {
       std::vector<Line> lines;
       if (single) {
         lines.push_back({1, {args->image, args->text}, ""});
-      } else if (args->input == "-") {
-        lines = read_lines(std::cin);
       } else {
-        std::ifstream in(args->input);
-        if (!in) throw std::runtime_error("cannot read " + args->input);
-        lines = read_lines(in);
+        lines = read_lines(args->input);
       }
       infer::PredictorOptions o;
       o.checkpoint = args->checkpoint;

@@ -8,6 +8,7 @@
 #include "xmodal/config/loader.h"
 #include "xmodal/core/logging.h"
 #include "xmodal/train/launch.h"
+#include "xmodal/train/run_folder.h"
 #include "xmodal/train/trainer.h"
 
 namespace xmodal::cli {
@@ -42,7 +43,7 @@ std::vector<std::string> worker_arguments() {
 // The config of a resumed run: RUN_DIR/config.yaml plus --set. A CONFIG given as well must
 // resolve to the same values (it is only a reminder of where the run came from).
 config::Config resume_config(const TrainArgs& args, const std::vector<std::string>& sets) {
-  const std::string saved = (std::filesystem::path(args.resume) / "config.yaml").string();
+  const std::string saved = train::saved_run_config(args.resume);
   if (!std::filesystem::exists(saved)) {
     throw std::invalid_argument("--resume " + args.resume +
                                 ": no config.yaml there (not a run directory)");
@@ -81,10 +82,12 @@ void add_train_command(CLI::App& app, Context& ctx) {
       ->allow_extra_args(false);
   cmd->add_flag("--dump-config", args->dump_config,
                 "Print the resolved config as YAML and exit (default: off)");
-  cmd->add_option("--run-dir", args->run_dir, "Run directory (default: run.dir of the config)");
+  cmd->add_option("--run-dir", args->run_dir, "Run directory (default: run.dir of the config)")
+      ->check(non_empty());
   cmd->add_option("--resume", args->resume,
                   "Continue the run in RUN_DIR from its last valid checkpoint with the run's "
-                  "saved config (default: start fresh)");
+                  "saved config (default: start fresh)")
+      ->check(non_empty());
   cmd->add_option("--stop-after-steps", args->stop_after_steps,
                   "Stop like SIGINT after N optimizer steps of this process, with a checkpoint "
                   "(for tests; default: 0 = off)")
@@ -125,6 +128,7 @@ void add_train_command(CLI::App& app, Context& ctx) {
       train::TrainOptions options;
       options.resume = !args->resume.empty();
       options.stop_after_steps = args->stop_after_steps;
+      options.config_file = args->config_path;
       const auto result = train::train(cfg, options);
       if (result.interrupted && result.signal != 0) {
         ctx.err << "xmodal: training interrupted at step " << result.step << "/"

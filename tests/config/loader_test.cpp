@@ -147,7 +147,7 @@ TEST(Loader, MissingFileIsAConfigError) {
     FAIL() << "expected ConfigError";
   } catch (const ConfigError& e) {
     EXPECT_EQ(std::string(e.what()),
-              "cannot read config file '/nonexistent/cfg.yaml': No such file or directory");
+              "cannot read config file '/nonexistent/cfg.yaml': no such file");
   }
 }
 

@@ -148,7 +148,7 @@ TEST(SentencePiece, TrainsReloadsAndRoundTrips) {
   XMODAL_SKIP_WITHOUT_SENTENCEPIECE();
   xmodal::testing::TempDir dir;
   const auto sentences = synthetic_sentences();
-  const std::string path = train_sentencepiece(sentences, 60, (dir.path() / "a").string());
+  const std::string path = train_sentencepiece(sentences, 60, (dir.path() / "a").string()).model;
   EXPECT_EQ(path, (dir.path() / "a" / "tokenizer.model").string());
   const auto t = SentencePieceTokenizer::load(path);
   EXPECT_EQ(t.vocab_size(), 60);
@@ -174,8 +174,9 @@ TEST(SentencePiece, TrainsReloadsAndRoundTrips) {
   // Deterministic, and the same from a file.
   std::string lines;
   for (const auto& s : sentences) lines += s + "\n";
-  const std::string from_file = train_sentencepiece_from_file(dir.write("corpus.txt", lines), 60,
-                                                              (dir.path() / "b").string());
+  const std::string from_file =
+      train_sentencepiece_from_file(dir.write("corpus.txt", lines), 60, (dir.path() / "b").string())
+          .model;
   EXPECT_EQ(io::read_file(from_file), io::read_file(path));
 }
 
@@ -201,6 +202,7 @@ TEST(SentencePiece, TrainingErrorsNameTheirCause) {
   }
   EXPECT_THROW(train_sentencepiece({}, 60, out), std::invalid_argument);
   EXPECT_THROW(train_sentencepiece({"a b"}, 0, out), std::invalid_argument);
+  EXPECT_THROW(train_sentencepiece({"", "  ", "\t"}, 60, out), std::invalid_argument);
 
   // A model without <s>/</s> tokenizes but cannot give [CLS]/[SEP].
   SentencePieceTrainOptions no_bos;
@@ -209,7 +211,7 @@ TEST(SentencePiece, TrainingErrorsNameTheirCause) {
   no_bos.pad_id = -1;
   no_bos.unk_id = 0;
   const auto t =
-      SentencePieceTokenizer::load(train_sentencepiece(synthetic_sentences(), 60, out, no_bos));
+      SentencePieceTokenizer::load(train_sentencepiece(synthetic_sentences(), 60, out, no_bos).model);
   EXPECT_EQ(t.pad_id(), 0);  // <unk>
   EXPECT_FALSE(t.encode_ids("the red car").empty());
   EXPECT_THROW(t.cls_id(), std::logic_error);
@@ -217,4 +219,29 @@ TEST(SentencePiece, TrainingErrorsNameTheirCause) {
 }
 
 }  // namespace
+// SentencePiece 0.1.97 crashes (SIGSEGV in LoadSentences) on a sentence over
+// max_sentence_length: such sentences are left out before it sees them, and counted.
+TEST(SentencePiece, LongAndEmptySentencesAreLeftOutNotHandedOver) {
+  XMODAL_SKIP_WITHOUT_SENTENCEPIECE();
+  xmodal::testing::TempDir dir;
+  auto sentences = synthetic_sentences();
+  sentences.insert(sentences.begin() + 3, std::string(5000, 'x'));
+  sentences.insert(sentences.begin() + 7, "");
+  const auto trained = train_sentencepiece(sentences, 60, (dir.path() / "a").string());
+  EXPECT_EQ(trained.sentences, 200);
+  EXPECT_EQ(trained.skipped_long, 1);
+  EXPECT_EQ(trained.skipped_empty, 1);
+  // The same bytes as without those two.
+  const auto plain = train_sentencepiece(synthetic_sentences(), 60, (dir.path() / "b").string());
+  EXPECT_EQ(io::read_file(trained.model), io::read_file(plain.model));
+  try {
+    train_sentencepiece({std::string(5000, 'x')}, 30, (dir.path() / "c").string(), {}, "F.txt");
+    ADD_FAILURE() << "a set of only over-long sentences was handed over";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("F.txt: no text to train"), std::string::npos)
+        << e.what();
+    EXPECT_NE(std::string(e.what()).find("longer than 4192 bytes"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace xmodal::text

@@ -207,6 +207,7 @@ struct DataConfig {
   int prefetch = 4;                              // batches prepared ahead of the trainer
   int image_cache_mb = 512;  // decoded images kept in memory across epochs; 0 = decode every time
   BadSample on_bad_sample = BadSample::fail;  // corrupt image or text: fail | skip (and count)
+  double max_bad_share = 0.1;  // with skip: stop when more of the last 1000 samples are bad
   int answer_min_count = 1;                   // vqa: answers kept in the vocabulary
   int answer_top_k = 0;                       // vqa: keep only the K most frequent; 0 = all
   AugmentConfig augment;
@@ -239,6 +240,10 @@ struct DataConfig {
             Range::between(0, 1 << 20));
     v.field("on_bad_sample", on_bad_sample,
             "a corrupt image or text: fail (stop with its path) or skip (count and log it)");
+    v.field("max_bad_share", max_bad_share,
+            "with on_bad_sample skip: stop with an error when more than this share of the last "
+            "1000 samples read (or of an epoch, if smaller) is bad",
+            Range::between(0.0, 1.0));
     v.field("answer_min_count", answer_min_count,
             "vqa: answers seen fewer times in the training split are left out (ViLT: 9)",
             Range::at_least(1));

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "xmodal/core/error.h"
+#include "xmodal/core/files.h"
 #include "xmodal/core/strings.h"
 
 namespace xmodal::config {
@@ -294,17 +295,28 @@ void apply_layer(Config& config, const YAML::Node& root, const Layer& layer,
   applier.finish();
 }
 
+// A config file: a regular file of at most 16 MiB (a FIFO, a folder or /dev/zero is refused).
 std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw std::runtime_error(std::strerror(errno));
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
+  try {
+    return xmodal::read_file(path.string(), int64_t{16} << 20);
+  } catch (const FileError& e) {
+    throw std::runtime_error(e.reason());
+  }
 }
 
 YAML::Node parse_yaml(const std::string& text, const std::string& source) {
   try {
-    YAML::Node root = YAML::Load(text);
+    // One document per file: yaml-cpp's Load() would drop every document after a `---`.
+    std::vector<YAML::Node> documents = YAML::LoadAll(text);
+    const auto extra = std::find_if(documents.begin() + (documents.empty() ? 0 : 1),
+                                    documents.end(), [](const YAML::Node& d) { return !d.IsNull(); });
+    if (extra != documents.end()) {  // a lone trailing `---` is harmless
+      const int line = extra->Mark().line;
+      throw ConfigError({source + (line >= 0 ? ":" + std::to_string(line + 1) : "") +
+                         ": a second YAML document (after '---'); a config file holds one "
+                         "document (use include: to combine files)"});
+    }
+    YAML::Node root = documents.empty() ? YAML::Node() : documents[0];
     if (root.IsNull()) return YAML::Node(YAML::NodeType::Map);  // an empty file sets nothing
     if (!root.IsMap()) {
       throw ConfigError(

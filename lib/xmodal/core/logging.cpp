@@ -123,7 +123,8 @@ void write(Level level, std::string_view message) {
   State& s = state();
   std::lock_guard<std::mutex> lock(s.mutex);  // set_file may change the sink list concurrently
   s.logger->log(to_spdlog(level), "{}", message);
-  if (level >= Level::warn && s.file_sink) s.file_sink->flush();
+  // Every line reaches the file at once: a killed run keeps its log up to its last line.
+  if (s.file_sink) s.file_sink->flush();
 }
 
 }  // namespace xmodal::log

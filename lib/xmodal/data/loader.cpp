@@ -224,7 +224,17 @@ Batch Loader::make_batch(int64_t epoch, int64_t index) const {
       } catch (const std::exception& error) {
         if (!options_.skip_bad) throw;
         ++batch.skipped;
-        log::warn("[data] skipping sample {}: {}", e.id, error.what());
+        batch.bad = "sample " + std::to_string(e.id) + ": " + error.what();
+        // The first ten are listed, then a count at 20, 30, ..., 100, 200, ...: a set of broken
+        // images must not fill the disk with warnings.
+        const int64_t seen = ++bad_seen_;
+        if (seen <= 10) {
+          log::warn("[data] skipping {}{}", batch.bad,
+                    seen == 10 ? " (further bad samples are counted, not listed)" : "");
+        } else if (seen % 10 == 0 && std::to_string(seen).find_first_not_of('0', 1) ==
+                                         std::string::npos) {
+          log::warn("[data] {} bad samples skipped so far", seen);
+        }
         continue;
       }
       images.push_back(own.pixels);
@@ -356,9 +366,33 @@ void Loader::work() {
 std::optional<Batch> Loader::next() {
   // A batch whose every sample was skipped as bad is not handed out.
   while (auto batch = next_raw()) {
+    check_bad_share(*batch);
     if (batch->size() > 0) return batch;
   }
   return std::nullopt;
+}
+
+void Loader::check_bad_share(const Batch& batch) {
+  if (!options_.skip_bad) return;
+  const int64_t read = batch.size() + batch.skipped;
+  window_.emplace_back(read, batch.skipped);
+  window_read_ += read;
+  window_bad_ += batch.skipped;
+  while (window_.size() > 1 && window_read_ - window_.front().first >= options_.bad_window) {
+    window_read_ -= window_.front().first;
+    window_bad_ -= window_.front().second;
+    window_.pop_front();
+  }
+  const auto epoch_samples = static_cast<int64_t>(
+      (data_->examples.size() + options_.world_size - 1) / options_.world_size);
+  const int64_t enough = std::max<int64_t>(1, std::min(options_.bad_window, epoch_samples));
+  if (window_bad_ > 0 && window_read_ >= enough &&
+      static_cast<double>(window_bad_) > options_.max_bad_share * static_cast<double>(window_read_)) {
+    throw std::runtime_error(fmt::format(
+        "[data] {} of the last {} samples read were bad, more than data.max_bad_share ({}) "
+        "allows; the last: {}. Fix or remove them, or raise data.max_bad_share",
+        window_bad_, window_read_, options_.max_bad_share, batch.bad.empty() ? "?" : batch.bad));
+  }
 }
 
 std::optional<Batch> Loader::next_raw() {
@@ -403,6 +437,7 @@ LoaderOptions loader_options(const config::Config& c, bool train) {
   o.drop_last = false;
   o.seed = static_cast<uint64_t>(c.run.seed);
   o.skip_bad = c.data.on_bad_sample == config::BadSample::skip;
+  o.max_bad_share = c.data.max_bad_share;
   o.max_text_len = c.data.max_text_len;
   o.max_count = c.model.head.max_count;
   o.group_by_image = train && c.data.group_by_image;

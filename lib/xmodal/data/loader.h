@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -42,6 +43,7 @@ struct Batch {
   int64_t epoch = 0;
   int64_t index = 0;    ///< batch number within the epoch
   int64_t skipped = 0;  ///< bad samples dropped from this batch
+  std::string bad;      ///< the last of them: "sample ID: what is wrong"
 
   int64_t size() const { return static_cast<int64_t>(ids.size()); }
 };
@@ -58,6 +60,11 @@ struct LoaderOptions {
   bool drop_last = false;
   uint64_t seed = 0;
   bool skip_bad = false;  ///< bad image/text: drop the sample (counted) instead of failing
+  /// With skip_bad: next() fails once more than this share of the last bad_window samples read
+  /// (or of the epoch's, if fewer) were bad, so that a broken data set stops instead of
+  /// skipping without end.
+  double max_bad_share = 0.1;
+  int64_t bad_window = 1000;
   int max_text_len = 32;
   int max_count = 10;       ///< counting targets are clamped to this
   bool aux_counts = false;  ///< vqa: fill Batch::aux_counts (train.aux.counting)
@@ -116,6 +123,8 @@ class Loader {
   void stop();
   void work();
   std::optional<Batch> next_raw();
+  /// Adds a batch's bad samples to the window; throws when they are over the bound.
+  void check_bad_share(const Batch& batch);
   std::vector<int64_t> order_for(int64_t epoch) const;
   /// The decoded RGB image at `path`, from the cache when it is there.
   cv::Mat load_image(const std::string& path) const;
@@ -135,6 +144,10 @@ class Loader {
   std::map<int64_t, std::exception_ptr> errors_;
   bool stopping_ = false;
   int64_t skipped_ = 0;
+  // The samples of the last batches handed out (read, bad), for the max_bad_share bound.
+  std::deque<std::pair<int64_t, int64_t>> window_;
+  int64_t window_read_ = 0, window_bad_ = 0;
+  mutable std::atomic<int64_t> bad_seen_{0};  // for rate-limiting the warnings
   std::vector<std::thread> workers_;
 
   mutable std::mutex cache_mutex_;

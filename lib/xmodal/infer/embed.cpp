@@ -14,6 +14,7 @@
 #include "xmodal/data/loader.h"
 #include "xmodal/data/transforms.h"
 #include "xmodal/io/image.h"
+#include "xmodal/io/lines.h"
 #include "xmodal/io/safetensors.h"
 #include "xmodal/models/factory.h"
 #include "xmodal/models/pretrained.h"
@@ -91,12 +92,10 @@ std::vector<Item> read_items(const EmbedOptions& o) {
     if (!o.images.empty() || !o.texts.empty()) {
       throw std::invalid_argument("embed: give --input FILE or --image/--text, not both");
     }
-    std::ifstream in(o.input);
-    if (!in) throw std::runtime_error(o.input + ": cannot open");
+    io::LineReader in(o.input);  // bounded lines, no devices
     std::string line;
-    int64_t number = 0;
-    while (std::getline(in, line)) {
-      ++number;
+    while (in.next(line)) {
+      const int64_t number = in.line_number();
       if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
       const std::string where = o.input + ":" + std::to_string(number) + ": ";
       nlohmann::json j;

@@ -11,6 +11,8 @@
 #include <fstream>
 #include <stdexcept>
 
+#include "xmodal/core/files.h"
+
 namespace xmodal::io {
 namespace {
 
@@ -191,9 +193,11 @@ uint64_t max_image_pixels() {
 }
 
 cv::Mat read_image_rgb(const std::string& path) {
-  std::error_code ec;
-  if (!std::filesystem::is_regular_file(path, ec)) {
-    throw std::runtime_error("cannot read image " + path + ": file not found");
+  try {
+    check_regular_file(path);
+  } catch (const FileError& e) {  // a folder, FIFO, device or symlink loop says what it is
+    throw std::runtime_error("cannot read image " + path + ": " +
+                             (e.reason() == "no such file" ? "file not found" : e.reason()));
   }
   Header file(path);
   const std::string head = file.at(0, 32);

@@ -36,6 +36,7 @@ std::string type_name(simdjson::dom::element_type t) {
 JsonFile JsonFile::load(const std::string& path) {
   JsonFile file;
   file.path_ = path;
+  check_regular_file(path);  // simdjson would block on a FIFO or read a device without end
   file.parser_ = std::make_unique<simdjson::dom::parser>();
   const auto error = file.parser_->load(path).get(file.root_);
   if (error == simdjson::IO_ERROR) throw std::runtime_error("cannot read " + path);

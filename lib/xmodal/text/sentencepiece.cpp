@@ -9,6 +9,7 @@
 #include <stdexcept>
 #include <unordered_map>
 
+#include "xmodal/core/logging.h"
 #include "xmodal/io/atomic_file.h"
 #include "xmodal/text/sentencepiece_plugin.h"
 
@@ -177,9 +178,10 @@ int64_t SentencePieceTokenizer::sep_id() const {
   return model_eos_id();
 }
 
-std::string train_sentencepiece(const std::vector<std::string>& sentences, int vocab_size,
-                                const std::string& out_dir,
-                                const SentencePieceTrainOptions& options) {
+SentencePieceTrained train_sentencepiece(const std::vector<std::string>& all_sentences,
+                                         int vocab_size, const std::string& out_dir,
+                                         const SentencePieceTrainOptions& options,
+                                         const std::string& source) {
   if (vocab_size < 1) {
     throw std::invalid_argument("train_sentencepiece: vocab_size (" + std::to_string(vocab_size) +
                                 ") must be positive");
@@ -188,9 +190,40 @@ std::string train_sentencepiece(const std::vector<std::string>& sentences, int v
     throw std::invalid_argument("train_sentencepiece: num_threads (" +
                                 std::to_string(options.num_threads) + ") must be positive");
   }
-  if (sentences.empty()) {
-    throw std::invalid_argument("train_sentencepiece: no sentences to train " + out_dir + " on");
+  if (options.max_sentence_length < 1) {
+    throw std::invalid_argument("train_sentencepiece: max_sentence_length (" +
+                                std::to_string(options.max_sentence_length) +
+                                ") must be positive");
   }
+  // Validated here, before SentencePiece sees them: its LoadSentences crashes (SIGSEGV) on a
+  // sentence over max_sentence_length and CHECK-fails on a set of only empty ones.
+  SentencePieceTrained trained;
+  std::vector<std::string> sentences;
+  sentences.reserve(all_sentences.size());
+  int64_t first_long = -1;
+  for (size_t i = 0; i < all_sentences.size(); ++i) {
+    const std::string& s = all_sentences[i];
+    if (s.find_first_not_of(" \t\r\n") == std::string::npos) {
+      ++trained.skipped_empty;
+    } else if (s.size() > static_cast<size_t>(options.max_sentence_length)) {
+      if (trained.skipped_long++ == 0) first_long = static_cast<int64_t>(i) + 1;
+    } else {
+      sentences.push_back(s);
+    }
+  }
+  if (trained.skipped_long > 0) {
+    log::warn("[tokenizer] {}: left out {} longer than {} bytes (the first: #{})",
+              source, trained.skipped_long, options.max_sentence_length, first_long);
+  }
+  if (sentences.empty()) {
+    throw std::invalid_argument(
+        source + ": no text to train a SentencePiece model on" +
+        (trained.skipped_long > 0
+             ? " (every non-empty one is longer than " +
+                   std::to_string(options.max_sentence_length) + " bytes)"
+             : " (every one is empty)"));
+  }
+  trained.sentences = static_cast<int64_t>(sentences.size());
   std::ostringstream coverage;
   coverage << options.character_coverage;
   const std::unordered_map<std::string, std::string> args = {
@@ -227,22 +260,20 @@ std::string train_sentencepiece(const std::vector<std::string>& sentences, int v
   const std::string model_path = (std::filesystem::path(out_dir) / "tokenizer.model").string();
   io::write_file_atomic(model_path, model);
   io::write_file_atomic((std::filesystem::path(out_dir) / "tokenizer.vocab").string(), vocab.str());
-  return model_path;
+  trained.model = model_path;
+  return trained;
 }
 
-std::string train_sentencepiece_from_file(const std::string& input_path, int vocab_size,
-                                          const std::string& out_dir,
-                                          const SentencePieceTrainOptions& options) {
-  std::istringstream in(io::read_file(input_path));
+SentencePieceTrained train_sentencepiece_from_file(const std::string& input_path, int vocab_size,
+                                                   const std::string& out_dir,
+                                                   const SentencePieceTrainOptions& options) {
+  std::istringstream in(io::read_file(input_path, int64_t{1} << 30));
   std::vector<std::string> sentences;
   for (std::string line; std::getline(in, line);) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
     sentences.push_back(std::move(line));
   }
-  if (sentences.empty()) {
-    throw std::runtime_error(input_path + ": no sentences to train a SentencePiece model on");
-  }
-  return train_sentencepiece(sentences, vocab_size, out_dir, options);
+  return train_sentencepiece(sentences, vocab_size, out_dir, options, input_path + " (lines)");
 }
 
 }  // namespace xmodal::text

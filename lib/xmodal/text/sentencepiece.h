@@ -84,19 +84,30 @@ struct SentencePieceTrainOptions {
   int num_threads = 1;
 };
 
+/// What train_sentencepiece() trained on.
+struct SentencePieceTrained {
+  std::string model;          ///< out_dir/tokenizer.model
+  int64_t sentences = 0;      ///< sentences trained on
+  int64_t skipped_long = 0;   ///< longer than max_sentence_length bytes, left out (and logged)
+  int64_t skipped_empty = 0;  ///< empty or only whitespace, left out
+};
+
 /// Trains a SentencePiece model on `sentences` (one text each) and writes
 /// out_dir/tokenizer.model and out_dir/tokenizer.vocab ("piece<TAB>score" lines), creating
-/// out_dir. Deterministic: the same sentences and options give the same bytes. Returns the
-/// model's path. Throws std::invalid_argument for bad options, std::runtime_error naming the
-/// folder if training or writing fails.
-std::string train_sentencepiece(const std::vector<std::string>& sentences, int vocab_size,
-                                const std::string& out_dir,
-                                const SentencePieceTrainOptions& options = {});
+/// out_dir. Deterministic: the same sentences and options give the same bytes. Sentences longer
+/// than options.max_sentence_length and empty ones are left out here (SentencePiece 0.1.97
+/// crashes on the former and aborts on a set of only empty ones); `source` names the input in
+/// messages. Throws std::invalid_argument for bad options or no usable sentence,
+/// std::runtime_error naming the folder if training or writing fails.
+SentencePieceTrained train_sentencepiece(const std::vector<std::string>& sentences, int vocab_size,
+                                         const std::string& out_dir,
+                                         const SentencePieceTrainOptions& options = {},
+                                         const std::string& source = "the sentences");
 
-/// The same with the sentences read from a text file, one a line. Throws std::runtime_error
-/// naming the file if it cannot be read.
-std::string train_sentencepiece_from_file(const std::string& input_path, int vocab_size,
-                                          const std::string& out_dir,
-                                          const SentencePieceTrainOptions& options = {});
+/// The same with the sentences read from a text file (at most 1 GiB), one a line. Throws
+/// std::runtime_error naming the file if it cannot be read.
+SentencePieceTrained train_sentencepiece_from_file(const std::string& input_path, int vocab_size,
+                                                   const std::string& out_dir,
+                                                   const SentencePieceTrainOptions& options = {});
 
 }  // namespace xmodal::text

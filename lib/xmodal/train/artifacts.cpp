@@ -103,11 +103,9 @@ TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& o) {
   }
   TokenizerTrainResult result;
   if (!o.input.empty()) {
-    std::ifstream in(o.input);
-    if (!in) throw std::runtime_error(o.input + ": cannot open");
-    std::string line;
-    while (std::getline(in, line)) result.texts += line.empty() ? 0 : 1;
-    result.model = text::train_sentencepiece_from_file(o.input, o.vocab_size, o.out_dir);
+    const auto trained = text::train_sentencepiece_from_file(o.input, o.vocab_size, o.out_dir);
+    result.model = trained.model;
+    result.texts = trained.sentences;
   } else {
     auto config = config::load_config(o.config, o.overrides);
     config::validate(config);
@@ -118,8 +116,10 @@ TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& o) {
       throw std::invalid_argument("tokenizer train: " + config.data.train_split + " of " +
                                   config.data.root + " has no texts");
     }
-    result.texts = static_cast<int64_t>(texts.size());
-    result.model = text::train_sentencepiece(texts, o.vocab_size, o.out_dir);
+    const auto trained =
+        text::train_sentencepiece(texts, o.vocab_size, o.out_dir, {}, config.data.root);
+    result.model = trained.model;
+    result.texts = trained.sentences;
   }
   result.vocab_size = text::SentencePieceTokenizer::load(result.model).vocab_size();
   return result;

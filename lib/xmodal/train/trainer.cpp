@@ -33,6 +33,7 @@
 #include "xmodal/train/checkpoint.h"
 #include "xmodal/train/distributed.h"
 #include "xmodal/train/optimizer.h"
+#include "xmodal/train/run_folder.h"
 
 namespace xmodal::train {
 namespace fs = std::filesystem;
@@ -320,8 +321,14 @@ TrainResult train(const config::Config& input_config, const TrainOptions& option
   if (!rank0) quiet = log::Level::warn;
   LevelGuard level_guard(quiet);
 
-  // ---- run directory: checked and claimed before any work ----
-  if (rank0) prepare_run_dir(run_dir);
+  // ---- run directory: checked, claimed and locked before any work ----
+  RunFolderClaim claim;
+  std::optional<RunFolderLock> lock;
+  if (rank0) {
+    claim = check_run_folder(run_dir, options.config_file, options.resume);
+    prepare_run_dir(run_dir);
+    lock.emplace(run_dir);  // a second `train` on this folder fails here, naming this PID
+  }
   const int debris = rank0 ? remove_debris(run_dir) : 0;
   const auto existing = checkpoint_steps(run_dir);
   std::string resume_from;
@@ -338,8 +345,12 @@ TrainResult train(const config::Config& input_config, const TrainOptions& option
         "` or choose another --run-dir");
   }
   if (rank0) {
-    io::write_file_atomic((fs::path(run_dir) / "config.yaml").string(),
-                          config::dump_config(config));
+    // The user's own config.yaml in the folder stays as written (comments, includes).
+    io::write_file_atomic(claim.config_path, config::dump_config(config));
+    if (claim.stale_attempt) {  // an earlier attempt that never reached a checkpoint
+      std::error_code ec;
+      fs::remove(fs::path(run_dir) / "metrics.jsonl", ec);
+    }
   }
   LogFileGuard log_file(rank0 ? (fs::path(run_dir) / "train.log").string() : std::string());
   log::info("[train] {} run {} ({} task)", options.resume ? "resuming" : "starting", run_dir,
@@ -497,6 +508,13 @@ TrainResult train(const config::Config& input_config, const TrainOptions& option
     }
     state.step = saved.step;
     state.epoch = saved.epoch;
+    if (saved.batch < 0 || saved.batch > batches_per_epoch) {  // state.json edited or corrupt
+      throw std::runtime_error("checkpoint " + resume_from + ": its data position (batch " +
+                               std::to_string(saved.batch) + ") is outside the epoch of " +
+                               std::to_string(batches_per_epoch) +
+                               " batches; the data set or train.batch_size changed, or "
+                               "state.json is damaged");
+    }
     state.batch = saved.batch;
     state.samples_seen = saved.samples_seen;
     state.elapsed_seconds = saved.elapsed_seconds;
@@ -592,6 +610,7 @@ TrainResult train(const config::Config& input_config, const TrainOptions& option
         early_stopping.state.best_step);
     result.stopped_early = true;
   }
+  bool epoch_from_start = state.batch == 0, epoch_had_batch = false;
   while (state.step < schedule.total_steps && !early_stopping.should_stop()) {
     if (profile_path != nullptr && steps_this_process == 10) {
       profile = std::make_unique<torch::autograd::profiler::RecordProfile>(profile_path);
@@ -611,11 +630,19 @@ TrainResult train(const config::Config& input_config, const TrainOptions& option
     data_wait_s += waited;
     interval_wait_s += waited;
     if (group.empty()) {  // the epoch had no batch left
+      if (epoch_from_start && !epoch_had_batch) {  // data.max_bad_share 1 and nothing readable
+        throw std::runtime_error("[data] every sample of epoch " + std::to_string(state.epoch) +
+                                 " of " + config.data.train_split +
+                                 " was bad and skipped: nothing to train on");
+      }
+      epoch_from_start = true;
+      epoch_had_batch = false;
       state.epoch += 1;
       state.batch = 0;
       train_loader.start(state.epoch, 0);
       continue;
     }
+    epoch_had_batch = true;
     const bool epoch_done = train_loader.position().batch >= batches_per_epoch;
     // A loaded encoder stays fixed for its first freeze_steps steps: no gradient, no update.
     for (const auto& [encoder, steps] :
@@ -698,6 +725,8 @@ TrainResult train(const config::Config& input_config, const TrainOptions& option
     if (epoch_done) {
       state.epoch += 1;
       state.batch = 0;
+      epoch_from_start = true;
+      epoch_had_batch = false;
       train_loader.start(state.epoch, 0);
     } else {
       state.batch = train_loader.position().batch;

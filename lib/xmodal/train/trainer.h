@@ -27,6 +27,9 @@ struct TrainOptions {
   int64_t stop_after_steps = 0;
   /// Catch SIGINT / SIGTERM: finish the step, checkpoint, return interrupted.
   bool handle_signals = true;
+  /// The config file given on the command line ("" if none): if it is RUN_DIR/config.yaml it
+  /// is left untouched (train/run_folder.h).
+  std::string config_file;
 };
 
 struct TrainResult {
