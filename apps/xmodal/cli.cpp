@@ -3,10 +3,13 @@
 #include <c10/util/Exception.h>
 #include <torch/version.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <csignal>
 #include <cstring>
 #include <iostream>
+
+#include <unistd.h>
 
 #include "xmodal/core/blas.h"
 #include "xmodal/core/error.h"
@@ -33,10 +36,67 @@ std::vector<std::string> Context::shared_overrides() const {
   return sets;
 }
 
+bool StdoutBuffer::flush_buffer() {
+  const char* data = pbase();
+  size_t left = static_cast<size_t>(pptr() - pbase());
+  while (left > 0) {
+    const ssize_t n = ::write(1, data, left);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      last_error_ = errno;
+      setp(buffer_, buffer_ + sizeof buffer_);  // what could not be written is lost
+      return false;
+    }
+    data += n;
+    left -= static_cast<size_t>(n);
+  }
+  setp(buffer_, buffer_ + sizeof buffer_);
+  return true;
+}
+
+StdoutBuffer::int_type StdoutBuffer::overflow(int_type c) {
+  if (!flush_buffer()) return traits_type::eof();
+  if (!traits_type::eq_int_type(c, traits_type::eof())) {
+    *pptr() = traits_type::to_char_type(c);
+    pbump(1);
+  }
+  return traits_type::not_eof(c);
+}
+
+int StdoutBuffer::sync() { return flush_buffer() ? 0 : -1; }
+
 CLI::Validator non_empty() {
   return CLI::Validator(
       [](std::string& value) { return value.empty() ? std::string("is empty") : std::string(); },
       "", "non-empty");
+}
+
+CLI::Validator at_least(long long minimum) {
+  return CLI::Validator(
+      [minimum](std::string& value) {
+        long long v = 0;
+        size_t used = 0;
+        try {
+          v = std::stoll(value, &used);
+        } catch (const std::exception&) {
+          return "expected an integer, got '" + value + "'";
+        }
+        if (used != value.size()) return "expected an integer, got '" + value + "'";
+        if (v < minimum) return "must be at least " + std::to_string(minimum) + ", got " + value;
+        return std::string();
+      },
+      ">=" + std::to_string(minimum), "at least " + std::to_string(minimum));
+}
+
+CLI::Validator png_path() {
+  return CLI::Validator(
+      [](std::string& value) {
+        std::string ext = value.size() >= 4 ? value.substr(value.size() - 4) : "";
+        for (auto& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+        return ext == ".png" ? std::string()
+                             : "'" + value + "': the image written is a PNG; name it *.png";
+      },
+      "*.png", "png path");
 }
 
 void not_yet(const std::string& command, const std::string& issue) {
@@ -80,6 +140,26 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
   add_tokenizer_command(app, ctx);
   add_info_command(app, ctx);
 
+  // An unknown command would otherwise read "A subcommand is required".
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg.rfind("-", 0) == 0) {
+      const bool takes_value =
+          arg == "--log-level" || arg == "--log-file" || arg == "--threads" || arg == "--device";
+      if (takes_value) ++i;
+      continue;
+    }
+    std::vector<std::string> names;
+    for (const auto* sub : app.get_subcommands({})) names.push_back(sub->get_name());
+    if (std::find(names.begin(), names.end(), arg) == names.end()) {
+      const std::string near = closest_match(arg, names);
+      err << "xmodal: error: unknown command '" << arg << "'"
+          << (near.empty() ? "" : " (did you mean " + near + "?)") << "; the commands are "
+          << join(names, ", ") << " (see xmodal --help)\n";
+      return 2;
+    }
+    break;
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -102,10 +182,10 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
     const int rc = ctx.action ? ctx.action() : 0;
     // Results go to stdout: a full disk, a closed pipe or a closed stdout loses them, and the
     // exit code must say so (`xmodal predict ... > /dev/full` is not a success).
-    errno = 0;
     out.flush();
     if (!out) {
-      const int error = errno;
+      const auto* buffer = dynamic_cast<const StdoutBuffer*>(out.rdbuf());
+      const int error = buffer != nullptr ? buffer->last_error() : 0;
       throw std::runtime_error(std::string("writing the results to stdout failed") +
                                (error != 0 ? " (" + std::string(std::strerror(error)) + ")" : "") +
                                "; the output is incomplete");

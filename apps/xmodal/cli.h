@@ -12,6 +12,7 @@
 #include <functional>
 #include <iosfwd>
 #include <optional>
+#include <streambuf>
 #include <string>
 #include <vector>
 
@@ -33,6 +34,24 @@ struct Context {
   std::vector<std::string> shared_overrides() const;
 };
 
+/// stdout as a stream buffer over file descriptor 1 that keeps the errno of a failed write, so
+/// that "writing the results to stdout failed" can say why (iostreams keep only a bad bit).
+class StdoutBuffer : public std::streambuf {
+ public:
+  StdoutBuffer() { setp(buffer_, buffer_ + sizeof buffer_); }
+  ~StdoutBuffer() override { sync(); }
+  int last_error() const { return last_error_; }
+
+ protected:
+  int_type overflow(int_type c) override;
+  int sync() override;
+
+ private:
+  bool flush_buffer();
+  char buffer_[1 << 15];
+  int last_error_ = 0;
+};
+
 /// Parses argv and runs the chosen subcommand. Returns the process exit code.
 int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err);
 
@@ -51,6 +70,14 @@ void add_tokenizer_command(CLI::App& app, Context& ctx);
 /// CLI11 check that a value is not empty: `--text ""` or `--run-dir ""` is a usage error (exit
 /// 2), not a silent default.
 CLI::Validator non_empty();
+
+/// CLI11 check that an integer is at least `minimum`, with a short message ("must be at least
+/// 1, got 0"; CLI11's PositiveNumber prints a 300-digit range).
+CLI::Validator at_least(long long minimum);
+
+/// CLI11 check for an output image path: the files written are PNGs, so the name must end in
+/// .png (a heat map named h.jpg would hold PNG bytes).
+CLI::Validator png_path();
 
 /// Throws NotImplementedError naming the command and the issue that will deliver it.
 [[noreturn]] void not_yet(const std::string& command, const std::string& issue);

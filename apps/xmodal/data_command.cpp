@@ -20,17 +20,19 @@ void add_data_command(CLI::App& app, Context& ctx) {
       "data", "Build a data set: `scenes` composes Fashion-MNIST articles into COCO/VQA files");
   cmd->add_option("kind", args->kind, "Which data set to build (default: scenes)")
       ->check(CLI::IsMember({"scenes"}));
-  cmd->add_option("--out", o.out, "Output folder (default: data/fashion-scenes)");
-  cmd->add_option("--train", o.train, "Training scenes (default: 10000)")
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--val", o.val, "Validation scenes (default: 1000)")->check(CLI::PositiveNumber);
-  cmd->add_option("--test", o.test, "Test scenes (default: 1000)")->check(CLI::PositiveNumber);
+  cmd->add_option("--out", o.out, "Output folder (default: data/fashion-scenes)")
+      ->check(non_empty());
+  cmd->add_option("--train", o.train, "Training scenes (default: 10000)")->check(at_least(1));
+  cmd->add_option("--val", o.val, "Validation scenes (default: 1000)")->check(at_least(1));
+  cmd->add_option("--test", o.test, "Test scenes (default: 1000)")->check(at_least(1));
   cmd->add_option("--canvas", o.canvas, "Scene side in pixels (default: 96)")
       ->check(CLI::Range(16, 4096));
   cmd->add_option("--min-items", o.min_items, "Fewest articles per scene (default: 1)");
   cmd->add_option("--max-items", o.max_items, "Most articles per scene, <= 10 (default: 6)");
   cmd->add_option("--item-size", args->item_size,
                   "Article side range MIN:MAX in pixels (default: 22:34)");
+  cmd->add_flag("--overwrite", o.overwrite,
+                "Replace a scenes set made with other options at --out (default: off)");
   cmd->add_option("--seed", o.seed, "Seed; the same seed gives the same bytes (default: 1234)");
   cmd->add_option(
       "--fashion-mnist", o.fashion_mnist,
@@ -51,6 +53,10 @@ void add_data_command(CLI::App& app, Context& ctx) {
       const auto reports = data::build_scenes(args->scenes);
       const double seconds =
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      if (reports.empty()) {  // the same set is already there
+        ctx.out << args->scenes.out << " already holds this set; nothing to do\n";
+        return 0;
+      }
       int64_t scenes = 0, questions = 0;
       for (const auto& r : reports) {
         scenes += r.scenes;

@@ -18,16 +18,18 @@ void add_embed_command(CLI::App& app, Context& ctx) {
   cmd->add_option("--checkpoint", args->checkpoint,
                   "Trained checkpoint folder, RUN_DIR/best or a run folder (default: none)");
   cmd->add_option("--set", args->overrides, "Config override KEY=VALUE (repeatable)");
-  cmd->add_option("--image", args->images, "Image file (repeatable; default: none)");
+  cmd->add_option("--image", args->images, "Image file (repeatable; default: none)")
+      ->check(non_empty());
   cmd->add_option("--text", args->texts,
-                  "Text (repeatable; one per image, or one for all; default: none)");
+                  "Text (repeatable; one per image, or one for all; default: none)")
+      ->check(non_empty());
   cmd->add_option("--input", args->input,
                   "JSONL file of {\"image\":...,\"text\":...} lines (default: none)");
   cmd->add_flag("--no-resize", args->no_resize,
                 "Images are already data.image_size square: only normalise (default: off)");
   cmd->add_option("--batch-size", args->batch_size, "Inputs per forward pass (default: 32)")
-      ->check(CLI::PositiveNumber);
-  cmd->add_option("--out", args->out, "Output .safetensors file")->required();
+      ->check(at_least(1));
+  cmd->add_option("--out", args->out, "Output .safetensors file")->required()->check(non_empty());
   cmd->callback([&ctx, args] {
     ctx.action = [&ctx, args] {
       auto options = *args;

@@ -26,7 +26,7 @@ void add_eval_command(CLI::App& app, Context& ctx) {
                   "RUN_DIR/eval/SPLIT-step-N)");
   cmd->add_option("--batch-size", args->batch_size,
                   "Samples per forward pass (default: eval.batch_size of the checkpoint)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(at_least(0));
   cmd->callback([&ctx, args] {
     ctx.action = [&ctx, args] {
       eval::EvalOptions o;

@@ -17,9 +17,9 @@ void add_explain_command(CLI::App& app, Context& ctx) {
                                  "Heat map of the image patches and words a prediction rests on");
   cmd->add_option("--checkpoint", args->checkpoint, "Checkpoint folder, RUN_DIR/best or a run")
       ->required();
-  cmd->add_option("--image", args->image, "Image file")->required();
-  cmd->add_option("--text", args->text, "Question or caption")->required();
-  cmd->add_option("--out", args->out, "Output PNG (default: explain.png)");
+  cmd->add_option("--image", args->image, "Image file")->required()->check(non_empty());
+  cmd->add_option("--text", args->text, "Question or caption")->required()->check(non_empty());
+  cmd->add_option("--out", args->out, "Output PNG (default: explain.png)")->check(png_path());
   cmd->add_option("--method", args->method,
                   "gradient (gradient-weighted attention rollout, answer-specific) | rollout "
                   "(plain attention rollout) (default: gradient)")

@@ -31,10 +31,10 @@ void add_info_command(CLI::App& app, Context& ctx) {
   cmd->add_option("--vocab-size", args->vocab_size,
                   "Vocabulary assumed for --config; the data fixes it at train time "
                   "(default: 1000)")
-      ->check(CLI::PositiveNumber);
+      ->check(at_least(1));
   cmd->add_option("--classes", args->classes,
                   "Answers (vqa) or categories (counting) assumed for --config (default: 100)")
-      ->check(CLI::PositiveNumber);
+      ->check(at_least(1));
   cmd->callback([&ctx, args] {
     ctx.action = [&ctx, args] {
       configure_threads(ctx.threads.value_or(0));

@@ -28,7 +28,18 @@ void occupy_closed_standard_descriptors() {
 
 int main(int argc, char** argv) {
   occupy_closed_standard_descriptors();
+  // std::cout writes through a buffer of xmodal's own that keeps the errno of a failure.
+  xmodal::cli::StdoutBuffer stdout_buffer;
+  std::streambuf* const saved = std::cout.rdbuf(&stdout_buffer);
   int rc = xmodal::cli::run(argc, argv, std::cout, std::cerr);
+  std::cout.flush();
+  const bool lost = !std::cout;
+  std::cout.rdbuf(saved);
+  if (lost && rc == 0) {  // output written after run()'s own check
+    std::fprintf(stderr, "xmodal: error: writing to stdout failed (%s); the output is lost\n",
+                 std::strerror(stdout_buffer.last_error()));
+    rc = 1;
+  }
   // Whatever reached stdout outside run()'s checks: a failed flush loses output.
   if (std::fflush(stdout) != 0 || std::ferror(stdout)) {
     if (rc == 0) {

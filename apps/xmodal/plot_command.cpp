@@ -14,7 +14,8 @@ void add_plot_command(CLI::App& app, Context& ctx) {
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("plot", "Draw a run's loss and validation curves as a PNG");
   cmd->add_option("run_dir", args->run_dir, "Run directory (holds metrics.jsonl)")->required();
-  cmd->add_option("--out", args->out, "PNG file to write (default: RUN_DIR/curves.png)");
+  cmd->add_option("--out", args->out, "PNG file to write (default: RUN_DIR/curves.png)")
+      ->check(png_path());
   cmd->callback([&ctx, args] {
     ctx.action = [&ctx, args] {
       const auto metrics = std::filesystem::path(args->run_dir) / "metrics.jsonl";

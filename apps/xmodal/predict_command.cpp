@@ -10,6 +10,7 @@
 #include "xmodal/infer/predictor.h"
 #include "xmodal/io/atomic_file.h"
 #include "xmodal/io/lines.h"
+#include "xmodal/train/artifacts.h"
 
 namespace xmodal::cli {
 namespace {
@@ -60,14 +61,16 @@ void add_predict_command(CLI::App& app, Context& ctx) {
   cmd->add_option("--checkpoint", args->checkpoint,
                   "Checkpoint folder, RUN_DIR/best or a run folder")
       ->required();
-  cmd->add_option("--image", args->image, "Image file (default: none)");
-  cmd->add_option("--text", args->text, "Question or caption (default: none)");
+  cmd->add_option("--image", args->image, "Image file (default: none)")->check(non_empty());
+  cmd->add_option("--text", args->text, "Question or caption (default: none)")->check(non_empty());
   cmd->add_option("--input", args->input,
                   "JSONL file of {\"image\":...,\"text\":...} lines, or - for stdin "
-                  "(default: none)");
-  cmd->add_option("--output", args->output, "Write JSONL here (default: stdout)");
+                  "(default: none)")
+      ->check(non_empty());
+  cmd->add_option("--output", args->output, "Write JSONL here (default: stdout)")
+      ->check(non_empty());
   cmd->add_option("--top-k", args->top_k, "VQA answers or classes to list (default: 5)")
-      ->check(CLI::PositiveNumber);
+      ->check(at_least(1));
   cmd->callback([&ctx, args] {
     ctx.action = [&ctx, args] {
       const bool single = !args->image.empty() || !args->text.empty();
@@ -88,6 +91,12 @@ void add_predict_command(CLI::App& app, Context& ctx) {
       o.overrides = ctx.shared_overrides();
       o.top_k = args->top_k;
       infer::Predictor predictor(o);
+      if (single && args->text.empty() &&
+          predictor.loaded().config.task != config::Task::classify) {  // as a missing --image
+        throw std::invalid_argument("predict: this " +
+                                    config::to_string(predictor.loaded().config.task) +
+                                    " model needs --text");
+      }
       std::vector<infer::Input> inputs;
       std::vector<size_t> which;
       for (size_t i = 0; i < lines.size(); ++i) {

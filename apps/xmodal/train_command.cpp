@@ -91,7 +91,7 @@ void add_train_command(CLI::App& app, Context& ctx) {
   cmd->add_option("--stop-after-steps", args->stop_after_steps,
                   "Stop like SIGINT after N optimizer steps of this process, with a checkpoint "
                   "(for tests; default: 0 = off)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(at_least(0));
   cmd->add_option("--nproc", args->nproc,
                   "Train with N local processes (data parallel over c10d, Gloo on the CPU); "
                   "each takes batch_size samples of every global batch (default: 1)")

@@ -11,6 +11,19 @@ W="$(mktemp -d /tmp/xmodal-bad-inputs.XXXXXX)"
 trap 'rm -rf "$W"' EXIT
 failures=0
 cases=0
+LAST_OUT=""  # the output of the last check, for follow-up expectations
+# expect NAME COMMAND...: a follow-up check of the case before (what was kept, what was written).
+expect() {
+  local name="$1"
+  shift
+  cases=$((cases + 1))
+  if "$@"; then
+    echo "ok   $name"
+  else
+    failures=$((failures + 1))
+    echo "FAIL $name: $*"
+  fi
+}
 
 # check NAME EXIT REGEX -- COMMAND...: runs COMMAND, wants exit code EXIT and output (stdout +
 # stderr) matching REGEX; an error must be one line starting with "xmodal: error:".
@@ -21,6 +34,7 @@ check() {
   local out rc
   out="$("$@" 2>&1)"
   rc=$?
+  LAST_OUT="$out"
   local problem=""
   if [[ "$rc" != "$want" ]]; then
     problem="exit code $rc, expected $want"
@@ -140,6 +154,178 @@ if [[ -d "$W/r_full/checkpoints" ]]; then  # nothing half-written may look like 
       { failures=$((failures + 1)); echo "FAIL full_disk: $d is presented as a checkpoint"; }
   done
 fi
+
+# ---- output paths are written through, never replaced (D1) ----
+: >"$W/target.jsonl"
+ln -s "$W/target.jsonl" "$W/link.jsonl"
+check output_symlink 0 "" -- "$XMODAL" predict --checkpoint "$CK" --image "$IMG" --text "how many" \
+  --output "$W/link.jsonl"
+expect output_symlink_kept test -L "$W/link.jsonl"
+expect output_symlink_target_written grep -q '"answers"' "$W/target.jsonl"
+mkfifo "$W/out.fifo"
+(timeout 60 cat "$W/out.fifo" >"$W/fifo.out") &
+check output_fifo 0 "" -- timeout 60 "$XMODAL" predict --checkpoint "$CK" --image "$IMG" \
+  --text "how many" --output "$W/out.fifo"
+wait
+expect output_fifo_kept test -p "$W/out.fifo"
+expect output_fifo_read grep -q '"answers"' "$W/fifo.out"
+check output_dev_null 0 "" -- "$XMODAL" predict --checkpoint "$CK" --image "$IMG" --text x --output /dev/null
+expect output_dev_null_kept test -c /dev/null
+check output_is_a_folder 1 "cannot write $W: it is a folder" -- \
+  "$XMODAL" predict --checkpoint "$CK" --image "$IMG" --text x --output "$W"
+check output_parent_missing 1 "cannot write /nonexistent/d/x.jsonl: No such file" -- \
+  "$XMODAL" predict --checkpoint "$CK" --image "$IMG" --text x --output /nonexistent/d/x.jsonl
+expect output_parent_missing_names_no_temporary_file bash -c "! grep -q 'tmp-' <<<\"\$1\"" _ "$LAST_OUT"
+printf '[{"question_id": 2000001, "answer": "yes"}]\n' >"$W/results.json"
+ln -s "$W/score-target.json" "$W/score-link.json"
+"$XMODAL" score --results "$W/results.json" --annotations "$W/scenes/v2_mscoco_test_annotations.json" \
+  --out "$W/score-link.json" >/dev/null 2>&1
+expect score_out_symlink_kept test -L "$W/score-link.json"
+
+# ---- stdout (D2) ----
+check stdout_full 1 "writing the results to stdout failed \(No space left on device\)" -- \
+  bash -c 'exec "$0" predict --checkpoint "$1" --image "$2" --text x >/dev/full' "$XMODAL" "$CK" "$IMG"
+printf '{"image": "%s", "text": "how many"}\n' "$IMG" >"$W/one.jsonl"
+check stdout_full_batch 1 "stdout failed" -- \
+  bash -c 'exec "$0" predict --checkpoint "$1" --input "$2" >/dev/full' "$XMODAL" "$CK" "$W/one.jsonl"
+check stdout_closed 1 "stdout failed" -- \
+  bash -c 'exec "$0" predict --checkpoint "$1" --image "$2" --text x >&-' "$XMODAL" "$CK" "$IMG"
+check dump_config_stdout_full 1 "stdout failed" -- \
+  bash -c 'exec "$0" train "$1" --dump-config >/dev/full' "$XMODAL" "$W/tiny.yaml"
+
+# ---- run folders: only empty ones, xmodal's own, or one holding just the config (D3) ----
+mkdir -p "$W/exp1"
+printf '# my experiment (comments stay)\ninclude: ../tiny.yaml\n' >"$W/exp1/config.yaml"
+cp "$W/exp1/config.yaml" "$W/exp1.orig"
+check run_dir_holding_its_config 0 "" -- "$XMODAL" train "$W/exp1/config.yaml" --run-dir "$W/exp1"
+expect run_dir_config_untouched cmp -s "$W/exp1/config.yaml" "$W/exp1.orig"
+expect run_dir_resolved_config_written test -f "$W/exp1/config.resolved.yaml"
+check run_dir_holding_its_config_resumes 0 "" -- \
+  "$XMODAL" train --resume "$W/exp1" --set train.max_steps=3
+mkdir -p "$W/exp2"
+echo "my notes" >"$W/exp2/notes.txt"
+check run_dir_with_user_files 2 "exp2 is not empty and was not made by xmodal \(it holds notes.txt\)" -- \
+  "$XMODAL" train "$W/tiny.yaml" --run-dir "$W/exp2"
+expect run_dir_user_files_kept test "$(ls -A "$W/exp2")" = notes.txt
+check run_dir_empty_string 2 "--run-dir: is empty" -- "$XMODAL" train "$W/tiny.yaml" --run-dir ""
+
+# ---- one train per run folder: a lock naming the holder, released by SIGKILL ----
+"$XMODAL" train "$W/tiny.yaml" --run-dir "$W/locked" --set train.max_steps=100000 \
+  --set train.checkpoint_every=1 --set train.eval_every=100000 >/dev/null 2>&1 &
+holder=$!
+for _ in $(seq 1 300); do
+  [[ -s "$W/locked/.xmodal-run.lock" && -e "$W/locked/last" ]] && break
+  sleep 0.1
+done
+check run_dir_locked 1 "is in use by another xmodal train \(PID $holder\)" -- \
+  "$XMODAL" train --resume "$W/locked"
+kill -9 "$holder"
+wait "$holder" 2>/dev/null
+check run_dir_lock_released_by_sigkill 0 "" -- \
+  "$XMODAL" train --resume "$W/locked" --stop-after-steps 1
+
+# ---- a skip policy with a bound (D4) ----
+cp -r "$W/scenes" "$W/scenes_allbad"
+for f in "$W"/scenes_allbad/images/train/*.png; do echo "not a png" >"$f"; done
+check all_bad_samples_skipped 1 "bad, more than data.max_bad_share \(0.1\) allows" -- \
+  timeout 120 "$XMODAL" train "$W/tiny.yaml" --run-dir "$W/r_allbad" \
+  --set "data.root=$W/scenes_allbad" --set data.on_bad_sample=skip
+expect all_bad_samples_warnings_bounded test "$(grep -c 'skipping' <<<"$LAST_OUT")" -le 10
+check all_bad_samples_share_1 1 "every sample of epoch 0 of train was bad" -- \
+  timeout 120 "$XMODAL" train "$W/tiny.yaml" --run-dir "$W/r_allbad1" \
+  --set "data.root=$W/scenes_allbad" --set data.on_bad_sample=skip --set data.max_bad_share=1
+
+# ---- SentencePiece never sees what crashes it (D5) ----
+{
+  for i in $(seq 1 60); do echo "a small sentence number $i about shirts and bags"; done
+  head -c 5000 /dev/zero | tr '\0' x
+  echo
+} >"$W/long_line.txt"
+check tokenizer_long_line 0 "trained a 40-piece SentencePiece model on 60 texts" -- \
+  "$XMODAL" tokenizer train --input "$W/long_line.txt" --vocab-size 40 --out "$W/spm_long"
+{
+  head -c 5000 /dev/zero | tr '\0' x
+  echo
+} >"$W/only_long.txt"
+check tokenizer_only_long_lines 2 "only_long.txt \(lines\): no text to train.*longer than 4192 bytes" -- \
+  "$XMODAL" tokenizer train --input "$W/only_long.txt" --vocab-size 30 --out "$W/spm_only_long"
+printf '\n\n  \n' >"$W/blank.txt"
+check tokenizer_only_blank_lines 2 "blank.txt \(lines\): no text to train" -- \
+  "$XMODAL" tokenizer train --input "$W/blank.txt" --vocab-size 30 --out "$W/spm_blank"
+
+# ---- config files: folders, several documents, devices, FIFOs (D6, D9) ----
+mkdir -p "$W/incdir"
+printf 'include: incdir\ntask: vqa\n' >"$W/inc_dir.yaml"
+check include_a_folder 2 "inc_dir.yaml:1: include: cannot read 'incdir'.*it is a folder" -- \
+  "$XMODAL" train "$W/inc_dir.yaml" --dump-config
+printf 'task: vqa\n---\ntrain: {lr: 0.1}\n' >"$W/two_docs.yaml"
+check two_yaml_documents 2 "two_docs.yaml:3: a second YAML document" -- \
+  "$XMODAL" train "$W/two_docs.yaml" --dump-config
+printf 'include: /dev/zero\ntask: vqa\n' >"$W/inc_zero.yaml"
+check include_dev_zero 2 "include: cannot read '/dev/zero'.*character device" -- \
+  timeout 20 "$XMODAL" train "$W/inc_zero.yaml" --dump-config
+mkfifo "$W/config.fifo"
+printf 'include: config.fifo\ntask: vqa\n' >"$W/inc_fifo.yaml"
+check include_fifo 2 "include: cannot read 'config.fifo'.*a FIFO" -- \
+  timeout 20 "$XMODAL" train "$W/inc_fifo.yaml" --dump-config
+
+# ---- empty inputs, and the same exit code for the same mistake (D7) ----
+check embed_empty_text 2 "--text: is empty" -- \
+  "$XMODAL" embed --checkpoint "$CK" --text "" --out "$W/e.safetensors"
+expect embed_empty_text_writes_nothing test ! -e "$W/e.safetensors"
+check predict_empty_text 2 "--text: is empty" -- "$XMODAL" predict --checkpoint "$CK" --image "$IMG" --text ""
+check explain_empty_text 2 "--text: is empty" -- "$XMODAL" explain --checkpoint "$CK" --image "$IMG" --text ""
+check predict_without_text 2 "this vqa model needs --text" -- "$XMODAL" predict --checkpoint "$CK" --image "$IMG"
+check predict_without_image 2 "--text needs --image" -- "$XMODAL" predict --checkpoint "$CK" --text x
+
+# ---- data scenes never mixes two sets (D8) ----
+before="$(ls "$W/scenes/images/val" | wc -l)"
+check scenes_other_sizes 2 "already holds a scenes set made with other options \(val 4 there, 2 now\)" -- \
+  "$XMODAL" data scenes --out "$W/scenes" --train 12 --val 2 --test 4 --canvas 32 --max-items 3 \
+  --item-size 8:12 --seed 3
+expect scenes_other_sizes_left_alone test "$(ls "$W/scenes/images/val" | wc -l)" = "$before"
+check scenes_same_options 0 "already holds this set" -- \
+  "$XMODAL" data scenes --out "$W/scenes" --train 12 --val 4 --test 4 --canvas 32 --max-items 3 \
+  --item-size 8:12 --seed 3
+cp -r "$W/scenes" "$W/scenes_over"
+check scenes_overwrite 0 "" -- "$XMODAL" data scenes --out "$W/scenes_over" --train 12 --val 2 \
+  --test 4 --canvas 32 --max-items 3 --item-size 8:12 --seed 3 --overwrite
+expect scenes_overwrite_replaces_the_whole_set test "$(ls "$W/scenes_over/images/val" | wc -l)" = 2
+mkdir -p "$W/not_a_set"
+touch "$W/not_a_set/precious"
+check scenes_overwrite_refuses_other_folders 2 "not_a_set is not empty and is not a scenes set" -- \
+  "$XMODAL" data scenes --out "$W/not_a_set" --train 2 --val 1 --test 1 --canvas 32 --max-items 3 \
+  --item-size 8:12 --overwrite
+expect scenes_overwrite_kept_other_files test -f "$W/not_a_set/precious"
+
+# ---- readers are bounded and take files where they need files (D9) ----
+check predict_input_dev_zero 1 "cannot read /dev/zero: it is a character device" -- \
+  timeout 20 "$XMODAL" predict --checkpoint "$CK" --input /dev/zero
+check predict_stdin_without_newline 1 "stdin: line 1 is longer than 1048576 bytes" -- \
+  bash -c 'exec timeout 20 "$0" predict --checkpoint "$1" --input - </dev/zero' "$XMODAL" "$CK"
+mkfifo "$W/results.fifo"
+check score_results_fifo 1 "results.fifo: it is a FIFO, not a regular file" -- \
+  timeout 20 "$XMODAL" score --results "$W/results.fifo" \
+  --annotations "$W/scenes/v2_mscoco_test_annotations.json"
+check image_is_a_folder 1 "cannot read image $W/incdir: it is a folder" -- \
+  "$XMODAL" predict --checkpoint "$CK" --image "$W/incdir" --text x
+ln -s loop_b "$W/loop_a"
+ln -s loop_a "$W/loop_b"
+check image_symlink_loop 1 "loop_a: Too many levels of symbolic links" -- \
+  "$XMODAL" predict --checkpoint "$CK" --image "$W/loop_a" --text x
+
+# ---- messages and exit codes ----
+check top_k_zero 2 "--top-k: must be at least 1, got 0" -- \
+  "$XMODAL" predict --checkpoint "$CK" --image "$IMG" --text x --top-k 0
+check unknown_command 2 "unknown command 'tarin' \(did you mean train\?\)" -- "$XMODAL" tarin "$W/tiny.yaml"
+check explain_not_png 2 "the image written is a PNG" -- \
+  "$XMODAL" explain --checkpoint "$CK" --image "$IMG" --text x --out "$W/h.jpg"
+check max_image_pixels_not_a_number 1 "XMODAL_MAX_IMAGE_PIXELS: expected a positive number" -- \
+  env XMODAL_MAX_IMAGE_PIXELS=abc "$XMODAL" predict --checkpoint "$CK" --image "$IMG" --text x
+printf '{"questions": []}\n' >"$W/scenes/v2_OpenEnded_mscoco_empty_questions.json"
+printf '{"annotations": []}\n' >"$W/scenes/v2_mscoco_empty_annotations.json"
+check eval_split_without_questions 1 "split empty of .* has no examples to evaluate" -- \
+  "$XMODAL" eval --checkpoint "$CK" --split empty
 
 echo "$((cases - failures))/$cases bad-input cases behave"
 ((failures == 0))

@@ -142,15 +142,25 @@ TEST(Cli, DataScenesBuildsASetAndReportsAnswers) {
   EXPECT_EQ(r.code, 0) << r.err;
   EXPECT_NE(r.out.find("| train | yes/no | 12 |"), std::string::npos) << r.out;
   EXPECT_TRUE(std::filesystem::exists(dir.path() / "v2_mscoco_val_annotations.json"));
+  // The same options again: nothing to do; other options: refused, the set left as it is.
+  const Result again =
+      run_cli({"data", "scenes", "--out", dir.path().string(), "--train", "6", "--val", "2",
+               "--test", "2", "--canvas", "40", "--item-size", "10:16"});
+  EXPECT_EQ(again.code, 0) << again.err;
+  EXPECT_NE(again.out.find("already holds this set"), std::string::npos) << again.out;
+  const Result other = run_cli({"data", "scenes", "--out", dir.path().string(), "--train", "7"});
+  EXPECT_EQ(other.code, 2);
+  EXPECT_NE(other.err.find("train 6 there, 7 now"), std::string::npos) << other.err;
   EXPECT_EQ(run_cli({"data", "scenes", "--out", dir.path().string(), "--item-size", "big"}).code,
             2);
   EXPECT_EQ(run_cli({"data", "scenes", "--out", dir.path().string(), "--min-items", "5",
                      "--max-items", "2"})
                 .code,
             2);
-  EXPECT_EQ(
-      run_cli({"data", "scenes", "--out", dir.path().string(), "--fashion-mnist", "/nope"}).code,
-      1);
+  EXPECT_EQ(run_cli({"data", "scenes", "--out", (dir.path() / "new").string(), "--fashion-mnist",
+                     "/nope"})
+                .code,
+            1);
 }
 
 TEST(Cli, EmbedBadInputSaysWhatInOneLine) {

@@ -35,7 +35,8 @@ int64_t check_regular_file(const std::string& path, int64_t max_bytes) {
   }
   if (S_ISDIR(st.st_mode)) throw FileError("read", path, "it is a folder, not a file");
   if (!S_ISREG(st.st_mode)) {
-    throw FileError("read", path, "it is " + describe_file_type(st.st_mode) + ", not a regular file");
+    throw FileError("read", path,
+                    "it is " + describe_file_type(st.st_mode) + ", not a regular file");
   }
   if (st.st_size > max_bytes) {
     throw FileError("read", path,
@@ -63,9 +64,9 @@ std::string read_file(const std::string& path, int64_t max_bytes) {
     }
     if (static_cast<int64_t>(text.size()) + n > max_bytes) {
       ::close(fd);
-      throw FileError("read", path,
-                      "it grew past the limit of " + std::to_string(max_bytes) +
-                          " bytes while being read");
+      throw FileError(
+          "read", path,
+          "it grew past the limit of " + std::to_string(max_bytes) + " bytes while being read");
     }
     text.append(buffer, static_cast<size_t>(n));
   }

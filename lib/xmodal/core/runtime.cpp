@@ -70,7 +70,12 @@ int configure_threads(int requested, int intra_op) {
     throw std::invalid_argument("threads must be >= 0 (0 = all cores), got " +
                                 std::to_string(requested));
   }
-  const int n = requested == 0 ? available_cores() : requested;
+  int n = requested == 0 ? available_cores() : requested;
+  if (n > 4 * available_cores()) {  // spinning pools on a few cores crawl; say what runs
+    log::warn("[runtime] {} threads asked for on {} cores; using {}", n, available_cores(),
+              4 * available_cores());
+    n = 4 * available_cores();
+  }
   const BlasInfo blas = blas_info();
   const bool blas_has_own_pool = blas.name.rfind("OpenBLAS (pthread)", 0) == 0;
   if (intra_op < 0) {

@@ -11,6 +11,7 @@
 #include <random>
 #include <stdexcept>
 
+#include "xmodal/core/logging.h"
 #include "xmodal/data/transforms.h"
 #include "xmodal/data/vqa_answers.h"
 #include "xmodal/io/atomic_file.h"
@@ -100,20 +101,10 @@ const std::vector<std::string>& fashion_class_plurals() {
   return names;
 }
 
-std::vector<ScenesSplitReport> build_scenes(const ScenesOptions& o) {
-  if (o.min_items < 1 || o.max_items < o.min_items || o.max_items > 10) {
-    throw std::invalid_argument(
-        fmt::format("scenes: items per scene must satisfy 1 <= min ({}) <= max ({}) <= 10",
-                    o.min_items, o.max_items));
-  }
-  if (o.item_min < 8 || o.item_max < o.item_min || o.item_max > o.canvas) {
-    throw std::invalid_argument(
-        fmt::format("scenes: item size {}:{} must satisfy 8 <= min <= max <= canvas ({})",
-                    o.item_min, o.item_max, o.canvas));
-  }
-  if (o.train < 1 || o.val < 1 || o.test < 1) {
-    throw std::invalid_argument("scenes: every split needs at least one scene");
-  }
+namespace {
+
+// Writes the whole set into o.out (a fresh folder).
+std::vector<ScenesSplitReport> write_scenes(const ScenesOptions& o) {
   const Source train_source = load_source(o.fashion_mnist, "train");
   const Source test_source = load_source(o.fashion_mnist, "t10k");
   const auto& names = fashion_class_names();
@@ -306,6 +297,111 @@ std::vector<ScenesSplitReport> build_scenes(const ScenesOptions& o) {
       report.answers.emplace_back(type, std::move(sorted));
     }
     reports.push_back(std::move(report));
+  }
+  return reports;
+}
+
+// The options that define a set's bytes, as recorded in OUT/scenes.json.
+ojson scenes_manifest(const ScenesOptions& o) {
+  return {{"generator", "xmodal data scenes"},
+          {"train", o.train},
+          {"val", o.val},
+          {"test", o.test},
+          {"canvas", o.canvas},
+          {"min_items", o.min_items},
+          {"max_items", o.max_items},
+          {"item_min", o.item_min},
+          {"item_max", o.item_max},
+          {"seed", o.seed}};
+}
+
+// A folder that only holds what `data scenes` writes (sets made before scenes.json existed).
+bool only_scenes_files(const fs::path& dir) {
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    const bool known = name == "images" || name == "annotations" || name == "scenes.json" ||
+                       (name.rfind("v2_", 0) == 0 && it->path().extension() == ".json");
+    if (!known) return false;
+  }
+  return !ec;
+}
+
+}  // namespace
+
+std::vector<ScenesSplitReport> build_scenes(const ScenesOptions& o) {
+  if (o.min_items < 1 || o.max_items < o.min_items || o.max_items > 10) {
+    throw std::invalid_argument(
+        fmt::format("scenes: items per scene must satisfy 1 <= min ({}) <= max ({}) <= 10",
+                    o.min_items, o.max_items));
+  }
+  if (o.item_min < 8 || o.item_max < o.item_min || o.item_max > o.canvas) {
+    throw std::invalid_argument(
+        fmt::format("scenes: item size {}:{} must satisfy 8 <= min <= max <= canvas ({})",
+                    o.item_min, o.item_max, o.canvas));
+  }
+  if (o.train < 1 || o.val < 1 || o.test < 1) {
+    throw std::invalid_argument("scenes: every split needs at least one scene");
+  }
+  // An existing folder is never mixed into: the same options find the set already there, other
+  // options need --overwrite (and a folder that is a scenes set), and the new set is built
+  // beside it and swapped in whole, so an interrupted build leaves the old one.
+  const fs::path out(o.out);
+  std::error_code ec;
+  const bool exists = fs::exists(out, ec);
+  if (exists && !fs::is_directory(out, ec)) {
+    throw std::invalid_argument("data scenes: --out " + o.out + " exists and is not a folder");
+  }
+  const bool empty = exists && fs::is_empty(out, ec);
+  const ojson manifest = scenes_manifest(o);
+  if (exists && !empty) {
+    ojson old;
+    try {
+      old = ojson::parse(io::read_file((out / "scenes.json").string(), 1 << 20));
+    } catch (const std::exception&) {
+      old = nullptr;  // no manifest: a set made before it existed, or not a set at all
+    }
+    if (old == manifest) {
+      log::info("[data] {} already holds this set (the same options, scenes.json); nothing to do",
+                o.out);
+      return {};
+    }
+    const bool a_set = old.is_object() || only_scenes_files(out);
+    if (!o.overwrite || !a_set) {
+      std::string differences;
+      if (old.is_object()) {
+        for (const auto& [key, value] : manifest.items()) {
+          if (old.value(key, ojson()) != value) {
+            differences += (differences.empty() ? "" : ", ") + key + " " +
+                           old.value(key, ojson()).dump() + " there, " + value.dump() + " now";
+          }
+        }
+      }
+      throw std::invalid_argument(
+          "data scenes: --out " + o.out +
+          (a_set ? " already holds a scenes set made with other options" +
+                       (differences.empty() ? std::string() : " (" + differences + ")") +
+                       "; choose another --out, or pass --overwrite to replace it"
+                 : " is not empty and is not a scenes set; choose a new or empty folder"));
+    }
+  }
+  const std::string tag = std::to_string(std::random_device{}());
+  const fs::path parent = out.has_parent_path() ? out.parent_path() : fs::path(".");
+  fs::create_directories(parent, ec);
+  const fs::path tmp = parent / ("." + out.filename().string() + ".tmp-" + tag);
+  ScenesOptions into = o;
+  into.out = tmp.string();
+  std::vector<ScenesSplitReport> reports;
+  try {
+    reports = write_scenes(into);
+    io::write_file_atomic((tmp / "scenes.json").string(), manifest.dump(2) + "\n");
+    const fs::path old = parent / ("." + out.filename().string() + ".old-" + tag);
+    if (exists) fs::rename(out, old);
+    fs::rename(tmp, out);
+    if (exists) fs::remove_all(old, ec);
+  } catch (...) {
+    fs::remove_all(tmp, ec);
+    throw;
   }
   return reports;
 }

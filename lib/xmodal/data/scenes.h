@@ -17,6 +17,8 @@ struct ScenesOptions {
   int min_items = 1, max_items = 6;            ///< articles per scene
   int item_min = 22, item_max = 34;            ///< article side, pixels
   uint64_t seed = 1234;
+  /// Replace a scenes set made with other options at `out` (never a folder of other files).
+  bool overwrite = false;
 };
 
 /// Answer counts of one split, per answer type.
@@ -31,7 +33,10 @@ const std::vector<std::string>& fashion_class_names();
 const std::vector<std::string>& fashion_class_plurals();
 
 /// Builds train/val/test under options.out (train scenes from Fashion-MNIST's train images,
-/// val and test from its t10k images). Same options, same bytes. Throws std::invalid_argument
+/// val and test from its t10k images) and records the options in OUT/scenes.json. Same
+/// options, same bytes. A set with the same options already at `out` is left as it is
+/// (returns no reports); other options need `overwrite`; the set is built beside `out` and
+/// renamed into place, so no old file stays mixed in. Throws std::invalid_argument
 /// for inconsistent options, std::runtime_error for unreadable inputs or unwritable outputs.
 std::vector<ScenesSplitReport> build_scenes(const ScenesOptions& options);
 

@@ -99,6 +99,10 @@ EvalSummary run_eval(const EvalOptions& options) {
     throw std::runtime_error("split " + options.split + " of " + c.data.root +
                              " has other categories than the checkpoint was trained on");
   }
+  if (split->examples.empty()) {  // an accuracy of 0.00 over nothing is not a result
+    throw std::runtime_error("split " + options.split + " of " + c.data.root +
+                             " has no examples to evaluate");
+  }
   data::Loader loader(split, loaded.artifacts.tokenizer, data::loader_options(c, false));
   log::info("[eval] {} on {} split {} ({} examples)", loaded.checkpoint, c.data.root, options.split,
             split->examples.size());

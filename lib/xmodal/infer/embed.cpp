@@ -112,6 +112,11 @@ std::vector<Item> read_items(const EmbedOptions& o) {
                                     "\"text\"");
       }
       Item item{j.value("image", std::string()), j.value("text", std::string())};
+      for (const char* field : {"image", "text"}) {  // "" would silently embed nothing
+        if (j.contains(field) && j[field].get<std::string>().empty()) {
+          throw std::invalid_argument(where + "\"" + field + "\" is empty");
+        }
+      }
       if (!items.empty() && (item.image.empty() != items[0].image.empty() ||
                              item.text.empty() != items[0].text.empty())) {
         throw std::invalid_argument(where + "every line needs the same fields as the first");
@@ -127,6 +132,11 @@ std::vector<Item> read_items(const EmbedOptions& o) {
     throw std::invalid_argument("embed: " + std::to_string(ni) + " images but " +
                                 std::to_string(nt) +
                                 " texts; give one text per image, or one text for all");
+  }
+  for (const auto& list : {o.images, o.texts}) {
+    for (const auto& value : list) {
+      if (value.empty()) throw std::invalid_argument("embed: an empty --image or --text");
+    }
   }
   const size_t n = std::max(ni, nt);
   for (size_t i = 0; i < n; ++i) {

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
@@ -184,8 +185,14 @@ uint64_t max_image_pixels() {
     const char* env = std::getenv("XMODAL_MAX_IMAGE_PIXELS");
     if (env != nullptr && *env != '\0') {
       char* end = nullptr;
+      errno = 0;
       const unsigned long long v = std::strtoull(env, &end, 10);
-      if (end != nullptr && *end == '\0' && v > 0) return static_cast<uint64_t>(v);
+      if (errno != 0 || end == env || *end != '\0' || v == 0 || env[0] == '-') {
+        throw std::invalid_argument(std::string("XMODAL_MAX_IMAGE_PIXELS: expected a positive "
+                                                "number of pixels, got '") +
+                                    env + "'");
+      }
+      return static_cast<uint64_t>(v);
     }
     return kDefaultMaxImagePixels;
   }();

@@ -11,7 +11,9 @@
 namespace xmodal::io {
 
 LineReader::LineReader(const std::string& path, int64_t max_line_bytes, int64_t max_total_bytes)
-    : source_(path == "-" ? "stdin" : path), max_line_(max_line_bytes), max_total_(max_total_bytes) {
+    : source_(path == "-" ? "stdin" : path),
+      max_line_(max_line_bytes),
+      max_total_(max_total_bytes) {
   if (path == "-") {
     in_ = std::cin.rdbuf();
     return;

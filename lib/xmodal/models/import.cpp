@@ -96,9 +96,13 @@ LoadReport load_state(torch::nn::Module& module, const TensorMap& tensors, bool 
     }
   }
   if (!problems.empty()) {
+    // One line: the first three problems and how many more.
     std::string message = "cannot load " + source + " (" + std::to_string(problems.size()) +
-                          " problem" + (problems.size() > 1 ? "s" : "") + "):";
-    for (const auto& p : problems) message += "\n  " + p;
+                          " problem" + (problems.size() > 1 ? "s" : "") + "): ";
+    for (size_t i = 0; i < problems.size() && i < 3; ++i) {
+      message += (i ? "; " : "") + problems[i];
+    }
+    if (problems.size() > 3) message += "; and " + std::to_string(problems.size() - 3) + " more";
     throw std::runtime_error(message);
   }
   return report;

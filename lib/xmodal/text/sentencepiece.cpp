@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <mutex>
+#include <regex>
 #include <sstream>
 #include <stdexcept>
 #include <unordered_map>
@@ -192,8 +193,7 @@ SentencePieceTrained train_sentencepiece(const std::vector<std::string>& all_sen
   }
   if (options.max_sentence_length < 1) {
     throw std::invalid_argument("train_sentencepiece: max_sentence_length (" +
-                                std::to_string(options.max_sentence_length) +
-                                ") must be positive");
+                                std::to_string(options.max_sentence_length) + ") must be positive");
   }
   // Validated here, before SentencePiece sees them: its LoadSentences crashes (SIGSEGV) on a
   // sentence over max_sentence_length and CHECK-fails on a set of only empty ones.
@@ -212,16 +212,15 @@ SentencePieceTrained train_sentencepiece(const std::vector<std::string>& all_sen
     }
   }
   if (trained.skipped_long > 0) {
-    log::warn("[tokenizer] {}: left out {} longer than {} bytes (the first: #{})",
-              source, trained.skipped_long, options.max_sentence_length, first_long);
+    log::warn("[tokenizer] {}: left out {} longer than {} bytes (the first: #{})", source,
+              trained.skipped_long, options.max_sentence_length, first_long);
   }
   if (sentences.empty()) {
-    throw std::invalid_argument(
-        source + ": no text to train a SentencePiece model on" +
-        (trained.skipped_long > 0
-             ? " (every non-empty one is longer than " +
-                   std::to_string(options.max_sentence_length) + " bytes)"
-             : " (every one is empty)"));
+    throw std::invalid_argument(source + ": no text to train a SentencePiece model on" +
+                                (trained.skipped_long > 0
+                                     ? " (every non-empty one is longer than " +
+                                           std::to_string(options.max_sentence_length) + " bytes)"
+                                     : " (every one is empty)"));
   }
   trained.sentences = static_cast<int64_t>(sentences.size());
   std::ostringstream coverage;
@@ -243,7 +242,11 @@ SentencePieceTrained train_sentencepiece(const std::vector<std::string>& all_sen
   const auto& f = api();
   std::string model, error;
   if (!f.train(args, sentences, &model, &error)) {
-    throw std::runtime_error("training SentencePiece model for " + out_dir + " failed: " + error);
+    // "Internal: ./src/trainer_interface.cc(660) [(a) == (b)] Vocabulary size too high (60)..."
+    // keeps only its sentence for the user.
+    static const std::regex internals(R"(^\w+: \S+\.cc\(\d+\) \[.*?\] )");
+    throw std::runtime_error("training SentencePiece model for " + out_dir +
+                             " failed: " + std::regex_replace(error, internals, ""));
   }
   const std::shared_ptr<void> sp(f.load(model, &error), f.destroy);
   if (!sp) {

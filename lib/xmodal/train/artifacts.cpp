@@ -183,7 +183,14 @@ LoadedModel load_trained_model(const std::string& path) {
       models::build_model(m.config, {m.artifacts.tokenizer->vocab_size(),
                                      static_cast<int64_t>(m.artifacts.class_names.size()),
                                      static_cast<int64_t>(m.artifacts.aux_class_names.size())});
-  models::load_state(*m.model, content.model, /*strict=*/true, m.checkpoint + "/model.safetensors");
+  try {
+    models::load_state(*m.model, content.model, /*strict=*/true,
+                       m.checkpoint + "/model.safetensors");
+  } catch (const std::runtime_error& e) {
+    throw std::runtime_error(std::string(e.what()) +
+                             ". The checkpoint's config.yaml no longer "
+                             "describes the model it was saved with (was it edited?)");
+  }
   m.model->eval();
   m.step = content.state.step;
   return m;

@@ -45,8 +45,8 @@ RunFolderLock::RunFolderLock(const std::string& run_dir) {
   const std::string path = (fs::path(run_dir) / kRunLockFile).string();
   fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
   if (fd_ < 0) {
-    throw std::runtime_error("run directory " + run_dir + ": cannot create " + kRunLockFile +
-                             ": " + std::strerror(errno));
+    throw std::runtime_error("run directory " + run_dir + ": cannot create " + kRunLockFile + ": " +
+                             std::strerror(errno));
   }
   if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
     const int error = errno;
@@ -60,8 +60,8 @@ RunFolderLock::RunFolderLock(const std::string& run_dir) {
                                " is in use by another xmodal train (PID " + pid +
                                "); wait for it to end, or choose another --run-dir");
     }
-    throw std::runtime_error("run directory " + run_dir + ": cannot lock " + kRunLockFile +
-                             ": " + std::strerror(error));
+    throw std::runtime_error("run directory " + run_dir + ": cannot lock " + kRunLockFile + ": " +
+                             std::strerror(error));
   }
   const std::string pid = std::to_string(::getpid()) + "\n";
   if (::ftruncate(fd_, 0) != 0 || ::pwrite(fd_, pid.data(), pid.size(), 0) < 0) {
