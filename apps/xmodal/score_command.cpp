@@ -10,6 +10,7 @@ namespace xmodal::cli {
 void add_score_command(CLI::App& app, Context& ctx) {
   struct Args {
     std::string results, annotations, questions, out;
+    std::string protocol = "official";
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("score", "Official VQA accuracy of any results file");
@@ -19,10 +20,18 @@ void add_score_command(CLI::App& app, Context& ctx) {
   cmd->add_option("--questions", args->questions,
                   "VQA v2 questions JSON; when given, must cover the annotated questions "
                   "(default: none)");
-  cmd->add_option("--out", args->out, "Also write the accuracies as JSON here (default: none)");
+  cmd->add_option("--out", args->out, "Also write the accuracies as JSON here (default: none)")
+      ->check(non_empty());
+  cmd->add_option("--protocol", args->protocol,
+                  "official (GT-Vision-Lab master a013f00, 2021: answers normalised only when the "
+                  "ten human answers differ) | legacy (the evaluation before it, for older "
+                  "papers) (default: official)")
+      ->check(CLI::IsMember({"official", "legacy"}));
   cmd->callback([&ctx, args] {
     ctx.action = [&ctx, args] {
-      const auto r = eval::score_vqa(args->results, args->annotations, args->questions);
+      const auto r =
+          eval::score_vqa(args->results, args->annotations, args->questions,
+                          *config::enum_from_string<config::VqaProtocol>(args->protocol));
       if (r.duplicate_results > 0) {
         ctx.err << "xmodal: warning: " << r.duplicate_results << " question(s) answered twice in "
                 << args->results << "; the last answer counts (as in the official tool)\n";

@@ -15,6 +15,8 @@ std::vector<std::string> answers(int n_a, const std::string& a, const std::strin
   return out;
 }
 
+constexpr auto kLegacy = config::VqaProtocol::legacy;
+
 TEST(VqaAccuracy, LeaveOneOutOverTenAnswers) {
   EXPECT_DOUBLE_EQ(vqa_accuracy("yes", answers(10, "yes", "")), 1.0);
   EXPECT_DOUBLE_EQ(vqa_accuracy("no", answers(10, "yes", "")), 0.0);
@@ -23,20 +25,48 @@ TEST(VqaAccuracy, LeaveOneOutOverTenAnswers) {
   EXPECT_NEAR(vqa_accuracy("3", answers(3, "2", "3")), 1.0, 1e-12);
   // 1 of 10: only the nine subsets that keep it match once.
   EXPECT_NEAR(vqa_accuracy("2", answers(1, "2", "3")), 0.3, 1e-12);
-  // The prediction is normalised (number words, articles, trimming) when the answers differ.
+  EXPECT_DOUBLE_EQ(vqa_accuracy("x", {}), 0.0);
+}
+
+// The current official rule (a013f00): both sides trimmed; both normalised only when the ten
+// human answers differ. Cases checked against the official vqaEval.py itself.
+TEST(VqaAccuracy, OfficialNormalisesOnlyWhenTheHumansDiffer) {
   EXPECT_NEAR(vqa_accuracy("  two\n", answers(3, "2", "3")), 0.9, 1e-12);
   EXPECT_NEAR(vqa_accuracy("the 3", answers(3, "2", "3")), 1.0, 1e-12);
-  EXPECT_DOUBLE_EQ(vqa_accuracy("two", answers(10, "2", "")), 1.0);
-  // The human answers get only the punctuation step, and only when they differ: ten identical
-  // "t-shirt" can never be matched (the prediction always becomes "t shirt") ...
-  EXPECT_DOUBLE_EQ(vqa_accuracy("t-shirt", answers(10, "t-shirt", "")), 0.0);
-  EXPECT_DOUBLE_EQ(vqa_accuracy("t shirt", answers(10, "t shirt", "")), 1.0);
+  // Ten identical answers: compared as they are ("Yes", "yes." and "two" do not match).
+  EXPECT_DOUBLE_EQ(vqa_accuracy("Yes", answers(10, "yes", "")), 0.0);
+  EXPECT_DOUBLE_EQ(vqa_accuracy("yes.", answers(10, "yes", "")), 0.0);
+  EXPECT_DOUBLE_EQ(vqa_accuracy("two", answers(10, "2", "")), 0.0);
+  EXPECT_DOUBLE_EQ(vqa_accuracy("t-shirt", answers(10, "t-shirt", "")), 1.0);
+  EXPECT_DOUBLE_EQ(vqa_accuracy("dog", answers(10, "the dog", "")), 0.0);
+  // Differing answers: both through punctuation and digit/article steps.
+  EXPECT_DOUBLE_EQ(vqa_accuracy("Yes", answers(5, "Yes", "yes")), 1.0);
+  EXPECT_DOUBLE_EQ(vqa_accuracy("two", answers(4, "two", "2")), 1.0);
+  EXPECT_DOUBLE_EQ(vqa_accuracy("a dog", answers(6, "a dog", "dog")), 1.0);
+  EXPECT_DOUBLE_EQ(vqa_accuracy("none", answers(5, "none", "0")), 1.0);
+  EXPECT_DOUBLE_EQ(vqa_accuracy("don't", answers(5, "dont", "x")), 1.0);
+  EXPECT_DOUBLE_EQ(vqa_accuracy("1 000", answers(5, "1,000", "1000")), 0.0);
+  // A human answer with a leading space is trimmed first: the ten are then identical.
+  auto spaced = answers(9, "yes", "");
+  spaced.push_back(" yes");
+  EXPECT_DOUBLE_EQ(vqa_accuracy("yes", spaced), 1.0);
+}
+
+// The rule before a013f00 (--protocol legacy): the prediction always normalised, the human
+// answers only punctuation-processed, untrimmed, when they differ.
+TEST(VqaAccuracy, LegacyRule) {
+  EXPECT_NEAR(vqa_accuracy("  two\n", answers(3, "2", "3"), kLegacy), 0.9, 1e-12);
+  EXPECT_DOUBLE_EQ(vqa_accuracy("two", answers(10, "2", ""), kLegacy), 1.0);
+  EXPECT_DOUBLE_EQ(vqa_accuracy("Yes", answers(10, "yes", ""), kLegacy), 1.0);
+  // Ten identical "t-shirt" can never be matched (the prediction always becomes "t shirt") ...
+  EXPECT_DOUBLE_EQ(vqa_accuracy("t-shirt", answers(10, "t-shirt", ""), kLegacy), 0.0);
+  EXPECT_DOUBLE_EQ(vqa_accuracy("t shirt", answers(10, "t shirt", ""), kLegacy), 1.0);
   // ... but 9 "t-shirt" and one "top" can.
-  EXPECT_NEAR(vqa_accuracy("t-shirt", answers(9, "t-shirt", "top")), 1.0, 1e-12);
+  EXPECT_NEAR(vqa_accuracy("t-shirt", answers(9, "t-shirt", "top"), kLegacy), 1.0, 1e-12);
   // Number words in the human answers are not mapped: "two" there never equals a prediction.
-  EXPECT_NEAR(vqa_accuracy("2", answers(3, "two", "2")), 1.0, 1e-12);
-  EXPECT_NEAR(vqa_accuracy("two", answers(3, "two", "3")), 0.0, 1e-12);
-  EXPECT_DOUBLE_EQ(vqa_accuracy("x", {}), 0.0);
+  EXPECT_NEAR(vqa_accuracy("2", answers(3, "two", "2"), kLegacy), 1.0, 1e-12);
+  EXPECT_NEAR(vqa_accuracy("two", answers(3, "two", "3"), kLegacy), 0.0, 1e-12);
+  EXPECT_DOUBLE_EQ(vqa_accuracy("don't", answers(5, "dont", "x"), kLegacy), 0.0);
 }
 
 TEST(VqaAccuracy, MetricsPerAnswerType) {

@@ -3,7 +3,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include <fmt/format.h>
+
 #include <cmath>
+#include <map>
+#include <set>
 
 #include "../support/temp_dir.h"
 #include "xmodal/eval/metrics.h"
@@ -82,4 +86,54 @@ TEST(Score, RefusesMissingOrForeignQuestionIds) {
 }
 
 }  // namespace
+// Reference figures of GT-Vision-Lab's own vqaEval.py (master a013f00 = official, its parent
+// a4f1afd = legacy), run by scripts/make_vqa_eval_fixtures.py on real VQA v2 annotations with
+// four prediction sets (majority answers; answers changed in case, articles, periods, number
+// words and whitespace; random answers; one human's answer): xmodal equals them to the printed
+// 2 decimals, overall, per answer type, per question type and per question.
+TEST(Score, EqualsTheOfficialToolOnEveryReferenceCase) {
+  const std::string data = XMODAL_TEST_DATA;
+  const auto local = [&](const std::string& path) {  // paths in expected.json: from the repo root
+    const std::string prefix = "tests/data";
+    return data + path.substr(path.rfind(prefix, 0) == 0 ? prefix.size() : 0);
+  };
+  const auto expected =
+      nlohmann::json::parse(io::read_file(data + "/vqa/official_eval/expected.json"));
+  ASSERT_EQ(expected["cases"].size(), 16u);
+  std::set<std::string> protocols_that_differ;
+  for (const auto& c : expected["cases"]) {
+    const std::string name = c["split"].get<std::string>() + "/" +
+                             c["predictions"].get<std::string>() + "/" +
+                             c["protocol"].get<std::string>();
+    const auto protocol =
+        *config::enum_from_string<config::VqaProtocol>(c["protocol"].get<std::string>());
+    const auto r =
+        score_vqa(local(c["results"]), local(c["annotations"]), local(c["questions"]), protocol);
+    EXPECT_DOUBLE_EQ(r.overall, c["overall"].get<double>()) << name;
+    ASSERT_EQ(r.per_answer_type.size(), c["perAnswerType"].size()) << name;
+    for (const auto& [type, value] : c["perAnswerType"].items()) {
+      EXPECT_DOUBLE_EQ(r.per_answer_type.at(type), value.get<double>()) << name << " " << type;
+    }
+    ASSERT_EQ(r.per_question_type.size(), c["perQuestionType"].size()) << name;
+    for (const auto& [type, value] : c["perQuestionType"].items()) {
+      EXPECT_DOUBLE_EQ(r.per_question_type.at(type), value.get<double>()) << name << " " << type;
+    }
+    // Per question, from the same annotations and results.
+    const auto anns = nlohmann::json::parse(io::read_file(local(c["annotations"])))["annotations"];
+    std::map<int64_t, std::string> answers;
+    for (const auto& a : nlohmann::json::parse(io::read_file(local(c["results"])))) {
+      answers[a["question_id"]] = a["answer"];
+    }
+    for (const auto& a : anns) {
+      std::vector<std::string> human;
+      for (const auto& h : a["answers"]) human.push_back(h["answer"]);
+      const int64_t id = a["question_id"];
+      const double acc = vqa_accuracy(answers.at(id), human, protocol);
+      const double official = c["evalQA"][std::to_string(id)].get<double>();
+      EXPECT_DOUBLE_EQ(std::stod(fmt::format("{:.2f}", 100 * acc)), official)
+          << name << " question " << id << ": '" << answers.at(id) << "'";
+    }
+  }
+}
+
 }  // namespace xmodal::eval

@@ -31,6 +31,7 @@ enum class ResizeMode { fixed, shorter_side };
 enum class Stem { patch, conv };
 enum class DistBackend { automatic, gloo, nccl };
 enum class Precision { fp32, bf16, fp16 };
+enum class VqaProtocol { official, legacy };
 
 template <class E>
 struct EnumTable;  // specialised below: static constexpr std::array<std::pair<E, const char*>, N>
@@ -104,6 +105,12 @@ template <>
 struct EnumTable<Precision> {
   static constexpr std::array<std::pair<Precision, const char*>, 3> entries = {
       {{Precision::fp32, "fp32"}, {Precision::bf16, "bf16"}, {Precision::fp16, "fp16"}}};
+};
+
+template <>
+struct EnumTable<VqaProtocol> {
+  static constexpr std::array<std::pair<VqaProtocol, const char*>, 2> entries = {
+      {{VqaProtocol::official, "official"}, {VqaProtocol::legacy, "legacy"}}};
 };
 
 /// The YAML spelling of an enum value.
@@ -208,8 +215,8 @@ struct DataConfig {
   int image_cache_mb = 512;  // decoded images kept in memory across epochs; 0 = decode every time
   BadSample on_bad_sample = BadSample::fail;  // corrupt image or text: fail | skip (and count)
   double max_bad_share = 0.1;  // with skip: stop when more of the last 1000 samples are bad
-  int answer_min_count = 1;                   // vqa: answers kept in the vocabulary
-  int answer_top_k = 0;                       // vqa: keep only the K most frequent; 0 = all
+  int answer_min_count = 1;    // vqa: answers kept in the vocabulary
+  int answer_top_k = 0;        // vqa: keep only the K most frequent; 0 = all
   AugmentConfig augment;
   bool group_by_image = false;  // train batches keep an image's questions together
   int group_size = 0;           // at most this many of an image's samples together; 0 = all
@@ -548,11 +555,15 @@ struct DistConfig {
 
 struct EvalConfig {
   int batch_size = 128;
+  VqaProtocol vqa_protocol = VqaProtocol::official;  // VQA accuracy: official | legacy
 
   template <class V>
   void visit(V& v) {
     v.field("batch_size", batch_size, "samples per forward pass in eval and predict",
             Range::at_least(1));
+    v.field("vqa_protocol", vqa_protocol,
+            "VQA accuracy: official (GT-Vision-Lab master a013f00, 2021) | legacy (the "
+            "evaluation before it, for comparing with older papers)");
   }
 };
 

@@ -1,7 +1,8 @@
 // VQA answers: the official evaluation's normalisation, soft scores and the answer vocabulary.
 //
 // normalize_answer() follows the official evaluation script (GT-Vision-Lab/VQA,
-// PythonEvaluationTools/vqaEvaluation/vqaEval.py, commit c4e6a0e), quirks included:
+// PythonEvaluationTools/vqaEvaluation/vqaEval.py; the same at master a013f00 and before it),
+// quirks included:
 //   punctuation: each of  ; / [ ] " { } ( ) = + \\ _ - > < @ ` , ? !  is deleted when the original
 //     answer has it next to a space or contains digit,digit anywhere, else replaced by a space;
 //     then a period not followed by a digit is deleted (at most 32 of them, the script passes

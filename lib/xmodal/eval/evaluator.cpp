@@ -6,7 +6,8 @@
 namespace xmodal::eval {
 
 EvalResult evaluate(models::Model& model, const data::TaskData& data, data::Loader& loader,
-                    const models::LossWeights& weights, const c10::Device& device) {
+                    const models::LossWeights& weights, const c10::Device& device,
+                    config::VqaProtocol protocol) {
   const auto start = std::chrono::steady_clock::now();
   const bool was_training = model->is_training();
   model->eval();
@@ -80,7 +81,8 @@ EvalResult evaluate(models::Model& model, const data::TaskData& data, data::Load
       std::vector<std::string> types;
       for (size_t i = 0; i < r.indices.size(); ++i) {
         const auto& e = data.examples.at(static_cast<size_t>(r.indices[i]));
-        r.accuracies.push_back(vqa_accuracy(data.class_names.at(r.answers[i]), e.answers));
+        r.accuracies.push_back(
+            vqa_accuracy(data.class_names.at(r.answers[i]), e.answers, protocol));
         types.push_back(e.answer_type);
       }
       r.metrics = vqa_metrics(r.accuracies, types);

@@ -42,6 +42,7 @@ struct EvalResult {
 /// gradients (the module's training flag is restored afterwards), and scores the predictions
 /// against `data`.
 EvalResult evaluate(models::Model& model, const data::TaskData& data, data::Loader& loader,
-                    const models::LossWeights& weights, const c10::Device& device);
+                    const models::LossWeights& weights, const c10::Device& device,
+                    config::VqaProtocol protocol = config::VqaProtocol::official);
 
 }  // namespace xmodal::eval

@@ -16,8 +16,10 @@ std::string official_trim(std::string text) {
   for (char& c : text) {
     if (c == '\n' || c == '\t') c = ' ';
   }
-  // Python's str.strip(): ASCII whitespace at both ends.
-  const auto is_space = [](char c) { return std::isspace(static_cast<unsigned char>(c)) != 0; };
+  // Python's str.strip() on ASCII text: whitespace and the separators \x1c-\x1f at both ends.
+  const auto is_space = [](char c) {
+    return std::isspace(static_cast<unsigned char>(c)) != 0 || (c >= '\x1c' && c <= '\x1f');
+  };
   const auto begin = std::find_if_not(text.begin(), text.end(), is_space);
   const auto end = std::find_if_not(text.rbegin(), text.rend(), is_space).base();
   return begin < end ? std::string(begin, end) : std::string();
@@ -30,14 +32,27 @@ double f1_of(double tp, double fp, double fn) {
 
 }  // namespace
 
-double vqa_accuracy(const std::string& prediction, const std::vector<std::string>& human_answers) {
+double vqa_accuracy(const std::string& prediction, const std::vector<std::string>& human_answers,
+                    config::VqaProtocol protocol) {
   if (human_answers.empty()) return 0.0;
-  const std::string res =
-      data::vqa_process_digit_article(data::vqa_process_punctuation(official_trim(prediction)));
+  const auto normalise = [](const std::string& text) {
+    return data::vqa_process_digit_article(data::vqa_process_punctuation(text));
+  };
+  std::string res = official_trim(prediction);
   std::vector<std::string> gts = human_answers;
-  const std::set<std::string> distinct(gts.begin(), gts.end());
-  if (distinct.size() > 1) {
-    for (auto& g : gts) g = data::vqa_process_punctuation(g);
+  if (protocol == config::VqaProtocol::official) {
+    for (auto& g : gts) g = official_trim(g);
+    const std::set<std::string> distinct(gts.begin(), gts.end());
+    if (distinct.size() > 1) {
+      for (auto& g : gts) g = normalise(g);
+      res = normalise(res);
+    }
+  } else {
+    res = normalise(res);
+    const std::set<std::string> distinct(gts.begin(), gts.end());
+    if (distinct.size() > 1) {
+      for (auto& g : gts) g = data::vqa_process_punctuation(g);
+    }
   }
   double sum = 0;
   for (size_t i = 0; i < gts.size(); ++i) {

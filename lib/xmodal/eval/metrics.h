@@ -9,14 +9,21 @@
 #include <string>
 #include <vector>
 
+#include "xmodal/config/config.h"
+
 namespace xmodal::eval {
 
-/// Official VQA accuracy of one predicted answer against the human answers, as the official
-/// script (GT-Vision-Lab vqaEval.py, c4e6a0e) computes it: the prediction is trimmed and goes
-/// through both normalisation steps; the human answers go through the punctuation step only,
-/// and only when they are not all identical; then the mean over the 10 leave-one-out subsets of
-/// min(1, matches / 3).
-double vqa_accuracy(const std::string& prediction, const std::vector<std::string>& human_answers);
+/// VQA accuracy of one predicted answer against the human answers, as GT-Vision-Lab's
+/// vqaEval.py computes it; then the mean over the leave-one-out subsets of min(1, matches / 3).
+/// official (master since a013f00, 2021-03-11): prediction and human answers have newlines and
+///   tabs turned into spaces and are trimmed; only when the human answers are not all
+///   identical do both go through the punctuation and then the digit/article step (so "Yes."
+///   does not match ten "yes").
+/// legacy (its parent a4f1afd, and c4e6a0e): the prediction always goes through both steps;
+///   the human answers, untrimmed, through the punctuation step only, and only when they are
+///   not all identical.
+double vqa_accuracy(const std::string& prediction, const std::vector<std::string>& human_answers,
+                    config::VqaProtocol protocol = config::VqaProtocol::official);
 
 /// Metric-name suffix of a VQA answer type: "yes/no" -> "yes_no", "number", "other"; other
 /// spellings have every non-alphanumeric character replaced by '_'.

@@ -107,7 +107,8 @@ EvalSummary run_eval(const EvalOptions& options) {
   log::info("[eval] {} on {} split {} ({} examples)", loaded.checkpoint, c.data.root, options.split,
             split->examples.size());
   const auto r = evaluate(loaded.model, *split, loader,
-                          {c.train.loss.presence_weight, c.train.loss.count_weight}, device);
+                          {c.train.loss.presence_weight, c.train.loss.count_weight}, device,
+                          c.eval.vqa_protocol);
 
   EvalSummary s;
   s.checkpoint = loaded.checkpoint;

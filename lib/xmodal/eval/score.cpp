@@ -23,7 +23,7 @@ double percent2(double sum, size_t n) {
 }  // namespace
 
 ScoreResult score_vqa(const std::string& results_path, const std::string& annotations_path,
-                      const std::string& questions_path) {
+                      const std::string& questions_path, config::VqaProtocol protocol) {
   // Results: the submission format.
   const auto results = io::JsonFile::load(results_path);
   simdjson::dom::array list;
@@ -65,7 +65,7 @@ ScoreResult score_vqa(const std::string& results_path, const std::string& annota
       human.push_back(annotations.string(h, "answer", io::Where(where, "answers", k++)));
     }
     if (human.empty()) annotations.fail(where, "answers", "no human answers");
-    const double acc = vqa_accuracy(it->second, human);
+    const double acc = vqa_accuracy(it->second, human, protocol);
     total += acc;
     auto& at = by_answer_type[annotations.string(a, "answer_type", where)];
     at.first += acc;

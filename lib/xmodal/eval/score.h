@@ -9,6 +9,8 @@
 #include <map>
 #include <string>
 
+#include "xmodal/config/config.h"
+
 namespace xmodal::eval {
 
 struct ScoreResult {
@@ -23,7 +25,8 @@ struct ScoreResult {
 /// given, its question ids must match the annotations'. Throws std::runtime_error naming the
 /// file and the question id.
 ScoreResult score_vqa(const std::string& results_path, const std::string& annotations_path,
-                      const std::string& questions_path = "");
+                      const std::string& questions_path = "",
+                      config::VqaProtocol protocol = config::VqaProtocol::official);
 
 /// The official tool's printout, and JSON with its key names (overall, perAnswerType,
 /// perQuestionType).

@@ -566,7 +566,8 @@ TrainResult train(const config::Config& input_config, const TrainOptions& option
     log::info("[checkpoint] step {} -> {}{}", state.step, dir, improved ? " (best)" : "");
   };
   const auto validate = [&]() -> bool {
-    auto r = eval::evaluate(model, *val_data, val_loader, weights, device);
+    auto r =
+        eval::evaluate(model, *val_data, val_loader, weights, device, config.eval.vqa_protocol);
     state.last_metrics = r.metrics;
     state.last_eval_step = state.step;
     const auto it = r.metrics.find(es_config.metric);
@@ -629,7 +630,7 @@ TrainResult train(const config::Config& input_config, const TrainOptions& option
     const double waited = std::chrono::duration<double>(Clock::now() - wait_start).count();
     data_wait_s += waited;
     interval_wait_s += waited;
-    if (group.empty()) {  // the epoch had no batch left
+    if (group.empty()) {                           // the epoch had no batch left
       if (epoch_from_start && !epoch_had_batch) {  // data.max_bad_share 1 and nothing readable
         throw std::runtime_error("[data] every sample of epoch " + std::to_string(state.epoch) +
                                  " of " + config.data.train_split +
