@@ -202,6 +202,7 @@ expect run_dir_config_untouched cmp -s "$W/exp1/config.yaml" "$W/exp1.orig"
 expect run_dir_resolved_config_written test -f "$W/exp1/config.resolved.yaml"
 check run_dir_holding_its_config_resumes 0 "" -- \
   "$XMODAL" train --resume "$W/exp1" --set train.max_steps=3
+expect run_dir_config_untouched_by_resume cmp -s "$W/exp1/config.yaml" "$W/exp1.orig"
 mkdir -p "$W/exp2"
 echo "my notes" >"$W/exp2/notes.txt"
 check run_dir_with_user_files 2 "exp2 is not empty and was not made by xmodal \(it holds notes.txt\)" -- \

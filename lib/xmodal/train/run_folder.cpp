@@ -101,7 +101,10 @@ RunFolderClaim check_run_folder(const std::string& run_dir, const std::string& c
   }
   if (ec) throw std::runtime_error("run directory " + run_dir + ": cannot list: " + ec.message());
   const bool marked = fs::exists(dir / kRunLockFile, ec);
-  claim.users_config = same_file(dir / "config.yaml", config_file);
+  // A run that left the user's config.yaml alone wrote config.resolved.yaml; a resume (which
+  // names no config file) must leave it alone too.
+  claim.users_config =
+      same_file(dir / "config.yaml", config_file) || fs::exists(dir / kResolvedConfig, ec);
   if (claim.users_config) claim.config_path = (dir / kResolvedConfig).string();
   if (resume || entries.empty()) return claim;
   // Checkpoints (and a run made before the lock file existed) are judged by the trainer, which
