@@ -224,6 +224,13 @@ kill -9 "$holder"
 wait "$holder" 2>/dev/null
 check run_dir_lock_released_by_sigkill 0 "" -- \
   "$XMODAL" train --resume "$W/locked" --stop-after-steps 1
+newest="$(ls -d "$W"/locked/checkpoints/step-* | sort -V | tail -1)"
+/usr/bin/python3 - "$newest/state.json" <<'PY'
+import json, sys
+p = sys.argv[1]; s = json.load(open(p)); s["rng"]["torch_cpu"] = "abcd"; json.dump(s, open(p, "w"))
+PY
+check resume_past_a_malformed_rng_state 0 "skipping .*$(basename "$newest").*rng state: 2 bytes is not a CPU generator state" -- \
+  "$XMODAL" train --resume "$W/locked" --stop-after-steps 1
 
 # ---- a skip policy with a bound (D4) ----
 cp -r "$W/scenes" "$W/scenes_allbad"

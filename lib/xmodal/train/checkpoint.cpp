@@ -214,7 +214,9 @@ std::string cpu_rng_state() {
   return hex;
 }
 
-void set_cpu_rng_state(const std::string& hex) {
+namespace {
+
+at::Tensor rng_bytes(const std::string& hex) {
   if (hex.size() % 2 != 0) throw std::runtime_error("rng state: odd number of hex digits");
   auto state = torch::empty({static_cast<int64_t>(hex.size() / 2)}, torch::kUInt8);
   auto* p = state.data_ptr<uint8_t>();
@@ -226,6 +228,26 @@ void set_cpu_rng_state(const std::string& hex) {
   for (size_t i = 0; i < hex.size() / 2; ++i) {
     p[i] = static_cast<uint8_t>(nibble(hex[2 * i]) << 4 | nibble(hex[2 * i + 1]));
   }
+  return state;
+}
+
+}  // namespace
+
+void check_cpu_rng_state(const std::string& hex) {
+  const auto state = rng_bytes(hex);
+  auto gen = at::make_generator<at::CPUGeneratorImpl>();  // a scratch generator
+  try {
+    std::lock_guard<std::mutex> lock(gen.mutex());
+    gen.set_state(state);
+  } catch (const c10::Error&) {  // LibTorch's text names its internal structs
+    throw std::runtime_error("rng state: " + std::to_string(state.numel()) +
+                             " bytes is not a CPU generator state");
+  }
+}
+
+void set_cpu_rng_state(const std::string& hex) {
+  check_cpu_rng_state(hex);
+  const auto state = rng_bytes(hex);
   auto gen = at::detail::getDefaultCPUGenerator();
   std::lock_guard<std::mutex> lock(gen.mutex());
   gen.set_state(state);
@@ -432,10 +454,15 @@ std::string latest_checkpoint(const std::string& run_dir) {
     const std::string dir =
         (fs::path(run_dir) / "checkpoints" / ("step-" + std::to_string(*it))).string();
     try {
-      load_checkpoint(dir, {/*optimizer=*/true});
+      // Everything a resume restores is checked, the RNG state included, so that a damaged
+      // newest checkpoint gives way to the one before it.
+      const auto content = load_checkpoint(dir, {/*optimizer=*/true});
+      if (!content.state.rng_cpu.empty()) check_cpu_rng_state(content.state.rng_cpu);
       return dir;
     } catch (const std::exception& e) {
-      log::warn("[checkpoint] skipping {}", e.what());
+      const std::string what = e.what();
+      log::warn("[checkpoint] skipping {}",
+                what.find(dir) == std::string::npos ? dir + ": " + what : what);
     }
   }
   return "";

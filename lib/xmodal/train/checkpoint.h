@@ -117,5 +117,7 @@ std::string crc32_hex(std::string_view bytes);
 /// LibTorch's CPU generator state as hex, and back.
 std::string cpu_rng_state();
 void set_cpu_rng_state(const std::string& hex);
+/// Throws std::runtime_error unless `hex` is a state set_cpu_rng_state() accepts.
+void check_cpu_rng_state(const std::string& hex);
 
 }  // namespace xmodal::train
