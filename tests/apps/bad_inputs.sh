@@ -143,6 +143,24 @@ copy_checkpoint ck_nostate
 rm "$W/ck_nostate/state.json"
 check checkpoint_without_state 1 "state.json" -- "$XMODAL" predict --checkpoint "$W/ck_nostate" --image "$IMG" --text x
 
+copy_checkpoint ck_nan
+/usr/bin/python3 - "$W/ck_nan" <<'PY'
+import json, struct, sys, zlib
+d = sys.argv[1]
+b = bytearray(open(d + "/model.safetensors", "rb").read())
+n = struct.unpack("<Q", b[:8])[0]
+for name, t in json.loads(b[8:8 + n]).items():  # every float32 weight becomes NaN
+    if name != "__metadata__" and t["dtype"] == "F32":
+        lo, hi = t["data_offsets"]
+        b[8 + n + lo:8 + n + hi] = struct.pack("<f", float("nan")) * ((hi - lo) // 4)
+open(d + "/model.safetensors", "wb").write(b)
+s = json.load(open(d + "/state.json"))
+s["files"]["model.safetensors"]["crc32"] = "%08x" % (zlib.crc32(bytes(b)) & 0xffffffff)
+json.dump(s, open(d + "/state.json", "w"))
+PY
+check nan_weights_warned 0 "outputs are not finite .*probabilities are written as null" -- \
+  "$XMODAL" predict --checkpoint "$W/ck_nan" --image "$IMG" --text "how many"
+
 # ---- where results go ----
 check unwritable_run_dir 1 "/etc/hostname/run" -- "$XMODAL" train "$W/tiny.yaml" --run-dir /etc/hostname/run
 check full_disk 1 "(File too large|No space left)" -- \

@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "xmodal/config/loader.h"
+#include "xmodal/core/logging.h"
 #include "xmodal/core/runtime.h"
 #include "xmodal/data/loader.h"
 #include "xmodal/data/transforms.h"
@@ -87,6 +88,7 @@ std::vector<std::string> Predictor::predict(const std::vector<Input>& inputs) {
   const auto& classes = loaded_->artifacts.class_names;
   const auto device = resolve_device(c.run.device);
   std::vector<std::string> out(inputs.size());
+  bool warned_non_finite = false;
   const size_t batch = static_cast<size_t>(c.eval.batch_size);
   torch::InferenceMode inference;
   for (size_t begin = 0; begin < inputs.size(); begin += batch) {
@@ -110,6 +112,15 @@ std::vector<std::string> Predictor::predict(const std::vector<Input>& inputs) {
         torch::stack(pixels).to(device), stack_ids(items, &text::Encoding::ids).to(device),
         stack_ids(items, &text::Encoding::mask).to(device),
         stack_ids(items, &text::Encoding::types).to(device));
+    const auto& scores = c.task == config::Task::counting ? result.presence : result.logits;
+    if (!warned_non_finite && !torch::isfinite(scores).all().item<bool>()) {
+      // NaN or Inf weights: the probabilities come out as null; say why, once.
+      log::warn(
+          "[predict] the model's outputs are not finite (NaN or Inf in the weights of {}?); "
+          "their probabilities are written as null",
+          loaded_->checkpoint);
+      warned_non_finite = true;
+    }
     for (size_t r = 0; r < rows.size(); ++r) {
       const auto& input = inputs[rows[r]];
       json j = {{"image", input.image}, {"text", input.text}};
