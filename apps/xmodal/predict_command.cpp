@@ -6,11 +6,11 @@
 #include <ostream>
 #include <sstream>
 
+#include "xmodal/checkpoint/artifacts.h"
 #include "xmodal/cli.h"
 #include "xmodal/infer/predictor.h"
 #include "xmodal/io/atomic_file.h"
 #include "xmodal/io/lines.h"
-#include "xmodal/train/artifacts.h"
 
 namespace xmodal::cli {
 namespace {

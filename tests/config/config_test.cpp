@@ -214,6 +214,22 @@ TEST(Validate, ProblemsNameWhereTheKeyWasSet) {
   }
 }
 
+// Config-only checks fail in validate(), before a run writes anything (exit 2).
+TEST(Config, PrecisionChecksAreConfigChecks) {
+  Config c;
+  c.train.precision = Precision::fp16;
+  EXPECT_NE(problems(c).find("fp16 needs dynamic loss scaling"), std::string::npos) << problems(c);
+  c.train.precision = Precision::bf16;
+  EXPECT_EQ(problems(c), "");  // run.device auto: decided on the machine
+  c.run.device = "cpu";
+  EXPECT_NE(problems(c).find("bf16 is not supported on the CPU"), std::string::npos);
+  // The fusion has its own dropout (it used to take model.vision.dropout).
+  const Config d = parse_config("model:\n  fusion: {dropout: 0.1}\n", "d.yaml");
+  EXPECT_DOUBLE_EQ(d.model.fusion.dropout, 0.1);
+  EXPECT_DOUBLE_EQ(d.model.vision.dropout, 0.0);
+  EXPECT_THROW(parse_config("model:\n  fusion: {dropout: 1.5}\n", "e.yaml"), ConfigError);
+}
+
 // Every shipped config loads, validates and survives a dump round trip.
 TEST(Configs, EveryShippedConfigLoads) {
   const std::filesystem::path dir = std::filesystem::path(XMODAL_SOURCE_DIR) / "configs";

@@ -7,6 +7,7 @@
 #include <random>
 #include <stdexcept>
 
+#include "xmodal/checkpoint/checkpoint.h"
 #include "xmodal/config/loader.h"
 #include "xmodal/data/coco.h"
 #include "xmodal/data/transforms.h"
@@ -17,7 +18,6 @@
 #include "xmodal/io/torch_pickle.h"
 #include "xmodal/text/tokenizer.h"
 #include "xmodal/text/wordpiece.h"
-#include "xmodal/train/checkpoint.h"
 
 // The fuzz binaries get the test data folder as a definition; the unit tests, from their
 // generated paths header (they share the library's precompiled header, so no -D flags).
@@ -170,11 +170,11 @@ void checkpoint_target(const uint8_t* data, size_t size) {
   write(dir / "state.json", state);
   write(dir / "model.safetensors", model);
   for (const bool optimizer : {false, true}) {
-    train::LoadOptions options;
+    checkpoint::LoadOptions options;
     options.optimizer = optimizer;
     guarded([&] {
-      const auto content = train::load_checkpoint(dir.string(), options);
-      train::set_cpu_rng_state(content.state.rng_cpu);  // what a resume does with it
+      const auto content = checkpoint::load_checkpoint(dir.string(), options);
+      checkpoint::set_cpu_rng_state(content.state.rng_cpu);  // what a resume does with it
     });
   }
 }

@@ -17,16 +17,17 @@
 
 #include "../support/scenes.h"
 #include "../support/temp_dir.h"
+#include "xmodal/checkpoint/checkpoint.h"
 #include "xmodal/config/loader.h"
 #include "xmodal/data/dataset.h"
 #include "xmodal/data/loader.h"
 #include "xmodal/data/scenes.h"
 #include "xmodal/io/atomic_file.h"
 #include "xmodal/text/tokenizer.h"
-#include "xmodal/train/checkpoint.h"
 #include "xmodal_test_paths.h"
 
 namespace xmodal::train {
+using namespace xmodal::checkpoint;  // NOLINT(build/namespaces)
 namespace {
 
 namespace fs = std::filesystem;

@@ -19,15 +19,17 @@
 #include "../support/fixtures.h"
 #include "../support/scenes.h"
 #include "../support/temp_dir.h"
+#include "xmodal/checkpoint/artifacts.h"
+#include "xmodal/checkpoint/checkpoint.h"
 #include "xmodal/config/loader.h"
 #include "xmodal/core/logging.h"
 #include "xmodal/data/scenes.h"
+#include "xmodal/data/tokenizer_training.h"
 #include "xmodal/eval/run.h"
 #include "xmodal/infer/predictor.h"
 #include "xmodal/io/atomic_file.h"
 #include "xmodal/io/safetensors.h"
-#include "xmodal/train/artifacts.h"
-#include "xmodal/train/checkpoint.h"
+#include "xmodal/train/early_stopping.h"
 #include "xmodal/train/trainer.h"
 #include "xmodal_test_paths.h"
 
@@ -36,6 +38,8 @@ namespace {
 
 namespace fs = std::filesystem;
 using xmodal::testing::TempDir;
+// The checkpoint layer is the trainer's vocabulary (TrainState, load_checkpoint, ...).
+using namespace xmodal::checkpoint;  // NOLINT(build/namespaces)
 
 // One tiny scenes set for the whole file (32 train scenes = 192 questions, 8 val scenes).
 class Trainer : public ::testing::Test {
@@ -343,11 +347,11 @@ TEST_F(Trainer, PretrainedBertWithItsWordPieceVocabularyMakesASelfContainedCheck
 TEST_F(Trainer, SentencePieceTokenizerTrainedOnTheTrainingQuestions) {
   XMODAL_SKIP_WITHOUT_SENTENCEPIECE();
   const auto config_path = dir_.write("sp.yaml", config::dump_config(tiny("sp")));
-  TokenizerTrainOptions o;
+  data::TokenizerTrainOptions o;
   o.config = config_path;
   o.vocab_size = 40;
   o.out_dir = (dir_.path() / "spm").string();
-  const auto trained = train_tokenizer(o);
+  const auto trained = data::train_tokenizer(o);
   EXPECT_EQ(trained.texts, 192);
   EXPECT_EQ(trained.vocab_size, 40);
   const auto r =
@@ -479,9 +483,13 @@ TEST_F(Trainer, ClassifyPretrainsAnEncoderThatInitialisesVqa) {
     train(tiny("wide", {"model.vision.init_from=" + pre.run_dir, "model.vision.hidden=32",
                         "model.vision.heads=2"}));
     FAIL();
-  } catch (const std::runtime_error& e) {
+  } catch (const std::invalid_argument& e) {  // a config mistake: exit 2
     EXPECT_NE(std::string(e.what()).find("has shape"), std::string::npos) << e.what();
   }
+  // A folder that does not exist is refused before the run folder is made.
+  const auto missing = tiny("missing_init", {"model.vision.init_from=/nonexistent/run"});
+  EXPECT_THROW(train(missing), std::invalid_argument);
+  EXPECT_FALSE(fs::exists(missing.run.dir));
 }
 
 TEST(EarlyStopping, PatienceCountsNonImprovingEvaluations) {

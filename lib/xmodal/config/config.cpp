@@ -163,6 +163,18 @@ void validate(const Config& c) {
                                                               : "a SentencePiece .model") +
                 ") or model.text.pretrained");
   }
+  if (c.train.precision == Precision::fp16) {
+    // fp16 gradients underflow without a dynamic loss scaler (torch.cuda.amp.GradScaler), which
+    // LibTorch 1.13's C++ API lacks and xmodal does not implement yet.
+    problem("train.precision",
+            "train.precision fp16 needs dynamic loss scaling, which xmodal does not have yet; "
+            "use bf16 (CUDA), which keeps fp32's exponent range, or fp32");
+  }
+  if (c.train.precision == Precision::bf16 && c.run.device == "cpu") {
+    problem("train.precision",
+            "train.precision bf16 is not supported on the CPU yet (LibTorch 1.13's CPU "
+            "autocast fails in this model's backward); use fp32");
+  }
   if (c.train.max_steps == 0 && c.train.epochs == 0) {
     problem("train.epochs", "train.max_steps and train.epochs are both 0: nothing to train");
   }

@@ -372,6 +372,7 @@ struct FusionConfig {
   int layers = 2;
   int heads = 3;
   int mlp_dim = 768;
+  double dropout = 0.0;
 
   template <class V>
   void visit(V& v) {
@@ -382,6 +383,9 @@ struct FusionConfig {
     v.field("layers", layers, "fusion transformer layers", Range::at_least(0));
     v.field("heads", heads, "attention heads per layer", Range::at_least(1));
     v.field("mlp_dim", mlp_dim, "MLP width inside each layer", Range::at_least(1));
+    v.field("dropout", dropout,
+            "dropout probability in the fusion layers (before: model.vision.dropout was used)",
+            Range::between(0, 1));
   }
 };
 

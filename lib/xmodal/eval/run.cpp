@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <stdexcept>
 
+#include "xmodal/checkpoint/artifacts.h"
 #include "xmodal/config/loader.h"
 #include "xmodal/core/logging.h"
 #include "xmodal/core/runtime.h"
@@ -14,7 +15,6 @@
 #include "xmodal/data/loader.h"
 #include "xmodal/eval/evaluator.h"
 #include "xmodal/io/atomic_file.h"
-#include "xmodal/train/artifacts.h"
 
 namespace xmodal::eval {
 namespace fs = std::filesystem;
@@ -80,7 +80,7 @@ std::string counting_table(const EvalResult& r, const std::vector<std::string>& 
 
 EvalSummary run_eval(const EvalOptions& options) {
   const auto start = std::chrono::steady_clock::now();
-  auto loaded = train::load_trained_model(options.checkpoint);
+  auto loaded = checkpoint::load_trained_model(options.checkpoint);
   config::Config c = loaded.config;
   std::vector<std::string> sets = options.overrides;
   if (!options.data_root.empty())

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <stdexcept>
 
+#include "xmodal/checkpoint/artifacts.h"
 #include "xmodal/config/loader.h"
 #include "xmodal/core/logging.h"
 #include "xmodal/core/runtime.h"
@@ -18,7 +19,6 @@
 #include "xmodal/io/safetensors.h"
 #include "xmodal/models/factory.h"
 #include "xmodal/models/pretrained.h"
-#include "xmodal/train/artifacts.h"
 
 namespace xmodal::infer {
 namespace {
@@ -58,7 +58,7 @@ Encoders from_config(const EmbedOptions& o, bool want_image, bool want_text) {
           "embed: tokenizer.type word builds its vocabulary while training; embed text with "
           "--checkpoint, or use tokenizer.type wordpiece/sentencepiece");
     }
-    auto tokenizer = train::make_tokenizer(e.config, {});
+    auto tokenizer = checkpoint::make_tokenizer(e.config, {});
     e.text = models::Bert(models::text_options(e.config, tokenizer->vocab_size()));
     e.tokenizer = tokenizer;
     if (!m.text.pretrained.empty()) {
@@ -71,7 +71,7 @@ Encoders from_config(const EmbedOptions& o, bool want_image, bool want_text) {
 }
 
 Encoders from_checkpoint(const EmbedOptions& o) {
-  auto loaded = train::load_trained_model(o.checkpoint);
+  auto loaded = checkpoint::load_trained_model(o.checkpoint);
   config::apply_overrides(loaded.config, o.overrides);
   Encoders e;
   e.config = loaded.config;

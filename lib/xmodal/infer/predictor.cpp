@@ -8,6 +8,7 @@
 #include <random>
 #include <stdexcept>
 
+#include "xmodal/checkpoint/artifacts.h"
 #include "xmodal/config/loader.h"
 #include "xmodal/core/logging.h"
 #include "xmodal/core/runtime.h"
@@ -18,7 +19,6 @@
 #include "xmodal/models/blocks.h"
 #include "xmodal/text/sentencepiece.h"
 #include "xmodal/text/wordpiece.h"
-#include "xmodal/train/artifacts.h"
 
 namespace xmodal::infer {
 using nlohmann::json;
@@ -43,7 +43,7 @@ json top_k(const torch::Tensor& probabilities, int64_t k, const std::vector<std:
   return out;
 }
 
-Prepared prepare(const train::LoadedModel& m, const Input& input) {
+Prepared prepare(const checkpoint::LoadedModel& m, const Input& input) {
   const auto& c = m.config;
   if (c.task != config::Task::classify &&
       input.text.find_first_not_of(" \t\r\n") == std::string::npos) {
@@ -73,7 +73,8 @@ torch::Tensor stack_ids(const std::vector<Prepared>& items,
 }  // namespace
 
 Predictor::Predictor(const PredictorOptions& options)
-    : loaded_(std::make_unique<train::LoadedModel>(train::load_trained_model(options.checkpoint))),
+    : loaded_(std::make_unique<checkpoint::LoadedModel>(
+          checkpoint::load_trained_model(options.checkpoint))),
       options_(options) {
   config::apply_overrides(loaded_->config, options.overrides);
   config::validate(loaded_->config);

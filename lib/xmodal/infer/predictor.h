@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-namespace xmodal::train {
+namespace xmodal::checkpoint {
 struct LoadedModel;
 }
 
@@ -57,10 +57,10 @@ class Predictor {
   /// (attention rollout, Abnar & Zuidema 2020). Needs fusion.mode concat.
   Explanation explain(const Input& input, const std::string& method = "gradient");
 
-  const train::LoadedModel& loaded() const { return *loaded_; }
+  const checkpoint::LoadedModel& loaded() const { return *loaded_; }
 
  private:
-  std::unique_ptr<train::LoadedModel> loaded_;
+  std::unique_ptr<checkpoint::LoadedModel> loaded_;
   PredictorOptions options_;
 };
 

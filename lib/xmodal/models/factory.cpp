@@ -36,7 +36,7 @@ ModelOptions model_options(const config::Config& c, const DataSizes& sizes) {
   ModelOptions options(task,
                        FusionOptions(mode, m.text.hidden, m.vision.hidden, m.fusion.hidden,
                                      m.fusion.layers, m.fusion.heads, m.fusion.mlp_dim)
-                           .dropout(m.vision.dropout),
+                           .dropout(m.fusion.dropout),
                        m.head.hidden, sizes.num_classes);
   options.max_count = m.head.max_count;
   options.aux_counting_classes = c.train.aux.counting > 0 ? sizes.aux_classes : 0;

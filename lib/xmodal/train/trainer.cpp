@@ -17,6 +17,8 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "xmodal/checkpoint/artifacts.h"
+#include "xmodal/checkpoint/checkpoint.h"
 #include "xmodal/config/loader.h"
 #include "xmodal/core/logging.h"
 #include "xmodal/core/runtime.h"
@@ -29,9 +31,8 @@
 #include "xmodal/models/import.h"
 #include "xmodal/models/losses.h"
 #include "xmodal/models/pretrained.h"
-#include "xmodal/train/artifacts.h"
-#include "xmodal/train/checkpoint.h"
 #include "xmodal/train/distributed.h"
+#include "xmodal/train/early_stopping.h"
 #include "xmodal/train/optimizer.h"
 #include "xmodal/train/run_folder.h"
 
@@ -39,6 +40,8 @@ namespace xmodal::train {
 namespace fs = std::filesystem;
 using nlohmann::json;
 using Clock = std::chrono::steady_clock;
+// The checkpoint layer is the trainer's vocabulary (TrainState, load_checkpoint, ...).
+using namespace xmodal::checkpoint;  // NOLINT(build/namespaces)
 
 namespace {
 
@@ -235,6 +238,8 @@ void init_encoders(models::ModelImpl& model, const config::Config& config) {
     try {
       r = vision ? models::load_pretrained_vit(*model.vision, dir)
                  : models::load_pretrained_bert(*model.text, dir);
+    } catch (const std::invalid_argument& e) {  // a mistake in the config stays exit 2
+      throw std::invalid_argument("model." + component + ".pretrained: " + e.what());
     } catch (const std::exception& e) {
       throw std::runtime_error("model." + component + ".pretrained: " + e.what());
     }
@@ -256,6 +261,8 @@ void init_encoders(models::ModelImpl& model, const config::Config& config) {
     InitReport init;
     try {
       init = init_component(model, component, from);
+    } catch (const std::invalid_argument& e) {  // a mistake in the config stays exit 2
+      throw std::invalid_argument("model." + component + ".init_from: " + e.what());
     } catch (const std::exception& e) {
       throw std::runtime_error("model." + component + ".init_from: " + e.what());
     }
@@ -321,6 +328,36 @@ TrainResult train(const config::Config& input_config, const TrainOptions& option
   if (!rank0) quiet = log::Level::warn;
   LevelGuard level_guard(quiet);
 
+  // ---- config and device: every mistake found before a file is written (exit 2) ----
+  config::validate(config);
+  const c10::Device device = resolve_device(config.run.device);
+  if (tc.precision == config::Precision::bf16 && !device.is_cuda()) {
+    // LibTorch 1.13's CPU autocast fails in this model's backward bookkeeping ("expected scalar
+    // type BFloat16 but found Float" saving index_select's input). A bf16 path of xmodal's own
+    // was measured instead (2026-12-01, AMD EPYC Zen 4 with avx512_bf16, 2 threads): the
+    // transformer blocks' Linear products in bf16 through oneDNN (fp32 master weights, bias
+    // and everything else fp32). bf16 products ran at ~410-430 GFLOP/s against ~200-230 for
+    // fp32, the quickstart trained at 333 samples/s against 303 (+10%), but validation
+    // accuracy fell from 73.93% to 72.90% and test from 73.77% to 72.57%: more than the 0.5
+    // points allowed, so it is refused (README, CPU kernels). run.device cpu is refused by
+    // validate(); this is run.device auto on a machine without CUDA.
+    throw std::invalid_argument(
+        "train.precision bf16 is not supported on the CPU yet (LibTorch 1.13's CPU autocast "
+        "fails in this model's backward); use fp32");
+  }
+
+  for (const auto& [key, path] : {std::pair<const char*, const std::string&>{
+                                      "model.vision.init_from", config.model.vision.init_from},
+                                  {"model.text.init_from", config.model.text.init_from},
+                                  {"model.vision.pretrained", config.model.vision.pretrained},
+                                  {"model.text.pretrained", config.model.text.pretrained}}) {
+    std::error_code ec;  // a resumed run does not read them again
+    if (!options.resume && !path.empty() && !fs::exists(path, ec)) {
+      throw std::invalid_argument(std::string(key) + ": " + path + ": no such file or folder" +
+                                  " (set at " + config.origin(key) + ")");
+    }
+  }
+
   // ---- run directory: checked, claimed and locked before any work ----
   RunFolderClaim claim;
   std::optional<RunFolderLock> lock;
@@ -359,28 +396,6 @@ TrainResult train(const config::Config& input_config, const TrainOptions& option
     log::info("[train] removed {} leftover temporary file(s) of a killed run", debris);
   const int compute_threads = configure_threads(config.run.threads);
   log_runtime_summary();
-  const c10::Device device = resolve_device(config.run.device);
-  if (tc.precision == config::Precision::bf16 && !device.is_cuda()) {
-    // LibTorch 1.13's CPU autocast fails in this model's backward bookkeeping ("expected scalar
-    // type BFloat16 but found Float" saving index_select's input). A bf16 path of xmodal's own
-    // was measured instead (2026-12-01, AMD EPYC Zen 4 with avx512_bf16, 2 threads): the
-    // transformer blocks' Linear products in bf16 through oneDNN (fp32 master weights, bias
-    // and everything else fp32). bf16 products ran at ~410-430 GFLOP/s against ~200-230 for
-    // fp32, the quickstart trained at 333 samples/s against 303 (+10%), but validation
-    // accuracy fell from 73.93% to 72.90% and test from 73.77% to 72.57%: more than the 0.5
-    // points allowed, so it is refused (README, CPU kernels).
-    throw std::invalid_argument(
-        "train.precision bf16 is not supported on the CPU yet (LibTorch 1.13's CPU autocast "
-        "fails in this model's backward); use fp32");
-  }
-  if (tc.precision == config::Precision::fp16) {
-    // fp16 gradients underflow without a dynamic loss scaler (torch.cuda.amp.GradScaler), which
-    // LibTorch 1.13's C++ API lacks and xmodal does not implement yet.
-    throw std::invalid_argument(
-        "train.precision fp16 needs dynamic loss scaling, which xmodal does not have yet "
-        "(run.device " +
-        device.str() + "); use bf16, which keeps fp32's exponent range");
-  }
   std::unique_ptr<Communicator> comm;
   if (dist_env.enabled()) {
     comm = std::make_unique<Communicator>(dist_env, config.dist, device);
@@ -465,9 +480,7 @@ TrainResult train(const config::Config& input_config, const TrainOptions& option
   LrSchedule schedule;
   schedule.kind = tc.schedule;
   schedule.total_steps = tc.max_steps > 0 ? tc.max_steps : tc.epochs * steps_per_epoch;
-  if (schedule.total_steps <= 0) {
-    throw std::invalid_argument("train.max_steps and train.epochs are both 0: nothing to train");
-  }
+  // max_steps and epochs both 0 is refused by validate(); steps_per_epoch >= 1 (data checked).
   schedule.warmup_steps =
       std::min(LrSchedule::warmup_from(tc.warmup, schedule.total_steps), schedule.total_steps);
   result.total_steps = schedule.total_steps;

@@ -1,4 +1,4 @@
-#include "xmodal/train/checkpoint.h"
+#include "xmodal/checkpoint/checkpoint.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -21,7 +21,7 @@
 #include "xmodal/io/atomic_file.h"
 #include "xmodal/io/safetensors.h"
 
-namespace xmodal::train {
+namespace xmodal::checkpoint {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
@@ -153,31 +153,6 @@ void put_file(const fs::path& dir, const std::string& name, const std::string& b
 }  // namespace
 
 // ---- early stopping ---------------------------------------------------------------------------
-
-EarlyStopping::EarlyStopping(config::MetricMode mode, int64_t patience, double min_delta)
-    : mode_(mode), patience_(patience), min_delta_(min_delta) {}
-
-bool EarlyStopping::update(double value, int64_t step) {
-  bool improved = false;
-  if (std::isfinite(value)) {
-    if (!state.best) {
-      improved = true;
-    } else if (mode_ == config::MetricMode::max) {
-      improved = value > *state.best + min_delta_;
-    } else {
-      improved = value < *state.best - min_delta_;
-    }
-  }
-  if (improved) {
-    state.best = value;
-    state.best_step = step;
-    state.bad_evals = 0;
-  } else {
-    state.bad_evals += 1;
-    if (patience_ > 0 && state.bad_evals >= patience_) state.stopped = true;
-  }
-  return improved;
-}
 
 // ---- helpers ----------------------------------------------------------------------------------
 
@@ -487,4 +462,4 @@ std::string resolve_checkpoint(const std::string& path) {
                            "checkpoints/)");
 }
 
-}  // namespace xmodal::train
+}  // namespace xmodal::checkpoint

@@ -20,7 +20,7 @@
 
 #include "xmodal/config/config.h"
 
-namespace xmodal::train {
+namespace xmodal::checkpoint {
 
 inline constexpr int kCheckpointFormatVersion = 1;
 
@@ -29,23 +29,6 @@ struct EarlyStoppingState {
   int64_t best_step = 0;       ///< step of that evaluation
   int64_t bad_evals = 0;       ///< evaluations since the last improvement
   bool stopped = false;
-};
-
-/// Early stopping on a validation metric: an evaluation improves when it beats the best by more
-/// than min_delta (in the direction of `mode`); the run stops after `patience` evaluations in a
-/// row that did not improve (patience 0 = never).
-class EarlyStopping {
- public:
-  EarlyStopping(config::MetricMode mode, int64_t patience, double min_delta);
-  /// Records one evaluation; returns whether it improved on the best.
-  bool update(double value, int64_t step);
-  bool should_stop() const { return state.stopped; }
-  EarlyStoppingState state;
-
- private:
-  config::MetricMode mode_;
-  int64_t patience_;
-  double min_delta_;
 };
 
 /// Everything besides tensors that a resumed run needs.
@@ -120,4 +103,4 @@ void set_cpu_rng_state(const std::string& hex);
 /// Throws std::runtime_error unless `hex` is a state set_cpu_rng_state() accepts.
 void check_cpu_rng_state(const std::string& hex);
 
-}  // namespace xmodal::train
+}  // namespace xmodal::checkpoint

@@ -12,7 +12,7 @@
 #include "xmodal/models/model.h"
 #include "xmodal/text/tokenizer.h"
 
-namespace xmodal::train {
+namespace xmodal::checkpoint {
 
 struct Artifacts {
   std::shared_ptr<const text::Tokenizer> tokenizer;
@@ -33,21 +33,6 @@ std::map<std::string, std::string> artifact_files(const config::Config& config,
 /// naming an unreadable file.
 std::shared_ptr<text::Tokenizer> make_tokenizer(const config::Config& config,
                                                 const std::vector<std::string>& texts);
-
-/// `xmodal tokenizer train`: a SentencePiece model from a text file or a config's training texts.
-struct TokenizerTrainOptions {
-  std::string input;                   ///< text file, one sentence per line, or
-  std::string config;                  ///< a config: the texts of its data.train_split
-  std::vector<std::string> overrides;  ///< --set for the config
-  int vocab_size = 8000;
-  std::string out_dir;
-};
-struct TokenizerTrainResult {
-  std::string model;  ///< out_dir/tokenizer.model
-  int64_t texts = 0;
-  int64_t vocab_size = 0;
-};
-TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& options);
 
 /// Reads the artifacts back from those files; `source` (the checkpoint) names them in errors.
 Artifacts artifacts_from_files(const config::Config& config,
@@ -88,4 +73,4 @@ InitReport init_component(torch::nn::Module& model, const std::string& component
 /// Every parameter and buffer of a module by name (what model.safetensors holds).
 std::map<std::string, torch::Tensor> state_tensors(const torch::nn::Module& module);
 
-}  // namespace xmodal::train
+}  // namespace xmodal::checkpoint

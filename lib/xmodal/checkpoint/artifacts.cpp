@@ -1,10 +1,11 @@
-#include "xmodal/train/artifacts.h"
+#include "xmodal/checkpoint/artifacts.h"
 
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <stdexcept>
 
+#include "xmodal/checkpoint/checkpoint.h"
 #include "xmodal/config/loader.h"
 #include "xmodal/core/logging.h"
 #include "xmodal/data/dataset.h"
@@ -12,9 +13,8 @@
 #include "xmodal/models/import.h"
 #include "xmodal/text/sentencepiece.h"
 #include "xmodal/text/wordpiece.h"
-#include "xmodal/train/checkpoint.h"
 
-namespace xmodal::train {
+namespace xmodal::checkpoint {
 namespace fs = std::filesystem;
 namespace {
 
@@ -95,34 +95,6 @@ std::shared_ptr<text::Tokenizer> make_tokenizer(const config::Config& config,
   }
   limit_to_embedding(*tokenizer, config);
   return tokenizer;
-}
-
-TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& o) {
-  if (o.input.empty() == o.config.empty()) {
-    throw std::invalid_argument("tokenizer train: give exactly one of --input and --config");
-  }
-  TokenizerTrainResult result;
-  if (!o.input.empty()) {
-    const auto trained = text::train_sentencepiece_from_file(o.input, o.vocab_size, o.out_dir);
-    result.model = trained.model;
-    result.texts = trained.sentences;
-  } else {
-    auto config = config::load_config(o.config, o.overrides);
-    config::validate(config);
-    const auto split = data::load_split(config, config.data.train_split, nullptr);
-    std::vector<std::string> texts;
-    for (const auto& e : split.examples) texts.insert(texts.end(), e.texts.begin(), e.texts.end());
-    if (texts.empty()) {
-      throw std::invalid_argument("tokenizer train: " + config.data.train_split + " of " +
-                                  config.data.root + " has no texts");
-    }
-    const auto trained =
-        text::train_sentencepiece(texts, o.vocab_size, o.out_dir, {}, config.data.root);
-    result.model = trained.model;
-    result.texts = trained.sentences;
-  }
-  result.vocab_size = text::SentencePieceTokenizer::load(result.model).vocab_size();
-  return result;
 }
 
 Artifacts artifacts_from_files(const config::Config& config,
@@ -221,10 +193,10 @@ InitReport init_component(torch::nn::Module& model, const std::string& component
                         tensor.dim() == 3 && value.size(2) == tensor.size(2);
       const auto side = static_cast<int64_t>(std::lround(std::sqrt(tensor.size(1) - 1.0)));
       if (!grid || side * side != tensor.size(1) - 1) {
-        throw std::runtime_error(report.checkpoint + ": " + name + " has shape " +
-                                 c10::str(value.sizes()) + " but this model's is " +
-                                 c10::str(tensor.sizes()) +
-                                 " (init_from needs the same encoder architecture)");
+        throw std::invalid_argument(report.checkpoint + ": " + name + " has shape " +
+                                    c10::str(value.sizes()) + " but this model's is " +
+                                    c10::str(tensor.sizes()) +
+                                    " (init_from needs the same encoder architecture)");
       }
       value = models::interpolate_position_embedding(value.to(torch::kFloat32), side, side);
       report.interpolated.push_back(name);
@@ -243,4 +215,4 @@ InitReport init_component(torch::nn::Module& model, const std::string& component
   return report;
 }
 
-}  // namespace xmodal::train
+}  // namespace xmodal::checkpoint
