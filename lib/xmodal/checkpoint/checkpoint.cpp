@@ -411,6 +411,7 @@ CheckpointContent load_checkpoint(const std::string& dir, LoadOptions options) {
                  "): the file is corrupt");
     }
     if (name == kModelFile || is_optimizer) {
+      if (!options.tensors) continue;
       auto file = io::SafeTensorsFile::from_bytes(std::move(bytes), path.string());
       (is_optimizer ? content.optimizer : content.model) = file.tensors();
     } else {
@@ -431,7 +432,9 @@ std::string latest_checkpoint(const std::string& run_dir) {
     try {
       // Everything a resume restores is checked, the RNG state included, so that a damaged
       // newest checkpoint gives way to the one before it.
-      const auto content = load_checkpoint(dir, {/*optimizer=*/true});
+      LoadOptions verify;
+      verify.tensors = false;  // the chosen one is loaded once, by the caller
+      const auto content = load_checkpoint(dir, verify);
       if (!content.state.rng_cpu.empty()) check_cpu_rng_state(content.state.rng_cpu);
       return dir;
     } catch (const std::exception& e) {

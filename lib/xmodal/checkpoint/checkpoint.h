@@ -66,6 +66,9 @@ std::string write_checkpoint(const std::string& run_dir, const CheckpointContent
 
 struct LoadOptions {
   bool optimizer = true;  ///< also read optimizer.safetensors
+  /// Parse the tensors; false only verifies (state.json, every file's size and CRC-32): what
+  /// checkpoint discovery needs before the chosen one is loaded once.
+  bool tensors = true;
 };
 
 /// Reads and verifies a checkpoint directory (format version, every listed file's size and
