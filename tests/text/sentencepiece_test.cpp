@@ -210,8 +210,8 @@ TEST(SentencePiece, TrainingErrorsNameTheirCause) {
   no_bos.eos_id = -1;
   no_bos.pad_id = -1;
   no_bos.unk_id = 0;
-  const auto t =
-      SentencePieceTokenizer::load(train_sentencepiece(synthetic_sentences(), 60, out, no_bos).model);
+  const auto t = SentencePieceTokenizer::load(
+      train_sentencepiece(synthetic_sentences(), 60, out, no_bos).model);
   EXPECT_EQ(t.pad_id(), 0);  // <unk>
   EXPECT_FALSE(t.encode_ids("the red car").empty());
   EXPECT_THROW(t.cls_id(), std::logic_error);
@@ -238,8 +238,7 @@ TEST(SentencePiece, LongAndEmptySentencesAreLeftOutNotHandedOver) {
     train_sentencepiece({std::string(5000, 'x')}, 30, (dir.path() / "c").string(), {}, "F.txt");
     ADD_FAILURE() << "a set of only over-long sentences was handed over";
   } catch (const std::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find("F.txt: no text to train"), std::string::npos)
-        << e.what();
+    EXPECT_NE(std::string(e.what()).find("F.txt: no text to train"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("longer than 4192 bytes"), std::string::npos) << e.what();
   }
 }

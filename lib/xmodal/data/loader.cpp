@@ -231,8 +231,8 @@ Batch Loader::make_batch(int64_t epoch, int64_t index) const {
         if (seen <= 10) {
           log::warn("[data] skipping {}{}", batch.bad,
                     seen == 10 ? " (further bad samples are counted, not listed)" : "");
-        } else if (seen % 10 == 0 && std::to_string(seen).find_first_not_of('0', 1) ==
-                                         std::string::npos) {
+        } else if (seen % 10 == 0 &&
+                   std::to_string(seen).find_first_not_of('0', 1) == std::string::npos) {
           log::warn("[data] {} bad samples skipped so far", seen);
         }
         continue;
@@ -387,7 +387,8 @@ void Loader::check_bad_share(const Batch& batch) {
       (data_->examples.size() + options_.world_size - 1) / options_.world_size);
   const int64_t enough = std::max<int64_t>(1, std::min(options_.bad_window, epoch_samples));
   if (window_bad_ > 0 && window_read_ >= enough &&
-      static_cast<double>(window_bad_) > options_.max_bad_share * static_cast<double>(window_read_)) {
+      static_cast<double>(window_bad_) >
+          options_.max_bad_share * static_cast<double>(window_read_)) {
     throw std::runtime_error(fmt::format(
         "[data] {} of the last {} samples read were bad, more than data.max_bad_share ({}) "
         "allows; the last: {}. Fix or remove them, or raise data.max_bad_share",

@@ -9,8 +9,8 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
-#include <exception>
 #include <deque>
+#include <exception>
 #include <map>
 #include <memory>
 #include <mutex>

@@ -36,8 +36,7 @@ int write_all(int fd, std::string_view data) {
 // Writes into an existing FIFO, device or socket (or a /dev or /proc alias of an open file)
 // instead of replacing it. `append` keeps what is there (a file behind /dev/stdout).
 void write_through(const std::string& path, std::string_view data, bool append) {
-  const int fd =
-      ::open(path.c_str(), O_WRONLY | O_NOCTTY | O_CLOEXEC | (append ? O_APPEND : 0));
+  const int fd = ::open(path.c_str(), O_WRONLY | O_NOCTTY | O_CLOEXEC | (append ? O_APPEND : 0));
   if (fd < 0) fail("write", path, errno);
   const int error = write_all(fd, data);
   if (error != 0) {
