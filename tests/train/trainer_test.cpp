@@ -493,22 +493,24 @@ TEST_F(Trainer, ClassifyPretrainsAnEncoderThatInitialisesVqa) {
 }
 
 TEST(EarlyStopping, PatienceCountsNonImprovingEvaluations) {
-  EarlyStopping es(config::MetricMode::max, 2, 0.01);
-  EXPECT_TRUE(es.update(0.5, 1));
-  EXPECT_FALSE(es.update(0.505, 2));  // within min_delta
-  EXPECT_FALSE(es.should_stop());
-  EXPECT_TRUE(es.update(0.6, 3));  // resets the count
-  EXPECT_FALSE(es.update(0.6, 4));
-  EXPECT_FALSE(es.should_stop());
-  EXPECT_FALSE(es.update(std::nan(""), 5));  // NaN never improves
-  EXPECT_TRUE(es.should_stop());
-  EXPECT_EQ(es.state.best_step, 3);
+  const EarlyStopping es(config::MetricMode::max, 2, 0.01);
+  EarlyStoppingState s;
+  EXPECT_TRUE(es.update(s, 0.5, 1));
+  EXPECT_FALSE(es.update(s, 0.505, 2));  // within min_delta
+  EXPECT_FALSE(s.stopped);
+  EXPECT_TRUE(es.update(s, 0.6, 3));  // resets the count
+  EXPECT_FALSE(es.update(s, 0.6, 4));
+  EXPECT_FALSE(s.stopped);
+  EXPECT_FALSE(es.update(s, std::nan(""), 5));  // NaN never improves
+  EXPECT_TRUE(s.stopped);
+  EXPECT_EQ(s.best_step, 3);
 
-  EarlyStopping low(config::MetricMode::min, 1, 0.0);
-  EXPECT_TRUE(low.update(2.0, 1));
-  EXPECT_TRUE(low.update(1.0, 2));
-  EXPECT_FALSE(low.update(1.0, 3));
-  EXPECT_TRUE(low.should_stop());
+  const EarlyStopping low(config::MetricMode::min, 1, 0.0);
+  EarlyStoppingState t;
+  EXPECT_TRUE(low.update(t, 2.0, 1));
+  EXPECT_TRUE(low.update(t, 1.0, 2));
+  EXPECT_FALSE(low.update(t, 1.0, 3));
+  EXPECT_TRUE(t.stopped);
 }
 
 CheckpointContent sample_checkpoint(int64_t step, int64_t size) {

@@ -7,7 +7,7 @@ namespace xmodal::train {
 EarlyStopping::EarlyStopping(config::MetricMode mode, int64_t patience, double min_delta)
     : mode_(mode), patience_(patience), min_delta_(min_delta) {}
 
-bool EarlyStopping::update(double value, int64_t step) {
+bool EarlyStopping::update(EarlyStoppingState& state, double value, int64_t step) const {
   bool improved = false;
   if (std::isfinite(value)) {
     if (!state.best) {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "xmodal/config/config.h"
+#include "xmodal/train/metrics_log.h"  // truncate_metrics, used with resume
 
 namespace xmodal::train {
 
@@ -54,9 +55,5 @@ struct TrainResult {
 /// a run (without resume) and std::runtime_error for unreadable data, unwritable run
 /// directories, a non-finite loss (naming the step; the last good checkpoint stays), etc.
 TrainResult train(const config::Config& config, const TrainOptions& options = {});
-
-/// Keeps the records of metrics.jsonl up to `step` (a resumed run rewrites what came after its
-/// checkpoint); malformed lines (a killed writer's partial last line) are dropped.
-void truncate_metrics(const std::string& path, int64_t step);
 
 }  // namespace xmodal::train

@@ -1,0 +1,83 @@
+#include "xmodal/train/encoder_init.h"
+
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "xmodal/checkpoint/artifacts.h"
+#include "xmodal/core/logging.h"
+#include "xmodal/core/strings.h"
+#include "xmodal/models/pretrained.h"
+
+namespace xmodal::train {
+namespace {
+
+bool has_encoder(const models::ModelImpl& model, const std::string& component) {
+  return component == "vision" ? !model.vision.is_empty() : !model.text.is_empty();
+}
+
+// Runs `load`, keeping a config mistake exit 2 (std::invalid_argument) and naming the key.
+template <typename Load>
+auto load_naming_key(const std::string& key, Load load) {
+  try {
+    return load();
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(key + ": " + e.what());
+  } catch (const std::exception& e) {
+    throw std::runtime_error(key + ": " + e.what());
+  }
+}
+
+std::string listed(const char* what, const std::vector<std::string>& names) {
+  return names.empty() ? std::string() : std::string("; ") + what + ": " + join(names, ", ");
+}
+
+}  // namespace
+
+void init_encoders(models::ModelImpl& model, const config::Config& config) {
+  const auto& m = config.model;
+  const auto ignored = [&](const std::string& component, const char* key) {
+    if (has_encoder(model, component)) return false;
+    log::warn("[init] model.{}.{} ignored: this model (fusion mode {}) has no {} encoder",
+              component, key, config::to_string(m.fusion.mode), component);
+    return true;
+  };
+  for (const auto& [component, dir] :
+       {std::pair<std::string, std::string>{"vision", m.vision.pretrained},
+        {"text", m.text.pretrained}}) {
+    if (dir.empty() || ignored(component, "pretrained")) continue;
+    const auto r = load_naming_key("model." + component + ".pretrained", [&, &c = component] {
+      return c == "vision" ? models::load_pretrained_vit(*model.vision, dir)
+                           : models::load_pretrained_bert(*model.text, dir);
+    });
+    log::info("[init] {}: {} tensors from {}{}{}{}", component, r.loaded, r.file,
+              r.interpolated_positions ? "; position embeddings interpolated" : "",
+              listed("missing (left as initialised)", r.missing), listed("unused", r.unused));
+  }
+  for (const auto& [component, from] :
+       {std::pair<std::string, std::string>{"vision", m.vision.init_from},
+        {"text", m.text.init_from}}) {
+    if (from.empty() || ignored(component, "init_from")) continue;
+    const auto r = load_naming_key("model." + component + ".init_from", [&, &c = component] {
+      return checkpoint::init_component(model, c, from);
+    });
+    log::info("[init] {}: {} tensors from {}{}{}{}", component, r.loaded, r.checkpoint,
+              listed("interpolated", r.interpolated),
+              listed("missing (left as initialised)", r.missing),
+              listed("unexpected (ignored)", r.unexpected));
+  }
+}
+
+void freeze_encoders(models::ModelImpl& model, const config::ModelConfig& config, int64_t step) {
+  for (const auto& [encoder, steps] :
+       {std::pair<torch::nn::Module*, int64_t>{model.vision ? model.vision.get() : nullptr,
+                                               config.vision.freeze_steps},
+        {model.text ? model.text.get() : nullptr, config.text.freeze_steps}}) {
+    if (encoder == nullptr || steps == 0) continue;
+    const bool trainable = step >= steps;
+    for (auto& p : encoder->parameters()) p.requires_grad_(trainable);
+  }
+}
+
+}  // namespace xmodal::train

@@ -1,0 +1,92 @@
+#include "xmodal/train/train_step.h"
+
+#include <cmath>
+#include <csignal>
+
+#include "xmodal/train/optimizer.h"
+#include "xmodal/train/precision.h"
+#include "xmodal/train/signals.h"
+
+namespace xmodal::train {
+namespace {
+
+models::Task model_task(config::Task task) {
+  switch (task) {
+    case config::Task::vqa:
+      return models::Task::vqa;
+    case config::Task::counting:
+      return models::Task::counting;
+    case config::Task::classify:
+      return models::Task::classify;
+  }
+  return models::Task::vqa;
+}
+
+}  // namespace
+
+bool StepOutcome::finite() const { return std::isfinite(loss) && std::isfinite(grad_norm); }
+
+TrainStep::TrainStep(models::Model model, std::vector<torch::Tensor> params,
+                     const config::Config& config, const c10::Device& device, Communicator* comm)
+    : model_(std::move(model)),
+      tc_(config.train),
+      device_(device),
+      comm_(comm),
+      task_(model_task(config.task)),
+      weights_{config.train.loss.presence_weight, config.train.loss.count_weight},
+      params_(std::move(params)) {}
+
+torch::Tensor TrainStep::loss_sum(const models::ModelOutput& out, const data::Batch& b) const {
+  const torch::Tensor crowd = b.crowd.defined() ? b.crowd.to(device_) : torch::Tensor();
+  torch::Tensor total = models::task_loss(task_, out, b.targets.to(device_), crowd, weights_).total;
+  if (out.aux_presence.defined() && b.aux_counts.defined()) {
+    const auto aux =
+        models::counting_loss(out.aux_presence, out.aux_counts, b.aux_counts.to(device_), {}, {});
+    total = total + aux.total * tc_.aux.counting;
+  }
+  if (out.aux_dense.defined() && b.aux_dense.defined()) {
+    total = total + models::dense_loss(out.aux_dense, b.aux_dense.to(device_)) * tc_.aux.dense;
+  }
+  return total;
+}
+
+StepOutcome TrainStep::run(const std::vector<data::Batch>& group) {
+  StepOutcome o;
+  for (const auto& b : group) o.samples += b.size();
+  if (comm_) {  // the loss is a mean over the samples of all processes
+    auto n = torch::tensor({static_cast<double>(o.samples)}, torch::kFloat64);
+    comm_->all_reduce_sum(n);
+    o.samples = static_cast<int64_t>(n.item<double>());
+  }
+  double loss_sum_all = 0;
+  for (const auto& b : group) {
+    AutocastGuard autocast(tc_.precision, device_);
+    const auto out =
+        model_->forward(b.images.to(device_), b.input_ids.to(device_), b.attention_mask.to(device_),
+                        b.token_type_ids.to(device_), b.image_index.to(device_));
+    const torch::Tensor sum = loss_sum(out, b);
+    const double value = sum.item<double>();
+    if (!std::isfinite(value)) {
+      loss_sum_all = value;
+      break;
+    }
+    autocast.reset();
+    (sum / static_cast<double>(o.samples)).backward();
+    loss_sum_all += value;
+  }
+  if (comm_) {
+    // The loss of all processes (a non-finite one anywhere stops them all at the same step),
+    // whether any process was asked to stop, then the gradients.
+    const int own = StopSignals::pending();
+    auto shared = torch::tensor({loss_sum_all, own != 0 ? 1.0 : 0.0}, torch::kFloat64);
+    comm_->all_reduce_sum(shared);
+    loss_sum_all = shared[0].item<double>();
+    if (shared[1].item<double>() > 0) o.signal = own != 0 ? own : SIGTERM;
+    if (std::isfinite(loss_sum_all)) comm_->all_reduce_gradients(params_);
+  }
+  o.loss = loss_sum_all / static_cast<double>(o.samples);
+  o.grad_norm = std::isfinite(o.loss) ? clip_grad_norm(params_, tc_.grad_clip) : o.loss;
+  return o;
+}
+
+}  // namespace xmodal::train
