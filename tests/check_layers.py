@@ -2,7 +2,7 @@
 """The include direction of lib/ (DESIGN.md section 1), checked: every `#include "xmodal/F/..."`
 in lib/xmodal/G/ must name a folder F that G may use. The folders form a DAG:
 
-    core <- config, io <- text <- data, models <- checkpoint <- infer <- eval <- train
+    core <- config, io <- text <- data, models <- checkpoint, tasks <- infer <- eval <- train
 
 (train uses eval for validation, eval uses infer). A violation is printed as FILE:LINE with the
 two folders, and the test fails.
@@ -22,9 +22,11 @@ ALLOWED = {
     "data": {"core", "config", "io", "text"},
     "models": {"core", "config", "io", "text"},
     "checkpoint": {"core", "config", "io", "text", "data", "models"},
-    "infer": {"core", "config", "io", "text", "data", "models", "checkpoint"},
-    "eval": {"core", "config", "io", "text", "data", "models", "checkpoint", "infer"},
-    "train": {"core", "config", "io", "text", "data", "models", "checkpoint", "infer", "eval"},
+    "tasks": {"core", "config", "io", "text", "data", "models"},
+    "infer": {"core", "config", "io", "text", "data", "models", "checkpoint", "tasks"},
+    "eval": {"core", "config", "io", "text", "data", "models", "checkpoint", "tasks", "infer"},
+    "train": {"core", "config", "io", "text", "data", "models", "checkpoint", "tasks", "infer",
+              "eval"},
 }
 INCLUDE = re.compile(r'^\s*#\s*include\s+"xmodal/([a-z_]+)/')
 

@@ -11,6 +11,7 @@
 #include "xmodal/infer/predictor.h"
 #include "xmodal/io/atomic_file.h"
 #include "xmodal/io/lines.h"
+#include "xmodal/tasks/task.h"
 
 namespace xmodal::cli {
 namespace {
@@ -92,7 +93,7 @@ void add_predict_command(CLI::App& app, Context& ctx) {
       o.top_k = args->top_k;
       infer::Predictor predictor(o);
       if (single && args->text.empty() &&
-          predictor.loaded().config.task != config::Task::classify) {  // as a missing --image
+          tasks::task(predictor.loaded().config.task).reads_text()) {  // as a missing --image
         throw std::invalid_argument("predict: this " +
                                     config::to_string(predictor.loaded().config.task) +
                                     " model needs --text");

@@ -130,7 +130,6 @@ int main(int argc, char** argv) {
       }
     }
   }
-  const xmodal::models::LossWeights weights;
   if (mode == "train") {
     model->train();
     const auto& tc = config.train;
@@ -143,8 +142,7 @@ int main(int argc, char** argv) {
     auto step = [&] {
       const auto t0 = Clock::now();
       const auto out = model->forward(b.images, b.ids, b.mask, b.types, {});
-      auto loss =
-          xmodal::models::task_loss(xmodal::models::Task::vqa, out, b.targets, {}, weights).total;
+      auto loss = xmodal::models::vqa_loss(out.logits, b.targets).total;
       if (out.aux_presence.defined()) {
         loss = loss +
                xmodal::models::counting_loss(out.aux_presence, out.aux_counts, b.aux_counts, {}, {})

@@ -10,9 +10,9 @@
 #include <set>
 
 #include "../support/temp_dir.h"
-#include "xmodal/eval/metrics.h"
 #include "xmodal/eval/score.h"
 #include "xmodal/io/atomic_file.h"
+#include "xmodal/tasks/metrics.h"
 #include "xmodal_test_paths.h"
 
 namespace xmodal::eval {
@@ -36,7 +36,7 @@ TEST(Score, OfficialAccuracyOfAResultsFile) {
     results.push_back({{"question_id", anns[i]["question_id"]}, {"answer", answer}});
     std::vector<std::string> human;
     for (const auto& h : anns[i]["answers"]) human.push_back(h["answer"]);
-    const double acc = vqa_accuracy(answer, human);
+    const double acc = tasks::vqa_accuracy(answer, human);
     sum += acc;
     auto& t = by_type[anns[i]["answer_type"]];
     t.first += acc;
@@ -128,7 +128,7 @@ TEST(Score, EqualsTheOfficialToolOnEveryReferenceCase) {
       std::vector<std::string> human;
       for (const auto& h : a["answers"]) human.push_back(h["answer"]);
       const int64_t id = a["question_id"];
-      const double acc = vqa_accuracy(answers.at(id), human, protocol);
+      const double acc = tasks::vqa_accuracy(answers.at(id), human, protocol);
       const double official = c["evalQA"][std::to_string(id)].get<double>();
       EXPECT_DOUBLE_EQ(std::stod(fmt::format("{:.2f}", 100 * acc)), official)
           << name << " question " << id << ": '" << answers.at(id) << "'";

@@ -9,8 +9,8 @@
 #include <unordered_map>
 #include <vector>
 
-#include "xmodal/eval/metrics.h"
 #include "xmodal/io/json.h"
+#include "xmodal/tasks/metrics.h"
 
 namespace xmodal::eval {
 namespace {
@@ -65,7 +65,7 @@ ScoreResult score_vqa(const std::string& results_path, const std::string& annota
       human.push_back(annotations.string(h, "answer", io::Where(where, "answers", k++)));
     }
     if (human.empty()) annotations.fail(where, "answers", "no human answers");
-    const double acc = vqa_accuracy(it->second, human, protocol);
+    const double acc = tasks::vqa_accuracy(it->second, human, protocol);
     total += acc;
     auto& at = by_answer_type[annotations.string(a, "answer_type", where)];
     at.first += acc;

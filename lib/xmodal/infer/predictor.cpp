@@ -17,6 +17,7 @@
 #include "xmodal/io/atomic_file.h"
 #include "xmodal/io/image.h"
 #include "xmodal/models/blocks.h"
+#include "xmodal/tasks/task.h"
 #include "xmodal/text/sentencepiece.h"
 #include "xmodal/text/wordpiece.h"
 
@@ -30,22 +31,9 @@ struct Prepared {
   text::Encoding encoding;
 };
 
-// The k most probable classes: [{key: class, "probability": p}, ...], best first.
-json top_k(const torch::Tensor& probabilities, int64_t k, const std::vector<std::string>& classes,
-           const char* key) {
-  const auto probs = probabilities.to(torch::kCPU);
-  const auto [values, indices] = probs.topk(std::min<int64_t>(k, probs.size(0)));
-  json out = json::array();
-  for (int64_t i = 0; i < values.size(0); ++i) {
-    out.push_back(
-        {{key, classes.at(indices[i].item<int64_t>())}, {"probability", values[i].item<float>()}});
-  }
-  return out;
-}
-
 Prepared prepare(const checkpoint::LoadedModel& m, const Input& input) {
   const auto& c = m.config;
-  if (c.task != config::Task::classify &&
+  if (tasks::task(c.task).reads_text() &&
       input.text.find_first_not_of(" \t\r\n") == std::string::npos) {
     throw std::invalid_argument("empty text (this model answers about an image and a text)");
   }
@@ -87,6 +75,7 @@ Predictor::~Predictor() = default;
 std::vector<std::string> Predictor::predict(const std::vector<Input>& inputs) {
   const auto& c = loaded_->config;
   const auto& classes = loaded_->artifacts.class_names;
+  const tasks::Task& task = tasks::task(c.task);
   const auto device = resolve_device(c.run.device);
   std::vector<std::string> out(inputs.size());
   bool warned_non_finite = false;
@@ -113,7 +102,7 @@ std::vector<std::string> Predictor::predict(const std::vector<Input>& inputs) {
         torch::stack(pixels).to(device), stack_ids(items, &text::Encoding::ids).to(device),
         stack_ids(items, &text::Encoding::mask).to(device),
         stack_ids(items, &text::Encoding::types).to(device));
-    const auto& scores = c.task == config::Task::counting ? result.presence : result.logits;
+    const auto scores = task.scores(result);
     if (!warned_non_finite && !torch::isfinite(scores).all().item<bool>()) {
       // NaN or Inf weights: the probabilities come out as null; say why, once.
       log::warn(
@@ -126,23 +115,7 @@ std::vector<std::string> Predictor::predict(const std::vector<Input>& inputs) {
       const auto& input = inputs[rows[r]];
       json j = {{"image", input.image}, {"text", input.text}};
       const auto row = static_cast<int64_t>(r);
-      if (c.task == config::Task::classify) {
-        j["labels"] =
-            top_k(torch::softmax(result.logits[row], 0), options_.top_k, classes, "label");
-      } else if (c.task == config::Task::vqa) {
-        j["answers"] = top_k(torch::sigmoid(result.logits[row]), options_.top_k, classes, "answer");
-      } else {
-        const auto probs = torch::sigmoid(result.presence[row]).to(torch::kCPU);
-        const auto counts = result.counts[row].argmax(1).to(torch::kCPU);
-        json categories = json::array();
-        for (size_t k = 0; k < classes.size(); ++k) {
-          const auto kk = static_cast<int64_t>(k);
-          categories.push_back({{"category", classes[k]},
-                                {"probability", probs[kk].item<float>()},
-                                {"count", counts[kk].item<int64_t>()}});
-        }
-        j["categories"] = categories;
-      }
+      task.describe(result, row, classes, options_.top_k, j);
       // the text echoed back may hold invalid UTF-8: replaced by U+FFFD, never an exception
       out[rows[r]] = j.dump(-1, ' ', false, json::error_handler_t::replace);
     }
@@ -155,10 +128,9 @@ Explanation Predictor::explain(const Input& input, const std::string& method) {
     throw std::invalid_argument("explain: method must be gradient or rollout, not " + method);
   }
   const auto& c = loaded_->config;
-  if (c.task == config::Task::classify) {
-    throw std::invalid_argument(
-        "explain needs an image+text model; this checkpoint is task "
-        "classify (an image encoder alone)");
+  if (!tasks::task(c.task).reads_text()) {
+    throw std::invalid_argument("explain needs an image+text model; this checkpoint is task " +
+                                config::to_string(c.task) + " (an image encoder alone)");
   }
   if (c.model.fusion.mode != config::FusionMode::concat) {
     throw std::invalid_argument("explain needs model.fusion.mode concat (this checkpoint: " +
@@ -194,7 +166,7 @@ Explanation Predictor::explain(const Input& input, const std::string& method) {
   e.method = method;
   torch::Tensor target;
   const auto& classes = loaded_->artifacts.class_names;
-  const torch::Tensor scores = c.task == config::Task::vqa ? out.logits[0] : out.presence[0];
+  const torch::Tensor scores = tasks::task(c.task).scores(out)[0];
   const int64_t top = scores.argmax().item<int64_t>();
   e.answer = classes.at(top);
   e.probability = torch::sigmoid(scores[top]).item<double>();

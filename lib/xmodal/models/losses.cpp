@@ -65,11 +65,4 @@ torch::Tensor dense_loss(const torch::Tensor& logits, const torch::Tensor& targe
   return bce.sum(2).mean(1).sum();
 }
 
-LossSums task_loss(Task task, const ModelOutput& output, const torch::Tensor& targets,
-                   const torch::Tensor& crowd, const LossWeights& weights) {
-  if (task == Task::vqa) return vqa_loss(output.logits, targets);
-  if (task == Task::classify) return classify_loss(output.logits, targets);
-  return counting_loss(output.presence, output.counts, targets, crowd, weights);
-}
-
 }  // namespace xmodal::models

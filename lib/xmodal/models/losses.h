@@ -40,8 +40,4 @@ LossSums classify_loss(const torch::Tensor& logits, const torch::Tensor& labels)
 /// [B, P, C].
 torch::Tensor dense_loss(const torch::Tensor& logits, const torch::Tensor& targets);
 
-/// The task's loss for a model output.
-LossSums task_loss(Task task, const ModelOutput& output, const torch::Tensor& targets,
-                   const torch::Tensor& crowd, const LossWeights& weights);
-
 }  // namespace xmodal::models

@@ -8,22 +8,6 @@
 #include "xmodal/train/signals.h"
 
 namespace xmodal::train {
-namespace {
-
-models::Task model_task(config::Task task) {
-  switch (task) {
-    case config::Task::vqa:
-      return models::Task::vqa;
-    case config::Task::counting:
-      return models::Task::counting;
-    case config::Task::classify:
-      return models::Task::classify;
-  }
-  return models::Task::vqa;
-}
-
-}  // namespace
-
 bool StepOutcome::finite() const { return std::isfinite(loss) && std::isfinite(grad_norm); }
 
 TrainStep::TrainStep(models::Model model, std::vector<torch::Tensor> params,
@@ -32,13 +16,12 @@ TrainStep::TrainStep(models::Model model, std::vector<torch::Tensor> params,
       tc_(config.train),
       device_(device),
       comm_(comm),
-      task_(model_task(config.task)),
+      task_(tasks::task(config.task)),
       weights_{config.train.loss.presence_weight, config.train.loss.count_weight},
       params_(std::move(params)) {}
 
 torch::Tensor TrainStep::loss_sum(const models::ModelOutput& out, const data::Batch& b) const {
-  const torch::Tensor crowd = b.crowd.defined() ? b.crowd.to(device_) : torch::Tensor();
-  torch::Tensor total = models::task_loss(task_, out, b.targets.to(device_), crowd, weights_).total;
+  torch::Tensor total = task_.loss(out, b, device_, weights_).total;
   if (out.aux_presence.defined() && b.aux_counts.defined()) {
     const auto aux =
         models::counting_loss(out.aux_presence, out.aux_counts, b.aux_counts.to(device_), {}, {});

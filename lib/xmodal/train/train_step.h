@@ -14,6 +14,7 @@
 #include "xmodal/data/loader.h"
 #include "xmodal/models/losses.h"
 #include "xmodal/models/model.h"
+#include "xmodal/tasks/task.h"
 #include "xmodal/train/distributed.h"
 
 namespace xmodal::train {
@@ -45,7 +46,7 @@ class TrainStep {
   const config::TrainConfig& tc_;
   c10::Device device_;
   Communicator* comm_;
-  models::Task task_;
+  const tasks::Task& task_;
   models::LossWeights weights_;
   std::vector<torch::Tensor> params_;
 };

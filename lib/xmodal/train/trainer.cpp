@@ -26,6 +26,7 @@
 #include "xmodal/models/factory.h"
 #include "xmodal/models/import.h"
 #include "xmodal/models/pretrained.h"
+#include "xmodal/tasks/task.h"
 #include "xmodal/train/distributed.h"
 #include "xmodal/train/early_stopping.h"
 #include "xmodal/train/encoder_init.h"
@@ -279,15 +280,17 @@ void Trainer::claim_run_folder() {
 
 // The splits, the tokenizer and the class names (a resumed run's from its checkpoint).
 void Trainer::load_data() {
+  // vqa: the answer vocabulary (the checkpoint's, or the training split's) maps the splits
+  const bool vocabulary = tasks::task(config_.task).vocabulary_from_training_split();
   std::optional<data::AnswerVocab> answers;
   if (!resume_from_.empty()) {
     artifacts_ = artifacts_from_files(config_, resumed_.files, resume_from_);
-    if (config_.task == config::Task::vqa) answers.emplace(artifacts_.class_names);
+    if (vocabulary) answers.emplace(artifacts_.class_names);
   }
   const auto& d = config_.data;
   train_data_ = std::make_shared<data::TaskData>(
       data::load_split(config_, d.train_split, answers ? &*answers : nullptr));
-  if (!answers && config_.task == config::Task::vqa) answers.emplace(train_data_->class_names);
+  if (!answers && vocabulary) answers.emplace(train_data_->class_names);
   if (train_data_->examples.empty()) {
     throw std::runtime_error("training split " + d.train_split + " of " + d.root +
                              " has no examples");
@@ -454,8 +457,8 @@ void Trainer::update(const StepOutcome& o, bool epoch_done) {
 // Validation on rank 0: logged and recorded; returns whether it improved on the best.
 bool Trainer::validate() {
   const models::LossWeights weights{tc_.loss.presence_weight, tc_.loss.count_weight};
-  auto r =
-      eval::evaluate(model_, *val_data_, *val_loader_, weights, device_, config_.eval.vqa_protocol);
+  auto r = eval::evaluate(model_, *val_data_, *val_loader_, artifacts_.class_names, weights,
+                          device_, config_.eval.vqa_protocol);
   state_.last_metrics = r.metrics;
   state_.last_eval_step = state_.step;
   const auto it = r.metrics.find(tc_.early_stopping.metric);

@@ -11,7 +11,7 @@
 
 #include "xmodal/config/config.h"
 
-namespace xmodal::eval {
+namespace xmodal::tasks {
 
 /// VQA accuracy of one predicted answer against the human answers, as GT-Vision-Lab's
 /// vqaEval.py computes it; then the mean over the leave-one-out subsets of min(1, matches / 3).
@@ -57,4 +57,4 @@ CountingScores counting_metrics(const torch::Tensor& predicted_counts,
 /// distinct score thresholds of (R_n - R_{n-1}) P_n). NaN when there is no positive.
 double average_precision(const std::vector<float>& scores, const std::vector<uint8_t>& labels);
 
-}  // namespace xmodal::eval
+}  // namespace xmodal::tasks

@@ -1,4 +1,4 @@
-#include "xmodal/eval/metrics.h"
+#include "xmodal/tasks/metrics.h"
 
 #include <algorithm>
 #include <cctype>
@@ -9,7 +9,7 @@
 
 #include "xmodal/data/vqa_answers.h"
 
-namespace xmodal::eval {
+namespace xmodal::tasks {
 namespace {
 
 std::string official_trim(std::string text) {
@@ -202,4 +202,4 @@ CountingScores counting_metrics(const torch::Tensor& predicted_counts,
   return out;
 }
 
-}  // namespace xmodal::eval
+}  // namespace xmodal::tasks

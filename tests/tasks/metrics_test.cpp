@@ -4,9 +4,9 @@
 
 #include <cmath>
 
-#include "xmodal/eval/metrics.h"
+#include "xmodal/tasks/metrics.h"
 
-namespace xmodal::eval {
+namespace xmodal::tasks {
 namespace {
 
 std::vector<std::string> answers(int n_a, const std::string& a, const std::string& b) {
@@ -111,4 +111,4 @@ TEST(CountingMetrics, CountsF1AndCrowd) {
 }
 
 }  // namespace
-}  // namespace xmodal::eval
+}  // namespace xmodal::tasks

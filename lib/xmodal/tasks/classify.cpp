@@ -1,0 +1,104 @@
+// Task classify: one class per image from the ViT alone (encoder pretraining, DESIGN.md
+// section 3), cross-entropy, accuracy and top-5 accuracy.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <filesystem>
+
+#include "xmodal/io/atomic_file.h"
+#include "xmodal/tasks/task.h"
+
+namespace xmodal::tasks {
+namespace {
+
+using nlohmann::json;
+
+class ClassifyEvaluation : public Evaluation {
+ public:
+  ClassifyEvaluation(const data::TaskData& data, const std::vector<std::string>& classes)
+      : data_(data), classes_(classes) {}
+
+  void add(const models::ModelOutput& out, const data::Batch& batch) override {
+    indices_.insert(indices_.end(), batch.indices.begin(), batch.indices.end());
+    const auto [best, arg] = torch::softmax(out.logits, 1).max(1);
+    const auto p = best.to(torch::kCPU).contiguous();
+    const auto idx = arg.to(torch::kCPU).contiguous();
+    for (int64_t i = 0; i < idx.size(0); ++i) {
+      labels_.push_back(idx[i].item<int64_t>());
+      scores_.push_back(p[i].item<float>());
+    }
+    if (data_.has_targets) {
+      const int64_t k = std::min<int64_t>(5, out.logits.size(1));
+      const auto top = std::get<1>(out.logits.topk(k, 1)).to(torch::kCPU);
+      top5_.push_back(top.eq(batch.targets.unsqueeze(1)).any(1));
+      targets_.push_back(batch.targets);
+    }
+  }
+
+  std::map<std::string, double> metrics() override {
+    if (!data_.has_targets) return {};
+    if (rows() == 0) return {{"accuracy", 0.0}, {"top5_accuracy", 0.0}};
+    const auto predicted = torch::tensor(labels_, torch::kLong);
+    return {
+        {"accuracy", predicted.eq(torch::cat(targets_)).to(torch::kDouble).mean().item<double>()},
+        {"top5_accuracy", torch::cat(top5_).to(torch::kDouble).mean().item<double>()}};
+  }
+
+  void write(const std::string& out_dir, json& /*summary*/) const override {
+    std::string lines;
+    for (size_t i = 0; i < indices_.size(); ++i) {
+      const auto& e = data_.examples[indices_[i]];
+      json line = {{"id", e.id},
+                   {"image", e.image_path},
+                   {"label", classes_.at(labels_[i])},
+                   {"score", scores_[i]}};
+      if (data_.has_targets) line["target"] = classes_.at(e.label);
+      lines += line.dump() + "\n";
+    }
+    io::write_file_atomic((std::filesystem::path(out_dir) / "predictions.jsonl").string(), lines);
+  }
+
+  std::string table(const std::map<std::string, double>& m) const override {
+    if (!data_.has_targets) return fmt::format("{} images classified (no labels)\n", rows());
+    return fmt::format("{} images: accuracy {:.2f}%, top-5 {:.2f}%\n", rows(),
+                       100 * m.at("accuracy"), 100 * m.at("top5_accuracy"));
+  }
+
+ private:
+  const data::TaskData& data_;
+  std::vector<std::string> classes_;
+  std::vector<int64_t> labels_;  // the predicted class of each row, and its probability
+  std::vector<float> scores_;
+  std::vector<torch::Tensor> top5_, targets_;
+};
+
+class ClassifyTask : public Task {
+ public:
+  config::Task id() const override { return config::Task::classify; }
+  bool reads_text() const override { return false; }
+
+  models::LossSums loss(const models::ModelOutput& out, const data::Batch& batch,
+                        const c10::Device& device,
+                        const models::LossWeights& /*weights*/) const override {
+    return models::classify_loss(out.logits, batch.targets.to(device));
+  }
+
+  std::unique_ptr<Evaluation> evaluation(const data::TaskData& data,
+                                         const std::vector<std::string>& classes,
+                                         config::VqaProtocol /*protocol*/) const override {
+    return std::make_unique<ClassifyEvaluation>(data, classes);
+  }
+
+  void describe(const models::ModelOutput& out, int64_t row,
+                const std::vector<std::string>& classes, int k, json& answer) const override {
+    answer["labels"] = top_k(torch::softmax(out.logits[row], 0), k, classes, "label");
+  }
+
+  torch::Tensor scores(const models::ModelOutput& out) const override { return out.logits; }
+};
+
+}  // namespace
+
+std::unique_ptr<Task> make_classify_task() { return std::make_unique<ClassifyTask>(); }
+
+}  // namespace xmodal::tasks

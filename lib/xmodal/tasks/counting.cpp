@@ -1,0 +1,158 @@
+// Task counting: for every category, whether it is in the image and how many there are
+// (DESIGN.md section 3); crowd regions make a count unknown, left out of the count loss and
+// metrics.
+#include <fmt/format.h>
+
+#include <cmath>
+#include <filesystem>
+
+#include "xmodal/io/atomic_file.h"
+#include "xmodal/tasks/metrics.h"
+#include "xmodal/tasks/task.h"
+
+namespace xmodal::tasks {
+namespace {
+
+using nlohmann::json;
+
+std::string counting_table(const CountingScores& s, const std::vector<std::string>& names,
+                           const std::map<std::string, double>& m, int64_t images) {
+  std::string t = fmt::format("| {:<14} | {:>7} | {:>6} | {:>6} | {:>6} | {:>7} |\n", "category",
+                              "count %", "MAE", "F1 %", "AP %", "present");
+  t += "|----------------|---------|--------|--------|--------|---------|\n";
+  for (size_t k = 0; k < s.categories.size(); ++k) {
+    const auto& c = s.categories[k];
+    t += fmt::format("| {:<14} | {:>7.2f} | {:>6.3f} | {:>6.2f} | {:>6} | {:>7} |\n", names[k],
+                     100 * c.count_accuracy, c.mae, 100 * c.f1,
+                     std::isnan(c.average_precision)
+                         ? std::string("-")
+                         : fmt::format("{:.2f}", 100 * c.average_precision),
+                     c.support);
+  }
+  t += fmt::format(
+      "count accuracy {:.2f}%, exact match {:.2f}%, MAE {:.3f}, RMSE {:.3f}, presence F1 micro "
+      "{:.2f}% macro {:.2f}%, mAP {:.2f}% ({} images, loss {:.4f})\n",
+      100 * m.at("accuracy"), 100 * m.at("exact_match"), m.at("mae"), m.at("rmse"),
+      100 * m.at("f1_micro"), 100 * m.at("f1_macro"), 100 * m.at("map"), images, m.at("loss"));
+  return t;
+}
+
+torch::Tensor cat_or_empty(const std::vector<torch::Tensor>& parts, int64_t classes,
+                           torch::Dtype dtype) {
+  return parts.empty() ? torch::zeros({0, classes}, dtype) : torch::cat(parts);
+}
+
+class CountingEvaluation : public Evaluation {
+ public:
+  CountingEvaluation(const data::TaskData& data, const std::vector<std::string>& classes)
+      : data_(data), classes_(classes) {}
+
+  void add(const models::ModelOutput& out, const data::Batch& batch) override {
+    indices_.insert(indices_.end(), batch.indices.begin(), batch.indices.end());
+    presence_.push_back(torch::sigmoid(out.presence).to(torch::kCPU));
+    counts_.push_back(out.counts.argmax(2).to(torch::kCPU));
+    if (data_.has_targets) {
+      targets_.push_back(batch.targets);
+      crowd_.push_back(batch.crowd.defined() ? batch.crowd
+                                             : torch::zeros(batch.targets.sizes(), torch::kBool));
+    }
+  }
+
+  std::map<std::string, double> metrics() override {
+    if (!data_.has_targets) return {};
+    const int64_t c = data_.num_classes();
+    scores_ = counting_metrics(
+        cat_or_empty(counts_, c, torch::kInt64), cat_or_empty(presence_, c, torch::kFloat32),
+        cat_or_empty(targets_, c, torch::kInt64), cat_or_empty(crowd_, c, torch::kBool));
+    return scores_.metrics;
+  }
+
+  void write(const std::string& out_dir, json& summary) const override {
+    const int64_t c = data_.num_classes();
+    const auto presence = cat_or_empty(presence_, c, torch::kFloat32).contiguous();
+    const auto counts = cat_or_empty(counts_, c, torch::kInt64).contiguous();
+    std::string lines;
+    for (size_t i = 0; i < indices_.size(); ++i) {
+      json counts_json = json::object(), presence_json = json::object();
+      for (size_t k = 0; k < classes_.size(); ++k) {
+        const auto at = static_cast<int64_t>(i);
+        const auto kk = static_cast<int64_t>(k);
+        counts_json[classes_[k]] = counts[at][kk].item<int64_t>();
+        presence_json[classes_[k]] = presence[at][kk].item<float>();
+      }
+      lines += json{{"image_id", data_.examples[indices_[i]].id},
+                    {"counts", counts_json},
+                    {"presence", presence_json}}
+                   .dump() +
+               "\n";
+    }
+    io::write_file_atomic((std::filesystem::path(out_dir) / "predictions.jsonl").string(), lines);
+    if (!data_.has_targets) return;
+    json per_category = json::array();
+    for (size_t k = 0; k < scores_.categories.size(); ++k) {
+      const auto& cat = scores_.categories[k];
+      per_category.push_back({{"category", classes_[k]},
+                              {"count_accuracy", cat.count_accuracy},
+                              {"mae", cat.mae},
+                              {"precision", cat.precision},
+                              {"recall", cat.recall},
+                              {"f1", cat.f1},
+                              {"average_precision", finite_or_null(cat.average_precision)},
+                              {"support", cat.support}});
+    }
+    summary["per_category"] = per_category;
+  }
+
+  std::string table(const std::map<std::string, double>& metrics) const override {
+    if (!data_.has_targets) return fmt::format("{} images predicted (no annotations)\n", rows());
+    return counting_table(scores_, classes_, metrics, rows());
+  }
+
+ private:
+  const data::TaskData& data_;
+  std::vector<std::string> classes_;
+  std::vector<torch::Tensor> presence_, counts_, targets_, crowd_;
+  CountingScores scores_;  // set by metrics()
+};
+
+class CountingTask : public Task {
+ public:
+  config::Task id() const override { return config::Task::counting; }
+
+  models::LossSums loss(const models::ModelOutput& out, const data::Batch& batch,
+                        const c10::Device& device,
+                        const models::LossWeights& weights) const override {
+    const torch::Tensor crowd = batch.crowd.defined() ? batch.crowd.to(device) : torch::Tensor();
+    return models::counting_loss(out.presence, out.counts, batch.targets.to(device), crowd,
+                                 weights);
+  }
+
+  std::unique_ptr<Evaluation> evaluation(const data::TaskData& data,
+                                         const std::vector<std::string>& classes,
+                                         config::VqaProtocol /*protocol*/) const override {
+    return std::make_unique<CountingEvaluation>(data, classes);
+  }
+
+  void describe(const models::ModelOutput& out, int64_t row,
+                const std::vector<std::string>& classes, int /*top_k*/,
+                json& answer) const override {
+    const auto probs = torch::sigmoid(out.presence[row]).to(torch::kCPU);
+    const auto counts = out.counts[row].argmax(1).to(torch::kCPU);
+    json categories = json::array();
+    for (size_t k = 0; k < classes.size(); ++k) {  // every category, in order
+      const auto kk = static_cast<int64_t>(k);
+      categories.push_back({{"category", classes[k]},
+                            {"probability", probs[kk].item<float>()},
+                            {"count", counts[kk].item<int64_t>()}});
+    }
+    answer["categories"] = categories;
+  }
+
+  torch::Tensor scores(const models::ModelOutput& out) const override { return out.presence; }
+};
+
+}  // namespace
+
+std::unique_ptr<Task> make_counting_task() { return std::make_unique<CountingTask>(); }
+
+}  // namespace xmodal::tasks

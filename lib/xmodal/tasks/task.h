@@ -1,0 +1,93 @@
+// A task (DESIGN.md section 3) as one unit: the loss of a batch, the evaluation of a split
+// (predictions collected batch by batch, metrics, `xmodal eval`'s result files and table) and the
+// answer `xmodal predict` writes for one input. One file per task (tasks/vqa.cpp, counting.cpp,
+// classify.cpp), registered in tasks/registry.cpp; the trainer, the evaluator and the predictor
+// reach a task only through this interface.
+//
+// Not here (yet): the head modules (models/heads.h, chosen from config.task by
+// models/factory.cpp, the one place config becomes model options), reading a split's targets
+// (data/dataset.cpp) and collating them into a batch (data/loader.cpp): layers below.
+#pragma once
+
+#include <torch/torch.h>
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "xmodal/config/config.h"
+#include "xmodal/data/dataset.h"
+#include "xmodal/data/loader.h"
+#include "xmodal/models/losses.h"
+#include "xmodal/models/model.h"
+
+namespace xmodal::tasks {
+
+/// The predictions over one split, collected batch by batch (eval mode, no gradients), then
+/// scored against the split's targets and written.
+class Evaluation {
+ public:
+  virtual ~Evaluation() = default;
+  /// One batch's outputs; rows in data order.
+  virtual void add(const models::ModelOutput& out, const data::Batch& batch) = 0;
+  /// The task's metrics (config::task_metrics names, loss aside) over the rows added; empty when
+  /// the split has no targets.
+  virtual std::map<std::string, double> metrics() = 0;
+  /// `xmodal eval`'s result files in `out_dir` (vqa: results.json; the others:
+  /// predictions.jsonl), and the task's own fields of metrics.json into `summary`.
+  virtual void write(const std::string& out_dir, nlohmann::json& summary) const = 0;
+  /// The table `xmodal eval` prints; `metrics` as metrics() returned them, loss included.
+  virtual std::string table(const std::map<std::string, double>& metrics) const = 0;
+  /// Rows added.
+  int64_t rows() const { return static_cast<int64_t>(indices_.size()); }
+
+ protected:
+  /// Example index (into TaskData::examples) of each row.
+  std::vector<int64_t> indices_;
+};
+
+class Task {
+ public:
+  virtual ~Task() = default;
+  virtual config::Task id() const = 0;
+  /// Whether an input's text is part of the question (classify: the image alone).
+  virtual bool reads_text() const { return true; }
+  /// vqa: the classes are an answer vocabulary built from the training split, through which
+  /// the other splits are read; the others: every split names the same categories.
+  virtual bool vocabulary_from_training_split() const { return false; }
+
+  /// The loss of a batch as sums over its samples (models/losses.h); the batch's targets are
+  /// moved to `device`.
+  virtual models::LossSums loss(const models::ModelOutput& out, const data::Batch& batch,
+                                const c10::Device& device,
+                                const models::LossWeights& weights) const = 0;
+
+  /// An empty evaluation of `data` (which outlives it); `classes` are the model's.
+  virtual std::unique_ptr<Evaluation> evaluation(const data::TaskData& data,
+                                                 const std::vector<std::string>& classes,
+                                                 config::VqaProtocol protocol) const = 0;
+
+  /// Row `row` of a batch of outputs as `xmodal predict` writes it (README "Prediction
+  /// output"): the task's fields are added to `answer`.
+  virtual void describe(const models::ModelOutput& out, int64_t row,
+                        const std::vector<std::string>& classes, int top_k,
+                        nlohmann::json& answer) const = 0;
+  /// The per-class scores of a batch of outputs [B, classes] (logits) that predict checks for
+  /// non-finite values and explain follows back.
+  virtual torch::Tensor scores(const models::ModelOutput& out) const = 0;
+};
+
+/// The task config names (registry.cpp).
+const Task& task(config::Task id);
+
+/// The k most probable classes: [{key: class, "probability": p}, ...], best first.
+nlohmann::json top_k(const torch::Tensor& probabilities, int64_t k,
+                     const std::vector<std::string>& classes, const char* key);
+
+/// A non-finite value as null (JSON has no NaN).
+nlohmann::json finite_or_null(double v);
+
+}  // namespace xmodal::tasks
