@@ -11,90 +11,22 @@
 #include "xmodal/data/dataset.h"
 #include "xmodal/models/factory.h"
 #include "xmodal/models/import.h"
-#include "xmodal/text/sentencepiece.h"
-#include "xmodal/text/wordpiece.h"
+#include "xmodal/text/factory.h"
 
 namespace xmodal::checkpoint {
 namespace fs = std::filesystem;
-namespace {
-
-std::string join_lines(const std::vector<std::string>& lines) {
-  std::string text;
-  for (const auto& line : lines) text += line + "\n";
-  return text;
-}
-
-std::vector<std::string> split_lines(const std::string& text) {
-  std::vector<std::string> lines;
-  size_t start = 0;
-  while (start < text.size()) {
-    size_t end = text.find('\n', start);
-    if (end == std::string::npos) end = text.size();
-    lines.push_back(text.substr(start, end - start));
-    start = end + 1;
-  }
-  return lines;
-}
-
-// A vocabulary file longer than the pretrained embedding table (model.text.vocab_size): the ids
-// beyond it are read as [UNK], as they have no embedding.
-void limit_to_embedding(text::Tokenizer& tokenizer, const config::Config& config) {
-  const int64_t rows = config.model.text.vocab_size;
-  if (rows <= 0 || tokenizer.vocab_size() <= rows) return;
-  log::warn(
-      "[tokenizer] the vocabulary has {} tokens but model.text.vocab_size is {}: ids {}..{} are "
-      "read as [UNK]",
-      tokenizer.vocab_size(), rows, rows, tokenizer.vocab_size() - 1);
-  tokenizer.limit_ids(rows);
-}
-
-}  // namespace
+namespace {}  // namespace
 
 std::map<std::string, std::string> artifact_files(const config::Config& config,
                                                   const Artifacts& artifacts) {
   std::map<std::string, std::string> files;
   files["config.yaml"] = config::dump_config(config);
-  files["classes.txt"] = join_lines(artifacts.class_names);
+  files["classes.txt"] = text::vocab_file(artifacts.class_names);
   if (!artifacts.aux_class_names.empty()) {
-    files["aux_classes.txt"] = join_lines(artifacts.aux_class_names);
+    files["aux_classes.txt"] = text::vocab_file(artifacts.aux_class_names);
   }
-  const auto* t = artifacts.tokenizer.get();
-  if (const auto* word = dynamic_cast<const text::WordTokenizer*>(t)) {
-    files["vocab.txt"] = join_lines(word->vocab());
-  } else if (const auto* wp = dynamic_cast<const text::WordPieceTokenizer*>(t)) {
-    std::vector<std::string> vocab;
-    for (int64_t i = 0; i < wp->vocab_size(); ++i) vocab.push_back(wp->token(i));
-    files["vocab.txt"] = join_lines(vocab);
-  } else if (const auto* sp = dynamic_cast<const text::SentencePieceTokenizer*>(t)) {
-    files["tokenizer.model"] = sp->serialized_model();
-  } else {
-    throw std::invalid_argument("artifact_files: unknown tokenizer");
-  }
+  for (auto& [name, bytes] : artifacts.tokenizer->files()) files[name] = std::move(bytes);
   return files;
-}
-
-std::shared_ptr<text::Tokenizer> make_tokenizer(const config::Config& config,
-                                                const std::vector<std::string>& texts) {
-  std::shared_ptr<text::Tokenizer> tokenizer;
-  switch (config.tokenizer.type) {
-    case config::TokenizerType::word:
-      tokenizer = std::make_shared<text::WordTokenizer>(text::WordTokenizer::build(texts));
-      break;
-    case config::TokenizerType::wordpiece: {
-      const std::string path =
-          !config.tokenizer.path.empty()
-              ? config.tokenizer.path
-              : (fs::path(config.model.text.pretrained) / "vocab.txt").string();
-      tokenizer = std::make_shared<text::WordPieceTokenizer>(text::WordPieceTokenizer::load(path));
-      break;
-    }
-    case config::TokenizerType::sentencepiece:
-      tokenizer = std::make_shared<text::SentencePieceTokenizer>(
-          text::SentencePieceTokenizer::load(config.tokenizer.path));
-      break;
-  }
-  limit_to_embedding(*tokenizer, config);
-  return tokenizer;
 }
 
 Artifacts artifacts_from_files(const config::Config& config,
@@ -106,31 +38,12 @@ Artifacts artifacts_from_files(const config::Config& config,
     return it->second;
   };
   Artifacts a;
-  a.class_names = split_lines(need("classes.txt"));
+  a.class_names = text::split_lines(need("classes.txt"));
   if (a.class_names.empty())
     throw std::runtime_error("checkpoint " + source + ": empty classes.txt");
   const auto aux = files.find("aux_classes.txt");
-  if (aux != files.end()) a.aux_class_names = split_lines(aux->second);
-  std::shared_ptr<text::Tokenizer> tokenizer;
-  try {
-    switch (config.tokenizer.type) {
-      case config::TokenizerType::word:
-        tokenizer = std::make_shared<text::WordTokenizer>(split_lines(need("vocab.txt")));
-        break;
-      case config::TokenizerType::wordpiece:
-        tokenizer = std::make_shared<text::WordPieceTokenizer>(split_lines(need("vocab.txt")));
-        break;
-      case config::TokenizerType::sentencepiece:
-        tokenizer = std::make_shared<text::SentencePieceTokenizer>(
-            text::SentencePieceTokenizer::from_serialized(need("tokenizer.model"),
-                                                          source + "/tokenizer.model"));
-        break;
-    }
-  } catch (const std::invalid_argument& e) {
-    throw std::runtime_error("checkpoint " + source + ": " + e.what());
-  }
-  limit_to_embedding(*tokenizer, config);
-  a.tokenizer = std::move(tokenizer);
+  if (aux != files.end()) a.aux_class_names = text::split_lines(aux->second);
+  a.tokenizer = text::tokenizer_from_files(config, files, source);
   return a;
 }
 

@@ -20,19 +20,11 @@ struct Artifacts {
   std::vector<std::string> aux_class_names;  ///< auxiliary counting categories (may be empty)
 };
 
-/// The artifact files of a checkpoint: config.yaml, the tokenizer (vocab.txt for word and
-/// wordpiece, tokenizer.model for sentencepiece), classes.txt and,
+/// The artifact files of a checkpoint: config.yaml, the tokenizer's files() (vocab.txt for word
+/// and wordpiece, tokenizer.model for sentencepiece; text/factory.h), classes.txt and,
 /// with an auxiliary counting head, aux_classes.txt.
 std::map<std::string, std::string> artifact_files(const config::Config& config,
                                                   const Artifacts& artifacts);
-
-/// The tokenizer `config.tokenizer` describes: word (its vocabulary built from `texts`),
-/// wordpiece (tokenizer.path, else model.text.pretrained/vocab.txt) or sentencepiece
-/// (tokenizer.path). Ids at or beyond model.text.vocab_size (a vocabulary file longer than the
-/// pretrained embedding table) are read as [UNK], with a warning. Throws std::runtime_error
-/// naming an unreadable file.
-std::shared_ptr<text::Tokenizer> make_tokenizer(const config::Config& config,
-                                                const std::vector<std::string>& texts);
 
 /// Reads the artifacts back from those files; `source` (the checkpoint) names them in errors.
 Artifacts artifacts_from_files(const config::Config& config,

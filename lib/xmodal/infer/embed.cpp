@@ -19,6 +19,7 @@
 #include "xmodal/io/safetensors.h"
 #include "xmodal/models/factory.h"
 #include "xmodal/models/pretrained.h"
+#include "xmodal/text/factory.h"
 
 namespace xmodal::infer {
 namespace {
@@ -58,7 +59,7 @@ Encoders from_config(const EmbedOptions& o, bool want_image, bool want_text) {
           "embed: tokenizer.type word builds its vocabulary while training; embed text with "
           "--checkpoint, or use tokenizer.type wordpiece/sentencepiece");
     }
-    auto tokenizer = checkpoint::make_tokenizer(e.config, {});
+    auto tokenizer = text::make_tokenizer(e.config, {});
     e.text = models::Bert(models::text_options(e.config, tokenizer->vocab_size()));
     e.tokenizer = tokenizer;
     if (!m.text.pretrained.empty()) {

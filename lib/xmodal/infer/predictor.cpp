@@ -18,8 +18,6 @@
 #include "xmodal/io/image.h"
 #include "xmodal/models/blocks.h"
 #include "xmodal/tasks/task.h"
-#include "xmodal/text/sentencepiece.h"
-#include "xmodal/text/wordpiece.h"
 
 namespace xmodal::infer {
 using nlohmann::json;
@@ -201,14 +199,7 @@ Explanation Predictor::explain(const Input& input, const std::string& method) {
   const auto* tokenizer = loaded_->artifacts.tokenizer.get();
   const auto token_text = [tokenizer](int64_t id) -> std::string {
     if (id < 0 || id >= tokenizer->vocab_size()) return std::to_string(id);
-    if (const auto* w = dynamic_cast<const text::WordTokenizer*>(tokenizer)) return w->vocab()[id];
-    if (const auto* wp = dynamic_cast<const text::WordPieceTokenizer*>(tokenizer)) {
-      return wp->token(id);
-    }
-    if (const auto* sp = dynamic_cast<const text::SentencePieceTokenizer*>(tokenizer)) {
-      return sp->piece(id);
-    }
-    return std::to_string(id);
+    return tokenizer->id_to_token(id);
   };
   for (int64_t i = 0; i < text_len; ++i) {
     if (p.encoding.mask[static_cast<size_t>(i)] == 0) break;

@@ -103,6 +103,10 @@ std::string SentencePieceTokenizer::serialized_model() const {
   return api().serialized(handle(sp_));
 }
 
+std::map<std::string, std::string> SentencePieceTokenizer::files() const {
+  return {{"tokenizer.model", serialized_model()}};
+}
+
 std::vector<std::string> SentencePieceTokenizer::tokenize(const std::string& text) const {
   std::vector<std::string> pieces;
   std::string error;

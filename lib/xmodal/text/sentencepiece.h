@@ -52,6 +52,9 @@ class SentencePieceTokenizer : public Tokenizer {
   std::string decode(const std::vector<int64_t>& ids) const;
   /// The piece of an id; throws std::out_of_range.
   std::string piece(int64_t id) const;
+  std::string id_to_token(int64_t id) const override { return piece(id); }
+  /// tokenizer.model (serialized_model()).
+  std::map<std::string, std::string> files() const override;
   /// The model's bytes, as a .model file holds them.
   std::string serialized_model() const;
   /// The file it was loaded from (or the name given to from_serialized()).

@@ -92,9 +92,22 @@ WordTokenizer WordTokenizer::load(const std::string& path) {
 }
 
 void WordTokenizer::save(const std::string& path) const {
+  io::write_file_atomic(path, vocab_file(vocab_));
+}
+
+std::string WordTokenizer::id_to_token(int64_t id) const {
+  if (id < 0 || id >= vocab_size()) throw std::out_of_range("token id " + std::to_string(id));
+  return vocab_[static_cast<size_t>(id)];
+}
+
+std::map<std::string, std::string> WordTokenizer::files() const {
+  return {{"vocab.txt", vocab_file(vocab_)}};
+}
+
+std::string vocab_file(const std::vector<std::string>& tokens) {
   std::string text;
-  for (const auto& token : vocab_) text += token + "\n";
-  io::write_file_atomic(path, text);
+  for (const auto& token : tokens) text += token + "\n";
+  return text;
 }
 
 }  // namespace xmodal::text

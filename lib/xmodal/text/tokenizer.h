@@ -31,6 +31,12 @@ class Tokenizer {
   virtual int64_t unk_id() const = 0;
   virtual int64_t cls_id() const = 0;
   virtual int64_t sep_id() const = 0;
+  /// The token (piece) of an id, as tokenize() spells it; throws std::out_of_range for an id
+  /// outside 0..vocab_size()-1.
+  virtual std::string id_to_token(int64_t id) const = 0;
+  /// What a checkpoint stores of this tokenizer, by file name (word and wordpiece: vocab.txt;
+  /// sentencepiece: tokenizer.model); text/factory.h reads them back.
+  virtual std::map<std::string, std::string> files() const = 0;
 
   /// [CLS] tokens [SEP], truncated to max_length (keeping [SEP]) and padded to it.
   Encoding encode(const std::string& text, int max_length) const;
@@ -50,6 +56,9 @@ class Tokenizer {
  private:
   int64_t id_limit_ = 0;
 };
+
+/// A vocabulary file's text: one token per line, the line number being the id.
+std::string vocab_file(const std::vector<std::string>& tokens);
 
 /// Word-level tokenizer: lower-case ASCII, runs of letters/digits/apostrophes are words, every
 /// other non-space character is a token of its own. Ids 0..3 are [PAD] [UNK] [CLS] [SEP].
@@ -71,6 +80,8 @@ class WordTokenizer : public Tokenizer {
   int64_t unk_id() const override { return 1; }
   int64_t cls_id() const override { return 2; }
   int64_t sep_id() const override { return 3; }
+  std::string id_to_token(int64_t id) const override;
+  std::map<std::string, std::string> files() const override;
   const std::vector<std::string>& vocab() const { return vocab_; }
 
  private:

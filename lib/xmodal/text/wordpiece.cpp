@@ -109,6 +109,10 @@ WordPieceTokenizer WordPieceTokenizer::load(const std::string& vocab_path,
   }
 }
 
+std::map<std::string, std::string> WordPieceTokenizer::files() const {
+  return {{"vocab.txt", vocab_file(vocab_)}};
+}
+
 int64_t WordPieceTokenizer::find(std::string_view piece, bool continuation) const {
   const uint64_t h = continuation ? fnv1a(piece, kContinuationHash) : fnv1a(piece);
   const size_t mask = slots_.size() - 1;

@@ -86,6 +86,9 @@ class WordPieceTokenizer : public Tokenizer {
 
   /// The token with this id; throws std::out_of_range.
   const std::string& token(int64_t id) const { return vocab_.at(static_cast<size_t>(id)); }
+  std::string id_to_token(int64_t id) const override { return token(id); }
+  /// vocab.txt, one token per line.
+  std::map<std::string, std::string> files() const override;
   const WordPieceOptions& options() const { return options_; }
 
  private:

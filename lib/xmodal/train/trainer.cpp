@@ -27,6 +27,7 @@
 #include "xmodal/models/import.h"
 #include "xmodal/models/pretrained.h"
 #include "xmodal/tasks/task.h"
+#include "xmodal/text/factory.h"
 #include "xmodal/train/distributed.h"
 #include "xmodal/train/early_stopping.h"
 #include "xmodal/train/encoder_init.h"
@@ -303,7 +304,7 @@ void Trainer::load_data() {
       for (const auto& e : train_data_->examples)
         texts.insert(texts.end(), e.texts.begin(), e.texts.end());
     }
-    artifacts_.tokenizer = make_tokenizer(config_, texts);
+    artifacts_.tokenizer = text::make_tokenizer(config_, texts);
     artifacts_.class_names = train_data_->class_names;
     artifacts_.aux_class_names = train_data_->aux_class_names;
   }
