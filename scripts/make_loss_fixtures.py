@@ -1,0 +1,104 @@
+#!/usr/bin/python3
+"""Writes tests/data/models/losses.safetensors: the task losses of DESIGN.md section 3 computed
+by PyTorch, independently of xmodal, for tests/models/losses_test.cpp.
+
+Run with Debian's Python (python3-torch 1.13):
+    /usr/bin/python3 scripts/make_loss_fixtures.py [OUT_DIR]     # default tests/data/models
+
+Every loss is a SUM over the samples of the batch (the trainer divides by the samples of a whole
+accumulation group). Inputs are seeded random; for each loss the file holds its inputs, the
+value ("<loss>.total", and for counting its parts) and the gradient of the total with respect
+to the logits ("<loss>.grad.*"):
+  vqa       BCE-with-logits against soft scores (0, 0.3, 0.6, 0.9, 1), summed over answers;
+            checked here against ViLT / Hugging Face's form (mean BCE x number of answers x B)
+  counting  presence BCE (target: count > 0, or a crowd region) averaged over categories, plus
+            count cross-entropy (targets clamped to max_count) averaged over categories with the
+            (image, category) pairs whose count is unknown (crowd) left out; weights 0.7 and
+            1.3; written as loops over samples and categories, not as xmodal's tensor form
+  classify  cross-entropy of class logits
+  dense     per-patch BCE summed over categories, averaged over patches
+"""
+import os
+import sys
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_model_fixtures import ROOT, save_safetensors  # noqa: E402
+
+PRESENCE_WEIGHT, COUNT_WEIGHT = 0.7, 1.3
+
+
+def vqa(t):
+    g = torch.Generator().manual_seed(1)
+    logits = (torch.randn(5, 7, generator=g) * 2).requires_grad_()
+    levels = torch.tensor([0.0, 0.3, 0.6, 0.9, 1.0])
+    targets = levels[torch.randint(0, 5, (5, 7), generator=g)]
+    total = F.binary_cross_entropy_with_logits(logits, targets, reduction="none").sum()
+    vilt = F.binary_cross_entropy_with_logits(logits, targets) * targets.shape[1] * 5
+    assert torch.allclose(total, vilt), (total, vilt)
+    total.backward()
+    t.update({"vqa.logits": logits.detach(), "vqa.targets": targets, "vqa.total": total.detach(),
+              "vqa.grad.logits": logits.grad})
+
+
+def counting(t):
+    g = torch.Generator().manual_seed(2)
+    b, c, k = 4, 3, 5  # max_count 5: count classes 0..5
+    presence = torch.randn(b, c, generator=g).requires_grad_()
+    counts = torch.randn(b, c, k + 1, generator=g).requires_grad_()
+    targets = torch.randint(0, 9, (b, c), generator=g)  # some above max_count
+    targets[0, 0] = 0
+    crowd = torch.rand(b, c, generator=g) < 0.3
+    crowd[1, 2] = True
+    presence_sum = torch.zeros(())
+    count_sum = torch.zeros(())
+    for i in range(b):
+        bce, ce = torch.zeros(()), torch.zeros(())
+        for j in range(c):
+            n = min(int(targets[i, j]), k)
+            present = 1.0 if (n > 0 or bool(crowd[i, j])) else 0.0
+            bce = bce + F.binary_cross_entropy_with_logits(presence[i, j], torch.tensor(present))
+            if not bool(crowd[i, j]):  # count unknown: no count loss
+                ce = ce + F.cross_entropy(counts[i, j].unsqueeze(0), torch.tensor([n]))
+        presence_sum = presence_sum + bce / c
+        count_sum = count_sum + ce / c
+    total = PRESENCE_WEIGHT * presence_sum + COUNT_WEIGHT * count_sum
+    total.backward()
+    t.update({"counting.presence": presence.detach(), "counting.counts": counts.detach(),
+              "counting.targets": targets, "counting.crowd": crowd,
+              "counting.weights": torch.tensor([PRESENCE_WEIGHT, COUNT_WEIGHT], dtype=torch.float64),
+              "counting.total": total.detach(), "counting.presence_part": presence_sum.detach(),
+              "counting.count_part": count_sum.detach(),
+              "counting.grad.presence": presence.grad, "counting.grad.counts": counts.grad})
+
+
+def classify(t):
+    g = torch.Generator().manual_seed(3)
+    logits = (torch.randn(6, 10, generator=g) * 3).requires_grad_()
+    labels = torch.randint(0, 10, (6,), generator=g)
+    total = F.cross_entropy(logits, labels, reduction="sum")
+    total.backward()
+    t.update({"classify.logits": logits.detach(), "classify.labels": labels,
+              "classify.total": total.detach(), "classify.grad.logits": logits.grad})
+
+
+def dense(t):
+    g = torch.Generator().manual_seed(4)
+    logits = torch.randn(2, 16, 3, generator=g).requires_grad_()
+    targets = (torch.rand(2, 16, 3, generator=g) < 0.2).float()
+    per_patch = F.binary_cross_entropy_with_logits(logits, targets, reduction="none").sum(2)
+    total = per_patch.mean(1).sum()
+    total.backward()
+    t.update({"dense.logits": logits.detach(), "dense.targets": targets,
+              "dense.total": total.detach(), "dense.grad.logits": logits.grad})
+
+
+if __name__ == "__main__":
+    out_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "tests", "data", "models")
+    tensors = {}
+    for make in (vqa, counting, classify, dense):
+        make(tensors)
+    save_safetensors(os.path.join(out_dir, "losses.safetensors"), tensors,
+                     {"torch": torch.__version__, "script": "scripts/make_loss_fixtures.py"})

@@ -1,0 +1,100 @@
+// The task losses against PyTorch (tests/data/models/losses.safetensors, made by
+// scripts/make_loss_fixtures.py): values and gradients.
+#include "xmodal/models/losses.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "../support/fixtures.h"
+
+namespace xmodal::models {
+namespace {
+
+using xmodal::testing::max_abs_diff;
+
+class Losses : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    fixture_ = new auto(xmodal::testing::load_fixture("models/losses.safetensors"));
+  }
+  static void TearDownTestSuite() {
+    delete fixture_;
+    fixture_ = nullptr;
+  }
+  static const torch::Tensor& at(const std::string& name) { return fixture_->at(name); }
+  // A leaf copy of a fixture input that collects gradients.
+  static torch::Tensor input(const std::string& name) {
+    return at(name).clone().requires_grad_(true);
+  }
+  static void expect_close(const torch::Tensor& got, const std::string& name) {
+    ASSERT_EQ(got.sizes(), at(name).sizes()) << name;
+    EXPECT_LT(max_abs_diff(got, at(name)), 1e-5 * (1 + at(name).abs().max().item<double>()))
+        << name;
+  }
+
+ private:
+  static inline std::map<std::string, torch::Tensor>* fixture_ = nullptr;
+};
+
+TEST_F(Losses, VqaIsBceOnSoftScoresSummedOverAnswersAndSamples) {
+  auto logits = input("vqa.logits");
+  const auto sums = vqa_loss(logits, at("vqa.targets"));
+  expect_close(sums.total, "vqa.total");
+  sums.total.backward();
+  expect_close(logits.grad(), "vqa.grad.logits");
+  EXPECT_THROW(vqa_loss(logits, at("vqa.targets").narrow(1, 0, 3)), std::invalid_argument);
+}
+
+TEST_F(Losses, CountingLeavesCrowdCountsOutAndWeighsItsParts) {
+  auto presence = input("counting.presence");
+  auto counts = input("counting.counts");
+  const auto w = at("counting.weights");
+  const LossWeights weights{w[0].item<double>(), w[1].item<double>()};
+  const auto sums =
+      counting_loss(presence, counts, at("counting.targets"), at("counting.crowd"), weights);
+  expect_close(sums.total, "counting.total");
+  expect_close(sums.presence, "counting.presence_part");
+  expect_close(sums.count, "counting.count_part");
+  sums.total.backward();
+  expect_close(presence.grad(), "counting.grad.presence");
+  expect_close(counts.grad(), "counting.grad.counts");
+
+  // A crowd pair's count logits get no gradient at all; a known pair's do.
+  const auto crowd = at("counting.crowd");
+  ASSERT_TRUE(crowd[1][2].item<bool>());
+  EXPECT_EQ(counts.grad()[1][2].abs().sum().item<double>(), 0.0);
+  ASSERT_FALSE(crowd[0][0].item<bool>());
+  EXPECT_GT(counts.grad()[0][0].abs().sum().item<double>(), 0.0);
+  // Without crowd information every count is known: a larger count part.
+  const auto all_known = counting_loss(presence, counts, at("counting.targets"), {}, weights);
+  EXPECT_GT(all_known.count.item<double>(), sums.count.item<double>());
+}
+
+TEST_F(Losses, ClassifyIsCrossEntropySummedOverSamples) {
+  auto logits = input("classify.logits");
+  const auto sums = classify_loss(logits, at("classify.labels"));
+  expect_close(sums.total, "classify.total");
+  sums.total.backward();
+  expect_close(logits.grad(), "classify.grad.logits");
+}
+
+TEST_F(Losses, DenseIsPatchBceSummedOverCategoriesAveragedOverPatches) {
+  auto logits = input("dense.logits");
+  const auto total = dense_loss(logits, at("dense.targets"));
+  expect_close(total, "dense.total");
+  total.backward();
+  expect_close(logits.grad(), "dense.grad.logits");
+}
+
+// The sum form is what makes accumulation exact: two halves add up to the whole batch.
+TEST_F(Losses, SumsOfTwoHalvesEqualTheWholeBatch) {
+  const auto logits = at("vqa.logits");
+  const auto targets = at("vqa.targets");
+  const auto whole = vqa_loss(logits, targets).total.item<double>();
+  const auto halves = vqa_loss(logits.narrow(0, 0, 2), targets.narrow(0, 0, 2)).total +
+                      vqa_loss(logits.narrow(0, 2, 3), targets.narrow(0, 2, 3)).total;
+  EXPECT_NEAR(halves.item<double>(), whole, 1e-5 * whole);
+}
+
+}  // namespace
+}  // namespace xmodal::models
