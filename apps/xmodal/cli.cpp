@@ -174,11 +174,8 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
   std::signal(SIGXFSZ, SIG_IGN);
   try {
     log::set_level(log::parse_level(ctx.log_level));
-    if (!ctx.log_file.empty()) log::set_file(ctx.log_file);
+    const log::ScopedFile log_file(ctx.log_file);
     select_blas_kernel();  // before any matrix product: the kernels for this CPU, checked
-    struct CloseLog {
-      ~CloseLog() { log::close_file(); }
-    } close_log;
     const int rc = ctx.action ? ctx.action() : 0;
     // Results go to stdout: a full disk, a closed pipe or a closed stdout loses them, and the
     // exit code must say so (`xmodal predict ... > /dev/full` is not a success).

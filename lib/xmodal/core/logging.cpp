@@ -127,4 +127,20 @@ void write(Level level, std::string_view message) {
   if (s.file_sink) s.file_sink->flush();
 }
 
+ScopedFile::ScopedFile(const std::string& path) : open_(!path.empty()) {
+  if (open_) set_file(path);
+}
+
+ScopedFile::~ScopedFile() {
+  if (open_) close_file();
+}
+
+ScopedLevel::ScopedLevel(bool set, Level level) : set_(set), saved_(xmodal::log::level()) {
+  if (set_) set_level(level);
+}
+
+ScopedLevel::~ScopedLevel() {
+  if (set_) set_level(saved_);
+}
+
 }  // namespace xmodal::log

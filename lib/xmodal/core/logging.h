@@ -31,6 +31,31 @@ void set_file(const std::string& path);
 /// Stops writing to the file set by set_file (flushes it first).
 void close_file();
 
+/// set_file() for a scope (nothing for an empty path), close_file() at its end.
+class ScopedFile {
+ public:
+  explicit ScopedFile(const std::string& path);
+  ~ScopedFile();
+  ScopedFile(const ScopedFile&) = delete;
+  ScopedFile& operator=(const ScopedFile&) = delete;
+
+ private:
+  bool open_;
+};
+
+/// set_level() for a scope, when `set` (the previous level back at its end).
+class ScopedLevel {
+ public:
+  ScopedLevel(bool set, Level level);
+  ~ScopedLevel();
+  ScopedLevel(const ScopedLevel&) = delete;
+  ScopedLevel& operator=(const ScopedLevel&) = delete;
+
+ private:
+  bool set_;
+  Level saved_;
+};
+
 /// Writes one message at `level` to every sink.
 void write(Level level, std::string_view message);
 

@@ -1,5 +1,9 @@
 #include "xmodal/train/progress.h"
 
+#include <torch/csrc/autograd/profiler_legacy.h>
+
+#include <cstdlib>
+
 #include "xmodal/core/logging.h"
 #include "xmodal/train/metrics_log.h"
 
@@ -73,5 +77,19 @@ Progress::Pause::~Pause() {
 double Progress::elapsed_seconds() const { return elapsed_before_ + seconds_since(loop_start_); }
 
 double Progress::train_seconds() const { return seconds_since(loop_start_) - paused_s_; }
+
+StepProfiler::StepProfiler() : path_(std::getenv("XMODAL_PROFILE")) {}
+
+StepProfiler::~StepProfiler() = default;
+
+void StepProfiler::before_step(int64_t steps_done) {
+  if (path_ != nullptr && steps_done == 10) {
+    profile_ = std::make_unique<torch::autograd::profiler::RecordProfile>(path_);
+  }
+  if (profile_ && steps_done == 20) {
+    profile_.reset();
+    log::info("[train] profile of steps 11-20 written to {}", path_);
+  }
+}
 
 }  // namespace xmodal::train

@@ -7,8 +7,13 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 
 #include "xmodal/config/config.h"
+
+namespace torch::autograd::profiler {
+struct RecordProfile;
+}
 
 namespace xmodal::train {
 
@@ -60,6 +65,22 @@ class Progress {
   double data_wait_s_ = 0, paused_s_ = 0;
   double interval_loss_ = 0, interval_wait_s_ = 0;
   int64_t interval_steps_ = 0, interval_samples_ = 0;
+};
+
+/// XMODAL_PROFILE=FILE: a Chrome trace of training steps 11..20 (every LibTorch op, forward
+/// and backward) for performance work; scripts/bench/profile_summary.py summarises it.
+class StepProfiler {
+ public:
+  StepProfiler();
+  ~StepProfiler();
+  StepProfiler(const StepProfiler&) = delete;
+  StepProfiler& operator=(const StepProfiler&) = delete;
+  /// Called before each step with the steps this process has done.
+  void before_step(int64_t steps_done);
+
+ private:
+  const char* path_;
+  std::unique_ptr<torch::autograd::profiler::RecordProfile> profile_;
 };
 
 }  // namespace xmodal::train

@@ -11,6 +11,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "xmodal/core/logging.h"
 #include "xmodal/core/strings.h"
 
 namespace xmodal::train {
@@ -125,6 +126,66 @@ std::string saved_run_config(const std::string& run_dir) {
   const fs::path resolved = fs::path(run_dir) / kResolvedConfig;
   std::error_code ec;
   return (fs::exists(resolved, ec) ? resolved : fs::path(run_dir) / "config.yaml").string();
+}
+
+ClaimedRun claim_run_folder(const std::string& run_dir, const std::string& config_file, bool resume,
+                            bool rank0) {
+  ClaimedRun run;
+  if (rank0) {
+    run.claim = check_run_folder(run_dir, config_file, resume);
+    std::error_code ec;
+    fs::create_directories(run_dir, ec);
+    if (ec) {
+      throw std::runtime_error("run directory " + run_dir + ": cannot create: " + ec.message());
+    }
+    if (::access(run_dir.c_str(), W_OK) != 0) {
+      throw std::runtime_error("run directory " + run_dir + ": not writable");
+    }
+    run.lock = std::make_unique<RunFolderLock>(run_dir);  // a second `train` fails here
+  }
+  run.debris = rank0 ? checkpoint::remove_debris(run_dir) : 0;
+  const auto existing = checkpoint::checkpoint_steps(run_dir);
+  if (resume) {
+    run.resume_from = checkpoint::latest_checkpoint(run_dir);
+    if (run.resume_from.empty()) {
+      throw std::runtime_error("run directory " + run_dir + ": no complete checkpoint to resume" +
+                               (existing.empty() ? "" : " (every checkpoint failed to load)"));
+    }
+  } else if (!existing.empty()) {
+    throw std::invalid_argument(
+        "run directory " + run_dir + " already holds a run (checkpoints/step-" +
+        std::to_string(existing.back()) + "); continue it with `xmodal train --resume " + run_dir +
+        "` or choose another --run-dir");
+  }
+  return run;
+}
+
+void check_resumable(const checkpoint::TrainState& saved, const checkpoint::TrainState& planned,
+                     int64_t batches_per_epoch, const std::string& dir) {
+  if (saved.total_steps != planned.total_steps || saved.warmup_steps != planned.warmup_steps ||
+      saved.schedule != planned.schedule || saved.base_lr != planned.base_lr) {
+    log::warn(
+        "[train] the schedule differs from the checkpoint's ({} steps, warmup {}, {}, lr {}): "
+        "the resumed run will not match an uninterrupted one",
+        saved.total_steps, saved.warmup_steps, saved.schedule, saved.base_lr);
+  }
+  if (saved.world_size != planned.world_size) {
+    throw std::invalid_argument(
+        "checkpoint " + dir + " was written by a run of " + std::to_string(saved.world_size) +
+        " process(es); resume it with the same number (" +
+        (saved.world_size > 1 ? "--nproc " + std::to_string(saved.world_size)
+                              : std::string("no --nproc")) +
+        "): its data position counts batches of batch_size x processes. To continue with "
+        "another number, start a new run from its weights (model.vision.init_from / "
+        "model.text.init_from)");
+  }
+  if (saved.batch < 0 || saved.batch > batches_per_epoch) {  // state.json edited or corrupt
+    throw std::runtime_error("checkpoint " + dir + ": its data position (batch " +
+                             std::to_string(saved.batch) + ") is outside the epoch of " +
+                             std::to_string(batches_per_epoch) +
+                             " batches; the data set or train.batch_size changed, or state.json "
+                             "is damaged");
+  }
 }
 
 }  // namespace xmodal::train

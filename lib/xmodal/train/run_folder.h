@@ -11,7 +11,11 @@
 // same folder fails at once naming it, and the kernel releases it on any exit, SIGKILL included.
 #pragma once
 
+#include <cstdint>
+#include <memory>
 #include <string>
+
+#include "xmodal/checkpoint/checkpoint.h"
 
 namespace xmodal::train {
 
@@ -52,5 +56,26 @@ RunFolderClaim check_run_folder(const std::string& run_dir, const std::string& c
 /// The config a resumed run continues with: RUN_DIR/config.resolved.yaml if the run wrote one,
 /// else RUN_DIR/config.yaml.
 std::string saved_run_config(const std::string& run_dir);
+
+/// A run folder taken for training.
+struct ClaimedRun {
+  RunFolderClaim claim;
+  std::unique_ptr<RunFolderLock> lock;  ///< held by rank 0
+  int debris = 0;                       ///< leftovers of a killed run removed
+  std::string resume_from;              ///< resume: the newest valid checkpoint
+};
+
+/// Takes `run_dir` for a run: on rank 0 check_run_folder(), creation, a writability check and
+/// the lock; then the debris of a killed run is removed, and a resumed run finds its newest
+/// valid checkpoint (std::runtime_error when there is none) while a fresh one refuses a folder
+/// that holds checkpoints (std::invalid_argument, saying how to continue it).
+ClaimedRun claim_run_folder(const std::string& run_dir, const std::string& config_file, bool resume,
+                            bool rank0);
+
+/// A checkpoint's state continues a run only when its processes and data position fit;
+/// `planned` is the state the run's own config gives. A changed schedule is warned about (the
+/// resumed run then differs from an uninterrupted one). `dir` names the checkpoint in errors.
+void check_resumable(const checkpoint::TrainState& saved, const checkpoint::TrainState& planned,
+                     int64_t batches_per_epoch, const std::string& dir);
 
 }  // namespace xmodal::train
