@@ -101,22 +101,32 @@ std::vector<std::pair<std::string, MetricMode>> task_metrics(Task task) {
   return {};
 }
 
-void validate(const Config& c) {
-  std::vector<std::string> problems;
-  // Each problem is reported at the place its first key was set.
-  auto problem = [&](const std::string& key, const std::string& text) {
-    const std::string where = c.origin(key);
-    problems.push_back((where == "default" ? std::string() : where + ": ") + text);
-  };
+namespace {
 
+// The problems of a config, each reported at the place its first key was set.
+class Problems {
+ public:
+  explicit Problems(const Config& c) : c_(c) {}
+  void add(const std::string& key, const std::string& text) {
+    const std::string where = c_.origin(key);
+    list.push_back((where == "default" ? std::string() : where + ": ") + text);
+  }
+  std::vector<std::string> list;
+
+ private:
+  const Config& c_;
+};
+
+// The device, and the sizes the layers need to fit together.
+void check_device_and_shapes(const Config& c, Problems& p) {
   const std::string device_problem = check_device_spec(c.run.device);
-  if (!device_problem.empty()) problem("run.device", "run.device: " + device_problem);
+  if (!device_problem.empty()) p.add("run.device", "run.device: " + device_problem);
 
   auto check_heads = [&](const std::string& section, int hidden, int heads) {
     if (hidden % heads != 0) {
-      problem(section + ".heads", section + ".hidden (" + std::to_string(hidden) +
-                                      ") must be divisible by " + section + ".heads (" +
-                                      std::to_string(heads) + ")");
+      p.add(section + ".heads", section + ".hidden (" + std::to_string(hidden) +
+                                    ") must be divisible by " + section + ".heads (" +
+                                    std::to_string(heads) + ")");
     }
   };
   check_heads("model.vision", c.model.vision.hidden, c.model.vision.heads);
@@ -124,119 +134,141 @@ void validate(const Config& c) {
   check_heads("model.fusion", c.model.fusion.hidden, c.model.fusion.heads);
 
   if (c.data.image_size % c.model.vision.patch_size != 0) {
-    problem("model.vision.patch_size",
-            "model.vision.patch_size (" + std::to_string(c.model.vision.patch_size) +
-                ") must divide data.image_size (" + std::to_string(c.data.image_size) +
-                ", set at " + c.origin("data.image_size") + ")");
+    p.add("model.vision.patch_size",
+          "model.vision.patch_size (" + std::to_string(c.model.vision.patch_size) +
+              ") must divide data.image_size (" + std::to_string(c.data.image_size) + ", set at " +
+              c.origin("data.image_size") + ")");
   }
+}
+
+// The auxiliary losses need an image encoder and a task with object instances.
+void check_aux_losses(const Config& c, Problems& p) {
   if (c.train.aux.counting > 0 && c.model.fusion.mode == FusionMode::text_only) {
-    problem("train.aux.counting",
-            "train.aux.counting needs the image encoder; model.fusion.mode "
-            "is text_only (set train.aux.counting: 0)");
+    p.add("train.aux.counting",
+          "train.aux.counting needs the image encoder; model.fusion.mode "
+          "is text_only (set train.aux.counting: 0)");
   }
   if (c.train.aux.counting > 0 && c.task != Task::vqa) {
-    problem("train.aux.counting",
-            "train.aux.counting is for task vqa (counting is the task "
-            "itself)");
+    p.add("train.aux.counting",
+          "train.aux.counting is for task vqa (counting is the task "
+          "itself)");
   }
   if (c.train.aux.dense > 0 && c.model.fusion.mode == FusionMode::text_only) {
-    problem("train.aux.dense",
-            "train.aux.dense needs the image encoder; model.fusion.mode "
-            "is text_only (set train.aux.dense: 0)");
+    p.add("train.aux.dense",
+          "train.aux.dense needs the image encoder; model.fusion.mode "
+          "is text_only (set train.aux.dense: 0)");
   }
+}
+
+// The conv stem's patch, the text length and the tokenizer's files.
+void check_stem_and_text(const Config& c, Problems& p) {
   const int patch = c.model.vision.patch_size;
   if (c.model.vision.stem == Stem::conv && (patch & (patch - 1)) != 0) {
-    problem("model.vision.patch_size", "model.vision.patch_size (" + std::to_string(patch) +
-                                           ") must be a power of 2 with model.vision.stem conv");
+    p.add("model.vision.patch_size", "model.vision.patch_size (" + std::to_string(patch) +
+                                         ") must be a power of 2 with model.vision.stem conv");
   }
   if (c.model.text.max_position < c.data.max_text_len) {
-    problem("model.text.max_position",
-            "model.text.max_position (" + std::to_string(c.model.text.max_position) +
-                ") must be >= data.max_text_len (" + std::to_string(c.data.max_text_len) +
-                ", set at " + c.origin("data.max_text_len") + ")");
+    p.add("model.text.max_position",
+          "model.text.max_position (" + std::to_string(c.model.text.max_position) +
+              ") must be >= data.max_text_len (" + std::to_string(c.data.max_text_len) +
+              ", set at " + c.origin("data.max_text_len") + ")");
   }
   if (c.tokenizer.type != TokenizerType::word && c.tokenizer.path.empty() &&
       c.model.text.pretrained.empty()) {
-    problem("tokenizer.type",
-            "tokenizer.type " + to_string(c.tokenizer.type) + " needs tokenizer.path (" +
-                (c.tokenizer.type == TokenizerType::wordpiece ? "a BERT vocab.txt"
-                                                              : "a SentencePiece .model") +
-                ") or model.text.pretrained");
+    p.add("tokenizer.type",
+          "tokenizer.type " + to_string(c.tokenizer.type) + " needs tokenizer.path (" +
+              (c.tokenizer.type == TokenizerType::wordpiece ? "a BERT vocab.txt"
+                                                            : "a SentencePiece .model") +
+              ") or model.text.pretrained");
   }
+}
+
+// What the precision, the step count and the warmup allow.
+void check_precision_and_schedule(const Config& c, Problems& p) {
   if (c.train.precision == Precision::fp16) {
     // fp16 gradients underflow without a dynamic loss scaler (torch.cuda.amp.GradScaler), which
     // LibTorch 1.13's C++ API lacks and xmodal does not implement yet.
-    problem("train.precision",
-            "train.precision fp16 needs dynamic loss scaling, which xmodal does not have yet; "
-            "use bf16 (CUDA), which keeps fp32's exponent range, or fp32");
+    p.add("train.precision",
+          "train.precision fp16 needs dynamic loss scaling, which xmodal does not have yet; "
+          "use bf16 (CUDA), which keeps fp32's exponent range, or fp32");
   }
   if (c.train.precision == Precision::bf16 && c.run.device == "cpu") {
-    problem("train.precision",
-            "train.precision bf16 is not supported on the CPU yet (LibTorch 1.13's CPU "
-            "autocast fails in this model's backward); use fp32");
+    p.add("train.precision",
+          "train.precision bf16 is not supported on the CPU yet (LibTorch 1.13's CPU "
+          "autocast fails in this model's backward); use fp32");
   }
   if (c.train.max_steps == 0 && c.train.epochs == 0) {
-    problem("train.epochs", "train.max_steps and train.epochs are both 0: nothing to train");
+    p.add("train.epochs", "train.max_steps and train.epochs are both 0: nothing to train");
   }
   if (c.train.warmup >= 1.0 && c.train.warmup != std::floor(c.train.warmup)) {
-    problem("train.warmup", "train.warmup (" + detail::scalar_text(c.train.warmup) +
-                                ") is >= 1, so it counts steps and must be a whole number "
-                                "(use a value below 1 for a fraction of the steps)");
+    p.add("train.warmup", "train.warmup (" + detail::scalar_text(c.train.warmup) +
+                              ") is >= 1, so it counts steps and must be a whole number "
+                              "(use a value below 1 for a fraction of the steps)");
   }
+}
 
+// Normalisation, augmentation, and which data sets serve which task.
+void check_data(const Config& c, Problems& p) {
   for (const auto& [key, values] :
        {std::pair{"data.mean", c.data.mean}, {"data.std", c.data.stddev}}) {
     if (values.size() != 3) {
-      problem(key, std::string(key) + ": expected 3 values (R, G, B), got " +
-                       std::to_string(values.size()));
+      p.add(key, std::string(key) + ": expected 3 values (R, G, B), got " +
+                     std::to_string(values.size()));
     }
   }
   const auto& zoom = c.data.augment.zoom_out;
   if (!zoom.empty() && (zoom.size() != 2 || !(zoom[0] >= 1) || !(zoom[1] >= zoom[0]))) {
-    problem("data.augment.zoom_out",
-            "data.augment.zoom_out: expected [min, max] with 1 <= min <= max, or [] (off)");
+    p.add("data.augment.zoom_out",
+          "data.augment.zoom_out: expected [min, max] with 1 <= min <= max, or [] (off)");
   }
   for (double s : c.data.stddev) {
-    if (!(s > 0)) problem("data.std", "data.std: every value must be > 0");
+    if (!(s > 0)) p.add("data.std", "data.std: every value must be > 0");
   }
 
   if (c.task == Task::vqa && c.data.dataset == Dataset::coco) {
-    problem("data.dataset", "data.dataset coco has no questions: task vqa needs vqa or scenes");
+    p.add("data.dataset", "data.dataset coco has no questions: task vqa needs vqa or scenes");
   }
   if (c.task == Task::counting && c.data.dataset == Dataset::vqa) {
-    problem("data.dataset",
-            "data.dataset vqa has no object counts: task counting needs coco or scenes");
+    p.add("data.dataset",
+          "data.dataset vqa has no object counts: task counting needs coco or scenes");
   }
   const bool class_data =
       c.data.dataset == Dataset::fashion_mnist || c.data.dataset == Dataset::image_folder;
   if (c.task == Task::classify && !class_data) {
-    problem("data.dataset", "task classify needs data.dataset fashion_mnist or image_folder, not " +
-                                to_string(c.data.dataset));
+    p.add("data.dataset", "task classify needs data.dataset fashion_mnist or image_folder, not " +
+                              to_string(c.data.dataset));
   }
   if (c.task != Task::classify && class_data) {
-    problem("data.dataset", "data.dataset " + to_string(c.data.dataset) +
-                                " has image labels only: it needs task: classify");
+    p.add("data.dataset", "data.dataset " + to_string(c.data.dataset) +
+                              " has image labels only: it needs task: classify");
   }
   if (c.task == Task::classify && (c.train.aux.counting > 0 || c.train.aux.dense > 0)) {
-    problem(c.train.aux.dense > 0 ? "train.aux.dense" : "train.aux.counting",
-            "task classify has no object instances for the auxiliary losses (train.aux.*: 0)");
+    p.add(c.train.aux.dense > 0 ? "train.aux.dense" : "train.aux.counting",
+          "task classify has no object instances for the auxiliary losses (train.aux.*: 0)");
   }
   if (c.task == Task::classify && !c.model.text.init_from.empty()) {
-    problem("model.text.init_from", "task classify has no text encoder to initialise");
+    p.add("model.text.init_from", "task classify has no text encoder to initialise");
   }
+}
+
+// A frozen encoder must have been loaded from somewhere.
+void check_freezing(const Config& c, Problems& p) {
   if (c.model.vision.freeze_steps > 0 && c.model.vision.init_from.empty() &&
       c.model.vision.pretrained.empty()) {
-    problem("model.vision.freeze_steps",
-            "model.vision.freeze_steps would hold a randomly initialised encoder fixed; set "
-            "model.vision.init_from or model.vision.pretrained");
+    p.add("model.vision.freeze_steps",
+          "model.vision.freeze_steps would hold a randomly initialised encoder fixed; set "
+          "model.vision.init_from or model.vision.pretrained");
   }
   if (c.model.text.freeze_steps > 0 && c.model.text.init_from.empty() &&
       c.model.text.pretrained.empty()) {
-    problem("model.text.freeze_steps",
-            "model.text.freeze_steps would hold a randomly initialised encoder fixed; set "
-            "model.text.init_from or model.text.pretrained");
+    p.add("model.text.freeze_steps",
+          "model.text.freeze_steps would hold a randomly initialised encoder fixed; set "
+          "model.text.init_from or model.text.pretrained");
   }
+}
 
+// train.early_stopping.metric must be one of the task's, in its direction.
+void check_early_stopping(const Config& c, Problems& p) {
   const auto metrics = task_metrics(c.task);
   const auto& es = c.train.early_stopping;
   std::vector<std::string> names;
@@ -248,15 +280,27 @@ void validate(const Config& c) {
                        to_string(c.task) + " (expected one of: " + join(names, ", ") + ")";
     const std::string guess = closest_match(es.metric, names);
     if (!guess.empty()) text += "; did you mean " + guess + "?";
-    problem("train.early_stopping.metric", text);
+    p.add("train.early_stopping.metric", text);
   } else if (found->second != es.mode) {
-    problem("train.early_stopping.mode",
-            "train.early_stopping.mode is " + to_string(es.mode) + " but " + es.metric +
-                " is better when " + (found->second == MetricMode::max ? "higher" : "lower") +
-                " (set mode: " + to_string(found->second) + ")");
+    p.add("train.early_stopping.mode", "train.early_stopping.mode is " + to_string(es.mode) +
+                                           " but " + es.metric + " is better when " +
+                                           (found->second == MetricMode::max ? "higher" : "lower") +
+                                           " (set mode: " + to_string(found->second) + ")");
   }
+}
 
-  if (!problems.empty()) throw ConfigError(problems);
+}  // namespace
+
+void validate(const Config& c) {
+  Problems p(c);
+  check_device_and_shapes(c, p);
+  check_aux_losses(c, p);
+  check_stem_and_text(c, p);
+  check_precision_and_schedule(c, p);
+  check_data(c, p);
+  check_freezing(c, p);
+  check_early_stopping(c, p);
+  if (!p.list.empty()) throw ConfigError(p.list);
 }
 
 }  // namespace xmodal::config

@@ -165,6 +165,96 @@ Loader::CacheStats Loader::cache_stats() const {
   return cache_stats_;
 }
 
+namespace {
+
+// The first ten bad samples are listed, then a count at 20, 30, ..., 100, 200, ...: a set of
+// broken images must not fill the disk with warnings. `seen` counts this one.
+void warn_bad_sample(const std::string& bad, int64_t seen) {
+  if (seen <= 10) {
+    log::warn("[data] skipping {}{}", bad,
+              seen == 10 ? " (further bad samples are counted, not listed)" : "");
+  } else if (seen % 10 == 0 &&
+             std::to_string(seen).find_first_not_of('0', 1) == std::string::npos) {
+    log::warn("[data] {} bad samples skipped so far", seen);
+  }
+}
+
+// The dense auxiliary targets of one sample: 1 for (cell, category) where an object of the
+// category has its box centre in that grid cell of the transformed image.
+void add_dense_targets(std::vector<float>& dense, const Example& e, const TransformedImage& image,
+                       int64_t grid, int64_t aux_classes) {
+  const size_t row = dense.size();
+  dense.resize(row + grid * grid * aux_classes, 0.0f);
+  for (const CocoObject& object : e.objects) {
+    const double u = (object.cx - image.region.x) / image.region.width;
+    const double v = (object.cy - image.region.y) / image.region.height;
+    if (!(u >= 0 && u < 1 && v >= 0 && v < 1)) continue;  // cropped away
+    int64_t column = static_cast<int64_t>(u * grid);
+    if (image.flipped) column = grid - 1 - column;  // the mirrored cell, exactly
+    const int64_t cell = static_cast<int64_t>(v * grid) * grid + column;
+    dense[row + cell * aux_classes + object.category] = 1.0f;
+  }
+}
+
+// The task targets of a batch, sample by sample (classify: labels; vqa: soft scores and the
+// auxiliary counts; counting: counts clamped to max_count, and crowd flags).
+class TargetRows {
+ public:
+  TargetRows(const TaskData& data, bool aux_counts, int64_t max_count)
+      : vqa_(data.task == config::Task::vqa),
+        classify_(data.task == config::Task::classify),
+        classes_(data.num_classes()),
+        aux_classes_(static_cast<int64_t>(data.aux_class_names.size())),
+        aux_counts_(aux_counts && vqa_ && aux_classes_ > 0),
+        max_count_(max_count) {}
+
+  void add(const Example& e) {
+    if (classify_) {
+      labels_.push_back(e.label);
+    } else if (vqa_) {
+      const size_t row = soft_.size();
+      soft_.resize(row + classes_, 0.0f);
+      for (const auto& [cls, score] : e.answer_targets) soft_[row + cls] = score;
+      for (int64_t c = 0; aux_counts_ && c < aux_classes_; ++c) {
+        aux_.push_back(std::min<int64_t>(e.counts.at(c), max_count_));
+      }
+    } else {
+      for (int64_t c = 0; c < classes_; ++c) {
+        counts_.push_back(std::min<int64_t>(e.counts[c], max_count_));
+        crowd_.push_back(e.crowd[c]);
+      }
+    }
+  }
+
+  // Sets the batch's targets (and crowd, aux_counts) for its `b` samples.
+  void fill(Batch& batch, int64_t b) const {
+    if (classify_) {
+      batch.targets = torch::tensor(labels_, torch::kLong);
+    } else if (vqa_) {
+      batch.targets = torch::tensor(soft_, torch::kFloat32).view({b, classes_});
+      if (aux_counts_) {
+        batch.aux_counts = torch::tensor(aux_, torch::kLong).view({b, aux_classes_});
+      }
+    } else {
+      batch.targets = torch::tensor(counts_, torch::kLong).view({b, classes_});
+      batch.crowd = torch::tensor(std::vector<int64_t>(crowd_.begin(), crowd_.end()), torch::kLong)
+                        .view({b, classes_})
+                        .to(torch::kBool);
+    }
+  }
+
+ private:
+  bool vqa_, classify_;
+  int64_t classes_, aux_classes_;
+  bool aux_counts_;
+  int64_t max_count_;
+  std::vector<int64_t> labels_, counts_, aux_;
+  std::vector<float> soft_;
+  std::vector<uint8_t> crowd_;
+};
+
+}  // namespace
+
 Batch Loader::make_batch(int64_t epoch, int64_t index) const {
   const CpuTimer timer{cpu_ns_};
   std::vector<int64_t> other_epoch;
@@ -193,16 +283,8 @@ Batch Loader::make_batch(int64_t epoch, int64_t index) const {
   std::map<std::string, std::pair<int64_t, TransformedImage>> decoded;
   std::vector<int64_t> ids, mask, types;
   const int length = options_.max_text_len;
-  const bool vqa = data_->task == config::Task::vqa;
-  const bool classify = data_->task == config::Task::classify;
-  std::vector<int64_t> labels;
-  const int64_t classes = data_->num_classes();
-  std::vector<float> soft;
-  std::vector<int64_t> counts;
-  std::vector<uint8_t> crowd;
-  std::vector<int64_t> aux;
+  TargetRows targets(*data_, options_.aux_counts, options_.max_count);
   const int64_t aux_classes = static_cast<int64_t>(data_->aux_class_names.size());
-  const bool aux_counts = options_.aux_counts && vqa && aux_classes > 0;
   const int64_t grid = aux_classes > 0 ? options_.dense_grid : 0;
   std::vector<float> dense;
   for (int64_t k = begin; k < end; ++k) {
@@ -225,16 +307,7 @@ Batch Loader::make_batch(int64_t epoch, int64_t index) const {
         if (!options_.skip_bad) throw;
         ++batch.skipped;
         batch.bad = "sample " + std::to_string(e.id) + ": " + error.what();
-        // The first ten are listed, then a count at 20, 30, ..., 100, 200, ...: a set of broken
-        // images must not fill the disk with warnings.
-        const int64_t seen = ++bad_seen_;
-        if (seen <= 10) {
-          log::warn("[data] skipping {}{}", batch.bad,
-                    seen == 10 ? " (further bad samples are counted, not listed)" : "");
-        } else if (seen % 10 == 0 &&
-                   std::to_string(seen).find_first_not_of('0', 1) == std::string::npos) {
-          log::warn("[data] {} bad samples skipped so far", seen);
-        }
+        warn_bad_sample(batch.bad, ++bad_seen_);
         continue;
       }
       images.push_back(own.pixels);
@@ -247,40 +320,14 @@ Batch Loader::make_batch(int64_t epoch, int64_t index) const {
     }
     const TransformedImage& image = *shared;
     if (image.flipped) text = swap_left_right(text);
-    if (grid > 0) {
-      const size_t row = dense.size();
-      dense.resize(row + grid * grid * aux_classes, 0.0f);
-      for (const CocoObject& object : e.objects) {
-        const double u = (object.cx - image.region.x) / image.region.width;
-        const double v = (object.cy - image.region.y) / image.region.height;
-        if (!(u >= 0 && u < 1 && v >= 0 && v < 1)) continue;  // cropped away
-        int64_t column = static_cast<int64_t>(u * grid);
-        if (image.flipped) column = grid - 1 - column;  // the mirrored cell, exactly
-        const int64_t cell = static_cast<int64_t>(v * grid) * grid + column;
-        dense[row + cell * aux_classes + object.category] = 1.0f;
-      }
-    }
+    if (grid > 0) add_dense_targets(dense, e, image, grid, aux_classes);
     const text::Encoding enc = tokenizer_->encode(text, length);
     ids.insert(ids.end(), enc.ids.begin(), enc.ids.end());
     mask.insert(mask.end(), enc.mask.begin(), enc.mask.end());
     types.insert(types.end(), enc.types.begin(), enc.types.end());
     batch.ids.push_back(e.id);
     batch.indices.push_back(i);
-    if (classify) {
-      labels.push_back(e.label);
-    } else if (vqa) {
-      const size_t row = soft.size();
-      soft.resize(row + classes, 0.0f);
-      for (const auto& [cls, score] : e.answer_targets) soft[row + cls] = score;
-      for (int64_t c = 0; aux_counts && c < aux_classes; ++c) {
-        aux.push_back(std::min<int64_t>(e.counts.at(c), options_.max_count));
-      }
-    } else {
-      for (int64_t c = 0; c < classes; ++c) {
-        counts.push_back(std::min<int64_t>(e.counts[c], options_.max_count));
-        crowd.push_back(e.crowd[c]);
-      }
-    }
+    targets.add(e);
   }
   const int64_t b = batch.size();
   if (b == 0) return batch;
@@ -292,17 +339,7 @@ Batch Loader::make_batch(int64_t epoch, int64_t index) const {
   batch.input_ids = torch::tensor(ids, torch::kLong).view({b, length});
   batch.attention_mask = torch::tensor(mask, torch::kLong).view({b, length});
   batch.token_type_ids = torch::tensor(types, torch::kLong).view({b, length});
-  if (classify) {
-    batch.targets = torch::tensor(labels, torch::kLong);
-  } else if (vqa) {
-    batch.targets = torch::tensor(soft, torch::kFloat32).view({b, classes});
-    if (aux_counts) batch.aux_counts = torch::tensor(aux, torch::kLong).view({b, aux_classes});
-  } else {
-    batch.targets = torch::tensor(counts, torch::kLong).view({b, classes});
-    batch.crowd = torch::tensor(std::vector<int64_t>(crowd.begin(), crowd.end()), torch::kLong)
-                      .view({b, classes})
-                      .to(torch::kBool);
-  }
+  targets.fill(batch, b);
   return batch;
 }
 

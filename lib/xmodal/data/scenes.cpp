@@ -103,202 +103,234 @@ const std::vector<std::string>& fashion_class_plurals() {
 
 namespace {
 
+// One composed scene: 1-3 distinct classes, n articles drawn among them (each class at least
+// once), placed with little overlap on a black canvas.
+struct Scene {
+  cv::Mat canvas;
+  std::vector<int> classes;
+  std::vector<Item> items;
+  std::array<int, 10> counts{};
+};
+
+Scene compose_scene(const ScenesOptions& o, const Source& source, std::mt19937_64& rng) {
+  constexpr int kArticleSide = 28;  // Fashion-MNIST images are 28 x 28
+  Scene scene;
+  const int n = uniform_int(rng, o.min_items, o.max_items);
+  const int k = std::min(n, uniform_int(rng, 1, 3));
+  auto& classes = scene.classes;
+  while (static_cast<int>(classes.size()) < k) {
+    const int c = uniform_int(rng, 0, 9);
+    if (std::find(classes.begin(), classes.end(), c) == classes.end()) classes.push_back(c);
+  }
+  scene.canvas = cv::Mat::zeros(o.canvas, o.canvas, CV_8UC1);
+  for (int i = 0; i < n; ++i) {
+    Item item{i < k ? classes[i] : classes[uniform_int(rng, 0, k - 1)], 0, 0,
+              uniform_int(rng, o.item_min, o.item_max)};
+    // Place with little overlap: up to 50 tries for a spot overlapping no item by more than a
+    // fifth of the smaller one.
+    for (int attempt = 0; attempt < 50; ++attempt) {
+      item.x = uniform_int(rng, 0, o.canvas - item.size);
+      item.y = uniform_int(rng, 0, o.canvas - item.size);
+      bool ok = true;
+      for (const Item& other : scene.items) {
+        const int w =
+            std::min(item.x + item.size, other.x + other.size) - std::max(item.x, other.x);
+        const int h =
+            std::min(item.y + item.size, other.y + other.size) - std::max(item.y, other.y);
+        const int smaller = std::min(item.size, other.size);
+        if (w > 0 && h > 0 && w * h * 5 > smaller * smaller) ok = false;
+      }
+      if (ok) break;
+    }
+    const auto& pool = source.by_class[item.category];
+    const int64_t index = pool[rng() % pool.size()];
+    cv::Mat article(kArticleSide, kArticleSide, CV_8UC1,
+                    const_cast<uint8_t*>(source.images.data.data() + index * 784));
+    cv::Mat resized;
+    cv::resize(article, resized, {item.size, item.size}, 0, 0, cv::INTER_AREA);
+    cv::Mat region = scene.canvas(cv::Rect(item.x, item.y, item.size, item.size));
+    cv::max(region, resized, region);
+    ++scene.counts[item.category];
+    scene.items.push_back(item);
+  }
+  return scene;
+}
+
+// Five captions: two name every class with its count (digits, words), three a subset.
+std::vector<std::string> scene_captions(const Scene& scene, std::mt19937_64& rng) {
+  const int k = static_cast<int>(scene.classes.size());
+  std::vector<std::string> full_digits, full_words;
+  for (int c : scene.classes) {
+    full_digits.push_back(count_phrase(scene.counts[c], c, false));
+    full_words.push_back(count_phrase(scene.counts[c], c, true));
+  }
+  std::vector<std::string> texts = {"a scene with " + list_phrase(full_digits) + ".",
+                                    "there " +
+                                        std::string(scene.items.size() == 1 ? "is " : "are ") +
+                                        list_phrase(full_words) + "."};
+  for (int t = 0; t < 3; ++t) {
+    const int c = scene.classes[uniform_int(rng, 0, k - 1)];
+    const char* templates[] = {"a picture showing {}.", "{} on a black background.",
+                               "an image that contains {}."};
+    texts.push_back(
+        fmt::format(fmt::runtime(templates[t]), count_phrase(scene.counts[c], c, t == 1)));
+  }
+  return texts;
+}
+
+// The annotation files of one split, filled scene by scene.
+struct SplitFiles {
+  ojson images = ojson::array(), instances = ojson::array(), captions = ojson::array();
+  ojson questions = ojson::array(), annotations = ojson::array();
+  std::map<std::string, std::map<std::string, int64_t>> answer_counts;
+  int64_t annotation_id = 1, caption_id = 1;
+
+  // A question with ten identical human answers. Answers are written the way the official
+  // evaluation normalises a prediction ("t-shirt" -> "t shirt"): it leaves ten identical human
+  // answers untouched, so "t-shirt" could never be matched (VQA v2's own answers are stored
+  // normalised too).
+  void add_question(int64_t image_id, int64_t question_id, const std::string& text,
+                    const std::string& raw_answer, const char* type, const char* question_type) {
+    const std::string answer = normalize_answer(raw_answer);
+    questions.push_back({{"image_id", image_id}, {"question", text}, {"question_id", question_id}});
+    ojson answers = ojson::array();
+    for (int a = 1; a <= 10; ++a) {
+      answers.push_back({{"answer", answer}, {"answer_confidence", "yes"}, {"answer_id", a}});
+    }
+    annotations.push_back({{"question_type", question_type},
+                           {"multiple_choice_answer", answer},
+                           {"answers", answers},
+                           {"image_id", image_id},
+                           {"answer_type", type},
+                           {"question_id", question_id}});
+    ++answer_counts[type][answer];
+  }
+
+  void write(const fs::path& root, const std::string& split, uint64_t seed) const;
+};
+
+// Six questions: 3 number (2/3 about a present class), 2 yes/no (half present), 1 other.
+void add_questions(SplitFiles& files, int64_t image_id, const Scene& scene, std::mt19937_64& rng) {
+  const auto& names = fashion_class_names();
+  const auto& plurals = fashion_class_plurals();
+  const int k = static_cast<int>(scene.classes.size());
+  int q = 0;
+  const auto add = [&](const std::string& text, const std::string& answer, const char* type,
+                       const char* question_type) {
+    files.add_question(image_id, image_id * 10 + q++, text, answer, type, question_type);
+  };
+  const auto pick_class = [&](bool present) {
+    if (present) return scene.classes[uniform_int(rng, 0, k - 1)];
+    while (true) {
+      const int c = uniform_int(rng, 0, 9);
+      if (scene.counts[c] == 0) return c;
+    }
+  };
+  for (int t = 0; t < 3; ++t) {
+    const int c = pick_class(chance(rng, 2, 3));
+    add("how many " + plurals[c] + " are there?", std::to_string(scene.counts[c]), "number",
+        "how many");
+  }
+  for (int t = 0; t < 2; ++t) {
+    const int c = pick_class(chance(rng, 1, 2));
+    add("is there " + with_article(names[c]) + "?", scene.counts[c] ? "yes" : "no", "yes/no",
+        "is there a");
+  }
+  const bool leftmost = chance(rng, 1, 2);
+  const Item* pick = &scene.items[0];
+  for (const Item& item : scene.items) {
+    const int centre = 2 * item.x + item.size, best = 2 * pick->x + pick->size;
+    if (leftmost ? centre < best : centre > best) pick = &item;
+  }
+  add(std::string("what is the ") + (leftmost ? "leftmost" : "rightmost") + " item?",
+      names[pick->category], "other", "what is the");
+}
+
+void SplitFiles::write(const fs::path& root, const std::string& split, uint64_t seed) const {
+  ojson categories = ojson::array();
+  const auto& names = fashion_class_names();
+  for (int c = 0; c < 10; ++c) {
+    categories.push_back({{"supercategory", "fashion"}, {"id", c + 1}, {"name", names[c]}});
+  }
+  const ojson info = {
+      {"description", "xmodal Fashion-scenes (Fashion-MNIST articles composed into scenes)"},
+      {"version", "1.0"},
+      {"seed", seed}};
+  io::write_file_atomic((root / "annotations" / fmt::format("instances_{}.json", split)).string(),
+                        ojson{{"info", info},
+                              {"images", images},
+                              {"annotations", instances},
+                              {"categories", categories}}
+                            .dump());
+  io::write_file_atomic(
+      (root / "annotations" / fmt::format("captions_{}.json", split)).string(),
+      ojson{{"info", info}, {"images", images}, {"annotations", captions}}.dump());
+  io::write_file_atomic(
+      (root / fmt::format("v2_OpenEnded_mscoco_{}_questions.json", split)).string(),
+      ojson{{"info", info},
+            {"task_type", "Open-Ended"},
+            {"data_type", "scenes"},
+            {"data_subtype", split},
+            {"questions", questions}}
+          .dump());
+  io::write_file_atomic((root / fmt::format("v2_mscoco_{}_annotations.json", split)).string(),
+                        ojson{{"info", info},
+                              {"data_type", "scenes"},
+                              {"data_subtype", split},
+                              {"annotations", annotations}}
+                            .dump());
+}
+
+// One split's scenes: images, then its annotation files.
+ScenesSplitReport write_split(const ScenesOptions& o, const std::string& split, int count,
+                              const Source& source, int split_number) {
+  std::mt19937_64 rng(mix_seed(o.seed, 0x5CE7E5, static_cast<uint64_t>(split_number)));
+  const int64_t id_base = 1'000'000LL * split_number + 1;
+  const fs::path root(o.out);
+  const fs::path image_dir = root / "images" / split;
+  fs::create_directories(image_dir);
+  fs::create_directories(root / "annotations");
+  SplitFiles files;
+  for (int s = 0; s < count; ++s) {
+    const int64_t image_id = id_base + s;
+    const Scene scene = compose_scene(o, source, rng);
+    const std::string file_name = fmt::format("{}_{:08d}.png", split, image_id);
+    io::write_file_atomic((image_dir / file_name).string(), io::encode_png(scene.canvas));
+    files.images.push_back(
+        {{"id", image_id}, {"file_name", file_name}, {"width", o.canvas}, {"height", o.canvas}});
+    for (const Item& item : scene.items) {
+      files.instances.push_back({{"id", files.annotation_id++},
+                                 {"image_id", image_id},
+                                 {"category_id", item.category + 1},
+                                 {"bbox", {item.x, item.y, item.size, item.size}},
+                                 {"area", item.size * item.size},
+                                 {"iscrowd", 0}});
+    }
+    for (const auto& text : scene_captions(scene, rng)) {
+      files.captions.push_back(
+          {{"image_id", image_id}, {"id", files.caption_id++}, {"caption", text}});
+    }
+    add_questions(files, image_id, scene, rng);
+  }
+  files.write(root, split, o.seed);
+
+  ScenesSplitReport report{split, count, static_cast<int64_t>(files.questions.size()), {}};
+  for (const auto& [type, answers] : files.answer_counts) {
+    std::vector<std::pair<std::string, int64_t>> sorted(answers.begin(), answers.end());
+    std::stable_sort(sorted.begin(), sorted.end(),
+                     [](const auto& a, const auto& b) { return a.second > b.second; });
+    report.answers.emplace_back(type, std::move(sorted));
+  }
+  return report;
+}
+
 // Writes the whole set into o.out (a fresh folder).
 std::vector<ScenesSplitReport> write_scenes(const ScenesOptions& o) {
   const Source train_source = load_source(o.fashion_mnist, "train");
   const Source test_source = load_source(o.fashion_mnist, "t10k");
-  const auto& names = fashion_class_names();
-  const auto& plurals = fashion_class_plurals();
-
-  std::vector<ScenesSplitReport> reports;
-  const std::array<std::tuple<const char*, int, const Source*>, 3> splits = {
-      {{"train", o.train, &train_source},
-       {"val", o.val, &test_source},
-       {"test", o.test, &test_source}}};
-  int split_number = 0;
-  for (const auto& [split, count, source] : splits) {
-    std::mt19937_64 rng(mix_seed(o.seed, 0x5CE7E5, static_cast<uint64_t>(split_number)));
-    const int64_t id_base = 1'000'000LL * split_number + 1;
-    ++split_number;
-    const fs::path image_dir = fs::path(o.out) / "images" / split;
-    fs::create_directories(image_dir);
-    fs::create_directories(fs::path(o.out) / "annotations");
-
-    ojson categories = ojson::array();
-    for (int c = 0; c < 10; ++c) {
-      categories.push_back({{"supercategory", "fashion"}, {"id", c + 1}, {"name", names[c]}});
-    }
-    ojson images = ojson::array(), instances = ojson::array(), captions = ojson::array();
-    ojson questions = ojson::array(), annotations = ojson::array();
-    std::map<std::string, std::map<std::string, int64_t>> answer_counts;
-    int64_t annotation_id = 1, caption_id = 1;
-    const int items_per_pixel_size = 28;
-
-    for (int s = 0; s < count; ++s) {
-      const int64_t image_id = id_base + s;
-      // Classes: 1-3 distinct, then items drawn among them (each class at least once).
-      const int n = uniform_int(rng, o.min_items, o.max_items);
-      const int k = std::min(n, uniform_int(rng, 1, 3));
-      std::vector<int> classes;
-      while (static_cast<int>(classes.size()) < k) {
-        const int c = uniform_int(rng, 0, 9);
-        if (std::find(classes.begin(), classes.end(), c) == classes.end()) classes.push_back(c);
-      }
-      std::vector<Item> items;
-      cv::Mat canvas = cv::Mat::zeros(o.canvas, o.canvas, CV_8UC1);
-      std::array<int, 10> counts{};
-      for (int i = 0; i < n; ++i) {
-        Item item{i < k ? classes[i] : classes[uniform_int(rng, 0, k - 1)], 0, 0,
-                  uniform_int(rng, o.item_min, o.item_max)};
-        // Place with little overlap: up to 50 tries for a spot overlapping no item by more than
-        // a fifth of the smaller one.
-        for (int attempt = 0; attempt < 50; ++attempt) {
-          item.x = uniform_int(rng, 0, o.canvas - item.size);
-          item.y = uniform_int(rng, 0, o.canvas - item.size);
-          bool ok = true;
-          for (const Item& other : items) {
-            const int w =
-                std::min(item.x + item.size, other.x + other.size) - std::max(item.x, other.x);
-            const int h =
-                std::min(item.y + item.size, other.y + other.size) - std::max(item.y, other.y);
-            const int smaller = std::min(item.size, other.size);
-            if (w > 0 && h > 0 && w * h * 5 > smaller * smaller) ok = false;
-          }
-          if (ok) break;
-        }
-        const auto& pool = source->by_class[item.category];
-        const int64_t index = pool[rng() % pool.size()];
-        cv::Mat article(items_per_pixel_size, items_per_pixel_size, CV_8UC1,
-                        const_cast<uint8_t*>(source->images.data.data() + index * 784));
-        cv::Mat resized;
-        cv::resize(article, resized, {item.size, item.size}, 0, 0, cv::INTER_AREA);
-        cv::Mat region = canvas(cv::Rect(item.x, item.y, item.size, item.size));
-        cv::max(region, resized, region);
-        ++counts[item.category];
-        items.push_back(item);
-      }
-      const std::string file_name = fmt::format("{}_{:08d}.png", split, image_id);
-      io::write_file_atomic((image_dir / file_name).string(), io::encode_png(canvas));
-      images.push_back(
-          {{"id", image_id}, {"file_name", file_name}, {"width", o.canvas}, {"height", o.canvas}});
-      for (const Item& item : items) {
-        instances.push_back({{"id", annotation_id++},
-                             {"image_id", image_id},
-                             {"category_id", item.category + 1},
-                             {"bbox", {item.x, item.y, item.size, item.size}},
-                             {"area", item.size * item.size},
-                             {"iscrowd", 0}});
-      }
-
-      // Captions: two name every class with its count (digits, words), three a subset.
-      std::vector<std::string> full_digits, full_words;
-      for (int c : classes) {
-        full_digits.push_back(count_phrase(counts[c], c, false));
-        full_words.push_back(count_phrase(counts[c], c, true));
-      }
-      std::vector<std::string> texts = {
-          "a scene with " + list_phrase(full_digits) + ".",
-          "there " + std::string(n == 1 ? "is " : "are ") + list_phrase(full_words) + "."};
-      for (int t = 0; t < 3; ++t) {
-        const int c = classes[uniform_int(rng, 0, k - 1)];
-        const char* templates[] = {"a picture showing {}.", "{} on a black background.",
-                                   "an image that contains {}."};
-        texts.push_back(
-            fmt::format(fmt::runtime(templates[t]), count_phrase(counts[c], c, t == 1)));
-      }
-      for (const auto& text : texts) {
-        captions.push_back({{"image_id", image_id}, {"id", caption_id++}, {"caption", text}});
-      }
-
-      // Questions: 3 number (2/3 about a present class), 2 yes/no (half present), 1 other.
-      int q = 0;
-      // Answers are written the way the official evaluation normalises a prediction ("t-shirt"
-      // -> "t shirt"): it leaves ten identical human answers untouched, so "t-shirt" could
-      // never be matched (VQA v2's own answers are stored normalised too).
-      auto add_question = [&](const std::string& text, const std::string& raw_answer,
-                              const char* type, const char* question_type) {
-        const std::string answer = normalize_answer(raw_answer);
-        const int64_t question_id = image_id * 10 + q++;
-        questions.push_back(
-            {{"image_id", image_id}, {"question", text}, {"question_id", question_id}});
-        ojson answers = ojson::array();
-        for (int a = 1; a <= 10; ++a) {
-          answers.push_back({{"answer", answer}, {"answer_confidence", "yes"}, {"answer_id", a}});
-        }
-        annotations.push_back({{"question_type", question_type},
-                               {"multiple_choice_answer", answer},
-                               {"answers", answers},
-                               {"image_id", image_id},
-                               {"answer_type", type},
-                               {"question_id", question_id}});
-        ++answer_counts[type][answer];
-      };
-      auto pick_class = [&](bool present) {
-        if (present) return classes[uniform_int(rng, 0, k - 1)];
-        while (true) {
-          const int c = uniform_int(rng, 0, 9);
-          if (counts[c] == 0) return c;
-        }
-      };
-      for (int t = 0; t < 3; ++t) {
-        const int c = pick_class(chance(rng, 2, 3));
-        add_question("how many " + plurals[c] + " are there?", std::to_string(counts[c]), "number",
-                     "how many");
-      }
-      for (int t = 0; t < 2; ++t) {
-        const int c = pick_class(chance(rng, 1, 2));
-        add_question("is there " + with_article(names[c]) + "?", counts[c] ? "yes" : "no", "yes/no",
-                     "is there a");
-      }
-      const bool leftmost = chance(rng, 1, 2);
-      const Item* pick = &items[0];
-      for (const Item& item : items) {
-        const int centre = 2 * item.x + item.size, best = 2 * pick->x + pick->size;
-        if (leftmost ? centre < best : centre > best) pick = &item;
-      }
-      add_question(std::string("what is the ") + (leftmost ? "leftmost" : "rightmost") + " item?",
-                   names[pick->category], "other", "what is the");
-    }
-
-    const ojson info = {
-        {"description", "xmodal Fashion-scenes (Fashion-MNIST articles composed into scenes)"},
-        {"version", "1.0"},
-        {"seed", o.seed}};
-    const fs::path root(o.out);
-    io::write_file_atomic((root / "annotations" / fmt::format("instances_{}.json", split)).string(),
-                          ojson{{"info", info},
-                                {"images", images},
-                                {"annotations", instances},
-                                {"categories", categories}}
-                              .dump());
-    io::write_file_atomic(
-        (root / "annotations" / fmt::format("captions_{}.json", split)).string(),
-        ojson{{"info", info}, {"images", images}, {"annotations", captions}}.dump());
-    io::write_file_atomic(
-        (root / fmt::format("v2_OpenEnded_mscoco_{}_questions.json", split)).string(),
-        ojson{{"info", info},
-              {"task_type", "Open-Ended"},
-              {"data_type", "scenes"},
-              {"data_subtype", split},
-              {"questions", questions}}
-            .dump());
-    io::write_file_atomic((root / fmt::format("v2_mscoco_{}_annotations.json", split)).string(),
-                          ojson{{"info", info},
-                                {"data_type", "scenes"},
-                                {"data_subtype", split},
-                                {"annotations", annotations}}
-                              .dump());
-
-    ScenesSplitReport report{split, count, static_cast<int64_t>(questions.size()), {}};
-    for (const auto& [type, answers] : answer_counts) {
-      std::vector<std::pair<std::string, int64_t>> sorted(answers.begin(), answers.end());
-      std::stable_sort(sorted.begin(), sorted.end(),
-                       [](const auto& a, const auto& b) { return a.second > b.second; });
-      report.answers.emplace_back(type, std::move(sorted));
-    }
-    reports.push_back(std::move(report));
-  }
-  return reports;
+  return {write_split(o, "train", o.train, train_source, 0),
+          write_split(o, "val", o.val, test_source, 1),
+          write_split(o, "test", o.test, test_source, 2)};
 }
 
 // The options that define a set's bytes, as recorded in OUT/scenes.json.

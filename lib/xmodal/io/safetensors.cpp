@@ -154,31 +154,24 @@ SafeTensorsFile SafeTensorsFile::from_bytes(std::string bytes, const std::string
   return file;
 }
 
-void SafeTensorsFile::parse() {
-  const uint8_t* bytes = storage_->bytes;
-  const size_t size = storage_->size;
-  auto fail = [&](const std::string& what, const char* variant) {
-    throw std::runtime_error(path_ + ": " + what + " (" + variant + ")");
-  };
-  if (size < 8) {
-    fail("file is " + std::to_string(size) + " bytes, shorter than the 8-byte header length",
-         "HeaderTooSmall");
-  }
-  uint64_t n = 0;
-  for (int i = 7; i >= 0; --i) n = (n << 8) | bytes[i];
-  if (n > kMaxHeader) {
-    fail("header length " + std::to_string(n) + " exceeds the limit of " +
-             std::to_string(kMaxHeader) + " bytes",
-         "HeaderTooLarge");
-  }
-  if (n > size - 8) {
-    fail("header length " + std::to_string(n) + " runs past the end of the " +
-             std::to_string(size) + "-byte file (truncated?)",
-         "InvalidHeaderLength");
-  }
-  const uint8_t* header = bytes + 8;
-  if (!valid_utf8(header, n)) fail("header is not valid UTF-8", "InvalidHeader");
+namespace {
 
+// A header problem: "<file>: <what> (<the safetensors crate's error variant>)".
+struct Fail {
+  const std::string& path;
+  [[noreturn]] void operator()(const std::string& what, const char* variant) const {
+    throw std::runtime_error(path + ": " + what + " (" + variant + ")");
+  }
+};
+
+struct Entry {
+  std::string name;
+  TensorInfo info;
+  const DType* dtype;
+};
+
+// The header's JSON, refusing a key given twice (nlohmann would silently keep the last one).
+json parse_header(const uint8_t* header, size_t n, const Fail& fail) {
   // Parse with duplicate-key detection (nlohmann would silently keep the last one).
   std::vector<std::set<std::string>> open_objects;
   std::string duplicate;
@@ -201,80 +194,63 @@ void SafeTensorsFile::parse() {
     fail("header has the key '" + duplicate + "' twice", "InvalidHeaderDeserialization");
   }
   if (!root.is_object()) fail("header is not a JSON object", "InvalidHeaderDeserialization");
+  return root;
+}
 
-  struct Entry {
-    std::string name;
-    TensorInfo info;
-    const DType* dtype;
-  };
-  std::vector<Entry> entries;
-  for (auto it = root.begin(); it != root.end(); ++it) {
-    const std::string& name = it.key();
-    const json& v = it.value();
-    if (name == "__metadata__") {
-      if (!v.is_object())
-        fail("__metadata__ must be an object of strings", "InvalidHeaderDeserialization");
-      for (auto m = v.begin(); m != v.end(); ++m) {
-        if (!m.value().is_string()) {
-          fail("__metadata__ value of '" + m.key() + "' is not a string",
-               "InvalidHeaderDeserialization");
-        }
-        metadata_[m.key()] = m.value().get<std::string>();
-      }
-      continue;
-    }
-    const std::string where = "tensor '" + name + "': ";
-    if (!v.is_object() || !v.contains("dtype") || !v.contains("shape") ||
-        !v.contains("data_offsets")) {
-      fail(where + "expected {\"dtype\", \"shape\", \"data_offsets\"}",
-           "InvalidHeaderDeserialization");
-    }
-    for (auto f = v.begin(); f != v.end(); ++f) {
-      if (f.key() != "dtype" && f.key() != "shape" && f.key() != "data_offsets") {
-        fail(where + "unknown field '" + f.key() + "'", "InvalidHeaderDeserialization");
-      }
-    }
-    Entry e{name, {}, nullptr};
-    if (!v["dtype"].is_string())
-      fail(where + "dtype is not a string", "InvalidHeaderDeserialization");
-    e.info.dtype = v["dtype"].get<std::string>();
-    e.dtype = find_dtype(e.info.dtype);
-    if (!e.dtype)
-      fail(where + "unknown dtype '" + e.info.dtype + "'", "InvalidHeaderDeserialization");
-    const json& shape = v["shape"];
-    if (!shape.is_array()) fail(where + "shape is not a list", "InvalidHeaderDeserialization");
-    uint64_t elements = 1;
-    bool overflow = false;
-    for (const json& d : shape) {
-      if (!d.is_number_unsigned()) {
-        fail(where + "shape entries must be non-negative integers", "InvalidHeaderDeserialization");
-      }
-      const uint64_t dim = d.get<uint64_t>();
-      if (dim > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) overflow = true;
-      if (dim != 0 && elements > std::numeric_limits<uint64_t>::max() / dim) overflow = true;
-      elements *= dim;
-      e.info.shape.push_back(static_cast<int64_t>(dim));
-    }
-    const json& offsets = v["data_offsets"];
-    if (!offsets.is_array() || offsets.size() != 2 || !offsets[0].is_number_unsigned() ||
-        !offsets[1].is_number_unsigned()) {
-      fail(where + "data_offsets must be [begin, end]", "InvalidHeaderDeserialization");
-    }
-    e.info.begin = offsets[0].get<uint64_t>();
-    e.info.end = offsets[1].get<uint64_t>();
-    if (overflow) fail(where + "shape " + shape.dump() + " overflows", "ValidationOverflow");
-    if (elements > std::numeric_limits<uint64_t>::max() / static_cast<uint64_t>(e.dtype->bits)) {
-      fail(where + "shape " + shape.dump() + " of " + e.info.dtype + " overflows in bits",
-           "ValidationOverflow");
-    }
-    entries.push_back(std::move(e));
+// One tensor's entry {"dtype", "shape", "data_offsets"}, checked.
+Entry parse_entry(const std::string& name, const json& v, const Fail& fail) {
+  const std::string where = "tensor '" + name + "': ";
+  if (!v.is_object() || !v.contains("dtype") || !v.contains("shape") ||
+      !v.contains("data_offsets")) {
+    fail(where + "expected {\"dtype\", \"shape\", \"data_offsets\"}",
+         "InvalidHeaderDeserialization");
   }
+  for (auto f = v.begin(); f != v.end(); ++f) {
+    if (f.key() != "dtype" && f.key() != "shape" && f.key() != "data_offsets") {
+      fail(where + "unknown field '" + f.key() + "'", "InvalidHeaderDeserialization");
+    }
+  }
+  Entry e{name, {}, nullptr};
+  if (!v["dtype"].is_string())
+    fail(where + "dtype is not a string", "InvalidHeaderDeserialization");
+  e.info.dtype = v["dtype"].get<std::string>();
+  e.dtype = find_dtype(e.info.dtype);
+  if (!e.dtype)
+    fail(where + "unknown dtype '" + e.info.dtype + "'", "InvalidHeaderDeserialization");
+  const json& shape = v["shape"];
+  if (!shape.is_array()) fail(where + "shape is not a list", "InvalidHeaderDeserialization");
+  uint64_t elements = 1;
+  bool overflow = false;
+  for (const json& d : shape) {
+    if (!d.is_number_unsigned()) {
+      fail(where + "shape entries must be non-negative integers", "InvalidHeaderDeserialization");
+    }
+    const uint64_t dim = d.get<uint64_t>();
+    if (dim > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) overflow = true;
+    if (dim != 0 && elements > std::numeric_limits<uint64_t>::max() / dim) overflow = true;
+    elements *= dim;
+    e.info.shape.push_back(static_cast<int64_t>(dim));
+  }
+  const json& offsets = v["data_offsets"];
+  if (!offsets.is_array() || offsets.size() != 2 || !offsets[0].is_number_unsigned() ||
+      !offsets[1].is_number_unsigned()) {
+    fail(where + "data_offsets must be [begin, end]", "InvalidHeaderDeserialization");
+  }
+  e.info.begin = offsets[0].get<uint64_t>();
+  e.info.end = offsets[1].get<uint64_t>();
+  if (overflow) fail(where + "shape " + shape.dump() + " overflows", "ValidationOverflow");
+  if (elements > std::numeric_limits<uint64_t>::max() / static_cast<uint64_t>(e.dtype->bits)) {
+    fail(where + "shape " + shape.dump() + " of " + e.info.dtype + " overflows in bits",
+         "ValidationOverflow");
+  }
+  return e;
+}
 
-  // Tensors must tile the buffer from 0 to its end, in offset order, without holes.
+// Tensors must tile the buffer from 0 to its end, in offset order, without holes.
+void check_tiling(std::vector<Entry>& entries, uint64_t buffer_size, const Fail& fail) {
   std::sort(entries.begin(), entries.end(), [](const Entry& a, const Entry& b) {
     return std::tie(a.info.begin, a.info.end, a.name) < std::tie(b.info.begin, b.info.end, b.name);
   });
-  const uint64_t buffer_size = size - 8 - n;
   uint64_t expected_begin = 0;
   for (const Entry& e : entries) {
     const std::string where = "tensor '" + e.name + "': ";
@@ -306,6 +282,53 @@ void SafeTensorsFile::parse() {
              (buffer_size < expected_begin ? " (truncated file?)" : ""),
          "MetadataIncompleteBuffer");
   }
+}
+
+}  // namespace
+
+void SafeTensorsFile::parse() {
+  const uint8_t* bytes = storage_->bytes;
+  const size_t size = storage_->size;
+  const Fail fail{path_};
+  if (size < 8) {
+    fail("file is " + std::to_string(size) + " bytes, shorter than the 8-byte header length",
+         "HeaderTooSmall");
+  }
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | bytes[i];
+  if (n > kMaxHeader) {
+    fail("header length " + std::to_string(n) + " exceeds the limit of " +
+             std::to_string(kMaxHeader) + " bytes",
+         "HeaderTooLarge");
+  }
+  if (n > size - 8) {
+    fail("header length " + std::to_string(n) + " runs past the end of the " +
+             std::to_string(size) + "-byte file (truncated?)",
+         "InvalidHeaderLength");
+  }
+  const uint8_t* header = bytes + 8;
+  if (!valid_utf8(header, n)) fail("header is not valid UTF-8", "InvalidHeader");
+
+  const json root = parse_header(header, n, fail);
+  std::vector<Entry> entries;
+  for (auto it = root.begin(); it != root.end(); ++it) {
+    const std::string& name = it.key();
+    const json& v = it.value();
+    if (name == "__metadata__") {
+      if (!v.is_object())
+        fail("__metadata__ must be an object of strings", "InvalidHeaderDeserialization");
+      for (auto m = v.begin(); m != v.end(); ++m) {
+        if (!m.value().is_string()) {
+          fail("__metadata__ value of '" + m.key() + "' is not a string",
+               "InvalidHeaderDeserialization");
+        }
+        metadata_[m.key()] = m.value().get<std::string>();
+      }
+      continue;
+    }
+    entries.push_back(parse_entry(name, v, fail));
+  }
+  check_tiling(entries, size - 8 - n, fail);
   buffer_ = bytes + 8 + n;
   for (Entry& e : entries) {
     names_.push_back(e.name);

@@ -104,178 +104,209 @@ class Unpickler {
     while (true) {
       const size_t at = pos_;
       const auto op = static_cast<unsigned char>(byte());
-      switch (op) {
-        case 0x80:
-          byte();
-          break;  // PROTO
-        case 0x95:
-          take(8);
-          break;   // FRAME (protocol 4): length, ignored
-        case '.':  // STOP
-          if (stack_.size() != 1)
-            fail(at, "STOP with " + std::to_string(stack_.size()) + " values on the stack");
-          return stack_.back();
-        case '(':
-          marks_.push_back(stack_.size());
-          break;  // MARK
-        case '0':
-          pop(at);
-          break;  // POP
-        case '1':
-          pop_mark(at);
-          break;  // POP_MARK
-        case '2':
-          push(top(at));
-          break;  // DUP
-        case 'N':
-          push(make(Value::Kind::none));
-          break;
-        case 0x88:
-          push(make_int(Value::Kind::boolean, 1));
-          break;  // NEWTRUE
-        case 0x89:
-          push(make_int(Value::Kind::boolean, 0));
-          break;  // NEWFALSE
-        case 'K':
-          push(make_int(Value::Kind::integer, uint_le(1)));
-          break;  // BININT1
-        case 'M':
-          push(make_int(Value::Kind::integer, uint_le(2)));
-          break;   // BININT2
-        case 'J':  // BININT
-          push(make_int(Value::Kind::integer, static_cast<int32_t>(uint_le(4))));
-          break;
-        case 0x8a:
-          push(make_int(Value::Kind::integer, long1(at)));
-          break;     // LONG1
-        case 'G': {  // BINFLOAT
-          uint64_t bits = 0;
-          for (const char c : take(8)) bits = (bits << 8) | static_cast<unsigned char>(c);
-          auto v = make(Value::Kind::floating);
-          std::memcpy(&v->floating, &bits, sizeof bits);
-          push(v);
-          break;
-        }
-        case 'X':
-          push(make_string(take(uint_le(4))));
-          break;  // BINUNICODE
-        case 0x8c:
-          push(make_string(take(uint_le(1))));
-          break;  // SHORT_BINUNICODE
-        case 0x8d:
-          push(make_string(take(uint_le(8))));
-          break;  // BINUNICODE8
-        case 'T':
-          push(make_string(take(uint_le(4))));
-          break;  // BINSTRING
-        case 'U':
-          push(make_string(take(uint_le(1))));
-          break;  // SHORT_BINSTRING
-        case 'B':
-          push(make_string(take(uint_le(4))));
-          break;  // BINBYTES
-        case 'C':
-          push(make_string(take(uint_le(1))));
-          break;  // SHORT_BINBYTES
-        case ')':
-          push(make(Value::Kind::tuple));
-          break;  // EMPTY_TUPLE
-        case ']':
-          push(make(Value::Kind::list));
-          break;  // EMPTY_LIST
-        case '}':
-          push(make(Value::Kind::dict));
-          break;  // EMPTY_DICT
-        case 't':
-          push(make_seq(Value::Kind::tuple, pop_mark(at)));
-          break;  // TUPLE
-        case 0x85:
-          push(make_seq(Value::Kind::tuple, pop_n(at, 1)));
-          break;
-        case 0x86:
-          push(make_seq(Value::Kind::tuple, pop_n(at, 2)));
-          break;
-        case 0x87:
-          push(make_seq(Value::Kind::tuple, pop_n(at, 3)));
-          break;
-        case 'l':
-          push(make_seq(Value::Kind::list, pop_mark(at)));
-          break;     // LIST
-        case 'a': {  // APPEND
-          auto item = pop(at);
-          append(at, top(at), {item});
-          break;
-        }
-        case 'e': {  // APPENDS
-          auto items = pop_mark(at);
-          append(at, top(at), items);
-          break;
-        }
-        case 'd': {  // DICT
-          auto dict = make(Value::Kind::dict);
-          set_items(at, dict, pop_mark(at));
-          push(dict);
-          break;
-        }
-        case 's': {  // SETITEM
-          auto kv = pop_n(at, 2);
-          set_items(at, top(at), kv);
-          break;
-        }
-        case 'u': {  // SETITEMS
-          auto kv = pop_mark(at);
-          set_items(at, top(at), kv);
-          break;
-        }
-        case 'q':
-          memo_[uint_le(1)] = top(at);
-          break;  // BINPUT
-        case 'r':
-          memo_[uint_le(4)] = top(at);
-          break;  // LONG_BINPUT
-        case 0x94:
-          memo_[memo_.size()] = top(at);
-          break;  // MEMOIZE
-        case 'h':
-          push(memo(at, uint_le(1)));
-          break;  // BINGET
-        case 'j':
-          push(memo(at, uint_le(4)));
-          break;     // LONG_BINGET
-        case 'c': {  // GLOBAL
-          const std::string module = line(at);
-          push(global(at, module + "." + line(at)));
-          break;
-        }
-        case 0x93: {  // STACK_GLOBAL
-          auto names = pop_n(at, 2);
-          for (const auto& n : names) {
-            if (n->kind != Value::Kind::string) fail(at, "STACK_GLOBAL needs two strings");
-          }
-          push(global(at, names[0]->string + "." + names[1]->string));
-          break;
-        }
-        case 'R': {  // REDUCE
-          auto args = pop(at);
-          auto callable = pop(at);
-          push(reduce(at, callable, args));
-          break;
-        }
-        case 'b': {  // BUILD: the state of an OrderedDict (_metadata) or a tensor is not needed
-          pop(at);
-          top(at);
-          break;
-        }
-        case 'Q':
-          push(persistent_load(at, pop(at)));
-          break;  // BINPERSID
-        default: {
-          char hex[8];
-          std::snprintf(hex, sizeof hex, "0x%02x", op);
-          fail(at, std::string("unsupported pickle opcode ") + hex +
-                       " (xmodal reads the dicts of tensors torch.save writes)");
-        }
+      if (op == '.') {  // STOP
+        if (stack_.size() != 1)
+          fail(at, "STOP with " + std::to_string(stack_.size()) + " values on the stack");
+        return stack_.back();
       }
+      if (!literal(at, op) && !container(at, op) && !memo_op(at, op) && !control(at, op)) {
+        char hex[8];
+        std::snprintf(hex, sizeof hex, "0x%02x", op);
+        fail(at, std::string("unsupported pickle opcode ") + hex +
+                     " (xmodal reads the dicts of tensors torch.save writes)");
+      }
+    }
+  }
+
+  // None, booleans, integers, floats, strings and bytes.
+  bool literal(size_t at, unsigned char op) {
+    switch (op) {
+      case 'N':
+        push(make(Value::Kind::none));
+        return true;
+      case 0x88:
+        push(make_int(Value::Kind::boolean, 1));
+        return true;  // NEWTRUE
+      case 0x89:
+        push(make_int(Value::Kind::boolean, 0));
+        return true;  // NEWFALSE
+      case 'K':
+        push(make_int(Value::Kind::integer, uint_le(1)));
+        return true;  // BININT1
+      case 'M':
+        push(make_int(Value::Kind::integer, uint_le(2)));
+        return true;  // BININT2
+      case 'J':       // BININT
+        push(make_int(Value::Kind::integer, static_cast<int32_t>(uint_le(4))));
+        return true;
+      case 0x8a:
+        push(make_int(Value::Kind::integer, long1(at)));
+        return true;  // LONG1
+      case 'G': {     // BINFLOAT
+        uint64_t bits = 0;
+        for (const char c : take(8)) bits = (bits << 8) | static_cast<unsigned char>(c);
+        auto v = make(Value::Kind::floating);
+        std::memcpy(&v->floating, &bits, sizeof bits);
+        push(v);
+        return true;
+      }
+      case 'X':
+        push(make_string(take(uint_le(4))));
+        return true;  // BINUNICODE
+      case 0x8c:
+        push(make_string(take(uint_le(1))));
+        return true;  // SHORT_BINUNICODE
+      case 0x8d:
+        push(make_string(take(uint_le(8))));
+        return true;  // BINUNICODE8
+      case 'T':
+        push(make_string(take(uint_le(4))));
+        return true;  // BINSTRING
+      case 'U':
+        push(make_string(take(uint_le(1))));
+        return true;  // SHORT_BINSTRING
+      case 'B':
+        push(make_string(take(uint_le(4))));
+        return true;  // BINBYTES
+      case 'C':
+        push(make_string(take(uint_le(1))));
+        return true;  // SHORT_BINBYTES
+      default:
+        return false;
+    }
+  }
+
+  // Tuples, lists and dicts: built, appended to, filled.
+  bool container(size_t at, unsigned char op) {
+    switch (op) {
+      case ')':
+        push(make(Value::Kind::tuple));
+        return true;  // EMPTY_TUPLE
+      case ']':
+        push(make(Value::Kind::list));
+        return true;  // EMPTY_LIST
+      case '}':
+        push(make(Value::Kind::dict));
+        return true;  // EMPTY_DICT
+      case 't':
+        push(make_seq(Value::Kind::tuple, pop_mark(at)));
+        return true;  // TUPLE
+      case 0x85:
+        push(make_seq(Value::Kind::tuple, pop_n(at, 1)));
+        return true;
+      case 0x86:
+        push(make_seq(Value::Kind::tuple, pop_n(at, 2)));
+        return true;
+      case 0x87:
+        push(make_seq(Value::Kind::tuple, pop_n(at, 3)));
+        return true;
+      case 'l':
+        push(make_seq(Value::Kind::list, pop_mark(at)));
+        return true;  // LIST
+      case 'a': {     // APPEND
+        auto item = pop(at);
+        append(at, top(at), {item});
+        return true;
+      }
+      case 'e': {  // APPENDS
+        auto items = pop_mark(at);
+        append(at, top(at), items);
+        return true;
+      }
+      case 'd': {  // DICT
+        auto dict = make(Value::Kind::dict);
+        set_items(at, dict, pop_mark(at));
+        push(dict);
+        return true;
+      }
+      case 's': {  // SETITEM
+        auto kv = pop_n(at, 2);
+        set_items(at, top(at), kv);
+        return true;
+      }
+      case 'u': {  // SETITEMS
+        auto kv = pop_mark(at);
+        set_items(at, top(at), kv);
+        return true;
+      }
+      default:
+        return false;
+    }
+  }
+
+  // The memo: BINPUT, LONG_BINPUT, MEMOIZE, BINGET, LONG_BINGET.
+  bool memo_op(size_t at, unsigned char op) {
+    switch (op) {
+      case 'q':
+        memo_[uint_le(1)] = top(at);
+        return true;  // BINPUT
+      case 'r':
+        memo_[uint_le(4)] = top(at);
+        return true;  // LONG_BINPUT
+      case 0x94:
+        memo_[memo_.size()] = top(at);
+        return true;  // MEMOIZE
+      case 'h':
+        push(memo(at, uint_le(1)));
+        return true;  // BINGET
+      case 'j':
+        push(memo(at, uint_le(4)));
+        return true;  // LONG_BINGET
+      default:
+        return false;
+    }
+  }
+
+  // Protocol, framing, marks, the stack, globals, REDUCE, BUILD, persistent ids.
+  bool control(size_t at, unsigned char op) {
+    switch (op) {
+      case 0x80:
+        byte();
+        return true;  // PROTO
+      case 0x95:
+        take(8);
+        return true;  // FRAME (protocol 4): length, ignored
+      case '(':
+        marks_.push_back(stack_.size());
+        return true;  // MARK
+      case '0':
+        pop(at);
+        return true;  // POP
+      case '1':
+        pop_mark(at);
+        return true;  // POP_MARK
+      case '2':
+        push(top(at));
+        return true;  // DUP
+      case 'c': {     // GLOBAL
+        const std::string module = line(at);
+        push(global(at, module + "." + line(at)));
+        return true;
+      }
+      case 0x93: {  // STACK_GLOBAL
+        auto names = pop_n(at, 2);
+        for (const auto& n : names) {
+          if (n->kind != Value::Kind::string) fail(at, "STACK_GLOBAL needs two strings");
+        }
+        push(global(at, names[0]->string + "." + names[1]->string));
+        return true;
+      }
+      case 'R': {  // REDUCE
+        auto args = pop(at);
+        auto callable = pop(at);
+        push(reduce(at, callable, args));
+        return true;
+      }
+      case 'b': {  // BUILD: the state of an OrderedDict (_metadata) or a tensor is not needed
+        pop(at);
+        top(at);
+        return true;
+      }
+      case 'Q':
+        push(persistent_load(at, pop(at)));
+        return true;  // BINPERSID
+      default:
+        return false;
     }
   }
 
