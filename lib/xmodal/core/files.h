@@ -26,8 +26,9 @@ class FileError : public std::runtime_error {
 };
 
 /// Checks that `path` is (or links to) a regular file of at most `max_bytes` and returns its
-/// size. Throws FileError: "no such file", "it is a folder", "it is a FIFO, not a regular file",
-/// "too many levels of symbolic links", "N bytes is more than the limit of M".
+/// size. Throws FileError: "no such file", "it is a folder, not a file", "it is a FIFO, not a
+/// regular file", the system's text ("Too many levels of symbolic links"), "N bytes is more
+/// than the limit of M bytes for this file".
 int64_t check_regular_file(const std::string& path, int64_t max_bytes = kMaxReadBytes);
 
 /// Reads a whole regular file of at most `max_bytes` (checked as above, and again while
