@@ -56,7 +56,8 @@ TEST(Files, ReadingFollowsSymlinksAndKeepsToTheLimit) {
   EXPECT_EQ(read_file(link), "0123456789");
   EXPECT_EQ(check_regular_file(link), 10);
   EXPECT_EQ(read_file(file, 10), "0123456789");
-  EXPECT_EQ(reason_of([&] { read_file(file, 9); }), "10 bytes is more than the limit of 9 bytes for this file");
+  EXPECT_EQ(reason_of([&] { read_file(file, 9); }),
+            "10 bytes is more than the limit of 9 bytes for this file");
 }
 
 TEST(AtomicFile, ReplacesWholeKeepsTheModeAndLeavesNoTemporary) {
