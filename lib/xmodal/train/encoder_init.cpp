@@ -47,9 +47,11 @@ void init_encoders(models::ModelImpl& model, const config::Config& config) {
        {std::pair<std::string, std::string>{"vision", m.vision.pretrained},
         {"text", m.text.pretrained}}) {
     if (dir.empty() || ignored(component, "pretrained")) continue;
-    const auto r = load_naming_key("model." + component + ".pretrained", [&, &c = component] {
-      return c == "vision" ? models::load_pretrained_vit(*model.vision, dir)
-                           : models::load_pretrained_bert(*model.text, dir);
+    const bool vision = component == "vision";
+    const std::string& folder = dir;  // a structured binding cannot be captured in C++17
+    const auto r = load_naming_key("model." + component + ".pretrained", [&] {
+      return vision ? models::load_pretrained_vit(*model.vision, folder)
+                    : models::load_pretrained_bert(*model.text, folder);
     });
     log::info("[init] {}: {} tensors from {}{}{}{}", component, r.loaded, r.file,
               r.interpolated_positions ? "; position embeddings interpolated" : "",
@@ -59,9 +61,10 @@ void init_encoders(models::ModelImpl& model, const config::Config& config) {
        {std::pair<std::string, std::string>{"vision", m.vision.init_from},
         {"text", m.text.init_from}}) {
     if (from.empty() || ignored(component, "init_from")) continue;
-    const auto r = load_naming_key("model." + component + ".init_from", [&, &c = component] {
-      return checkpoint::init_component(model, c, from);
-    });
+    const std::string& name = component;  // a structured binding cannot be captured in C++17
+    const std::string& run = from;
+    const auto r = load_naming_key("model." + component + ".init_from",
+                                   [&] { return checkpoint::init_component(model, name, run); });
     log::info("[init] {}: {} tensors from {}{}{}{}", component, r.loaded, r.checkpoint,
               listed("interpolated", r.interpolated),
               listed("missing (left as initialised)", r.missing),
