@@ -5,7 +5,7 @@
 #   scripts/test.sh                 # everything (what CI runs; ~18 min on a fresh 2-core machine)
 #   scripts/test.sh -L unit         # extra arguments go to ctest, and only the normal build runs
 #   XMODAL_TEST_SANITIZERS=0 scripts/test.sh    # everything but the sanitizer build
-#   XMODAL_FUZZ_SECONDS=30          # seconds per fuzz target in the full run (default 30)
+#   XMODAL_FUZZ_SECONDS=20          # seconds per fuzz target in the full run (default 20)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -16,6 +16,6 @@ BUILD_DIR="${BUILD_DIR:-$ROOT/build}"
 if ((!$#)) && [[ "${XMODAL_TEST_SANITIZERS:-1}" != 0 ]]; then
   echo "[test] unit tests under ASan + UBSan (scripts/sanitize.sh)"
   "$ROOT/scripts/sanitize.sh"
-  echo "[test] every fuzz target for ${XMODAL_FUZZ_SECONDS:-30} s (scripts/fuzz.sh)"
-  "$ROOT/scripts/fuzz.sh" "${XMODAL_FUZZ_SECONDS:-30}"
+  echo "[test] every fuzz target for ${XMODAL_FUZZ_SECONDS:-20} s (scripts/fuzz.sh)"
+  "$ROOT/scripts/fuzz.sh" "${XMODAL_FUZZ_SECONDS:-20}"
 fi
