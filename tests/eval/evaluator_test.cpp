@@ -8,6 +8,7 @@
 
 #include "../support/scenes.h"
 #include "../support/temp_dir.h"
+#include "../support/tiny_model.h"
 #include "xmodal/config/loader.h"
 #include "xmodal/data/scenes.h"
 #include "xmodal/models/factory.h"
@@ -30,15 +31,12 @@ class Evaluator : public ::testing::Test {
   }
 
   static config::Config tiny(const std::string& task) {
-    return config::parse_config(
-        "task: " + task + "\n", "<test>",
-        {"run.threads=1", "data.root=" + (data_dir_->path() / "scenes").string(),
-         "data.image_size=32", "data.workers=0", "eval.batch_size=7", "model.vision.patch_size=16",
-         "model.vision.hidden=16", "model.vision.layers=1", "model.vision.heads=2",
-         "model.vision.mlp_dim=32", "model.text.hidden=16", "model.text.layers=1",
-         "model.text.heads=2", "model.text.intermediate=32", "model.fusion.hidden=16",
-         "model.fusion.layers=1", "model.fusion.heads=2", "model.fusion.mlp_dim=32",
-         "model.head.hidden=16"});
+    std::vector<std::string> sets = {"run.threads=1",
+                                     "data.root=" + (data_dir_->path() / "scenes").string(),
+                                     "data.image_size=32", "data.workers=0", "eval.batch_size=7"};
+    const auto model = xmodal::testing::tiny_model_sets();
+    sets.insert(sets.end(), model.begin(), model.end());
+    return config::parse_config("task: " + task + "\n", "<test>", sets);
   }
 
   static TempDir* data_dir_;

@@ -12,6 +12,7 @@
 
 #include "../support/scenes.h"
 #include "../support/temp_dir.h"
+#include "../support/tiny_model.h"
 #include "xmodal/checkpoint/artifacts.h"
 #include "xmodal/checkpoint/checkpoint.h"
 #include "xmodal/config/loader.h"
@@ -48,25 +49,11 @@ class Predictor : public ::testing::Test {
   // A checkpoint of an untrained model of `task`; `edit` may change its weights first.
   std::string checkpoint(const std::string& task, const std::vector<std::string>& sets = {},
                          const std::function<void(models::ModelImpl&)>& edit = {}) const {
-    std::vector<std::string> all = {"run.dir=" + (dir_.path() / task).string(),
-                                    "run.threads=1",
+    std::vector<std::string> all = {"run.dir=" + (dir_.path() / task).string(), "run.threads=1",
                                     "data.root=" + (data_dir_->path() / "scenes").string(),
-                                    "data.image_size=32",
-                                    "model.vision.patch_size=16",
-                                    "model.vision.hidden=16",
-                                    "model.vision.layers=1",
-                                    "model.vision.heads=2",
-                                    "model.vision.mlp_dim=32",
-                                    "model.text.hidden=16",
-                                    "model.text.layers=1",
-                                    "model.text.heads=2",
-                                    "model.text.intermediate=32",
-                                    "model.fusion.hidden=16",
-                                    "model.fusion.layers=1",
-                                    "model.fusion.heads=2",
-                                    "model.fusion.mlp_dim=32",
-                                    "model.head.hidden=16",
-                                    "model.head.max_count=3"};
+                                    "data.image_size=32", "model.head.max_count=3"};
+    const auto tiny = xmodal::testing::tiny_model_sets();
+    all.insert(all.end(), tiny.begin(), tiny.end());
     all.insert(all.end(), sets.begin(), sets.end());
     const auto c = config::parse_config("task: " + task + "\n", "<test>", all);
     const auto train = data::load_split(c, c.data.train_split);

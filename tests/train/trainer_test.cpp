@@ -19,6 +19,7 @@
 #include "../support/fixtures.h"
 #include "../support/scenes.h"
 #include "../support/temp_dir.h"
+#include "../support/tiny_model.h"
 #include "xmodal/checkpoint/artifacts.h"
 #include "xmodal/checkpoint/checkpoint.h"
 #include "xmodal/config/loader.h"
@@ -63,20 +64,6 @@ class Trainer : public ::testing::Test {
         "data.root=" + (data_dir_->path() / "scenes").string(),
         "data.image_size=32",
         "data.workers=1",
-        "model.vision.patch_size=16",
-        "model.vision.hidden=16",
-        "model.vision.layers=1",
-        "model.vision.heads=2",
-        "model.vision.mlp_dim=32",
-        "model.text.hidden=16",
-        "model.text.layers=1",
-        "model.text.heads=2",
-        "model.text.intermediate=32",
-        "model.fusion.hidden=16",
-        "model.fusion.layers=1",
-        "model.fusion.heads=2",
-        "model.fusion.mlp_dim=32",
-        "model.head.hidden=16",
         "train.batch_size=8",
         "train.lr=0.001",
         "train.max_steps=4",
@@ -84,6 +71,8 @@ class Trainer : public ::testing::Test {
         "train.checkpoint_every=100",
         "train.log_every=100",
     };
+    const auto model = xmodal::testing::tiny_model_sets();
+    all.insert(all.end(), model.begin(), model.end());
     all.insert(all.end(), sets.begin(), sets.end());
     return config::parse_config("task: vqa\n", "<test>", all);
   }

@@ -33,9 +33,7 @@ Artifacts artifacts_from_files(const config::Config& config,
                                const std::map<std::string, std::string>& files,
                                const std::string& source) {
   const auto need = [&](const std::string& name) -> const std::string& {
-    const auto it = files.find(name);
-    if (it == files.end()) throw std::runtime_error("checkpoint " + source + ": no " + name);
-    return it->second;
+    return text::required_file(files, name, source);
   };
   Artifacts a;
   a.class_names = text::split_lines(need("classes.txt"));

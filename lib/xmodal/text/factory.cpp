@@ -25,6 +25,13 @@ void limit_to_embedding(Tokenizer& tokenizer, const config::Config& config) {
 
 }  // namespace
 
+const std::string& required_file(const std::map<std::string, std::string>& files,
+                                 const std::string& name, const std::string& source) {
+  const auto it = files.find(name);
+  if (it == files.end()) throw std::runtime_error("checkpoint " + source + ": no " + name);
+  return it->second;
+}
+
 std::vector<std::string> split_lines(const std::string& text) {
   std::vector<std::string> lines;
   size_t start = 0;
@@ -65,9 +72,7 @@ std::shared_ptr<Tokenizer> tokenizer_from_files(const config::Config& config,
                                                 const std::map<std::string, std::string>& files,
                                                 const std::string& source) {
   const auto need = [&](const std::string& name) -> const std::string& {
-    const auto it = files.find(name);
-    if (it == files.end()) throw std::runtime_error("checkpoint " + source + ": no " + name);
-    return it->second;
+    return required_file(files, name, source);
   };
   std::shared_ptr<Tokenizer> tokenizer;
   try {

@@ -27,6 +27,11 @@ std::shared_ptr<Tokenizer> tokenizer_from_files(const config::Config& config,
                                                 const std::map<std::string, std::string>& files,
                                                 const std::string& source);
 
+/// The file `name` of a checkpoint's `files`; throws std::runtime_error "checkpoint SOURCE: no
+/// NAME" when it is missing.
+const std::string& required_file(const std::map<std::string, std::string>& files,
+                                 const std::string& name, const std::string& source);
+
 /// Splits a file's text into lines ("\n"; a last line without one counts).
 std::vector<std::string> split_lines(const std::string& text);
 

@@ -20,6 +20,15 @@ using nlohmann::json;
 
 namespace detail {
 
+// The data position moves to the first batch of the next epoch.
+void Trainer::start_next_epoch() {
+  state_.epoch += 1;
+  state_.batch = 0;
+  epoch_from_start_ = true;
+  epoch_had_batch_ = false;
+  train_loader_->start(state_.epoch, 0);
+}
+
 // The next group of grad_accum micro-batches; nullopt at the end of an epoch (the next one has
 // started).
 std::optional<Group> Trainer::next_group() {
@@ -37,11 +46,7 @@ std::optional<Group> Trainer::next_group() {
                                " of " + config_.data.train_split +
                                " was bad and skipped: nothing to train on");
     }
-    state_.epoch += 1;
-    state_.batch = 0;
-    epoch_from_start_ = true;
-    epoch_had_batch_ = false;
-    train_loader_->start(state_.epoch, 0);
+    start_next_epoch();
     return std::nullopt;
   }
   epoch_had_batch_ = true;
@@ -72,11 +77,7 @@ void Trainer::update(const StepOutcome& o, bool epoch_done) {
   state_.samples_seen += o.samples;
   state_.last_lr = lr;
   if (epoch_done) {
-    state_.epoch += 1;
-    state_.batch = 0;
-    epoch_from_start_ = true;
-    epoch_had_batch_ = false;
-    train_loader_->start(state_.epoch, 0);
+    start_next_epoch();
   } else {
     state_.batch = train_loader_->position().batch;
   }

@@ -52,6 +52,7 @@ class Trainer {
   void build_model();
   void plan();
   void resume();
+  void start_next_epoch();
   std::optional<Group> next_group();
   void update(const StepOutcome& outcome, bool epoch_done);
   [[noreturn]] void fail_non_finite(const StepOutcome& outcome) const;
