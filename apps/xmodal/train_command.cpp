@@ -48,7 +48,7 @@ config::Config resume_config(const TrainArgs& args, const std::vector<std::strin
     throw std::invalid_argument("--resume " + args.resume +
                                 ": no config.yaml there (not a run directory)");
   }
-  config::Config cfg = config::load_config(saved, sets);
+  config::Config cfg = config::load_config(saved, sets, config::Folders::keep);
   if (!args.config_path.empty()) {
     const config::Config given = config::load_config(args.config_path, sets);
     const auto a = config::flatten(given);

@@ -359,5 +359,27 @@ printf '{"annotations": []}\n' >"$W/scenes/v2_mscoco_empty_annotations.json"
 check eval_split_without_questions 1 "split empty of .* has no examples to evaluate" -- \
   "$XMODAL" eval --checkpoint "$CK" --split empty
 
+# ---- pretrained folders (the folder defines the architecture) and TensorBoard files ----
+HFVIT="$ROOT/tests/data/models/hf_vit"
+printf 'model: {vision: {pretrained: %s/nope}}\n' "$W" >"$W/pre_missing.yaml"
+check pretrained_folder_missing 2 "pre_missing.yaml:1: model.vision.pretrained: .*/nope: no such folder" -- \
+  "$XMODAL" train "$W/pre_missing.yaml" --dump-config
+mkdir -p "$W/hf_bad" && printf '{"model_type": "vit", "hidden_size": 32,' >"$W/hf_bad/config.json"
+printf 'model: {vision: {pretrained: %s/hf_bad}}\n' "$W" >"$W/pre_bad.yaml"
+check pretrained_config_json_malformed 1 "model.vision.pretrained: .*hf_bad/config.json: malformed JSON" -- \
+  "$XMODAL" train "$W/pre_bad.yaml" --dump-config
+printf '{"model_type": "vit", "hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64, "image_size": 32, "patch_size": 0}\n' >"$W/hf_bad/config.json"
+check pretrained_config_json_bad_size 1 "hf_bad/config.json: patch_size: must be at least 1, got 0" -- \
+  "$XMODAL" train "$W/pre_bad.yaml" --dump-config
+printf 'model: {vision: {pretrained: %s, hidden: 64}}\n' "$HFVIT" >"$W/pre_conflict.yaml"
+check pretrained_conflicting_key 2 "pre_conflict.yaml:1: model.vision.hidden is 64 in the config but 32 in .*hf_vit/config.json \(hidden_size\)" -- \
+  "$XMODAL" train "$W/pre_conflict.yaml" --dump-config
+printf 'model: {vision: {pretrained: %s}}\n' "$HFVIT" >"$W/pre_only.yaml"
+check pretrained_only_the_folder 0 "hidden: 32 .*# from .*hf_vit/config.json \(hidden_size\)" -- \
+  "$XMODAL" train "$W/pre_only.yaml" --dump-config
+mkdir -p "$W/tbfile" && touch "$W/tbfile/tb"
+check tensorboard_path_is_a_file 2 "tbfile is not empty and was not made by xmodal \(it holds tb\)" -- \
+  "$XMODAL" train "$W/tiny.yaml" --run-dir "$W/tbfile"
+
 echo "$((cases - failures))/$cases bad-input cases behave"
 ((failures == 0))

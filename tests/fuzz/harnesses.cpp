@@ -69,7 +69,7 @@ void guarded(Fn fn) {
 }
 
 void config_target(const uint8_t* data, size_t size) {
-  guarded([&] { config::parse_config(bytes(data, size), "<fuzz>"); });
+  guarded([&] { config::parse_config(bytes(data, size), "<fuzz>", {}, config::Folders::keep); });
 }
 
 void vqa_target(const uint8_t* data, size_t size) {

@@ -29,7 +29,6 @@ config::Config hf_vit_config() {
 
 TEST(Pretrained, HuggingFaceViTReproducesTorchvision) {
   auto c = hf_vit_config();
-  resolve_pretrained(c);
   EXPECT_DOUBLE_EQ(c.model.vision.layer_norm_eps, 1e-6);  // from config.json
   ViT vit(vision_options(c));
   const auto report = load_pretrained_vit(*vit, c.model.vision.pretrained);
@@ -59,6 +58,14 @@ TEST(Pretrained, EmbedThroughTheConfigReproducesTorchvision) {
   const auto f = load_fixture("models/hf_vit_reference.safetensors");
   EXPECT_LE(max_abs_diff(out.at("vision"), f.at("output.hidden")), 1e-4);
 
+  // A config holding only the folder reproduces the same output: config.json gives the sizes.
+  o.config = dir.write("only.yaml", "model: {vision: {pretrained: " + data("models/hf_vit") +
+                                        "}}\nrun: {threads: 1}\n");
+  o.out = (dir.path() / "only.safetensors").string();
+  infer::embed(o);
+  EXPECT_TRUE(torch::equal(io::load_safetensors(o.out).at("vision"), out.at("vision")));
+  o.config = config_path;
+
   // --no-resize refuses an image of another size, naming it.
   o.overrides = {"data.image_size=64", "model.vision.pretrained=" + data("models/hf_vit")};
   try {
@@ -74,7 +81,6 @@ TEST(Pretrained, EmbedThroughTheConfigReproducesTorchvision) {
 TEST(Pretrained, ViTPositionsAreInterpolatedForAnotherImageSize) {
   auto c = hf_vit_config();
   c.data.image_size = 48;
-  resolve_pretrained(c);
   ViT vit(vision_options(c));
   const auto report = load_pretrained_vit(*vit, c.model.vision.pretrained);
   EXPECT_TRUE(report.interpolated_positions);
@@ -88,7 +94,6 @@ TEST(Pretrained, TinyHuggingFaceBertBinMatchesTheIndependentReference) {
       data("models/tiny_bert") +
       "}\n"
       "data: {max_text_len: 16}\n");
-  resolve_pretrained(c);
   EXPECT_EQ(c.model.text.vocab_size, 402);
   EXPECT_DOUBLE_EQ(c.model.text.layer_norm_eps, 1e-12);
   Bert bert(text_options(c, /*tokenizer_vocab=*/405));
@@ -104,35 +109,6 @@ TEST(Pretrained, TinyHuggingFaceBertBinMatchesTheIndependentReference) {
   EXPECT_LE(
       max_abs_diff(out.masked_select(real), f.at("output.last_hidden_state").masked_select(real)),
       1e-5);
-}
-
-TEST(Pretrained, ConflictsWithTheYamlAreListedWithBothValues) {
-  auto c = hf_vit_config();
-  c.model.vision.hidden = 64;
-  c.model.vision.layer_norm_eps = 1e-12;
-  c.model.vision.stem = config::Stem::conv;
-  try {
-    resolve_pretrained(c);
-    FAIL();
-  } catch (const std::invalid_argument& e) {
-    const std::string m = e.what();
-    EXPECT_NE(m.find("model.vision.hidden is 64 in the config but 32 in " +
-                     data("models/hf_vit/config.json") + " (hidden_size)"),
-              std::string::npos)
-        << m;
-    EXPECT_NE(m.find("model.vision.layer_norm_eps is 1e-12"), std::string::npos) << m;
-    EXPECT_NE(m.find("model.vision.stem must be patch"), std::string::npos) << m;
-  }
-  auto t = config::parse_config("model: {text: {pretrained: " + data("models/hf_vit") + "}}\n");
-  EXPECT_THROW(resolve_pretrained(t), std::invalid_argument);  // a ViT is not a BERT
-  auto missing = config::parse_config("model: {vision: {pretrained: /nope}}\n");
-  try {
-    resolve_pretrained(missing);
-    FAIL();
-  } catch (const std::runtime_error& e) {
-    EXPECT_NE(std::string(e.what()).find("/nope/config.json: not found"), std::string::npos)
-        << e.what();
-  }
 }
 
 TEST(Pretrained, HfViTNamesWithoutPrefix) {

@@ -12,10 +12,12 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <random>
 #include <thread>
 #include <tuple>
 
+#include "../support/event_reader.h"
 #include "../support/fixtures.h"
 #include "../support/scenes.h"
 #include "../support/temp_dir.h"
@@ -30,6 +32,7 @@
 #include "xmodal/infer/predictor.h"
 #include "xmodal/io/atomic_file.h"
 #include "xmodal/io/safetensors.h"
+#include "xmodal/io/tensorboard.h"
 #include "xmodal/train/early_stopping.h"
 #include "xmodal/train/trainer.h"
 #include "xmodal_test_paths.h"
@@ -163,6 +166,124 @@ TEST_F(Trainer, InterruptedAndResumedRunIsBitIdentical) {
   EXPECT_LE(steps.size(), 2u);
   EXPECT_EQ(steps.back(), 14);
   EXPECT_TRUE(fs::exists(fs::path(p3.run_dir) / "best" / "state.json"));
+}
+
+// Every number of metrics.jsonl, as (tag, step) -> value, from its records (the test's own
+// reading of the documented naming: EVENT/KEY, nested keys joined by '/', eval's metrics bare).
+std::map<std::pair<std::string, int64_t>, double> jsonl_scalars(const std::string& path) {
+  std::map<std::pair<std::string, int64_t>, double> out;
+  std::ifstream in(path);
+  std::string line;
+  while (std::getline(in, line)) {
+    const auto j = nlohmann::json::parse(line);
+    const int64_t step = j["step"].get<int64_t>();
+    const std::string event = j["event"].get<std::string>();
+    std::function<void(const nlohmann::json&, const std::string&)> walk =
+        [&](const nlohmann::json& v, const std::string& tag) {
+          if (v.is_object()) {
+            for (const auto& [k, inner] : v.items()) walk(inner, tag + "/" + k);
+          } else if (v.is_number()) {
+            EXPECT_TRUE(out.emplace(std::make_pair(tag, step), v.get<double>()).second)
+                << tag << " twice at step " << step;
+          }
+        };
+    for (const auto& [k, v] : j.items()) {
+      if (k != "event" && k != "step") walk(v, k == "metrics" ? event : event + "/" + k);
+    }
+  }
+  return out;
+}
+
+// Reads RUN_DIR/tb/'s one event file with the test reader (every CRC checked) and expects each
+// scalar of metrics.jsonl in it once, with the same value; returns the events' scalars.
+std::map<std::pair<std::string, int64_t>, double> check_events_against_metrics(
+    const std::string& run_dir) {
+  const std::string file = first_file((fs::path(run_dir) / "tb").string());
+  const auto events = xmodal::testing::read_tensorboard_events(file);
+  std::map<std::pair<std::string, int64_t>, double> from_events;
+  if (events.empty()) {
+    ADD_FAILURE() << file << ": no events";
+    return from_events;
+  }
+  EXPECT_EQ(events[0].file_version, "brain.Event:2");
+  int64_t last_step = -1;
+  for (size_t i = 1; i < events.size(); ++i) {
+    EXPECT_TRUE(events[i].file_version.empty());
+    EXPECT_GE(events[i].step, last_step) << "steps go back at event " << i;
+    last_step = events[i].step;
+    EXPECT_GT(events[i].wall_time, 1.7e9);
+    for (const auto& v : events[i].values) {
+      EXPECT_TRUE(from_events.emplace(std::make_pair(v.tag, events[i].step), v.simple_value).second)
+          << v.tag << " twice at step " << events[i].step;
+    }
+  }
+  const auto expected = jsonl_scalars((fs::path(run_dir) / "metrics.jsonl").string());
+  EXPECT_EQ(from_events.size(), expected.size());
+  for (const auto& [key, value] : expected) {
+    const auto it = from_events.find(key);
+    if (it == from_events.end()) {
+      ADD_FAILURE() << key.first << " at step " << key.second << " is not in " << file;
+    } else {
+      EXPECT_EQ(it->second, static_cast<float>(value)) << key.first << " at step " << key.second;
+    }
+  }
+  std::map<std::string, std::pair<int, double>> tags;  // events, last value
+  for (const auto& [key, value] : from_events) tags[key.first] = {tags[key.first].first + 1, value};
+  for (const auto& [tag, n] : tags) {
+    std::printf("  %-32s %5d events, last %.6g\n", tag.c_str(), n.first, n.second);
+  }
+  std::printf("%s: %zu events, %zu scalars (metrics.jsonl: %zu)\n", file.c_str(), events.size(),
+              from_events.size(), expected.size());
+  return from_events;
+}
+
+// XMODAL_TB_RUN=RUN_DIR: the same check on any run, e.g. a quickstart run (skipped without it).
+TEST(TensorBoardRun, EveryScalarOfTheRunGivenByXMODAL_TB_RUN) {
+  const char* run = std::getenv("XMODAL_TB_RUN");
+  if (run == nullptr) GTEST_SKIP() << "set XMODAL_TB_RUN=RUN_DIR";
+  check_events_against_metrics(run);
+}
+
+TEST_F(Trainer, TensorBoardEventsHoldEveryScalarOfMetricsJsonlOnceAcrossResume) {
+  const std::vector<std::string> sets = {"train.max_steps=8", "train.log_every=1",
+                                         "train.eval_every=3", "train.checkpoint_every=3"};
+  const auto cfg = tiny("tb", sets);
+  TrainOptions stop;
+  stop.stop_after_steps = 4;
+  const auto p1 = train(cfg, stop);
+  ASSERT_EQ(p1.step, 4);
+  const fs::path tb = fs::path(p1.run_dir) / "tb";
+  ASSERT_TRUE(fs::is_directory(tb));
+  const std::string file = first_file(tb.string());
+  EXPECT_NE(fs::path(file).filename().string().find("events.out.tfevents."), std::string::npos);
+  {
+    // Steps past the checkpoint, as a killed run leaves them, and a killed writer's partial
+    // record: the resumed run drops both.
+    std::ofstream out(file, std::ios::app | std::ios::binary);
+    out << io::tfrecord(io::encode_scalar_event({1.0, 99, {{"train/loss", 1.0f}}}));
+    out << io::tfrecord(io::encode_scalar_event({1.0, 5, {{"train/loss", 2.0f}}})).substr(0, 20);
+  }
+  stop.resume = true;
+  stop.stop_after_steps = 0;
+  const auto p2 = train(cfg, stop);
+  ASSERT_EQ(p2.step, 8);
+  EXPECT_EQ(first_file(tb.string()), file);  // one file, continued
+
+  const auto from_events = check_events_against_metrics(p2.run_dir);
+  for (int64_t step = 1; step <= 8; ++step) {
+    EXPECT_TRUE(from_events.count({"train/loss", step})) << step;
+    EXPECT_TRUE(from_events.count({"train/lr", step})) << step;
+  }
+  EXPECT_TRUE(from_events.count({"eval/accuracy", 3}));
+  EXPECT_TRUE(from_events.count({"eval/accuracy", 6}));
+  EXPECT_TRUE(from_events.count({"end/train_s", 8}));
+  EXPECT_FALSE(from_events.count({"train/loss", 99}));
+
+  // train.tensorboard false: no event file.
+  auto off = sets;
+  off.push_back("train.tensorboard=false");
+  const auto r = train(tiny("tb-off", off));
+  EXPECT_FALSE(fs::exists(fs::path(r.run_dir) / "tb"));
 }
 
 TEST_F(Trainer, RefusesToOverwriteARunAndNeedsACheckpointToResume) {

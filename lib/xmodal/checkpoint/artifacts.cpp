@@ -60,7 +60,8 @@ LoadedModel load_trained_model(const std::string& path) {
   if (it == content.files.end()) {
     throw std::runtime_error("checkpoint " + m.checkpoint + ": no config.yaml");
   }
-  m.config = config::parse_config(it->second, m.checkpoint + "/config.yaml");
+  m.config =
+      config::parse_config(it->second, m.checkpoint + "/config.yaml", {}, config::Folders::keep);
   m.artifacts = artifacts_from_files(m.config, content.files, m.checkpoint);
   m.model =
       models::build_model(m.config, {m.artifacts.tokenizer->vocab_size(),

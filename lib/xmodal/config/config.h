@@ -11,6 +11,7 @@
 #include <limits>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -482,6 +483,7 @@ struct TrainConfig {
   int64_t checkpoint_every = 500;
   int keep_last = 2;
   int64_t log_every = 50;
+  bool tensorboard = true;  // RUN_DIR/tb/ event file with every scalar of metrics.jsonl
   LossConfig loss;
   AuxConfig aux;
   EarlyStoppingConfig early_stopping;
@@ -529,6 +531,9 @@ struct TrainConfig {
     v.field("keep_last", keep_last, "checkpoints kept besides best", Range::at_least(1));
     v.field("log_every", log_every,
             "optimizer steps between progress lines and metrics.jsonl records", Range::at_least(1));
+    v.field("tensorboard", tensorboard,
+            "write RUN_DIR/tb/events.out.tfevents.* (TensorBoard) with every number of "
+            "metrics.jsonl: train/loss, eval/accuracy, ... (tensorboard --logdir runs)");
     v.section("loss", loss, "loss weights");
     v.section("aux", aux, "auxiliary losses");
     v.section("early_stopping", early_stopping, "stop when validation stops improving");
@@ -582,9 +587,13 @@ struct Config {
   EvalConfig eval;
   DistConfig dist;
 
-  /// Where each key was last set ("configs/x.yaml:12" or "--set train.lr=1e-3"); keys left at
+  /// Where each key was last set ("configs/x.yaml:12", "--set train.lr=1e-3", or
+  /// "DIR/config.json (hidden_size)" for a key taken from a pretrained folder); keys left at
   /// their default are absent. Not part of the configuration's value.
   std::map<std::string, std::string> origins;
+  /// The keys taken from a pretrained folder (config/pretrained.h); --dump-config marks them.
+  /// Not part of the configuration's value.
+  std::set<std::string> pretrained_keys;
 
   template <class V>
   void visit(V& v) {

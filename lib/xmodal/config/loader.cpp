@@ -11,6 +11,7 @@
 #include <set>
 #include <sstream>
 
+#include "xmodal/config/pretrained.h"
 #include "xmodal/core/error.h"
 #include "xmodal/core/files.h"
 #include "xmodal/core/strings.h"
@@ -403,13 +404,15 @@ void apply_source(Config& config, const YAML::Node& root, const std::string& sou
 }
 
 Config load_text(const std::string& text, const std::string& source, const fs::path& base_dir,
-                 const std::string& id, const std::vector<std::string>& overrides) {
+                 const std::string& id, const std::vector<std::string>& overrides,
+                 Folders folders) {
   Config config;
   std::vector<std::string> problems;
   std::vector<std::string> chain = {id};
   apply_source(config, parse_yaml(text, source), source, base_dir, chain, problems);
   if (!problems.empty()) throw ConfigError(problems);
   apply_overrides(config, overrides);
+  if (folders == Folders::resolve) resolve_pretrained(config);
   validate(config);
   return config;
 }
@@ -417,24 +420,33 @@ Config load_text(const std::string& text, const std::string& source, const fs::p
 // Writes one section of the documented dump.
 class Dumper {
  public:
+  explicit Dumper(const Config& config) : config_(config) {}
   template <class T>
   void field(const char* name, T& value, const char* doc, Range /*range*/ = {}) {
     std::string line = indent_ + name + ": " + detail::scalar_text(value);
     if (line.size() < 40) line.resize(40, ' ');
-    out += line + "  # " + doc + "\n";
+    const std::string key = prefix_ + name;
+    const std::string from =
+        config_.pretrained_keys.count(key) ? "from " + config_.origin(key) + "; " : std::string();
+    out += line + "  # " + from + doc + "\n";
   }
   template <class S>
   void section(const char* name, S& sub, const char* doc) {
     out += indent_ + name + ":  # " + doc + "\n";
     const std::string saved = indent_;
+    const std::string saved_prefix = prefix_;
     indent_ += "  ";
+    prefix_ += std::string(name) + ".";
     sub.visit(*this);
     indent_ = saved;
+    prefix_ = saved_prefix;
   }
   std::string out;
 
  private:
+  const Config& config_;
   std::string indent_;
+  std::string prefix_;
 };
 
 }  // namespace
@@ -484,7 +496,8 @@ void apply_overrides(Config& config, const std::vector<std::string>& overrides) 
   if (!problems.empty()) throw ConfigError(problems);
 }
 
-Config load_config(const std::string& path, const std::vector<std::string>& overrides) {
+Config load_config(const std::string& path, const std::vector<std::string>& overrides,
+                   Folders folders) {
   std::string text;
   try {
     text = read_file(path);
@@ -498,19 +511,20 @@ Config load_config(const std::string& path, const std::vector<std::string>& over
   std::error_code ec;
   const fs::path canonical = fs::weakly_canonical(path, ec);
   return load_text(text, path, fs::path(path).parent_path(), ec ? path : canonical.string(),
-                   overrides);
+                   overrides, folders);
 }
 
 Config parse_config(const std::string& yaml_text, const std::string& source,
-                    const std::vector<std::string>& overrides) {
-  return load_text(yaml_text, source, fs::current_path(), source, overrides);
+                    const std::vector<std::string>& overrides, Folders folders) {
+  return load_text(yaml_text, source, fs::current_path(), source, overrides, folders);
 }
 
 std::string dump_config(const Config& config) {
   Config copy = config;
-  Dumper dumper;
+  Dumper dumper(config);
   copy.visit(dumper);
-  return "# xmodal resolved configuration (defaults < file < --set)\n" + dumper.out;
+  return "# xmodal resolved configuration (defaults < pretrained folders < file < --set)\n" +
+         dumper.out;
 }
 
 }  // namespace xmodal::config

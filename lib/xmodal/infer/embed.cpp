@@ -41,9 +41,7 @@ void log_pretrained(const char* component, const models::PretrainedReport& r) {
 
 Encoders from_config(const EmbedOptions& o, bool want_image, bool want_text) {
   Encoders e;
-  e.config = config::load_config(o.config, o.overrides);
-  config::validate(e.config);
-  models::resolve_pretrained(e.config);
+  e.config = config::load_config(o.config, o.overrides);  // validated, pretrained folders read
   const auto& m = e.config.model;
   if (want_image) {
     e.vision = models::ViT(models::vision_options(e.config));

@@ -3,10 +3,8 @@
 // model.safetensors or pytorch_model.bin (read by xmodal's restricted unpickler); nothing is
 // downloaded.
 //
-// The architecture comes from config.json: the YAML's architecture keys must agree with it
-// (a conflict is an error naming both values), and the keys the YAML leaves at 0
-// (layer_norm_eps, text.vocab_size) are filled in from it, so the run's config.yaml, and with it
-// every checkpoint, no longer needs the folder.
+// The architecture comes from config.json when the config is loaded (config/pretrained.h:
+// config::resolve_pretrained); this file loads the weights.
 #pragma once
 
 #include <string>
@@ -19,37 +17,8 @@
 
 namespace xmodal::models {
 
-/// The config.json keys xmodal reads (Hugging Face names).
-struct HfConfig {
-  std::string path;  ///< DIR/config.json
-  std::string model_type;
-  int64_t hidden_size = 0;
-  int64_t num_hidden_layers = 0;
-  int64_t num_attention_heads = 0;
-  int64_t intermediate_size = 0;
-  int64_t image_size = 0;  ///< ViT
-  int64_t patch_size = 0;
-  int64_t num_channels = 3;
-  bool qkv_bias = true;
-  int64_t vocab_size = 0;  ///< BERT
-  int64_t max_position_embeddings = 0;
-  int64_t type_vocab_size = 2;
-  double layer_norm_eps = 1e-12;
-  std::string hidden_act = "gelu";
-};
-
-/// Reads DIR/config.json. Throws std::runtime_error naming the file for a missing or malformed
-/// file or a missing size key.
-HfConfig read_hf_config(const std::string& dir);
-
 /// DIR/model.safetensors, else DIR/pytorch_model.bin; throws std::runtime_error if neither.
 std::string pretrained_weights_file(const std::string& dir);
-
-/// Checks the YAML's architecture keys against the pretrained folders' config.json and fills in
-/// the keys left at 0 (model.{vision,text}.layer_norm_eps, model.text.vocab_size). Throws
-/// std::invalid_argument listing every conflict: `model.vision.hidden is 192 in the config but
-/// 768 in DIR/config.json (hidden_size)`.
-void resolve_pretrained(config::Config& config);
 
 /// What loading a pretrained folder did.
 struct PretrainedReport {

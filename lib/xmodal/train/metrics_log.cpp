@@ -2,20 +2,53 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <sstream>
 #include <stdexcept>
 
 #include "xmodal/io/atomic_file.h"
+#include "xmodal/io/tensorboard.h"
 
 namespace xmodal::train {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-MetricsLog::MetricsLog(const std::string& path)
+namespace {
+
+void add_scalars(const json& value, const std::string& tag,
+                 std::vector<std::pair<std::string, double>>& out) {
+  if (value.is_object()) {
+    for (const auto& [key, inner] : value.items()) add_scalars(inner, tag + "/" + key, out);
+  } else if (value.is_number()) {
+    out.emplace_back(tag, value.get<double>());
+  }
+}
+
+// The event files of RUN_DIR/tb/, sorted by name.
+std::vector<fs::path> event_files(const std::string& run_dir) {
+  std::vector<fs::path> files;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(fs::path(run_dir) / "tb", ec)) {
+    if (entry.path().filename().string().find("tfevents") != std::string::npos &&
+        entry.is_regular_file(ec)) {
+      files.push_back(entry.path());
+    }
+  }
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+}  // namespace
+
+MetricsLog::MetricsLog(const std::string& path, const std::string& tensorboard)
     : path_(path), file_(path.empty() ? nullptr : std::fopen(path.c_str(), "a")) {
   if (!path.empty() && !file_) throw std::runtime_error("cannot open " + path + " for appending");
+  if (!path.empty() && !tensorboard.empty()) {
+    events_ = std::make_unique<io::EventWriter>(tensorboard);
+  }
 }
 
 MetricsLog::~MetricsLog() {
@@ -27,6 +60,50 @@ void MetricsLog::write(const json& record) {
   const std::string line = record.dump() + "\n";
   if (std::fwrite(line.data(), 1, line.size(), file_) != line.size() || std::fflush(file_) != 0) {
     throw std::runtime_error("cannot write " + path_);
+  }
+  if (!events_) return;
+  io::ScalarEvent event;
+  event.wall_time =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  const auto step = record.find("step");
+  if (step != record.end() && step->is_number_integer()) event.step = step->get<int64_t>();
+  for (const auto& [tag, value] : record_scalars(record)) {
+    event.values.emplace_back(tag, static_cast<float>(value));
+  }
+  if (!event.values.empty()) events_->write(event);
+}
+
+std::vector<std::pair<std::string, double>> record_scalars(const json& record) {
+  std::vector<std::pair<std::string, double>> out;
+  if (!record.is_object()) return out;
+  const auto event = record.find("event");
+  const std::string prefix =
+      event != record.end() && event->is_string() ? event->get<std::string>() : "record";
+  for (const auto& [key, value] : record.items()) {
+    if (key == "step" || key == "event") continue;
+    add_scalars(value, key == "metrics" ? prefix : prefix + "/" + key, out);
+  }
+  return out;
+}
+
+std::string tensorboard_file(const std::string& run_dir) {
+  const auto files = event_files(run_dir);
+  if (!files.empty()) return files.back().string();
+  const fs::path dir = fs::path(run_dir) / "tb";
+  std::error_code ec;
+  fs::create_directories(dir, ec);
+  if (ec) throw std::runtime_error("cannot create " + dir.string() + ": " + ec.message());
+  return (dir / io::event_file_name()).string();
+}
+
+void truncate_tensorboard(const std::string& run_dir, int64_t step, bool remove) {
+  for (const auto& file : event_files(run_dir)) {
+    if (remove) {
+      std::error_code ec;
+      fs::remove(file, ec);
+    } else {
+      io::truncate_events(file.string(), step);
+    }
   }
 }
 

@@ -254,7 +254,7 @@ TrainResult Trainer::run() {
   plan();
   if (!resume_from_.empty()) resume();
   resumed_ = {};  // the checkpoint's tensors now live in the model and the optimizer
-  metrics_log_.emplace(rank0_ ? metrics_path_ : std::string());
+  metrics_log_.emplace(rank0_ ? metrics_path_ : std::string(), tensorboard_path_);
   log::info(
       "[train] {} steps ({} per epoch of {} batches of {}, accumulating {}), warmup {}, {} "
       "decay, lr {}, weight decay {}",

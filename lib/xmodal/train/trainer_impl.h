@@ -91,6 +91,7 @@ class Trainer {
   TrainState state_;
   std::string best_dir_;
   std::string metrics_path_;
+  std::string tensorboard_path_;  // RUN_DIR/tb/events.out.tfevents.*; empty: none written
   std::optional<MetricsLog> metrics_log_;
   std::optional<Progress> progress_;
   // The epoch in flight started at its first batch, and has yielded a batch.

@@ -4,6 +4,7 @@
 #include <stdexcept>
 
 #include "xmodal/config/loader.h"
+#include "xmodal/config/pretrained.h"
 #include "xmodal/core/runtime.h"
 #include "xmodal/io/atomic_file.h"
 #include "xmodal/models/factory.h"
@@ -33,7 +34,7 @@ Trainer::Trainer(const config::Config& config, const TrainOptions& options)
                       tc_.early_stopping.min_delta) {
   // A fresh run takes the architecture details of its pretrained folders into its config.yaml,
   // so its checkpoints do not need the folders (a resumed run's config has them already).
-  if (!options_.resume) models::resolve_pretrained(config_);
+  if (!options_.resume) config::resolve_pretrained(config_);
   result_.run_dir = config_.run.dir;
   metrics_path_ = (fs::path(config_.run.dir) / "metrics.jsonl").string();
 }
@@ -72,7 +73,9 @@ void Trainer::take_run_folder() {
     if (claim.stale_attempt) {  // an earlier attempt that never reached a checkpoint
       std::error_code ec;
       fs::remove(metrics_path_, ec);
+      truncate_tensorboard(run_dir, 0, /*remove=*/true);
     }
+    if (tc_.tensorboard) tensorboard_path_ = tensorboard_file(run_dir);
   }
   log_file_.emplace(rank0_ ? (fs::path(run_dir) / "train.log").string() : std::string());
   log::info("[train] {} run {} ({} task)", options_.resume ? "resuming" : "starting", run_dir,
@@ -159,7 +162,10 @@ void Trainer::resume() {
                          ("step-" + std::to_string(state_.early_stopping.best_step));
     if (fs::exists(dir / "state.json")) best_dir_ = dir.string();
   }
-  if (rank0_) truncate_metrics(metrics_path_, state_.step);
+  if (rank0_) {
+    truncate_metrics(metrics_path_, state_.step);
+    truncate_tensorboard(config_.run.dir, state_.step);
+  }
   epoch_from_start_ = state_.batch == 0;
   log::info("[train] resumed at step {}/{} (epoch {}, batch {})", state_.step, state_.total_steps,
             state_.epoch, state_.batch);
