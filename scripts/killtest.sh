@@ -5,13 +5,16 @@
 #   (a) every resume starts from a valid checkpoint (or from scratch when none was written yet),
 #   (b) the final weights and optimizer state are bit-identical to an uninterrupted run's
 #       (CPU, one thread),
-#   (c) no temporary debris is left in the run folder.
+#   (c) no temporary debris is left in the run folder,
+#   (d) the TensorBoard event file holds every scalar of metrics.jsonl once, every CRC good
+#       (with the test binary next to xmodal, or XMODAL_TESTS: its TensorBoardRun test).
 #
 #   scripts/killtest.sh [N=20] [SEED]     # N kills; exit 0 = all checks passed
 # Needs the build (scripts/setup.sh) and Debian's dataset-fashion-mnist.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 XMODAL="${XMODAL:-${BUILD_DIR:-$ROOT/build}/xmodal}"
+XMODAL_TESTS="${XMODAL_TESTS:-$(dirname "$XMODAL")/tests/xmodal_tests}"
 KILLS="${1:-20}"
 SEED="${2:-$RANDOM}"
 STEPS="${STEPS:-300}"
@@ -76,7 +79,13 @@ check_run() {
   local debris
   debris="$(find "$run" -mindepth 1 -name '.*' ! -name .xmodal-run.lock | head -5)"  # the lock stays
   [[ -z "$debris" ]] || fail "run $runs: debris left behind: $debris"
+  if [[ -x "$XMODAL_TESTS" ]]; then
+    XMODAL_TB_RUN="$run" "$XMODAL_TESTS" --gtest_filter='TensorBoardRun.*' >"$WORK/tb-check.log" 2>&1 ||
+      fail "run $runs: its TensorBoard events differ from metrics.jsonl: $(grep -m3 -i 'fail\|twice\|error' "$WORK/tb-check.log")"
+    tb_checked=$((tb_checked + 1))
+  fi
 }
+tb_checked=0
 kills=0
 attempt=0
 runs=1
@@ -126,4 +135,5 @@ cmp -s "$WORK/early.safetensors" "$WORK/early/last/model.safetensors" ||
   fail "resuming an early-stopped run trained on"
 
 say "PASSED: $kills kills over $runs runs, $loads checkpoint loads, $resumes resumes that" \
-  "reached training; every run ended bit-identical (weights, optimizer state), no debris ($((SECONDS - start_time)) s, seed $SEED)"
+  "reached training; every run ended bit-identical (weights, optimizer state), no debris," \
+  "TensorBoard events = metrics.jsonl in $tb_checked run(s) ($((SECONDS - start_time)) s, seed $SEED)"
