@@ -84,9 +84,20 @@ class Resolver {
   std::vector<std::string> problems_;
 };
 
-// What every pretrained encoder shares: the model type, the activation, the LayerNorm epsilon.
+// The encoder's sizes of every model type.
+struct EncoderKeys {
+  int& hidden;
+  int& layers;
+  int& heads;
+  int& width;              // the feed-forward width
+  const char* width_name;  // its xmodal key
+  double& eps;
+};
+
+// What every pretrained encoder shares: the model type, the activation, the sizes and the
+// LayerNorm epsilon.
 void resolve_common(Resolver& r, const HfConfig& hf, const std::string& component, const char* type,
-                    double& eps) {
+                    const EncoderKeys& k) {
   if (!hf.model_type.empty() && hf.model_type != type) {
     r.problem(hf.path + ": model_type is \"" + hf.model_type + "\"; model." + component +
               ".pretrained needs a \"" + type + "\" model");
@@ -95,8 +106,14 @@ void resolve_common(Resolver& r, const HfConfig& hf, const std::string& componen
     r.problem(hf.path + ": hidden_act \"" + hf.hidden_act +
               "\" is not supported (xmodal's encoders use exact GELU, \"gelu\")");
   }
-  r.take("model." + component + ".layer_norm_eps", eps, hf.layer_norm_eps, hf.path,
-         "layer_norm_eps", /*check=*/true, /*zero_is_unset=*/true);
+  const std::string section = "model." + component + ".";
+  const std::string& f = hf.path;
+  r.take(section + "hidden", k.hidden, hf.hidden_size, f, "hidden_size");
+  r.take(section + "layers", k.layers, hf.num_hidden_layers, f, "num_hidden_layers");
+  r.take(section + "heads", k.heads, hf.num_attention_heads, f, "num_attention_heads");
+  r.take(section + k.width_name, k.width, hf.intermediate_size, f, "intermediate_size");
+  r.take(section + "layer_norm_eps", k.eps, hf.layer_norm_eps, f, "layer_norm_eps",
+         /*check=*/true, /*zero_is_unset=*/true);
 }
 
 // DIR/preprocessor_config.json's image_mean / image_std (ViTImageProcessor), if it exists and
@@ -137,19 +154,15 @@ void resolve_preprocessor(Resolver& r, Config& c, const std::string& dir) {
 void resolve_vision(Resolver& r, Config& c) {
   auto& v = c.model.vision;
   const auto hf = read_hf_config(v.pretrained);
-  resolve_common(r, hf, "vision", "vit", v.layer_norm_eps);
+  resolve_common(r, hf, "vision", "vit",
+                 {v.hidden, v.layers, v.heads, v.mlp_dim, "mlp_dim", v.layer_norm_eps});
   const std::string& f = hf.path;
-  r.take("model.vision.hidden", v.hidden, hf.hidden_size, f, "hidden_size");
-  r.take("model.vision.layers", v.layers, hf.num_hidden_layers, f, "num_hidden_layers");
-  r.take("model.vision.heads", v.heads, hf.num_attention_heads, f, "num_attention_heads");
-  r.take("model.vision.mlp_dim", v.mlp_dim, hf.intermediate_size, f, "intermediate_size");
   r.take("model.vision.patch_size", v.patch_size, hf.patch_size, f, "patch_size");
   r.take("data.image_size", c.data.image_size, hf.image_size, f, "image_size", /*check=*/false);
   if (v.stem != Stem::patch) {
     r.problem_at("model.vision.stem",
-                 "model.vision.stem must be patch with "
-                 "model.vision.pretrained (" +
-                     f + " has a linear patch embedding)");
+                 "model.vision.stem must be patch with model.vision.pretrained (" + f +
+                     " has a linear patch embedding)");
   }
   if (hf.num_channels != 3) {
     r.problem(f + ": num_channels is " + std::to_string(hf.num_channels) +
@@ -162,12 +175,9 @@ void resolve_vision(Resolver& r, Config& c) {
 void resolve_text(Resolver& r, Config& c) {
   auto& t = c.model.text;
   const auto hf = read_hf_config(t.pretrained);
-  resolve_common(r, hf, "text", "bert", t.layer_norm_eps);
+  resolve_common(r, hf, "text", "bert",
+                 {t.hidden, t.layers, t.heads, t.intermediate, "intermediate", t.layer_norm_eps});
   const std::string& f = hf.path;
-  r.take("model.text.hidden", t.hidden, hf.hidden_size, f, "hidden_size");
-  r.take("model.text.layers", t.layers, hf.num_hidden_layers, f, "num_hidden_layers");
-  r.take("model.text.heads", t.heads, hf.num_attention_heads, f, "num_attention_heads");
-  r.take("model.text.intermediate", t.intermediate, hf.intermediate_size, f, "intermediate_size");
   r.take("model.text.max_position", t.max_position, hf.max_position_embeddings, f,
          "max_position_embeddings");
   r.take("model.text.vocab_size", t.vocab_size, hf.vocab_size, f, "vocab_size", /*check=*/true,
