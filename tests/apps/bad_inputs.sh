@@ -381,5 +381,8 @@ mkdir -p "$W/tbfile" && touch "$W/tbfile/tb"
 check tensorboard_path_is_a_file 2 "tbfile is not empty and was not made by xmodal \(it holds tb\)" -- \
   "$XMODAL" train "$W/tiny.yaml" --run-dir "$W/tbfile"
 
+check ceiling_of_a_vqa_checkpoint 2 "a vqa checkpoint; the ceiling needs an image classifier" -- \
+  "$XMODAL" ceiling --classifier "$CK" --root "$W/scenes" --split val
+
 echo "$((cases - failures))/$cases bad-input cases behave"
 ((failures == 0))

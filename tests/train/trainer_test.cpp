@@ -28,6 +28,7 @@
 #include "xmodal/core/logging.h"
 #include "xmodal/data/scenes.h"
 #include "xmodal/data/tokenizer_training.h"
+#include "xmodal/eval/ceiling.h"
 #include "xmodal/eval/run.h"
 #include "xmodal/infer/predictor.h"
 #include "xmodal/io/atomic_file.h"
@@ -570,6 +571,22 @@ TEST_F(Trainer, ClassifyPretrainsAnEncoderThatInitialisesVqa) {
   const auto labels = nlohmann::json::parse(predictor.predict({{image, ""}})[0]);
   ASSERT_EQ(labels["labels"].size(), 3u) << labels.dump();
   EXPECT_THROW(predictor.explain({image, ""}, "rollout"), std::invalid_argument);
+  // The ceiling this classifier permits on the scenes: every article labelled once.
+  eval::CeilingOptions ceiling;
+  ceiling.classifier = pre.run_dir;
+  ceiling.root = (data_dir_->path() / "scenes").string();
+  ceiling.split = "val";
+  ceiling.batch_size = 5;  // several batches
+  const auto c = eval::measure_ceiling(ceiling);
+  int64_t labelled = 0;
+  for (const auto& row : c.confusion) {
+    for (int64_t n : row) labelled += n;
+  }
+  EXPECT_EQ(labelled, c.articles);
+  EXPECT_GT(c.articles, c.questions / 6);  // at least one per scene
+  EXPECT_EQ(c.unanswerable, 0);
+  EXPECT_GE(c.metrics.at("accuracy"), 0.0);
+  EXPECT_LE(c.metrics.at("accuracy"), 1.0);
 
   // ...then start VQA at 32 px (2x2) from it: with the encoder frozen for longer than the run,
   // its weights are exactly the pretrained ones and the position grid is interpolated.

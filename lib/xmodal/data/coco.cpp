@@ -106,7 +106,8 @@ CocoSet read_coco(const std::string& root, const std::string& split, BadInputPol
           file.fail(where, "bbox must be [x, y, width, height] with width, height >= 0");
         }
         img.objects.push_back({category->second, static_cast<float>(v[0] + v[2] / 2),
-                               static_cast<float>(v[1] + v[3] / 2)});
+                               static_cast<float>(v[1] + v[3] / 2), static_cast<float>(v[2]),
+                               static_cast<float>(v[3])});
       }
     }
   }

@@ -26,11 +26,12 @@ struct CocoCategory {
   std::string supercategory;
 };
 
-/// One object instance reduced to what the dense auxiliary loss needs: its category and the
-/// centre of its bounding box, in the image's pixels.
+/// One object instance: its category and bounding box, in the image's pixels (the dense
+/// auxiliary loss uses the centre; the scenes' ceiling, eval/ceiling.h, the box).
 struct CocoObject {
-  int category = 0;  ///< contiguous index
-  float cx = 0, cy = 0;
+  int category = 0;      ///< contiguous index
+  float cx = 0, cy = 0;  ///< centre of the box
+  float w = 0, h = 0;    ///< box size
 };
 
 struct CocoImage {

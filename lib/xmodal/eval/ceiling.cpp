@@ -1,0 +1,218 @@
+#include "xmodal/eval/ceiling.h"
+
+#include <fmt/format.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+#include <random>
+#include <stdexcept>
+
+#include "xmodal/checkpoint/artifacts.h"
+#include "xmodal/core/logging.h"
+#include "xmodal/data/loader.h"
+#include "xmodal/data/scenes.h"
+#include "xmodal/data/transforms.h"
+#include "xmodal/data/vqa_answers.h"
+#include "xmodal/io/image.h"
+#include "xmodal/tasks/metrics.h"
+
+namespace xmodal::eval {
+
+namespace {
+
+bool starts_with(const std::string& s, const std::string& prefix) {
+  return s.size() >= prefix.size() && s.compare(0, prefix.size(), prefix) == 0;
+}
+bool ends_with(const std::string& s, const std::string& suffix) {
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+int index_of(const std::vector<std::string>& names, const std::string& name) {
+  const auto it = std::find(names.begin(), names.end(), name);
+  return it == names.end() ? -1 : static_cast<int>(it - names.begin());
+}
+
+// The middle of "PREFIX middle SUFFIX", or "" when `s` is not of that form.
+std::string middle(const std::string& s, const std::string& prefix, const std::string& suffix) {
+  if (s.size() <= prefix.size() + suffix.size() || !starts_with(s, prefix) ||
+      !ends_with(s, suffix)) {
+    return "";
+  }
+  return s.substr(prefix.size(), s.size() - prefix.size() - suffix.size());
+}
+
+}  // namespace
+
+std::string scenes_answer(const std::string& question, const std::vector<Article>& articles) {
+  const auto& names = data::fashion_class_names();
+  const auto& plurals = data::fashion_class_plurals();
+  const auto count = [&](int category) {
+    return std::count_if(articles.begin(), articles.end(),
+                         [&](const Article& a) { return a.category == category; });
+  };
+  if (const int c = index_of(plurals, middle(question, "how many ", " are there?")); c >= 0) {
+    return std::to_string(count(c));
+  }
+  for (const char* article : {"is there a ", "is there an "}) {
+    if (const int c = index_of(names, middle(question, article, "?")); c >= 0) {
+      return count(c) > 0 ? "yes" : "no";
+    }
+  }
+  const std::string side = middle(question, "what is the ", " item?");
+  if ((side == "leftmost" || side == "rightmost") && !articles.empty()) {
+    const Article* pick = &articles[0];
+    for (const Article& a : articles) {
+      if (side == "leftmost" ? a.cx < pick->cx : a.cx > pick->cx) pick = &a;
+    }
+    if (pick->category < 0 || pick->category >= static_cast<int>(names.size())) return "";
+    return data::normalize_answer(names[pick->category]);
+  }
+  return "";
+}
+
+CeilingResult ceiling_from_labels(const data::CocoSet& coco, const data::VqaSet& vqa,
+                                  const std::vector<std::vector<int>>& predicted) {
+  if (predicted.size() != coco.images.size()) {
+    throw std::invalid_argument("ceiling: " + std::to_string(predicted.size()) +
+                                " label lists for " + std::to_string(coco.images.size()) +
+                                " images");
+  }
+  CeilingResult r;
+  for (const auto& c : coco.categories) r.categories.push_back(c.name);
+  const size_t k = r.categories.size();
+  r.confusion.assign(k, std::vector<int64_t>(k, 0));
+  std::vector<std::vector<Article>> scenes(coco.images.size());
+  int64_t right = 0;
+  for (size_t i = 0; i < coco.images.size(); ++i) {
+    const auto& objects = coco.images[i].objects;
+    if (predicted[i].size() != objects.size()) {
+      throw std::invalid_argument("ceiling: image " + std::to_string(coco.images[i].id) + " has " +
+                                  std::to_string(objects.size()) + " objects but " +
+                                  std::to_string(predicted[i].size()) + " labels");
+    }
+    for (size_t j = 0; j < objects.size(); ++j) {
+      const int truth = objects[j].category, label = predicted[i][j];
+      scenes[i].push_back({label, objects[j].cx, objects[j].cy});
+      if (label >= 0 && label < static_cast<int>(k)) ++r.confusion[truth][label];
+      right += label == truth;
+      ++r.articles;
+    }
+  }
+  r.article_accuracy = r.articles > 0 ? static_cast<double>(right) / r.articles : 0.0;
+  std::vector<double> accuracies;
+  std::vector<std::string> types;
+  for (const auto& q : vqa.questions) {
+    const auto it = coco.image_index.find(q.image_id);
+    if (it == coco.image_index.end()) {
+      throw std::invalid_argument("ceiling: question " + std::to_string(q.question_id) +
+                                  " is about image " + std::to_string(q.image_id) +
+                                  ", which the instances file does not have");
+    }
+    const std::string answer = scenes_answer(q.question, scenes[it->second]);
+    if (answer.empty()) ++r.unanswerable;
+    accuracies.push_back(answer.empty() ? 0.0 : tasks::vqa_accuracy(answer, q.answers));
+    types.push_back(q.answer_type);
+  }
+  r.questions = static_cast<int64_t>(accuracies.size());
+  r.metrics = tasks::vqa_metrics(accuracies, types);
+  return r;
+}
+
+CeilingResult measure_ceiling(const CeilingOptions& o) {
+  auto m = checkpoint::load_trained_model(o.classifier);
+  if (m.config.task != config::Task::classify) {
+    throw std::invalid_argument("--classifier " + o.classifier + ": a " +
+                                config::to_string(m.config.task) +
+                                " checkpoint; the ceiling needs an image classifier (task: "
+                                "classify, e.g. runs/pretrain_fashion)");
+  }
+  data::BadInputPolicy policy;
+  const data::CocoSet coco = data::read_coco(o.root, o.split, policy, /*with_captions=*/false);
+  const data::VqaSet vqa = data::read_vqa(o.root, o.split, policy);
+  if (!vqa.has_annotations) {
+    throw std::invalid_argument(o.root + " split " + o.split + " has no answers to score");
+  }
+  // The classifier's class of each scene category, by name.
+  const auto& classes = m.artifacts.class_names;
+  std::vector<int> scene_category_of_class(classes.size(), -1);
+  for (size_t c = 0; c < coco.categories.size(); ++c) {
+    const int k = index_of(classes, coco.categories[c].name);
+    if (k < 0) {
+      throw std::invalid_argument("--classifier " + o.classifier + ": its classes have no '" +
+                                  coco.categories[c].name + "' (a category of " + o.root + ")");
+    }
+    scene_category_of_class[k] = static_cast<int>(c);
+  }
+  const auto options = data::loader_options(m.config, /*train=*/false).transform;
+  std::vector<std::vector<int>> predicted(coco.images.size());
+  std::vector<torch::Tensor> crops;
+  std::vector<std::pair<size_t, size_t>> owners;  // (image, object) of each crop
+  const auto flush = [&] {
+    if (crops.empty()) return;
+    torch::NoGradGuard no_grad;
+    const auto out = m.model->forward(torch::stack(crops), torch::Tensor());
+    const auto labels = out.logits.argmax(1).to(torch::kCPU).contiguous();
+    const auto* l = labels.data_ptr<int64_t>();
+    for (size_t i = 0; i < owners.size(); ++i) {
+      predicted[owners[i].first][owners[i].second] = scene_category_of_class[l[i]];
+    }
+    crops.clear();
+    owners.clear();
+  };
+  std::mt19937_64 rng(0);
+  for (size_t i = 0; i < coco.images.size(); ++i) {
+    const auto& image = coco.images[i];
+    predicted[i].assign(image.objects.size(), -1);
+    if (image.objects.empty()) continue;
+    const cv::Mat rgb = io::read_image_rgb(image.path);
+    const cv::Rect bounds(0, 0, rgb.cols, rgb.rows);
+    for (size_t j = 0; j < image.objects.size(); ++j) {
+      const auto& b = image.objects[j];
+      const cv::Rect box = cv::Rect(static_cast<int>(std::lround(b.cx - b.w / 2)),
+                                    static_cast<int>(std::lround(b.cy - b.h / 2)),
+                                    std::max(1, static_cast<int>(std::lround(b.w))),
+                                    std::max(1, static_cast<int>(std::lround(b.h)))) &
+                           bounds;
+      if (box.empty()) continue;  // a box outside the image: left unlabelled (wrong)
+      crops.push_back(data::transform_image(rgb(box).clone(), options, rng).pixels);
+      owners.emplace_back(i, j);
+      if (static_cast<int>(crops.size()) >= o.batch_size) flush();
+    }
+  }
+  flush();
+  return ceiling_from_labels(coco, vqa, predicted);
+}
+
+std::string format_ceiling(const CeilingResult& r) {
+  std::string out = "| answer type | ceiling |\n|---|---|\n";
+  const auto row = [&](const std::string& name, const std::string& key) {
+    const auto it = r.metrics.find(key);
+    if (it != r.metrics.end()) out += fmt::format("| {} | {:.2f}% |\n", name, 100 * it->second);
+  };
+  row("overall", "accuracy");
+  row("yes/no", "accuracy_yes_no");
+  row("number", "accuracy_number");
+  row("other", "accuracy_other");
+  out += fmt::format(
+      "\n{} questions ({} outside the templates), {} articles: {:.2f}% labelled right\n",
+      r.questions, r.unanswerable, r.articles, 100 * r.article_accuracy);
+  out += "\n| category | articles | recall | most often taken for |\n|---|---|---|---|\n";
+  for (size_t c = 0; c < r.categories.size(); ++c) {
+    int64_t total = 0;
+    size_t worst = c;
+    for (size_t p = 0; p < r.categories.size(); ++p) {
+      total += r.confusion[c][p];
+      if (p != c && (worst == c || r.confusion[c][p] > r.confusion[c][worst])) worst = p;
+    }
+    if (total == 0) continue;
+    const int64_t missed = worst == c ? 0 : r.confusion[c][worst];
+    out += fmt::format(
+        "| {} | {} | {:.1f}% | {} |\n", r.categories[c], total, 100.0 * r.confusion[c][c] / total,
+        missed > 0 ? fmt::format("{} ({:.1f}%)", r.categories[worst], 100.0 * missed / total)
+                   : std::string("-"));
+  }
+  return out;
+}
+
+}  // namespace xmodal::eval

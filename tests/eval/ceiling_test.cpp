@@ -1,0 +1,70 @@
+#include "xmodal/eval/ceiling.h"
+
+#include <gtest/gtest.h>
+
+#include "../support/scenes.h"
+#include "../support/temp_dir.h"
+
+namespace xmodal::eval {
+namespace {
+
+using xmodal::testing::TempDir;
+
+TEST(Ceiling, ReasoningFollowsTheThreeTemplates) {
+  // t-shirt 0, trousers 1, ankle boot 9; centres 30, 10, 10 (a tie: the first one is leftmost)
+  const std::vector<Article> a = {{0, 30, 5}, {1, 10, 5}, {1, 10, 9}, {9, 50, 5}};
+  EXPECT_EQ(scenes_answer("how many trousers are there?", a), "2");
+  EXPECT_EQ(scenes_answer("how many t-shirts are there?", a), "1");
+  EXPECT_EQ(scenes_answer("how many bags are there?", a), "0");
+  EXPECT_EQ(scenes_answer("is there an ankle boot?", a), "yes");
+  EXPECT_EQ(scenes_answer("is there a dress?", a), "no");
+  EXPECT_EQ(scenes_answer("what is the leftmost item?", a), "trousers");
+  EXPECT_EQ(scenes_answer("what is the rightmost item?", a), "ankle boot");
+  // answers are normalised as the scenes' are ("t-shirt" -> "t shirt")
+  EXPECT_EQ(scenes_answer("what is the leftmost item?", {{0, 3, 3}}), "t shirt");
+  EXPECT_EQ(scenes_answer("how many cats are there?", a), "");
+  EXPECT_EQ(scenes_answer("what colour is it?", a), "");
+  EXPECT_EQ(scenes_answer("what is the leftmost item?", {}), "");
+}
+
+TEST(Ceiling, TheTrueLabelsAnswerEveryQuestionOfARealScenesSet) {
+  // Exact reasoning over the true labels must reproduce every answer the generator wrote.
+  TempDir dir;
+  auto o = xmodal::testing::tiny_scenes(dir.path() / "scenes", 4, 2, 40, 17);
+  o.max_items = 6;
+  data::build_scenes(o);
+  data::BadInputPolicy policy;
+  const auto coco = data::read_coco(o.out, "test", policy, false);
+  const auto vqa = data::read_vqa(o.out, "test", policy);
+  std::vector<std::vector<int>> truth, wrong;
+  int64_t objects = 0;
+  for (const auto& image : coco.images) {
+    truth.emplace_back();
+    for (const auto& object : image.objects) truth.back().push_back(object.category);
+    objects += static_cast<int64_t>(image.objects.size());
+  }
+  const auto r = ceiling_from_labels(coco, vqa, truth);
+  EXPECT_EQ(r.questions, 240);
+  EXPECT_EQ(r.unanswerable, 0);
+  EXPECT_EQ(r.articles, objects);
+  EXPECT_EQ(r.article_accuracy, 1.0);
+  for (const char* key : {"accuracy", "accuracy_yes_no", "accuracy_number", "accuracy_other"}) {
+    EXPECT_EQ(r.metrics.at(key), 1.0) << key;
+  }
+  // Every article taken for the next category: every "other" question goes wrong.
+  wrong = truth;
+  for (auto& labels : wrong) {
+    for (int& l : labels) l = (l + 1) % 10;
+  }
+  const auto w = ceiling_from_labels(coco, vqa, wrong);
+  EXPECT_EQ(w.article_accuracy, 0.0);
+  EXPECT_EQ(w.metrics.at("accuracy_other"), 0.0);
+  EXPECT_LT(w.metrics.at("accuracy"), 0.5);
+  EXPECT_EQ(w.confusion[0][1] + w.confusion[0][0], r.confusion[0][0]);
+  EXPECT_NE(format_ceiling(w).find("| t-shirt |"), std::string::npos);
+  wrong.pop_back();
+  EXPECT_THROW(ceiling_from_labels(coco, vqa, wrong), std::invalid_argument);
+}
+
+}  // namespace
+}  // namespace xmodal::eval
