@@ -55,6 +55,14 @@ fi
 echo "== evaluating the best checkpoint on the test split"
 "$XMODAL" eval --checkpoint "$RUN_DIR/best" --split test --out "$RUN_DIR/eval-test"
 
+# What the result is measured against: the text-only prior (the most frequent training answer of
+# each question) and the ceiling that the starting encoder's recognition of single articles sets
+# (its labels for every article at the true boxes, with exact reasoning: xmodal ceiling).
+if grep -q "^ *init_from: \"$PRETRAIN_DIR\"" <<<"$resolved" && grep -q "^task: vqa" <<<"$resolved"; then
+  echo "== the ceiling of $PRETRAIN_DIR and the text-only prior, on the test split"
+  "$XMODAL" ceiling --classifier "$PRETRAIN_DIR" --split test | sed -n '1,9p'
+fi
+
 echo "== one prediction"
 "$XMODAL" predict --checkpoint "$RUN_DIR/best" \
   --image data/fashion-scenes/images/test/test_02000001.png \

@@ -21,6 +21,8 @@ void add_ceiling_command(CLI::App& app, Context& ctx) {
   cmd->add_option("--root", args->root, "The scenes set (default: data/fashion-scenes)")
       ->check(non_empty());
   cmd->add_option("--split", args->split, "Split to answer (default: test)")->check(non_empty());
+  cmd->add_option("--prior-split", args->prior_split,
+                  "Split whose answers give the text-only prior; \"\" = none (default: train)");
   cmd->add_option("--batch-size", args->batch_size, "Articles per forward pass (default: 256)")
       ->check(at_least(1));
   cmd->callback([&ctx, args] {

@@ -66,5 +66,28 @@ TEST(Ceiling, TheTrueLabelsAnswerEveryQuestionOfARealScenesSet) {
   EXPECT_THROW(ceiling_from_labels(coco, vqa, wrong), std::invalid_argument);
 }
 
+TEST(Ceiling, TheTextPriorAnswersEachQuestionWithItsMostFrequentTrainingAnswer) {
+  const auto q = [](const std::string& text, const std::string& answer, const std::string& type) {
+    data::VqaQuestion v;
+    v.question = text;
+    v.multiple_choice_answer = answer;
+    v.answers.assign(10, answer);
+    v.answer_type = type;
+    return v;
+  };
+  data::VqaSet train, test;
+  train.questions = {q("is there a bag?", "no", "yes/no"), q("is there a bag?", "no", "yes/no"),
+                     q("is there a bag?", "yes", "yes/no"), q("how many bags?", "1", "number"),
+                     q("is there a coat?", "yes", "yes/no")};
+  test.questions = {q("is there a bag?", "no", "yes/no"), q("is there a bag?", "yes", "yes/no"),
+                    q("how many bags?", "2", "number"),
+                    // never seen: the most frequent yes/no answer ("no", 2 of 4)
+                    q("is there a hat?", "no", "yes/no")};
+  const auto p = text_prior(train, test);
+  EXPECT_DOUBLE_EQ(p.at("accuracy_yes_no"), 2.0 / 3.0);
+  EXPECT_DOUBLE_EQ(p.at("accuracy_number"), 0.0);
+  EXPECT_DOUBLE_EQ(p.at("accuracy"), 0.5);
+}
+
 }  // namespace
 }  // namespace xmodal::eval

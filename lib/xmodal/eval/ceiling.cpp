@@ -119,6 +119,38 @@ CeilingResult ceiling_from_labels(const data::CocoSet& coco, const data::VqaSet&
   return r;
 }
 
+std::map<std::string, double> text_prior(const data::VqaSet& train, const data::VqaSet& vqa) {
+  std::map<std::string, std::map<std::string, int64_t>> by_question, by_type;
+  for (const auto& q : train.questions) {
+    ++by_question[q.question][q.multiple_choice_answer];
+    ++by_type[q.answer_type][q.multiple_choice_answer];
+  }
+  const auto most_frequent = [](const std::map<std::string, int64_t>& counts) {
+    std::string best;
+    int64_t n = -1;
+    for (const auto& [answer, count] : counts) {  // ties: the first in order
+      if (count > n) {
+        best = answer;
+        n = count;
+      }
+    }
+    return best;
+  };
+  std::vector<double> accuracies;
+  std::vector<std::string> types;
+  for (const auto& q : vqa.questions) {
+    std::string answer;
+    if (const auto it = by_question.find(q.question); it != by_question.end()) {
+      answer = most_frequent(it->second);
+    } else if (const auto t = by_type.find(q.answer_type); t != by_type.end()) {
+      answer = most_frequent(t->second);
+    }
+    accuracies.push_back(answer.empty() ? 0.0 : tasks::vqa_accuracy(answer, q.answers));
+    types.push_back(q.answer_type);
+  }
+  return tasks::vqa_metrics(accuracies, types);
+}
+
 CeilingResult measure_ceiling(const CeilingOptions& o) {
   auto m = checkpoint::load_trained_model(o.classifier);
   if (m.config.task != config::Task::classify) {
@@ -181,14 +213,23 @@ CeilingResult measure_ceiling(const CeilingOptions& o) {
     }
   }
   flush();
-  return ceiling_from_labels(coco, vqa, predicted);
+  CeilingResult r = ceiling_from_labels(coco, vqa, predicted);
+  if (!o.prior_split.empty())
+    r.prior = text_prior(data::read_vqa(o.root, o.prior_split, policy), vqa);
+  return r;
 }
 
 std::string format_ceiling(const CeilingResult& r) {
-  std::string out = "| answer type | ceiling |\n|---|---|\n";
+  const bool prior = !r.prior.empty();
+  std::string out = prior ? "| answer type | ceiling | text-only prior |\n|---|---|---|\n"
+                          : "| answer type | ceiling |\n|---|---|\n";
   const auto row = [&](const std::string& name, const std::string& key) {
     const auto it = r.metrics.find(key);
-    if (it != r.metrics.end()) out += fmt::format("| {} | {:.2f}% |\n", name, 100 * it->second);
+    if (it == r.metrics.end()) return;
+    out += fmt::format("| {} | {:.2f}% |", name, 100 * it->second);
+    const auto p = r.prior.find(key);
+    if (prior) out += p == r.prior.end() ? " - |" : fmt::format(" {:.2f}% |", 100 * p->second);
+    out += "\n";
   };
   row("overall", "accuracy");
   row("yes/no", "accuracy_yes_no");

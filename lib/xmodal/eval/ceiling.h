@@ -39,6 +39,7 @@ struct CeilingResult {
   double article_accuracy = 0;                  ///< share of articles labelled right
   std::vector<std::string> categories;          ///< the scenes' category names
   std::vector<std::vector<int64_t>> confusion;  ///< [true category][predicted category]
+  std::map<std::string, double> prior;          ///< text_prior(), when measured
 };
 
 /// The ceiling for given labels: `predicted[i][j]` is the category given to object j of
@@ -47,10 +48,16 @@ struct CeilingResult {
 CeilingResult ceiling_from_labels(const data::CocoSet& coco, const data::VqaSet& vqa,
                                   const std::vector<std::vector<int>>& predicted);
 
+/// The text-only prior: each question answered with its most frequent answer in `train` (a
+/// question text never seen there: the most frequent answer of its answer type). The best a
+/// model that reads the question but not the image can do on average. accuracy, accuracy_<type>.
+std::map<std::string, double> text_prior(const data::VqaSet& train, const data::VqaSet& vqa);
+
 struct CeilingOptions {
   std::string classifier;  ///< a task: classify checkpoint or run directory
   std::string root = "data/fashion-scenes";
   std::string split = "test";
+  std::string prior_split = "train";  ///< where text_prior() counts answers; "" = no prior
   int batch_size = 256;
 };
 
