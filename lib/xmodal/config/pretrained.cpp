@@ -66,9 +66,9 @@ class Resolver {
       return;
     }
     if (!check || agrees(field, value)) return;
-    problems_.push_back(c_.origin(key) + ": " + key + " is " + shown(field) +
-                        " in the config but " + shown(value) + " in " + file + " (" + json_key +
-                        ")" + (zero_is_unset ? "; 0 takes it from there" : ""));
+    problem_at(key, key + " is " + shown(field) + " in the config but " + shown(value) + " in " +
+                        file + " (" + json_key + ")" +
+                        (zero_is_unset ? "; 0 takes it from there" : ""));
   }
 
   void problem(const std::string& text) { problems_.push_back(text); }
@@ -126,13 +126,7 @@ void resolve_preprocessor(Resolver& r, Config& c, const std::string& dir) {
   const auto root = file.root();
   const io::Where top;
   if (!root.is_object()) file.fail(top, "expected a JSON object");
-  if (file.has(root, "do_normalize")) {
-    bool normalize = true;
-    if (root["do_normalize"].get(normalize) != simdjson::SUCCESS) {
-      file.fail(top, "do_normalize", "expected a bool");
-    }
-    if (!normalize) return;
-  }
+  if (file.has(root, "do_normalize") && !file.boolean(root, "do_normalize", top)) return;
   const auto three = [&](const char* key) {
     std::vector<double> values;
     for (const auto v : file.array(root, key, top)) {
@@ -241,11 +235,7 @@ HfConfig read_hf_config(const std::string& dir) {
     if (!(c.layer_norm_eps > 0)) file.fail(top, "layer_norm_eps", "must be > 0");
   }
   if (file.has(root, "hidden_act")) c.hidden_act = file.string(root, "hidden_act", top);
-  if (file.has(root, "qkv_bias")) {
-    bool b = true;
-    if (root["qkv_bias"].get(b) != simdjson::SUCCESS) file.fail(top, "qkv_bias", "expected a bool");
-    c.qkv_bias = b;
-  }
+  if (file.has(root, "qkv_bias")) c.qkv_bias = file.boolean(root, "qkv_bias", top);
   return c;
 }
 

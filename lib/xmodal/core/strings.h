@@ -27,4 +27,12 @@ std::string quote_json(std::string_view text);
 /// Removes leading and trailing ASCII whitespace.
 std::string trim(std::string_view text);
 
+/// Whether `text` begins / ends with `part`.
+inline bool starts_with(std::string_view text, std::string_view part) {
+  return text.substr(0, part.size()) == part;
+}
+inline bool ends_with(std::string_view text, std::string_view part) {
+  return text.size() >= part.size() && text.substr(text.size() - part.size()) == part;
+}
+
 }  // namespace xmodal

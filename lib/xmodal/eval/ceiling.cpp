@@ -9,6 +9,7 @@
 
 #include "xmodal/checkpoint/artifacts.h"
 #include "xmodal/core/logging.h"
+#include "xmodal/core/strings.h"
 #include "xmodal/data/loader.h"
 #include "xmodal/data/scenes.h"
 #include "xmodal/data/transforms.h"
@@ -19,14 +20,6 @@
 namespace xmodal::eval {
 
 namespace {
-
-bool starts_with(const std::string& s, const std::string& prefix) {
-  return s.size() >= prefix.size() && s.compare(0, prefix.size(), prefix) == 0;
-}
-bool ends_with(const std::string& s, const std::string& suffix) {
-  return s.size() >= suffix.size() &&
-         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 
 int index_of(const std::vector<std::string>& names, const std::string& name) {
   const auto it = std::find(names.begin(), names.end(), name);

@@ -115,6 +115,13 @@ double JsonFile::number(simdjson::dom::element e, const char* key, const Where& 
   return out;
 }
 
+bool JsonFile::boolean(simdjson::dom::element e, const char* key, const Where& where) const {
+  const auto v = field(e, key, where);
+  bool out = false;
+  if (v.get(out)) fail(where, key, "expected a bool, got " + type_name(v.type()));
+  return out;
+}
+
 std::string JsonFile::string(simdjson::dom::element e, const char* key, const Where& where) const {
   const auto v = field(e, key, where);
   std::string_view out;

@@ -42,6 +42,7 @@ class JsonFile {
   int64_t integer(simdjson::dom::element e, const char* key, const Where& where) const;
   double number(simdjson::dom::element e, const char* key, const Where& where) const;
   std::string string(simdjson::dom::element e, const char* key, const Where& where) const;
+  bool boolean(simdjson::dom::element e, const char* key, const Where& where) const;
   bool has(simdjson::dom::element e, const char* key) const;
 
   /// Throws "path: where: message".

@@ -47,6 +47,19 @@ void put_bytes(std::string& out, int field, std::string_view bytes) {
   out.append(bytes);
 }
 
+// Event.wall_time: field 1, 64-bit.
+void put_wall_time(std::string& out, double seconds) {
+  static_assert(sizeof(double) == sizeof(uint64_t));
+  uint64_t bits = 0;
+  std::memcpy(&bits, &seconds, sizeof bits);
+  out.push_back(0x09);
+  put_fixed(out, bits, 8);
+}
+
+double now_seconds() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
 uint64_t get_fixed(std::string_view data, size_t at, int bytes) {
   uint64_t v = 0;
   for (int i = 0; i < bytes; ++i) {
@@ -83,11 +96,7 @@ uint32_t masked_crc32c(std::string_view data) {
 
 std::string encode_scalar_event(const ScalarEvent& event) {
   std::string out;
-  uint64_t time_bits = 0;
-  static_assert(sizeof(double) == sizeof(uint64_t));
-  std::memcpy(&time_bits, &event.wall_time, sizeof time_bits);
-  out.push_back(0x09);  // wall_time: field 1, 64-bit
-  put_fixed(out, time_bits, 8);
+  put_wall_time(out, event.wall_time);
   if (event.step != 0) {  // proto3 leaves a zero out
     out.push_back(0x10);  // step: field 2, varint (a negative int64 takes 10 bytes)
     put_varint(out, static_cast<uint64_t>(event.step));
@@ -124,12 +133,7 @@ EventWriter::EventWriter(const std::string& path) : path_(path) {
   if (!file_) throw std::runtime_error("cannot open " + path + " for appending");
   if (fresh) {
     std::string version;
-    const double now =
-        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-    uint64_t time_bits = 0;
-    std::memcpy(&time_bits, &now, sizeof time_bits);
-    version.push_back(0x09);
-    put_fixed(version, time_bits, 8);
+    put_wall_time(version, now_seconds());
     put_bytes(version, 3, kFileVersion);
     append(tfrecord(version));
   }
@@ -146,7 +150,10 @@ void EventWriter::append(const std::string& record) {
   }
 }
 
-void EventWriter::write(const ScalarEvent& event) { append(tfrecord(encode_scalar_event(event))); }
+void EventWriter::write(ScalarEvent event) {
+  if (event.wall_time == 0) event.wall_time = now_seconds();
+  append(tfrecord(encode_scalar_event(event)));
+}
 
 EventRecords read_event_records(const std::string& path) {
   const std::string data = read_file(path);

@@ -30,7 +30,7 @@ uint32_t masked_crc32c(std::string_view data);
 
 /// One event with the scalars of one step.
 struct ScalarEvent {
-  double wall_time = 0;  ///< seconds since the epoch
+  double wall_time = 0;  ///< seconds since the epoch; 0: EventWriter::write takes the clock's
   int64_t step = 0;
   std::vector<std::pair<std::string, float>> values;  ///< tag, value
 };
@@ -50,7 +50,7 @@ class EventWriter {
   EventWriter(const EventWriter&) = delete;
   EventWriter& operator=(const EventWriter&) = delete;
   /// Throws std::runtime_error naming the file when the write fails.
-  void write(const ScalarEvent& event);
+  void write(ScalarEvent event);
   const std::string& path() const { return path_; }
 
  private:

