@@ -31,6 +31,10 @@ void add_data_command(CLI::App& app, Context& ctx) {
   cmd->add_option("--max-items", o.max_items, "Most articles per scene, <= 10 (default: 6)");
   cmd->add_option("--item-size", args->item_size,
                   "Article side range MIN:MAX in pixels (default: 22:34)");
+  cmd->add_option("--captions", o.captions,
+                  "What the captions say: partial (some classes, vague quantities) or full "
+                  "(every class with its count) (default: partial)")
+      ->check(CLI::IsMember({"partial", "full"}));
   cmd->add_flag("--overwrite", o.overwrite,
                 "Replace a scenes set made with other options at --out (default: off)");
   cmd->add_option("--seed", o.seed, "Seed; the same seed gives the same bytes (default: 1234)");

@@ -319,6 +319,11 @@ expect scenes_other_sizes_left_alone test "$(ls "$W/scenes/images/val" | wc -l)"
 check scenes_same_options 0 "already holds this set" -- \
   "$XMODAL" data scenes --out "$W/scenes" --train 12 --val 4 --test 4 --canvas 32 --max-items 3 \
   --item-size 8:12 --seed 3
+check scenes_other_captions 2 'other options \(captions "partial" there, "full" now\)' -- \
+  "$XMODAL" data scenes --out "$W/scenes" --train 12 --val 4 --test 4 --canvas 32 --max-items 3 \
+  --item-size 8:12 --seed 3 --captions full
+check scenes_unknown_captions 2 "--captions: counts not in \\{partial,full\\}" -- \
+  "$XMODAL" data scenes --out "$W/scenes_x" --captions counts
 cp -r "$W/scenes" "$W/scenes_over"
 check scenes_overwrite 0 "" -- "$XMODAL" data scenes --out "$W/scenes_over" --train 12 --val 2 \
   --test 4 --canvas 32 --max-items 3 --item-size 8:12 --seed 3 --overwrite

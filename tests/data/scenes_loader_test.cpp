@@ -6,6 +6,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <set>
 
 #include "../support/temp_dir.h"
@@ -85,6 +86,66 @@ TEST(Scenes, SameSeedSameBytesAndAnswersMatchTheInstances) {
     }
   }
   EXPECT_EQ(checked, 24 * 5);
+}
+
+// Partial captions (the default) name only classes of the scene, each with a quantity its count
+// allows, and leave some out; the images and questions are those of a full-captions set.
+TEST(Scenes, PartialCaptionsNameSomeClassesWithVagueQuantities) {
+  TempDir dir;
+  auto full = tiny(dir.path() / "full");
+  full.captions = "full";
+  build_scenes(tiny(dir.path() / "partial"));
+  build_scenes(full);
+  auto partial_files = all_files(dir.path() / "partial");
+  auto full_files = all_files(dir.path() / "full");
+  for (const auto& [name, bytes] : full_files) {
+    if (name.find("captions_") == std::string::npos && name != "scenes.json") {
+      EXPECT_EQ(partial_files.at(name), bytes) << name;
+    }
+  }
+  EXPECT_EQ(full_files.at("scenes.json").find("captions"), std::string::npos);  // as before
+  EXPECT_NE(partial_files.at("scenes.json").find("\"captions\": \"partial\""), std::string::npos);
+
+  const auto& names = fashion_class_names();
+  const auto& plurals = fashion_class_plurals();
+  std::string classes;
+  for (int c = 0; c < 10; ++c) classes += (c ? "|" : "") + plurals[c] + "|" + names[c];
+  const std::regex phrase("(?:^| )(a few|an|a|some|several|many) (" + classes + ")(?=[ .,])");
+  BadInputPolicy policy;
+  const CocoSet coco = read_coco((dir.path() / "partial").string(), "train", policy);
+  int captions = 0, leaving_out = 0;
+  for (const auto& image : coco.images) {
+    ASSERT_EQ(image.captions.size(), 5u);
+    for (const auto& caption : image.captions) {
+      std::set<int> named;
+      for (std::sregex_iterator it(caption.begin(), caption.end(), phrase), end; it != end; ++it) {
+        const std::string quantity = (*it)[1], noun = (*it)[2];
+        const int c = static_cast<int>(
+            std::find(names.begin(), names.end(), noun) != names.end()
+                ? std::find(names.begin(), names.end(), noun) - names.begin()
+                : std::find(plurals.begin(), plurals.end(), noun) - plurals.begin());
+        ASSERT_LT(c, 10) << caption;
+        const int n = image.counts[coco.category_index.at(c + 1)];
+        const bool singular = noun == names[c];  // "trousers" is both
+        EXPECT_GE(n, 1) << caption << ": names an absent class";
+        // each quantity word only where its range holds the count
+        const bool fits = (quantity == "a" || quantity == "an") ? n == 1 && singular
+                          : quantity == "a few"                 ? n >= 2 && n <= 3
+                          : quantity == "some"                  ? n >= 2
+                          : quantity == "several"               ? n >= 3
+                                                                : n >= 4;  // many
+        EXPECT_TRUE(fits) << caption << ": " << n << " " << noun;
+        named.insert(c);
+      }
+      EXPECT_FALSE(named.empty()) << caption;
+      int present = 0;
+      for (int c = 0; c < 10; ++c) present += image.counts[coco.category_index.at(c + 1)] > 0;
+      leaving_out += static_cast<int>(named.size()) < present;
+      ++captions;
+    }
+  }
+  EXPECT_EQ(captions, 24 * 5);
+  EXPECT_GT(leaving_out, 0);  // some captions leave a present class out
 }
 
 struct LoaderFixture : ::testing::Test {

@@ -156,8 +156,8 @@ Scene compose_scene(const ScenesOptions& o, const Source& source, std::mt19937_6
   return scene;
 }
 
-// Five captions: two name every class with its count (digits, words), three a subset.
-std::vector<std::string> scene_captions(const Scene& scene, std::mt19937_64& rng) {
+// Five "full" captions: two name every class with its count (digits, words), three a subset.
+std::vector<std::string> full_captions(const Scene& scene, std::mt19937_64& rng) {
   const int k = static_cast<int>(scene.classes.size());
   std::vector<std::string> full_digits, full_words;
   for (int c : scene.classes) {
@@ -174,6 +174,56 @@ std::vector<std::string> scene_captions(const Scene& scene, std::mt19937_64& rng
                                "an image that contains {}."};
     texts.push_back(
         fmt::format(fmt::runtime(templates[t]), count_phrase(scene.counts[c], c, t == 1)));
+  }
+  return texts;
+}
+
+// A vague quantity for n >= 1 articles of a class: "a" only for one; for more, one of the
+// words whose usual range holds n ("a few" 2-3, "some" any, "several" 3+, "many" 4+).
+std::string vague_phrase(int n, int category, std::mt19937_64& rng) {
+  if (n == 1) return with_article(fashion_class_names()[category]);
+  std::vector<const char*> words = {"some"};
+  if (n <= 3) words.push_back("a few");
+  if (n >= 3) words.push_back("several");
+  if (n >= 4) words.push_back("many");
+  return std::string(words[uniform_int(rng, 0, static_cast<int>(words.size()) - 1)]) + " " +
+         fashion_class_plurals()[category];
+}
+
+// Five "partial" captions, one per template: each names a random non-empty subset of the
+// scene's classes (each class with probability 1/2) with vague quantities, so the text alone
+// tells neither the exact counts nor the classes it leaves out.
+std::vector<std::string> partial_captions(const Scene& scene, std::mt19937_64& rng) {
+  const int k = static_cast<int>(scene.classes.size());
+  std::vector<std::string> texts;
+  for (int t = 0; t < 5; ++t) {
+    std::vector<int> named;
+    while (named.empty()) {
+      for (int c : scene.classes) {
+        if (k == 1 || chance(rng, 1, 2)) named.push_back(c);
+      }
+    }
+    std::vector<std::string> parts;
+    for (int c : named) parts.push_back(vague_phrase(scene.counts[c], c, rng));
+    const std::string list = list_phrase(parts);
+    const bool one = scene.counts[named[0]] == 1;
+    switch (t) {
+      case 0:
+        texts.push_back("a scene with " + list + ".");
+        break;
+      case 1:
+        texts.push_back(std::string(one ? "there is " : "there are ") + list + ".");
+        break;
+      case 2:
+        texts.push_back("a picture showing " + list + ".");
+        break;
+      case 3:
+        texts.push_back(list + " on a black background.");
+        break;
+      default:
+        texts.push_back("an image that contains " + list + ".");
+        break;
+    }
   }
   return texts;
 }
@@ -306,7 +356,14 @@ ScenesSplitReport write_split(const ScenesOptions& o, const std::string& split, 
                                  {"area", item.size * item.size},
                                  {"iscrowd", 0}});
     }
-    for (const auto& text : scene_captions(scene, rng)) {
+    // The full captions are always drawn from the scene stream, so that the images and
+    // questions of a seed are the same for both kinds; partial ones have a stream of their own.
+    std::vector<std::string> texts = full_captions(scene, rng);
+    if (o.captions == "partial") {
+      std::mt19937_64 caption_rng(mix_seed(o.seed, 0xCA9710, static_cast<uint64_t>(image_id)));
+      texts = partial_captions(scene, caption_rng);
+    }
+    for (const auto& text : texts) {
       files.captions.push_back(
           {{"image_id", image_id}, {"id", files.caption_id++}, {"caption", text}});
     }
@@ -334,17 +391,20 @@ std::vector<ScenesSplitReport> write_scenes(const ScenesOptions& o) {
 }
 
 // The options that define a set's bytes, as recorded in OUT/scenes.json.
+// (No "captions" key for full captions: the sets made before partial ones are full sets.)
 ojson scenes_manifest(const ScenesOptions& o) {
-  return {{"generator", "xmodal data scenes"},
-          {"train", o.train},
-          {"val", o.val},
-          {"test", o.test},
-          {"canvas", o.canvas},
-          {"min_items", o.min_items},
-          {"max_items", o.max_items},
-          {"item_min", o.item_min},
-          {"item_max", o.item_max},
-          {"seed", o.seed}};
+  ojson manifest = {{"generator", "xmodal data scenes"},
+                    {"train", o.train},
+                    {"val", o.val},
+                    {"test", o.test},
+                    {"canvas", o.canvas},
+                    {"min_items", o.min_items},
+                    {"max_items", o.max_items},
+                    {"item_min", o.item_min},
+                    {"item_max", o.item_max},
+                    {"seed", o.seed}};
+  if (o.captions != "full") manifest["captions"] = o.captions;
+  return manifest;
 }
 
 // A folder that only holds what `data scenes` writes (sets made before scenes.json existed).
@@ -371,6 +431,10 @@ std::vector<ScenesSplitReport> build_scenes(const ScenesOptions& o) {
     throw std::invalid_argument(
         fmt::format("scenes: item size {}:{} must satisfy 8 <= min <= max <= canvas ({})",
                     o.item_min, o.item_max, o.canvas));
+  }
+  if (o.captions != "partial" && o.captions != "full") {
+    throw std::invalid_argument("scenes: captions must be partial or full, got '" + o.captions +
+                                "'");
   }
   if (o.train < 1 || o.val < 1 || o.test < 1) {
     throw std::invalid_argument("scenes: every split needs at least one scene");
@@ -402,10 +466,17 @@ std::vector<ScenesSplitReport> build_scenes(const ScenesOptions& o) {
     if (!o.overwrite || !a_set) {
       std::string differences;
       if (old.is_object()) {
-        for (const auto& [key, value] : manifest.items()) {
-          if (old.value(key, ojson()) != value) {
-            differences += (differences.empty() ? "" : ", ") + key + " " +
-                           old.value(key, ojson()).dump() + " there, " + value.dump() + " now";
+        // a missing "captions" is a full set's
+        const auto at = [](const ojson& m, const std::string& key) {
+          return key == "captions" ? m.value(key, ojson("full")) : m.value(key, ojson());
+        };
+        ojson keys = manifest;
+        keys.update(old);
+        keys["captions"] = nullptr;
+        for (const auto& [key, unused] : keys.items()) {
+          if (at(old, key) != at(manifest, key)) {
+            differences += (differences.empty() ? "" : ", ") + key + " " + at(old, key).dump() +
+                           " there, " + at(manifest, key).dump() + " now";
           }
         }
       }
