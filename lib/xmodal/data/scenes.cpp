@@ -178,16 +178,24 @@ std::vector<std::string> full_captions(const Scene& scene, std::mt19937_64& rng)
   return texts;
 }
 
-// A vague quantity for n >= 1 articles of a class: "a" only for one; for more, one of the
-// words whose usual range holds n ("a few" 2-3, "some" any, "several" 3+, "many" 4+).
+// A vague quantity for n >= 1 articles of a class, drawn among the words whose usual range
+// holds n: "at least one" (1+), "one or two" (1-2), "a few" (2-4), "some" (2+), "several"
+// (3+), "many" (4+). No word gives an exact count.
 std::string vague_phrase(int n, int category, std::mt19937_64& rng) {
-  if (n == 1) return with_article(fashion_class_names()[category]);
-  std::vector<const char*> words = {"some"};
-  if (n <= 3) words.push_back("a few");
-  if (n >= 3) words.push_back("several");
-  if (n >= 4) words.push_back("many");
-  return std::string(words[uniform_int(rng, 0, static_cast<int>(words.size()) - 1)]) + " " +
-         fashion_class_plurals()[category];
+  struct Word {
+    const char* text;
+    int lo, hi;
+  };
+  static const Word kWords[] = {{"at least one", 1, 99}, {"one or two", 1, 2}, {"a few", 2, 4},
+                                {"some", 2, 99},         {"several", 3, 99},   {"many", 4, 99}};
+  std::vector<const Word*> fitting;
+  for (const Word& w : kWords) {
+    if (n >= w.lo && n <= w.hi) fitting.push_back(&w);
+  }
+  const Word& w = *fitting[uniform_int(rng, 0, static_cast<int>(fitting.size()) - 1)];
+  const bool singular = std::string(w.text) == "at least one";
+  return std::string(w.text) + " " +
+         (singular ? fashion_class_names() : fashion_class_plurals())[category];
 }
 
 // Five "partial" captions, one per template: each names a random non-empty subset of the
@@ -206,7 +214,7 @@ std::vector<std::string> partial_captions(const Scene& scene, std::mt19937_64& r
     std::vector<std::string> parts;
     for (int c : named) parts.push_back(vague_phrase(scene.counts[c], c, rng));
     const std::string list = list_phrase(parts);
-    const bool one = scene.counts[named[0]] == 1;
+    const bool one = parts[0].rfind("at least one ", 0) == 0;
     switch (t) {
       case 0:
         texts.push_back("a scene with " + list + ".");
