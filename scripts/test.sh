@@ -2,7 +2,7 @@
 # Installs what is missing, builds, and runs every test (unit, cli and slow) with CTest; then, for
 # a full run, the unit tests again under AddressSanitizer + UBSan (scripts/sanitize.sh) and every
 # libFuzzer target for a short time (scripts/fuzz.sh), both in the clang build build-san.
-#   scripts/test.sh                 # everything (what CI runs; ~18 min on a fresh 2-core machine)
+#   scripts/test.sh                 # everything (what CI runs; ~23 min on a fresh 2-core machine)
 #   scripts/test.sh -L unit         # extra arguments go to ctest, and only the normal build runs
 #   XMODAL_TEST_SANITIZERS=0 scripts/test.sh    # everything but the sanitizer build
 #   XMODAL_FUZZ_SECONDS=20          # seconds per fuzz target in the full run (default 20)
