@@ -24,9 +24,12 @@ cd "$ROOT"
 [[ -f data/fashion-scenes/v2_mscoco_test_annotations.json ]] ||
   "$XMODAL" data scenes --out data/fashion-scenes
 
+value() {  # value FILE KEY -> the first number stored under KEY in the JSON file, or nothing
+  sed -n "s/^ *\"$2\": \([0-9.eE+-]*\),\{0,1\}$/\1/p" "$1" | head -1
+}
 metric() {  # metric FILE KEY -> percent with 1 decimal, or "-"
   local v
-  v="$(sed -n "s/^ *\"$2\": \([0-9.eE+-]*\),\{0,1\}$/\1/p" "$1" | head -1)"
+  v="$(value "$1" "$2")"
   [[ -n "$v" ]] && awk -v x="$v" 'BEGIN { printf "%.1f", 100 * x }' || echo "-"
 }
 
@@ -49,7 +52,7 @@ for mode in $MODES; do
     --out "$OUT/$mode/eval-test" >/dev/null
   m="$OUT/$mode/eval-test/metrics.json"
   if [[ $task == counting ]]; then
-    mae="$(sed -n 's/^ *"mae": \([0-9.eE+-]*\),\{0,1\}$/\1/p' "$m" | head -1)"
+    mae="$(value "$m" mae)"
     rows+=("| $mode | $(metric "$m" accuracy) | $(metric "$m" exact_match) | $(printf '%.3f' "$mae") | $(metric "$m" f1_macro) | $secs |")
   else
     rows+=("| $mode | $(metric "$m" accuracy) | $(metric "$m" accuracy_number) | $(metric "$m" accuracy_yes_no) | $(metric "$m" accuracy_other) | $secs |")

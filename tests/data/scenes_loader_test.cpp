@@ -121,10 +121,11 @@ TEST(Scenes, PartialCaptionsNameSomeClassesWithVagueQuantities) {
       std::set<int> named;
       for (std::sregex_iterator it(caption.begin(), caption.end(), phrase), end; it != end; ++it) {
         const std::string quantity = (*it)[1], noun = (*it)[2];
-        const int c = static_cast<int>(
-            std::find(names.begin(), names.end(), noun) != names.end()
-                ? std::find(names.begin(), names.end(), noun) - names.begin()
-                : std::find(plurals.begin(), plurals.end(), noun) - plurals.begin());
+        const auto singular = std::find(names.begin(), names.end(), noun);
+        const int c = static_cast<int>(singular != names.end()
+                                           ? singular - names.begin()
+                                           : std::find(plurals.begin(), plurals.end(), noun) -
+                                                 plurals.begin());
         ASSERT_LT(c, 10) << caption;
         const int n = image.counts[coco.category_index.at(c + 1)];
         EXPECT_GE(n, 1) << caption << ": names an absent class";

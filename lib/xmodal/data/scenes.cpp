@@ -181,21 +181,27 @@ std::vector<std::string> full_captions(const Scene& scene, std::mt19937_64& rng)
 // A vague quantity for n >= 1 articles of a class, drawn among the words whose usual range
 // holds n: "at least one" (1+), "one or two" (1-2), "a few" (2-4), "some" (2+), "several"
 // (3+), "many" (4+). No word gives an exact count.
-std::string vague_phrase(int n, int category, std::mt19937_64& rng) {
+struct Phrase {
+  std::string text;
+  bool singular;  // "at least one coat": "there is ..."
+};
+Phrase vague_phrase(int n, int category, std::mt19937_64& rng) {
   struct Word {
     const char* text;
     int lo, hi;
+    bool singular;
   };
-  static const Word kWords[] = {{"at least one", 1, 99}, {"one or two", 1, 2}, {"a few", 2, 4},
-                                {"some", 2, 99},         {"several", 3, 99},   {"many", 4, 99}};
+  static const Word kWords[] = {{"at least one", 1, 99, true}, {"one or two", 1, 2, false},
+                                {"a few", 2, 4, false},        {"some", 2, 99, false},
+                                {"several", 3, 99, false},     {"many", 4, 99, false}};
   std::vector<const Word*> fitting;
   for (const Word& w : kWords) {
     if (n >= w.lo && n <= w.hi) fitting.push_back(&w);
   }
   const Word& w = *fitting[uniform_int(rng, 0, static_cast<int>(fitting.size()) - 1)];
-  const bool singular = std::string(w.text) == "at least one";
-  return std::string(w.text) + " " +
-         (singular ? fashion_class_names() : fashion_class_plurals())[category];
+  return {std::string(w.text) + " " +
+              (w.singular ? fashion_class_names() : fashion_class_plurals())[category],
+          w.singular};
 }
 
 // Five "partial" captions, one per template: each names a random non-empty subset of the
@@ -212,9 +218,13 @@ std::vector<std::string> partial_captions(const Scene& scene, std::mt19937_64& r
       }
     }
     std::vector<std::string> parts;
-    for (int c : named) parts.push_back(vague_phrase(scene.counts[c], c, rng));
+    bool one = false;
+    for (int c : named) {
+      Phrase p = vague_phrase(scene.counts[c], c, rng);
+      if (parts.empty()) one = p.singular;
+      parts.push_back(std::move(p.text));
+    }
     const std::string list = list_phrase(parts);
-    const bool one = parts[0].rfind("at least one ", 0) == 0;
     switch (t) {
       case 0:
         texts.push_back("a scene with " + list + ".");
@@ -415,6 +425,12 @@ ojson scenes_manifest(const ScenesOptions& o) {
   return manifest;
 }
 
+// A manifest with its "captions" key filled in (missing: a full set, made before partial ones).
+ojson with_captions(ojson manifest) {
+  if (manifest.is_object() && !manifest.contains("captions")) manifest["captions"] = "full";
+  return manifest;
+}
+
 // A folder that only holds what `data scenes` writes (sets made before scenes.json existed).
 bool only_scenes_files(const fs::path& dir) {
   std::error_code ec;
@@ -465,7 +481,7 @@ std::vector<ScenesSplitReport> build_scenes(const ScenesOptions& o) {
     } catch (const std::exception&) {
       old = nullptr;  // no manifest: a set made before it existed, or not a set at all
     }
-    if (old == manifest) {
+    if (with_captions(old) == with_captions(manifest)) {
       log::info("[data] {} already holds this set (the same options, scenes.json); nothing to do",
                 o.out);
       return {};
@@ -474,17 +490,14 @@ std::vector<ScenesSplitReport> build_scenes(const ScenesOptions& o) {
     if (!o.overwrite || !a_set) {
       std::string differences;
       if (old.is_object()) {
-        // a missing "captions" is a full set's
-        const auto at = [](const ojson& m, const std::string& key) {
-          return key == "captions" ? m.value(key, ojson("full")) : m.value(key, ojson());
-        };
-        ojson keys = manifest;
-        keys.update(old);
-        keys["captions"] = nullptr;
+        const ojson was = with_captions(old), now = with_captions(manifest);
+        ojson keys = now;
+        keys.update(was);
         for (const auto& [key, unused] : keys.items()) {
-          if (at(old, key) != at(manifest, key)) {
-            differences += (differences.empty() ? "" : ", ") + key + " " + at(old, key).dump() +
-                           " there, " + at(manifest, key).dump() + " now";
+          const ojson a = was.value(key, ojson()), b = now.value(key, ojson());
+          if (a != b) {
+            differences += (differences.empty() ? "" : ", ") + key + " " + a.dump() + " there, " +
+                           b.dump() + " now";
           }
         }
       }

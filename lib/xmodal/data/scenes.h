@@ -20,8 +20,9 @@ struct ScenesOptions {
   /// What the five captions of a scene say (the counting task's text): "partial" (the
   /// default) names a random subset of the scene's classes, each with a vague quantity ("at
   /// least one", "one or two", "a few", "some", "several", "many"), so exact counts and the
-  /// unnamed classes need the image; "full" states every class with its exact count (sets made before partial captions;
-  /// its counting task can be read from the text alone). Questions and images do not depend on it.
+  /// unnamed classes need the image; "full" states every class with its exact count (sets made
+  /// before partial captions; its counting task can be read from the text alone). Questions and
+  /// images do not depend on it.
   std::string captions = "partial";
   /// Replace a scenes set made with other options at `out` (never a folder of other files).
   bool overwrite = false;
