@@ -17,6 +17,12 @@ to the logits ("<loss>.grad.*"):
             1.3; written as loops over samples and categories, not as xmodal's tensor form
   classify  cross-entropy of class logits
   dense     per-patch BCE summed over categories, averaged over patches
+  itc       CLIP's symmetric InfoNCE written as CLIP's paper pseudo-code (cross-entropy with
+            arange labels both ways, halved), as a sum over pairs, on L2-normalised embeddings
+            with a logit scale; and "itc_dup": the same batch where pairs 1 and 4 show the same
+            image and pairs 2 and 5 the same text (positives spread evenly: ALBEF's soft
+            targets), written as explicit loops
+  itm       2-way cross-entropy, first B rows matching, mean over rows times B
 """
 import os
 import sys
@@ -95,10 +101,55 @@ def dense(t):
               "dense.total": total.detach(), "dense.grad.logits": logits.grad})
 
 
+def itc(t):
+    g = torch.Generator().manual_seed(5)
+    b, e = 6, 4
+    images = F.normalize(torch.randn(b, e, generator=g), dim=1).requires_grad_()
+    texts = F.normalize(torch.randn(b, e, generator=g), dim=1).requires_grad_()
+    scale = torch.tensor(1 / 0.07)
+    logits = scale * images @ texts.t()
+    labels = torch.arange(b)
+    total = (F.cross_entropy(logits, labels, reduction="sum") +
+             F.cross_entropy(logits.t(), labels, reduction="sum")) / 2
+    total.backward()
+    t.update({"itc.images": images.detach(), "itc.texts": texts.detach(), "itc.scale": scale,
+              "itc.total": total.detach(), "itc.grad.images": images.grad,
+              "itc.grad.texts": texts.grad})
+    # duplicates: image keys and text keys
+    image_keys = torch.tensor([0, 1, 2, 3, 1, 5])
+    text_keys = torch.tensor([10, 11, 12, 13, 14, 12])
+    im = images.detach().clone().requires_grad_()
+    tx = texts.detach().clone().requires_grad_()
+    logits = scale * im @ tx.t()
+    total = torch.zeros(())
+    for i in range(b):
+        pos = [j for j in range(b) if image_keys[i] == image_keys[j] or text_keys[i] == text_keys[j]]
+        target = torch.zeros(b)
+        target[pos] = 1.0 / len(pos)
+        i2t = -(target * F.log_softmax(logits[i], 0)).sum()
+        t2i = -(target * F.log_softmax(logits[:, i], 0)).sum()
+        total = total + (i2t + t2i) / 2
+    total.backward()
+    t.update({"itc_dup.image_keys": image_keys, "itc_dup.text_keys": text_keys,
+              "itc_dup.total": total.detach(), "itc_dup.grad.images": im.grad,
+              "itc_dup.grad.texts": tx.grad})
+
+
+def itm(t):
+    g = torch.Generator().manual_seed(6)
+    b = 4
+    logits = torch.randn(3 * b, 2, generator=g).requires_grad_()
+    labels = torch.tensor([1] * b + [0] * (2 * b))
+    total = F.cross_entropy(logits, labels) * b
+    total.backward()
+    t.update({"itm.logits": logits.detach(), "itm.total": total.detach(),
+              "itm.grad.logits": logits.grad})
+
+
 if __name__ == "__main__":
     out_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "tests", "data", "models")
     tensors = {}
-    for make in (vqa, counting, classify, dense):
+    for make in (vqa, counting, classify, dense, itc, itm):
         make(tensors)
     save_safetensors(os.path.join(out_dir, "losses.safetensors"), tensors,
                      {"torch": torch.__version__, "script": "scripts/make_loss_fixtures.py"})

@@ -67,6 +67,8 @@ void add_explain_command(CLI::App& app, Context& ctx);
 void add_plot_command(CLI::App& app, Context& ctx);
 void add_tokenizer_command(CLI::App& app, Context& ctx);
 void add_ceiling_command(CLI::App& app, Context& ctx);
+void add_index_command(CLI::App& app, Context& ctx);
+void add_search_command(CLI::App& app, Context& ctx);
 
 /// CLI11 check that a value is not empty: `--text ""` or `--run-dir ""` is a usage error (exit
 /// 2), not a silent default.

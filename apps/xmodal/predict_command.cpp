@@ -1,6 +1,7 @@
 // `xmodal predict --checkpoint CKPT --image PATH --text "..."` (or --input file.jsonl)
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <fstream>
 #include <iostream>
 #include <ostream>
@@ -54,7 +55,7 @@ std::vector<Line> read_lines(const std::string& path) {
 
 void add_predict_command(CLI::App& app, Context& ctx) {
   struct Args {
-    std::string checkpoint, image, text, input, output;
+    std::string checkpoint, image, text, input, output, labels;
     int top_k = 5;
   };
   auto args = std::make_shared<Args>();
@@ -72,6 +73,10 @@ void add_predict_command(CLI::App& app, Context& ctx) {
       ->check(non_empty());
   cmd->add_option("--top-k", args->top_k, "VQA answers or classes to list (default: 5)")
       ->check(at_least(1));
+  cmd->add_option("--labels", args->labels,
+                  "retrieval: comma-separated labels to rank for each image, zero-shot with the "
+                  "checkpoint's eval.prompts (then --text is optional; default: none)")
+      ->check(non_empty());
   cmd->callback([&ctx, args] {
     ctx.action = [&ctx, args] {
       const bool single = !args->image.empty() || !args->text.empty();
@@ -91,8 +96,17 @@ void add_predict_command(CLI::App& app, Context& ctx) {
       o.checkpoint = args->checkpoint;
       o.overrides = ctx.shared_overrides();
       o.top_k = args->top_k;
+      for (size_t at = 0; !args->labels.empty() && at <= args->labels.size();) {
+        const size_t comma = std::min(args->labels.find(',', at), args->labels.size());
+        const std::string label = args->labels.substr(at, comma - at);
+        if (label.find_first_not_of(' ') == std::string::npos) {
+          throw std::invalid_argument("predict: --labels has an empty label");
+        }
+        o.labels.push_back(label.substr(label.find_first_not_of(' ')));
+        at = comma + 1;
+      }
       infer::Predictor predictor(o);
-      if (single && args->text.empty() &&
+      if (single && args->text.empty() && o.labels.empty() &&
           tasks::task(predictor.loaded().config.task).reads_text()) {  // as a missing --image
         throw std::invalid_argument("predict: this " +
                                     config::to_string(predictor.loaded().config.task) +

@@ -3,7 +3,9 @@
 #include <gtest/gtest.h>
 
 #include "../support/temp_dir.h"
+#include "xmodal/data/karpathy.h"
 #include "xmodal/data/vqa.h"
+#include "xmodal/io/atomic_file.h"
 #include "xmodal_test_paths.h"
 
 namespace xmodal::data {
@@ -35,6 +37,63 @@ TEST(Coco, ReadsRealVal2017Annotations) {
   EXPECT_EQ(crowd.crowd[set.category_index.at(60)], 1);
   EXPECT_EQ(crowd.crowd[set.category_index.at(1)], 0);
   EXPECT_EQ(policy.skipped, 0);
+}
+
+TEST(Coco, CaptionsAloneWithoutInstances) {
+  BadInputPolicy policy;
+  const CocoSet set = read_coco_captions(kCoco, "val2017", policy);
+  EXPECT_EQ(set.images.size(), 79u);
+  EXPECT_TRUE(set.categories.empty());
+  const CocoImage& image = set.images[set.image_index.at(139)];
+  EXPECT_EQ(image.path, kCoco + "/images/val2017/000000000139.jpg");
+  EXPECT_EQ(image.captions.size(), 5u);
+}
+
+// The Karpathy split layout (tests/data/coco/dataset_coco.json: two real val2017 images).
+TEST(Karpathy, ReadsTheSplitFileAsPublished) {
+  BadInputPolicy policy;
+  const std::string file = kCoco + "/dataset_coco.json";
+  const auto test = read_karpathy(kCoco, file, "test", policy);
+  ASSERT_EQ(test.size(), 1u);
+  EXPECT_EQ(test[0].id, 139);                                           // cocoid
+  EXPECT_EQ(test[0].path, kCoco + "/images/val2017/000000000139.jpg");  // ROOT/images/filepath
+  ASSERT_EQ(test[0].captions.size(), 5u);
+  EXPECT_EQ(test[0].captions[0],
+            read_coco(kCoco, "val2017", policy)
+                .images[read_coco(kCoco, "val2017", policy).image_index.at(139)]
+                .captions[0]);
+  // train takes restval too, as retrieval papers train on it
+  const auto train = read_karpathy(kCoco, file, "train", policy);
+  ASSERT_EQ(train.size(), 1u);
+  EXPECT_EQ(train[0].id, 34417);
+  EXPECT_TRUE(read_karpathy(kCoco, file, "val", policy).empty());
+
+  // Flickr30k's layout: no filepath, no cocoid (imgid); an image without sentences is bad
+  xmodal::testing::TempDir dir;
+  const std::string flickr = (dir.path() / "dataset_flickr30k.json").string();
+  io::write_file_atomic(
+      flickr,
+      R"({"images": [{"filename": "1000092795.jpg", "imgid": 0, "split": "train", "sentences": )"
+      R"([{"raw": "Two young guys with shaggy hair look at their hands ."}]},)"
+      R"( {"filename": "10002456.jpg", "imgid": 1, "split": "train", "sentences": []}],)"
+      R"( "dataset": "flickr30k"})");
+  EXPECT_THROW(read_karpathy(dir.path().string(), flickr, "train", policy), std::runtime_error);
+  BadInputPolicy skip;
+  skip.skip = true;
+  const auto f = read_karpathy(dir.path().string(), flickr, "train", skip);
+  ASSERT_EQ(f.size(), 1u);
+  EXPECT_EQ(f[0].id, 0);
+  EXPECT_EQ(f[0].path, (dir.path() / "1000092795.jpg").string());
+  EXPECT_EQ(skip.skipped, 1);
+  // a record without "split" names the file and the record
+  io::write_file_atomic(flickr, R"({"images": [{"filename": "a.jpg", "imgid": 0}]})");
+  try {
+    read_karpathy(dir.path().string(), flickr, "train", policy);
+    FAIL();
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("images[0]"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("split"), std::string::npos) << e.what();
+  }
 }
 
 TEST(Coco, BadRecordsFailOrAreCountedAndMalformedJsonNamesTheByte) {

@@ -19,6 +19,11 @@
 #include "xmodal/core/logging.h"
 #include "xmodal/data/dataset.h"
 #include "xmodal/data/scenes.h"
+#include "xmodal/infer/embed.h"
+#include "xmodal/infer/index.h"
+#include "xmodal/infer/retrieval.h"
+#include "xmodal/io/atomic_file.h"
+#include "xmodal/io/safetensors.h"
 #include "xmodal/models/factory.h"
 #include "xmodal/text/factory.h"
 
@@ -177,6 +182,138 @@ TEST_F(Predictor, ExplainNeedsTheConcatFusion) {
   EXPECT_EQ(e.grid, 2);
   EXPECT_EQ(e.patch_weights.size(), 4u);
   EXPECT_EQ(e.tokens.front(), "[CLS]");
+}
+
+TEST_F(Predictor, RetrievalGivesTheSimilarityAndRanksLabels) {
+  PredictorOptions o{checkpoint("retrieval"), {}, 3};
+  o.labels = {"bag", "coat", "sneaker"};
+  infer::Predictor p(o);
+  const auto out = parse(p.predict({{images_[0], "a bag in the middle."}, {images_[1], ""}}));
+  ASSERT_EQ(out.size(), 2u);
+  const double cosine = out[0]["similarity"].get<double>();
+  EXPECT_LE(std::abs(cosine), 1.0 + 1e-6);
+  for (const auto& j : out) {
+    ASSERT_EQ(j["labels"].size(), 3u) << j.dump();
+    double total = 0, previous = 2;
+    for (const auto& l : j["labels"]) {
+      total += l["probability"].get<double>();
+      EXPECT_LE(l["probability"].get<double>(), previous);
+      previous = l["probability"].get<double>();
+    }
+    EXPECT_NEAR(total, 1.0, 1e-5);
+  }
+  PredictorOptions vqa{checkpoint("vqa"), {}, 3};
+  vqa.labels = {"bag"};
+  EXPECT_THROW(infer::Predictor(vqa).predict({{images_[0], "x"}}), std::invalid_argument);
+}
+
+TEST_F(Predictor, EmbedWritesTheRetrievalEmbeddingsUnitLength) {
+  EmbedOptions o;
+  o.checkpoint = checkpoint("retrieval");
+  o.images = {images_[0], images_[1]};
+  o.texts = {"a bag.", "a coat at the top."};
+  o.out = (dir_.path() / "e.safetensors").string();
+  embed(o);
+  const auto t = io::load_safetensors(o.out);
+  ASSERT_TRUE(t.count("image_embeds") && t.count("text_embeds"));
+  EXPECT_EQ(t.at("image_embeds").sizes(), torch::IntArrayRef({2, 256}));
+  EXPECT_TRUE(torch::allclose(t.at("text_embeds").norm(2, 1), torch::ones({2}), 1e-5, 1e-5));
+  // the same as the model's own embeddings of the same inputs
+  auto loaded = checkpoint::load_trained_model(o.checkpoint);
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> pixels;
+  for (const auto& path : o.images) pixels.push_back(image_tensor(loaded, path));
+  EXPECT_TRUE(torch::allclose(loaded.model->embed_images(torch::stack(pixels)),
+                              t.at("image_embeds"), 1e-5, 1e-6));
+  EXPECT_TRUE(
+      torch::allclose(embed_texts(loaded, o.texts, torch::kCPU), t.at("text_embeds"), 1e-5, 1e-6));
+}
+
+TEST_F(Predictor, IndexRoundTripAppendBadImagesAndAForeignCheckpoint) {
+  const auto ckpt = checkpoint("retrieval");
+  const auto folder = dir_.path() / "photos";
+  fs::create_directories(folder / "sub");
+  fs::copy_file(images_[0], folder / "a.png");
+  fs::copy_file(images_[1], folder / "sub" / "b.png");
+  io::write_file_atomic((folder / "broken.jpg").string(), "not an image");
+  IndexOptions o;
+  o.checkpoint = ckpt;
+  o.images = folder.string();
+  o.out = (dir_.path() / "index").string();
+  const auto r = build_index(o);
+  EXPECT_EQ(r.added, 2);
+  EXPECT_EQ(r.skipped, 1);
+  EXPECT_NE(r.first_bad.find("broken.jpg"), std::string::npos) << r.first_bad;
+  EXPECT_THROW(build_index(o), std::invalid_argument);  // exists: needs --append
+
+  SearchOptions s;
+  s.index = o.out;
+  s.image = images_[1];
+  s.top_k = 5;
+  auto hits = search_index(s);
+  ASSERT_EQ(hits.size(), 2u);
+  EXPECT_EQ(hits[0].rank, 1);
+  EXPECT_EQ(fs::path(hits[0].path).filename(), "b.png");  // an indexed image finds itself
+  EXPECT_NEAR(hits[0].score, 1.0, 1e-5);
+  EXPECT_GE(hits[0].score, hits[1].score);
+  s.image.clear();
+  s.text = "a bag at the top left.";
+  EXPECT_EQ(search_index(s).size(), 2u);
+
+  // --append: only the new image is embedded
+  fs::copy_file(fs::directory_iterator(data_dir_->path() / "scenes/images/train")->path(),
+                folder / "c.png");
+  o.append = true;
+  const auto more = build_index(o);
+  EXPECT_EQ(more.added, 1);
+  EXPECT_EQ(more.total, 3);
+  EXPECT_EQ(search_index(s).size(), 3u);
+
+  // the approximate backends find what the exact one finds on so few vectors
+  if (have_faiss()) {
+    for (const std::string backend : {"ivf", "hnsw"}) {
+      IndexOptions a = o;
+      a.append = false;
+      a.backend = backend;
+      a.out = (dir_.path() / ("index-" + backend)).string();
+      build_index(a);
+      SearchOptions q = s;
+      q.index = a.out;
+      const auto approx = search_index(q);
+      const auto exact = search_index(s);
+      ASSERT_EQ(approx.size(), exact.size()) << backend;
+      EXPECT_EQ(approx[0].path, exact[0].path) << backend;
+      EXPECT_NEAR(approx[0].score, exact[0].score, 1e-5) << backend;
+    }
+  }
+
+  // another checkpoint's weights: refused, for a query and for --append
+  const auto other = checkpoint("retrieval", {"run.dir=" + (dir_.path() / "other").string()},
+                                [](models::ModelImpl& m) {
+                                  torch::NoGradGuard g;
+                                  m.text_projection->weight.mul_(2);
+                                });
+  s.checkpoint = other;
+  try {
+    search_index(s);
+    FAIL() << "a foreign checkpoint was accepted";
+  } catch (const std::invalid_argument& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot be compared"), std::string::npos) << e.what();
+  }
+  o.checkpoint = other;
+  EXPECT_THROW(build_index(o), std::invalid_argument);
+
+  // a folder of nothing but bad images fails; a VQA checkpoint is refused
+  const auto bad = dir_.path() / "bad";
+  fs::create_directories(bad);
+  io::write_file_atomic((bad / "x.png").string(), "junk");
+  IndexOptions b;
+  b.checkpoint = ckpt;
+  b.images = bad.string();
+  b.out = (dir_.path() / "bad-index").string();
+  EXPECT_THROW(build_index(b), std::runtime_error);
+  b.checkpoint = checkpoint("vqa");
+  EXPECT_THROW(build_index(b), std::invalid_argument);
 }
 
 }  // namespace

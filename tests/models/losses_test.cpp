@@ -96,5 +96,41 @@ TEST_F(Losses, SumsOfTwoHalvesEqualTheWholeBatch) {
   EXPECT_NEAR(halves.item<double>(), whole, 1e-5 * whole);
 }
 
+TEST_F(Losses, ContrastiveIsClipsSymmetricInfoNceWithDistinctKeys) {
+  auto images = input("itc.images");
+  auto texts = input("itc.texts");
+  const auto keys = torch::arange(6, torch::kLong);
+  const auto rows = contrastive_loss_rows(images, texts, at("itc.scale"), keys, keys + 100);
+  ASSERT_EQ(rows.sizes(), torch::IntArrayRef({6}));
+  const auto total = rows.sum();
+  expect_close(total, "itc.total");
+  total.backward();
+  expect_close(images.grad(), "itc.grad.images");
+  expect_close(texts.grad(), "itc.grad.texts");
+}
+
+TEST_F(Losses, ContrastiveCountsAPairWithTheSameImageOrTextAsPositive) {
+  auto images = input("itc.images");
+  auto texts = input("itc.texts");
+  const auto total = contrastive_loss_rows(images, texts, at("itc.scale"), at("itc_dup.image_keys"),
+                                           at("itc_dup.text_keys"))
+                         .sum();
+  expect_close(total, "itc_dup.total");
+  total.backward();
+  expect_close(images.grad(), "itc_dup.grad.images");
+  expect_close(texts.grad(), "itc_dup.grad.texts");
+  EXPECT_THROW(contrastive_loss_rows(images, texts.narrow(0, 0, 5), at("itc.scale"),
+                                     at("itc_dup.image_keys"), at("itc_dup.text_keys")),
+               c10::Error);
+}
+
+TEST_F(Losses, ItmIsTwoWayCrossEntropyScaledToTheSamples) {
+  auto logits = input("itm.logits");
+  const auto total = itm_loss(logits, 4, 4);
+  expect_close(total, "itm.total");
+  total.backward();
+  expect_close(logits.grad(), "itm.grad.logits");
+}
+
 }  // namespace
 }  // namespace xmodal::models

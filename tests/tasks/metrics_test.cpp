@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "xmodal/tasks/metrics.h"
+#include "xmodal/tasks/retrieval.h"
 
 namespace xmodal::tasks {
 namespace {
@@ -108,6 +109,47 @@ TEST(CountingMetrics, CountsF1AndCrowd) {
   EXPECT_DOUBLE_EQ(s.metrics.at("accuracy"), 2.0 / 3.0);
   EXPECT_DOUBLE_EQ(s.metrics.at("mae"), 1.0 / 3.0);
   EXPECT_DOUBLE_EQ(s.metrics.at("exact_match"), 0.5);
+}
+
+// Ranks by hand: the wrong candidates scored at least as high as the best true one.
+TEST(RetrievalMetrics, RanksCountWrongCandidatesAtOrAboveTheBestTrueOne) {
+  const auto scores = torch::tensor({{0.9, 0.1, 0.5, 0.3},    // true 0: rank 0
+                                     {0.9, 0.1, 0.5, 0.3},    // true 2: 0.9 above -> rank 1
+                                     {0.2, 0.2, 0.2, 0.2},    // true 1, all tied -> rank 3
+                                     {0.1, 0.8, 0.7, 0.8},    // true 2 and 3: best 0.8, tied
+                                                              // with wrong 1 -> rank 1
+                                     {0.5, 0.4, 0.3, 0.2}});  // no true candidate -> 4
+  const auto truth =
+      torch::tensor({{1, 0, 0, 0}, {0, 0, 1, 0}, {0, 1, 0, 0}, {0, 0, 1, 1}, {0, 0, 0, 0}})
+          .to(torch::kBool);
+  const auto ranks = retrieval_ranks(scores, truth);
+  EXPECT_TRUE(torch::equal(ranks, torch::tensor({0, 1, 3, 1, 4}, torch::kLong))) << ranks;
+  EXPECT_DOUBLE_EQ(recall_at(ranks, 1), 20.0);
+  EXPECT_DOUBLE_EQ(recall_at(ranks, 2), 60.0);
+  EXPECT_DOUBLE_EQ(recall_at(ranks, 5), 100.0);
+}
+
+// 4 texts of 2 images (texts 0, 1 of image 0; 2, 3 of image 1): image -> text takes the best
+// of an image's texts; text -> image has one true image; ties count against the query.
+TEST(RetrievalMetrics, RecallByTheKarpathyProtocol) {
+  const auto sim = torch::tensor({{0.9, 0.1},    // text 0 -> image 0: rank 0
+                                  {0.2, 0.8},    // text 1 -> image 0: rank 1
+                                  {0.5, 0.5},    // text 2 -> image 1: tied -> rank 1
+                                  {0.3, 0.6}});  // text 3 -> image 1: rank 0
+  const auto m = recall_metrics(sim, {0, 0, 1, 1});
+  EXPECT_DOUBLE_EQ(m.at("t2i_r1"), 50.0);
+  EXPECT_DOUBLE_EQ(m.at("t2i_r5"), 100.0);
+  // image 0: its texts score 0.9, 0.2; best 0.9 is first -> found at 1
+  // image 1: its texts score 0.5, 0.6; best 0.6, but text 1 (0.8, image 0's) is above -> rank 1
+  EXPECT_DOUBLE_EQ(m.at("i2t_r1"), 50.0);
+  EXPECT_DOUBLE_EQ(m.at("i2t_r5"), 100.0);
+  EXPECT_DOUBLE_EQ(m.at("rsum"), 50 + 100 + 100 + 50 + 100 + 100);
+  // same content: images 0 and 1 hold the same articles -> everything is found at once
+  const auto c = content_recall_metrics(sim, {0, 0, 1, 1}, {7, 7});
+  EXPECT_DOUBLE_EQ(c.at("content_t2i_r1"), 100.0);
+  EXPECT_DOUBLE_EQ(c.at("content_i2t_r1"), 100.0);
+  const auto d = content_recall_metrics(sim, {0, 0, 1, 1}, {7, 8});
+  EXPECT_DOUBLE_EQ(d.at("content_rsum"), m.at("rsum"));
 }
 
 }  // namespace

@@ -61,6 +61,12 @@ std::string scalar_text(const std::vector<double>& values) {
   return text + "]";
 }
 
+std::string scalar_text(const std::vector<std::string>& values) {
+  std::string text = "[";
+  for (size_t i = 0; i < values.size(); ++i) text += (i ? ", " : "") + scalar_text(values[i]);
+  return text + "]";
+}
+
 }  // namespace detail
 
 std::vector<std::pair<std::string, std::string>> flatten(const Config& config) {
@@ -97,6 +103,9 @@ std::vector<std::pair<std::string, MetricMode>> task_metrics(Task task) {
               {"f1_micro", M::max}, {"f1_macro", M::max},    {"map", M::max}, {"loss", M::min}};
     case Task::classify:
       return {{"accuracy", M::max}, {"top5_accuracy", M::max}, {"loss", M::min}};
+    case Task::retrieval:
+      return {{"rsum", M::max},   {"i2t_r1", M::max}, {"i2t_r5", M::max},  {"i2t_r10", M::max},
+              {"t2i_r1", M::max}, {"t2i_r5", M::max}, {"t2i_r10", M::max}, {"loss", M::min}};
   }
   return {};
 }
@@ -207,6 +216,40 @@ void check_precision_and_schedule(const Config& c, Problems& p) {
   }
 }
 
+// What task retrieval reads and what its ITM head needs.
+void check_retrieval(const Config& c, Problems& p) {
+  if (c.task != Task::retrieval) {
+    if (c.data.dataset == Dataset::karpathy) {
+      p.add("data.dataset", "data.dataset karpathy has captions only: it needs task: retrieval");
+    }
+    if (c.train.itm > 0) p.add("train.itm", "train.itm is for task retrieval");
+    return;
+  }
+  if (c.data.dataset == Dataset::vqa) {
+    p.add("data.dataset",
+          "task retrieval needs captions: data.dataset coco, scenes or karpathy, not vqa");
+  }
+  if (c.train.aux.counting > 0 || c.train.aux.dense > 0) {
+    p.add(c.train.aux.dense > 0 ? "train.aux.dense" : "train.aux.counting",
+          "task retrieval has no auxiliary losses (train.aux.*: 0)");
+  }
+  if (c.train.itm > 0 && c.model.fusion.mode != FusionMode::concat) {
+    p.add("train.itm",
+          "train.itm needs model.fusion.mode concat (the matching head reads the "
+          "concat fusion), not " +
+              to_string(c.model.fusion.mode));
+  }
+  if (c.eval.rerank_k > 0 && c.train.itm <= 0) {
+    p.add("eval.rerank_k", "eval.rerank_k re-ranks by the ITM head, which train.itm 0 leaves out");
+  }
+  if (c.eval.prompts.empty()) p.add("eval.prompts", "eval.prompts: give at least one template");
+  for (const auto& prompt : c.eval.prompts) {
+    if (prompt.find("{}") == std::string::npos) {
+      p.add("eval.prompts", "eval.prompts: template '" + prompt + "' has no {} for the class name");
+    }
+  }
+}
+
 // Normalisation, augmentation, and which data sets serve which task.
 void check_data(const Config& c, Problems& p) {
   for (const auto& [key, values] :
@@ -249,6 +292,7 @@ void check_data(const Config& c, Problems& p) {
   if (c.task == Task::classify && !c.model.text.init_from.empty()) {
     p.add("model.text.init_from", "task classify has no text encoder to initialise");
   }
+  check_retrieval(c, p);
 }
 
 // A frozen encoder must have been loaded from somewhere.

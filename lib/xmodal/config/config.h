@@ -21,8 +21,8 @@ namespace xmodal::config {
 
 // ---- enums: YAML spelling <-> value, listed once per enum -----------------------------------
 
-enum class Task { vqa, counting, classify };
-enum class Dataset { scenes, coco, vqa, fashion_mnist, image_folder };
+enum class Task { vqa, counting, classify, retrieval };
+enum class Dataset { scenes, coco, vqa, fashion_mnist, image_folder, karpathy };
 enum class BadSample { fail, skip };
 enum class TokenizerType { word, wordpiece, sentencepiece };
 enum class FusionMode { concat, late, image_only, text_only };
@@ -39,17 +39,21 @@ struct EnumTable;  // specialised below: static constexpr std::array<std::pair<E
 
 template <>
 struct EnumTable<Task> {
-  static constexpr std::array<std::pair<Task, const char*>, 3> entries = {
-      {{Task::vqa, "vqa"}, {Task::counting, "counting"}, {Task::classify, "classify"}}};
+  static constexpr std::array<std::pair<Task, const char*>, 4> entries = {
+      {{Task::vqa, "vqa"},
+       {Task::counting, "counting"},
+       {Task::classify, "classify"},
+       {Task::retrieval, "retrieval"}}};
 };
 template <>
 struct EnumTable<Dataset> {
-  static constexpr std::array<std::pair<Dataset, const char*>, 5> entries = {
+  static constexpr std::array<std::pair<Dataset, const char*>, 6> entries = {
       {{Dataset::scenes, "scenes"},
        {Dataset::coco, "coco"},
        {Dataset::vqa, "vqa"},
        {Dataset::fashion_mnist, "fashion_mnist"},
-       {Dataset::image_folder, "image_folder"}}};
+       {Dataset::image_folder, "image_folder"},
+       {Dataset::karpathy, "karpathy"}}};
 };
 template <>
 struct EnumTable<BadSample> {
@@ -221,13 +225,16 @@ struct DataConfig {
   AugmentConfig augment;
   bool group_by_image = false;  // train batches keep an image's questions together
   int group_size = 0;           // at most this many of an image's samples together; 0 = all
+  std::string split_file = "dataset_coco.json";  // karpathy: the split file, under root
 
   template <class V>
   void visit(V& v) {
     v.field("dataset", dataset,
             "data set reader: scenes | coco | vqa | fashion_mnist (IDX files; splits train = "
             "the first 11/12 of the training images, val = the last 1/12, test = t10k) | "
-            "image_folder (ROOT/SPLIT/CLASS/*.png|jpg)");
+            "image_folder (ROOT/SPLIT/CLASS/*.png|jpg) | karpathy (retrieval: the Karpathy split "
+            "file ROOT/split_file, e.g. dataset_coco.json, dataset_flickr30k.json, or the "
+            "scenes' dataset_scenes.json)");
     v.field("root", root, "data set root folder (layouts: data/README.md)");
     v.field("train_split", train_split, "split used for training");
     v.field("val_split", val_split, "split used for validation and early stopping");
@@ -266,6 +273,10 @@ struct DataConfig {
             "with group_by_image: an image's samples are kept together in runs of at most this "
             "many (more distinct images per batch, less sharing); 0 = all of them",
             Range::at_least(0));
+    v.field("split_file", split_file,
+            "data.dataset karpathy: the split file under data.root (images with split "
+            "train | restval | val | test, filepath, filename, sentences[].raw); split train "
+            "also reads restval, as retrieval papers do");
   }
 };
 
@@ -401,11 +412,24 @@ struct HeadConfig {
   }
 };
 
+struct RetrievalConfig {
+  int embed_dim = 256;
+
+  template <class V>
+  void visit(V& v) {
+    v.field("embed_dim", embed_dim,
+            "retrieval: width of the shared image-text embedding space (a linear projection of "
+            "each encoder's [CLS] token, L2-normalised)",
+            Range::at_least(1));
+  }
+};
+
 struct ModelConfig {
   VisionConfig vision;
   TextConfig text;
   FusionConfig fusion;
   HeadConfig head;
+  RetrievalConfig retrieval;
 
   template <class V>
   void visit(V& v) {
@@ -413,6 +437,7 @@ struct ModelConfig {
     v.section("text", text, "BERT text encoder");
     v.section("fusion", fusion, "how the two modalities meet");
     v.section("head", head, "task head on the pooled fusion output");
+    v.section("retrieval", retrieval, "task retrieval: the dual encoder's embedding space");
   }
 };
 
@@ -491,6 +516,7 @@ struct TrainConfig {
   double text_lr_mult = 1.0;
   double fusion_lr_mult = 1.0;
   Precision precision = Precision::fp32;
+  double itm = 0.0;  // retrieval: weight of the image-text matching loss; 0 = no ITM head
 
   template <class V>
   void visit(V& v) {
@@ -540,6 +566,11 @@ struct TrainConfig {
     v.field("precision", precision,
             "fp32 | bf16 (autocast: matrix products in bfloat16; CUDA only for now) | fp16 "
             "(refused for now: needs dynamic loss scaling)");
+    v.field("itm", itm,
+            "retrieval: weight of an image-text matching loss (a 2-way head on the concat "
+            "fusion's pooled output, each pair against an in-batch hard negative text and image "
+            "drawn by their contrastive similarity, as ALBEF); 0 = no ITM head",
+            Range::at_least(0));
   }
 };
 
@@ -565,6 +596,8 @@ struct DistConfig {
 struct EvalConfig {
   int batch_size = 128;
   VqaProtocol vqa_protocol = VqaProtocol::official;  // VQA accuracy: official | legacy
+  int rerank_k = 0;  // retrieval with ITM: candidates re-ranked by ITM + ITC; 0 = off
+  std::vector<std::string> prompts = {"a picture showing 1 {}.", "a {} in the middle."};
 
   template <class V>
   void visit(V& v) {
@@ -573,6 +606,14 @@ struct EvalConfig {
     v.field("vqa_protocol", vqa_protocol,
             "VQA accuracy: official (GT-Vision-Lab master a013f00, 2021) | legacy (the "
             "evaluation before it, for comparing with older papers)");
+    v.field("rerank_k", rerank_k,
+            "retrieval with an ITM head (train.itm > 0): the top k contrastive candidates of "
+            "each query are re-ranked by ITM + ITC similarity, as BLIP (both rankings are "
+            "reported); 0 = contrastive ranking only",
+            Range::at_least(0));
+    v.field("prompts", prompts,
+            "retrieval: templates of the zero-shot classifier's texts, {} = the class name; a "
+            "class's text embedding is the normalised mean over the templates");
   }
 };
 
@@ -599,7 +640,8 @@ struct Config {
   void visit(V& v) {
     v.field("task", task,
             "vqa (image + question -> answer) | counting (image + text -> counts) | classify "
-            "(image -> class, ViT + linear head: encoder pretraining)");
+            "(image -> class, ViT + linear head: encoder pretraining) | retrieval (image-text "
+            "embeddings: contrastive dual encoder, optional ITM re-ranking)");
     v.section("run", run, "where and how the run executes");
     v.section("data", data, "data set and input pipeline");
     v.section("tokenizer", tokenizer, "text tokenizer");
@@ -642,6 +684,7 @@ std::string scalar_text(double value);
 std::string scalar_text(int64_t value);
 std::string scalar_text(bool value);
 std::string scalar_text(const std::vector<double>& values);
+std::string scalar_text(const std::vector<std::string>& values);
 inline std::string scalar_text(int value) { return scalar_text(static_cast<int64_t>(value)); }
 template <class E, class = std::enable_if_t<std::is_enum_v<E>>>
 std::string scalar_text(E value) {

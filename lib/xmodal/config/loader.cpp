@@ -150,6 +150,17 @@ std::string convert(const YAML::Node& node, std::vector<double>& out) {
   return "";
 }
 
+std::string convert(const YAML::Node& node, std::vector<std::string>& out) {
+  if (!node.IsSequence()) return "expected a list of strings, got " + describe(node);
+  std::vector<std::string> values;
+  for (const auto& item : node) {
+    if (!item.IsScalar()) return "expected a string in the list, got " + describe(item);
+    values.push_back(item.Scalar());
+  }
+  out = std::move(values);
+  return "";
+}
+
 std::string convert(const YAML::Node& node, int& out) { return convert_integer(node, out); }
 std::string convert(const YAML::Node& node, int64_t& out) { return convert_integer(node, out); }
 
@@ -413,6 +424,10 @@ Config load_text(const std::string& text, const std::string& source, const fs::p
   if (!problems.empty()) throw ConfigError(problems);
   apply_overrides(config, overrides);
   if (folders == Folders::resolve) resolve_pretrained(config);
+  // An early-stopping metric left at its default follows the task (retrieval has no accuracy).
+  if (config.task == Task::retrieval && !config.origins.count("train.early_stopping.metric")) {
+    config.train.early_stopping.metric = "rsum";
+  }
   validate(config);
   return config;
 }

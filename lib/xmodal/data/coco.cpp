@@ -22,6 +22,49 @@ std::string coco_image_dir(const std::string& root, const std::string& split) {
   return (fs::path(root) / split).string();
 }
 
+namespace {
+
+// The captions of `file` (captions_SPLIT.json) added to the images of `set` they name.
+void add_captions(const io::JsonFile& file, CocoSet& set, BadInputPolicy& policy) {
+  int64_t i = 0;
+  for (auto a : file.array(file.root(), "annotations", {})) {
+    const io::Where where{"annotations", i++};
+    const int64_t image_id = file.integer(a, "image_id", where);
+    const auto image = set.image_index.find(image_id);
+    if (image == set.image_index.end()) {
+      policy.bad(file.path() + ": " + where.str() + ": unknown image_id " +
+                 std::to_string(image_id));
+      continue;
+    }
+    set.images[image->second].captions.push_back(file.string(a, "caption", where));
+  }
+}
+
+}  // namespace
+
+CocoSet read_coco_captions(const std::string& root, const std::string& split,
+                           BadInputPolicy& policy) {
+  namespace fs = std::filesystem;
+  const auto file = io::JsonFile::load(
+      (fs::path(root) / "annotations" / ("captions_" + split + ".json")).string());
+  const std::string image_dir = coco_image_dir(root, split);
+  CocoSet set;
+  int64_t i = 0;
+  for (auto im : file.array(file.root(), "images", {})) {
+    const io::Where where{"images", i++};
+    CocoImage image;
+    image.id = file.integer(im, "id", where);
+    image.file_name = file.string(im, "file_name", where);
+    image.path = (fs::path(image_dir) / image.file_name).string();
+    if (!set.image_index.emplace(image.id, set.images.size()).second) {
+      file.fail(where, "image id " + std::to_string(image.id) + " appears twice");
+    }
+    set.images.push_back(std::move(image));
+  }
+  add_captions(file, set, policy);
+  return set;
+}
+
 CocoSet read_coco(const std::string& root, const std::string& split, BadInputPolicy& policy,
                   bool with_captions) {
   namespace fs = std::filesystem;
@@ -116,19 +159,7 @@ CocoSet read_coco(const std::string& root, const std::string& split, BadInputPol
       (fs::path(root) / "annotations" / ("captions_" + split + ".json")).string();
   std::error_code ec;
   if (with_captions && fs::exists(captions_path, ec)) {
-    const auto captions = io::JsonFile::load(captions_path);
-    i = 0;
-    for (auto a : captions.array(captions.root(), "annotations", {})) {
-      const io::Where where{"annotations", static_cast<int64_t>(i++)};
-      const int64_t image_id = captions.integer(a, "image_id", where);
-      const auto image = set.image_index.find(image_id);
-      if (image == set.image_index.end()) {
-        policy.bad(captions_path + ": " + where.str() + ": unknown image_id " +
-                   std::to_string(image_id));
-        continue;
-      }
-      set.images[image->second].captions.push_back(captions.string(a, "caption", where));
-    }
+    add_captions(io::JsonFile::load(captions_path), set, policy);
   }
   return set;
 }

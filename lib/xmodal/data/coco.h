@@ -63,4 +63,9 @@ std::string coco_image_dir(const std::string& root, const std::string& split);
 CocoSet read_coco(const std::string& root, const std::string& split, BadInputPolicy& policy,
                   bool with_captions = true);
 
+/// Reads captions_SPLIT.json alone (its images and their captions; no instances, so no counts):
+/// what task retrieval needs of COCO. Errors as read_coco.
+CocoSet read_coco_captions(const std::string& root, const std::string& split,
+                           BadInputPolicy& policy);
+
 }  // namespace xmodal::data

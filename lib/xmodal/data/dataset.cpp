@@ -1,13 +1,63 @@
 #include "xmodal/data/dataset.h"
 
+#include <filesystem>
 #include <map>
 #include <stdexcept>
 
 #include "xmodal/core/logging.h"
+#include "xmodal/data/karpathy.h"
 #include "xmodal/data/labelled.h"
 #include "xmodal/data/vqa.h"
 
 namespace xmodal::data {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+// retrieval: one example per (image, caption) pair, in file order; Example::counts is the
+// image's content (objects per category) where the split has COCO instances, for the "same
+// content" recall (the scenes).
+void load_retrieval(const config::Config& c, const std::string& split, BadInputPolicy& policy,
+                    TaskData& data) {
+  const std::string instances =
+      (fs::path(c.data.root) / "annotations" / ("instances_" + split + ".json")).string();
+  std::error_code ec;
+  CocoSet coco;
+  const bool has_instances = fs::exists(instances, ec);
+  if (has_instances)
+    coco = read_coco(c.data.root, split, policy, c.data.dataset == config::Dataset::coco);
+  std::vector<KarpathyImage> images;
+  if (c.data.dataset == config::Dataset::coco) {
+    if (!has_instances) coco = read_coco_captions(c.data.root, split, policy);
+    for (auto& image : coco.images) images.push_back({image.id, image.path, image.captions});
+  } else {
+    const std::string file =
+        c.data.dataset == config::Dataset::scenes ? "dataset_scenes.json" : c.data.split_file;
+    const std::string path = (fs::path(c.data.root) / file).string();
+    if (c.data.dataset == config::Dataset::scenes && !fs::exists(path, ec)) {
+      throw std::runtime_error(path +
+                               " is missing: this scenes set was made before retrieval captions; "
+                               "rebuild it with `xmodal data scenes --out " +
+                               c.data.root + " --overwrite`");
+    }
+    images = read_karpathy(c.data.root, path, split, policy);
+  }
+  for (const auto& category : coco.categories) data.class_names.push_back(category.name);
+  for (const auto& image : images) {
+    const auto content = coco.image_index.find(image.id);
+    for (const auto& caption : image.captions) {
+      Example e;
+      e.image_path = image.path;
+      e.texts = {caption};
+      e.id = image.id;
+      if (content != coco.image_index.end()) e.counts = coco.images[content->second].counts;
+      data.examples.push_back(std::move(e));
+    }
+  }
+}
+
+}  // namespace
 
 TaskData load_split(const config::Config& c, const std::string& split, const AnswerVocab* vocab) {
   TaskData data;
@@ -62,6 +112,8 @@ TaskData load_split(const config::Config& c, const std::string& split, const Ans
       }
       data.examples.push_back(std::move(e));
     }
+  } else if (c.task == config::Task::retrieval) {
+    load_retrieval(c, split, policy, data);
   } else if (c.task == config::Task::classify) {
     LabelledSet set;
     if (c.data.dataset == config::Dataset::fashion_mnist) {

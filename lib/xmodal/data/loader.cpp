@@ -203,12 +203,14 @@ class TargetRows {
   TargetRows(const TaskData& data, bool aux_counts, int64_t max_count)
       : vqa_(data.task == config::Task::vqa),
         classify_(data.task == config::Task::classify),
+        none_(data.task == config::Task::retrieval),
         classes_(data.num_classes()),
         aux_classes_(static_cast<int64_t>(data.aux_class_names.size())),
         aux_counts_(aux_counts && vqa_ && aux_classes_ > 0),
         max_count_(max_count) {}
 
   void add(const Example& e) {
+    if (none_) return;  // retrieval: the pairs are the targets
     if (classify_) {
       labels_.push_back(e.label);
     } else if (vqa_) {
@@ -228,6 +230,7 @@ class TargetRows {
 
   // Sets the batch's targets (and crowd, aux_counts) for its `b` samples.
   void fill(Batch& batch, int64_t b) const {
+    if (none_) return;
     if (classify_) {
       batch.targets = torch::tensor(labels_, torch::kLong);
     } else if (vqa_) {
@@ -244,7 +247,7 @@ class TargetRows {
   }
 
  private:
-  bool vqa_, classify_;
+  bool vqa_, classify_, none_;
   int64_t classes_, aux_classes_;
   bool aux_counts_;
   int64_t max_count_;

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdlib>
 #include <filesystem>
 #include <map>
 #include <random>
@@ -246,6 +247,81 @@ std::vector<std::string> partial_captions(const Scene& scene, std::mt19937_64& r
   return texts;
 }
 
+// Where an item's centre is on a 3 x 3 grid of the canvas: its row and column, 0..2.
+std::pair<int, int> grid_cell(const Item& item, int canvas) {
+  const auto third = [&](int v) { return std::min(2, v * 3 / canvas); };
+  return {third(item.y + item.size / 2), third(item.x + item.size / 2)};
+}
+
+std::string place_phrase(const Item& item, int canvas) {
+  static const char* const kPlaces[3][3] = {
+      {"at the top left", "at the top", "at the top right"},
+      {"on the left", "in the middle", "on the right"},
+      {"at the bottom left", "at the bottom", "at the bottom right"}};
+  const auto [row, column] = grid_cell(item, canvas);
+  return kPlaces[row][column];
+}
+
+// "a small bag", "a bag", "a large bag" (sizes item_min..item_max in thirds).
+std::string sized_noun(const Item& item, const ScenesOptions& o) {
+  const int span = o.item_max - o.item_min + 1;
+  const int third = (item.size - o.item_min) * 3 / span;
+  const std::string& name = fashion_class_names()[item.category];
+  return third == 0 ? "a small " + name : third == 2 ? "a large " + name : with_article(name);
+}
+
+// Five retrieval captions that say where things are, so that most captions describe one scene
+// (dataset_scenes.json): the articles from left to right with their row, from top to bottom
+// with their column, each with its place on a 3 x 3 grid, each with its size and place, and one
+// article's place and its position relative to another.
+std::vector<std::string> retrieval_captions(const Scene& scene, const ScenesOptions& o,
+                                            std::mt19937_64& rng) {
+  static const char* const kRows[] = {"at the top", "in the middle", "at the bottom"};
+  static const char* const kColumns[] = {"on the left", "in the centre", "on the right"};
+  const auto& names = fashion_class_names();
+  std::vector<const Item*> by_x, by_y;
+  for (const Item& item : scene.items) by_x.push_back(&item);
+  by_y = by_x;
+  std::stable_sort(by_x.begin(), by_x.end(), [](const Item* a, const Item* b) {
+    return 2 * a->x + a->size < 2 * b->x + b->size;
+  });
+  std::stable_sort(by_y.begin(), by_y.end(), [](const Item* a, const Item* b) {
+    return 2 * a->y + a->size < 2 * b->y + b->size;
+  });
+  const auto noun = [&](const Item* item) { return with_article(names[item->category]); };
+  std::vector<std::string> left_right, top_bottom, placed, sized;
+  for (const Item* item : by_x) {
+    left_right.push_back(noun(item) + " " + kRows[grid_cell(*item, o.canvas).first]);
+    placed.push_back(noun(item) + " " + place_phrase(*item, o.canvas));
+    sized.push_back(sized_noun(*item, o) + " " + place_phrase(*item, o.canvas));
+  }
+  for (const Item* item : by_y) {
+    top_bottom.push_back(noun(item) + " " + kColumns[grid_cell(*item, o.canvas).second]);
+  }
+  const size_t n = scene.items.size();
+  std::vector<std::string> texts = {"from left to right: " + list_phrase(left_right) + ".",
+                                    "from top to bottom: " + list_phrase(top_bottom) + ".",
+                                    list_phrase(placed) + ".",
+                                    "a picture showing " + list_phrase(sized) + "."};
+  if (n == 1) {
+    texts.push_back(sized_noun(scene.items[0], o) + " on a black background, " +
+                    place_phrase(scene.items[0], o.canvas) + ".");
+  } else {
+    const size_t a = rng() % n;
+    size_t b = rng() % (n - 1);
+    if (b >= a) ++b;
+    const Item &p = scene.items[a], &q = scene.items[b];
+    const int dx = (2 * q.x + q.size) - (2 * p.x + p.size);
+    const int dy = (2 * q.y + q.size) - (2 * p.y + p.size);
+    const char* relation = std::abs(dx) >= std::abs(dy)
+                               ? (dx > 0 ? "to the left of" : "to the right of")
+                               : (dy > 0 ? "above" : "below");
+    texts.push_back(noun(&p) + " " + place_phrase(p, o.canvas) + ", " + relation + " " + noun(&q) +
+                    ", among " + std::to_string(n) + " articles.");
+  }
+  return texts;
+}
+
 // The annotation files of one split, filled scene by scene.
 struct SplitFiles {
   ojson images = ojson::array(), instances = ojson::array(), captions = ojson::array();
@@ -351,7 +427,7 @@ void SplitFiles::write(const fs::path& root, const std::string& split, uint64_t 
 
 // One split's scenes: images, then its annotation files.
 ScenesSplitReport write_split(const ScenesOptions& o, const std::string& split, int count,
-                              const Source& source, int split_number) {
+                              const Source& source, int split_number, ojson& retrieval_images) {
   std::mt19937_64 rng(mix_seed(o.seed, 0x5CE7E5, static_cast<uint64_t>(split_number)));
   const int64_t id_base = 1'000'000LL * split_number + 1;
   const fs::path root(o.out);
@@ -386,6 +462,18 @@ ScenesSplitReport write_split(const ScenesOptions& o, const std::string& split, 
           {{"image_id", image_id}, {"id", files.caption_id++}, {"caption", text}});
     }
     add_questions(files, image_id, scene, rng);
+    // Retrieval captions (the Karpathy layout, dataset_scenes.json) have a stream of their own.
+    std::mt19937_64 retrieval_rng(mix_seed(o.seed, 0x7E7121, static_cast<uint64_t>(image_id)));
+    ojson sentences = ojson::array();
+    for (const auto& text : retrieval_captions(scene, o, retrieval_rng)) {
+      sentences.push_back({{"raw", text}, {"imgid", retrieval_images.size()}});
+    }
+    retrieval_images.push_back({{"filepath", "images/" + split},
+                                {"filename", file_name},
+                                {"imgid", retrieval_images.size()},
+                                {"cocoid", image_id},
+                                {"split", split},
+                                {"sentences", sentences}});
   }
   files.write(root, split, o.seed);
 
@@ -403,9 +491,14 @@ ScenesSplitReport write_split(const ScenesOptions& o, const std::string& split, 
 std::vector<ScenesSplitReport> write_scenes(const ScenesOptions& o) {
   const Source train_source = load_source(o.fashion_mnist, "train");
   const Source test_source = load_source(o.fashion_mnist, "t10k");
-  return {write_split(o, "train", o.train, train_source, 0),
-          write_split(o, "val", o.val, test_source, 1),
-          write_split(o, "test", o.test, test_source, 2)};
+  ojson retrieval = ojson::array();
+  std::vector<ScenesSplitReport> reports = {
+      write_split(o, "train", o.train, train_source, 0, retrieval),
+      write_split(o, "val", o.val, test_source, 1, retrieval),
+      write_split(o, "test", o.test, test_source, 2, retrieval)};
+  io::write_file_atomic((fs::path(o.out) / "dataset_scenes.json").string(),
+                        ojson{{"images", retrieval}, {"dataset", "scenes"}}.dump());
+  return reports;
 }
 
 // The options that define a set's bytes, as recorded in OUT/scenes.json.
@@ -422,6 +515,7 @@ ojson scenes_manifest(const ScenesOptions& o) {
                     {"item_max", o.item_max},
                     {"seed", o.seed}};
   if (o.captions != "full") manifest["captions"] = o.captions;
+  manifest["retrieval_captions"] = "dataset_scenes.json";  // absent: a set made before them
   return manifest;
 }
 
@@ -437,6 +531,7 @@ bool only_scenes_files(const fs::path& dir) {
   for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
     const std::string name = it->path().filename().string();
     const bool known = name == "images" || name == "annotations" || name == "scenes.json" ||
+                       name == "dataset_scenes.json" ||
                        (name.rfind("v2_", 0) == 0 && it->path().extension() == ".json");
     if (!known) return false;
   }

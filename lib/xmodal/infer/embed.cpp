@@ -30,6 +30,7 @@ struct Encoders {
   models::ViT vision = nullptr;
   models::Bert text = nullptr;
   models::Fusion fusion = nullptr;  // only from a trained checkpoint
+  models::Model model = nullptr;    // a retrieval checkpoint's: its projections
 };
 
 void log_pretrained(const char* component, const models::PretrainedReport& r) {
@@ -78,12 +79,18 @@ Encoders from_checkpoint(const EmbedOptions& o) {
   e.vision = loaded.model->vision;
   e.text = loaded.model->text;
   e.fusion = loaded.model->fusion;
+  if (loaded.config.task == config::Task::retrieval) e.model = loaded.model;
   return e;
 }
 
 struct Item {
   std::string image, text;
 };
+
+torch::Tensor unit_rows(const torch::Tensor& x) {
+  namespace F = torch::nn::functional;
+  return F::normalize(x, F::NormalizeFuncOptions().dim(1).eps(1e-12));
+}
 
 std::vector<Item> read_items(const EmbedOptions& o) {
   std::vector<Item> items;
@@ -191,6 +198,7 @@ EmbedResult embed(const EmbedOptions& o) {
       module->eval();
     }
   }
+  if (!e.model.is_empty()) e.model->to(device);  // the projections (in eval mode, loaded)
   const bool fuse = with_image && with_text && !e.fusion.is_empty() &&
                     e.config.model.fusion.mode != config::FusionMode::late;
   if (with_image && with_text && !fuse) {
@@ -211,6 +219,10 @@ EmbedResult embed(const EmbedOptions& o) {
         pixels.push_back(load_image(items[i].image, e.config, o.no_resize));
       image_tokens = e.vision(torch::stack(pixels).to(device));  // [b, 1 + P, Dv]
       parts["vision"].push_back(image_tokens.cpu());
+      if (!e.model.is_empty()) {
+        parts["image_embeds"].push_back(
+            unit_rows(e.model->image_projection(image_tokens.select(1, 0))).cpu());
+      }
     }
     if (with_text) {
       const int64_t len = e.config.data.max_text_len;
@@ -223,6 +235,10 @@ EmbedResult embed(const EmbedOptions& o) {
       }
       text_tokens = e.text(ids.to(device), mask.to(device));  // [b, L, Dt]
       parts["text"].push_back(text_tokens.cpu());
+      if (!e.model.is_empty()) {
+        parts["text_embeds"].push_back(
+            unit_rows(e.model->text_projection(text_tokens.select(1, 0))).cpu());
+      }
       parts["text_mask"].push_back(mask);
     }
     if (fuse) {

@@ -7,6 +7,9 @@
 //   text_mask  [N, L]          1 = real token, 0 = padding (int64)
 //   fusion     [N, T, D]       the fusion transformer's tokens; with images and texts and a
 //   pooled     [N, D]          trained checkpoint (a config's fusion would be untrained)
+//   image_embeds [N, E]        a retrieval checkpoint's L2-normalised image embeddings, and
+//   text_embeds  [N, E]        text embeddings (in input order: R@K recomputed from them equals
+//                              `xmodal eval`'s)
 #pragma once
 
 #include <cstdint>

@@ -14,6 +14,7 @@
 #include "xmodal/core/runtime.h"
 #include "xmodal/data/loader.h"
 #include "xmodal/data/transforms.h"
+#include "xmodal/infer/retrieval.h"
 #include "xmodal/io/atomic_file.h"
 #include "xmodal/io/image.h"
 #include "xmodal/models/blocks.h"
@@ -29,9 +30,9 @@ struct Prepared {
   text::Encoding encoding;
 };
 
-Prepared prepare(const checkpoint::LoadedModel& m, const Input& input) {
+Prepared prepare(const checkpoint::LoadedModel& m, const Input& input, bool text_optional) {
   const auto& c = m.config;
-  if (tasks::task(c.task).reads_text() &&
+  if (tasks::task(c.task).reads_text() && !text_optional &&
       input.text.find_first_not_of(" \t\r\n") == std::string::npos) {
     throw std::invalid_argument("empty text (this model answers about an image and a text)");
   }
@@ -79,13 +80,18 @@ std::vector<std::string> Predictor::predict(const std::vector<Input>& inputs) {
   bool warned_non_finite = false;
   const size_t batch = static_cast<size_t>(c.eval.batch_size);
   torch::InferenceMode inference;
+  torch::Tensor label_embeddings;  // retrieval with labels: [labels, E]
+  if (!options_.labels.empty()) {
+    require_retrieval(*loaded_, "predict --labels");
+    label_embeddings = class_embeddings(*loaded_, options_.labels, c.eval.prompts, device);
+  }
   for (size_t begin = 0; begin < inputs.size(); begin += batch) {
     const size_t end = std::min(inputs.size(), begin + batch);
     std::vector<Prepared> items;
     std::vector<size_t> rows;
     for (size_t i = begin; i < end; ++i) {
       try {
-        items.push_back(prepare(*loaded_, inputs[i]));
+        items.push_back(prepare(*loaded_, inputs[i], label_embeddings.defined()));
         rows.push_back(i);
       } catch (const std::exception& e) {
         out[i] =
@@ -114,6 +120,19 @@ std::vector<std::string> Predictor::predict(const std::vector<Input>& inputs) {
       json j = {{"image", input.image}, {"text", input.text}};
       const auto row = static_cast<int64_t>(r);
       task.describe(result, row, classes, options_.top_k, j);
+      if (label_embeddings.defined()) {
+        const auto sims = torch::matmul(label_embeddings, result.image_embeds[row].to(torch::kCPU));
+        const auto probs = torch::softmax(sims * result.logit_scale.to(torch::kCPU), 0);
+        const auto order = std::get<1>(probs.sort(0, /*descending=*/true));
+        json ranked = json::array();
+        for (int64_t k = 0; k < order.size(0); ++k) {
+          const int64_t l = order[k].item<int64_t>();
+          ranked.push_back({{"label", options_.labels[static_cast<size_t>(l)]},
+                            {"probability", tasks::finite_or_null(probs[l].item<double>())},
+                            {"similarity", tasks::finite_or_null(sims[l].item<double>())}});
+        }
+        j["labels"] = ranked;
+      }
       // the text echoed back may hold invalid UTF-8: replaced by U+FFFD, never an exception
       out[rows[r]] = j.dump(-1, ' ', false, json::error_handler_t::replace);
     }
@@ -135,7 +154,7 @@ Explanation Predictor::explain(const Input& input, const std::string& method) {
                                 config::to_string(c.model.fusion.mode) + ")");
   }
   const auto device = resolve_device(c.run.device);
-  const Prepared p = prepare(*loaded_, input);
+  const Prepared p = prepare(*loaded_, input, false);
   auto& model = loaded_->model;
   auto& layers = model->fusion->layers;
   std::vector<models::MultiHeadAttention> attentions;

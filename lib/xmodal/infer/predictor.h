@@ -4,6 +4,8 @@
 //   vqa:      {"image": P, "text": T, "answers": [{"answer": A, "probability": p}, ...]}  top-k
 //   counting: {"image": P, "text": T, "categories": [{"category": C, "probability": p,
 //              "count": n}, ...]}                                 every category, in order
+//   retrieval: {"image": P, "text": T, "similarity": cos} (+ with labels: "labels":
+//              [{"label": L, "probability": p, "similarity": cos}, ...] best first)
 //   failure:  {"image": P, "text": T, "error": "..."} (+ "line": N in batch mode)
 #pragma once
 
@@ -23,6 +25,9 @@ struct PredictorOptions {
   /// Config assignments applied to the checkpoint's config (run.threads, run.device, ...).
   std::vector<std::string> overrides;
   int top_k = 5;
+  /// retrieval: rank these labels for each image (zero-shot, with the checkpoint's
+  /// eval.prompts); the text may then be empty.
+  std::vector<std::string> labels;
 };
 
 struct Input {

@@ -9,7 +9,7 @@ ModelOptions model_options(const config::Config& c, const DataSizes& sizes) {
     throw std::invalid_argument("model: vocabulary size must be positive, got " +
                                 std::to_string(sizes.vocab_size));
   }
-  if (sizes.num_classes <= 0) {
+  if (sizes.num_classes <= 0 && c.task != config::Task::retrieval) {
     throw std::invalid_argument("model: number of answers/categories must be positive, got " +
                                 std::to_string(sizes.num_classes));
   }
@@ -30,15 +30,19 @@ ModelOptions model_options(const config::Config& c, const DataSizes& sizes) {
       break;
   }
   if (c.task == config::Task::classify) mode = FusionMode::image_only;  // the ViT alone
-  const Task task = c.task == config::Task::vqa        ? Task::vqa
-                    : c.task == config::Task::counting ? Task::counting
-                                                       : Task::classify;
+  if (c.task == config::Task::retrieval) mode = FusionMode::concat;     // both encoders
+  const Task task = c.task == config::Task::vqa         ? Task::vqa
+                    : c.task == config::Task::counting  ? Task::counting
+                    : c.task == config::Task::retrieval ? Task::retrieval
+                                                        : Task::classify;
   ModelOptions options(task,
                        FusionOptions(mode, m.text.hidden, m.vision.hidden, m.fusion.hidden,
                                      m.fusion.layers, m.fusion.heads, m.fusion.mlp_dim)
                            .dropout(m.fusion.dropout),
                        m.head.hidden, sizes.num_classes);
   options.max_count = m.head.max_count;
+  options.embed_dim = m.retrieval.embed_dim;
+  options.itm = c.task == config::Task::retrieval && c.train.itm > 0;
   options.aux_counting_classes = c.train.aux.counting > 0 ? sizes.aux_classes : 0;
   options.aux_dense_classes = c.train.aux.dense > 0 ? sizes.aux_classes : 0;
   if (uses_image(mode)) options.vision = vision_options(c);

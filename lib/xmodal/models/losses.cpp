@@ -56,6 +56,41 @@ LossSums classify_loss(const torch::Tensor& logits, const torch::Tensor& labels)
   return out;
 }
 
+torch::Tensor contrastive_loss_rows(const torch::Tensor& image_embeds,
+                                    const torch::Tensor& text_embeds,
+                                    const torch::Tensor& logit_scale,
+                                    const torch::Tensor& image_keys,
+                                    const torch::Tensor& text_keys) {
+  TORCH_CHECK(image_embeds.dim() == 2 && image_embeds.sizes() == text_embeds.sizes(),
+              "contrastive_loss: image and text embeddings [G, E] differ: ", image_embeds.sizes(),
+              " vs ", text_embeds.sizes());
+  const int64_t g = image_embeds.size(0);
+  TORCH_CHECK(image_keys.numel() == g && text_keys.numel() == g,
+              "contrastive_loss: one image key and one text key per pair");
+  const auto logits =
+      torch::matmul(image_embeds, text_embeds.t()) * logit_scale;  // [images, texts]
+  const auto ik = image_keys.to(logits.device()), tk = text_keys.to(logits.device());
+  const auto positive =
+      (ik.unsqueeze(1) == ik.unsqueeze(0)).logical_or(tk.unsqueeze(1) == tk.unsqueeze(0));
+  auto target = positive.to(logits.scalar_type());
+  target = target / target.sum(1, true);  // symmetric: the same for both directions
+  const auto i2t = -(target * torch::log_softmax(logits, 1)).sum(1);
+  const auto t2i = -(target * torch::log_softmax(logits.t(), 1)).sum(1);
+  return (i2t + t2i) * 0.5;
+}
+
+torch::Tensor itm_loss(const torch::Tensor& logits, int64_t positives, int64_t samples) {
+  const int64_t rows = logits.size(0);
+  TORCH_CHECK(logits.dim() == 2 && logits.size(1) == 2 && positives <= rows,
+              "itm_loss: logits [R, 2] with R >= positives");
+  auto labels = torch::zeros({rows}, logits.options().dtype(torch::kLong));
+  labels.narrow(0, 0, positives).fill_(1);
+  return torch::nn::functional::cross_entropy(
+             logits, labels,
+             torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum)) *
+         (static_cast<double>(samples) / static_cast<double>(rows));
+}
+
 torch::Tensor dense_loss(const torch::Tensor& logits, const torch::Tensor& targets) {
   TORCH_CHECK(logits.sizes() == targets.sizes(), "dense_loss: logits ", logits.sizes(),
               " and targets ", targets.sizes(),

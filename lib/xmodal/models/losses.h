@@ -12,6 +12,7 @@ namespace xmodal::models {
 struct LossWeights {
   double presence = 1.0;  ///< counting: presence BCE
   double count = 1.0;     ///< counting: count cross-entropy
+  double itm = 0.0;       ///< retrieval: image-text matching cross-entropy (train.itm)
 };
 
 struct LossSums {
@@ -34,6 +35,24 @@ LossSums counting_loss(const torch::Tensor& presence, const torch::Tensor& count
 
 /// classify: cross-entropy of logits [B, K] against labels [B] int64.
 LossSums classify_loss(const torch::Tensor& logits, const torch::Tensor& labels);
+
+/// retrieval, ITC: the symmetric InfoNCE loss of CLIP, one value per pair [G]: row i is
+/// (CE of image i over the texts + CE of text i over the images) / 2, with logits
+/// logit_scale * image_embeds text_embeds^T. image_embeds, text_embeds [G, E] (row i a pair).
+/// Pairs with the same image key or the same text key are all positives (the target spreads
+/// evenly over them, as ALBEF's soft targets), so a caption shared by several images, or an
+/// image sampled twice, is never pushed away from itself; with distinct keys this is CLIP's
+/// loss exactly.
+torch::Tensor contrastive_loss_rows(const torch::Tensor& image_embeds,
+                                    const torch::Tensor& text_embeds,
+                                    const torch::Tensor& logit_scale,
+                                    const torch::Tensor& image_keys,
+                                    const torch::Tensor& text_keys);
+
+/// retrieval, ITM: cross-entropy of matching logits [R, 2] whose first `positives` rows are
+/// matching pairs and the rest not, summed and scaled to `samples` (the mean over the rows times
+/// the samples of the batch, so a loss sum like the others).
+torch::Tensor itm_loss(const torch::Tensor& logits, int64_t positives, int64_t samples);
 
 /// Dense auxiliary loss: BCE-with-logits of each patch's category logits against the multi-hot
 /// object-centre targets, summed over categories and averaged over patches. logits, targets

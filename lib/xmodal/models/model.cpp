@@ -3,6 +3,8 @@
 #include <fmt/format.h>
 #include <torch/torch.h>
 
+#include <cmath>
+
 namespace xmodal::models {
 
 ModelImpl::ModelImpl(const ModelOptions& options_) : options(options_) {
@@ -21,6 +23,29 @@ void ModelImpl::reset() {
     vision = register_module("vision", ViT(*options.vision));
     classify_head =
         register_module("head", torch::nn::Linear(vision->output_dim(), options.num_classes));
+    return;
+  }
+  if (options.task == Task::retrieval) {
+    TORCH_CHECK(options.vision && options.text, "Model: task retrieval needs both encoders");
+    vision = register_module("vision", ViT(*options.vision));
+    text = register_module("text", Bert(*options.text));
+    image_projection = register_module(
+        "image_projection",
+        torch::nn::Linear(
+            torch::nn::LinearOptions(vision->output_dim(), options.embed_dim).bias(false)));
+    text_projection = register_module(
+        "text_projection",
+        torch::nn::Linear(
+            torch::nn::LinearOptions(text->output_dim(), options.embed_dim).bias(false)));
+    // CLIP's initialisation: a temperature of 0.07.
+    logit_scale = register_parameter("logit_scale", torch::full({}, std::log(1 / 0.07)));
+    if (options.itm) {
+      FusionOptions fusion_options = options.fusion;
+      fusion_options.image_dim(vision->output_dim());
+      fusion_options.text_dim(text->output_dim());
+      fusion = register_module("fusion", Fusion(fusion_options));
+      itm_head = register_module("head", torch::nn::Linear(fusion->output_dim(), 2));
+    }
     return;
   }
   FusionOptions fusion_options = options.fusion;
@@ -60,6 +85,9 @@ ModelOutput ModelImpl::forward(const torch::Tensor& images, const torch::Tensor&
                                const torch::Tensor& attention_mask,
                                const torch::Tensor& token_type_ids,
                                const torch::Tensor& image_index) {
+  if (options.task == Task::retrieval) {
+    return forward_retrieval(images, input_ids, attention_mask, token_type_ids, image_index);
+  }
   torch::Tensor image_tokens, text_tokens, text_padding;
   if (vision) {
     image_tokens = vision(images);  // [N, 1 + P, Dv]
@@ -92,6 +120,102 @@ ModelOutput ModelImpl::forward(const torch::Tensor& images, const torch::Tensor&
     out.presence = logits.presence;
     out.counts = logits.counts;
   }
+  return out;
+}
+
+torch::Tensor ModelImpl::itm_logits(const torch::Tensor& image_tokens,
+                                    const torch::Tensor& text_tokens,
+                                    const torch::Tensor& text_padding) {
+  TORCH_CHECK(itm_head, "Model: this retrieval model has no ITM head (train.itm 0)");
+  return itm_head(fusion->forward(text_tokens, text_padding, image_tokens, true).pooled);
+}
+
+namespace {
+
+// For each row of `similarity` [R, C], one column drawn with probability softmax(row), among
+// the columns where `allowed` [R, C] is true: -1 for a row without one.
+torch::Tensor draw_negatives(const torch::Tensor& similarity, const torch::Tensor& allowed) {
+  auto weights = torch::softmax(similarity.masked_fill(allowed.logical_not(), -1e9), 1) *
+                 allowed.to(similarity.dtype());
+  const auto has = allowed.any(1);
+  weights = torch::where(has.unsqueeze(1), weights, torch::ones_like(weights));
+  return torch::where(has, torch::multinomial(weights + 1e-12, 1).squeeze(1),
+                      torch::full_like(has, -1, torch::kLong));
+}
+
+}  // namespace
+
+namespace {
+
+torch::Tensor unit_rows(const torch::Tensor& x) {
+  namespace F = torch::nn::functional;
+  return F::normalize(x, F::NormalizeFuncOptions().dim(1).eps(1e-12));
+}
+
+}  // namespace
+
+torch::Tensor ModelImpl::embed_images(const torch::Tensor& images) {
+  TORCH_CHECK(image_projection, "Model: embeddings need a task retrieval model");
+  return unit_rows(image_projection(vision(images).select(1, 0)));
+}
+
+torch::Tensor ModelImpl::embed_texts(const torch::Tensor& input_ids,
+                                     const torch::Tensor& attention_mask,
+                                     const torch::Tensor& token_type_ids) {
+  TORCH_CHECK(text_projection, "Model: embeddings need a task retrieval model");
+  return unit_rows(text_projection(text(input_ids, attention_mask, token_type_ids).select(1, 0)));
+}
+
+ModelOutput ModelImpl::forward_retrieval(const torch::Tensor& images,
+                                         const torch::Tensor& input_ids,
+                                         const torch::Tensor& attention_mask,
+                                         const torch::Tensor& token_type_ids,
+                                         const torch::Tensor& image_index) {
+  ModelOutput out;
+  const torch::Tensor image_tokens = vision(images);  // [N, 1 + P, Dv]
+  const torch::Tensor text_tokens = text(input_ids, attention_mask, token_type_ids);
+  out.image_embeds = unit_rows(image_projection(image_tokens.select(1, 0)));
+  out.text_embeds = unit_rows(text_projection(text_tokens.select(1, 0)));
+  // CLIP clamps the scale at 100 (a temperature of 0.01).
+  out.logit_scale = logit_scale.clamp(0, std::log(100.0)).exp();
+  if (!itm_head || !is_training()) return out;
+
+  // ALBEF's hard negatives: for each image a text, for each text an image, drawn by their
+  // contrastive similarity among the batch's pairs that do not match (another image, another
+  // text).
+  const int64_t b = input_ids.size(0);
+  const torch::Tensor index =
+      image_index.defined() ? image_index : torch::arange(b, input_ids.options());
+  const torch::Tensor paired_tokens = image_tokens.index_select(0, index);  // [B, 1 + P, Dv]
+  const torch::Tensor padding = attention_mask.defined() ? attention_mask.eq(0) : torch::Tensor();
+  torch::Tensor negative_text, negative_image;
+  {
+    torch::NoGradGuard no_grad;
+    const auto similarity =
+        torch::matmul(out.image_embeds.index_select(0, index), out.text_embeds.t()) *
+        out.logit_scale;  // [B images, B texts]
+    auto same_text = (input_ids.unsqueeze(1) == input_ids.unsqueeze(0)).all(2);
+    if (attention_mask.defined()) {
+      same_text &= (attention_mask.unsqueeze(1) == attention_mask.unsqueeze(0)).all(2);
+    }
+    const auto allowed = (index.unsqueeze(1) != index.unsqueeze(0)) & same_text.logical_not();
+    negative_text = draw_negatives(similarity, allowed);           // per image row
+    negative_image = draw_negatives(similarity.t(), allowed.t());  // per text row
+  }
+  const auto rows_text = negative_text.ge(0).nonzero().squeeze(1);
+  const auto rows_image = negative_image.ge(0).nonzero().squeeze(1);
+  if (rows_text.numel() == 0 && rows_image.numel() == 0) return out;
+  const auto pick = [](const torch::Tensor& t, const torch::Tensor& rows) {
+    return t.defined() ? t.index_select(0, rows) : t;
+  };
+  // Pairs: (image i, text i); (image of text j's negative, text j); (image i, negative text of i)
+  const auto images_all = torch::cat(
+      {paired_tokens, paired_tokens.index_select(0, negative_image.index_select(0, rows_image)),
+       pick(paired_tokens, rows_text)});
+  const auto text_rows = torch::cat(
+      {torch::arange(b, index.options()), rows_image, negative_text.index_select(0, rows_text)});
+  out.itm_logits = itm_logits(images_all, text_tokens.index_select(0, text_rows),
+                              padding.defined() ? padding.index_select(0, text_rows) : padding);
   return out;
 }
 

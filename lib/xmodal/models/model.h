@@ -16,8 +16,10 @@
 namespace xmodal::models {
 
 /// classify: ViT + a linear layer on its [CLS] token (no text encoder, no fusion), the image
-/// classifier used to pretrain the image encoder.
-enum class Task { vqa, counting, classify };
+/// classifier used to pretrain the image encoder. retrieval: ViT and BERT, each [CLS] token
+/// projected to a shared L2-normalised space (a dual encoder, as CLIP), and with itm a matching
+/// head on the concat fusion (ALBEF).
+enum class Task { vqa, counting, classify, retrieval };
 
 struct ModelOptions {
   ModelOptions(Task task, FusionOptions fusion, int64_t head_hidden, int64_t num_classes)
@@ -38,6 +40,10 @@ struct ModelOptions {
   int64_t aux_counting_classes = 0;
   /// Categories of the auxiliary dense head on each image patch token (0 = no such head).
   int64_t aux_dense_classes = 0;
+  /// retrieval: width of the shared embedding space.
+  int64_t embed_dim = 256;
+  /// retrieval: build the image-text matching head (and the fusion it reads).
+  bool itm = false;
 };
 
 struct ModelOutput {
@@ -48,6 +54,14 @@ struct ModelOutput {
   torch::Tensor aux_presence;  ///< auxiliary counting head (if any): [B, C']
   torch::Tensor aux_counts;    ///< auxiliary counting head (if any): [B, C', max_count + 1]
   torch::Tensor aux_dense;     ///< auxiliary dense head (if any): [B, P, C'] logits per patch
+  /// retrieval: the L2-normalised embeddings of the distinct images [N, E] (rows of `images`)
+  /// and of the texts [B, E]; sample b pairs text b with image image_index[b].
+  torch::Tensor image_embeds, text_embeds;
+  torch::Tensor logit_scale;  ///< retrieval: exp of the learnt temperature parameter, scalar
+  /// retrieval with itm, in training: matching logits [3B, 2] of each pair, then of each text
+  /// with a hard negative image, then of each image with a hard negative text (class 1 =
+  /// match); undefined when the batch has no negatives.
+  torch::Tensor itm_logits;
 };
 
 class ModelImpl : public torch::nn::Cloneable<ModelImpl> {
@@ -64,6 +78,19 @@ class ModelImpl : public torch::nn::Cloneable<ModelImpl> {
                       const torch::Tensor& token_type_ids = {},
                       const torch::Tensor& image_index = {});
 
+  /// retrieval: the L2-normalised embeddings of images [N, 3, H, W] -> [N, E] and of texts
+  /// (input_ids [B, L], mask and types may be undefined) -> [B, E]: what forward() returns as
+  /// image_embeds and text_embeds, one encoder at a time (an index of images, a text query).
+  torch::Tensor embed_images(const torch::Tensor& images);
+  torch::Tensor embed_texts(const torch::Tensor& input_ids,
+                            const torch::Tensor& attention_mask = {},
+                            const torch::Tensor& token_type_ids = {});
+
+  /// retrieval: matching logits [B, 2] of image tokens [B, 1 + P, Dv] with text tokens
+  /// [B, L, Dt] (padding [B, L] bool, true = padding, or undefined).
+  torch::Tensor itm_logits(const torch::Tensor& image_tokens, const torch::Tensor& text_tokens,
+                           const torch::Tensor& text_padding);
+
   ModelOptions options;
   /// The heads read the fusion's pooled [CLS] alone, so its last layer computes that row only
   /// (Fusion::forward's pooled_only). false computes every token (for comparisons).
@@ -76,6 +103,16 @@ class ModelImpl : public torch::nn::Cloneable<ModelImpl> {
   CountingHead counting_head = nullptr;       // registered as "head" for task counting
   CountingHead aux_counting = nullptr;        // on the mean of the image patch tokens, if asked for
   torch::nn::Linear aux_dense = nullptr;      // on each image patch token, if asked for
+  torch::nn::Linear image_projection = nullptr;  // retrieval: ViT [CLS] -> embedding
+  torch::nn::Linear text_projection = nullptr;   // retrieval: BERT [CLS] -> embedding
+  torch::Tensor logit_scale;                     // retrieval: log of the inverse temperature
+  torch::nn::Linear itm_head = nullptr;          // retrieval with itm: registered as "head"
+
+ private:
+  ModelOutput forward_retrieval(const torch::Tensor& images, const torch::Tensor& input_ids,
+                                const torch::Tensor& attention_mask,
+                                const torch::Tensor& token_type_ids,
+                                const torch::Tensor& image_index);
 };
 TORCH_MODULE(Model);
 

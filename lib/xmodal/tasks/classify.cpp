@@ -78,8 +78,8 @@ class ClassifyTask : public Task {
   bool reads_text() const override { return false; }
 
   models::LossSums loss(const models::ModelOutput& out, const data::Batch& batch,
-                        const c10::Device& device,
-                        const models::LossWeights& /*weights*/) const override {
+                        const c10::Device& device, const models::LossWeights& /*weights*/,
+                        Collective* /*collective*/) const override {
     return models::classify_loss(out.logits, batch.targets.to(device));
   }
 

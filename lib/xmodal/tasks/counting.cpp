@@ -120,8 +120,8 @@ class CountingTask : public Task {
   config::Task id() const override { return config::Task::counting; }
 
   models::LossSums loss(const models::ModelOutput& out, const data::Batch& batch,
-                        const c10::Device& device,
-                        const models::LossWeights& weights) const override {
+                        const c10::Device& device, const models::LossWeights& weights,
+                        Collective* /*collective*/) const override {
     const torch::Tensor crowd = batch.crowd.defined() ? batch.crowd.to(device) : torch::Tensor();
     return models::counting_loss(out.presence, out.counts, batch.targets.to(device), crowd,
                                  weights);

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <limits>
 #include <numeric>
 #include <set>
 #include <stdexcept>
@@ -200,6 +201,21 @@ CountingScores counting_metrics(const torch::Tensor& predicted_counts,
   m["f1_macro"] = f1_n > 0 ? f1_sum / static_cast<double>(f1_n) : 0.0;
   m["map"] = ap_n > 0 ? ap_sum / static_cast<double>(ap_n) : 0.0;
   return out;
+}
+
+torch::Tensor retrieval_ranks(const torch::Tensor& scores, const torch::Tensor& truth) {
+  TORCH_CHECK(scores.dim() == 2 && scores.sizes() == truth.sizes(),
+              "retrieval_ranks: scores and truth [Q, C] differ");
+  const auto& s = scores;
+  const auto neg_inf = -std::numeric_limits<double>::infinity();
+  const auto best = s.masked_fill(truth.logical_not(), neg_inf).amax(1, true);  // [Q, 1]
+  auto ranks = (s.ge(best) & truth.logical_not()).sum(1);
+  return torch::where(truth.any(1), ranks, torch::full_like(ranks, scores.size(1)));
+}
+
+double recall_at(const torch::Tensor& ranks, int64_t k) {
+  if (ranks.numel() == 0) return 0.0;
+  return 100.0 * ranks.lt(k).to(torch::kFloat64).mean().item<double>();
 }
 
 }  // namespace xmodal::tasks

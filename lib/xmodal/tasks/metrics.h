@@ -57,4 +57,14 @@ CountingScores counting_metrics(const torch::Tensor& predicted_counts,
 /// distinct score thresholds of (R_n - R_{n-1}) P_n). NaN when there is no positive.
 double average_precision(const std::vector<float>& scores, const std::vector<uint8_t>& labels);
 
+/// Retrieval ranks: for each query (row of `scores` [Q, C]) the number of wrong candidates
+/// (truth false) scored at least as high as its best true candidate, so rank 0 = found first.
+/// Ties count against the query: a wrong candidate tied with the best true one ranks ahead of
+/// it (a model that scores everything alike finds nothing). Rows without a true candidate get
+/// rank C. truth [Q, C] bool.
+torch::Tensor retrieval_ranks(const torch::Tensor& scores, const torch::Tensor& truth);
+
+/// Percent of the queries with rank < k.
+double recall_at(const torch::Tensor& ranks, int64_t k);
+
 }  // namespace xmodal::tasks

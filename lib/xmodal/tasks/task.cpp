@@ -9,6 +9,7 @@ namespace xmodal::tasks {
 std::unique_ptr<Task> make_vqa_task();
 std::unique_ptr<Task> make_counting_task();
 std::unique_ptr<Task> make_classify_task();
+std::unique_ptr<Task> make_retrieval_task();
 
 namespace {
 
@@ -21,6 +22,7 @@ const Registered kRegistry[] = {
     {config::Task::vqa, make_vqa_task},
     {config::Task::counting, make_counting_task},
     {config::Task::classify, make_classify_task},
+    {config::Task::retrieval, make_retrieval_task},
 };
 
 }  // namespace

@@ -49,6 +49,18 @@ class Evaluation {
   std::vector<int64_t> indices_;
 };
 
+/// The processes of a data-parallel run as a loss over the global batch sees them
+/// (train/distributed.h implements it; tasks do not reach the communicator itself).
+class Collective {
+ public:
+  virtual ~Collective() = default;
+  virtual int rank() const = 0;
+  virtual int world_size() const = 0;
+  /// Every process's `tensor` [n_p, ...] (n_p may differ) concatenated along dim 0 in rank
+  /// order, without gradient; every process must call it, in the same order.
+  virtual torch::Tensor all_gather(const torch::Tensor& tensor) = 0;
+};
+
 class Task {
  public:
   virtual ~Task() = default;
@@ -60,10 +72,12 @@ class Task {
   virtual bool vocabulary_from_training_split() const { return false; }
 
   /// The loss of a batch as sums over its samples (models/losses.h); the batch's targets are
-  /// moved to `device`.
+  /// moved to `device`. With `collective` (training on several processes), a loss over the
+  /// whole batch (retrieval's contrastive loss) sees the global batch: its value is this
+  /// process's share, its gradients summed over the processes are the global batch's.
   virtual models::LossSums loss(const models::ModelOutput& out, const data::Batch& batch,
-                                const c10::Device& device,
-                                const models::LossWeights& weights) const = 0;
+                                const c10::Device& device, const models::LossWeights& weights,
+                                Collective* collective = nullptr) const = 0;
 
   /// An empty evaluation of `data` (which outlives it); `classes` are the model's.
   virtual std::unique_ptr<Evaluation> evaluation(const data::TaskData& data,

@@ -90,8 +90,8 @@ class VqaTask : public Task {
   bool vocabulary_from_training_split() const override { return true; }
 
   models::LossSums loss(const models::ModelOutput& out, const data::Batch& batch,
-                        const c10::Device& device,
-                        const models::LossWeights& /*weights*/) const override {
+                        const c10::Device& device, const models::LossWeights& /*weights*/,
+                        Collective* /*collective*/) const override {
     return models::vqa_loss(out.logits, batch.targets.to(device));
   }
 

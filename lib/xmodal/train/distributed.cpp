@@ -135,6 +135,28 @@ void Communicator::all_reduce_sum(torch::Tensor& tensor) {
   impl_->wait(impl_->group->allreduce(tensors), "all-reduce");
 }
 
+torch::Tensor Communicator::all_gather(const torch::Tensor& tensor) {
+  torch::NoGradGuard no_grad;
+  const int world = world_size();
+  // The row counts first (each process fills its own entry), then equal-sized pieces.
+  auto rows = torch::zeros({world}, torch::kLong);
+  rows[rank()] = tensor.size(0);
+  all_reduce_sum(rows);
+  const int64_t most = rows.max().item<int64_t>();
+  auto sizes = tensor.sizes().vec();
+  sizes[0] = most;
+  auto padded = torch::zeros(sizes, tensor.options());
+  padded.narrow(0, 0, tensor.size(0)).copy_(tensor.detach());
+  std::vector<torch::Tensor> inputs = {padded.contiguous()};
+  std::vector<std::vector<torch::Tensor>> outputs(1);
+  for (int r = 0; r < world; ++r) outputs[0].push_back(torch::empty_like(padded));
+  impl_->wait(impl_->group->allgather(outputs, inputs), "all-gather");
+  std::vector<torch::Tensor> parts;
+  for (int r = 0; r < world; ++r)
+    parts.push_back(outputs[0][r].narrow(0, 0, rows[r].item<int64_t>()));
+  return torch::cat(parts);
+}
+
 void Communicator::all_reduce_gradients(const std::vector<torch::Tensor>& params) {
   torch::NoGradGuard no_grad;
   // Which parameters have a gradient anywhere: the others stay without one (as in a single

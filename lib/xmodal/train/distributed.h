@@ -47,6 +47,9 @@ class Communicator {
 
   /// Sums `tensor` over the processes, in place.
   void all_reduce_sum(torch::Tensor& tensor);
+  /// Every process's `tensor` [n_p, ...] concatenated along dim 0 in rank order (the row counts
+  /// n_p may differ), without gradient.
+  torch::Tensor all_gather(const torch::Tensor& tensor);
   /// Sums the gradients of `params` over the processes, in place: gradients are flattened into
   /// buckets of about dist.bucket_mb, every bucket's all-reduce is started, then all are waited
   /// for and copied back. Parameters without a gradient take part as zeros (every process

@@ -8,6 +8,25 @@
 #include "xmodal/train/signals.h"
 
 namespace xmodal::train {
+namespace {
+
+// The communicator behind the tasks' interface for losses over the global batch.
+class CommunicatorCollective : public tasks::Collective {
+ public:
+  explicit CommunicatorCollective(Communicator& comm) : comm_(comm) {}
+  int rank() const override { return comm_.rank(); }
+  int world_size() const override { return comm_.world_size(); }
+  torch::Tensor all_gather(const torch::Tensor& tensor) override {
+    const auto device = tensor.device();
+    return comm_.all_gather(tensor).to(device);
+  }
+
+ private:
+  Communicator& comm_;
+};
+
+}  // namespace
+
 bool StepOutcome::finite() const { return std::isfinite(loss) && std::isfinite(grad_norm); }
 
 TrainStep::TrainStep(models::Model model, std::vector<torch::Tensor> params,
@@ -17,11 +36,12 @@ TrainStep::TrainStep(models::Model model, std::vector<torch::Tensor> params,
       device_(device),
       comm_(comm),
       task_(tasks::task(config.task)),
-      weights_{config.train.loss.presence_weight, config.train.loss.count_weight},
-      params_(std::move(params)) {}
+      weights_{config.train.loss.presence_weight, config.train.loss.count_weight, config.train.itm},
+      params_(std::move(params)),
+      collective_(comm ? std::make_unique<CommunicatorCollective>(*comm) : nullptr) {}
 
 torch::Tensor TrainStep::loss_sum(const models::ModelOutput& out, const data::Batch& b) const {
-  torch::Tensor total = task_.loss(out, b, device_, weights_).total;
+  torch::Tensor total = task_.loss(out, b, device_, weights_, collective_.get()).total;
   if (out.aux_presence.defined() && b.aux_counts.defined()) {
     const auto aux =
         models::counting_loss(out.aux_presence, out.aux_counts, b.aux_counts.to(device_), {}, {});

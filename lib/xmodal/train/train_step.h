@@ -8,6 +8,7 @@
 #include <torch/torch.h>
 
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "xmodal/config/config.h"
@@ -49,6 +50,7 @@ class TrainStep {
   const tasks::Task& task_;
   models::LossWeights weights_;
   std::vector<torch::Tensor> params_;
+  std::unique_ptr<tasks::Collective> collective_;  // comm_ as the tasks see it (or null)
 };
 
 }  // namespace xmodal::train

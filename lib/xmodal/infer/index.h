@@ -1,0 +1,67 @@
+// `xmodal index` and `xmodal search`: a folder of images (or a split's) embedded once by a
+// retrieval checkpoint, then queried by text or image.
+//
+// INDEX_DIR holds
+//   embeddings.safetensors  "embeddings" [N, E] float32, L2-normalised, row i = paths[i]
+//   paths.json              the image paths, absolute, in index order
+//   faiss.index             with --backend ivf | hnsw: the approximate index (FAISS)
+//   manifest.json           format, the checkpoint and its identity (infer/retrieval.h), E, N,
+//                           the backend and its options; written last
+// Each file is replaced atomically; a reader checks that they agree (an interrupted --append
+// is reported, never half-read).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "xmodal/infer/vector_index.h"
+
+namespace xmodal::infer {
+
+struct IndexOptions {
+  std::string checkpoint;  ///< a retrieval checkpoint (dir, best/last link or run dir)
+  std::string images;      ///< a folder, searched recursively for images, or
+  std::string split;       ///< a split of the checkpoint's data set (its distinct images)
+  std::string out;         ///< INDEX_DIR
+  bool append = false;     ///< add the images not yet in INDEX_DIR (same checkpoint)
+  std::string backend = "flat";
+  AnnOptions ann;
+  int batch_size = 64;
+  std::vector<std::string> overrides;  ///< applied to the checkpoint's config (run.threads, ...)
+};
+
+struct IndexReport {
+  int64_t added = 0, skipped = 0, total = 0;
+  std::string first_bad;  ///< the first skipped image and why
+  double seconds = 0, images_per_second = 0;
+};
+
+/// Builds or extends INDEX_DIR. Unreadable images are skipped, counted and the first reported;
+/// it fails (std::runtime_error) only when no image could be read. Throws std::invalid_argument
+/// for bad options (a non-retrieval checkpoint, --append to an index of another checkpoint).
+IndexReport build_index(const IndexOptions& options);
+
+struct SearchOptions {
+  std::string index;       ///< INDEX_DIR
+  std::string checkpoint;  ///< "" = the one the index was built with (its identity is checked)
+  std::string text;        ///< a text query, or
+  std::string image;       ///< an image query
+  int64_t top_k = 10;
+  std::string backend;  ///< "" = the index's; flat (exact) always works
+  AnnOptions ann;
+  std::vector<std::string> overrides;
+};
+
+struct SearchHit {
+  int64_t rank = 0;  ///< 1 = best
+  std::string path;
+  double score = 0;  ///< cosine similarity
+};
+
+/// The top_k indexed images for the query, best first. Throws std::invalid_argument when the
+/// checkpoint is not the index's (by identity) or the options are bad, std::runtime_error for
+/// an unreadable or inconsistent index.
+std::vector<SearchHit> search_index(const SearchOptions& options);
+
+}  // namespace xmodal::infer

@@ -1,0 +1,231 @@
+#include "xmodal/infer/vector_index.h"
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <stdexcept>
+
+#include "xmodal/faiss_config.h"
+
+#if XMODAL_HAVE_FAISS
+#include <faiss/IndexFlat.h>
+#include <faiss/IndexHNSW.h>
+#include <faiss/IndexIVFFlat.h>
+#include <faiss/impl/FaissException.h>
+#include <faiss/impl/io.h>
+#include <faiss/index_io.h>
+#endif
+
+#include "xmodal/io/atomic_file.h"
+
+namespace xmodal::infer {
+
+std::string backend_name(SearchBackend backend) {
+  switch (backend) {
+    case SearchBackend::flat:
+      return "flat";
+    case SearchBackend::ivf:
+      return "ivf";
+    case SearchBackend::hnsw:
+      return "hnsw";
+  }
+  return "?";
+}
+
+SearchBackend parse_backend(const std::string& name) {
+  for (const auto b : {SearchBackend::flat, SearchBackend::ivf, SearchBackend::hnsw}) {
+    if (backend_name(b) == name) return b;
+  }
+  throw std::invalid_argument("unknown search backend '" + name +
+                              "' (expected one of: flat, ivf, hnsw)");
+}
+
+#if XMODAL_HAVE_FAISS
+bool have_faiss() { return true; }
+#else
+bool have_faiss() { return false; }
+#endif
+
+SearchHits exact_search(const torch::Tensor& vectors, const torch::Tensor& queries, int64_t k) {
+  TORCH_CHECK(vectors.dim() == 2 && queries.dim() == 2 && vectors.size(1) == queries.size(1),
+              "search: the query's dimension (", queries.size(-1), ") is not the index's (",
+              vectors.size(-1), ")");
+  SearchHits hits;
+  const int64_t n = vectors.size(0), kk = std::min(k, n);
+  if (kk == 0) {
+    hits.scores = torch::empty({queries.size(0), 0});
+    hits.ids = torch::empty({queries.size(0), 0}, torch::kLong);
+    return hits;
+  }
+  // Chunks of the collection bound the memory of the score matrix; the best k of each chunk
+  // are merged.
+  constexpr int64_t kChunk = 1 << 18;
+  std::vector<torch::Tensor> scores, ids;
+  for (int64_t start = 0; start < n; start += kChunk) {
+    const int64_t len = std::min(kChunk, n - start);
+    const auto s = torch::matmul(queries, vectors.narrow(0, start, len).t());
+    const auto [top, arg] = s.topk(std::min(kk, len), 1);
+    scores.push_back(top);
+    ids.push_back(arg + start);
+  }
+  auto all_scores = torch::cat(scores, 1), all_ids = torch::cat(ids, 1);
+  const auto [top, pos] = all_scores.topk(kk, 1);
+  hits.scores = top.contiguous();
+  hits.ids = all_ids.gather(1, pos).contiguous();
+  return hits;
+}
+
+#if XMODAL_HAVE_FAISS
+
+struct AnnIndex::Impl {
+  std::unique_ptr<faiss::Index> index;
+  AnnOptions options;
+
+  void configure() const {
+    if (auto* ivf = dynamic_cast<faiss::IndexIVF*>(index.get())) {
+      ivf->nprobe = static_cast<size_t>(std::max<int64_t>(1, options.nprobe));
+    }
+    if (auto* hnsw = dynamic_cast<faiss::IndexHNSW*>(index.get())) {
+      hnsw->hnsw.efSearch = static_cast<int>(std::max<int64_t>(1, options.ef_search));
+    }
+  }
+};
+
+namespace {
+
+torch::Tensor as_float_rows(const torch::Tensor& t) {
+  TORCH_CHECK(t.dim() == 2, "vectors must be [N, D]");
+  return t.to(torch::kCPU, torch::kFloat32).contiguous();
+}
+
+struct VectorWriter : faiss::IOWriter {
+  std::string bytes;
+  size_t operator()(const void* ptr, size_t size, size_t items) override {
+    bytes.append(static_cast<const char*>(ptr), size * items);
+    return items;
+  }
+};
+
+}  // namespace
+
+AnnIndex::AnnIndex(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+AnnIndex::~AnnIndex() = default;
+AnnIndex::AnnIndex(AnnIndex&&) noexcept = default;
+AnnIndex& AnnIndex::operator=(AnnIndex&&) noexcept = default;
+
+AnnIndex AnnIndex::build(SearchBackend backend, const torch::Tensor& vectors,
+                         const AnnOptions& options) {
+  const auto x = as_float_rows(vectors);
+  const int64_t n = x.size(0), d = x.size(1);
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  try {
+    if (backend == SearchBackend::ivf) {
+      int64_t nlist = options.nlist > 0
+                          ? options.nlist
+                          : static_cast<int64_t>(4 * std::sqrt(static_cast<double>(n)));
+      nlist = std::max<int64_t>(1, std::min(nlist, n / 39));  // FAISS wants >= 39 per list
+      auto quantizer = std::make_unique<faiss::IndexFlatIP>(d);
+      auto ivf = std::make_unique<faiss::IndexIVFFlat>(quantizer.get(), d, nlist,
+                                                       faiss::METRIC_INNER_PRODUCT);
+      ivf->own_fields = true;
+      quantizer.release();
+      // k-means on at most 256 points per list (FAISS warns beyond that and subsamples itself)
+      const int64_t train_n = std::min<int64_t>(n, 256 * nlist);
+      const auto sample =
+          train_n < n ? x.index_select(0, torch::randperm(n, torch::kLong).narrow(0, 0, train_n))
+                            .contiguous()
+                      : x;
+      ivf->train(train_n, sample.data_ptr<float>());
+      ivf->add(n, x.data_ptr<float>());
+      impl->index = std::move(ivf);
+    } else if (backend == SearchBackend::hnsw) {
+      auto hnsw = std::make_unique<faiss::IndexHNSWFlat>(d, static_cast<int>(options.hnsw_m),
+                                                         faiss::METRIC_INNER_PRODUCT);
+      hnsw->hnsw.efConstruction = static_cast<int>(options.ef_construction);
+      hnsw->add(n, x.data_ptr<float>());
+      impl->index = std::move(hnsw);
+    } else {
+      throw std::invalid_argument("AnnIndex: backend flat is the exact search, not a FAISS index");
+    }
+  } catch (const faiss::FaissException& e) {
+    throw std::runtime_error(std::string("FAISS: ") + e.what());
+  }
+  impl->configure();
+  return AnnIndex(std::move(impl));
+}
+
+AnnIndex AnnIndex::load(const std::string& path, const AnnOptions& options) {
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  try {
+    impl->index.reset(faiss::read_index(path.c_str()));
+  } catch (const faiss::FaissException& e) {
+    throw std::runtime_error(path + ": not a readable FAISS index (" + e.what() + ")");
+  }
+  impl->configure();
+  return AnnIndex(std::move(impl));
+}
+
+void AnnIndex::save(const std::string& path) const {
+  VectorWriter writer;
+  faiss::write_index(impl_->index.get(), &writer);
+  io::write_file_atomic(path, writer.bytes);
+}
+
+SearchHits AnnIndex::search(const torch::Tensor& queries, int64_t k) const {
+  const auto q = as_float_rows(queries);
+  TORCH_CHECK(q.size(1) == dim(), "search: the query's dimension (", q.size(1),
+              ") is not the index's (", dim(), ")");
+  const int64_t kk = std::min<int64_t>(k, size());
+  SearchHits hits;
+  hits.scores = torch::empty({q.size(0), kk}, torch::kFloat32);
+  hits.ids = torch::empty({q.size(0), kk}, torch::kLong);
+  if (kk > 0) {
+    impl_->configure();
+    impl_->index->search(q.size(0), q.data_ptr<float>(), kk, hits.scores.data_ptr<float>(),
+                         hits.ids.data_ptr<int64_t>());
+  }
+  return hits;
+}
+
+void AnnIndex::set_options(const AnnOptions& options) {
+  impl_->options = options;
+  impl_->configure();
+}
+
+int64_t AnnIndex::size() const { return impl_->index->ntotal; }
+int64_t AnnIndex::dim() const { return impl_->index->d; }
+int64_t AnnIndex::bytes() const {
+  VectorWriter writer;
+  faiss::write_index(impl_->index.get(), &writer);
+  return static_cast<int64_t>(writer.bytes.size());
+}
+
+#else  // no FAISS in this build
+
+struct AnnIndex::Impl {};
+AnnIndex::AnnIndex(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+AnnIndex::~AnnIndex() = default;
+AnnIndex::AnnIndex(AnnIndex&&) noexcept = default;
+AnnIndex& AnnIndex::operator=(AnnIndex&&) noexcept = default;
+
+namespace {
+[[noreturn]] void no_faiss() {
+  throw std::invalid_argument(
+      "this xmodal was built without FAISS (Debian: libfaiss-dev): only --backend flat");
+}
+}  // namespace
+
+AnnIndex AnnIndex::build(SearchBackend, const torch::Tensor&, const AnnOptions&) { no_faiss(); }
+AnnIndex AnnIndex::load(const std::string&, const AnnOptions&) { no_faiss(); }
+void AnnIndex::save(const std::string&) const { no_faiss(); }
+void AnnIndex::set_options(const AnnOptions&) { no_faiss(); }
+SearchHits AnnIndex::search(const torch::Tensor&, int64_t) const { no_faiss(); }
+int64_t AnnIndex::size() const { return 0; }
+int64_t AnnIndex::dim() const { return 0; }
+int64_t AnnIndex::bytes() const { return 0; }
+
+#endif
+
+}  // namespace xmodal::infer

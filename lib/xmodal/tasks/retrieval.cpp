@@ -1,0 +1,280 @@
+// Task retrieval: image-text embeddings from a dual encoder trained with the symmetric InfoNCE
+// loss over the (global) batch, optionally with an image-text matching loss (DESIGN.md
+// section 3); recall at 1, 5, 10 both ways by the Karpathy-split protocol (an image is found at
+// the best rank of its captions; a caption has one true image), and, where the split knows each
+// image's content (the scenes), the same recalls with any image of the same content counted as
+// found.
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <unordered_map>
+
+#include "xmodal/io/atomic_file.h"
+#include "xmodal/tasks/metrics.h"
+#include "xmodal/tasks/retrieval.h"
+#include "xmodal/tasks/task.h"
+
+namespace xmodal::tasks {
+namespace {
+
+using nlohmann::json;
+
+// A key per text of the batch: equal token rows, equal keys (64-bit FNV-1a of the ids).
+torch::Tensor text_keys(const torch::Tensor& input_ids) {
+  const auto ids = input_ids.to(torch::kCPU).contiguous();
+  const int64_t b = ids.size(0), l = ids.size(1);
+  const int64_t* p = ids.data_ptr<int64_t>();
+  std::vector<int64_t> keys(static_cast<size_t>(b));
+  for (int64_t i = 0; i < b; ++i) {
+    uint64_t h = 1469598103934665603ULL;
+    for (int64_t j = 0; j < l; ++j) {
+      h ^= static_cast<uint64_t>(p[i * l + j]);
+      h *= 1099511628211ULL;
+    }
+    keys[static_cast<size_t>(i)] = static_cast<int64_t>(h);
+  }
+  return torch::tensor(keys, torch::kLong);
+}
+
+// The global batch's rows with this process's rows carrying their gradient.
+torch::Tensor gathered_with_own(Collective& c, const torch::Tensor& own, int64_t& offset) {
+  const auto sizes =
+      c.all_gather(torch::tensor({own.size(0)}, torch::kLong)).to(torch::kCPU).contiguous();
+  offset = 0;
+  for (int r = 0; r < c.rank(); ++r) offset += sizes[r].item<int64_t>();
+  const auto all = c.all_gather(own.detach());
+  return torch::cat({all.narrow(0, 0, offset), own,
+                     all.narrow(0, offset + own.size(0), all.size(0) - offset - own.size(0))});
+}
+
+constexpr int64_t kRecallAt[] = {1, 5, 10};
+
+}  // namespace
+
+std::map<std::string, double> recall_metrics(const torch::Tensor& similarity,
+                                             const std::vector<int64_t>& text_image,
+                                             const std::string& prefix) {
+  const int64_t m = similarity.size(0), n = similarity.size(1);
+  TORCH_CHECK(static_cast<int64_t>(text_image.size()) == m, "recall_metrics: one image per text");
+  const auto truth_t2i = torch::arange(n, torch::kLong).unsqueeze(0) ==
+                         torch::tensor(text_image, torch::kLong).unsqueeze(1);  // [M, N]
+  const auto t2i = retrieval_ranks(similarity, truth_t2i);
+  const auto i2t = retrieval_ranks(similarity.t(), truth_t2i.t());
+  std::map<std::string, double> out;
+  double rsum = 0;
+  for (const int64_t k : kRecallAt) {
+    const double a = recall_at(i2t, k), b = recall_at(t2i, k);
+    out[fmt::format("{}i2t_r{}", prefix, k)] = a;
+    out[fmt::format("{}t2i_r{}", prefix, k)] = b;
+    rsum += a + b;
+  }
+  out[prefix + "rsum"] = rsum;
+  return out;
+}
+
+std::map<std::string, double> content_recall_metrics(const torch::Tensor& similarity,
+                                                     const std::vector<int64_t>& text_image,
+                                                     const std::vector<int64_t>& image_content) {
+  const int64_t m = similarity.size(0), n = similarity.size(1);
+  TORCH_CHECK(static_cast<int64_t>(image_content.size()) == n,
+              "content_recall_metrics: one content per image");
+  std::vector<int64_t> text_content(static_cast<size_t>(m));
+  for (int64_t t = 0; t < m; ++t) text_content[t] = image_content.at(text_image.at(t));
+  const auto truth = torch::tensor(text_content, torch::kLong).unsqueeze(1) ==
+                     torch::tensor(image_content, torch::kLong).unsqueeze(0);  // [M, N]
+  const auto t2i = retrieval_ranks(similarity, truth);
+  const auto i2t = retrieval_ranks(similarity.t(), truth.t());
+  std::map<std::string, double> out;
+  double rsum = 0;
+  for (const int64_t k : kRecallAt) {
+    const double a = recall_at(i2t, k), b = recall_at(t2i, k);
+    out[fmt::format("content_i2t_r{}", k)] = a;
+    out[fmt::format("content_t2i_r{}", k)] = b;
+    rsum += a + b;
+  }
+  out["content_rsum"] = rsum;
+  return out;
+}
+
+std::string recall_table(const std::map<std::string, double>& m, const std::string& prefix,
+                         const std::string& title) {
+  const auto get = [&](const std::string& key) {
+    const auto it = m.find(prefix + key);
+    return it == m.end() ? std::nan("") : it->second;
+  };
+  std::string t =
+      fmt::format("| {:<28} | {:>6} | {:>6} | {:>6} |\n|{:-<30}|{:->8}|{:->8}|{:->8}|\n", title,
+                  "R@1", "R@5", "R@10", "", "", "", "");
+  t += fmt::format("| {:<28} | {:>6.2f} | {:>6.2f} | {:>6.2f} |\n", "image -> text", get("i2t_r1"),
+                   get("i2t_r5"), get("i2t_r10"));
+  t += fmt::format("| {:<28} | {:>6.2f} | {:>6.2f} | {:>6.2f} |\n", "text -> image", get("t2i_r1"),
+                   get("t2i_r5"), get("t2i_r10"));
+  t += fmt::format("rsum {:.2f}\n", get("rsum"));
+  return t;
+}
+
+namespace {
+
+class RetrievalEvaluation : public Evaluation {
+ public:
+  explicit RetrievalEvaluation(const data::TaskData& data) : data_(data) {}
+
+  void add(const models::ModelOutput& out, const data::Batch& batch) override {
+    indices_.insert(indices_.end(), batch.indices.begin(), batch.indices.end());
+    const auto index = batch.image_index.to(torch::kCPU).contiguous();
+    const auto images = out.image_embeds.to(torch::kCPU, torch::kFloat32);
+    texts_.push_back(out.text_embeds.to(torch::kCPU, torch::kFloat32));
+    for (int64_t r = 0; r < batch.size(); ++r) {
+      const int64_t id = batch.ids[r];
+      auto [it, fresh] = image_row_.emplace(id, static_cast<int64_t>(image_ids_.size()));
+      if (fresh) {
+        image_ids_.push_back(id);
+        images_.push_back(images[index[r].item<int64_t>()]);
+        const auto& counts = data_.examples.at(batch.indices[r]).counts;
+        image_content_.push_back(content_key(counts));
+        has_content_ = has_content_ && !counts.empty();
+      }
+      text_image_.push_back(it->second);
+    }
+  }
+
+  std::map<std::string, double> metrics() override {
+    if (rows() == 0) return {};
+    const auto sim = similarity();
+    auto m = recall_metrics(sim, text_image_);
+    if (has_content_) {
+      for (const auto& [k, v] : content_recall_metrics(sim, text_image_, image_content_)) m[k] = v;
+    }
+    std::set<std::string> distinct;
+    for (const int64_t i : indices_) distinct.insert(data_.examples[i].texts.at(0));
+    shared_texts_ = 0;
+    std::unordered_map<std::string, std::set<int64_t>> images_of;
+    for (size_t r = 0; r < indices_.size(); ++r) {
+      images_of[data_.examples[indices_[r]].texts.at(0)].insert(text_image_[r]);
+    }
+    for (size_t r = 0; r < indices_.size(); ++r) {
+      if (images_of[data_.examples[indices_[r]].texts.at(0)].size() > 1) ++shared_texts_;
+    }
+    return m;
+  }
+
+  void write(const std::string& out_dir, json& summary) const override {
+    summary["images"] = image_ids_.size();
+    summary["texts"] = indices_.size();
+    summary["texts_shared_by_images"] = shared_texts_;
+    if (rows() == 0) return;
+    const auto sim = similarity();
+    const int64_t k = std::min<int64_t>(5, sim.size(1));
+    const auto top = std::get<1>(sim.topk(k, 1)).contiguous();
+    std::string lines;
+    for (size_t r = 0; r < indices_.size(); ++r) {
+      const auto& e = data_.examples[indices_[r]];
+      json ids = json::array();
+      for (int64_t j = 0; j < k; ++j) ids.push_back(image_ids_[top[r][j].item<int64_t>()]);
+      lines += json{{"text", e.texts.at(0)}, {"image_id", e.id}, {"top_images", ids}}.dump() + "\n";
+    }
+    io::write_file_atomic((std::filesystem::path(out_dir) / "predictions.jsonl").string(), lines);
+  }
+
+  std::string table(const std::map<std::string, double>& m) const override {
+    if (rows() == 0) return "nothing to retrieve\n";
+    std::string t = recall_table(m, "", "Recall (%)");
+    if (m.count("content_rsum")) {
+      t += "\n" + recall_table(m, "content_", "Recall, same content (%)");
+    }
+    t +=
+        fmt::format("({} images, {} texts; {} texts describe more than one image; loss {:.4f})\n",
+                    image_ids_.size(), rows(), shared_texts_, m.count("loss") ? m.at("loss") : 0.0);
+    return t;
+  }
+
+ private:
+  torch::Tensor similarity() const {
+    return torch::matmul(torch::cat(texts_), torch::stack(images_).t());  // [texts, images]
+  }
+
+  // Objects per category, as one key (counts below 256 each).
+  int64_t content_key(const std::vector<int>& counts) {
+    const auto [it, fresh] = contents_.emplace(counts, static_cast<int64_t>(contents_.size()));
+    return it->second;
+  }
+
+  const data::TaskData& data_;
+  std::vector<torch::Tensor> texts_, images_;
+  std::vector<int64_t> image_ids_, text_image_, image_content_;
+  std::unordered_map<int64_t, int64_t> image_row_;
+  std::map<std::vector<int>, int64_t> contents_;
+  bool has_content_ = true;
+  int64_t shared_texts_ = 0;
+};
+
+class RetrievalTask : public Task {
+ public:
+  config::Task id() const override { return config::Task::retrieval; }
+
+  models::LossSums loss(const models::ModelOutput& out, const data::Batch& batch,
+                        const c10::Device& device, const models::LossWeights& weights,
+                        Collective* collective) const override {
+    const auto index = batch.image_index.to(device);
+    torch::Tensor images = out.image_embeds.index_select(0, index);  // [B, E] per pair
+    torch::Tensor texts = out.text_embeds;
+    torch::Tensor image_keys = torch::tensor(batch.ids, torch::kLong).to(device);
+    torch::Tensor keys = text_keys(batch.input_ids).to(device);
+    models::LossSums sums;
+    if (collective && collective->world_size() > 1) {
+      // The loss of the global batch on every process, with only this process's rows carrying
+      // gradients; its value is this process's rows' share, so the sums over the processes
+      // give the global loss and the global gradient.
+      int64_t offset = 0;
+      images = gathered_with_own(*collective, images, offset);
+      texts = gathered_with_own(*collective, texts, offset);
+      image_keys = collective->all_gather(image_keys);
+      keys = collective->all_gather(keys);
+      const auto rows =
+          models::contrastive_loss_rows(images, texts, out.logit_scale, image_keys, keys);
+      const auto full = rows.sum();
+      const auto own = rows.narrow(0, offset, batch.size()).sum();
+      sums.total = full + (own - full).detach();
+    } else {
+      sums.total =
+          models::contrastive_loss_rows(images, texts, out.logit_scale, image_keys, keys).sum();
+    }
+    if (out.itm_logits.defined() && weights.itm > 0) {
+      sums.total =
+          sums.total + models::itm_loss(out.itm_logits, batch.size(), batch.size()) * weights.itm;
+    }
+    return sums;
+  }
+
+  std::unique_ptr<Evaluation> evaluation(const data::TaskData& data,
+                                         const std::vector<std::string>& /*classes*/,
+                                         config::VqaProtocol /*protocol*/) const override {
+    return std::make_unique<RetrievalEvaluation>(data);
+  }
+
+  void describe(const models::ModelOutput& out, int64_t row,
+                const std::vector<std::string>& /*classes*/, int /*top_k*/,
+                json& answer) const override {
+    const double cosine = similarity(out)[row].item<double>();
+    answer["similarity"] = finite_or_null(cosine);
+  }
+
+  // The cosine similarity of each pair [B, 1] (the image of row b: row b, or the one image).
+  torch::Tensor scores(const models::ModelOutput& out) const override {
+    return similarity(out).unsqueeze(1);
+  }
+
+ private:
+  static torch::Tensor similarity(const models::ModelOutput& out) {
+    const auto images = out.image_embeds.size(0) == out.text_embeds.size(0)
+                            ? out.image_embeds
+                            : out.image_embeds.narrow(0, 0, 1).expand_as(out.text_embeds);
+    return (images * out.text_embeds).sum(1);
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<Task> make_retrieval_task() { return std::make_unique<RetrievalTask>(); }
+
+}  // namespace xmodal::tasks
