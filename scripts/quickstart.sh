@@ -28,10 +28,12 @@ echo "== model of $CONFIG"
 if [[ ! -f data/fashion-scenes/v2_mscoco_test_annotations.json ]]; then
   echo "== building the Fashion-scenes data set (data/fashion-scenes)"
   "$XMODAL" data scenes --out data/fashion-scenes
-elif ! grep -q '"captions": "partial"' data/fashion-scenes/scenes.json 2>/dev/null; then
-  # A set made before partial captions: the same images and questions, captions that state the
-  # counts (so counting could be read from the text alone). Only the captions change.
-  echo "== rebuilding data/fashion-scenes with partial captions (images and questions stay the same)"
+elif ! grep -q '"captions": "partial"' data/fashion-scenes/scenes.json 2>/dev/null ||
+  [[ ! -f data/fashion-scenes/dataset_scenes.json ]]; then
+  # A set made before partial captions (captions that state the counts, so counting could be
+  # read from the text alone) or before the retrieval captions: the same images and questions;
+  # only the captions change.
+  echo "== rebuilding data/fashion-scenes with the current captions (images and questions stay the same)"
   "$XMODAL" data scenes --out data/fashion-scenes --overwrite
 else
   echo "== data/fashion-scenes already built"

@@ -11,7 +11,7 @@ namespace xmodal::cli {
 void add_eval_command(CLI::App& app, Context& ctx) {
   struct Args {
     std::string checkpoint, split = "test", data_root, out, zero_shot;
-    int batch_size = 0;
+    int batch_size = 0, rerank_k = -1;
     double zoom_out = 0;
   };
   auto args = std::make_shared<Args>();
@@ -29,6 +29,10 @@ void add_eval_command(CLI::App& app, Context& ctx) {
                   "RUN_DIR/eval/SPLIT-step-N)");
   cmd->add_option("--batch-size", args->batch_size,
                   "Samples per forward pass (default: eval.batch_size of the checkpoint)")
+      ->check(at_least(0));
+  cmd->add_option("--rerank-k", args->rerank_k,
+                  "retrieval with an ITM head: re-rank each query's top K contrastive candidates "
+                  "by ITM + ITC, 0 = off (default: eval.rerank_k of the checkpoint)")
       ->check(at_least(0));
   cmd->add_option("--zero-shot", args->zero_shot,
                   "retrieval: classify the images of a data set with texts built from "
@@ -66,6 +70,8 @@ void add_eval_command(CLI::App& app, Context& ctx) {
       o.overrides = ctx.shared_overrides();
       if (args->batch_size > 0)
         o.overrides.push_back("eval.batch_size=" + std::to_string(args->batch_size));
+      if (args->rerank_k >= 0)
+        o.overrides.push_back("eval.rerank_k=" + std::to_string(args->rerank_k));
       const auto s = eval::run_eval(o);
       ctx.out << "checkpoint " << s.checkpoint << " (step " << s.step << "), split " << o.split
               << "\n"

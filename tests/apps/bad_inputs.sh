@@ -389,5 +389,49 @@ check tensorboard_path_is_a_file 2 "tbfile is not empty and was not made by xmod
 check ceiling_of_a_vqa_checkpoint 2 "a vqa checkpoint; the ceiling needs an image classifier" -- \
   "$XMODAL" ceiling --classifier "$CK" --root "$W/scenes" --split val
 
+# ---- task retrieval: its config rules, its checkpoints, the index files ----
+R="$W/retrieval.yaml"
+printf 'task: retrieval\nrun: {threads: 1}\ndata: {root: %s/scenes, image_size: 32, workers: 0}\nmodel:\n  vision: {patch_size: 16, hidden: 16, layers: 1, heads: 2, mlp_dim: 32}\n  text: {hidden: 16, layers: 1, heads: 2, intermediate: 32}\n  retrieval: {embed_dim: 8}\ntrain: {batch_size: 4, max_steps: 2, eval_every: 2, checkpoint_every: 2}\n' "$W" >"$R"
+check retrieval_itm_needs_concat 2 "train.itm needs model.fusion.mode concat" -- \
+  "$XMODAL" train "$R" --set train.itm=1 --set model.fusion.mode=late --dump-config
+check retrieval_rerank_needs_itm 2 "eval.rerank_k re-ranks by the ITM head, which train.itm 0 leaves out" -- \
+  "$XMODAL" train "$R" --set eval.rerank_k=8 --dump-config
+check retrieval_prompt_without_slot 2 "eval.prompts: template 'a photo' has no \{\} for the class name" -- \
+  "$XMODAL" train "$R" --set 'eval.prompts=["a photo"]' --dump-config
+check retrieval_accuracy_metric 2 "unknown metric 'accuracy' for task retrieval \(expected one of: rsum" -- \
+  "$XMODAL" train "$R" --set train.early_stopping.metric=accuracy --dump-config
+check karpathy_needs_retrieval 2 "data.dataset karpathy has captions only: it needs task: retrieval" -- \
+  "$XMODAL" train "$W/tiny.yaml" --set data.dataset=karpathy --dump-config
+check karpathy_file_missing 1 "nope.json" -- \
+  "$XMODAL" train "$R" --run-dir "$W/rk" --set data.dataset=karpathy --set data.split_file=nope.json
+check index_of_a_vqa_checkpoint 2 "index needs a task retrieval checkpoint; .* is task vqa" -- \
+  "$XMODAL" index --checkpoint "$CK" --images "$W/scenes/images/val" --out "$W/ix_vqa"
+check zero_shot_of_a_vqa_checkpoint 2 "eval --zero-shot needs a task retrieval checkpoint" -- \
+  "$XMODAL" eval --checkpoint "$CK" --zero-shot fashion_mnist
+check search_without_an_index 1 "is not an xmodal index \(no manifest.json" -- \
+  "$XMODAL" search --index "$W/no_index" --text "a bag"
+"$XMODAL" --log-level warn train "$R" --run-dir "$W/rrun" >/dev/null 2>&1 || echo "FAIL: tiny retrieval run"
+RK="$W/rrun/last"
+mkdir -p "$W/junk_images" && printf 'junk' >"$W/junk_images/a.png" && printf 'junk' >"$W/junk_images/b.jpg"
+check index_of_only_bad_images 1 "none of the 2 images could be read; the first: .*a.png" -- \
+  "$XMODAL" index --checkpoint "$RK" --images "$W/junk_images" --out "$W/ix_junk"
+expect index_of_only_bad_images_writes_nothing test ! -e "$W/ix_junk/manifest.json"
+check index_query_both 2 "give exactly one of --text and --image" -- \
+  "$XMODAL" search --index "$W/ix" --text a --image b
+"$XMODAL" --log-level warn index --checkpoint "$RK" --split val --out "$W/ix" >/dev/null 2>&1 || echo "FAIL: index"
+check index_exists_without_append 2 "already holds an index; pass --append" -- \
+  "$XMODAL" index --checkpoint "$RK" --split val --out "$W/ix"
+check search_backend_not_built 2 "has no hnsw index \(built with --backend flat\)" -- \
+  "$XMODAL" search --index "$W/ix" --text "a bag" --backend hnsw
+cp -r "$W/ix" "$W/ix_cut" && truncate -s 100 "$W/ix_cut/embeddings.safetensors"
+check search_truncated_embeddings 1 "ix_cut/embeddings.safetensors" -- \
+  "$XMODAL" search --index "$W/ix_cut" --text "a bag"
+cp -r "$W/ix" "$W/ix_mix" && printf '["/a.png"]\n' >"$W/ix_mix/paths.json"
+check search_files_disagree 1 "the index's files disagree \(4 embeddings, 1 paths" -- \
+  "$XMODAL" search --index "$W/ix_mix" --text "a bag"
+"$XMODAL" --log-level warn train "$R" --run-dir "$W/rrun2" --set run.seed=9 >/dev/null 2>&1 || echo "FAIL: second tiny retrieval run"
+check search_foreign_checkpoint 2 "embeddings of two models cannot be compared" -- \
+  "$XMODAL" search --index "$W/ix" --text "a bag" --checkpoint "$W/rrun2/last"
+
 echo "$((cases - failures))/$cases bad-input cases behave"
 ((failures == 0))

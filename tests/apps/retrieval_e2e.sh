@@ -93,6 +93,15 @@ if [[ -d /usr/share/datasets/fashion-mnist ]]; then
     fail "zero-shot: $(head -3 "$WORK/zs.txt")"
 fi
 
+# ITM: a matching head trained on in-batch hard negatives; eval re-ranks each query's top 10
+"$XMODAL" --log-level warn train "$WORK/tiny.yaml" --run-dir "$WORK/itm" --set train.itm=1 \
+  --set model.fusion.hidden=32 --set model.fusion.layers=1 --set model.fusion.heads=2 \
+  --set model.fusion.mlp_dim=64 --set train.max_steps=10 >/dev/null
+"$XMODAL" --log-level warn eval --checkpoint "$WORK/itm/best" --split test --rerank-k 10 \
+  --out "$WORK/eval_itm" >"$WORK/eval_itm.txt"
+grep -q "Recall, ITM re-ranked top 10" "$WORK/eval_itm.txt" || fail "no re-ranked table: $(cat "$WORK/eval_itm.txt")"
+grep -q '"itm_rsum"' "$WORK/eval_itm/metrics.json" || fail "no itm_rsum in metrics.json"
+
 "$XMODAL" --log-level warn index --checkpoint "$WORK/run/best" --split test --out "$WORK/index" \
   >"$WORK/index.txt"
 grep -q "indexed 24 image(s); $WORK/index holds 24" "$WORK/index.txt" || fail "$(cat "$WORK/index.txt")"

@@ -6,7 +6,7 @@ namespace xmodal::eval {
 
 EvalResult evaluate(models::Model& model, const data::TaskData& data, data::Loader& loader,
                     const std::vector<std::string>& classes, const models::LossWeights& weights,
-                    const c10::Device& device, config::VqaProtocol protocol) {
+                    const c10::Device& device, config::VqaProtocol protocol, int rerank_k) {
   const auto start = std::chrono::steady_clock::now();
   const bool was_training = model->is_training();
   model->eval();
@@ -24,6 +24,7 @@ EvalResult evaluate(models::Model& model, const data::TaskData& data, data::Load
     if (data.has_targets) loss_sum += task.loss(out, *batch, device, weights).total.item<double>();
     r.predictions->add(out, *batch);
   }
+  if (rerank_k > 0) r.predictions->rerank(*model, device, rerank_k);
   r.examples = r.predictions->rows();
   r.skipped = loader.skipped();
   r.metrics = r.predictions->metrics();

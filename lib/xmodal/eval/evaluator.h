@@ -30,10 +30,12 @@ struct EvalResult {
 
 /// Predicts every batch `loader` yields for epoch 0 (give it shuffle off), in eval mode without
 /// gradients (the module's training flag is restored afterwards), and scores the predictions
-/// against `data` (which must outlive the result). `classes` are the model's.
+/// against `data` (which must outlive the result). `classes` are the model's. `rerank_k` > 0:
+/// retrieval re-ranks by its ITM head (tasks::Evaluation::rerank; `xmodal eval`, not the
+/// validation during training, which ranks by ITC alone).
 EvalResult evaluate(models::Model& model, const data::TaskData& data, data::Loader& loader,
                     const std::vector<std::string>& classes, const models::LossWeights& weights,
                     const c10::Device& device,
-                    config::VqaProtocol protocol = config::VqaProtocol::official);
+                    config::VqaProtocol protocol = config::VqaProtocol::official, int rerank_k = 0);
 
 }  // namespace xmodal::eval

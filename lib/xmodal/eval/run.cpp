@@ -63,9 +63,10 @@ EvalSummary run_eval(const EvalOptions& options) {
   data::Loader loader(split, loaded.artifacts.tokenizer, data::loader_options(c, false));
   log::info("[eval] {} on {} split {} ({} examples)", loaded.checkpoint, c.data.root, options.split,
             split->examples.size());
-  const auto r = evaluate(loaded.model, *split, loader, classes,
-                          {c.train.loss.presence_weight, c.train.loss.count_weight}, device,
-                          c.eval.vqa_protocol);
+  const auto r =
+      evaluate(loaded.model, *split, loader, classes,
+               {c.train.loss.presence_weight, c.train.loss.count_weight}, device,
+               c.eval.vqa_protocol, c.task == config::Task::retrieval ? c.eval.rerank_k : 0);
 
   EvalSummary s;
   s.checkpoint = loaded.checkpoint;

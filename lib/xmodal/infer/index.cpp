@@ -16,6 +16,7 @@
 #include "xmodal/data/loader.h"
 #include "xmodal/infer/retrieval.h"
 #include "xmodal/io/atomic_file.h"
+#include "xmodal/io/image.h"
 #include "xmodal/io/safetensors.h"
 
 namespace xmodal::infer {
@@ -228,6 +229,14 @@ IndexReport build_index(const IndexOptions& o) {
   }
   r.added = static_cast<int64_t>(added.size());
   if (r.added == 0 && !paths.empty()) {
+    if (r.first_bad.empty()) {  // the loader hands out no batch whose every image was bad
+      try {
+        io::read_image_rgb(paths.front());
+        r.first_bad = paths.front();
+      } catch (const std::exception& e) {
+        r.first_bad = e.what();
+      }
+    }
     throw std::runtime_error("index: none of the " + std::to_string(paths.size()) +
                              " images could be read; the first: " + r.first_bad);
   }

@@ -178,7 +178,12 @@ ModelOutput ModelImpl::forward_retrieval(const torch::Tensor& images,
   out.text_embeds = unit_rows(text_projection(text_tokens.select(1, 0)));
   // CLIP clamps the scale at 100 (a temperature of 0.01).
   out.logit_scale = logit_scale.clamp(0, std::log(100.0)).exp();
-  if (!itm_head || !is_training()) return out;
+  if (!itm_head) return out;
+  if (!is_training()) {
+    out.image_tokens = image_tokens;
+    out.text_tokens = text_tokens;
+    return out;
+  }
 
   // ALBEF's hard negatives: for each image a text, for each text an image, drawn by their
   // contrastive similarity among the batch's pairs that do not match (another image, another

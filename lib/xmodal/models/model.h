@@ -62,6 +62,9 @@ struct ModelOutput {
   /// with a hard negative image, then of each image with a hard negative text (class 1 =
   /// match); undefined when the batch has no negatives.
   torch::Tensor itm_logits;
+  /// retrieval with itm: the encoders' tokens (image [N, 1 + P, Dv], text [B, L, Dt]), for
+  /// re-ranking pairs by the matching head after the contrastive ranking.
+  torch::Tensor image_tokens, text_tokens;
 };
 
 class ModelImpl : public torch::nn::Cloneable<ModelImpl> {

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include <filesystem>
+#include <set>
 #include <unordered_map>
 
 #include "xmodal/io/atomic_file.h"
@@ -53,13 +54,15 @@ constexpr int64_t kRecallAt[] = {1, 5, 10};
 
 std::map<std::string, double> recall_metrics(const torch::Tensor& similarity,
                                              const std::vector<int64_t>& text_image,
-                                             const std::string& prefix) {
+                                             const std::string& prefix,
+                                             const torch::Tensor& i2t_scores) {
   const int64_t m = similarity.size(0), n = similarity.size(1);
   TORCH_CHECK(static_cast<int64_t>(text_image.size()) == m, "recall_metrics: one image per text");
   const auto truth_t2i = torch::arange(n, torch::kLong).unsqueeze(0) ==
                          torch::tensor(text_image, torch::kLong).unsqueeze(1);  // [M, N]
   const auto t2i = retrieval_ranks(similarity, truth_t2i);
-  const auto i2t = retrieval_ranks(similarity.t(), truth_t2i.t());
+  const auto i2t =
+      retrieval_ranks(i2t_scores.defined() ? i2t_scores : similarity.t(), truth_t2i.t());
   std::map<std::string, double> out;
   double rsum = 0;
   for (const int64_t k : kRecallAt) {
@@ -103,11 +106,11 @@ std::string recall_table(const std::map<std::string, double>& m, const std::stri
     return it == m.end() ? std::nan("") : it->second;
   };
   std::string t =
-      fmt::format("| {:<28} | {:>6} | {:>6} | {:>6} |\n|{:-<30}|{:->8}|{:->8}|{:->8}|\n", title,
+      fmt::format("| {:<32} | {:>6} | {:>6} | {:>6} |\n|{:-<34}|{:->8}|{:->8}|{:->8}|\n", title,
                   "R@1", "R@5", "R@10", "", "", "", "");
-  t += fmt::format("| {:<28} | {:>6.2f} | {:>6.2f} | {:>6.2f} |\n", "image -> text", get("i2t_r1"),
+  t += fmt::format("| {:<32} | {:>6.2f} | {:>6.2f} | {:>6.2f} |\n", "image -> text", get("i2t_r1"),
                    get("i2t_r5"), get("i2t_r10"));
-  t += fmt::format("| {:<28} | {:>6.2f} | {:>6.2f} | {:>6.2f} |\n", "text -> image", get("t2i_r1"),
+  t += fmt::format("| {:<32} | {:>6.2f} | {:>6.2f} | {:>6.2f} |\n", "text -> image", get("t2i_r1"),
                    get("t2i_r5"), get("t2i_r10"));
   t += fmt::format("rsum {:.2f}\n", get("rsum"));
   return t;
@@ -124,12 +127,19 @@ class RetrievalEvaluation : public Evaluation {
     const auto index = batch.image_index.to(torch::kCPU).contiguous();
     const auto images = out.image_embeds.to(torch::kCPU, torch::kFloat32);
     texts_.push_back(out.text_embeds.to(torch::kCPU, torch::kFloat32));
+    if (out.text_tokens.defined()) {  // an ITM model: kept for rerank()
+      text_tokens_.push_back(out.text_tokens.to(torch::kCPU));
+      text_padding_.push_back(batch.attention_mask.eq(0));
+    }
     for (int64_t r = 0; r < batch.size(); ++r) {
       const int64_t id = batch.ids[r];
       auto [it, fresh] = image_row_.emplace(id, static_cast<int64_t>(image_ids_.size()));
       if (fresh) {
         image_ids_.push_back(id);
         images_.push_back(images[index[r].item<int64_t>()]);
+        if (out.image_tokens.defined()) {
+          image_tokens_.push_back(out.image_tokens[index[r].item<int64_t>()].to(torch::kCPU));
+        }
         const auto& counts = data_.examples.at(batch.indices[r]).counts;
         image_content_.push_back(content_key(counts));
         has_content_ = has_content_ && !counts.empty();
@@ -145,8 +155,7 @@ class RetrievalEvaluation : public Evaluation {
     if (has_content_) {
       for (const auto& [k, v] : content_recall_metrics(sim, text_image_, image_content_)) m[k] = v;
     }
-    std::set<std::string> distinct;
-    for (const int64_t i : indices_) distinct.insert(data_.examples[i].texts.at(0));
+    for (const auto& [k, v] : reranked_) m[k] = v;
     shared_texts_ = 0;
     std::unordered_map<std::string, std::set<int64_t>> images_of;
     for (size_t r = 0; r < indices_.size(); ++r) {
@@ -176,9 +185,57 @@ class RetrievalEvaluation : public Evaluation {
     io::write_file_atomic((std::filesystem::path(out_dir) / "predictions.jsonl").string(), lines);
   }
 
+  // BLIP's protocol: each query's top k candidates by ITC get ITM logit (match) + ITC cosine,
+  // the others fall behind them all.
+  void rerank(models::ModelImpl& model, const c10::Device& device, int k) override {
+    if (rows() == 0 || k <= 0) return;
+    if (image_tokens_.empty() || !model.itm_head) {
+      throw std::invalid_argument(
+          "eval.rerank_k: this retrieval model has no ITM head (train.itm 0)");
+    }
+    torch::NoGradGuard no_grad;
+    const auto sim = similarity();  // [M texts, N images]
+    const auto image_tokens = torch::stack(image_tokens_);
+    const auto text_tokens = torch::cat(text_tokens_);
+    const auto padding = torch::cat(text_padding_);
+    // scores [Q, C] of each query's top k candidates; `query_is_text` picks the direction
+    const auto reranked = [&](const torch::Tensor& scores, bool query_is_text) {
+      const int64_t kk = std::min<int64_t>(k, scores.size(1));
+      const auto [top_sim, top] = scores.topk(kk, 1);
+      const auto queries =
+          torch::arange(scores.size(0), torch::kLong).unsqueeze(1).expand_as(top).reshape({-1});
+      const auto candidates = top.reshape({-1});
+      const auto texts = query_is_text ? queries : candidates;
+      const auto images = query_is_text ? candidates : queries;
+      std::vector<torch::Tensor> itm;
+      constexpr int64_t kPairs = 256;
+      for (int64_t start = 0; start < texts.size(0); start += kPairs) {
+        const int64_t len = std::min(kPairs, texts.size(0) - start);
+        const auto t = texts.narrow(0, start, len), i = images.narrow(0, start, len);
+        itm.push_back(model
+                          .itm_logits(image_tokens.index_select(0, i).to(device),
+                                      text_tokens.index_select(0, t).to(device),
+                                      padding.index_select(0, t).to(device))
+                          .select(1, 1)
+                          .to(torch::kCPU, torch::kFloat32));
+      }
+      auto out = torch::full_like(scores, -100.0f);
+      out.scatter_(1, top, torch::cat(itm).view({scores.size(0), kk}) + top_sim);
+      return out;
+    };
+    const auto t2i = reranked(sim, true);
+    const auto i2t = reranked(sim.t().contiguous(), false);
+    reranked_ = recall_metrics(t2i, text_image_, "itm_", i2t);
+    rerank_k_ = k;
+  }
+
   std::string table(const std::map<std::string, double>& m) const override {
     if (rows() == 0) return "nothing to retrieve\n";
     std::string t = recall_table(m, "", "Recall (%)");
+    if (m.count("itm_rsum")) {
+      t += "\n" +
+           recall_table(m, "itm_", fmt::format("Recall, ITM re-ranked top {} (%)", rerank_k_));
+    }
     if (m.count("content_rsum")) {
       t += "\n" + recall_table(m, "content_", "Recall, same content (%)");
     }
@@ -204,6 +261,9 @@ class RetrievalEvaluation : public Evaluation {
   std::vector<int64_t> image_ids_, text_image_, image_content_;
   std::unordered_map<int64_t, int64_t> image_row_;
   std::map<std::vector<int>, int64_t> contents_;
+  std::vector<torch::Tensor> image_tokens_, text_tokens_, text_padding_;  // ITM models only
+  std::map<std::string, double> reranked_;
+  int rerank_k_ = 0;
   bool has_content_ = true;
   int64_t shared_texts_ = 0;
 };

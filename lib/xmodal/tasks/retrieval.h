@@ -15,9 +15,12 @@ namespace xmodal::tasks {
 /// `similarity` [texts, images], where text t belongs to image text_image[t]: image -> text
 /// finds an image at the best rank of its texts, text -> image has one true image (ties count
 /// against the query, tasks/metrics.h retrieval_ranks).
+/// `i2t_scores` [images, texts], when given, ranks image -> text instead of similarity^T (a
+/// re-ranking gives each direction its own scores).
 std::map<std::string, double> recall_metrics(const torch::Tensor& similarity,
                                              const std::vector<int64_t>& text_image,
-                                             const std::string& prefix = "");
+                                             const std::string& prefix = "",
+                                             const torch::Tensor& i2t_scores = {});
 
 /// The same as content_i2t_r1 ... content_rsum, where any image whose content key equals that
 /// of the text's image counts as found (and, image -> text, any text of such an image).

@@ -41,6 +41,10 @@ class Evaluation {
   virtual void write(const std::string& out_dir, nlohmann::json& summary) const = 0;
   /// The table `xmodal eval` prints; `metrics` as metrics() returned them, loss included.
   virtual std::string table(const std::map<std::string, double>& metrics) const = 0;
+  /// After the last add(), before metrics(): retrieval with an ITM head re-ranks the top `k`
+  /// contrastive candidates of each query by the matching head (`xmodal eval` with
+  /// eval.rerank_k); the other tasks have nothing to do.
+  virtual void rerank(models::ModelImpl& /*model*/, const c10::Device& /*device*/, int /*k*/) {}
   /// Rows added.
   int64_t rows() const { return static_cast<int64_t>(indices_.size()); }
 
