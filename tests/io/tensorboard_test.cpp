@@ -100,6 +100,14 @@ TEST(TensorBoard, TruncationKeepsWholeRecordsUpToTheStep) {
   const auto kept = read_tensorboard_events(path);
   ASSERT_EQ(kept.size(), 5u);  // version + steps 1..4
   EXPECT_EQ(kept.back().step, 4);
+  {  // a run killed after its end summary at step 4: a resumed run drops it, nothing else
+    EventWriter w2(path);
+    w2.write({9.0, 4, {{"end/train_s", 2.0f}, {"end/samples", 8.0f}}});
+  }
+  truncate_events(path, 4, "end/");
+  const auto resumed = read_tensorboard_events(path);
+  ASSERT_EQ(resumed.size(), 5u);
+  EXPECT_EQ(resumed.back().values.at(0).tag, "train/loss");
 
   // A flipped bit in a record's data ends the good records there.
   std::string data = read_file(path);

@@ -142,6 +142,7 @@ TEST(MetricsLog, AResumedRunCutsTheRecordsAfterItsStep) {
   {
     MetricsLog log(path);
     for (int step : {10, 20, 30}) log.write({{"event", "train"}, {"step", step}});
+    log.write({{"event", "end"}, {"step", 20}, {"train_s", 1.5}});  // killed after its end
   }
   {
     std::ofstream(path, std::ios::app) << "{\"event\": \"train\", \"st";  // a killed writer

@@ -204,13 +204,26 @@ int64_t event_step(std::string_view event) {
   return step;
 }
 
-void truncate_events(const std::string& path, int64_t step) {
+void truncate_events(const std::string& path, int64_t step, const std::string& drop_tag_prefix) {
   std::error_code ec;
   if (!fs::exists(path, ec)) return;
+  // A Summary.Value's tag is field 1, length-delimited: 0x0a, its length, its bytes.
+  const auto has_prefixed_tag = [&](const std::string& record) {
+    for (size_t at = record.find(drop_tag_prefix); at != std::string::npos;
+         at = record.find(drop_tag_prefix, at + 1)) {
+      if (at >= 2 && record[at - 2] == '\x0a' &&
+          static_cast<unsigned char>(record[at - 1]) >= drop_tag_prefix.size()) {
+        return true;
+      }
+    }
+    return false;
+  };
   std::string kept;
   for (const auto& record : read_event_records(path).records) {
     const int64_t s = event_step(record);
-    if (s >= 0 && s <= step) kept += tfrecord(record);
+    if (s < 0 || s > step) continue;
+    if (!drop_tag_prefix.empty() && has_prefixed_tag(record)) continue;
+    kept += tfrecord(record);
   }
   write_file_atomic(path, kept);
 }

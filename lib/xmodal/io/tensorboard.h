@@ -72,8 +72,11 @@ EventRecords read_event_records(const std::string& path);
 int64_t event_step(std::string_view event);
 
 /// Rewrites `path` with only its well-formed records up to `step` (a resumed run drops what
-/// came after its checkpoint, and a killed writer's partial record). Atomic.
-void truncate_events(const std::string& path, int64_t step);
+/// came after its checkpoint, and a killed writer's partial record), leaving out those whose
+/// scalars' tags start with `drop_tag_prefix` ("end/": the summary of a run that goes on).
+/// Atomic.
+void truncate_events(const std::string& path, int64_t step,
+                     const std::string& drop_tag_prefix = "");
 
 /// A new event file name as TensorBoard's writers make it: events.out.tfevents.SECONDS.HOST.
 std::string event_file_name();

@@ -99,7 +99,7 @@ void truncate_tensorboard(const std::string& run_dir, int64_t step, bool remove)
       std::error_code ec;
       fs::remove(file, ec);
     } else {
-      io::truncate_events(file.string(), step);
+      io::truncate_events(file.string(), step, "end/");
     }
   }
 }
@@ -116,6 +116,9 @@ void truncate_metrics(const std::string& path, int64_t step) {
       if (!record.is_object()) continue;
       // Only an integer step is compared: get<int64_t>() of a double such as 1e79 is undefined.
       const auto at = record.find("step");
+      // A run that goes on is not over: the "end" record of the run it resumes goes too.
+      const auto event = record.find("event");
+      if (event != record.end() && *event == "end") continue;
       if (at == record.end() || (at->is_number_integer() && at->get<int64_t>() <= step)) {
         kept += line + "\n";
       }

@@ -55,7 +55,8 @@ std::string tensorboard_file(const std::string& run_dir);
 void truncate_tensorboard(const std::string& run_dir, int64_t step, bool remove = false);
 
 /// Keeps the records of metrics.jsonl up to `step` (a resumed run rewrites what came after its
-/// checkpoint); malformed lines (a killed writer's partial last line) are dropped.
+/// checkpoint) and drops its "end" record (the resumed run writes its own); malformed lines (a
+/// killed writer's partial last line) are dropped.
 void truncate_metrics(const std::string& path, int64_t step);
 
 /// Metrics as a JSON object, non-finite values as null.
