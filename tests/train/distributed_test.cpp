@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <thread>
 
@@ -179,21 +180,32 @@ std::string tiny_config(const TempDir& dir, const std::string& root) {
                        "dist: {timeout_s: 30}\n");
 }
 
+// Trains `config` on 2 processes with batch 4 (RUN_DIR two) and on 1 with batch 8 (one): the
+// two last checkpoints, or nullopt after a failed run (reported).
+std::optional<std::pair<CheckpointContent, CheckpointContent>> two_and_one(
+    const TempDir& dir, const std::string& config) {
+  const auto two = (dir.path() / "two").string(), one = (dir.path() / "one").string();
+  for (const auto& [run_dir, args] :
+       {std::pair{two, std::vector<std::string>{"--nproc", "2", "--set", "train.batch_size=4"}},
+        std::pair{one, std::vector<std::string>{"--set", "train.batch_size=8"}}}) {
+    std::vector<std::string> all = {"train", config, "--run-dir", run_dir};
+    all.insert(all.end(), args.begin(), args.end());
+    if (run_xmodal(all, run_dir + ".log") != 0) {
+      ADD_FAILURE() << read(run_dir + ".log");
+      return std::nullopt;
+    }
+  }
+  return std::make_pair(load_checkpoint(two + "/last", {false}),
+                        load_checkpoint(one + "/last", {false}));
+}
+
 TEST_F(DistributedData, TwoProcessesEqualOneProcessOnTheCombinedBatch) {
   TempDir dir;
   const auto config = tiny_config(dir, root());
-  const auto two = (dir.path() / "two").string(), one = (dir.path() / "one").string();
-  ASSERT_EQ(
-      run_xmodal({"train", config, "--nproc", "2", "--run-dir", two, "--set", "train.batch_size=4"},
-                 (dir.path() / "two.log").string()),
-      0)
-      << read((dir.path() / "two.log").string());
-  ASSERT_EQ(run_xmodal({"train", config, "--run-dir", one, "--set", "train.batch_size=8"},
-                       (dir.path() / "one.log").string()),
-            0)
-      << read((dir.path() / "one.log").string());
-  const auto a = load_checkpoint(two + "/last", {false});
-  const auto b = load_checkpoint(one + "/last", {false});
+  const auto runs = two_and_one(dir, config);
+  ASSERT_TRUE(runs);
+  const auto& [a, b] = *runs;
+  const auto two = (dir.path() / "two").string();
   EXPECT_EQ(a.state.step, 4);
   EXPECT_EQ(a.state.world_size, 2);
   EXPECT_EQ(a.state.samples_seen, b.state.samples_seen);  // 4 steps x 8 questions
@@ -250,18 +262,9 @@ TEST_F(DistributedData, RetrievalTwoProcessesEqualOneProcessOnTheCombinedBatch) 
           "train: {lr: 0.001, adam_eps: 1.0e-6, max_steps: 4, eval_every: 4, "
           "checkpoint_every: 4, log_every: 1, early_stopping: {metric: rsum, mode: max}}\n"
           "dist: {timeout_s: 30}\n");
-  const auto two = (dir.path() / "two").string(), one = (dir.path() / "one").string();
-  ASSERT_EQ(
-      run_xmodal({"train", config, "--nproc", "2", "--run-dir", two, "--set", "train.batch_size=4"},
-                 (dir.path() / "two.log").string()),
-      0)
-      << read((dir.path() / "two.log").string());
-  ASSERT_EQ(run_xmodal({"train", config, "--run-dir", one, "--set", "train.batch_size=8"},
-                       (dir.path() / "one.log").string()),
-            0)
-      << read((dir.path() / "one.log").string());
-  const auto a = load_checkpoint(two + "/last", {false});
-  const auto b = load_checkpoint(one + "/last", {false});
+  const auto runs = two_and_one(dir, config);
+  ASSERT_TRUE(runs);
+  const auto& [a, b] = *runs;
   EXPECT_EQ(a.state.samples_seen, b.state.samples_seen);
   ASSERT_EQ(a.model.size(), b.model.size());
   double worst = 0, moved = 0;
