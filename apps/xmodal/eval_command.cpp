@@ -45,6 +45,10 @@ void add_eval_command(CLI::App& app, Context& ctx) {
                   "default: 0 = off)");
   cmd->callback([&ctx, args] {
     ctx.action = [&ctx, args] {
+      // The config assignments both kinds of evaluation apply to the checkpoint's config.
+      std::vector<std::string> overrides = ctx.shared_overrides();
+      if (args->batch_size > 0)
+        overrides.push_back("eval.batch_size=" + std::to_string(args->batch_size));
       if (!args->zero_shot.empty()) {
         eval::ZeroShotOptions z;
         z.checkpoint = args->checkpoint;
@@ -53,9 +57,7 @@ void add_eval_command(CLI::App& app, Context& ctx) {
         z.split = args->split;
         z.zoom_out = args->zoom_out;
         z.out_dir = args->out;
-        z.overrides = ctx.shared_overrides();
-        if (args->batch_size > 0)
-          z.overrides.push_back("eval.batch_size=" + std::to_string(args->batch_size));
+        z.overrides = overrides;
         const auto s = eval::run_zero_shot(z);
         ctx.out << s.table << "wrote " << s.out_dir << " in " << static_cast<int>(s.seconds + 0.5)
                 << " s\n";
@@ -67,9 +69,7 @@ void add_eval_command(CLI::App& app, Context& ctx) {
       o.split = args->split;
       o.data_root = args->data_root;
       o.out_dir = args->out;
-      o.overrides = ctx.shared_overrides();
-      if (args->batch_size > 0)
-        o.overrides.push_back("eval.batch_size=" + std::to_string(args->batch_size));
+      o.overrides = overrides;
       if (args->rerank_k >= 0)
         o.overrides.push_back("eval.rerank_k=" + std::to_string(args->rerank_k));
       const auto s = eval::run_eval(o);

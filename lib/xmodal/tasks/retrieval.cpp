@@ -52,17 +52,11 @@ constexpr int64_t kRecallAt[] = {1, 5, 10};
 
 }  // namespace
 
-std::map<std::string, double> recall_metrics(const torch::Tensor& similarity,
-                                             const std::vector<int64_t>& text_image,
-                                             const std::string& prefix,
-                                             const torch::Tensor& i2t_scores) {
-  const int64_t m = similarity.size(0), n = similarity.size(1);
-  TORCH_CHECK(static_cast<int64_t>(text_image.size()) == m, "recall_metrics: one image per text");
-  const auto truth_t2i = torch::arange(n, torch::kLong).unsqueeze(0) ==
-                         torch::tensor(text_image, torch::kLong).unsqueeze(1);  // [M, N]
-  const auto t2i = retrieval_ranks(similarity, truth_t2i);
-  const auto i2t =
-      retrieval_ranks(i2t_scores.defined() ? i2t_scores : similarity.t(), truth_t2i.t());
+namespace {
+
+// R@1/5/10 both ways from the ranks of each direction, and their rsum, named PREFIX + key.
+std::map<std::string, double> recalls(const torch::Tensor& i2t, const torch::Tensor& t2i,
+                                      const std::string& prefix) {
   std::map<std::string, double> out;
   double rsum = 0;
   for (const int64_t k : kRecallAt) {
@@ -75,6 +69,20 @@ std::map<std::string, double> recall_metrics(const torch::Tensor& similarity,
   return out;
 }
 
+}  // namespace
+
+std::map<std::string, double> recall_metrics(const torch::Tensor& similarity,
+                                             const std::vector<int64_t>& text_image,
+                                             const std::string& prefix,
+                                             const torch::Tensor& i2t_scores) {
+  const int64_t m = similarity.size(0), n = similarity.size(1);
+  TORCH_CHECK(static_cast<int64_t>(text_image.size()) == m, "recall_metrics: one image per text");
+  const auto truth_t2i = torch::arange(n, torch::kLong).unsqueeze(0) ==
+                         torch::tensor(text_image, torch::kLong).unsqueeze(1);  // [M, N]
+  return recalls(retrieval_ranks(i2t_scores.defined() ? i2t_scores : similarity.t(), truth_t2i.t()),
+                 retrieval_ranks(similarity, truth_t2i), prefix);
+}
+
 std::map<std::string, double> content_recall_metrics(const torch::Tensor& similarity,
                                                      const std::vector<int64_t>& text_image,
                                                      const std::vector<int64_t>& image_content) {
@@ -85,18 +93,8 @@ std::map<std::string, double> content_recall_metrics(const torch::Tensor& simila
   for (int64_t t = 0; t < m; ++t) text_content[t] = image_content.at(text_image.at(t));
   const auto truth = torch::tensor(text_content, torch::kLong).unsqueeze(1) ==
                      torch::tensor(image_content, torch::kLong).unsqueeze(0);  // [M, N]
-  const auto t2i = retrieval_ranks(similarity, truth);
-  const auto i2t = retrieval_ranks(similarity.t(), truth.t());
-  std::map<std::string, double> out;
-  double rsum = 0;
-  for (const int64_t k : kRecallAt) {
-    const double a = recall_at(i2t, k), b = recall_at(t2i, k);
-    out[fmt::format("content_i2t_r{}", k)] = a;
-    out[fmt::format("content_t2i_r{}", k)] = b;
-    rsum += a + b;
-  }
-  out["content_rsum"] = rsum;
-  return out;
+  return recalls(retrieval_ranks(similarity.t(), truth.t()), retrieval_ranks(similarity, truth),
+                 "content_");
 }
 
 std::string recall_table(const std::map<std::string, double>& m, const std::string& prefix,
@@ -124,6 +122,7 @@ class RetrievalEvaluation : public Evaluation {
 
   void add(const models::ModelOutput& out, const data::Batch& batch) override {
     indices_.insert(indices_.end(), batch.indices.begin(), batch.indices.end());
+    similarity_ = torch::Tensor();
     const auto index = batch.image_index.to(torch::kCPU).contiguous();
     const auto images = out.image_embeds.to(torch::kCPU, torch::kFloat32);
     texts_.push_back(out.text_embeds.to(torch::kCPU, torch::kFloat32));
@@ -246,11 +245,15 @@ class RetrievalEvaluation : public Evaluation {
   }
 
  private:
-  torch::Tensor similarity() const {
-    return torch::matmul(torch::cat(texts_), torch::stack(images_).t());  // [texts, images]
+  // [texts, images], computed once after the last add() (metrics, rerank and write use it).
+  const torch::Tensor& similarity() const {
+    if (!similarity_.defined()) {
+      similarity_ = torch::matmul(torch::cat(texts_), torch::stack(images_).t());
+    }
+    return similarity_;
   }
 
-  // Objects per category, as one key (counts below 256 each).
+  // Objects per category, as one key (equal counts, equal key).
   int64_t content_key(const std::vector<int>& counts) {
     const auto [it, fresh] = contents_.emplace(counts, static_cast<int64_t>(contents_.size()));
     return it->second;
@@ -263,6 +266,7 @@ class RetrievalEvaluation : public Evaluation {
   std::map<std::vector<int>, int64_t> contents_;
   std::vector<torch::Tensor> image_tokens_, text_tokens_, text_padding_;  // ITM models only
   std::map<std::string, double> reranked_;
+  mutable torch::Tensor similarity_;
   int rerank_k_ = 0;
   bool has_content_ = true;
   int64_t shared_texts_ = 0;
