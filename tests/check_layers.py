@@ -3,6 +3,7 @@
 in lib/xmodal/G/ must name a folder F that G may use. The folders form a DAG:
 
     core <- io <- config <- text <- data, models <- checkpoint, tasks <- infer <- eval <- train
+                                                                           infer <- serve
 
 (config reads pretrained folders' config.json through io; train uses eval for validation,
 eval uses infer). A violation is printed as FILE:LINE with the
@@ -28,6 +29,7 @@ ALLOWED = {
     "eval": {"core", "config", "io", "text", "data", "models", "checkpoint", "tasks", "infer"},
     "train": {"core", "config", "io", "text", "data", "models", "checkpoint", "tasks", "infer",
               "eval"},
+    "serve": {"core", "config", "io", "text", "data", "models", "checkpoint", "tasks", "infer"},
 }
 INCLUDE = re.compile(r'^\s*#\s*include\s+"xmodal/([a-z_]+)/')
 

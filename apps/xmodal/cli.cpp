@@ -141,6 +141,7 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
   add_ceiling_command(app, ctx);
   add_index_command(app, ctx);
   add_search_command(app, ctx);
+  add_serve_command(app, ctx);
   add_info_command(app, ctx);
 
   // An unknown command would otherwise read "A subcommand is required".

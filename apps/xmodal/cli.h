@@ -69,6 +69,7 @@ void add_tokenizer_command(CLI::App& app, Context& ctx);
 void add_ceiling_command(CLI::App& app, Context& ctx);
 void add_index_command(CLI::App& app, Context& ctx);
 void add_search_command(CLI::App& app, Context& ctx);
+void add_serve_command(CLI::App& app, Context& ctx);
 
 /// CLI11 check that a value is not empty: `--text ""` or `--run-dir ""` is a usage error (exit
 /// 2), not a silent default.

@@ -287,24 +287,87 @@ IndexReport build_index(const IndexOptions& o) {
   return r;
 }
 
+ImageIndex ImageIndex::open(const std::string& dir, const std::string& identity,
+                            const std::string& backend, const AnnOptions& ann) {
+  IndexFiles f = read_index(dir);
+  ImageIndex index;
+  index.dir_ = dir;
+  index.checkpoint_ = f.manifest.value("checkpoint", std::string());
+  if (!identity.empty() && identity != f.manifest.value("model", "")) {
+    throw std::invalid_argument(dir + " was built with checkpoint " +
+                                f.manifest.value("checkpoint", "?") + " (" +
+                                f.manifest.value("model", "?") + "); this checkpoint is " +
+                                identity + ": embeddings of two models cannot be compared");
+  }
+  const std::string built = f.manifest.value("backend", "flat");
+  index.backend_ = backend.empty() ? built : backend;
+  if (parse_backend(index.backend_) != SearchBackend::flat) {
+    if (index.backend_ != built) {
+      throw std::invalid_argument(dir + " has no " + index.backend_ +
+                                  " index (built with --backend " + built +
+                                  "); rebuild it with `xmodal index --backend " + index.backend_ +
+                                  "`, or search with --backend flat");
+    }
+    index.ann_ = std::make_unique<AnnIndex>(AnnIndex::load(file_in(dir, "faiss.index"), ann));
+    if (index.ann_->size() != f.embeddings.size(0)) {
+      throw std::runtime_error(dir + ": faiss.index holds " + std::to_string(index.ann_->size()) +
+                               " vectors, the index " + std::to_string(f.embeddings.size(0)) +
+                               ": rebuild it with `xmodal index`");
+    }
+  }
+  index.embeddings_ = std::move(f.embeddings);
+  index.paths_ = std::move(f.paths);
+  return index;
+}
+
+ImageIndex::ImageIndex(ImageIndex&&) noexcept = default;
+ImageIndex& ImageIndex::operator=(ImageIndex&&) noexcept = default;
+ImageIndex::~ImageIndex() = default;
+
+int64_t ImageIndex::size() const { return embeddings_.size(0); }
+int64_t ImageIndex::dim() const { return embeddings_.size(1); }
+
+std::vector<std::vector<SearchHit>> ImageIndex::search(const torch::Tensor& queries,
+                                                       int64_t top_k) const {
+  if (queries.dim() != 2 || queries.size(1) != dim()) {
+    throw std::invalid_argument("search: queries of width " +
+                                std::to_string(queries.dim() == 2 ? queries.size(1) : -1) +
+                                ", the index holds " + std::to_string(dim()));
+  }
+  const auto q = queries.to(torch::kCPU, torch::kFloat32).contiguous();
+  const SearchHits hits = ann_ ? ann_->search(q, top_k) : exact_search(embeddings_, q, top_k);
+  std::vector<std::vector<SearchHit>> out(static_cast<size_t>(q.size(0)));
+  const auto ids = hits.ids.accessor<int64_t, 2>();
+  const auto scores = hits.scores.to(torch::kFloat64).contiguous();
+  const auto s = scores.accessor<double, 2>();
+  for (int64_t r = 0; r < q.size(0); ++r) {
+    for (int64_t j = 0; j < hits.ids.size(1); ++j) {
+      if (ids[r][j] < 0) continue;
+      out[static_cast<size_t>(r)].push_back(
+          {static_cast<int64_t>(out[static_cast<size_t>(r)].size()) + 1,
+           paths_.at(static_cast<size_t>(ids[r][j])), s[r][j]});
+    }
+  }
+  return out;
+}
+
 std::vector<SearchHit> search_index(const SearchOptions& o) {
   if (o.index.empty()) throw std::invalid_argument("search: --index INDEX_DIR is required");
   if (o.text.empty() == o.image.empty()) {
     throw std::invalid_argument("search: give exactly one of --text and --image");
   }
   if (o.top_k < 1) throw std::invalid_argument("search: --top-k must be >= 1");
-  IndexFiles f = read_index(o.index);
-  const std::string checkpoint =
-      o.checkpoint.empty() ? f.manifest.value("checkpoint", std::string()) : o.checkpoint;
+  std::string checkpoint = o.checkpoint;
+  if (checkpoint.empty()) checkpoint = read_index(o.index).manifest.value("checkpoint", "");
   c10::Device device(torch::kCPU);
   auto m = load_model(checkpoint, o.overrides, device, "search");
-  const std::string identity = checkpoint_identity(m.checkpoint);
-  if (identity != f.manifest.value("model", "")) {
-    throw std::invalid_argument("search: " + o.index + " was built with checkpoint " +
-                                f.manifest.value("checkpoint", "?") + " (" +
-                                f.manifest.value("model", "?") + "); " + m.checkpoint + " is " +
-                                identity + ": embeddings of two models cannot be compared");
-  }
+  ImageIndex index = [&] {
+    try {
+      return ImageIndex::open(o.index, checkpoint_identity(m.checkpoint), o.backend, o.ann);
+    } catch (const std::invalid_argument& e) {
+      throw std::invalid_argument(std::string("search: ") + e.what());
+    }
+  }();
   torch::Tensor query;
   {
     torch::NoGradGuard no_grad;
@@ -315,34 +378,7 @@ std::vector<SearchHit> search_index(const SearchOptions& o) {
           m.model->embed_images(image_tensor(m, o.image).unsqueeze(0).to(device)).to(torch::kCPU);
     }
   }
-  const std::string backend_name_used =
-      o.backend.empty() ? f.manifest.value("backend", "flat") : o.backend;
-  const SearchBackend backend = parse_backend(backend_name_used);
-  SearchHits hits;
-  if (backend == SearchBackend::flat) {
-    hits = exact_search(f.embeddings, query, o.top_k);
-  } else {
-    if (backend_name_used != f.manifest.value("backend", "flat")) {
-      throw std::invalid_argument(
-          "search: " + o.index + " has no " + backend_name_used + " index (built with --backend " +
-          f.manifest.value("backend", "flat") + "); rebuild it with `xmodal index --backend " +
-          backend_name_used + "`, or search with --backend flat");
-    }
-    const auto ann = AnnIndex::load(file_in(o.index, "faiss.index"), o.ann);
-    if (ann.size() != f.embeddings.size(0)) {
-      throw std::runtime_error(o.index + ": faiss.index holds " + std::to_string(ann.size()) +
-                               " vectors, the index " + std::to_string(f.embeddings.size(0)) +
-                               ": rebuild it with `xmodal index`");
-    }
-    hits = ann.search(query, o.top_k);
-  }
-  std::vector<SearchHit> out;
-  for (int64_t j = 0; j < hits.ids.size(1); ++j) {
-    const int64_t id = hits.ids[0][j].item<int64_t>();
-    if (id < 0) continue;
-    out.push_back({j + 1, f.paths.at(static_cast<size_t>(id)), hits.scores[0][j].item<double>()});
-  }
-  return out;
+  return index.search(query, o.top_k).at(0);
 }
 
 }  // namespace xmodal::infer

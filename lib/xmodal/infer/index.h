@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -57,6 +58,35 @@ struct SearchHit {
   int64_t rank = 0;  ///< 1 = best
   std::string path;
   double score = 0;  ///< cosine similarity
+};
+
+/// An index read into memory once (for `xmodal serve`): the embeddings, paths and, for an
+/// approximate backend, the FAISS index. Queries are embeddings of the index's checkpoint.
+class ImageIndex {
+ public:
+  /// Reads INDEX_DIR (std::runtime_error when unreadable or inconsistent). `checkpoint_identity`
+  /// non-empty: std::invalid_argument unless the index was built with weights of that identity.
+  /// `backend` "" = the index's own.
+  static ImageIndex open(const std::string& dir, const std::string& checkpoint_identity,
+                         const std::string& backend = "", const AnnOptions& ann = {});
+  ImageIndex(ImageIndex&&) noexcept;
+  ImageIndex& operator=(ImageIndex&&) noexcept;
+  ~ImageIndex();
+
+  /// The top_k images for each query row [Q, E], best first (fewer when the index is smaller).
+  std::vector<std::vector<SearchHit>> search(const torch::Tensor& queries, int64_t top_k) const;
+  int64_t size() const;
+  int64_t dim() const;
+  const std::string& dir() const { return dir_; }
+  const std::string& checkpoint() const { return checkpoint_; }  ///< the one it was built with
+  const std::string& backend() const { return backend_; }
+
+ private:
+  ImageIndex() = default;
+  std::string dir_, checkpoint_, backend_;
+  torch::Tensor embeddings_;
+  std::vector<std::string> paths_;
+  std::unique_ptr<AnnIndex> ann_;
 };
 
 /// The top_k indexed images for the query, best first. Throws std::invalid_argument when the

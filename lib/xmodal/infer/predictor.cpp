@@ -14,6 +14,7 @@
 #include "xmodal/core/runtime.h"
 #include "xmodal/data/loader.h"
 #include "xmodal/data/transforms.h"
+#include "xmodal/infer/prepared_input.h"
 #include "xmodal/infer/retrieval.h"
 #include "xmodal/io/atomic_file.h"
 #include "xmodal/io/image.h"
@@ -25,36 +26,22 @@ using nlohmann::json;
 
 namespace {
 
-struct Prepared {
-  torch::Tensor pixels;  // [3, S, S]
-  text::Encoding encoding;
-};
-
-Prepared prepare(const checkpoint::LoadedModel& m, const Input& input, bool text_optional) {
-  const auto& c = m.config;
-  if (tasks::task(c.task).reads_text() && !text_optional &&
-      input.text.find_first_not_of(" \t\r\n") == std::string::npos) {
-    throw std::invalid_argument("empty text (this model answers about an image and a text)");
-  }
-  Prepared p;
-  const cv::Mat rgb = io::read_image_rgb(input.image);
-  auto options = data::loader_options(c, /*train=*/false).transform;
-  std::mt19937_64 rng(0);
-  p.pixels = data::transform_image(rgb, options, rng).pixels;
-  p.encoding = m.artifacts.tokenizer->encode(input.text, c.data.max_text_len);
-  return p;
-}
-
-torch::Tensor stack_ids(const std::vector<Prepared>& items,
-                        std::vector<int64_t> text::Encoding::*field) {
+torch::Tensor stack_ids(const std::vector<const PreparedInput*>& items,
+                        std::vector<int64_t> PreparedInput::*field) {
   const int64_t n = static_cast<int64_t>(items.size());
-  const int64_t len = static_cast<int64_t>((items[0].encoding.*field).size());
+  const int64_t len = static_cast<int64_t>((items[0]->*field).size());
   auto t = torch::empty({n, len}, torch::kInt64);
   for (int64_t i = 0; i < n; ++i) {
-    std::copy((items[i].encoding.*field).begin(), (items[i].encoding.*field).end(),
-              t[i].data_ptr<int64_t>());
+    std::copy((items[i]->*field).begin(), (items[i]->*field).end(), t[i].data_ptr<int64_t>());
   }
   return t;
+}
+
+torch::Tensor stack_pixels(const std::vector<const PreparedInput*>& items) {
+  std::vector<torch::Tensor> pixels;
+  pixels.reserve(items.size());
+  for (const auto* p : items) pixels.push_back(p->pixels);
+  return torch::stack(pixels);
 }
 
 }  // namespace
@@ -66,75 +53,165 @@ Predictor::Predictor(const PredictorOptions& options)
   config::apply_overrides(loaded_->config, options.overrides);
   config::validate(loaded_->config);
   configure_threads(loaded_->config.run.threads);
-  loaded_->model->to(resolve_device(loaded_->config.run.device));
+  const auto device = resolve_device(loaded_->config.run.device);
+  loaded_->model->to(device);
+  loaded_->model->eval();
+  if (!options_.labels.empty()) {
+    require_retrieval(*loaded_, "predict --labels");
+    torch::InferenceMode inference;
+    labels_ = std::make_unique<Embeddings>();
+    labels_->text.push_back(
+        class_embeddings(*loaded_, options_.labels, loaded_->config.eval.prompts, device));
+  }
 }
 
 Predictor::~Predictor() = default;
 
-std::vector<std::string> Predictor::predict(const std::vector<Input>& inputs) {
+std::unique_ptr<PreparedInput> Predictor::prepare_parts(const cv::Mat& rgb,
+                                                        const std::string* text) const {
   const auto& c = loaded_->config;
-  const auto& classes = loaded_->artifacts.class_names;
-  const tasks::Task& task = tasks::task(c.task);
-  const auto device = resolve_device(c.run.device);
-  std::vector<std::string> out(inputs.size());
-  bool warned_non_finite = false;
-  const size_t batch = static_cast<size_t>(c.eval.batch_size);
-  torch::InferenceMode inference;
-  torch::Tensor label_embeddings;  // retrieval with labels: [labels, E]
-  if (!options_.labels.empty()) {
-    require_retrieval(*loaded_, "predict --labels");
-    label_embeddings = class_embeddings(*loaded_, options_.labels, c.eval.prompts, device);
+  auto prepared = std::make_unique<PreparedInput>();
+  PreparedInput& p = *prepared;
+  if (!rgb.empty()) {
+    auto options = data::loader_options(c, /*train=*/false).transform;
+    std::mt19937_64 rng(0);
+    p.pixels = data::transform_image(rgb, options, rng).pixels;
   }
+  if (text != nullptr) {
+    auto encoding = loaded_->artifacts.tokenizer->encode(*text, c.data.max_text_len);
+    p.ids = std::move(encoding.ids);
+    p.mask = std::move(encoding.mask);
+    p.types = std::move(encoding.types);
+    p.has_text = true;
+  }
+  return prepared;
+}
+
+std::unique_ptr<PreparedInput> Predictor::prepare(const cv::Mat& rgb,
+                                                  const std::string& text) const {
+  // with --labels the labels are the texts: an image alone is enough
+  if (tasks::task(loaded_->config.task).reads_text() && !labels_ &&
+      text.find_first_not_of(" \t\r\n") == std::string::npos) {
+    throw std::invalid_argument("empty text (this model answers about an image and a text)");
+  }
+  return prepare_parts(rgb, &text);
+}
+
+std::unique_ptr<PreparedInput> Predictor::prepare(const Input& input) const {
+  if (tasks::task(loaded_->config.task).reads_text() && !labels_ &&
+      input.text.find_first_not_of(" \t\r\n") == std::string::npos) {
+    throw std::invalid_argument("empty text (this model answers about an image and a text)");
+  }
+  return prepare_parts(io::read_image_rgb(input.image), &input.text);
+}
+
+std::vector<json> Predictor::run(const std::vector<const PreparedInput*>& items,
+                                 const std::vector<int>& top_k) {
+  std::vector<json> out(items.size(), json::object());
+  if (items.empty()) return out;
+  const auto& classes = loaded_->artifacts.class_names;
+  const tasks::Task& task = tasks::task(loaded_->config.task);
+  const auto device = resolve_device(loaded_->config.run.device);
+  torch::InferenceMode inference;
+  const auto result = loaded_->model->forward(stack_pixels(items).to(device),
+                                              stack_ids(items, &PreparedInput::ids).to(device),
+                                              stack_ids(items, &PreparedInput::mask).to(device),
+                                              stack_ids(items, &PreparedInput::types).to(device));
+  const auto scores = task.scores(result);
+  if (!warned_non_finite_ && !torch::isfinite(scores).all().item<bool>()) {
+    // NaN or Inf weights: the probabilities come out as null; say why, once.
+    log::warn(
+        "[predict] the model's outputs are not finite (NaN or Inf in the weights of {}?); "
+        "their probabilities are written as null",
+        loaded_->checkpoint);
+    warned_non_finite_ = true;
+  }
+  for (size_t r = 0; r < items.size(); ++r) {
+    json& j = out[r];
+    const auto row = static_cast<int64_t>(r);
+    task.describe(result, row, classes, top_k.at(r), j);
+    if (labels_) {
+      const auto sims = torch::matmul(labels_->text[0], result.image_embeds[row].to(torch::kCPU));
+      const auto probs = torch::softmax(sims * result.logit_scale.to(torch::kCPU), 0);
+      const auto order = std::get<1>(probs.sort(0, /*descending=*/true));
+      json ranked = json::array();
+      for (int64_t k = 0; k < order.size(0); ++k) {
+        const int64_t l = order[k].item<int64_t>();
+        ranked.push_back({{"label", options_.labels[static_cast<size_t>(l)]},
+                          {"probability", tasks::finite_or_null(probs[l].item<double>())},
+                          {"similarity", tasks::finite_or_null(sims[l].item<double>())}});
+      }
+      j["labels"] = ranked;
+    }
+  }
+  return out;
+}
+
+Embeddings Predictor::embed(const std::vector<const PreparedInput*>& items) {
+  require_retrieval(*loaded_, "embed");
+  const auto device = resolve_device(loaded_->config.run.device);
+  Embeddings out;
+  out.image.assign(items.size(), torch::Tensor());
+  out.text.assign(items.size(), torch::Tensor());
+  std::vector<const PreparedInput*> with_image, with_text;
+  std::vector<size_t> image_rows, text_rows;
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (items[i]->pixels.defined()) {
+      with_image.push_back(items[i]);
+      image_rows.push_back(i);
+    }
+    if (items[i]->has_text) {
+      with_text.push_back(items[i]);
+      text_rows.push_back(i);
+    }
+  }
+  torch::InferenceMode inference;
+  if (!with_image.empty()) {
+    const auto e =
+        loaded_->model->embed_images(stack_pixels(with_image).to(device)).to(torch::kCPU);
+    for (size_t r = 0; r < image_rows.size(); ++r) {
+      out.image[image_rows[r]] = e[static_cast<int64_t>(r)];
+    }
+  }
+  if (!with_text.empty()) {
+    const auto e = loaded_->model
+                       ->embed_texts(stack_ids(with_text, &PreparedInput::ids).to(device),
+                                     stack_ids(with_text, &PreparedInput::mask).to(device),
+                                     stack_ids(with_text, &PreparedInput::types).to(device))
+                       .to(torch::kCPU);
+    for (size_t r = 0; r < text_rows.size(); ++r) {
+      out.text[text_rows[r]] = e[static_cast<int64_t>(r)];
+    }
+  }
+  return out;
+}
+
+std::vector<std::string> Predictor::predict(const std::vector<Input>& inputs) {
+  std::vector<std::string> out(inputs.size());
+  const size_t batch = static_cast<size_t>(loaded_->config.eval.batch_size);
+  const auto dump = [](const json& j) {
+    // the text echoed back may hold invalid UTF-8: replaced by U+FFFD, never an exception
+    return j.dump(-1, ' ', false, json::error_handler_t::replace);
+  };
   for (size_t begin = 0; begin < inputs.size(); begin += batch) {
     const size_t end = std::min(inputs.size(), begin + batch);
-    std::vector<Prepared> items;
+    std::vector<std::unique_ptr<PreparedInput>> items;
     std::vector<size_t> rows;
     for (size_t i = begin; i < end; ++i) {
       try {
-        items.push_back(prepare(*loaded_, inputs[i], label_embeddings.defined()));
+        items.push_back(prepare(inputs[i]));
         rows.push_back(i);
       } catch (const std::exception& e) {
-        out[i] =
-            json{{"image", inputs[i].image}, {"text", inputs[i].text}, {"error", e.what()}}.dump(
-                -1, ' ', false, json::error_handler_t::replace);
+        out[i] = dump({{"image", inputs[i].image}, {"text", inputs[i].text}, {"error", e.what()}});
       }
     }
-    if (items.empty()) continue;
-    std::vector<torch::Tensor> pixels;
-    for (const auto& p : items) pixels.push_back(p.pixels);
-    const auto result = loaded_->model->forward(
-        torch::stack(pixels).to(device), stack_ids(items, &text::Encoding::ids).to(device),
-        stack_ids(items, &text::Encoding::mask).to(device),
-        stack_ids(items, &text::Encoding::types).to(device));
-    const auto scores = task.scores(result);
-    if (!warned_non_finite && !torch::isfinite(scores).all().item<bool>()) {
-      // NaN or Inf weights: the probabilities come out as null; say why, once.
-      log::warn(
-          "[predict] the model's outputs are not finite (NaN or Inf in the weights of {}?); "
-          "their probabilities are written as null",
-          loaded_->checkpoint);
-      warned_non_finite = true;
-    }
+    std::vector<const PreparedInput*> pointers;
+    for (const auto& p : items) pointers.push_back(p.get());
+    const auto described = run(pointers, std::vector<int>(items.size(), options_.top_k));
     for (size_t r = 0; r < rows.size(); ++r) {
-      const auto& input = inputs[rows[r]];
-      json j = {{"image", input.image}, {"text", input.text}};
-      const auto row = static_cast<int64_t>(r);
-      task.describe(result, row, classes, options_.top_k, j);
-      if (label_embeddings.defined()) {
-        const auto sims = torch::matmul(label_embeddings, result.image_embeds[row].to(torch::kCPU));
-        const auto probs = torch::softmax(sims * result.logit_scale.to(torch::kCPU), 0);
-        const auto order = std::get<1>(probs.sort(0, /*descending=*/true));
-        json ranked = json::array();
-        for (int64_t k = 0; k < order.size(0); ++k) {
-          const int64_t l = order[k].item<int64_t>();
-          ranked.push_back({{"label", options_.labels[static_cast<size_t>(l)]},
-                            {"probability", tasks::finite_or_null(probs[l].item<double>())},
-                            {"similarity", tasks::finite_or_null(sims[l].item<double>())}});
-        }
-        j["labels"] = ranked;
-      }
-      // the text echoed back may hold invalid UTF-8: replaced by U+FFFD, never an exception
-      out[rows[r]] = j.dump(-1, ' ', false, json::error_handler_t::replace);
+      json j = {{"image", inputs[rows[r]].image}, {"text", inputs[rows[r]].text}};
+      j.update(described[r]);
+      out[rows[r]] = dump(j);
     }
   }
   return out;
@@ -154,7 +231,8 @@ Explanation Predictor::explain(const Input& input, const std::string& method) {
                                 config::to_string(c.model.fusion.mode) + ")");
   }
   const auto device = resolve_device(c.run.device);
-  const Prepared p = prepare(*loaded_, input, false);
+  const auto prepared = prepare(input);
+  const PreparedInput& p = *prepared;
   auto& model = loaded_->model;
   auto& layers = model->fusion->layers;
   std::vector<models::MultiHeadAttention> attentions;
@@ -173,9 +251,9 @@ Explanation Predictor::explain(const Input& input, const std::string& method) {
   } reset{attentions};
   if (attentions.empty()) throw std::invalid_argument("explain: the fusion has no layers");
 
-  const auto ids = torch::tensor(p.encoding.ids, torch::kInt64).unsqueeze(0);
-  const auto mask = torch::tensor(p.encoding.mask, torch::kInt64).unsqueeze(0);
-  const auto types = torch::tensor(p.encoding.types, torch::kInt64).unsqueeze(0);
+  const auto ids = torch::tensor(p.ids, torch::kInt64).unsqueeze(0);
+  const auto mask = torch::tensor(p.mask, torch::kInt64).unsqueeze(0);
+  const auto types = torch::tensor(p.types, torch::kInt64).unsqueeze(0);
   model->zero_grad();
   const auto out = model->forward(p.pixels.unsqueeze(0).to(device), ids.to(device), mask.to(device),
                                   types.to(device));
@@ -206,12 +284,12 @@ Explanation Predictor::explain(const Input& input, const std::string& method) {
     }
   }
   // Token layout of the concat fusion: [CLS] [text: L] [image CLS] [patches: P].
-  const int64_t text_len = static_cast<int64_t>(p.encoding.ids.size());
+  const int64_t text_len = static_cast<int64_t>(p.ids.size());
   const int64_t patches = length - 1 - text_len - 1;
   const auto row = relevance[0].clone();
   row[0] = 0;  // the fusion [CLS] itself
   for (int64_t i = 0; i < text_len; ++i) {
-    if (p.encoding.mask[static_cast<size_t>(i)] == 0) row[1 + i] = 0;
+    if (p.mask[static_cast<size_t>(i)] == 0) row[1 + i] = 0;
   }
   const double total = row.sum().item<double>();
   const auto norm = total > 0 ? row / total : row;
@@ -221,8 +299,8 @@ Explanation Predictor::explain(const Input& input, const std::string& method) {
     return tokenizer->id_to_token(id);
   };
   for (int64_t i = 0; i < text_len; ++i) {
-    if (p.encoding.mask[static_cast<size_t>(i)] == 0) break;
-    const int64_t id = p.encoding.ids[static_cast<size_t>(i)];
+    if (p.mask[static_cast<size_t>(i)] == 0) break;
+    const int64_t id = p.ids[static_cast<size_t>(i)];
     e.tokens.push_back(token_text(id));
     e.token_weights.push_back(norm[1 + i].item<double>());
   }

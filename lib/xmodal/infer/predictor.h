@@ -9,11 +9,16 @@
 //   failure:  {"image": P, "text": T, "error": "..."} (+ "line": N in batch mode)
 #pragma once
 
+#include <nlohmann/json_fwd.hpp>
+
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
 
+namespace cv {
+class Mat;
+}
 namespace xmodal::checkpoint {
 struct LoadedModel;
 }
@@ -34,6 +39,9 @@ struct Input {
   std::string image;
   std::string text;
 };
+
+struct PreparedInput;  // infer/prepared_input.h
+struct Embeddings;     // infer/prepared_input.h
 
 /// What explain() found: the answer and the relevance of every token to it.
 struct Explanation {
@@ -57,6 +65,26 @@ class Predictor {
   /// gets an error object and the others go on.
   std::vector<std::string> predict(const std::vector<Input>& inputs);
 
+  /// The image (a file) and text of `input` made ready for run(). Throws
+  /// std::invalid_argument (empty text for a model that reads text) or std::runtime_error (an
+  /// unreadable image, naming it). Safe to call from several threads at once, also while
+  /// another thread is in run() or embed().
+  std::unique_ptr<PreparedInput> prepare(const Input& input) const;
+  /// The same for an image already decoded (8-bit RGB, e.g. io::decode_image_rgb).
+  std::unique_ptr<PreparedInput> prepare(const cv::Mat& rgb, const std::string& text) const;
+  /// For embed(): an image alone (`rgb` empty: none) and/or a text alone (`text` null: none).
+  std::unique_ptr<PreparedInput> prepare_parts(const cv::Mat& rgb, const std::string* text) const;
+
+  /// One forward pass over `items` (prepared inputs with image and text), without gradients:
+  /// per item what predict() writes for it besides "image" and "text" (the task's answers,
+  /// top_k[i] of them where the task ranks). One thread at a time.
+  std::vector<nlohmann::json> run(const std::vector<const PreparedInput*>& items,
+                                  const std::vector<int>& top_k);
+
+  /// retrieval: the L2-normalised embeddings of the images and texts of `items`, one pass per
+  /// encoder. One thread at a time.
+  Embeddings embed(const std::vector<const PreparedInput*>& items);
+
   /// Relevance of image patches and words for the top prediction. `method`: "gradient"
   /// (gradient-weighted attention rollout, Chefer et al. 2021: answer-specific) or "rollout"
   /// (attention rollout, Abnar & Zuidema 2020). Needs fusion.mode concat.
@@ -67,6 +95,8 @@ class Predictor {
  private:
   std::unique_ptr<checkpoint::LoadedModel> loaded_;
   PredictorOptions options_;
+  std::unique_ptr<Embeddings> labels_;  // retrieval with labels: their embeddings, made once
+  bool warned_non_finite_ = false;
 };
 
 /// Draws the patch relevance as a heat map over the image (resized to `side` pixels) and writes

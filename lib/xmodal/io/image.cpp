@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <stdexcept>
 
 #include "xmodal/core/files.h"
@@ -22,10 +23,18 @@ namespace {
 class Header {
  public:
   explicit Header(const std::string& path) : in_(path, std::ios::binary) {}
+  // Bytes already in memory: every offset is inside the window.
+  static Header of_bytes(const std::string& bytes) {
+    Header h;
+    h.window_ = bytes;
+    h.at_end_ = true;
+    h.in_memory_ = true;
+    return h;
+  }
   std::string at(uint64_t offset, size_t n) {
     const bool inside = offset >= start_ && (offset - start_ + n <= window_.size() ||
                                              (at_end_ && offset - start_ <= window_.size()));
-    if (!inside) load(offset, std::max<size_t>(n, 1 << 16));
+    if (!inside && !in_memory_) load(offset, std::max<size_t>(n, 1 << 16));
     return offset - start_ < window_.size() ? window_.substr(offset - start_, n) : std::string();
   }
   // The byte at `offset`, or -1 past the end.
@@ -44,10 +53,12 @@ class Header {
     window_.resize(in_ ? n : static_cast<size_t>(std::max<std::streamsize>(in_.gcount(), 0)));
     start_ = offset;
   }
+  Header() = default;
   std::ifstream in_;
   std::string window_;
   uint64_t start_ = 0;
   bool at_end_ = false;
+  bool in_memory_ = false;
 };
 
 uint64_t le(const std::string& b, size_t at, size_t n) {
@@ -199,39 +210,39 @@ uint64_t max_image_pixels() {
   return limit;
 }
 
-cv::Mat read_image_rgb(const std::string& path) {
-  try {
-    check_regular_file(path);
-  } catch (const FileError& e) {  // a folder, FIFO, device or symlink loop says what it is
-    throw std::runtime_error("cannot read image " + path + ": " +
-                             (e.reason() == "no such file" ? "file not found" : e.reason()));
-  }
-  Header file(path);
+namespace {
+
+// What read_image_rgb and decode_image_rgb check before decoding; `name` is the file (or what
+// the bytes are) in the messages.
+void check_before_decoding(Header& file, const std::string& name, uint64_t max_pixels) {
   const std::string head = file.at(0, 32);
   const Format format = format_of(head);
   if (format == Format::other) {
-    throw std::runtime_error("cannot read image " + path +
+    throw std::runtime_error("cannot read image " + name +
                              ": not a decodable image (not a PNG, JPEG, BMP, WebP or PNM file)");
   }
   // OpenCV tries its decoders in turn and GDCM's test is "DICM" at byte 128: a file of another
   // format whose own decoder turns it down (a WebP that libwebp cannot parse) would reach GDCM.
   if (file.at(128, 4) == "DICM") {
-    throw std::runtime_error("cannot read image " + path +
+    throw std::runtime_error("cannot read image " + name +
                              ": not a decodable image (a DICOM marker at byte 128)");
   }
   // A file of a few hundred bytes can claim a billion pixels; OpenCV would allocate for them
   // before finding out the data is not there (its own cap is 2^30 pixels, up to 8 GB).
   if (const auto size = header_size(file, head, format)) {
-    if (size->height != 0 && size->width > max_image_pixels() / size->height) {
-      throw std::runtime_error("cannot read image " + path + ": " + std::to_string(size->width) +
-                               " x " + std::to_string(size->height) + " pixels is more than " +
-                               std::to_string(max_image_pixels()) +
-                               " (XMODAL_MAX_IMAGE_PIXELS raises the limit)");
+    if (size->height != 0 && size->width > max_pixels / size->height) {
+      throw std::runtime_error(
+          "cannot read image " + name + ": " + std::to_string(size->width) + " x " +
+          std::to_string(size->height) + " pixels is more than " + std::to_string(max_pixels) +
+          (max_pixels == max_image_pixels() ? " (XMODAL_MAX_IMAGE_PIXELS raises the limit)" : ""));
     }
   }
-  cv::Mat image = cv::imread(path, cv::IMREAD_UNCHANGED);
+}
+
+// A decoded image (any depth, 1, 3 or 4 channels in OpenCV's BGR order) as 8-bit RGB.
+cv::Mat to_rgb(cv::Mat image, const std::string& name) {
   if (image.empty()) {
-    throw std::runtime_error("cannot read image " + path +
+    throw std::runtime_error("cannot read image " + name +
                              ": not a decodable image (corrupt or unknown format)");
   }
   if (image.depth() != CV_8U) {
@@ -252,10 +263,36 @@ cv::Mat read_image_rgb(const std::string& path) {
       cv::cvtColor(image, rgb, cv::COLOR_BGRA2RGB);
       break;
     default:
-      throw std::runtime_error("cannot read image " + path + ": " +
+      throw std::runtime_error("cannot read image " + name + ": " +
                                std::to_string(image.channels()) + " channels");
   }
   return rgb;
+}
+
+}  // namespace
+
+cv::Mat read_image_rgb(const std::string& path) {
+  try {
+    check_regular_file(path);
+  } catch (const FileError& e) {  // a folder, FIFO, device or symlink loop says what it is
+    throw std::runtime_error("cannot read image " + path + ": " +
+                             (e.reason() == "no such file" ? "file not found" : e.reason()));
+  }
+  Header file(path);
+  check_before_decoding(file, path, max_image_pixels());
+  return to_rgb(cv::imread(path, cv::IMREAD_UNCHANGED), path);
+}
+
+cv::Mat decode_image_rgb(const std::string& bytes, const std::string& name, uint64_t max_pixels) {
+  if (bytes.empty()) throw std::runtime_error("cannot read image " + name + ": no bytes");
+  if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max())) {
+    throw std::runtime_error("cannot read image " + name + ": over 2 GB");
+  }
+  Header file = Header::of_bytes(bytes);
+  check_before_decoding(file, name, max_pixels == 0 ? max_image_pixels() : max_pixels);
+  // imdecode reads the buffer in place (a 1 x N matrix over the bytes, no copy).
+  const cv::Mat buffer(1, static_cast<int>(bytes.size()), CV_8U, const_cast<char*>(bytes.data()));
+  return to_rgb(cv::imdecode(buffer, cv::IMREAD_UNCHANGED), name);
 }
 
 std::string encode_png(const cv::Mat& image) {

@@ -30,6 +30,12 @@ uint64_t max_image_pixels();
 /// image" / "... 40000 x 40000 pixels is more than 134217728" (checked before decoding).
 cv::Mat read_image_rgb(const std::string& path);
 
+/// read_image_rgb for an image already in memory (an upload): the same formats, checks and
+/// limits (`max_pixels` 0 = max_image_pixels()); `name` stands for the file in the messages
+/// ("cannot read image NAME: ...").
+cv::Mat decode_image_rgb(const std::string& bytes, const std::string& name,
+                         uint64_t max_pixels = 0);
+
 /// Encodes `image` (8-bit, 1 or 3 channels, RGB order for 3) as PNG bytes.
 std::string encode_png(const cv::Mat& image);
 

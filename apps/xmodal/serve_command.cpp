@@ -1,0 +1,121 @@
+// `xmodal serve --checkpoint CKPT [--host 127.0.0.1] [--port 8080] [--max-batch N]
+//  [--max-delay-ms D] [--queue Q] [--http-threads T] [--index DIR] [--api-key-file F]
+//  [--image-root DIR]`: the HTTP inference server (serve/server.h). SIGTERM / SIGINT stop it
+// gracefully (what is queued and in flight is answered, then exit 0 within --drain-s); a
+// second signal exits at once.
+#include <signal.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <ostream>
+#include <thread>
+
+#include "xmodal/cli.h"
+#include "xmodal/core/logging.h"
+#include "xmodal/serve/server.h"
+#include "xmodal/train/signals.h"
+
+namespace xmodal::cli {
+namespace {
+
+// SIGTERM / SIGINT: the first stops the server (train::StopSignals catches it; a thread here
+// watches for it, a signal handler could do nothing else safely), the second ends the process
+// at once (the default action, restored by StopSignals); after the first, the process ends by
+// itself when draining takes longer than `drain_s`.
+class SignalWatch {
+ public:
+  SignalWatch(serve::Server& server, double drain_s) : signals_(true) {
+    thread_ = std::thread([this, &server, drain_s] {
+      while (!done_ && train::StopSignals::pending() == 0) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      }
+      if (done_) return;
+      const auto first = std::chrono::steady_clock::now();
+      log::info("[serve] {}: stopping (what is queued is answered; a second signal exits at once)",
+                train::StopSignals::pending() == SIGTERM ? "SIGTERM" : "SIGINT");
+      server.stop();
+      while (!done_) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        if (std::chrono::duration<double>(std::chrono::steady_clock::now() - first).count() >
+            drain_s) {
+          log::error("[serve] still draining after {} s (--drain-s): exiting", drain_s);
+          std::fflush(nullptr);
+          _exit(1);
+        }
+      }
+    });
+  }
+  ~SignalWatch() {
+    done_ = true;
+    thread_.join();
+  }
+
+ private:
+  train::StopSignals signals_;
+  std::atomic<bool> done_{false};
+  std::thread thread_;
+};
+
+}  // namespace
+
+void add_serve_command(CLI::App& app, Context& ctx) {
+  auto args = std::make_shared<serve::ServeOptions>();
+  auto* cmd = app.add_subcommand(
+      "serve", "HTTP/JSON inference server: predict, embed, search, health and metrics");
+  cmd->add_option("--checkpoint", args->checkpoint, "Checkpoint folder, RUN_DIR/best or a run")
+      ->required()
+      ->check(non_empty());
+  cmd->add_option("--host", args->host, "Address to listen on (default: 127.0.0.1)")
+      ->check(non_empty());
+  cmd->add_option("--port", args->port, "Port; 0 = a free one, printed (default: 8080)")
+      ->check(CLI::Range(0, 65535));
+  cmd->add_option("--max-batch", args->max_batch,
+                  "Items the model runs together, at most (default: 16)")
+      ->check(at_least(1));
+  cmd->add_option("--max-delay-ms", args->max_delay_ms,
+                  "Wait this long after the first queued item for more (default: 5)")
+      ->check(CLI::Range(0.0, 10000.0));
+  cmd->add_option("--queue", args->queue,
+                  "Items waiting for the model, at most; then 503 (default: 256)")
+      ->check(at_least(1));
+  cmd->add_option("--http-threads", args->http_threads,
+                  "Connections served at once; each open connection holds one (default: 64)")
+      ->check(CLI::Range(1, 4096));
+  cmd->add_option("--max-items", args->max_items, "Items in one request, at most (default: 64)")
+      ->check(at_least(1));
+  cmd->add_option("--max-body-mb", args->max_body_mb, "Request body, at most (default: 32)")
+      ->check(CLI::Range(0.001, 4096.0));
+  cmd->add_option("--timeout-s", args->timeout_s,
+                  "Socket read/write timeout and the deadline of a request body (default: 10)")
+      ->check(at_least(1));
+  cmd->add_option("--drain-s", args->drain_s,
+                  "After SIGTERM, answer what is queued for this long at most (default: 30)")
+      ->check(CLI::Range(0.0, 3600.0));
+  cmd->add_option("--index", args->index, "retrieval: an `xmodal index` folder for /v1/search")
+      ->check(non_empty());
+  cmd->add_option("--image-root", args->image_root,
+                  "Allow \"image_path\" fields, for files inside this folder only")
+      ->check(non_empty());
+  cmd->add_option("--api-key-file", args->api_key_file,
+                  "A file holding an API key: every endpoint but /health requires it "
+                  "(Authorization: Bearer KEY or X-API-Key)")
+      ->check(non_empty());
+  cmd->callback([&ctx, args] {
+    ctx.action = [&ctx, args] {
+      auto o = *args;
+      o.overrides = ctx.shared_overrides();
+      serve::Server server(o);
+      SignalWatch signals(server, o.drain_s);
+      const int port = server.start();
+      // scripts and tests read this line (with --port 0, the port chosen)
+      ctx.out << "xmodal serve: listening on http://" << o.host << ":" << port << std::endl;
+      const int rc = server.wait();
+      log::info("[serve] stopped");
+      return rc;
+    };
+  });
+}
+
+}  // namespace xmodal::cli

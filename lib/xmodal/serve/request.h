@@ -1,0 +1,45 @@
+// What `xmodal serve` makes of a request before the model sees it: the JSON body (nesting
+// limited before parsing), base64 images, image paths confined to --image-root. Every problem
+// is an HttpError: a status, an error kind (the xmodal_errors_total label) and a one-line
+// message that names the field.
+#pragma once
+
+#include <nlohmann/json_fwd.hpp>
+
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+namespace xmodal::serve {
+
+class HttpError : public std::runtime_error {
+ public:
+  HttpError(int status, std::string kind, const std::string& message)
+      : std::runtime_error(message), status_(status), kind_(std::move(kind)) {}
+  int status() const { return status_; }
+  const std::string& kind() const { return kind_; }
+
+ private:
+  int status_;
+  std::string kind_;
+};
+
+/// The JSON body: HttpError 400 bad_json when it is empty, not JSON (with the byte offset), or
+/// nested deeper than `max_depth` (checked first, without recursion).
+nlohmann::json parse_body(const std::string& body, int max_depth = 16);
+
+/// RFC 4648 base64 (standard alphabet; padding optional; a `data:...;base64,` prefix is
+/// skipped): HttpError 400 bad_base64 naming `field` and the offending offset otherwise.
+std::string decode_base64(std::string_view text, const std::string& field);
+std::string encode_base64(std::string_view bytes);
+
+/// `path` (relative to `root` or absolute) as a canonical path inside `root`: HttpError 403
+/// forbidden_path when it leaves the folder (`..`, a symbolic link out of it) and 400
+/// bad_image when it is missing or not a regular file (a folder, a device, a FIFO).
+std::string resolve_under(const std::string& root, const std::string& path,
+                          const std::string& field);
+
+/// Equal strings, in time that depends only on their lengths (for API keys).
+bool constant_time_equal(std::string_view a, std::string_view b);
+
+}  // namespace xmodal::serve
