@@ -3,12 +3,14 @@
 //  [--image-root DIR]`: the HTTP inference server (serve/server.h). SIGTERM / SIGINT stop it
 // gracefully (what is queued and in flight is answered, then exit 0 within --drain-s); a
 // second signal exits at once.
+#include <malloc.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <ostream>
 #include <thread>
 
@@ -106,6 +108,10 @@ void add_serve_command(CLI::App& app, Context& ctx) {
     ctx.action = [&ctx, args] {
       auto o = *args;
       o.overrides = ctx.shared_overrides();
+      // Requests are decoded on many HTTP threads and freed on the model thread: with glibc's
+      // default of 8 arenas per core each keeps its own freed memory (scripts/bench/serve.sh:
+      // peak RSS 417 -> 366 MiB with 2, throughput unchanged). MALLOC_ARENA_MAX still wins.
+      if (std::getenv("MALLOC_ARENA_MAX") == nullptr) mallopt(M_ARENA_MAX, 2);
       serve::Server server(o);
       SignalWatch signals(server, o.drain_s);
       const int port = server.start();

@@ -4,10 +4,13 @@
 // pkg-config file (lib/CMakeLists.txt), so that the classes match the ones it was built with.
 #include <httplib.h>
 #include <nlohmann/json.hpp>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <chrono>
+#include <cerrno>
 #include <condition_variable>
+#include <cstring>
 #include <deque>
 #include <fstream>
 #include <mutex>
@@ -108,6 +111,15 @@ class BoundedPool : public httplib::TaskQueue {
   bool shutdown_ = false;
 };
 
+// httplib's Server, with its listening socket in reach: Debian's build listens with a backlog
+// of 5 (CPPHTTPLIB_LISTEN_BACKLOG, compiled into the library), so 64 clients connecting at
+// once lose SYNs and retry after 1 s, 3 s, ... (a p99 of seconds under load). listen() again on
+// the bound socket raises the backlog.
+class HttpServer : public httplib::Server {
+ public:
+  bool raise_backlog(int backlog) { return ::listen(svr_sock_, backlog) == 0; }
+};
+
 const char* const kEndpoints[] = {"/health",   "/v1/model",  "/v1/predict",
                                   "/v1/embed", "/v1/search", "/metrics"};
 
@@ -141,7 +153,7 @@ struct Server::Impl {
             static_cast<size_t>(options.queue)}) {}
 
   ServeOptions o;
-  httplib::Server http;
+  HttpServer http;
   Metrics metrics;
   BatchQueue<Item> queue;
   std::unique_ptr<infer::Predictor> predictor;
@@ -689,6 +701,9 @@ int Server::start() {
   s.http.set_payload_max_length(static_cast<size_t>(o.max_body_mb * 1024 * 1024));
   s.http.set_read_timeout(o.timeout_s, 0);
   s.http.set_write_timeout(o.timeout_s, 0);
+  // headers and body leave in separate writes: with Nagle's algorithm the body would wait for
+  // the client's delayed ACK (~40 ms per answer on Linux)
+  s.http.set_tcp_nodelay(true);
   s.http.set_keep_alive_timeout(5);
   s.http.set_keep_alive_max_count(1000);
   if (o.port == 0) {
@@ -701,6 +716,9 @@ int Server::start() {
         fmt::format("serve: cannot listen on {}:{} (address in use, or not "
                     "an address of this machine?)",
                     o.host, o.port));
+  }
+  if (!s.http.raise_backlog(SOMAXCONN)) {
+    log::warn("[serve] cannot raise the listen backlog: {}", std::strerror(errno));
   }
   s.listener = std::thread([&s] {
     s.listening = true;
