@@ -19,7 +19,7 @@ BUILD="${SAN_BUILD_DIR:-$ROOT/build-san}"
 SECONDS_PER_TARGET="${1:-60}"
 shift || true
 TARGETS=("$@")
-((${#TARGETS[@]})) || TARGETS=(config vqa coco safetensors idx wordpiece word_tokenizer image torch_pickle checkpoint)
+((${#TARGETS[@]})) || TARGETS=(config vqa coco safetensors idx wordpiece word_tokenizer image torch_pickle checkpoint serve_request)
 
 SAN_BUILD_DIR="$BUILD" "$ROOT/scripts/san_build.sh" "${TARGETS[@]/#/fuzz_}" || exit 1
 

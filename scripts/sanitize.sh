@@ -2,7 +2,7 @@
 # The unit tests under AddressSanitizer + UndefinedBehaviorSanitizer, in the clang build that
 # scripts/fuzz.sh shares (build-san, scripts/san_build.sh), so the normal build stays fast.
 # CI runs it from scripts/test.sh.
-#   scripts/sanitize.sh [ctest args]      # default: -L unit, then cli.bad_inputs
+#   scripts/sanitize.sh [ctest args]      # default: -L unit, then cli.bad_inputs and cli.serve
 # SentencePiece's tests are skipped there: its plugin needs dlopen(RTLD_DEEPBIND), which the
 # sanitizer runtime refuses.
 set -euo pipefail
@@ -20,5 +20,5 @@ if (($#)); then
 else
   # The unit tests, then the bad-input matrix against the sanitized binary.
   ctest --output-on-failure --timeout 1800 -L unit
-  ctest --output-on-failure --timeout 1800 -R '^cli\.bad_inputs$'
+  ctest --output-on-failure --timeout 1800 -R '^cli\.(bad_inputs|serve)$'
 fi

@@ -1,7 +1,9 @@
 #include "harnesses.h"
 
 #include <unistd.h>
+#include <nlohmann/json.hpp>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -16,6 +18,7 @@
 #include "xmodal/io/image.h"
 #include "xmodal/io/safetensors.h"
 #include "xmodal/io/torch_pickle.h"
+#include "xmodal/serve/request.h"
 #include "xmodal/text/tokenizer.h"
 #include "xmodal/text/wordpiece.h"
 
@@ -155,6 +158,23 @@ void image_target(const uint8_t* data, size_t size) {
   });
 }
 
+// What `xmodal serve` does with a request body before the model: the nesting check and JSON
+// parse, then each item's base64 image decoded (with a small pixel limit).
+void serve_request_target(const uint8_t* data, size_t size) {
+  guarded([&] {
+    const auto body = serve::parse_body(bytes(data, size));
+    const auto items = body.is_array() ? body : nlohmann::json::array({body});
+    for (const auto& item : items) {
+      if (!item.is_object() || !item.contains("image") || !item["image"].is_string()) continue;
+      const std::string image = serve::decode_base64(item["image"].get<std::string>(), "image");
+      if (serve::decode_base64(serve::encode_base64(image), "again") != image) {
+        std::abort();  // the round trip lost bytes: a finding
+      }
+      io::decode_image_rgb(image, "image", uint64_t{1} << 20);
+    }
+  });
+}
+
 void torch_pickle_target(const uint8_t* data, size_t size) {
   // Every record is 64 bytes of zeros: storages reference records by key.
   const auto record = [](const std::string&) { return torch::zeros({64}, torch::kUInt8); };
@@ -193,6 +213,7 @@ const std::vector<Target>& targets() {
       {"image", image_target},
       {"torch_pickle", torch_pickle_target},
       {"checkpoint", checkpoint_target},
+      {"serve_request", serve_request_target},
   };
   return all;
 }
