@@ -417,6 +417,12 @@ train: {{batch_size: 16, max_steps: 4, eval_every: 4, checkpoint_every: 4,
     if server.stop() != 0:
         fail("retrieval server: exit code")
 
+    # a checkpoint that cannot be loaded: one line, exit 1 (no server left answering 503)
+    r = subprocess.run([XMODAL, "serve", "--checkpoint", os.path.join(WORK, "none"), "--port",
+                        "0"], capture_output=True, text=True, timeout=60)
+    if r.returncode != 1 or "cannot load the model: checkpoint" not in r.stderr:
+        fail(f"unloadable checkpoint: exit {r.returncode}, {r.stderr[-300:]!r}")
+
     if FAILURES:
         print(f"{len(FAILURES)} failure(s); work folder kept: {WORK}")
         sys.exit(1)

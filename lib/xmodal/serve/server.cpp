@@ -12,7 +12,6 @@
 #include <condition_variable>
 #include <cstring>
 #include <deque>
-#include <fstream>
 #include <mutex>
 #include <stdexcept>
 #include <thread>
@@ -21,7 +20,6 @@
 #include "xmodal/config/config.h"
 #include "xmodal/core/files.h"
 #include "xmodal/core/logging.h"
-#include "xmodal/core/strings.h"
 #include "xmodal/infer/index.h"
 #include "xmodal/infer/predictor.h"
 #include "xmodal/infer/prepared_input.h"
@@ -158,7 +156,7 @@ struct Server::Impl {
   BatchQueue<Item> queue;
   std::unique_ptr<infer::Predictor> predictor;
   std::unique_ptr<infer::ImageIndex> index;
-  std::atomic<bool> ready{false}, failed{false}, listening{false}, listener_done{false};
+  std::atomic<bool> ready{false}, failed{false}, listener_done{false};
   std::atomic<bool> stopping{false};
   std::string api_key;
   std::thread listener, loader, model_thread;
@@ -721,7 +719,6 @@ int Server::start() {
     log::warn("[serve] cannot raise the listen backlog: {}", std::strerror(errno));
   }
   s.listener = std::thread([&s] {
-    s.listening = true;
     s.http.listen_after_bind();
     s.listener_done = true;
   });
