@@ -87,21 +87,26 @@ std::unique_ptr<PreparedInput> Predictor::prepare_parts(const cv::Mat& rgb,
   return prepared;
 }
 
-std::unique_ptr<PreparedInput> Predictor::prepare(const cv::Mat& rgb,
-                                                  const std::string& text) const {
-  // with --labels the labels are the texts: an image alone is enough
-  if (tasks::task(loaded_->config.task).reads_text() && !labels_ &&
+namespace {
+
+// A model that reads text needs one, except with --labels (the labels are then the texts).
+void require_text(const checkpoint::LoadedModel& m, bool labels, const std::string& text) {
+  if (tasks::task(m.config.task).reads_text() && !labels &&
       text.find_first_not_of(" \t\r\n") == std::string::npos) {
     throw std::invalid_argument("empty text (this model answers about an image and a text)");
   }
+}
+
+}  // namespace
+
+std::unique_ptr<PreparedInput> Predictor::prepare(const cv::Mat& rgb,
+                                                  const std::string& text) const {
+  require_text(*loaded_, labels_ != nullptr, text);
   return prepare_parts(rgb, &text);
 }
 
 std::unique_ptr<PreparedInput> Predictor::prepare(const Input& input) const {
-  if (tasks::task(loaded_->config.task).reads_text() && !labels_ &&
-      input.text.find_first_not_of(" \t\r\n") == std::string::npos) {
-    throw std::invalid_argument("empty text (this model answers about an image and a text)");
-  }
+  require_text(*loaded_, labels_ != nullptr, input.text);  // before the image is read
   return prepare_parts(io::read_image_rgb(input.image), &input.text);
 }
 

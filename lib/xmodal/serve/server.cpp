@@ -3,12 +3,12 @@
 // Debian's libcpp-httplib is a compiled library: this file is built with the flags of its
 // pkg-config file (lib/CMakeLists.txt), so that the classes match the ones it was built with.
 #include <httplib.h>
-#include <nlohmann/json.hpp>
 #include <sys/socket.h>
+#include <nlohmann/json.hpp>
 
 #include <atomic>
-#include <chrono>
 #include <cerrno>
+#include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
