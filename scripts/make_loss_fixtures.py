@@ -23,6 +23,13 @@ to the logits ("<loss>.grad.*"):
             image and pairs 2 and 5 the same text (positives spread evenly: ALBEF's soft
             targets), written as explicit loops
   itm       2-way cross-entropy, first B rows matching, mean over rows times B
+  distill   knowledge distillation at temperature T = 2.5 (train.distill), each a sum over the
+            samples times T^2, written with torch.nn.functional's own forms:
+            sigmoid   F.binary_cross_entropy(sigmoid(s / T), sigmoid(t / T)) summed (vqa);
+            softmax   F.kl_div(log_softmax(s / T), softmax(t / T), reduction="sum") (classify);
+            counting  the two above for presence [B, C] and counts [B, C, K+1], each / C;
+            similarity  KL of the rows of [B, N] text -> image logits plus (B / N) x KL of its
+                      columns, halved (retrieval)
 """
 import os
 import sys
@@ -146,10 +153,51 @@ def itm(t):
               "itm.grad.logits": logits.grad})
 
 
+def distill(t):
+    g = torch.Generator().manual_seed(7)
+    temp = 2.5
+    t2 = temp * temp
+
+    def pair(*shape):
+        s = (torch.randn(*shape, generator=g) * 2).requires_grad_()
+        return s, torch.randn(*shape, generator=g) * 2
+
+    def kl(s, te):  # sum over every distribution of the last dimension
+        return F.kl_div(F.log_softmax(s / temp, -1), F.softmax(te / temp, -1), reduction="sum")
+
+    s, te = pair(5, 7)
+    total = F.binary_cross_entropy(torch.sigmoid(s / temp), torch.sigmoid(te / temp),
+                                   reduction="sum") * t2
+    total.backward()
+    t.update({"distill.sigmoid.student": s.detach(), "distill.sigmoid.teacher": te,
+              "distill.sigmoid.total": total.detach(), "distill.sigmoid.grad": s.grad})
+    s, te = pair(6, 10)
+    total = kl(s, te) * t2
+    total.backward()
+    t.update({"distill.softmax.student": s.detach(), "distill.softmax.teacher": te,
+              "distill.softmax.total": total.detach(), "distill.softmax.grad": s.grad})
+    (ps, pt), (cs, ct) = pair(4, 3), pair(4, 3, 6)
+    c = 3
+    total = (F.binary_cross_entropy(torch.sigmoid(ps / temp), torch.sigmoid(pt / temp),
+                                    reduction="sum") + kl(cs, ct)) * t2 / c
+    total.backward()
+    t.update({"distill.counting.presence_student": ps.detach(),
+              "distill.counting.presence_teacher": pt,
+              "distill.counting.counts_student": cs.detach(), "distill.counting.counts_teacher": ct,
+              "distill.counting.total": total.detach(),
+              "distill.counting.grad.presence": ps.grad, "distill.counting.grad.counts": cs.grad})
+    s, te = pair(6, 4)  # 6 texts, 4 distinct images
+    total = (kl(s, te) + kl(s.t(), te.t()) * 6 / 4) / 2 * t2
+    total.backward()
+    t.update({"distill.similarity.student": s.detach(), "distill.similarity.teacher": te,
+              "distill.similarity.total": total.detach(), "distill.similarity.grad": s.grad})
+    t["distill.temperature"] = torch.tensor(temp, dtype=torch.float64)
+
+
 if __name__ == "__main__":
     out_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.join(ROOT, "tests", "data", "models")
     tensors = {}
-    for make in (vqa, counting, classify, dense, itc, itm):
+    for make in (vqa, counting, classify, dense, itc, itm, distill):
         make(tensors)
     save_safetensors(os.path.join(out_dir, "losses.safetensors"), tensors,
                      {"torch": torch.__version__, "script": "scripts/make_loss_fixtures.py"})

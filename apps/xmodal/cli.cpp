@@ -65,6 +65,18 @@ StdoutBuffer::int_type StdoutBuffer::overflow(int_type c) {
 
 int StdoutBuffer::sync() { return flush_buffer() ? 0 : -1; }
 
+void add_quantize_option(CLI::App* cmd, std::string& value) {
+  cmd->add_option("--quantize", value,
+                  "int8: the Linear layers as dynamically quantized int8 (per-row weight "
+                  "scales; CPU only); none: as stored (default: eval.quantize of the "
+                  "checkpoint, none unless it is a quantized one)")
+      ->check(CLI::IsMember({"none", "int8"}));
+}
+
+void append_quantize(std::vector<std::string>& overrides, const std::string& value) {
+  if (!value.empty()) overrides.push_back("eval.quantize=" + value);
+}
+
 CLI::Validator non_empty() {
   return CLI::Validator(
       [](std::string& value) { return value.empty() ? std::string("is empty") : std::string(); },
@@ -142,6 +154,7 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
   add_index_command(app, ctx);
   add_search_command(app, ctx);
   add_serve_command(app, ctx);
+  add_quantize_command(app, ctx);
   add_info_command(app, ctx);
 
   // An unknown command would otherwise read "A subcommand is required".

@@ -70,6 +70,12 @@ void add_ceiling_command(CLI::App& app, Context& ctx);
 void add_index_command(CLI::App& app, Context& ctx);
 void add_search_command(CLI::App& app, Context& ctx);
 void add_serve_command(CLI::App& app, Context& ctx);
+void add_quantize_command(CLI::App& app, Context& ctx);
+
+/// `--quantize none|int8` of the inference commands (predict, eval, embed, explain, serve) into
+/// `value`; append_quantize() turns a given value into the eval.quantize assignment.
+void add_quantize_option(CLI::App* cmd, std::string& value);
+void append_quantize(std::vector<std::string>& overrides, const std::string& value);
 
 /// CLI11 check that a value is not empty: `--text ""` or `--run-dir ""` is a usage error (exit
 /// 2), not a silent default.

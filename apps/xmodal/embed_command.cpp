@@ -10,6 +10,7 @@ namespace xmodal::cli {
 
 void add_embed_command(CLI::App& app, Context& ctx) {
   auto args = std::make_shared<infer::EmbedOptions>();
+  auto quantize = std::make_shared<std::string>();
   auto* cmd = app.add_subcommand(
       "embed",
       "Write encoder features (final hidden states) of images and/or texts to safetensors");
@@ -30,11 +31,16 @@ void add_embed_command(CLI::App& app, Context& ctx) {
   cmd->add_option("--batch-size", args->batch_size, "Inputs per forward pass (default: 32)")
       ->check(at_least(1));
   cmd->add_option("--out", args->out, "Output .safetensors file")->required()->check(non_empty());
-  cmd->callback([&ctx, args] {
-    ctx.action = [&ctx, args] {
+  add_quantize_option(cmd, *quantize);
+  cmd->callback([&ctx, args, quantize] {
+    ctx.action = [&ctx, args, quantize] {
       auto options = *args;
       const auto shared = ctx.shared_overrides();
       options.overrides.insert(options.overrides.end(), shared.begin(), shared.end());
+      append_quantize(options.overrides, *quantize);
+      if (!quantize->empty() && options.checkpoint.empty()) {
+        throw std::invalid_argument("embed: --quantize needs --checkpoint");
+      }
       const auto result = infer::embed(options);
       ctx.out << "embedded " << result.count << " input(s): " << join(result.tensors, ", ")
               << " -> " << options.out << "\n";

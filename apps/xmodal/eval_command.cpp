@@ -10,7 +10,7 @@ namespace xmodal::cli {
 
 void add_eval_command(CLI::App& app, Context& ctx) {
   struct Args {
-    std::string checkpoint, split = "test", data_root, out, zero_shot;
+    std::string checkpoint, split = "test", data_root, out, zero_shot, quantize;
     int batch_size = 0, rerank_k = -1;
     double zoom_out = 0;
   };
@@ -34,6 +34,7 @@ void add_eval_command(CLI::App& app, Context& ctx) {
                   "retrieval with an ITM head: re-rank each query's top K contrastive candidates "
                   "by ITM + ITC, 0 = off (default: eval.rerank_k of the checkpoint)")
       ->check(at_least(0));
+  add_quantize_option(cmd, args->quantize);
   cmd->add_option("--zero-shot", args->zero_shot,
                   "retrieval: classify the images of a data set with texts built from "
                   "eval.prompts instead: fashion_mnist (--data-root default "
@@ -47,6 +48,7 @@ void add_eval_command(CLI::App& app, Context& ctx) {
     ctx.action = [&ctx, args] {
       // The config assignments both kinds of evaluation apply to the checkpoint's config.
       std::vector<std::string> overrides = ctx.shared_overrides();
+      append_quantize(overrides, args->quantize);
       if (args->batch_size > 0)
         overrides.push_back("eval.batch_size=" + std::to_string(args->batch_size));
       if (!args->zero_shot.empty()) {

@@ -10,7 +10,7 @@ namespace xmodal::cli {
 
 void add_explain_command(CLI::App& app, Context& ctx) {
   struct Args {
-    std::string checkpoint, image, text, out = "explain.png", method = "gradient";
+    std::string checkpoint, image, text, out = "explain.png", method = "gradient", quantize;
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("explain",
@@ -24,11 +24,13 @@ void add_explain_command(CLI::App& app, Context& ctx) {
                   "gradient (gradient-weighted attention rollout, answer-specific) | rollout "
                   "(plain attention rollout) (default: gradient)")
       ->check(CLI::IsMember({"gradient", "rollout"}));
+  add_quantize_option(cmd, args->quantize);
   cmd->callback([&ctx, args] {
     ctx.action = [&ctx, args] {
       infer::PredictorOptions o;
       o.checkpoint = args->checkpoint;
       o.overrides = ctx.shared_overrides();
+      append_quantize(o.overrides, args->quantize);
       infer::Predictor predictor(o);
       const auto e = predictor.explain({args->image, args->text}, args->method);
       infer::write_heat_map(args->image, e, args->out);

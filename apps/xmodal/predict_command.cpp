@@ -55,7 +55,7 @@ std::vector<Line> read_lines(const std::string& path) {
 
 void add_predict_command(CLI::App& app, Context& ctx) {
   struct Args {
-    std::string checkpoint, image, text, input, output, labels;
+    std::string checkpoint, image, text, input, output, labels, quantize;
     int top_k = 5;
   };
   auto args = std::make_shared<Args>();
@@ -77,6 +77,7 @@ void add_predict_command(CLI::App& app, Context& ctx) {
                   "retrieval: comma-separated labels to rank for each image, zero-shot with the "
                   "checkpoint's eval.prompts (then --text is optional; default: none)")
       ->check(non_empty());
+  add_quantize_option(cmd, args->quantize);
   cmd->callback([&ctx, args] {
     ctx.action = [&ctx, args] {
       const bool single = !args->image.empty() || !args->text.empty();
@@ -95,6 +96,7 @@ void add_predict_command(CLI::App& app, Context& ctx) {
       infer::PredictorOptions o;
       o.checkpoint = args->checkpoint;
       o.overrides = ctx.shared_overrides();
+      append_quantize(o.overrides, args->quantize);
       o.top_k = args->top_k;
       for (size_t at = 0; !args->labels.empty() && at <= args->labels.size();) {
         const size_t comma = std::min(args->labels.find(',', at), args->labels.size());

@@ -64,6 +64,7 @@ class SignalWatch {
 
 void add_serve_command(CLI::App& app, Context& ctx) {
   auto args = std::make_shared<serve::ServeOptions>();
+  auto quantize = std::make_shared<std::string>();
   auto* cmd = app.add_subcommand(
       "serve", "HTTP/JSON inference server: predict, embed, search, health and metrics");
   cmd->add_option("--checkpoint", args->checkpoint, "Checkpoint folder, RUN_DIR/best or a run")
@@ -104,10 +105,12 @@ void add_serve_command(CLI::App& app, Context& ctx) {
                   "A file holding an API key: every endpoint but /health requires it "
                   "(Authorization: Bearer KEY or X-API-Key)")
       ->check(non_empty());
-  cmd->callback([&ctx, args] {
-    ctx.action = [&ctx, args] {
+  add_quantize_option(cmd, *quantize);
+  cmd->callback([&ctx, args, quantize] {
+    ctx.action = [&ctx, args, quantize] {
       auto o = *args;
       o.overrides = ctx.shared_overrides();
+      append_quantize(o.overrides, *quantize);
       // Requests are decoded on many HTTP threads and freed on the model thread: with glibc's
       // default of 8 arenas per core each keeps its own freed memory (scripts/bench/serve.sh:
       // peak RSS 417 -> 366 MiB with 2, throughput unchanged). MALLOC_ARENA_MAX still wins.

@@ -4,6 +4,8 @@
 //   xmodal_bench_model --config configs/quickstart.yaml --mode arch|matmul|train|infer
 //                      [--batch 64] [--seconds 10] [--threads 0] [--intra-op -1]
 //                      [--profile TRACE.json] [--reference 1]
+//   xmodal_bench_model --checkpoint CKPT [--quantize int8] --mode infer [--batch 32]
+//                      (a trained model as `xmodal eval` loads it: scripts/bench/compress.sh)
 // Prints one JSON line. Sizes the data would fix (vocabulary, answers, auxiliary categories)
 // are flags with the scenes set's values.
 #include <sys/resource.h>
@@ -16,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "xmodal/checkpoint/artifacts.h"
 #include "xmodal/config/loader.h"
 #include "xmodal/core/runtime.h"
 #include "xmodal/models/blocks.h"
@@ -84,11 +87,26 @@ int main(int argc, char** argv) {
   const std::string config_path = arg(argc, argv, "config", "configs/quickstart.yaml");
   const int batch = int_arg(argc, argv, "batch", 64);
   const double seconds = std::stod(arg(argc, argv, "seconds", "10"));
-  const int vocab = int_arg(argc, argv, "vocab", 37), classes = int_arg(argc, argv, "classes", 19);
-  const int aux = int_arg(argc, argv, "aux", 10);
+  int vocab = int_arg(argc, argv, "vocab", 37), classes = int_arg(argc, argv, "classes", 19);
+  int aux = int_arg(argc, argv, "aux", 10);
   const int threads = xmodal::configure_threads(int_arg(argc, argv, "threads", 0),
                                                 int_arg(argc, argv, "intra-op", -1));
-  auto config = xmodal::config::load_config(config_path, {"model.vision.init_from="});
+  const std::string checkpoint = arg(argc, argv, "checkpoint", "");
+  const std::string quantize = arg(argc, argv, "quantize", "none");
+  xmodal::checkpoint::LoadedModel loaded;
+  if (!checkpoint.empty()) {
+    loaded = xmodal::checkpoint::load_trained_model(checkpoint);
+    xmodal::checkpoint::quantize_model(
+        loaded,
+        quantize == "int8" ? xmodal::config::Quantize::int8 : xmodal::config::Quantize::none,
+        c10::Device(c10::kCPU));
+    vocab = static_cast<int>(loaded.artifacts.tokenizer->vocab_size());
+    classes = static_cast<int>(loaded.artifacts.class_names.size());
+    aux = static_cast<int>(loaded.artifacts.aux_class_names.size());
+  }
+  auto config = checkpoint.empty()
+                    ? xmodal::config::load_config(config_path, {"model.vision.init_from="})
+                    : loaded.config;
   torch::manual_seed(0);
 
   if (mode == "arch") {  // the sizes the Python peer builds its model from
@@ -118,7 +136,10 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  auto model = xmodal::models::build_model(config, {vocab, classes, aux});
+  auto model = checkpoint.empty() ? xmodal::models::build_model(config, {vocab, classes, aux})
+                                  : loaded.model;
+  const std::string impl =
+      loaded.quantization == xmodal::config::Quantize::int8 ? "xmodal-int8" : "xmodal";
   // --reference 1: xmodal's two compute shortcuts off (the fused attention kernel and the
   // [CLS]-row-only last fusion layer), i.e. the same ATen ops as the PyTorch peer.
   const bool reference = int_arg(argc, argv, "reference", 0) != 0;
@@ -192,7 +213,8 @@ int main(int argc, char** argv) {
     const Batch one = make_batch(1, config, vocab, classes, aux);
     auto forward = [&](const Batch& x) {
       torch::InferenceMode guard;
-      return model->forward(x.images, x.ids, x.mask, x.types, {}).logits.sigmoid();
+      const auto out = model->forward(x.images, x.ids, x.mask, x.types, {});
+      return out.logits.defined() ? out.logits.sigmoid() : out.pooled;
     };
     for (int i = 0; i < 3; ++i) forward(b);
     int runs = 0;
@@ -214,7 +236,7 @@ int main(int argc, char** argv) {
     std::printf(
         "{\"impl\": \"%s\", \"mode\": \"infer\", \"threads\": %d, \"batch\": %d, "
         "\"infer_sps\": %.1f, \"latency_ms\": %.3f, \"peak_rss_mb\": %.1f}\n",
-        reference ? "xmodal-reference" : "xmodal", threads, batch, sps,
+        reference ? "xmodal-reference" : impl.c_str(), threads, batch, sps,
         latencies[latencies.size() / 2], peak_rss_kb() / 1024.0);
     return 0;
   }

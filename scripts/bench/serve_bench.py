@@ -1,9 +1,10 @@
 #!/usr/bin/python3
-"""The driver of scripts/bench/serve.sh: three servers of the same model, one after the other on
+"""The driver of scripts/bench/serve.sh: four servers of the same model, one after the other on
 127.0.0.1, each loaded by wrk at concurrency 1, 8, 32 and 64 (bounded: DURATION seconds per
 point, a 30 s request timeout), then stopped:
 
   xmodal batched     xmodal serve --max-batch B --max-delay-ms D
+  xmodal int8 batched  the same with --quantize int8 (README "int8 inference")
   xmodal unbatched   xmodal serve --max-batch 1
   pytorch+fastapi    serve_peer.py under uvicorn (the same model in PyTorch)
 
@@ -122,6 +123,9 @@ def main():
     servers = [
         ("xmodal batched", xmodal_args + ["--max-batch", str(a.max_batch), "--max-delay-ms",
                                           str(a.max_delay_ms)]),
+        ("xmodal int8 batched", xmodal_args + ["--quantize", "int8", "--max-batch",
+                                               str(a.max_batch), "--max-delay-ms",
+                                               str(a.max_delay_ms)]),
         ("xmodal unbatched", xmodal_args + ["--max-batch", "1", "--max-delay-ms", "0"]),
         ("pytorch+fastapi", None),
     ]

@@ -433,5 +433,27 @@ check search_files_disagree 1 "the index's files disagree \(4 embeddings, 1 path
 check search_foreign_checkpoint 2 "embeddings of two models cannot be compared" -- \
   "$XMODAL" search --index "$W/ix" --text "a bag" --checkpoint "$W/rrun2/last"
 
+# ---- distillation and int8 ----
+check distill_teacher_missing 2 "train.distill.teacher: /nonexistent/teacher: no such file" -- \
+  "$XMODAL" train "$W/tiny.yaml" --run-dir "$W/d1" --set train.distill.teacher=/nonexistent/teacher
+check distill_teacher_of_another_task 2 "is a retrieval model; this run trains vqa" -- \
+  "$XMODAL" train "$W/tiny.yaml" --run-dir "$W/d2" --set "train.distill.teacher=$RK"
+expect distill_refused_before_any_file test ! -e "$W/d2/checkpoints"
+check distill_negative_weight 2 "train.distill.weight" -- \
+  "$XMODAL" train "$W/tiny.yaml" --run-dir "$W/d3" --set train.distill.weight=-1
+check quantize_unknown_kind 2 "--quantize" -- \
+  "$XMODAL" predict --checkpoint "$CK" --image "$IMG" --text "a" --quantize int4
+mkdir -p "$W/q_full" && : >"$W/q_full/keep.txt"
+check quantize_into_a_full_folder 2 "q_full already exists" -- \
+  "$XMODAL" quantize --checkpoint "$CK" --out "$W/q_full"
+expect quantize_kept_the_folder test -f "$W/q_full/keep.txt"
+"$XMODAL" --log-level warn quantize --checkpoint "$CK" --out "$W/q8" >/dev/null || echo "FAIL: quantize"
+check resume_an_int8_checkpoint 1 "q8: no complete checkpoint to resume" -- "$XMODAL" train --resume "$W/q8"
+check init_from_an_int8_checkpoint 2 "is an int8 checkpoint \(xmodal quantize\): it cannot start training" -- \
+  "$XMODAL" train "$W/tiny.yaml" --run-dir "$W/d4" --set "model.vision.init_from=$W/q8"
+cp -r "$W/q8" "$W/q8_cut" && truncate -s 2000 "$W/q8_cut/model.safetensors"
+check truncated_int8_checkpoint 1 "q8_cut.*model.safetensors has 2000 bytes" -- \
+  "$XMODAL" predict --checkpoint "$W/q8_cut" --image "$IMG" --text "a"
+
 echo "$((cases - failures))/$cases bad-input cases behave"
 ((failures == 0))

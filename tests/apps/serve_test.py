@@ -7,6 +7,7 @@
   bad input    every hostile request of issue 25 item 4: status, a one-line JSON error, and the
                server healthy afterwards
   metrics      the counters count what was sent
+  int8         a --quantize int8 server answers as `xmodal predict --quantize int8`
   retrieval    /v1/embed equals `xmodal embed`'s rows; /v1/search answers like `xmodal search`
   SIGTERM      while requests are in flight: each one answered, exit 0
 
@@ -382,6 +383,25 @@ train: {{batch_size: 16, max_steps: 4, eval_every: 4, checkpoint_every: 4,
                 {"image_path": inputs[0]["image"], "text": "x"})
     if server.stop() != 0:
         fail("second server: exit code")
+
+    # ---- int8: a --quantize int8 server answers as `xmodal predict --quantize int8` ----
+    expected8 = [{k: v for k, v in json.loads(line).items() if k not in ("line", "image")}
+                 for line in run("predict", "--checkpoint", vqa, "--quantize", "int8", "--input",
+                                 os.path.join(WORK, "inputs.jsonl"), "--top-k", "5")
+                 .stdout.splitlines()]
+    server = Served("--checkpoint", vqa, "--quantize", "int8", "--max-batch", "8")
+    status, info = server.request("GET", "/v1/model")
+    if status != 200 or info.get("quantization") != "int8":
+        fail(f"int8 /v1/model: {status} {info}")
+    status, body = server.request("POST", "/v1/predict", [
+        {"image": b64(i["image"]), "text": i["text"]} for i in inputs[:8]])
+    problem = f"status {status} {body}" if status != 200 else close_enough(body, expected8[:8])
+    if problem:
+        fail(f"int8 predict: {problem}")
+    else:
+        print("ok   int8 server (--quantize int8) = xmodal predict --quantize int8")
+    if server.stop() != 0:
+        fail("int8 server: exit code")
 
     # ---- retrieval: embed equals `xmodal embed`, search equals `xmodal search` ----
     index = os.path.join(WORK, "index")

@@ -132,5 +132,46 @@ TEST_F(Losses, ItmIsTwoWayCrossEntropyScaledToTheSamples) {
   expect_close(logits.grad(), "itm.grad.logits");
 }
 
+// Knowledge distillation (train.distill) against torch.nn.functional's BCE and KL forms.
+TEST_F(Losses, DistillationTermsEqualPyTorchsBceAndKlTimesTSquared) {
+  const double t = at("distill.temperature").item<double>();
+  auto s = input("distill.sigmoid.student");
+  auto total = distill_sigmoid(s, at("distill.sigmoid.teacher"), t);
+  expect_close(total, "distill.sigmoid.total");
+  total.backward();
+  expect_close(s.grad(), "distill.sigmoid.grad");
+
+  s = input("distill.softmax.student");
+  total = distill_softmax(s, at("distill.softmax.teacher"), t);
+  expect_close(total, "distill.softmax.total");
+  total.backward();
+  expect_close(s.grad(), "distill.softmax.grad");
+
+  auto presence = input("distill.counting.presence_student");
+  auto counts = input("distill.counting.counts_student");
+  total = distill_sigmoid(presence, at("distill.counting.presence_teacher"), t, 3) +
+          distill_softmax(counts, at("distill.counting.counts_teacher"), t, 3);
+  expect_close(total, "distill.counting.total");
+  total.backward();
+  expect_close(presence.grad(), "distill.counting.grad.presence");
+  expect_close(counts.grad(), "distill.counting.grad.counts");
+
+  s = input("distill.similarity.student");
+  total = distill_similarity(s, at("distill.similarity.teacher"), t);
+  expect_close(total, "distill.similarity.total");
+  total.backward();
+  expect_close(s.grad(), "distill.similarity.grad");
+}
+
+TEST_F(Losses, DistillationOfEqualOutputsHasNoGradientAndShapesMustAgree) {
+  auto s = input("distill.softmax.student");
+  const auto same = distill_softmax(s, s.detach(), 2.0);
+  EXPECT_LT(same.abs().item<double>(), 1e-5);  // KL of a distribution with itself
+  same.backward();
+  EXPECT_LT(s.grad().abs().max().item<double>(), 1e-6);
+  EXPECT_THROW(distill_softmax(s, s.detach().narrow(1, 0, 3), 2.0), std::invalid_argument);
+  EXPECT_THROW(distill_sigmoid(s, torch::Tensor(), 2.0), std::invalid_argument);
+}
+
 }  // namespace
 }  // namespace xmodal::models

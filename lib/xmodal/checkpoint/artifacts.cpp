@@ -11,6 +11,7 @@
 #include "xmodal/data/dataset.h"
 #include "xmodal/models/factory.h"
 #include "xmodal/models/import.h"
+#include "xmodal/models/linear.h"
 #include "xmodal/text/factory.h"
 
 namespace xmodal::checkpoint {
@@ -67,6 +68,8 @@ LoadedModel load_trained_model(const std::string& path) {
       models::build_model(m.config, {m.artifacts.tokenizer->vocab_size(),
                                      static_cast<int64_t>(m.artifacts.class_names.size()),
                                      static_cast<int64_t>(m.artifacts.aux_class_names.size())});
+  // A quantized checkpoint (xmodal quantize) holds its Linear weights as int8 + scales.
+  models::load_int8_layers(*m.model, content.model, m.checkpoint + "/model.safetensors");
   try {
     models::load_state(*m.model, content.model, /*strict=*/true,
                        m.checkpoint + "/model.safetensors");
@@ -77,7 +80,31 @@ LoadedModel load_trained_model(const std::string& path) {
   }
   m.model->eval();
   m.step = content.state.step;
+  m.quantization = models::has_int8(*m.model) ? config::Quantize::int8 : config::Quantize::none;
   return m;
+}
+
+void quantize_model(LoadedModel& m, config::Quantize quantize, const c10::Device& device) {
+  if (quantize == config::Quantize::int8 && m.quantization != config::Quantize::int8) {
+    const int layers = models::quantize_int8(*m.model);
+    m.quantization = config::Quantize::int8;
+    log::info("[int8] {} Linear layers quantized (per-row int8 weights, dynamic int8 inputs)",
+              layers);
+  }
+  if (m.quantization == config::Quantize::int8 && !device.is_cpu()) {
+    throw std::runtime_error("checkpoint " + m.checkpoint +
+                             ": an int8 model runs on the CPU only (run.device: cpu)");
+  }
+}
+
+std::string write_model_dir(const std::string& dir, const LoadedModel& m) {
+  CheckpointContent content;
+  content.state.step = m.step;
+  content.model = models::int8_state_tensors(*m.model);
+  config::Config c = m.config;  // an int8 model's config says so (eval.quantize: int8)
+  if (m.quantization == config::Quantize::int8) c.eval.quantize = config::Quantize::int8;
+  content.files = artifact_files(c, m.artifacts);
+  return write_checkpoint_dir(dir, content);
 }
 
 InitReport init_component(torch::nn::Module& model, const std::string& component,
@@ -88,6 +115,15 @@ InitReport init_component(torch::nn::Module& model, const std::string& component
   const fs::path best = fs::path(path) / "best";
   report.checkpoint = resolve_checkpoint(fs::exists(best, ec) ? best.string() : path);
   const auto source = load_checkpoint(report.checkpoint, {/*optimizer=*/false}).model;
+  for (const auto& [name, tensor] : source) {
+    const std::string suffix = models::kInt8ScaleSuffix;
+    if (name.size() > suffix.size() &&
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+      throw std::invalid_argument(report.checkpoint +
+                                  " is an int8 checkpoint (xmodal quantize): it cannot start "
+                                  "training; give the float checkpoint it was made from");
+    }
+  }
   const std::string prefix = component + ".";
   const auto starts = [&](const std::string& name) { return name.rfind(prefix, 0) == 0; };
   auto target = state_tensors(model);

@@ -38,12 +38,24 @@ struct LoadedModel {
   Artifacts artifacts;
   models::Model model = nullptr;  ///< in eval mode, on the CPU
   int64_t step = 0;
+  /// int8: its Linear layers are int8 (a quantized checkpoint, or quantize_model()).
+  config::Quantize quantization = config::Quantize::none;
 };
 
 /// Loads a checkpoint (a checkpoint directory, a `best`/`last` link or a run directory) with
 /// its config, tokenizer and classes, verifying checksums. Throws std::runtime_error naming the
 /// checkpoint and the problem.
 LoadedModel load_trained_model(const std::string& path);
+
+/// With `quantize` int8, makes the model's Linear layers int8 (models/linear.h) unless they are
+/// already; throws std::runtime_error when an int8 model would run on a `device` other than the
+/// CPU or the int8 engine is unavailable.
+void quantize_model(LoadedModel& model, config::Quantize quantize, const c10::Device& device);
+
+/// Writes `model` as a standalone checkpoint directory `dir` (which must not exist or be
+/// empty): model.safetensors (an int8 model's Linear weights as int8 + LAYER.weight_scale, the
+/// rest as float), its artifacts and state.json, without optimizer state. Returns `dir`.
+std::string write_model_dir(const std::string& dir, const LoadedModel& model);
 
 /// What init_component() loaded.
 struct InitReport {

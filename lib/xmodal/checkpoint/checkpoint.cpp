@@ -230,16 +230,14 @@ void set_cpu_rng_state(const std::string& hex) {
 
 // ---- writing ----------------------------------------------------------------------------------
 
-std::string write_checkpoint(const std::string& run_dir, const CheckpointContent& content) {
-  const fs::path root = fs::path(run_dir) / "checkpoints";
+namespace {
+
+// Writes every file of `content` into the new directory `tmp` (fsynced, state.json last); on
+// failure removes `tmp` and rethrows.
+void write_into(const fs::path& tmp, const CheckpointContent& content) {
   std::error_code ec;
-  fs::create_directories(root, ec);
-  if (ec) throw std::runtime_error("cannot create " + root.string() + ": " + ec.message());
-  const std::string name = "step-" + std::to_string(content.state.step);
-  const fs::path tmp = root / (".tmp-" + name + "-" + std::to_string(::getpid()));
   fs::remove_all(tmp, ec);
   if (::mkdir(tmp.c_str(), 0755) != 0) fail_errno("create", tmp);
-
   try {
     json files = json::object();
     put_file(tmp, kModelFile, io::serialize_safetensors(content.model, {{"format", "pt"}}), files);
@@ -258,6 +256,29 @@ std::string write_checkpoint(const std::string& run_dir, const CheckpointContent
     fs::remove_all(tmp, ec);
     throw;
   }
+}
+
+// Renames `tmp` to `final_dir`; removes `tmp` on failure.
+void move_into_place(const fs::path& tmp, const fs::path& final_dir) {
+  if (::rename(tmp.c_str(), final_dir.c_str()) != 0) {
+    const int saved = errno;
+    std::error_code ec;
+    fs::remove_all(tmp, ec);
+    errno = saved;
+    fail_errno("rename into place", final_dir);
+  }
+}
+
+}  // namespace
+
+std::string write_checkpoint(const std::string& run_dir, const CheckpointContent& content) {
+  const fs::path root = fs::path(run_dir) / "checkpoints";
+  std::error_code ec;
+  fs::create_directories(root, ec);
+  if (ec) throw std::runtime_error("cannot create " + root.string() + ": " + ec.message());
+  const std::string name = "step-" + std::to_string(content.state.step);
+  const fs::path tmp = root / (".tmp-" + name + "-" + std::to_string(::getpid()));
+  write_into(tmp, content);
 
   const fs::path final_dir = root / name;
   if (fs::exists(final_dir)) {
@@ -265,14 +286,38 @@ std::string write_checkpoint(const std::string& run_dir, const CheckpointContent
     if (::rename(final_dir.c_str(), trash.c_str()) != 0) fail_errno("move aside", final_dir);
     fs::remove_all(trash, ec);
   }
-  if (::rename(tmp.c_str(), final_dir.c_str()) != 0) {
+  move_into_place(tmp, final_dir);
+  fsync_dir(root);
+  return final_dir.string();
+}
+
+std::string write_checkpoint_dir(const std::string& dir, const CheckpointContent& content) {
+  const fs::path target = fs::path(dir).lexically_normal();
+  if (target.filename().empty() || target.filename() == "." || target.filename() == "..") {
+    throw std::invalid_argument("cannot write a checkpoint to " + dir + ": name a new directory");
+  }
+  std::error_code ec;
+  const auto status = fs::symlink_status(target, ec);
+  if (fs::exists(status)) {
+    if (!fs::is_directory(status) || !fs::is_empty(target, ec)) {
+      throw std::invalid_argument(dir + " already exists (give a new directory, or an empty one)");
+    }
+  }
+  const fs::path parent = target.has_parent_path() ? target.parent_path() : fs::path(".");
+  fs::create_directories(parent, ec);
+  if (ec) throw std::runtime_error("cannot create " + parent.string() + ": " + ec.message());
+  const fs::path tmp =
+      parent / ("." + target.filename().string() + ".tmp-" + std::to_string(::getpid()));
+  write_into(tmp, content);
+  if (fs::exists(status) && ::rmdir(target.c_str()) != 0) {
     const int saved = errno;
     fs::remove_all(tmp, ec);
     errno = saved;
-    fail_errno("rename into place", final_dir);
+    fail_errno("replace the empty directory", target);
   }
-  fsync_dir(root);
-  return final_dir.string();
+  move_into_place(tmp, target);
+  fsync_dir(parent);
+  return target.string();
 }
 
 void set_pointer(const std::string& run_dir, const std::string& name,

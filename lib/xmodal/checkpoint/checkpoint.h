@@ -64,6 +64,11 @@ struct CheckpointContent {
 /// the same step. Returns the checkpoint directory. Throws std::runtime_error naming the path.
 std::string write_checkpoint(const std::string& run_dir, const CheckpointContent& content);
 
+/// Writes a checkpoint as the standalone directory `dir` (xmodal quantize's output), crash-safe
+/// as above (a temporary sibling renamed into place). `dir` must not exist, or be an empty
+/// directory (not a symlink); std::invalid_argument otherwise. Returns `dir`.
+std::string write_checkpoint_dir(const std::string& dir, const CheckpointContent& content);
+
 struct LoadOptions {
   bool optimizer = true;  ///< also read optimizer.safetensors
   /// Parse the tensors; false only verifies (state.json, every file's size and CRC-32): what

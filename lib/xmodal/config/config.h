@@ -33,6 +33,7 @@ enum class Stem { patch, conv };
 enum class DistBackend { automatic, gloo, nccl };
 enum class Precision { fp32, bf16, fp16 };
 enum class VqaProtocol { official, legacy };
+enum class Quantize { none, int8 };
 
 template <class E>
 struct EnumTable;  // specialised below: static constexpr std::array<std::pair<E, const char*>, N>
@@ -116,6 +117,12 @@ template <>
 struct EnumTable<VqaProtocol> {
   static constexpr std::array<std::pair<VqaProtocol, const char*>, 2> entries = {
       {{VqaProtocol::official, "official"}, {VqaProtocol::legacy, "legacy"}}};
+};
+
+template <>
+struct EnumTable<Quantize> {
+  static constexpr std::array<std::pair<Quantize, const char*>, 2> entries = {
+      {{Quantize::none, "none"}, {Quantize::int8, "int8"}}};
 };
 
 /// The YAML spelling of an enum value.
@@ -490,6 +497,30 @@ struct AuxConfig {
   }
 };
 
+/// Knowledge distillation (train.distill): a trained teacher of the same task and classes runs
+/// next to the student without gradients, and the loss adds weight x the distillation term
+/// (tasks/task.h, Task::distill_loss).
+struct DistillConfig {
+  std::string teacher = "";  // xmodal checkpoint or run directory (its best checkpoint)
+  double weight = 1.0;
+  double temperature = 2.0;
+
+  template <class V>
+  void visit(V& v) {
+    v.field("teacher", teacher,
+            "xmodal checkpoint or run directory (its best checkpoint) of the same task, classes "
+            "and input pipeline whose outputs the student also learns from; \"\" = no "
+            "distillation");
+    v.field("weight", weight,
+            "weight of the distillation term added to the task loss (0: the teacher runs, the "
+            "student learns as without it)",
+            Range::at_least(0));
+    v.field("temperature", temperature,
+            "softening temperature T of both models' outputs (the term is scaled by T^2)",
+            Range::positive());
+  }
+};
+
 struct TrainConfig {
   int batch_size = 64;
   int64_t max_steps = 0;
@@ -517,6 +548,7 @@ struct TrainConfig {
   double fusion_lr_mult = 1.0;
   Precision precision = Precision::fp32;
   double itm = 0.0;  // retrieval: weight of the image-text matching loss; 0 = no ITM head
+  DistillConfig distill;
 
   template <class V>
   void visit(V& v) {
@@ -571,6 +603,7 @@ struct TrainConfig {
             "fusion's pooled output, each pair against an in-batch hard negative text and image "
             "drawn by their contrastive similarity, as ALBEF); 0 = no ITM head",
             Range::at_least(0));
+    v.section("distill", distill, "knowledge distillation from a trained teacher");
   }
 };
 
@@ -597,6 +630,7 @@ struct EvalConfig {
   int batch_size = 128;
   VqaProtocol vqa_protocol = VqaProtocol::official;  // VQA accuracy: official | legacy
   int rerank_k = 0;  // retrieval with ITM: candidates re-ranked by ITM + ITC; 0 = off
+  Quantize quantize = Quantize::none;
   std::vector<std::string> prompts = {"a picture showing 1 {}.", "a {} in the middle."};
 
   template <class V>
@@ -611,6 +645,10 @@ struct EvalConfig {
             "each query are re-ranked by ITM + ITC similarity, as BLIP (both rankings are "
             "reported); 0 = contrastive ranking only",
             Range::at_least(0));
+    v.field("quantize", quantize,
+            "none | int8: eval's Linear layers (encoders, fusion, heads) as dynamically "
+            "quantized int8 with per-row weight scales (--quantize int8 for predict, embed, "
+            "explain and serve)");
     v.field("prompts", prompts,
             "retrieval: templates of the zero-shot classifier's texts, {} = the class name; a "
             "class's text embedding is the normalised mean over the templates");

@@ -45,6 +45,7 @@ EvalSummary run_eval(const EvalOptions& options) {
   config::validate(c);
   configure_threads(c.run.threads);
   const c10::Device device = resolve_device(c.run.device);
+  checkpoint::quantize_model(loaded, c.eval.quantize, device);
   loaded.model->to(device);
 
   const auto& classes = loaded.artifacts.class_names;
@@ -91,6 +92,7 @@ EvalSummary run_eval(const EvalOptions& options) {
                   {"examples", r.examples},
                   {"skipped", r.skipped},
                   {"has_targets", split->has_targets},
+                  {"quantization", config::to_string(loaded.quantization)},
                   {"metrics", metrics}};
   r.predictions->write(s.out_dir, summary);
   s.table = r.predictions->table(r.metrics);

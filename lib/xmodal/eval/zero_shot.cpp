@@ -27,6 +27,7 @@ ZeroShotSummary run_zero_shot(const ZeroShotOptions& o) {
   config::apply_overrides(m.config, o.overrides);
   configure_threads(m.config.run.threads);
   const c10::Device device = resolve_device(m.config.run.device);
+  checkpoint::quantize_model(m, m.config.eval.quantize, device);
   m.model->to(device);
   m.model->eval();
 

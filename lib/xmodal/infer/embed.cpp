@@ -73,6 +73,8 @@ Encoders from_config(const EmbedOptions& o, bool want_image, bool want_text) {
 Encoders from_checkpoint(const EmbedOptions& o) {
   auto loaded = checkpoint::load_trained_model(o.checkpoint);
   config::apply_overrides(loaded.config, o.overrides);
+  checkpoint::quantize_model(loaded, loaded.config.eval.quantize,
+                             resolve_device(loaded.config.run.device));
   Encoders e;
   e.config = loaded.config;
   e.tokenizer = loaded.artifacts.tokenizer;

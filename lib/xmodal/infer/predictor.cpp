@@ -54,6 +54,7 @@ Predictor::Predictor(const PredictorOptions& options)
   config::validate(loaded_->config);
   configure_threads(loaded_->config.run.threads);
   const auto device = resolve_device(loaded_->config.run.device);
+  checkpoint::quantize_model(*loaded_, loaded_->config.eval.quantize, device);
   loaded_->model->to(device);
   loaded_->model->eval();
   if (!options_.labels.empty()) {

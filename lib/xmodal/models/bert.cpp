@@ -34,7 +34,7 @@ torch::Tensor BertEmbeddingsImpl::forward(const torch::Tensor& input_ids,
 }
 
 void BertPoolerImpl::reset() {
-  dense = register_module("dense", torch::nn::Linear(hidden, hidden));
+  dense = register_module("dense", Linear(hidden, hidden));
 }
 
 torch::Tensor BertPoolerImpl::forward(const torch::Tensor& tokens) {
@@ -63,7 +63,7 @@ void BertImpl::reset() {
   // BERT's init for linear layers: N(0, 0.02), zero bias.
   torch::NoGradGuard no_grad;
   for (auto& module : modules(/*include_self=*/false)) {
-    if (auto* linear = module->as<torch::nn::Linear>()) {
+    if (auto* linear = module->as<Linear>()) {
       linear->weight.normal_(0.0, 0.02);
       linear->bias.zero_();
     }

@@ -13,6 +13,7 @@
 #include <torch/nn.h>
 
 #include "xmodal/models/blocks.h"
+#include "xmodal/models/linear.h"
 
 namespace xmodal::models {
 
@@ -68,7 +69,7 @@ struct BertPoolerImpl : torch::nn::Cloneable<BertPoolerImpl> {
   torch::Tensor forward(const torch::Tensor& tokens);
 
   int64_t hidden;
-  torch::nn::Linear dense = nullptr;
+  Linear dense = nullptr;
 };
 TORCH_MODULE(BertPooler);
 

@@ -25,8 +25,8 @@ MultiHeadAttentionImpl::MultiHeadAttentionImpl(const MultiHeadAttentionOptions& 
 
 void MultiHeadAttentionImpl::reset() {
   const int64_t d = options.dim();
-  qkv = register_module("qkv", torch::nn::Linear(d, 3 * d));
-  out = register_module("out", torch::nn::Linear(d, d));
+  qkv = register_module("qkv", Linear(d, 3 * d));
+  out = register_module("out", Linear(d, d));
   dropout = register_module("dropout", torch::nn::Dropout(options.dropout()));
   // Same init as PyTorch's nn.MultiheadAttention: xavier-uniform weights, zero biases.
   torch::NoGradGuard no_grad;
@@ -87,8 +87,8 @@ torch::Tensor MultiHeadAttentionImpl::forward(const torch::Tensor& x,
 MlpImpl::MlpImpl(const MlpOptions& options_) : options(options_) { reset(); }
 
 void MlpImpl::reset() {
-  fc1 = register_module("fc1", torch::nn::Linear(options.dim(), options.hidden()));
-  fc2 = register_module("fc2", torch::nn::Linear(options.hidden(), options.dim()));
+  fc1 = register_module("fc1", Linear(options.dim(), options.hidden()));
+  fc2 = register_module("fc2", Linear(options.hidden(), options.dim()));
   dropout = register_module("dropout", torch::nn::Dropout(options.dropout()));
 }
 

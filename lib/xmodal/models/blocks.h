@@ -10,6 +10,8 @@
 
 #include <torch/nn.h>
 
+#include "xmodal/models/linear.h"
+
 namespace xmodal::models {
 
 /// GELU, exact erf form (BERT, ViT): x * 0.5 * (1 + erf(x / sqrt(2))).
@@ -39,8 +41,8 @@ class MultiHeadAttentionImpl : public torch::nn::Cloneable<MultiHeadAttentionImp
                         int64_t queries = -1);
 
   MultiHeadAttentionOptions options;
-  torch::nn::Linear qkv = nullptr;
-  torch::nn::Linear out = nullptr;
+  Linear qkv = nullptr;
+  Linear out = nullptr;
   torch::nn::Dropout dropout = nullptr;
   /// When set, forward() keeps its attention probabilities [B, H, L, L] (before dropout, part
   /// of the autograd graph) in `attention`, for explanations. Off by default: no cost.
@@ -65,8 +67,8 @@ class MlpImpl : public torch::nn::Cloneable<MlpImpl> {
   torch::Tensor forward(const torch::Tensor& x);
 
   MlpOptions options;
-  torch::nn::Linear fc1 = nullptr;
-  torch::nn::Linear fc2 = nullptr;
+  Linear fc1 = nullptr;
+  Linear fc2 = nullptr;
   torch::nn::Dropout dropout = nullptr;
 };
 TORCH_MODULE(Mlp);

@@ -30,14 +30,14 @@ void FusionImpl::reset() {
   const FusionMode mode = options.mode();
   if (mode == FusionMode::late) {
     late_fc1 =
-        register_module("late_fc1", torch::nn::Linear(options.text_dim() + options.image_dim(), d));
-    late_fc2 = register_module("late_fc2", torch::nn::Linear(d, d));
+        register_module("late_fc1", Linear(options.text_dim() + options.image_dim(), d));
+    late_fc2 = register_module("late_fc2", Linear(d, d));
     return;
   }
   if (uses_text(mode))
-    text_proj = register_module("text_proj", torch::nn::Linear(options.text_dim(), d));
+    text_proj = register_module("text_proj", Linear(options.text_dim(), d));
   if (uses_image(mode)) {
-    image_proj = register_module("image_proj", torch::nn::Linear(options.image_dim(), d));
+    image_proj = register_module("image_proj", Linear(options.image_dim(), d));
   }
   type_embedding = register_module("type_embedding", torch::nn::Embedding(2, d));
   cls_token = register_parameter("cls_token", torch::zeros({1, 1, d}));
@@ -50,7 +50,7 @@ void FusionImpl::reset() {
                                         .norm_first(true)));
   norm = register_module("norm",
                          torch::nn::LayerNorm(torch::nn::LayerNormOptions({d}).eps(options.eps())));
-  pooler = register_module("pooler", torch::nn::Linear(d, d));
+  pooler = register_module("pooler", Linear(d, d));
   torch::NoGradGuard no_grad;
   type_embedding->weight.normal_(0.0, 0.02);
   init_trunc_normal_(cls_token, 0.02);

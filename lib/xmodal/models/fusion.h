@@ -14,6 +14,7 @@
 #include <torch/nn.h>
 
 #include "xmodal/models/blocks.h"
+#include "xmodal/models/linear.h"
 
 namespace xmodal::models {
 
@@ -70,15 +71,15 @@ class FusionImpl : public torch::nn::Cloneable<FusionImpl> {
   int64_t output_dim() const { return options.hidden(); }
 
   FusionOptions options;
-  torch::nn::Linear text_proj = nullptr;
-  torch::nn::Linear image_proj = nullptr;
+  Linear text_proj = nullptr;
+  Linear image_proj = nullptr;
   torch::nn::Embedding type_embedding = nullptr;
   torch::Tensor cls_token;
   torch::nn::ModuleList layers = nullptr;
   torch::nn::LayerNorm norm = nullptr;
-  torch::nn::Linear pooler = nullptr;
-  torch::nn::Linear late_fc1 = nullptr;
-  torch::nn::Linear late_fc2 = nullptr;
+  Linear pooler = nullptr;
+  Linear late_fc1 = nullptr;
+  Linear late_fc2 = nullptr;
 };
 TORCH_MODULE(Fusion);
 

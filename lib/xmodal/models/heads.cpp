@@ -13,11 +13,11 @@ VqaHeadImpl::VqaHeadImpl(const VqaHeadOptions& options_) : options(options_) {
 }
 
 void VqaHeadImpl::reset() {
-  fc1 = register_module("fc1", torch::nn::Linear(options.in_dim(), options.hidden()));
+  fc1 = register_module("fc1", Linear(options.in_dim(), options.hidden()));
   norm = register_module(
       "norm",
       torch::nn::LayerNorm(torch::nn::LayerNormOptions({options.hidden()}).eps(options.eps())));
-  fc2 = register_module("fc2", torch::nn::Linear(options.hidden(), options.num_answers()));
+  fc2 = register_module("fc2", Linear(options.hidden(), options.num_answers()));
 }
 
 torch::Tensor VqaHeadImpl::forward(const torch::Tensor& pooled) {
@@ -33,11 +33,11 @@ CountingHeadImpl::CountingHeadImpl(const CountingHeadOptions& options_) : option
 
 void CountingHeadImpl::reset() {
   const int64_t h = options.hidden(), c = options.num_categories();
-  fc1 = register_module("fc1", torch::nn::Linear(options.in_dim(), h));
+  fc1 = register_module("fc1", Linear(options.in_dim(), h));
   norm = register_module("norm",
                          torch::nn::LayerNorm(torch::nn::LayerNormOptions({h}).eps(options.eps())));
-  presence = register_module("presence", torch::nn::Linear(h, c));
-  counts = register_module("counts", torch::nn::Linear(h, c * (options.max_count() + 1)));
+  presence = register_module("presence", Linear(h, c));
+  counts = register_module("counts", Linear(h, c * (options.max_count() + 1)));
 }
 
 CountingLogits CountingHeadImpl::forward(const torch::Tensor& pooled) {

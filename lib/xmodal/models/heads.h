@@ -7,6 +7,8 @@
 
 #include <torch/nn.h>
 
+#include "xmodal/models/linear.h"
+
 namespace xmodal::models {
 
 struct VqaHeadOptions {
@@ -26,9 +28,9 @@ class VqaHeadImpl : public torch::nn::Cloneable<VqaHeadImpl> {
   torch::Tensor forward(const torch::Tensor& pooled);
 
   VqaHeadOptions options;
-  torch::nn::Linear fc1 = nullptr;
+  Linear fc1 = nullptr;
   torch::nn::LayerNorm norm = nullptr;
-  torch::nn::Linear fc2 = nullptr;
+  Linear fc2 = nullptr;
 };
 TORCH_MODULE(VqaHead);
 
@@ -55,10 +57,10 @@ class CountingHeadImpl : public torch::nn::Cloneable<CountingHeadImpl> {
   CountingLogits forward(const torch::Tensor& pooled);
 
   CountingHeadOptions options;
-  torch::nn::Linear fc1 = nullptr;
+  Linear fc1 = nullptr;
   torch::nn::LayerNorm norm = nullptr;
-  torch::nn::Linear presence = nullptr;
-  torch::nn::Linear counts = nullptr;
+  Linear presence = nullptr;
+  Linear counts = nullptr;
 };
 TORCH_MODULE(CountingHead);
 

@@ -100,4 +100,46 @@ torch::Tensor dense_loss(const torch::Tensor& logits, const torch::Tensor& targe
   return bce.sum(2).mean(1).sum();
 }
 
+namespace {
+
+void check_same(const torch::Tensor& student, const torch::Tensor& teacher, const char* what) {
+  if (!student.defined() || !teacher.defined() || student.sizes() != teacher.sizes()) {
+    throw std::invalid_argument(std::string("distillation: the student's and the teacher's ") +
+                                what + " differ in shape (" +
+                                (student.defined() ? c10::str(student.sizes()) : "none") + " vs " +
+                                (teacher.defined() ? c10::str(teacher.sizes()) : "none") + ")");
+  }
+}
+
+}  // namespace
+
+torch::Tensor distill_sigmoid(const torch::Tensor& student, const torch::Tensor& teacher,
+                              double temperature, double per_sample) {
+  check_same(student, teacher, "sigmoid outputs");
+  const auto target = torch::sigmoid(teacher.detach().to(student.scalar_type()) / temperature);
+  return torch::binary_cross_entropy_with_logits(student / temperature, target, {}, {},
+                                                 at::Reduction::Sum) *
+         (temperature * temperature / per_sample);
+}
+
+torch::Tensor distill_softmax(const torch::Tensor& student, const torch::Tensor& teacher,
+                              double temperature, double per_sample) {
+  check_same(student, teacher, "softmax outputs");
+  const auto log_p =
+      torch::log_softmax(teacher.detach().to(student.scalar_type()) / temperature, -1);
+  const auto log_q = torch::log_softmax(student / temperature, -1);
+  return (log_p.exp() * (log_p - log_q)).sum() * (temperature * temperature / per_sample);
+}
+
+torch::Tensor distill_similarity(const torch::Tensor& student, const torch::Tensor& teacher,
+                                 double temperature) {
+  check_same(student, teacher, "similarity logits");
+  TORCH_CHECK(student.dim() == 2, "distill_similarity: logits [B, N]");
+  const double texts = static_cast<double>(student.size(0));
+  const double images = static_cast<double>(student.size(1));
+  const auto rows = distill_softmax(student, teacher, temperature);             // B texts
+  const auto columns = distill_softmax(student.t(), teacher.t(), temperature);  // N images
+  return (rows + columns * (texts / images)) * 0.5;
+}
+
 }  // namespace xmodal::models

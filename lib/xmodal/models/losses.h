@@ -59,4 +59,30 @@ torch::Tensor itm_loss(const torch::Tensor& logits, int64_t positives, int64_t s
 /// [B, P, C].
 torch::Tensor dense_loss(const torch::Tensor& logits, const torch::Tensor& targets);
 
+// ---- knowledge distillation (train.distill) --------------------------------------------------
+// Each term is a sum over the samples of the batch, like the task losses, of how far the
+// student's outputs are from the teacher's (no gradient reaches the teacher), both divided by
+// the temperature T, times T^2 (Hinton et al. 2015: the gradients keep their scale as T grows).
+
+/// Independent sigmoid outputs (vqa's soft scores, counting's presence): BCE-with-logits of
+/// student / T against sigmoid(teacher / T), summed over the last dimension and the samples,
+/// times T^2 / `per_sample` (the counting head averages over its categories: per_sample = C).
+/// student, teacher [B, K].
+torch::Tensor distill_sigmoid(const torch::Tensor& student, const torch::Tensor& teacher,
+                              double temperature, double per_sample = 1.0);
+
+/// Softmax outputs over the last dimension (classify's classes, counting's count classes):
+/// KL(softmax(teacher / T) || softmax(student / T)) summed over every distribution of the
+/// batch, times T^2 / `per_sample`. student, teacher [B, K] or [B, C, K].
+torch::Tensor distill_softmax(const torch::Tensor& student, const torch::Tensor& teacher,
+                              double temperature, double per_sample = 1.0);
+
+/// retrieval: the similarity distributions of the contrastive space. logits [B, N] (text b
+/// against the batch's N distinct images, the logit scale applied) of the student and of the
+/// teacher: KL over each text's row (text -> image) and each image's column (image -> text),
+/// the two directions averaged with the columns weighted B / N, so a sum over the B samples,
+/// times T^2.
+torch::Tensor distill_similarity(const torch::Tensor& student, const torch::Tensor& teacher,
+                                 double temperature);
+
 }  // namespace xmodal::models

@@ -22,7 +22,7 @@ void ModelImpl::reset() {
     TORCH_CHECK(options.vision, "Model: task classify needs vision options");
     vision = register_module("vision", ViT(*options.vision));
     classify_head =
-        register_module("head", torch::nn::Linear(vision->output_dim(), options.num_classes));
+        register_module("head", Linear(vision->output_dim(), options.num_classes));
     return;
   }
   if (options.task == Task::retrieval) {
@@ -31,11 +31,11 @@ void ModelImpl::reset() {
     text = register_module("text", Bert(*options.text));
     image_projection = register_module(
         "image_projection",
-        torch::nn::Linear(
+        Linear(
             torch::nn::LinearOptions(vision->output_dim(), options.embed_dim).bias(false)));
     text_projection = register_module(
         "text_projection",
-        torch::nn::Linear(
+        Linear(
             torch::nn::LinearOptions(text->output_dim(), options.embed_dim).bias(false)));
     // CLIP's initialisation: a temperature of 0.07.
     logit_scale = register_parameter("logit_scale", torch::full({}, std::log(1 / 0.07)));
@@ -44,7 +44,7 @@ void ModelImpl::reset() {
       fusion_options.image_dim(vision->output_dim());
       fusion_options.text_dim(text->output_dim());
       fusion = register_module("fusion", Fusion(fusion_options));
-      itm_head = register_module("head", torch::nn::Linear(fusion->output_dim(), 2));
+      itm_head = register_module("head", Linear(fusion->output_dim(), 2));
     }
     return;
   }
@@ -77,7 +77,7 @@ void ModelImpl::reset() {
   if (options.aux_dense_classes > 0) {
     TORCH_CHECK(vision, "an auxiliary dense head needs the image encoder");
     aux_dense = register_module("aux_dense",
-                                torch::nn::Linear(vision->output_dim(), options.aux_dense_classes));
+                                Linear(vision->output_dim(), options.aux_dense_classes));
   }
 }
 

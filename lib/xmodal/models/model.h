@@ -11,6 +11,7 @@
 #include "xmodal/models/bert.h"
 #include "xmodal/models/fusion.h"
 #include "xmodal/models/heads.h"
+#include "xmodal/models/linear.h"
 #include "xmodal/models/vit.h"
 
 namespace xmodal::models {
@@ -100,16 +101,16 @@ class ModelImpl : public torch::nn::Cloneable<ModelImpl> {
   bool pooled_only_fusion = true;
   ViT vision = nullptr;
   Bert text = nullptr;
-  Fusion fusion = nullptr;                    // not built for task classify
-  VqaHead vqa_head = nullptr;                 // registered as "head" for task vqa
-  torch::nn::Linear classify_head = nullptr;  // registered as "head" for task classify
-  CountingHead counting_head = nullptr;       // registered as "head" for task counting
-  CountingHead aux_counting = nullptr;        // on the mean of the image patch tokens, if asked for
-  torch::nn::Linear aux_dense = nullptr;      // on each image patch token, if asked for
-  torch::nn::Linear image_projection = nullptr;  // retrieval: ViT [CLS] -> embedding
-  torch::nn::Linear text_projection = nullptr;   // retrieval: BERT [CLS] -> embedding
-  torch::Tensor logit_scale;                     // retrieval: log of the inverse temperature
-  torch::nn::Linear itm_head = nullptr;          // retrieval with itm: registered as "head"
+  Fusion fusion = nullptr;               // not built for task classify
+  VqaHead vqa_head = nullptr;            // registered as "head" for task vqa
+  Linear classify_head = nullptr;        // registered as "head" for task classify
+  CountingHead counting_head = nullptr;  // registered as "head" for task counting
+  CountingHead aux_counting = nullptr;   // on the mean of the image patch tokens, if asked for
+  Linear aux_dense = nullptr;            // on each image patch token, if asked for
+  Linear image_projection = nullptr;     // retrieval: ViT [CLS] -> embedding
+  Linear text_projection = nullptr;      // retrieval: BERT [CLS] -> embedding
+  torch::Tensor logit_scale;             // retrieval: log of the inverse temperature
+  Linear itm_head = nullptr;             // retrieval with itm: registered as "head"
 
  private:
   ModelOutput forward_retrieval(const torch::Tensor& images, const torch::Tensor& input_ids,

@@ -529,6 +529,7 @@ json Server::Impl::model_info() const {
   json j = {{"task", config::to_string(c.task)},
             {"checkpoint", m.checkpoint},
             {"step", m.step},
+            {"quantization", config::to_string(m.quantization)},
             {"image_size", c.data.image_size},
             {"max_text_len", c.data.max_text_len},
             {"reads_text", task.reads_text()},

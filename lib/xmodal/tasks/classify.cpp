@@ -83,6 +83,11 @@ class ClassifyTask : public Task {
     return models::classify_loss(out.logits, batch.targets.to(device));
   }
 
+  torch::Tensor distill_loss(const models::ModelOutput& student, const models::ModelOutput& teacher,
+                             double temperature) const override {
+    return models::distill_softmax(student.logits, teacher.logits, temperature);
+  }
+
   std::unique_ptr<Evaluation> evaluation(const data::TaskData& data,
                                          const std::vector<std::string>& classes,
                                          config::VqaProtocol /*protocol*/) const override {

@@ -127,6 +127,13 @@ class CountingTask : public Task {
                                  weights);
   }
 
+  torch::Tensor distill_loss(const models::ModelOutput& student, const models::ModelOutput& teacher,
+                             double temperature) const override {
+    const auto categories = static_cast<double>(student.presence.size(1));
+    return models::distill_sigmoid(student.presence, teacher.presence, temperature, categories) +
+           models::distill_softmax(student.counts, teacher.counts, temperature, categories);
+  }
+
   std::unique_ptr<Evaluation> evaluation(const data::TaskData& data,
                                          const std::vector<std::string>& classes,
                                          config::VqaProtocol /*protocol*/) const override {

@@ -310,6 +310,14 @@ class RetrievalTask : public Task {
     return sums;
   }
 
+  torch::Tensor distill_loss(const models::ModelOutput& student, const models::ModelOutput& teacher,
+                             double temperature) const override {
+    const auto logits = [](const models::ModelOutput& o) {  // [texts, distinct images]
+      return torch::matmul(o.text_embeds, o.image_embeds.t()) * o.logit_scale;
+    };
+    return models::distill_similarity(logits(student), logits(teacher), temperature);
+  }
+
   std::unique_ptr<Evaluation> evaluation(const data::TaskData& data,
                                          const std::vector<std::string>& /*classes*/,
                                          config::VqaProtocol /*protocol*/) const override {

@@ -83,6 +83,16 @@ class Task {
                                 const c10::Device& device, const models::LossWeights& weights,
                                 Collective* collective = nullptr) const = 0;
 
+  /// The distillation term of a batch (train.distill; models/losses.h), a sum over its
+  /// samples: the student's outputs against a teacher's on the same batch, both softened by
+  /// `temperature`. vqa: BCE against the teacher's sigmoid scores; classify: KL of the softmax;
+  /// counting: both, for presence and for the count distributions, averaged over categories;
+  /// retrieval: KL of the text -> image and image -> text similarity distributions (the ITM
+  /// head is not distilled).
+  virtual torch::Tensor distill_loss(const models::ModelOutput& student,
+                                     const models::ModelOutput& teacher,
+                                     double temperature) const = 0;
+
   /// An empty evaluation of `data` (which outlives it); `classes` are the model's.
   virtual std::unique_ptr<Evaluation> evaluation(const data::TaskData& data,
                                                  const std::vector<std::string>& classes,

@@ -95,6 +95,11 @@ class VqaTask : public Task {
     return models::vqa_loss(out.logits, batch.targets.to(device));
   }
 
+  torch::Tensor distill_loss(const models::ModelOutput& student, const models::ModelOutput& teacher,
+                             double temperature) const override {
+    return models::distill_sigmoid(student.logits, teacher.logits, temperature);
+  }
+
   std::unique_ptr<Evaluation> evaluation(const data::TaskData& data,
                                          const std::vector<std::string>& classes,
                                          config::VqaProtocol protocol) const override {

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <csignal>
+#include <optional>
 
 #include "xmodal/train/optimizer.h"
 #include "xmodal/train/precision.h"
@@ -30,8 +31,10 @@ class CommunicatorCollective : public tasks::Collective {
 bool StepOutcome::finite() const { return std::isfinite(loss) && std::isfinite(grad_norm); }
 
 TrainStep::TrainStep(models::Model model, std::vector<torch::Tensor> params,
-                     const config::Config& config, const c10::Device& device, Communicator* comm)
+                     const config::Config& config, const c10::Device& device, Communicator* comm,
+                     models::Model teacher)
     : model_(std::move(model)),
+      teacher_(std::move(teacher)),
       tc_(config.train),
       device_(device),
       comm_(comm),
@@ -40,8 +43,12 @@ TrainStep::TrainStep(models::Model model, std::vector<torch::Tensor> params,
       params_(std::move(params)),
       collective_(comm ? std::make_unique<CommunicatorCollective>(*comm) : nullptr) {}
 
-torch::Tensor TrainStep::loss_sum(const models::ModelOutput& out, const data::Batch& b) const {
+torch::Tensor TrainStep::loss_sum(const models::ModelOutput& out, const data::Batch& b,
+                                  const models::ModelOutput* teacher) const {
   torch::Tensor total = task_.loss(out, b, device_, weights_, collective_.get()).total;
+  if (teacher) {
+    total = total + task_.distill_loss(out, *teacher, tc_.distill.temperature) * tc_.distill.weight;
+  }
   if (out.aux_presence.defined() && b.aux_counts.defined()) {
     const auto aux =
         models::counting_loss(out.aux_presence, out.aux_counts, b.aux_counts.to(device_), {}, {});
@@ -64,10 +71,16 @@ StepOutcome TrainStep::run(const std::vector<data::Batch>& group) {
   double loss_sum_all = 0;
   for (const auto& b : group) {
     AutocastGuard autocast(tc_.precision, device_);
-    const auto out =
-        model_->forward(b.images.to(device_), b.input_ids.to(device_), b.attention_mask.to(device_),
-                        b.token_type_ids.to(device_), b.image_index.to(device_));
-    const torch::Tensor sum = loss_sum(out, b);
+    const auto images = b.images.to(device_), ids = b.input_ids.to(device_),
+               mask = b.attention_mask.to(device_), types = b.token_type_ids.to(device_),
+               index = b.image_index.to(device_);
+    const auto out = model_->forward(images, ids, mask, types, index);
+    std::optional<models::ModelOutput> teacher;
+    if (!teacher_.is_empty()) {
+      torch::NoGradGuard no_grad;
+      teacher = teacher_->forward(images, ids, mask, types, index);
+    }
+    const torch::Tensor sum = loss_sum(out, b, teacher ? &*teacher : nullptr);
     const double value = sum.item<double>();
     if (!std::isfinite(value)) {
       loss_sum_all = value;

@@ -33,17 +33,20 @@ struct StepOutcome {
 class TrainStep {
  public:
   /// `params`: the optimizer's parameters, in its order (the order of the gradient buckets and
-  /// of the norm's sum). `comm` may be null (one process).
+  /// of the norm's sum). `comm` may be null (one process). `teacher` (train.distill; may be
+  /// null) runs on every micro-batch without gradients and adds the distillation term.
   TrainStep(models::Model model, std::vector<torch::Tensor> params, const config::Config& config,
-            const c10::Device& device, Communicator* comm);
+            const c10::Device& device, Communicator* comm, models::Model teacher = nullptr);
   /// Forward and backward of `group` (non-empty), reduced and clipped.
   StepOutcome run(const std::vector<data::Batch>& group);
 
  private:
   // The weighted loss sum of one micro-batch (task loss plus the auxiliary ones).
-  torch::Tensor loss_sum(const models::ModelOutput& out, const data::Batch& batch) const;
+  torch::Tensor loss_sum(const models::ModelOutput& out, const data::Batch& batch,
+                         const models::ModelOutput* teacher) const;
 
   models::Model model_;
+  models::Model teacher_;
   const config::TrainConfig& tc_;
   c10::Device device_;
   Communicator* comm_;

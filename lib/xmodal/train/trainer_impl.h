@@ -17,6 +17,7 @@
 #include "xmodal/data/dataset.h"
 #include "xmodal/data/loader.h"
 #include "xmodal/models/model.h"
+#include "xmodal/train/distill.h"
 #include "xmodal/train/distributed.h"
 #include "xmodal/train/early_stopping.h"
 #include "xmodal/train/metrics_log.h"
@@ -85,6 +86,7 @@ class Trainer {
   models::Model model_{nullptr};
   std::optional<AdamW> optimizer_;
   std::optional<TrainStep> step_;
+  std::optional<Teacher> teacher_;  // train.distill
   LrSchedule schedule_;
   int64_t batches_per_epoch_ = 0, steps_per_epoch_ = 0;
   EarlyStopping early_stopping_;

@@ -10,6 +10,7 @@
 #include "xmodal/models/factory.h"
 #include "xmodal/models/import.h"
 #include "xmodal/models/pretrained.h"
+#include "xmodal/train/distill.h"
 #include "xmodal/train/encoder_init.h"
 #include "xmodal/train/precision.h"
 #include "xmodal/train/run_data.h"
@@ -49,9 +50,11 @@ void Trainer::check_config() {
        {std::pair<const char*, const std::string&>{"model.vision.init_from", m.vision.init_from},
         {"model.text.init_from", m.text.init_from},
         {"model.vision.pretrained", m.vision.pretrained},
-        {"model.text.pretrained", m.text.pretrained}}) {
+        {"model.text.pretrained", m.text.pretrained},
+        {"train.distill.teacher", tc_.distill.teacher}}) {
     std::error_code ec;  // a resumed run does not read them again
-    if (!options_.resume && !path.empty() && !fs::exists(path, ec)) {
+    const bool resumed_reads = std::string(key) == "train.distill.teacher";  // every run
+    if ((!options_.resume || resumed_reads) && !path.empty() && !fs::exists(path, ec)) {
       throw std::invalid_argument(std::string(key) + ": " + path + ": no such file or folder" +
                                   " (set at " + config_.origin(key) + ")");
     }
@@ -121,7 +124,15 @@ void Trainer::build_model() {
                                        {tc_.vision_lr_mult, tc_.text_lr_mult, tc_.fusion_lr_mult,
                                         tc_.head_lr_mult}),
                      AdamWOptions{tc_.adam_beta1, tc_.adam_beta2, tc_.adam_eps});
-  step_.emplace(model_, optimizer_->parameters(), config_, device_, comm_.get());
+  if (!tc_.distill.teacher.empty()) {
+    teacher_ = load_teacher(config_, artifacts_, device_);
+    files_[kTeacherFile] = teacher_->record;
+  }
+  if (!resume_from_.empty()) {
+    check_resumed_teacher(resumed_.files, teacher_ ? &*teacher_ : nullptr, resume_from_);
+  }
+  step_.emplace(model_, optimizer_->parameters(), config_, device_, comm_.get(),
+                teacher_ ? teacher_->model : models::Model(nullptr));
 }
 
 // The schedule of optimizer steps, and the state of a fresh run.
