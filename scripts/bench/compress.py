@@ -127,6 +127,7 @@ def main():
     pair("teacher", "teacher int8")
     pair("student distilled", "student distilled int8")
     pair("student", "student int8")
+    pair("wide", "wide int8")
     if all(k in rows for k in ("teacher", "student", "student distilled")):
         t, s, d = (rows[k]["accuracy"] for k in ("teacher", "student", "student distilled"))
         gap = t - s

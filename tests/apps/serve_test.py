@@ -395,7 +395,14 @@ train: {{batch_size: 16, max_steps: 4, eval_every: 4, checkpoint_every: 4,
         fail(f"int8 /v1/model: {status} {info}")
     status, body = server.request("POST", "/v1/predict", [
         {"image": b64(i["image"]), "text": i["text"]} for i in inputs[:8]])
-    problem = f"status {status} {body}" if status != 200 else close_enough(body, expected8[:8])
+    # Dynamic quantization takes the range of the whole input tensor, so an item's int8 answer
+    # depends a little on the batch it ran in: the same best answer, probabilities within 0.01.
+    problem = f"status {status} {body}" if status != 200 else None
+    for i, (got, want) in enumerate(zip(body if status == 200 else [], expected8[:8])):
+        a, b = got["answers"], want["answers"]
+        if a[0]["answer"] != b[0]["answer"] or any(
+                abs(x["probability"] - y["probability"]) > 0.01 for x, y in zip(a, b)):
+            problem = f"item {i}: {a[:2]} vs {b[:2]}"
     if problem:
         fail(f"int8 predict: {problem}")
     else:

@@ -15,4 +15,22 @@ inline std::vector<std::string> tiny_model_sets() {
           "model.fusion.mlp_dim=32",    "model.head.hidden=16"};
 }
 
+/// The assignments of a short training run of that model on a tiny scenes set: 1 thread, 32 px
+/// images, 4 steps of 8 questions, no validation or checkpoint before the end, then
+/// tiny_model_sets().
+inline std::vector<std::string> tiny_run_sets(const std::string& run_dir,
+                                              const std::string& data_root) {
+  std::vector<std::string> all = {
+      "run.dir=" + run_dir,     "run.threads=1",
+      "data.root=" + data_root, "data.image_size=32",
+      "data.workers=1",         "train.batch_size=8",
+      "train.lr=0.001",         "train.max_steps=4",
+      "train.eval_every=100",   "train.checkpoint_every=100",
+      "train.log_every=100",
+  };
+  const auto model = tiny_model_sets();
+  all.insert(all.end(), model.begin(), model.end());
+  return all;
+}
+
 }  // namespace xmodal::testing

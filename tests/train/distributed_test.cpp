@@ -248,6 +248,10 @@ TEST_F(DistributedData, TwoProcessesEqualOneProcessOnTheCombinedBatch) {
 // with batch 8 (a per-process loss would see 4 negatives, not 8, and drift apart).
 TEST_F(DistributedData, RetrievalTwoProcessesEqualOneProcessOnTheCombinedBatch) {
   TempDir dir;
+  // adam_eps 1e-4: the key bias's rounding noise is larger here than in the VQA model (the
+  // contrastive loss over the gathered batch); with 1e-6 it moved that bias by 1.7e-6 on an AMD
+  // EPYC Zen 3 (OpenBLAS's Zen kernels), past the tolerance, while every real gradient is far
+  // above 1e-4 after Adam's normalisation.
   const auto config = dir.write(
       "retrieval.yaml",
       "task: retrieval\n"
@@ -259,7 +263,7 @@ TEST_F(DistributedData, RetrievalTwoProcessesEqualOneProcessOnTheCombinedBatch) 
           "  vision: {patch_size: 16, hidden: 16, layers: 1, heads: 2, mlp_dim: 32}\n"
           "  text: {hidden: 16, layers: 1, heads: 2, intermediate: 32, max_position: 48}\n"
           "  retrieval: {embed_dim: 8}\n"
-          "train: {lr: 0.001, adam_eps: 1.0e-6, max_steps: 4, eval_every: 4, "
+          "train: {lr: 0.001, adam_eps: 1.0e-4, max_steps: 4, eval_every: 4, "
           "checkpoint_every: 4, log_every: 1, early_stopping: {metric: rsum, mode: max}}\n"
           "dist: {timeout_s: 30}\n");
   const auto runs = two_and_one(dir, config);

@@ -62,21 +62,8 @@ class Trainer : public ::testing::Test {
 
   // A tiny VQA model; `extra` is YAML appended (later keys win via --set-like overrides).
   config::Config tiny(const std::string& run, const std::vector<std::string>& sets = {}) const {
-    std::vector<std::string> all = {
-        "run.dir=" + (dir_.path() / run).string(),
-        "run.threads=1",
-        "data.root=" + (data_dir_->path() / "scenes").string(),
-        "data.image_size=32",
-        "data.workers=1",
-        "train.batch_size=8",
-        "train.lr=0.001",
-        "train.max_steps=4",
-        "train.eval_every=100",
-        "train.checkpoint_every=100",
-        "train.log_every=100",
-    };
-    const auto model = xmodal::testing::tiny_model_sets();
-    all.insert(all.end(), model.begin(), model.end());
+    auto all = xmodal::testing::tiny_run_sets((dir_.path() / run).string(),
+                                              (data_dir_->path() / "scenes").string());
     all.insert(all.end(), sets.begin(), sets.end());
     return config::parse_config("task: vqa\n", "<test>", all);
   }
