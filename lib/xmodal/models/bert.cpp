@@ -33,9 +33,7 @@ torch::Tensor BertEmbeddingsImpl::forward(const torch::Tensor& input_ids,
   return dropout(norm(x));
 }
 
-void BertPoolerImpl::reset() {
-  dense = register_module("dense", Linear(hidden, hidden));
-}
+void BertPoolerImpl::reset() { dense = register_module("dense", Linear(hidden, hidden)); }
 
 torch::Tensor BertPoolerImpl::forward(const torch::Tensor& tokens) {
   return torch::tanh(dense(tokens.select(1, 0)));

@@ -29,13 +29,11 @@ void FusionImpl::reset() {
   const int64_t d = options.hidden();
   const FusionMode mode = options.mode();
   if (mode == FusionMode::late) {
-    late_fc1 =
-        register_module("late_fc1", Linear(options.text_dim() + options.image_dim(), d));
+    late_fc1 = register_module("late_fc1", Linear(options.text_dim() + options.image_dim(), d));
     late_fc2 = register_module("late_fc2", Linear(d, d));
     return;
   }
-  if (uses_text(mode))
-    text_proj = register_module("text_proj", Linear(options.text_dim(), d));
+  if (uses_text(mode)) text_proj = register_module("text_proj", Linear(options.text_dim(), d));
   if (uses_image(mode)) {
     image_proj = register_module("image_proj", Linear(options.image_dim(), d));
   }

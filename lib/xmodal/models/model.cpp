@@ -21,8 +21,7 @@ void ModelImpl::reset() {
   if (options.task == Task::classify) {
     TORCH_CHECK(options.vision, "Model: task classify needs vision options");
     vision = register_module("vision", ViT(*options.vision));
-    classify_head =
-        register_module("head", Linear(vision->output_dim(), options.num_classes));
+    classify_head = register_module("head", Linear(vision->output_dim(), options.num_classes));
     return;
   }
   if (options.task == Task::retrieval) {
@@ -31,12 +30,10 @@ void ModelImpl::reset() {
     text = register_module("text", Bert(*options.text));
     image_projection = register_module(
         "image_projection",
-        Linear(
-            torch::nn::LinearOptions(vision->output_dim(), options.embed_dim).bias(false)));
+        Linear(torch::nn::LinearOptions(vision->output_dim(), options.embed_dim).bias(false)));
     text_projection = register_module(
         "text_projection",
-        Linear(
-            torch::nn::LinearOptions(text->output_dim(), options.embed_dim).bias(false)));
+        Linear(torch::nn::LinearOptions(text->output_dim(), options.embed_dim).bias(false)));
     // CLIP's initialisation: a temperature of 0.07.
     logit_scale = register_parameter("logit_scale", torch::full({}, std::log(1 / 0.07)));
     if (options.itm) {
@@ -76,8 +73,8 @@ void ModelImpl::reset() {
   }
   if (options.aux_dense_classes > 0) {
     TORCH_CHECK(vision, "an auxiliary dense head needs the image encoder");
-    aux_dense = register_module("aux_dense",
-                                Linear(vision->output_dim(), options.aux_dense_classes));
+    aux_dense =
+        register_module("aux_dense", Linear(vision->output_dim(), options.aux_dense_classes));
   }
 }
 
