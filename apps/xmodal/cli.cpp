@@ -2,6 +2,7 @@
 
 #include <c10/util/Exception.h>
 #include <torch/version.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cerrno>
@@ -16,6 +17,7 @@
 #include "xmodal/core/logging.h"
 #include "xmodal/core/strings.h"
 #include "xmodal/core/version.h"
+#include "xmodal/io/lines.h"
 
 namespace xmodal::cli {
 namespace {
@@ -218,6 +220,34 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
     print_error(err, e.what());
     return 1;
   }
+}
+
+std::vector<InputLine> read_input_lines(const std::string& path) {
+  io::LineReader in(path);  // bounded: a line over 1 MiB (or /dev/zero) is an error
+  std::vector<InputLine> lines;
+  std::string text;
+  while (in.next(text)) {
+    const int64_t number = in.line_number();
+    if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
+    InputLine line;
+    line.number = number;
+    try {
+      const auto j = nlohmann::json::parse(text);
+      if (!j.is_object() || !j.contains("image") || !j["image"].is_string() ||
+          (j.contains("text") && !j["text"].is_string())) {
+        line.error =
+            "expected an object with string fields \"image\" and \"text\" (text optional for "
+            "a classify model)";
+      } else {
+        line.image = j["image"].get<std::string>();
+        line.text = j.contains("text") ? j["text"].get<std::string>() : std::string();
+      }
+    } catch (const nlohmann::json::exception& e) {
+      line.error = std::string("not JSON: ") + e.what();
+    }
+    lines.push_back(std::move(line));
+  }
+  return lines;
 }
 
 }  // namespace xmodal::cli

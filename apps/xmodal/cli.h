@@ -9,6 +9,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <cstdint>
 #include <functional>
 #include <iosfwd>
 #include <optional>
@@ -88,6 +89,17 @@ CLI::Validator at_least(long long minimum);
 /// CLI11 check for an output image path: the files written are PNGs, so the name must end in
 /// .png (a heat map named h.jpg would hold PNG bytes).
 CLI::Validator png_path();
+
+/// One line of a JSONL input file of predict / explain.
+struct InputLine {
+  int64_t number = 0;  ///< 1-based line number
+  std::string image, text;
+  std::string error;  ///< why the line is not {"image": ..., "text": ...}, or ""
+};
+
+/// The non-blank lines of a JSONL file of {"image": ..., "text": ...} objects ("-" = stdin;
+/// text optional for a classify model). A line over 1 MiB, or an unreadable file, throws.
+std::vector<InputLine> read_input_lines(const std::string& path);
 
 /// Throws NotImplementedError naming the command and the issue that will deliver it.
 [[noreturn]] void not_yet(const std::string& command, const std::string& issue);

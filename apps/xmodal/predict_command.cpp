@@ -11,48 +11,9 @@
 #include "xmodal/cli.h"
 #include "xmodal/infer/predictor.h"
 #include "xmodal/io/atomic_file.h"
-#include "xmodal/io/lines.h"
 #include "xmodal/tasks/task.h"
 
 namespace xmodal::cli {
-namespace {
-
-struct Line {
-  int64_t number = 0;
-  infer::Input input;
-  std::string error;  // a line that is not {"image": ..., "text": ...}
-};
-
-std::vector<Line> read_lines(const std::string& path) {
-  io::LineReader in(path);  // bounded: a line over 1 MiB (or /dev/zero) is an error
-  std::vector<Line> lines;
-  std::string text;
-  while (in.next(text)) {
-    const int64_t number = in.line_number();
-    if (text.find_first_not_of(" \t\r") == std::string::npos) continue;
-    Line line;
-    line.number = number;
-    try {
-      const auto j = nlohmann::json::parse(text);
-      if (!j.is_object() || !j.contains("image") || !j["image"].is_string() ||
-          (j.contains("text") && !j["text"].is_string())) {
-        line.error =
-            "expected an object with string fields \"image\" and \"text\" (text optional for "
-            "a classify model)";
-      } else {
-        line.input = {j["image"].get<std::string>(),
-                      j.contains("text") ? j["text"].get<std::string>() : std::string()};
-      }
-    } catch (const nlohmann::json::exception& e) {
-      line.error = std::string("not JSON: ") + e.what();
-    }
-    lines.push_back(std::move(line));
-  }
-  return lines;
-}
-
-}  // namespace
-
 void add_predict_command(CLI::App& app, Context& ctx) {
   struct Args {
     std::string checkpoint, image, text, input, output, labels, quantize;
@@ -87,11 +48,11 @@ void add_predict_command(CLI::App& app, Context& ctx) {
       if (single && args->image.empty()) {
         throw std::invalid_argument("predict: --text needs --image");
       }
-      std::vector<Line> lines;
+      std::vector<InputLine> lines;
       if (single) {
-        lines.push_back({1, {args->image, args->text}, ""});
+        lines.push_back({1, args->image, args->text, ""});
       } else {
-        lines = read_lines(args->input);
+        lines = read_input_lines(args->input);
       }
       infer::PredictorOptions o;
       o.checkpoint = args->checkpoint;
@@ -118,7 +79,7 @@ void add_predict_command(CLI::App& app, Context& ctx) {
       std::vector<size_t> which;
       for (size_t i = 0; i < lines.size(); ++i) {
         if (lines[i].error.empty()) {
-          inputs.push_back(lines[i].input);
+          inputs.push_back({lines[i].image, lines[i].text});
           which.push_back(i);
         }
       }

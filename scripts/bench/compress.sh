@@ -63,6 +63,12 @@ models=("teacher=runs/distill_teacher/best" "teacher int8=runs/distill_teacher_i
   "student=runs/compress_student/best" "student int8=runs/compress_student_int8"
   "student distilled=runs/distill_student/best"
   "student distilled int8=runs/distill_student_int8")
+if [[ -e runs/distill_w03_t1/best ]]; then
+  # the answer-score term alone (weight 0.3, T 1, no feature term), when that run exists:
+  #   xmodal train configs/distill_student.yaml --run-dir runs/distill_w03_t1 \
+  #     --set train.distill.features=0
+  models+=("student distilled, scores only=runs/distill_w03_t1/best")
+fi
 if [[ -e runs/distill_wide/best ]]; then
   models+=("wide=runs/distill_wide/best" "wide int8=runs/distill_wide_int8")
 fi

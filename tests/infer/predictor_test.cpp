@@ -21,6 +21,7 @@
 #include "xmodal/data/scenes.h"
 #include "xmodal/infer/embed.h"
 #include "xmodal/infer/index.h"
+#include "xmodal/infer/prepared_input.h"
 #include "xmodal/infer/retrieval.h"
 #include "xmodal/io/atomic_file.h"
 #include "xmodal/io/safetensors.h"
@@ -182,6 +183,48 @@ TEST_F(Predictor, ExplainNeedsTheConcatFusion) {
   EXPECT_EQ(e.grid, 2);
   EXPECT_EQ(e.patch_weights.size(), 4u);
   EXPECT_EQ(e.tokens.front(), "[CLS]");
+}
+
+TEST_F(Predictor, AHiddenPatchGetsNoRelevanceFromAnyMethod) {
+  for (const std::string task : {"vqa", "counting", "retrieval"}) {
+    infer::Predictor p({checkpoint(task), {}, 1});
+    const std::string text = task == "vqa" ? "how many bags are there?" : "a bag in the middle.";
+    const auto seen = p.prepare({images_[0], text});
+    auto hidden = p.prepare({images_[0], text});
+    hidden->hidden_patches = {0, 1, 0, 0};  // a 2x2 grid of 16-pixel patches
+    for (const std::string method : {"rollout", "chefer"}) {
+      SCOPED_TRACE(task + " " + method);
+      const auto e = p.explain(*hidden, method);
+      ASSERT_EQ(e.patch_weights.size(), 4u);
+      EXPECT_EQ(e.patch_weights[1], 0.0);
+      double total = 0, patches = 0;
+      for (double w : e.patch_weights) patches += w;
+      for (double w : e.token_weights) total += w;
+      total += patches;
+      EXPECT_NEAR(total, 1.0, 1e-9);
+      EXPECT_GT(patches, 0.0);
+      const auto open = p.explain(*seen, method);
+      EXPECT_GT(open.patch_weights[1], 0.0);
+      // target_scores gives what explain calls the probability, with and without the mask
+      EXPECT_NEAR(p.target_scores({seen.get()}, open.target)[0], open.probability, 1e-5);
+      EXPECT_NEAR(p.target_scores({hidden.get()}, e.target)[0], e.probability, 1e-5);
+    }
+    // the model does not see the hidden patch: its output differs
+    const auto both = p.target_scores({seen.get(), hidden.get()}, 0);
+    EXPECT_NE(both[0], both[1]);
+    // a wrong number of flags is refused
+    hidden->hidden_patches = {1, 0};
+    EXPECT_THROW(p.explain(*hidden, "rollout"), std::invalid_argument);
+  }
+}
+
+TEST_F(Predictor, GradientIsTheOldNameOfChefer) {
+  infer::Predictor p({checkpoint("vqa"), {}, 1});
+  const auto a = p.explain({images_[0], "is there a bag?"}, "gradient");
+  const auto b = p.explain({images_[0], "is there a bag?"}, "chefer");
+  EXPECT_EQ(a.method, "chefer");
+  EXPECT_EQ(a.patch_weights, b.patch_weights);
+  EXPECT_EQ(a.token_weights, b.token_weights);
 }
 
 TEST_F(Predictor, RetrievalGivesTheSimilarityAndRanksLabels) {

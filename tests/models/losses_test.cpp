@@ -173,5 +173,18 @@ TEST_F(Losses, DistillationOfEqualOutputsHasNoGradientAndShapesMustAgree) {
   EXPECT_THROW(distill_sigmoid(s, torch::Tensor(), 2.0), std::invalid_argument);
 }
 
+TEST(DistillFeatures, MeanSquaredDifferencePerSampleSummed) {
+  // two samples of 2 tokens x 2 dims: differences 1 everywhere in sample 0, (0, 0, 0, 2) in 1
+  auto s = torch::tensor({1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 2.0}).reshape({2, 2, 2});
+  s.set_requires_grad(true);
+  const auto t = torch::zeros({2, 2, 2});
+  const auto loss = distill_features(s, t);
+  EXPECT_DOUBLE_EQ(loss.item<double>(), 1.0 + 4.0 / 4);
+  loss.backward();
+  // d/ds of mean over 4 values of s^2 = s / 2; no gradient reaches the teacher
+  EXPECT_TRUE(torch::allclose(s.grad(), s.detach() / 2));
+  EXPECT_THROW(distill_features(s, torch::zeros({2, 3, 2})), std::invalid_argument);
+}
+
 }  // namespace
 }  // namespace xmodal::models

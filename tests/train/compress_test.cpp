@@ -210,7 +210,7 @@ TEST_F(Compress, QuantizedCheckpointLoadsWithoutFloatWeightsAndAnswersAsInMemory
   EXPECT_EQ(p8.predict({{image, "how many bags are there?"}}),
             pq.predict({{image, "how many bags are there?"}}));
   // explain follows the int8 model's gradients too
-  const auto e = p8.explain({image, "how many bags are there?"}, "gradient");
+  const auto e = p8.explain({image, "how many bags are there?"}, "chefer");
   EXPECT_EQ(e.patch_weights.size(), 4u);
 
   // An int8 checkpoint cannot start training.

@@ -396,14 +396,14 @@ TEST_F(Trainer, EvalReproducesValidationAndPredictAndExplainWork) {
   EXPECT_TRUE(nlohmann::json::parse(lines[2]).contains("error"));
   EXPECT_TRUE(nlohmann::json::parse(lines[3]).contains("answers"));
 
-  for (const std::string method : {"gradient", "rollout"}) {
+  for (const std::string method : {"chefer", "rollout"}) {
     const auto e = predictor.explain({first_image, "how many bags are there?"}, method);
     EXPECT_EQ(e.grid, 2);  // 32 px / patch 16
     ASSERT_EQ(e.patch_weights.size(), 4u);
     double total = 0;
     for (double w : e.patch_weights) total += w;
     for (double w : e.token_weights) total += w;
-    // Everything but the image [CLS] token's share: normalised over all tokens.
+    // Normalised over the words and the patches.
     EXPECT_GT(total, 0.0) << method;
     EXPECT_LE(total, 1.0 + 1e-9) << method;
     EXPECT_EQ(e.tokens.front(), "[CLS]");

@@ -504,6 +504,7 @@ struct DistillConfig {
   std::string teacher = "";  // xmodal checkpoint or run directory (its best checkpoint)
   double weight = 1.0;
   double temperature = 2.0;
+  double features = 0.0;  // weight of the image-feature term
 
   template <class V>
   void visit(V& v) {
@@ -518,6 +519,11 @@ struct DistillConfig {
     v.field("temperature", temperature,
             "softening temperature T of both models' outputs (the term is scaled by T^2)",
             Range::positive());
+    v.field("features", features,
+            "weight of a second term: the mean squared difference of the student's and the "
+            "teacher's image-encoder tokens (needs the same model.vision.hidden and patch grid); "
+            "0 = off",
+            Range::at_least(0));
   }
 };
 

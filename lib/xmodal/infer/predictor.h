@@ -25,6 +25,9 @@ struct LoadedModel;
 
 namespace xmodal::infer {
 
+/// The method `xmodal explain` uses unless told (docs/explain.md measures why).
+inline constexpr const char* kDefaultExplainMethod = "rollout";
+
 struct PredictorOptions {
   std::string checkpoint;
   /// Config assignments applied to the checkpoint's config (run.threads, run.device, ...).
@@ -45,9 +48,11 @@ struct Embeddings;     // infer/prepared_input.h
 
 /// What explain() found: the answer and the relevance of every token to it.
 struct Explanation {
-  std::string answer;  ///< vqa: the top answer; counting: the most probable category
-  double probability = 0;
-  std::vector<std::string> tokens;    ///< the text's tokens ([CLS] and [SEP] included)
+  std::string answer;               ///< vqa: the top answer; counting: the most probable category;
+                                    ///< retrieval: "match"
+  double probability = 0;           ///< sigmoid of its score; retrieval: the cosine similarity
+  int64_t target = -1;              ///< the class explained (retrieval: 0, the similarity)
+  std::vector<std::string> tokens;  ///< the text's tokens ([CLS] and [SEP] included)
   std::vector<double> token_weights;  ///< relevance per token (all tokens sum to 1 with patches)
   int grid = 0;                       ///< patches per image side
   std::vector<double> patch_weights;  ///< relevance per patch, row-major grid x grid
@@ -85,10 +90,25 @@ class Predictor {
   /// encoder. One thread at a time.
   Embeddings embed(const std::vector<const PreparedInput*>& items);
 
-  /// Relevance of image patches and words for the top prediction. `method`: "gradient"
-  /// (gradient-weighted attention rollout, Chefer et al. 2021: answer-specific) or "rollout"
-  /// (attention rollout, Abnar & Zuidema 2020). Needs fusion.mode concat.
-  Explanation explain(const Input& input, const std::string& method = "gradient");
+  /// Relevance of image patches and words for the top prediction (infer/explain.h):
+  ///   rollout   attention rollout (Abnar & Zuidema 2020) of the fusion's layers, the image
+  ///             tokens as the fusion receives them standing for their patches (the default:
+  ///             it measures best, docs/explain.md)
+  ///   chefer    Chefer et al. 2021's gradient-weighted relevance through every attention
+  ///             layer: the fusion's, then into each encoder's tokens (answer-specific)
+  ///   gradient  the old name of chefer (it used the fusion's layers alone, and pointed at the
+  ///             background)
+  /// vqa and counting need fusion.mode concat; retrieval explains the cosine similarity of the
+  /// image and the text through each encoder's layers. Weights of the words and patches sum
+  /// to 1; a hidden patch (PreparedInput::hidden_patches) gets 0.
+  Explanation explain(const Input& input, const std::string& method = kDefaultExplainMethod);
+  /// The same for a prepared input (its hidden_patches hidden from every attention layer), for
+  /// class `target` (-1: the top one).
+  Explanation explain(const PreparedInput& input, const std::string& method, int64_t target = -1);
+  /// What explain() calls the probability of class `target`, for each item (e.g. one image
+  /// with patches blanked): the sigmoid of its score; retrieval (target 0): the cosine
+  /// similarity. One thread at a time.
+  std::vector<double> target_scores(const std::vector<const PreparedInput*>& items, int64_t target);
 
   const checkpoint::LoadedModel& loaded() const { return *loaded_; }
 
@@ -99,8 +119,10 @@ class Predictor {
   bool warned_non_finite_ = false;
 };
 
-/// Draws the patch relevance as a heat map over the image (resized to `side` pixels) and writes
-/// it as PNG (atomically).
+/// Writes the explanation as a PNG (atomically): the image (resized to `side` pixels) and the
+/// same with the heat map over it, side by side, both outlining the patches that hold half of
+/// the image's relevance and numbering the top 3; under them the answer and its probability,
+/// the method, and every word with a bar for its weight.
 void write_heat_map(const std::string& image_path, const Explanation& e, const std::string& out_png,
                     int side = 384);
 

@@ -55,7 +55,8 @@ void FusionImpl::reset() {
 }
 
 FusionOutput FusionImpl::forward(const torch::Tensor& text, const torch::Tensor& text_padding,
-                                 const torch::Tensor& image, bool pooled_only) {
+                                 const torch::Tensor& image, bool pooled_only,
+                                 const torch::Tensor& patch_padding) {
   const FusionMode mode = options.mode();
   if (uses_text(mode)) {
     TORCH_CHECK(text.defined() && text.dim() == 3 && text.size(2) == options.text_dim(), "Fusion (",
@@ -85,7 +86,16 @@ FusionOutput FusionImpl::forward(const torch::Tensor& text, const torch::Tensor&
   if (uses_image(mode)) {
     // image: [B, 1 + P, D] + type 1
     parts.push_back(image_proj(image) + type_embedding->weight[1]);
-    padding.push_back(torch::zeros({batch, image.size(1)}, padding[0].options()));
+    if (patch_padding.defined()) {
+      TORCH_CHECK(patch_padding.dim() == 2 && patch_padding.size(0) == batch &&
+                      patch_padding.size(1) == image.size(1) - 1,
+                  "Fusion: patch_padding must be [", batch, ", ", image.size(1) - 1, "], got ",
+                  patch_padding.sizes());
+      padding.push_back(padding[0]);  // the image [CLS]
+      padding.push_back(patch_padding.to(torch::kBool));
+    } else {
+      padding.push_back(torch::zeros({batch, image.size(1)}, padding[0].options()));
+    }
   }
   // x: [B, 1 + L + 1 + P, D]
   auto x = torch::cat(parts, 1);

@@ -64,9 +64,11 @@ class FusionImpl : public torch::nn::Cloneable<FusionImpl> {
   /// image: [B, 1 + P, image_dim]. The modality a mode does not use may be undefined.
   /// pooled_only: compute only what `pooled` needs (the last layer's [CLS] row: ~3/4 of that
   /// layer's work is skipped) and leave `tokens` undefined; same `pooled` values. Layers that
-  /// keep their attention maps (explain) still run in full.
+  /// keep their attention maps (explain) still run in full. patch_padding [B, P] bool (true =
+  /// hidden: no token attends to that image patch) or undefined.
   FusionOutput forward(const torch::Tensor& text, const torch::Tensor& text_padding,
-                       const torch::Tensor& image, bool pooled_only = false);
+                       const torch::Tensor& image, bool pooled_only = false,
+                       const torch::Tensor& patch_padding = {});
 
   int64_t output_dim() const { return options.hidden(); }
 

@@ -142,4 +142,11 @@ torch::Tensor distill_similarity(const torch::Tensor& student, const torch::Tens
   return (rows + columns * (texts / images)) * 0.5;
 }
 
+torch::Tensor distill_features(const torch::Tensor& student, const torch::Tensor& teacher) {
+  check_same(student, teacher, "image features");
+  TORCH_CHECK(student.dim() == 3, "distill_features: tokens [B, T, D], got ", student.sizes());
+  const auto diff = student - teacher.detach().to(student.scalar_type());
+  return diff.pow(2).mean({1, 2}).sum();
+}
+
 }  // namespace xmodal::models

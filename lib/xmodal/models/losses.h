@@ -85,4 +85,9 @@ torch::Tensor distill_softmax(const torch::Tensor& student, const torch::Tensor&
 torch::Tensor distill_similarity(const torch::Tensor& student, const torch::Tensor& teacher,
                                  double temperature);
 
+/// Feature distillation (train.distill.features): the squared difference of the student's and
+/// the teacher's tokens [B, T, D], averaged over the tokens and the width, summed over the
+/// samples.
+torch::Tensor distill_features(const torch::Tensor& student, const torch::Tensor& teacher);
+
 }  // namespace xmodal::models

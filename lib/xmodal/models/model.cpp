@@ -81,15 +81,21 @@ void ModelImpl::reset() {
 ModelOutput ModelImpl::forward(const torch::Tensor& images, const torch::Tensor& input_ids,
                                const torch::Tensor& attention_mask,
                                const torch::Tensor& token_type_ids,
-                               const torch::Tensor& image_index) {
+                               const torch::Tensor& image_index,
+                               const torch::Tensor& patch_padding) {
   if (options.task == Task::retrieval) {
-    return forward_retrieval(images, input_ids, attention_mask, token_type_ids, image_index);
+    return forward_retrieval(images, input_ids, attention_mask, token_type_ids, image_index,
+                             patch_padding);
   }
-  torch::Tensor image_tokens, text_tokens, text_padding;
+  torch::Tensor image_tokens, text_tokens, text_padding, sample_patch_padding = patch_padding;
   if (vision) {
-    image_tokens = vision(images);  // [N, 1 + P, Dv]
+    image_tokens = vision(images, patch_padding);  // [N, 1 + P, Dv]
     if (image_index.defined()) {
-      image_tokens = image_tokens.index_select(0, image_index.to(image_tokens.device()));
+      const auto index = image_index.to(image_tokens.device());
+      image_tokens = image_tokens.index_select(0, index);
+      if (patch_padding.defined()) {
+        sample_patch_padding = patch_padding.index_select(0, index.to(patch_padding.device()));
+      }
     }
   }
   if (text) {
@@ -109,7 +115,11 @@ ModelOutput ModelImpl::forward(const torch::Tensor& images, const torch::Tensor&
     out.aux_counts = aux.counts;
   }
   if (aux_dense) out.aux_dense = aux_dense(image_tokens.narrow(1, 1, image_tokens.size(1) - 1));
-  out.pooled = fusion->forward(text_tokens, text_padding, image_tokens, pooled_only_fusion).pooled;
+  out.image_features = image_tokens;
+  out.pooled = fusion
+                   ->forward(text_tokens, text_padding, image_tokens, pooled_only_fusion,
+                             sample_patch_padding)
+                   .pooled;
   if (vqa_head) {
     out.logits = vqa_head(out.pooled);
   } else {
@@ -167,9 +177,10 @@ ModelOutput ModelImpl::forward_retrieval(const torch::Tensor& images,
                                          const torch::Tensor& input_ids,
                                          const torch::Tensor& attention_mask,
                                          const torch::Tensor& token_type_ids,
-                                         const torch::Tensor& image_index) {
+                                         const torch::Tensor& image_index,
+                                         const torch::Tensor& patch_padding) {
   ModelOutput out;
-  const torch::Tensor image_tokens = vision(images);  // [N, 1 + P, Dv]
+  const torch::Tensor image_tokens = vision(images, patch_padding);  // [N, 1 + P, Dv]
   const torch::Tensor text_tokens = text(input_ids, attention_mask, token_type_ids);
   out.image_embeds = unit_rows(image_projection(image_tokens.select(1, 0)));
   out.text_embeds = unit_rows(text_projection(text_tokens.select(1, 0)));

@@ -66,6 +66,9 @@ struct ModelOutput {
   /// retrieval with itm: the encoders' tokens (image [N, 1 + P, Dv], text [B, L, Dt]), for
   /// re-ranking pairs by the matching head after the contrastive ranking.
   torch::Tensor image_tokens, text_tokens;
+  /// vqa and counting: the image encoder's tokens of each sample [B, 1 + P, Dv] (after its
+  /// final norm), for feature distillation (train.distill.features).
+  torch::Tensor image_features;
 };
 
 class ModelImpl : public torch::nn::Cloneable<ModelImpl> {
@@ -77,10 +80,13 @@ class ModelImpl : public torch::nn::Cloneable<ModelImpl> {
   /// types may be undefined). The input a fusion mode does not use may be undefined.
   /// image_index [B] int64, when given: images holds N distinct images [N, 3, H, W] and sample b
   /// uses images[image_index[b]] (each image is encoded once however many samples share it).
+  /// patch_padding [N, P] bool (true = hidden: no token of the encoders or the fusion attends
+  /// to that patch, the masked input of explanations) or undefined.
   ModelOutput forward(const torch::Tensor& images, const torch::Tensor& input_ids,
                       const torch::Tensor& attention_mask = {},
                       const torch::Tensor& token_type_ids = {},
-                      const torch::Tensor& image_index = {});
+                      const torch::Tensor& image_index = {},
+                      const torch::Tensor& patch_padding = {});
 
   /// retrieval: the L2-normalised embeddings of images [N, 3, H, W] -> [N, E] and of texts
   /// (input_ids [B, L], mask and types may be undefined) -> [B, E]: what forward() returns as
@@ -116,7 +122,8 @@ class ModelImpl : public torch::nn::Cloneable<ModelImpl> {
   ModelOutput forward_retrieval(const torch::Tensor& images, const torch::Tensor& input_ids,
                                 const torch::Tensor& attention_mask,
                                 const torch::Tensor& token_type_ids,
-                                const torch::Tensor& image_index);
+                                const torch::Tensor& image_index,
+                                const torch::Tensor& patch_padding);
 };
 TORCH_MODULE(Model);
 

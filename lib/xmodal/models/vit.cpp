@@ -114,7 +114,7 @@ torch::Tensor ViTImpl::position_embedding_for(int64_t grid_h, int64_t grid_w) co
   return interpolate_position_embedding(position_embedding, grid_h, grid_w);
 }
 
-torch::Tensor ViTImpl::forward(const torch::Tensor& images) {
+torch::Tensor ViTImpl::forward(const torch::Tensor& images, const torch::Tensor& patch_padding) {
   TORCH_CHECK(images.dim() == 4 && images.size(1) == options.channels(),
               "ViT: expected images [B, ", options.channels(), ", H, W], got ", images.sizes());
   const int64_t p = options.patch_size();
@@ -130,7 +130,18 @@ torch::Tensor ViTImpl::forward(const torch::Tensor& images) {
   // x: [B, 1 + P, D]
   x = torch::cat({cls_token.expand({batch, 1, options.hidden()}), x}, 1);
   x = dropout(x + position_embedding_for(grid_h, grid_w));
-  x = run_encoder_layers(layers, x);
+  torch::Tensor padding;
+  if (patch_padding.defined()) {
+    TORCH_CHECK(patch_padding.dim() == 2 && patch_padding.size(0) == batch &&
+                    patch_padding.size(1) == grid_h * grid_w,
+                "ViT: patch_padding must be [", batch, ", ", grid_h * grid_w, "], got ",
+                patch_padding.sizes());
+    // padding: [B, 1 + P], the [CLS] token always visible
+    padding = torch::cat({torch::zeros({batch, 1}, patch_padding.options().dtype(torch::kBool)),
+                          patch_padding.to(torch::kBool)},
+                         1);
+  }
+  x = run_encoder_layers(layers, x, padding);
   return norm(x);
 }
 

@@ -76,7 +76,9 @@ class ViTImpl : public torch::nn::Cloneable<ViTImpl> {
 
   /// images: [B, C, H, W] with H, W multiples of patch_size -> [B, 1 + P, hidden] after the
   /// final LayerNorm. Another size than image_size interpolates the position embeddings.
-  torch::Tensor forward(const torch::Tensor& images);
+  /// patch_padding [B, P] bool (true = hidden: no token attends to that patch; explanations
+  /// and their tests) or undefined.
+  torch::Tensor forward(const torch::Tensor& images, const torch::Tensor& patch_padding = {});
 
   /// Position embeddings for a grid_h x grid_w patch grid: [1, 1 + grid_h * grid_w, hidden]
   /// (bicubic interpolation of the trained grid; the class token's entry is kept).

@@ -70,6 +70,20 @@ Teacher load_teacher(const config::Config& student, const checkpoint::Artifacts&
         std::to_string(a.max_text_len) + " vs " + std::to_string(b.max_text_len) +
         ", or data.resize / mean / std); the teacher sees the student's batches");
   }
+  if (student.train.distill.features > 0) {
+    const auto& tv = t.model.vision;
+    const auto& sv = student.model.vision;
+    if (student.task == config::Task::retrieval || tv.hidden != sv.hidden ||
+        tv.patch_size != sv.patch_size) {
+      throw std::invalid_argument(
+          key +
+          ": train.distill.features compares the image encoders' tokens, so they need "
+          "the same width and grid (teacher model.vision.hidden " +
+          std::to_string(tv.hidden) + ", patch_size " + std::to_string(tv.patch_size) +
+          "; student " + std::to_string(sv.hidden) + ", " + std::to_string(sv.patch_size) +
+          "; task vqa or counting)");
+    }
+  }
   Teacher teacher;
   teacher.checkpoint = m.checkpoint;
   teacher.identity = infer::checkpoint_identity(m.checkpoint);

@@ -48,6 +48,10 @@ torch::Tensor TrainStep::loss_sum(const models::ModelOutput& out, const data::Ba
   torch::Tensor total = task_.loss(out, b, device_, weights_, collective_.get()).total;
   if (teacher) {
     total = total + task_.distill_loss(out, *teacher, tc_.distill.temperature) * tc_.distill.weight;
+    if (tc_.distill.features > 0) {
+      total = total + models::distill_features(out.image_features, teacher->image_features) *
+                          tc_.distill.features;
+    }
   }
   if (out.aux_presence.defined() && b.aux_counts.defined()) {
     const auto aux =
