@@ -67,6 +67,7 @@ int explain_batch(Context& ctx, infer::Predictor& predictor, const std::string& 
   if (ec) throw std::runtime_error("explain --out " + dir + ": cannot create: " + ec.message());
   std::string cards;
   int failed = 0;
+  int64_t first_failed = 0;
   for (const auto& line : lines) {
     nlohmann::json j = {{"line", line.number}, {"image", line.image}, {"text", line.text}};
     const std::string name = "line_" + std::to_string(line.number) + ".png";
@@ -81,7 +82,7 @@ int explain_batch(Context& ctx, infer::Predictor& predictor, const std::string& 
                " (" + std::to_string(e.probability).substr(0, 5) + ") &middot; line " +
                std::to_string(line.number) + "</figcaption></figure>\n";
     } catch (const std::exception& err) {
-      ++failed;
+      if (failed++ == 0) first_failed = line.number;
       j["error"] = err.what();
       cards += "<figure class=\"error\"><figcaption>line " + std::to_string(line.number) + ": " +
                html_escape(err.what()) + "</figcaption></figure>\n";
@@ -97,7 +98,12 @@ int explain_batch(Context& ctx, infer::Predictor& predictor, const std::string& 
       html_escape(input) + "; " + std::to_string(failed) + " failed</p>\n<main>\n" + cards +
       "</main></body></html>\n";
   io::write_file_atomic((fs::path(dir) / "index.html").string(), html);
-  return failed > 0 ? 1 : 0;
+  if (failed > 0) {  // every line is written; the exit code says not all succeeded
+    throw std::runtime_error(std::to_string(failed) + " of " + std::to_string(lines.size()) +
+                             " inputs failed (error objects in the output, the first for line " +
+                             std::to_string(first_failed) + ")");
+  }
+  return 0;
 }
 
 }  // namespace

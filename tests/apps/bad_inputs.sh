@@ -455,5 +455,27 @@ cp -r "$W/q8" "$W/q8_cut" && truncate -s 2000 "$W/q8_cut/model.safetensors"
 check truncated_int8_checkpoint 1 "q8_cut.*model.safetensors has 2000 bytes" -- \
   "$XMODAL" predict --checkpoint "$W/q8_cut" --image "$IMG" --text "a"
 
+# ---- explain: batches, --evaluate ----
+printf '{"image": "%s", "text": "how many bags are there?"}\nnot json\n{"image": "/nonexistent.png", "text": "a"}\n' \
+  "$IMG" >"$W/explain.jsonl"
+check explain_batch_goes_on_after_bad_lines 1 '2 of 3 inputs failed .* the first for line 2' -- \
+  "$XMODAL" --log-level warn explain --checkpoint "$CK" --input "$W/explain.jsonl" --out "$W/ex"
+expect explain_batch_said_why_line_2_failed grep -q '"error":"not JSON' <<<"$LAST_OUT"
+expect explain_batch_wrote_the_good_line test -s "$W/ex/line_1.png"
+expect explain_batch_wrote_no_png_for_bad_lines test ! -e "$W/ex/line_2.png"
+expect explain_batch_index_shows_every_line grep -q "3 lines of .*; 2 failed" "$W/ex/index.html"
+: >"$W/ex_file"
+check explain_batch_out_is_a_file 2 "with --input, --out names a folder" -- \
+  "$XMODAL" explain --checkpoint "$CK" --input "$W/explain.jsonl" --out "$W/ex_file"
+check explain_two_methods_at_once 2 "one --method at a time" -- \
+  "$XMODAL" explain --checkpoint "$CK" --image "$IMG" --text x --method rollout,chefer
+check explain_evaluate_with_an_image 2 "explain --evaluate reads the split's questions" -- \
+  "$XMODAL" explain --evaluate --checkpoint "$CK" --image "$IMG"
+check explain_evaluate_unknown_split 1 "nosuch" -- \
+  "$XMODAL" explain --evaluate --checkpoint "$CK" --split nosuch
+check explain_evaluate_tiny 0 "\| rollout \| all \|" -- \
+  "$XMODAL" --log-level warn explain --evaluate --checkpoint "$CK" --limit 4 --metrics "$W/ex.json"
+expect explain_evaluate_wrote_metrics grep -q '"deletion_random"' "$W/ex.json"
+
 echo "$((cases - failures))/$cases bad-input cases behave"
 ((failures == 0))
