@@ -62,6 +62,21 @@ int explain_batch(Context& ctx, infer::Predictor& predictor, const std::string& 
     throw std::invalid_argument("explain --out " + dir +
                                 ": with --input, --out names a folder, and this is a file");
   }
+  // The folder is new, empty, or an earlier batch's (line_N.png and index.html, replaced):
+  // anything else in it is the user's and is never overwritten
+  if (fs::is_directory(fs::symlink_status(dir, ec))) {
+    for (const auto& entry : fs::directory_iterator(dir, ec)) {
+      const std::string name = entry.path().filename().string();
+      const bool ours = name == "index.html" ||
+                        (name.rfind("line_", 0) == 0 && name.size() > 9 &&
+                         name.compare(name.size() - 4, 4, ".png") == 0 &&
+                         name.find_first_not_of("0123456789", 5) == name.size() - 4);
+      if (!ours) {
+        throw std::invalid_argument("explain --out " + dir + " holds other files (" + name +
+                                    "); give a new or empty folder");
+      }
+    }
+  }
   const auto lines = read_input_lines(input);
   fs::create_directories(dir, ec);
   if (ec) throw std::runtime_error("explain --out " + dir + ": cannot create: " + ec.message());

@@ -3,10 +3,13 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <string>
 
 #include "xmodal/cli.h"
+#include "xmodal/core/runtime.h"
 
 namespace {
 
@@ -24,10 +27,40 @@ void occupy_closed_standard_descriptors() {
   }
 }
 
+// OpenMP (libgomp) reads OMP_NUM_THREADS when it loads, before main, and every thread that is
+// not an OpenMP thread (the serve loader, data workers) starts from that value: a count the
+// machine cannot run (100000) crashes the first parallel region, and LibTorch stops with a stack
+// trace on 0. A bad value is fixed in the environment and the program started again with it
+// (once: the new environment passes), after one warning line.
+void restart_with_sane_thread_variables(char** argv) {
+  bool changed = false;
+  for (const char* name : {"OMP_NUM_THREADS", "MKL_NUM_THREADS"}) {
+    const char* value = std::getenv(name);
+    if (value == nullptr) continue;
+    std::string replacement;
+    const std::string warning = xmodal::check_thread_count_variable(
+        name, value, xmodal::available_cores(), &replacement);
+    if (warning.empty()) continue;
+    std::fprintf(stderr, "xmodal: warning: %s\n", warning.c_str());
+    if (replacement.empty()) {
+      ::unsetenv(name);
+    } else {
+      ::setenv(name, replacement.c_str(), 1);
+    }
+    changed = true;
+  }
+  if (!changed) return;
+  std::fflush(stderr);
+  ::execv("/proc/self/exe", argv);
+  std::fprintf(stderr, "xmodal: warning: cannot restart with the fixed variables (%s)\n",
+               std::strerror(errno));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   occupy_closed_standard_descriptors();
+  restart_with_sane_thread_variables(argv);
   // std::cout writes through a buffer of xmodal's own that keeps the errno of a failure.
   xmodal::cli::StdoutBuffer stdout_buffer;
   std::streambuf* const saved = std::cout.rdbuf(&stdout_buffer);

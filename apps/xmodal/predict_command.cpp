@@ -65,7 +65,12 @@ void add_predict_command(CLI::App& app, Context& ctx) {
         if (label.find_first_not_of(' ') == std::string::npos) {
           throw std::invalid_argument("predict: --labels has an empty label");
         }
-        o.labels.push_back(label.substr(label.find_first_not_of(' ')));
+        const std::string name = label.substr(label.find_first_not_of(' '));
+        if (std::find(o.labels.begin(), o.labels.end(), name) != o.labels.end()) {
+          // two equal labels would split one label's probability between them
+          throw std::invalid_argument("predict: --labels names '" + name + "' twice");
+        }
+        o.labels.push_back(name);
         at = comma + 1;
       }
       infer::Predictor predictor(o);
@@ -94,18 +99,19 @@ void add_predict_command(CLI::App& app, Context& ctx) {
           out[i] = nlohmann::json{{"error", lines[i].error}}.dump(
               -1, ' ', false, nlohmann::json::error_handler_t::replace);
         }
+        auto j = nlohmann::json::parse(out[i]);
+        // a failed input is an object whose own "error" field is set (the input's text, echoed
+        // in the result, may say "error" too)
+        const bool failed = j.is_object() && j.contains("error") && j["error"].is_string();
+        if (failed && errors++ == 0) first_error_line = lines[i].number;
+        if (single && failed) {  // one input: a plain error line and exit 1
+          throw std::runtime_error(j["error"].get<std::string>());
+        }
         if (!single) {  // batch mode: say which input line each result answers
-          auto j = nlohmann::json::parse(out[i]);
           j["line"] = lines[i].number;
           out[i] = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
         }
-        if (out[i].find("\"error\"") != std::string::npos) {
-          if (errors++ == 0) first_error_line = lines[i].number;
-        }
         text += out[i] + "\n";
-      }
-      if (single && errors > 0) {  // one input: a plain error line and exit 1
-        throw std::runtime_error(nlohmann::json::parse(out[0])["error"].get<std::string>());
       }
       if (args->output.empty()) {
         ctx.out << text << std::flush;

@@ -13,8 +13,8 @@ W="$(mktemp -d)"
 trap 'rm -rf "$W"' EXIT
 "$XMODAL" --log-level warn index --checkpoint "$CKPT" --split test --out "$W/index" >/dev/null
 /usr/bin/python3 - "$W/index" "$N" <<'PY'
-import json, math, random, struct, sys
-d, n = sys.argv[1], int(sys.argv[2])
+import json, math, random, struct, sys, zlib, os
+d, n = os.path.join(sys.argv[1], os.readlink(os.path.join(sys.argv[1], "current"))), int(sys.argv[2])
 raw = open(f"{d}/embeddings.safetensors", "rb").read()
 hn = struct.unpack("<Q", raw[:8])[0]
 h = json.loads(raw[8:8 + hn])["embeddings"]
@@ -34,6 +34,9 @@ paths = json.load(open(f"{d}/paths.json"))
 json.dump([paths[i % rows] + f"#{i}" for i in range(n)], open(f"{d}/paths.json", "w"))
 m = json.load(open(f"{d}/manifest.json"))
 m["count"] = n
+for name in m["files"]:  # the index's checksums, as `xmodal index` writes them
+    data = open(f"{d}/{name}", "rb").read()
+    m["files"][name] = {"bytes": len(data), "crc32": "%08x" % (zlib.crc32(data) & 0xffffffff)}
 json.dump(m, open(f"{d}/manifest.json", "w"), indent=2)
 PY
 for run in 1 2 3; do

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <strings.h>
+
 #include <cstdio>
 
 #include "xmodal_test_paths.h"
@@ -97,21 +99,56 @@ TEST(Blas, AFallbackKernelIsReplacedCheckedOrPutBack) {
   EXPECT_EQ(k.rejected, "");
   EXPECT_NE(k.how.find("chosen by xmodal"), std::string::npos) << k.how;
 
+  // the recommended kernel fails its check: OpenBLAS's choice is put back, checked and kept
   ASSERT_TRUE(switch_openblas_core("Prescott"));
-  k = choose_blas_kernel(cpu, nullptr, nullptr, [] { return std::string("C[0,0] = 7"); });
+  checks = 0;
+  const auto fails_on_best = [&] {
+    ++checks;
+    return strcasecmp(openblas_core().c_str(), best.c_str()) == 0 ? std::string("C[0,0] = 7")
+                                                                   : std::string();
+  };
+  k = choose_blas_kernel(cpu, nullptr, nullptr, fails_on_best);
   EXPECT_EQ(k.core, "Prescott");
   EXPECT_EQ(openblas_core(), "Prescott");
+  EXPECT_EQ(checks, 2);
   EXPECT_TRUE(k.slow);
+  EXPECT_EQ(k.broken, "");
   EXPECT_EQ(k.rejected, best + " failed the sgemm check: C[0,0] = 7");
 
-  // the user's OPENBLAS_CORETYPE wins, XMODAL_BLAS_CORETYPE=openblas keeps OpenBLAS's choice
+  // the user's OPENBLAS_CORETYPE wins, XMODAL_BLAS_CORETYPE=openblas keeps OpenBLAS's choice;
+  // both are checked all the same
+  checks = 0;
   k = choose_blas_kernel(cpu, "Prescott", nullptr, check);
   EXPECT_EQ(k.core, "Prescott");
   EXPECT_EQ(k.how, "set by OPENBLAS_CORETYPE=Prescott");
   EXPECT_TRUE(k.slow);
   k = choose_blas_kernel(cpu, nullptr, "openblas", check);
   EXPECT_EQ(k.core, "Prescott");
-  EXPECT_EQ(checks, 1);  // neither of the last two switched, so neither checked
+  EXPECT_EQ(checks, 2);
+
+  // a kernel the user set that computes wrong results is replaced by one that passes
+  const auto fails_on_prescott = [&] {
+    return openblas_core() == "Prescott" ? std::string("C[1,2] = nan") : std::string();
+  };
+  k = choose_blas_kernel(cpu, "Prescott", nullptr, fails_on_prescott);
+  EXPECT_EQ(k.core, best);
+  EXPECT_EQ(k.rejected, "Prescott failed the sgemm check: C[1,2] = nan");
+  EXPECT_EQ(k.how, "chosen by xmodal: Prescott (set by OPENBLAS_CORETYPE=Prescott) failed its check");
+  EXPECT_FALSE(k.slow);
+  EXPECT_EQ(k.broken, "");
+
+  // nothing passes: broken, and the commands refuse to compute (configure_threads)
+  k = choose_blas_kernel(cpu, nullptr, nullptr, [] { return std::string("C[0,0] = 7"); });
+  EXPECT_NE(k.broken, "");
+
+  // AVX2 kernels on an AVX-512 CPU are not a "slow" fallback; the note says what they cost
+  if (cpu.avx512()) {
+    ASSERT_TRUE(switch_openblas_core("Haswell"));
+    k = choose_blas_kernel(cpu, "Haswell", nullptr, check);
+    EXPECT_EQ(k.core, "Haswell");
+    EXPECT_FALSE(k.slow);
+    EXPECT_NE(k.note.find("AVX2 kernels on an AVX-512 CPU"), std::string::npos) << k.note;
+  }
 
   ASSERT_TRUE(switch_openblas_core(in_use));
 }
@@ -139,26 +176,46 @@ TEST(Blas, LibTorchProductsAgreeWithDoublePrecision) {
 }
 
 // The binary reports the CPU and the kernel, and warns about a slow one it was told to use.
+// Each run is given the environment it is asserted about (the machine's own may set
+// OPENBLAS_CORETYPE and OPENBLAS_L2_SIZE), and compared with what the binary says of itself.
 TEST(Blas, InfoNamesTheKernelAndWarnsAboutAFallback) {
   if (select_blas_kernel().core.empty()) GTEST_SKIP() << "not a DYNAMIC_ARCH OpenBLAS";
   const auto run = [](const std::string& env) {
     std::string out;
-    FILE* pipe = popen((env + " " + XMODAL_BINARY + " info 2>&1").c_str(), "r");
+    const std::string command = "env -u OPENBLAS_CORETYPE -u XMODAL_BLAS_CORETYPE -u "
+                                "OPENBLAS_L2_SIZE " +
+                                env + " " + XMODAL_BINARY + " info 2>&1";
+    FILE* pipe = popen(command.c_str(), "r");
     char buffer[512];
     while (pipe && fgets(buffer, sizeof buffer, pipe)) out += buffer;
     if (pipe) pclose(pipe);
     return out;
   };
-  const std::string own = run("env -u OPENBLAS_CORETYPE -u XMODAL_BLAS_CORETYPE");
+  const CpuInfo& cpu = cpu_info();
+  const std::string best = recommended_openblas_core(cpu);
+  const std::string own = run("");
   EXPECT_NE(own.find("CPU: "), std::string::npos) << own;
-  EXPECT_NE(own.find("BLAS kernel: " + select_blas_kernel().core), std::string::npos) << own;
-  if (recommended_openblas_core(cpu_info()).empty()) return;
+  EXPECT_NE(own.find("BLAS kernel: "), std::string::npos) << own;
+  if (best.empty()) return;
+  // unset, xmodal keeps OpenBLAS's choice or moves up to the recommended kernel: never slow
   EXPECT_EQ(own.find("WARNING"), std::string::npos) << own;
   const std::string forced = run("OPENBLAS_CORETYPE=Prescott");
   EXPECT_NE(forced.find("BLAS kernel: Prescott (set by OPENBLAS_CORETYPE=Prescott)"),
             std::string::npos)
       << forced;
-  EXPECT_NE(forced.find("WARNING"), std::string::npos) << forced;
+  EXPECT_NE(forced.find("WARNING: BLAS kernel Prescott"), std::string::npos) << forced;
+  EXPECT_NE(forced.find("2-3x slower"), std::string::npos) << forced;
+  // AVX2 kernels on an AVX-512 CPU (this machine's environment may set Haswell): no warning,
+  // and what they cost as measured
+  const std::string avx2 = run("OPENBLAS_CORETYPE=Haswell");
+  EXPECT_NE(avx2.find("BLAS kernel: Haswell (set by OPENBLAS_CORETYPE=Haswell)"),
+            std::string::npos)
+      << avx2;
+  EXPECT_EQ(avx2.find("WARNING"), std::string::npos) << avx2;
+  EXPECT_EQ(avx2.find("several times slower"), std::string::npos) << avx2;
+  if (cpu.avx512()) {
+    EXPECT_NE(avx2.find("AVX2 kernels on an AVX-512 CPU"), std::string::npos) << avx2;
+  }
 }
 
 }  // namespace

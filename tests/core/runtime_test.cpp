@@ -39,6 +39,27 @@ TEST(Runtime, LoadsTheOpenMPOpenBlasWhenInstalled) {
   }
 }
 
+// OMP_NUM_THREADS=100000 crashed libgomp; =0 stopped LibTorch with a stack trace.
+TEST(Runtime, ThreadCountVariablesAreCheckedAgainstTheMachine) {
+  std::string to = "unchanged";
+  EXPECT_EQ(check_thread_count_variable("OMP_NUM_THREADS", "2", 2, &to), "");
+  EXPECT_EQ(check_thread_count_variable("OMP_NUM_THREADS", "8,2", 2, &to), "");
+  EXPECT_EQ(to, "unchanged");
+  EXPECT_EQ(check_thread_count_variable("OMP_NUM_THREADS", "100000", 2, &to),
+            "OMP_NUM_THREADS=100000 asks for more threads than 2 cores can run: using 8");
+  EXPECT_EQ(to, "8");
+  EXPECT_NE(check_thread_count_variable("OMP_NUM_THREADS", "4,9", 2, &to), "");
+  EXPECT_EQ(to, "8");
+  EXPECT_NE(check_thread_count_variable("OMP_NUM_THREADS", "99999999999999999999999", 2, &to),
+            "");
+  for (const char* bad : {"0", "", "-3", "abc", "4,", "2,0", " 3", "1e9"}) {
+    to = "unchanged";
+    EXPECT_EQ(check_thread_count_variable("MKL_NUM_THREADS", bad, 2, &to),
+              std::string("MKL_NUM_THREADS=") + bad + " is not a positive thread count: ignored");
+    EXPECT_EQ(to, "") << bad;
+  }
+}
+
 TEST(Runtime, DeviceSpecs) {
   EXPECT_EQ(resolve_device("cpu"), torch::Device(torch::kCPU));
   EXPECT_EQ(check_device_spec("cuda:3"), "");

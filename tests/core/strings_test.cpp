@@ -32,5 +32,16 @@ TEST(Strings, SplitJoinTrim) {
   EXPECT_EQ(trim(" \t "), "");
 }
 
+TEST(Strings, Utf8ValidityAsJsonNeedsIt) {
+  EXPECT_TRUE(is_valid_utf8(""));
+  EXPECT_TRUE(is_valid_utf8("caf\xc3\xa9 \xe4\xb8\xad \xf0\x9f\x98\x80"));
+  for (const char* bad : {"caf\xe9", "\xc0\xaf", "\xe0\x80\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80",
+                          "\xc3", "\xe4\xb8", "\xff", "\x80"}) {
+    EXPECT_FALSE(is_valid_utf8(bad)) << escape_invalid_utf8(bad);
+  }
+  EXPECT_EQ(escape_invalid_utf8("/img/caf\xe9.png"), "/img/caf\\xe9.png");
+  EXPECT_EQ(escape_invalid_utf8("caf\xc3\xa9\xff"), "caf\xc3\xa9\\xff");
+}
+
 }  // namespace
 }  // namespace xmodal

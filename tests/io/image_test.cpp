@@ -154,6 +154,39 @@ TEST_F(ImageFile, HugeClaimIsRefusedBeforeDecoding) {
             std::string::npos);
 }
 
+// libjpeg decodes a JPEG whose data stops early (a warning only) into a grey picture: a file
+// cut short, or a few KB claiming 11000 x 11000 pixels (885 MB, 4 s), were accepted.
+TEST_F(ImageFile, TruncatedOrLyingJpegsAreRefused) {
+  const cv::Mat noise(64, 96, CV_8UC3);
+  cv::randu(noise, 0, 255);
+  std::vector<uchar> encoded_noise;
+  ASSERT_TRUE(cv::imencode(".jpg", noise, encoded_noise));
+  const std::string jpeg(encoded_noise.begin(), encoded_noise.end());
+  EXPECT_EQ(read_image_rgb(write("whole.jpg", jpeg)).cols, 96);
+  EXPECT_EQ(decode_image_rgb(jpeg + "trailing bytes", "trailing").cols, 96);
+  const std::string half = jpeg.substr(0, jpeg.size() / 2);
+  const std::string error = testing::error_of([&] { read_image_rgb(write("half.jpg", half)); });
+  EXPECT_NE(error.find("half.jpg: a truncated JPEG (no end-of-image marker after its data)"),
+            std::string::npos)
+      << error;
+  EXPECT_THROW(decode_image_rgb(half, "half"), std::runtime_error);
+  // the header only, then the end marker
+  const size_t scan = jpeg.find("\xFF\xDA");
+  ASSERT_NE(scan, std::string::npos);
+  EXPECT_NE(testing::error_of([&] { decode_image_rgb(jpeg.substr(0, scan), "no-scan"); })
+                .find("no-scan: a truncated JPEG (no image data after its header)"),
+            std::string::npos);
+  // 11000 x 11000 claimed (under the pixel limit) by a baseline file of a few KB with its end
+  // marker: far fewer bytes than 11000 x 11000 pixels' blocks need
+  std::string liar = jpeg.substr(0, scan + 200) + "\xFF\xD9";
+  const size_t frame = liar.find("\xFF\xC0");
+  ASSERT_NE(frame, std::string::npos);
+  liar.replace(frame + 5, 4, std::string("\x2A\xF8\x2A\xF8", 4));
+  const std::string lie = testing::error_of([&] { decode_image_rgb(liar, "liar"); });
+  EXPECT_NE(lie.find("liar: a truncated JPEG ("), std::string::npos) << lie;
+  EXPECT_NE(lie.find("11000 x 11000 pixels need at least"), std::string::npos) << lie;
+}
+
 TEST_F(ImageFile, UnknownOrCutHeadersAreLeftToTheDecoder) {
   EXPECT_FALSE(image_header_size(write("empty.png", "")).has_value());
   EXPECT_FALSE(image_header_size(write("cut.png", encoded(".png").substr(0, 20))).has_value());

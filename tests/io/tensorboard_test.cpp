@@ -109,12 +109,57 @@ TEST(TensorBoard, TruncationKeepsWholeRecordsUpToTheStep) {
   ASSERT_EQ(resumed.size(), 5u);
   EXPECT_EQ(resumed.back().values.at(0).tag, "train/loss");
 
-  // A flipped bit in a record's data ends the good records there.
+  // A flipped bit in a record's data: that record is skipped, the ones after it are kept.
   std::string data = read_file(path);
   data[data.size() - 6] ^= 1;
   std::ofstream(path, std::ios::binary | std::ios::trunc) << data;
   EXPECT_EQ(read_event_records(path).records.size(), 4u);
+  EXPECT_EQ(read_event_records(path).corrupt, 1);
   EXPECT_THROW(read_tensorboard_events(path), std::runtime_error);
+}
+
+// A resume used to drop every record after a corrupt one without a word (record 5 of 11).
+TEST(TensorBoard, ACorruptRecordOnResumeIsReportedAndTheOriginalKept) {
+  TempDir dir;
+  const auto path = (dir.path() / "events.out.tfevents.1.host").string();
+  {
+    EventWriter w(path);
+    for (int64_t step = 1; step <= 10; ++step) w.write({1.0 * step, step, {{"train/loss", 1.0f}}});
+  }
+  std::string data = read_file(path);
+  // record 5 (step 4): flip a byte of its data
+  size_t at = 0;
+  for (int i = 0; i < 4; ++i) at += 16 + read_event_records(path).records[i].size();
+  const std::string original = data;
+  data[at + 14] ^= 0x40;
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << data;
+  const std::string report = truncate_events(path, 8);
+  EXPECT_NE(report.find("1 corrupt record dropped (the first is record 5 of 11)"),
+            std::string::npos)
+      << report;
+  EXPECT_NE(report.find("the original is kept as " + path + ".corrupt"), std::string::npos)
+      << report;
+  EXPECT_EQ(read_file(path + ".corrupt"), data);
+  const auto kept = read_tensorboard_events(path);
+  ASSERT_EQ(kept.size(), 8u);  // version + steps 1-3, 5-8
+  EXPECT_EQ(kept[4].step, 5);
+
+  // a corrupt length: the framing is lost from there on, and said so
+  data = original;
+  data[at + 2] ^= 0x01;
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << data;
+  const std::string framing = truncate_events(path, 10);
+  EXPECT_NE(framing.find("bytes are unreadable"), std::string::npos) << framing;
+  EXPECT_EQ(read_tensorboard_events(path).size(), 4u);
+
+  // a killed writer's last record: dropped silently, as before
+  {
+    EventWriter w(path);
+    w.write({11.0, 11, {{"train/loss", 1.0f}}});
+  }
+  data = read_file(path);
+  std::ofstream(path, std::ios::binary | std::ios::trunc) << data.substr(0, data.size() - 5);
+  EXPECT_EQ(truncate_events(path, 20), "");
 }
 
 TEST(TensorBoard, FileNamesFollowTheWritersConvention) {

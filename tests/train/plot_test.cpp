@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 
 #include "../support/temp_dir.h"
@@ -31,6 +32,24 @@ TEST(Plot, DrawsTrainAndEvalCurvesSkippingMalformedLines) {
   ASSERT_FALSE(image.empty());
   EXPECT_GT(image.cols, 100);
   EXPECT_GT(image.rows, 100);
+}
+
+// Values near the largest double drew a blank panel (their range overflowed).
+TEST(Plot, ExtremeValuesAreDrawn) {
+  TempDir dir;
+  const std::string metrics = dir.write(
+      "metrics.jsonl",
+      "{\"event\":\"train\",\"step\":1,\"loss\":1e308}\n"
+      "{\"event\":\"train\",\"step\":2,\"loss\":-1e308}\n"
+      "{\"event\":\"train\",\"step\":3,\"loss\":1.7e308}\n");
+  const std::string png = (dir.path() / "curves.png").string();
+  plot_run(metrics, png);
+  const cv::Mat image = cv::imread(png);
+  ASSERT_FALSE(image.empty());
+  // the curve's colour (tab10 blue, BGR 180 119 31) is on the chart
+  cv::Mat blue;
+  cv::inRange(image, cv::Scalar(170, 109, 21), cv::Scalar(190, 129, 41), blue);
+  EXPECT_GT(cv::countNonZero(blue), 200);
 }
 
 TEST(Plot, NoRecordsOrNoFileIsAnError) {

@@ -223,11 +223,14 @@ BlasKernel choose_blas_kernel(const CpuInfo& cpu, const char* openblas_coretype_
   k.core = openblas_core();
   k.openblas_choice = k.core;
   k.recommended = recommended_openblas_core(cpu);
+  const auto verify = [&] { return check ? check() : std::string(); };
   if (k.core.empty()) {
     k.how = "not a DYNAMIC_ARCH OpenBLAS: the library's own kernels";
+    k.broken = verify();  // nothing to switch to
     return k;
   }
   const std::string xmodal_env = xmodal_blas_env ? xmodal_blas_env : "";
+  bool switched = false;
   if (openblas_coretype_env && *openblas_coretype_env) {
     k.how = std::string("set by OPENBLAS_CORETYPE=") + openblas_coretype_env;
   } else if (xmodal_env == "openblas") {
@@ -239,21 +242,55 @@ BlasKernel choose_blas_kernel(const CpuInfo& cpu, const char* openblas_coretype_
     k.rejected = k.recommended + ": OpenBLAS did not switch to it";
     switch_openblas_core(k.openblas_choice);
   } else {
-    const std::string problem = check ? check() : "";
+    switched = true;
+    k.core = openblas_core();
+    k.how = "chosen by xmodal for " + std::string(cpu.avx512() ? "AVX-512" : "AVX2") +
+            " (OpenBLAS picked " + k.openblas_choice +
+            "; XMODAL_BLAS_CORETYPE=openblas keeps its choice)";
+  }
+  // The kernel in use is checked whoever chose it: some OpenBLAS builds compute wrong results
+  // on some processors, which is why some machines set OPENBLAS_CORETYPE at all.
+  std::string problem = verify();
+  if (!problem.empty()) {
+    const std::string failed = k.core;
+    k.rejected = failed + " failed the sgemm check: " + problem;
+    // another kernel this CPU runs: OpenBLAS's own choice (when xmodal switched), the one the
+    // features call for, then the oldest and simplest (SSE3)
+    std::vector<std::string> candidates;
+    if (switched) candidates.push_back(k.openblas_choice);
+    candidates.push_back(k.recommended);
+    candidates.push_back("Prescott");
+    for (const auto& candidate : candidates) {
+      if (candidate.empty() || strcasecmp(candidate.c_str(), failed.c_str()) == 0) continue;
+      if (!switch_openblas_core(candidate)) continue;
+      problem = verify();
+      if (problem.empty()) break;
+    }
+    k.core = openblas_core();
     if (problem.empty()) {
-      k.core = openblas_core();
-      k.how = "chosen by xmodal for " + std::string(cpu.avx512() ? "AVX-512" : "AVX2") +
-              " (OpenBLAS picked " + k.openblas_choice +
-              "; XMODAL_BLAS_CORETYPE=openblas keeps its choice)";
+      k.how = "chosen by xmodal: " + failed + " (" + k.how + ") failed its check";
     } else {
-      switch_openblas_core(k.openblas_choice);
-      k.core = openblas_core();
-      k.rejected = k.recommended + " failed the sgemm check: " + problem;
-      k.how = "OpenBLAS's own choice (" + k.recommended + " failed its check)";
+      k.broken = k.rejected;
     }
   }
-  k.slow = !k.recommended.empty() && core_rank(k.core) < core_rank(k.recommended);
+  const int rank = core_rank(k.core), best = core_rank(k.recommended);
+  // Without AVX2 + FMA on a CPU that has them the BLAS's products run 2-3x slower; AVX2
+  // kernels on an AVX-512 CPU cost little (README "CPU kernels", scripts/bench/gemm.sh).
+  k.slow = !k.recommended.empty() && rank < 2 && best >= 2;
+  if (!k.slow && rank < best) {
+    k.note = "AVX2 kernels on an AVX-512 CPU: 0.76-1.03x of the AVX-512 ones at the model's "
+             "shapes (scripts/bench/gemm.sh, Zen 4), and products of >= 2^23 multiply-adds run "
+             "on oneDNN";
+  }
   return k;
+}
+
+std::string slow_kernel_warning(const BlasKernel& kernel) {
+  return fmt::format(
+      "BLAS kernel {} ({}) leaves this CPU's AVX2 + FMA unused: the BLAS's products run 2-3x "
+      "slower (Prescott 57-80 against 122-211 GFLOP/s for Haswell at the model's shapes, "
+      "scripts/bench/gemm.sh on Zen 4); those of >= 2^23 multiply-adds run on oneDNN either way",
+      kernel.core, kernel.how);
 }
 
 const BlasKernel& select_blas_kernel() {
@@ -269,16 +306,11 @@ const BlasKernel& select_blas_kernel() {
           "OPENBLAS_CORETYPE forces a kernel)",
           mode);
     }
+    if (!kernel.broken.empty()) return;  // configure_threads() stops the command
     if (!kernel.rejected.empty()) {
-      log::warn("[runtime] BLAS kernel {} rejected, running {}: {}", kernel.recommended,
-                kernel.core, kernel.rejected);
+      log::warn("[runtime] BLAS kernel rejected, running {}: {}", kernel.core, kernel.rejected);
     }
-    if (kernel.slow) {
-      log::warn(
-          "[runtime] BLAS kernel {} leaves this CPU's {} unused: matrix products run "
-          "several times slower ({})",
-          kernel.core, cpu_info().avx512() ? "AVX-512" : "AVX2", kernel.how);
-    }
+    if (kernel.slow) log::warn("[runtime] {}", slow_kernel_warning(kernel));
   });
   return kernel;
 }

@@ -30,8 +30,13 @@ struct BlasKernel {
   std::string recommended;      ///< the kernel this CPU's features call for ("" none known)
   std::string how;              ///< how `core` was chosen, one phrase for `xmodal info`
   std::string rejected;         ///< a kernel xmodal tried and dropped: its sgemm check failure
-  /// `core` leaves unused vector units that `recommended` uses (e.g. Prescott on AVX-512).
+  /// `core` lacks the AVX2 + FMA units this CPU has (e.g. Prescott): 2-3x slower products.
   bool slow = false;
+  /// What a kernel below `recommended` that is not `slow` costs (AVX2 kernels on AVX-512),
+  /// as measured; "" otherwise.
+  std::string note;
+  /// Every kernel tried failed the check: the first failure. Matrix products would be wrong.
+  std::string broken;
 };
 
 /// The kernel OpenBLAS should run on this CPU: "SkylakeX" (AVX-512 F/CD/BW/DQ/VL),
@@ -67,18 +72,22 @@ std::vector<GemmCase> sgemm_check_cases(bool thorough);
 /// alpha=... : C[3,4] = ..., expected ...").
 std::string check_sgemm(const std::vector<GemmCase>& cases, SgemmFn sgemm = nullptr);
 
-/// Decides the kernel (`check` verifies a switched one: "" = correct). The user's
-/// OPENBLAS_CORETYPE always wins; XMODAL_BLAS_CORETYPE=openblas keeps OpenBLAS's choice;
-/// otherwise a kernel below `recommended_openblas_core(cpu)` is replaced by it, and put back
-/// if `check` fails (the failure lands in `rejected`).
+/// Decides the kernel. The user's OPENBLAS_CORETYPE wins; XMODAL_BLAS_CORETYPE=openblas keeps
+/// OpenBLAS's choice; otherwise a kernel below `recommended_openblas_core(cpu)` is replaced by
+/// it. Then the kernel in use, whoever chose it, is verified by `check` ("" = correct): on a
+/// failure (noted in `rejected`) OpenBLAS's own choice (after a switch), the recommended
+/// kernel and Prescott are tried in turn, and `broken` is set when none passes.
 BlasKernel choose_blas_kernel(const CpuInfo& cpu, const char* openblas_coretype_env,
                               const char* xmodal_blas_env,
                               const std::function<std::string()>& check);
 
+/// The one-line warning about a `slow` kernel: what it costs, as measured.
+std::string slow_kernel_warning(const BlasKernel& kernel);
+
 /// The process's choice: the first call runs choose_blas_kernel() with this CPU, the
 /// environment and the start-up sgemm check, and logs a warning when the kernel is slow or a
-/// switch was rejected; later calls return the same. Called by configure_threads(), i.e. before
-/// any command computes; cheap (< 1 ms).
+/// kernel was rejected; later calls return the same. Called by configure_threads(), i.e. before
+/// any command computes (which refuses to go on when `broken`); cheap (< 1 ms).
 const BlasKernel& select_blas_kernel();
 
 }  // namespace xmodal

@@ -50,6 +50,31 @@ int available_cores() {
   return std::max(1u, std::thread::hardware_concurrency());
 }
 
+std::string check_thread_count_variable(const std::string& name, const std::string& value,
+                                        int cores, std::string* replacement) {
+  const int64_t limit = 4 * static_cast<int64_t>(std::max(1, cores));
+  bool valid = !value.empty(), clamp = false;
+  size_t at = 0;
+  while (valid && at <= value.size()) {  // each comma-separated level of "N,M,..."
+    const size_t comma = std::min(value.find(',', at), value.size());
+    const std::string level = value.substr(at, comma - at);
+    valid = !level.empty() && level.size() <= 18 &&
+            level.find_first_not_of("0123456789") == std::string::npos &&
+            std::stoll(level) > 0;
+    if (valid && std::stoll(level) > limit) clamp = true;
+    at = comma + 1;
+  }
+  const std::string shown = value.size() > 40 ? value.substr(0, 40) + "..." : value;
+  if (!valid) {
+    *replacement = "";
+    return fmt::format("{}={} is not a positive thread count: ignored", name, shown);
+  }
+  if (!clamp) return "";
+  *replacement = std::to_string(limit);
+  return fmt::format("{}={} asks for more threads than {} cores can run: using {}", name, shown,
+                     cores, limit);
+}
+
 void configure_allocator() {
   static std::once_flag once;
   std::call_once(once, [] {
@@ -65,7 +90,12 @@ void configure_allocator() {
 
 int configure_threads(int requested, int intra_op) {
   configure_allocator();
-  select_blas_kernel();  // before any matrix product runs
+  const BlasKernel& kernel = select_blas_kernel();  // before any matrix product runs
+  if (!kernel.broken.empty()) {
+    throw std::runtime_error(
+        "matrix products would be wrong on this machine: every OpenBLAS kernel tried failed the "
+        "sgemm check (" + kernel.broken + "); set OPENBLAS_CORETYPE to a kernel that works");
+  }
   if (requested < 0) {
     throw std::invalid_argument("threads must be >= 0 (0 = all cores), got " +
                                 std::to_string(requested));
@@ -220,7 +250,9 @@ std::vector<std::string> runtime_summary() {
   const BlasKernel& kernel = select_blas_kernel();
   if (!kernel.core.empty()) {
     std::string line = "BLAS kernel: " + kernel.core + " (" + kernel.how + ")";
-    if (kernel.slow) line += "; WARNING: a fallback that leaves the CPU's vector units unused";
+    if (kernel.slow) line += "; WARNING: " + slow_kernel_warning(kernel);
+    if (!kernel.note.empty()) line += "; " + kernel.note;
+    if (!kernel.broken.empty()) line += "; ERROR: every kernel tried failed the sgemm check";
     lines.push_back(line);
     if (!kernel.rejected.empty()) lines.push_back("BLAS kernel rejected: " + kernel.rejected);
   }

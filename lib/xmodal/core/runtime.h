@@ -11,6 +11,14 @@ namespace xmodal {
 /// Cores this process may run on (its CPU affinity mask), at least 1.
 int available_cores();
 
+/// A thread-count variable (OMP_NUM_THREADS, MKL_NUM_THREADS: "N" or OpenMP's "N,M,...")
+/// checked against what `cores` cores can run: "" when it is fine; else the one-line warning,
+/// with `*replacement` set to the value to use ("" = unset the variable). Zero, a negative
+/// number or no number is ignored (LibTorch would stop with a stack trace); more than 4 threads
+/// per core is clamped (libgomp fails or crashes creating 100,000 threads).
+std::string check_thread_count_variable(const std::string& name, const std::string& value,
+                                        int cores, std::string* replacement);
+
 /// Makes glibc's malloc keep freed memory for reuse instead of unmapping it (a training step
 /// would otherwise page-fault its activations in anew every time). Idempotent; called by
 /// configure_threads().

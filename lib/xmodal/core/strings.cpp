@@ -94,6 +94,64 @@ std::string quote_json(std::string_view text) {
   return out + "\"";
 }
 
+namespace {
+
+// The length of the well-formed UTF-8 sequence at text[at], 0 if it is ill-formed.
+size_t utf8_sequence(std::string_view text, size_t at) {
+  const auto byte = [&](size_t i) { return static_cast<unsigned char>(text[i]); };
+  const unsigned char b = byte(at);
+  if (b < 0x80) return 1;
+  size_t n = 0;
+  unsigned char lo = 0x80, hi = 0xBF;  // the allowed range of the second byte
+  if (b >= 0xC2 && b <= 0xDF) {
+    n = 2;
+  } else if (b >= 0xE0 && b <= 0xEF) {
+    n = 3;
+    if (b == 0xE0) lo = 0xA0;  // overlong
+    if (b == 0xED) hi = 0x9F;  // surrogates
+  } else if (b >= 0xF0 && b <= 0xF4) {
+    n = 4;
+    if (b == 0xF0) lo = 0x90;  // overlong
+    if (b == 0xF4) hi = 0x8F;  // above U+10FFFF
+  } else {
+    return 0;
+  }
+  if (text.size() - at < n || byte(at + 1) < lo || byte(at + 1) > hi) return 0;
+  for (size_t i = 2; i < n; ++i) {
+    if (byte(at + i) < 0x80 || byte(at + i) > 0xBF) return 0;
+  }
+  return n;
+}
+
+}  // namespace
+
+bool is_valid_utf8(std::string_view text) {
+  for (size_t at = 0; at < text.size();) {
+    const size_t n = utf8_sequence(text, at);
+    if (n == 0) return false;
+    at += n;
+  }
+  return true;
+}
+
+std::string escape_invalid_utf8(std::string_view text) {
+  std::string out;
+  for (size_t at = 0; at < text.size();) {
+    const size_t n = utf8_sequence(text, at);
+    if (n > 0) {
+      out.append(text.substr(at, n));
+      at += n;
+    } else {
+      static const char* digits = "0123456789abcdef";
+      const auto b = static_cast<unsigned char>(text[at++]);
+      out += "\\x";
+      out += digits[b >> 4];
+      out += digits[b & 15];
+    }
+  }
+  return out;
+}
+
 std::string trim(std::string_view text) {
   const char* ws = " \t\r\n\f\v";
   const size_t first = text.find_first_not_of(ws);

@@ -24,6 +24,13 @@ std::vector<std::string> split(std::string_view text, char sep);
 /// control characters escaped, other bytes (UTF-8) kept as they are.
 std::string quote_json(std::string_view text);
 
+/// Whether `text` is well-formed UTF-8 (no overlong forms, surrogates or code points above
+/// U+10FFFF), as a JSON string must be.
+bool is_valid_utf8(std::string_view text);
+
+/// `text` for a message: each byte of an ill-formed UTF-8 sequence as \xNN, the rest as is.
+std::string escape_invalid_utf8(std::string_view text);
+
 /// Removes leading and trailing ASCII whitespace.
 std::string trim(std::string_view text);
 

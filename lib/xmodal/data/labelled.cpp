@@ -88,9 +88,25 @@ LabelledSet read_image_folder(const std::string& root, const std::string& split,
     throw std::runtime_error(dir.string() + ": no such folder (image_folder expects " +
                              "ROOT/SPLIT/CLASS/*.png|jpg)");
   }
+  // A class folder that cannot be entered (a symbolic link loop, a dangling link, no
+  // permission) is an error naming it, not a raw filesystem_error.
+  const auto list = [](const fs::path& folder) {
+    std::error_code error;
+    std::vector<fs::directory_entry> entries;
+    for (fs::directory_iterator it(folder, error), end; !error && it != end; it.increment(error)) {
+      entries.push_back(*it);
+    }
+    if (error) throw std::runtime_error("cannot list " + folder.string() + ": " + error.message());
+    return entries;
+  };
   std::vector<std::string> found;
-  for (const auto& entry : fs::directory_iterator(dir)) {
-    if (entry.is_directory()) found.push_back(entry.path().filename().string());
+  for (const auto& entry : list(dir)) {
+    const bool folder = entry.is_directory(ec);
+    if (ec && entry.is_symlink()) {
+      throw std::runtime_error(entry.path().string() + ": a class folder link that cannot be " +
+                               "followed (" + ec.message() + ")");
+    }
+    if (folder) found.push_back(entry.path().filename().string());
   }
   std::sort(found.begin(), found.end());
   LabelledSet set;
@@ -105,8 +121,8 @@ LabelledSet read_image_folder(const std::string& root, const std::string& split,
                                ": class not in the training split's classes");
     }
     std::vector<fs::path> files;
-    for (const auto& entry : fs::directory_iterator(dir / name)) {
-      if (entry.is_regular_file() && image_extension(entry.path())) files.push_back(entry.path());
+    for (const auto& entry : list(dir / name)) {
+      if (entry.is_regular_file(ec) && image_extension(entry.path())) files.push_back(entry.path());
     }
     std::sort(files.begin(), files.end());
     for (const auto& file : files) {

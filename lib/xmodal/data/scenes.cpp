@@ -558,6 +558,10 @@ std::vector<ScenesSplitReport> build_scenes(const ScenesOptions& o) {
   if (o.train < 1 || o.val < 1 || o.test < 1) {
     throw std::invalid_argument("scenes: every split needs at least one scene");
   }
+  constexpr int64_t kMaxScenes = 10'000'000;  // ~30 GB of PNGs at 96 px; 2^31 would fill a disk
+  if (o.train > kMaxScenes || o.val > kMaxScenes || o.test > kMaxScenes) {
+    throw std::invalid_argument(fmt::format("scenes: at most {} scenes per split", kMaxScenes));
+  }
   // An existing folder is never mixed into: the same options find the set already there, other
   // options need --overwrite (and a folder that is a scenes set), and the new set is built
   // beside it and swapped in whole, so an interrupted build leaves the old one.

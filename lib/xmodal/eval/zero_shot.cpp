@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <stdexcept>
 
@@ -48,8 +49,10 @@ ZeroShotSummary run_zero_shot(const ZeroShotOptions& o) {
     throw std::invalid_argument("eval --zero-shot: unknown data set '" + o.dataset +
                                 "' (expected fashion_mnist or image_folder)");
   }
-  if (o.zoom_out < 0 || (o.zoom_out > 0 && o.zoom_out < 1)) {
-    throw std::invalid_argument("eval --zoom-out must be >= 1 (or 0 = off)");
+  if (!std::isfinite(o.zoom_out) || o.zoom_out > 100 || o.zoom_out < 0 ||
+      (o.zoom_out > 0 && o.zoom_out < 1)) {
+    throw std::invalid_argument("eval --zoom-out must be from 1 to 100 (or 0 = off), got " +
+                                fmt::format("{}", o.zoom_out));
   }
   c.data.augment.zoom_out =
       o.zoom_out > 0 ? std::vector<double>{o.zoom_out, o.zoom_out} : std::vector<double>{};
@@ -95,7 +98,13 @@ ZeroShotSummary run_zero_shot(const ZeroShotOptions& o) {
                   n, data->class_names.size(), s.metrics["top1"], s.metrics["top5"]);
   json per_class = json::object();
   for (size_t y = 0; y < per_class_n.size(); ++y) {
-    const double acc = per_class_n[y] ? 100.0 * per_class_hit[y] / per_class_n[y] : 0.0;
+    // a class without images has no accuracy (null, "-"), not 0%
+    if (per_class_n[y] == 0) {
+      per_class[data->class_names[y]] = nullptr;
+      s.table += fmt::format("  {:<16} {:>7} (no images)\n", data->class_names[y], "-");
+      continue;
+    }
+    const double acc = 100.0 * per_class_hit[y] / per_class_n[y];
     per_class[data->class_names[y]] = acc;
     s.table += fmt::format("  {:<16} {:6.2f}%\n", data->class_names[y], acc);
   }
@@ -115,7 +124,7 @@ ZeroShotSummary run_zero_shot(const ZeroShotOptions& o) {
                         {"zoom_out", o.zoom_out},
                         {"metrics", {{"top1", s.metrics["top1"]}, {"top5", s.metrics["top5"]}}},
                         {"per_class_top1", per_class}};
-  io::write_file_atomic((fs::path(s.out_dir) / "metrics.json").string(), summary.dump(2) + "\n");
+  io::write_file_atomic((fs::path(s.out_dir) / "metrics.json").string(), summary.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
   s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return s;
 }

@@ -1,17 +1,24 @@
 #include "xmodal/infer/index.h"
 
+#include <fcntl.h>
 #include <nlohmann/json.hpp>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <map>
 #include <chrono>
 #include <filesystem>
 #include <set>
 #include <stdexcept>
 
 #include "xmodal/checkpoint/artifacts.h"
+#include "xmodal/checkpoint/checkpoint.h"
 #include "xmodal/config/loader.h"
 #include "xmodal/core/logging.h"
 #include "xmodal/core/runtime.h"
+#include "xmodal/core/strings.h"
 #include "xmodal/data/dataset.h"
 #include "xmodal/data/loader.h"
 #include "xmodal/infer/retrieval.h"
@@ -26,7 +33,7 @@ using nlohmann::json;
 namespace {
 
 constexpr const char* kFormat = "xmodal-index";
-constexpr int kVersion = 1;
+constexpr int kVersion = 2;  // 2: generations with checksums; 1: files in INDEX_DIR
 
 bool is_image_file(const fs::path& p) {
   std::string ext = p.extension().string();
@@ -55,6 +62,25 @@ std::vector<std::string> list_images(const std::string& dir) {
   return paths;
 }
 
+// Paths that are not UTF-8 cannot be written to paths.json (JSON holds Unicode text) nor in
+// search results: they are left out with a warning naming them, bytes escaped.
+void drop_non_utf8(std::vector<std::string>& paths, int64_t& skipped, std::string& first_bad) {
+  const auto bad = std::stable_partition(paths.begin(), paths.end(),
+                                         [](const std::string& p) { return is_valid_utf8(p); });
+  const auto count = static_cast<int64_t>(paths.end() - bad);
+  if (count == 0) return;
+  std::vector<std::string> shown;
+  for (auto it = bad; it != paths.end() && shown.size() < 3; ++it) {
+    shown.push_back(escape_invalid_utf8(*it));
+  }
+  log::warn("[index] skipped {} image(s) whose path is not UTF-8 (an index stores paths as JSON "
+            "text; rename them to index them): {}{}",
+            count, join(shown, ", "), count > 3 ? ", ..." : "");
+  if (first_bad.empty()) first_bad = shown.front() + ": the path is not UTF-8";
+  skipped += count;
+  paths.erase(bad, paths.end());
+}
+
 // The distinct images of a split of the checkpoint's data set, in data order.
 std::vector<std::string> split_images(const config::Config& c, const std::string& split) {
   const auto data = data::load_split(c, split);
@@ -71,47 +97,141 @@ struct IndexFiles {
   json manifest;
   torch::Tensor embeddings;  // [N, E]
   std::vector<std::string> paths;
+  std::string folder;  // the folder holding the files: the current generation, or INDEX_DIR
 };
 
 std::string file_in(const std::string& dir, const char* name) {
   return (fs::path(dir) / name).string();
 }
 
+// An index is written as checkpoints are: a new generation folder beside the old one (every
+// file fsynced, its size and CRC32 in its manifest), then the link `current` switched to it
+// in one rename, then the old generation removed. A kill or an error at any point leaves the
+// previous index whole; what a killed writer left is swept by the next one and never read.
+// Version 1 indexes (files directly in INDEX_DIR, no checksums) are still read; an --append
+// to one writes a generation and removes the old files.
+constexpr const char* kCurrent = "current";
+
+void fsync_path(const fs::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
+}
+
+// The folder of the index's files: INDEX_DIR/current's target, INDEX_DIR itself for a version
+// 1 index, "" when INDEX_DIR holds no index.
+std::string index_folder(const std::string& dir) {
+  std::error_code ec;
+  const fs::path link = fs::path(dir) / kCurrent;
+  if (fs::is_symlink(fs::symlink_status(link, ec))) {
+    const fs::path target = fs::read_symlink(link, ec);
+    if (ec || target.has_parent_path() || target.string().rfind("gen-", 0) != 0) {
+      throw std::runtime_error(link.string() + ": not a link to an index generation (gen-N)");
+    }
+    return (fs::path(dir) / target).string();
+  }
+  if (fs::exists(file_in(dir, "manifest.json"), ec)) return dir;
+  return "";
+}
+
 IndexFiles read_index(const std::string& dir) {
   IndexFiles f;
-  const std::string manifest_path = file_in(dir, "manifest.json");
-  std::error_code ec;
-  if (!fs::exists(manifest_path, ec)) {
+  f.folder = index_folder(dir);
+  if (f.folder.empty()) {
     throw std::runtime_error(dir +
                              " is not an xmodal index (no manifest.json; build one with "
                              "`xmodal index`)");
   }
+  const std::string manifest_path = file_in(f.folder, "manifest.json");
   f.manifest = json::parse(io::read_file(manifest_path, 1 << 20), nullptr, false);
   if (!f.manifest.is_object() || f.manifest.value("format", "") != kFormat) {
     throw std::runtime_error(manifest_path + ": not an xmodal index manifest");
   }
-  if (f.manifest.value("version", 0) != kVersion) {
-    throw std::runtime_error(manifest_path + ": index format version " +
-                             f.manifest.value("version", json()).dump() + ", this xmodal reads " +
-                             std::to_string(kVersion));
+  const json version = f.manifest.contains("version") ? f.manifest["version"] : json();
+  if (!version.is_number_integer() || version.get<int64_t>() < 1 ||
+      version.get<int64_t>() > kVersion) {
+    throw std::runtime_error(manifest_path + ": index format version " + version.dump() +
+                             ", this xmodal reads 1 to " + std::to_string(kVersion));
   }
-  const auto tensors = io::load_safetensors(file_in(dir, "embeddings.safetensors"));
+  // every field read later, with its type: a wrong one is named here, not met as a raw error
+  const auto require = [&](const char* key, bool ok, const char* what) {
+    if (!ok) {
+      throw std::runtime_error(manifest_path + ": \"" + key + "\" must be " + what +
+                               (f.manifest.contains(key) ? ", got " + f.manifest[key].dump()
+                                                         : std::string(", missing")));
+    }
+  };
+  const auto is = [&](const char* key, bool (json::*type)() const noexcept) {
+    return f.manifest.contains(key) && (f.manifest[key].*type)();
+  };
+  require("checkpoint", is("checkpoint", &json::is_string), "a string");
+  require("model", is("model", &json::is_string), "a string");
+  require("backend", is("backend", &json::is_string), "a string");
+  require("count", is("count", &json::is_number_integer), "an integer");
+  require("embed_dim",
+          is("embed_dim", &json::is_number_integer) && f.manifest["embed_dim"].get<int64_t>() > 0,
+          "a positive integer");
+  if (f.manifest.contains("skipped")) {
+    require("skipped", is("skipped", &json::is_number_integer), "an integer");
+  }
+  // version 2: each file's size and CRC32
+  if (version.get<int64_t>() >= 2) {
+    require("files", is("files", &json::is_object), "an object");
+    for (const auto& [name, info] : f.manifest["files"].items()) {
+      if (name.find('/') != std::string::npos || name.empty() || name[0] == '.' ||
+          !info.is_object() || !info.contains("bytes") || !info["bytes"].is_number_unsigned() ||
+          !info.contains("crc32") || !info["crc32"].is_string()) {
+        throw std::runtime_error(manifest_path + ": a malformed \"files\" entry");
+      }
+      const std::string path = file_in(f.folder, name.c_str());
+      const std::string bytes = io::read_file(path, int64_t{1} << 40);
+      if (bytes.size() != info["bytes"].get<uint64_t>()) {
+        throw std::runtime_error(path + " has " + std::to_string(bytes.size()) +
+                                 " bytes, the manifest says " + info["bytes"].dump() +
+                                 ": the index is damaged; rebuild it with `xmodal index`");
+      }
+      const std::string crc = checkpoint::crc32_hex(bytes);
+      if (crc != info["crc32"].get<std::string>()) {
+        throw std::runtime_error(path + " checksum mismatch (crc32 " + crc +
+                                 ", the manifest says " + info["crc32"].get<std::string>() +
+                                 "): the index is damaged; rebuild it with `xmodal index`");
+      }
+    }
+  }
+  const std::string embeddings_path = file_in(f.folder, "embeddings.safetensors");
+  const auto tensors = io::load_safetensors(embeddings_path);
   const auto it = tensors.find("embeddings");
   if (it == tensors.end() || it->second.dim() != 2) {
-    throw std::runtime_error(file_in(dir, "embeddings.safetensors") +
-                             ": no \"embeddings\" [N, E] tensor");
+    throw std::runtime_error(embeddings_path + ": no \"embeddings\" [N, E] tensor");
   }
-  f.embeddings = it->second.to(torch::kFloat32).contiguous();
-  const auto paths =
-      json::parse(io::read_file(file_in(dir, "paths.json"), int64_t{1} << 32), nullptr, false);
+  if (it->second.scalar_type() != torch::kFloat32) {
+    throw std::runtime_error(embeddings_path + ": \"embeddings\" is " +
+                             io::safetensors_dtype_name(it->second.scalar_type()) +
+                             "; an index holds float32 embeddings");
+  }
+  if (it->second.size(1) != f.manifest["embed_dim"].get<int64_t>()) {
+    throw std::runtime_error(embeddings_path + ": embeddings of width " +
+                             std::to_string(it->second.size(1)) + ", the manifest says embed_dim " +
+                             f.manifest["embed_dim"].dump());
+  }
+  if (!torch::isfinite(it->second).all().item<bool>()) {
+    throw std::runtime_error(embeddings_path +
+                             ": embeddings that are not finite (NaN or infinite): the index is "
+                             "damaged; rebuild it with `xmodal index`");
+  }
+  f.embeddings = it->second.contiguous();
+  const auto paths = json::parse(io::read_file(file_in(f.folder, "paths.json"), int64_t{1} << 32),
+                                 nullptr, false);
   if (!paths.is_array())
-    throw std::runtime_error(file_in(dir, "paths.json") + ": not a JSON array");
+    throw std::runtime_error(file_in(f.folder, "paths.json") + ": not a JSON array");
   for (const auto& p : paths) {
     if (!p.is_string())
-      throw std::runtime_error(file_in(dir, "paths.json") + ": a non-string path");
+      throw std::runtime_error(file_in(f.folder, "paths.json") + ": a non-string path");
     f.paths.push_back(p.get<std::string>());
   }
-  const int64_t count = f.manifest.value("count", int64_t{-1});
+  const int64_t count = f.manifest["count"].get<int64_t>();
   if (f.embeddings.size(0) != static_cast<int64_t>(f.paths.size()) ||
       f.embeddings.size(0) != count) {
     throw std::runtime_error(
@@ -120,6 +240,70 @@ IndexFiles read_index(const std::string& dir) {
         std::to_string(count) + "): an interrupted write? Rebuild it with `xmodal index`");
   }
   return f;
+}
+
+// What killed writers left in INDEX_DIR (temporary generations and links, generations that
+// never became current) and, once a generation is current, a version 1 index's files.
+void sweep_index(const std::string& dir, const std::string& keep) {
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    const bool leftover = name.rfind(".gen-", 0) == 0 || name.rfind(".current.tmp-", 0) == 0 ||
+                          (name.rfind("gen-", 0) == 0 && name != keep);
+    if (leftover) fs::remove_all(entry.path(), ec);
+  }
+  if (!keep.empty()) {
+    for (const char* legacy :
+         {"embeddings.safetensors", "paths.json", "faiss.index", "manifest.json"}) {
+      fs::remove(file_in(dir, legacy), ec);
+    }
+  }
+}
+
+// Writes the generation after `previous` ("" or "gen-N"): its files into a temporary folder,
+// fsynced, manifest last, renamed to gen-(N+1), then `current` switched to it.
+std::string commit_generation(const std::string& dir, const std::string& previous,
+                              const std::map<std::string, std::string>& files, json manifest) {
+  int64_t number = 0;
+  if (!previous.empty()) number = std::stoll(previous.substr(4));
+  const std::string name = "gen-" + std::to_string(number + 1);
+  const fs::path tmp = fs::path(dir) / ("." + name + ".tmp-" + std::to_string(::getpid()));
+  const fs::path final_dir = fs::path(dir) / name;
+  std::error_code ec;
+  fs::remove_all(tmp, ec);
+  fs::remove_all(final_dir, ec);  // a killed writer's, never current
+  fs::create_directories(tmp, ec);
+  if (ec) throw std::runtime_error("index: cannot create " + tmp.string() + ": " + ec.message());
+  try {
+    json listed = json::object();
+    for (const auto& [file, bytes] : files) {
+      io::write_file_atomic((tmp / file).string(), bytes);
+      listed[file] = {{"bytes", bytes.size()}, {"crc32", checkpoint::crc32_hex(bytes)}};
+    }
+    manifest["files"] = listed;
+    io::write_file_atomic((tmp / "manifest.json").string(), manifest.dump(2) + "\n");
+    fsync_path(tmp);
+    if (::rename(tmp.c_str(), final_dir.c_str()) != 0) {
+      throw std::runtime_error("index: cannot rename " + tmp.string() + " to " +
+                               final_dir.string() + ": " + std::strerror(errno));
+    }
+    fsync_path(dir);
+    const fs::path link_tmp = fs::path(dir) / (".current.tmp-" + std::to_string(::getpid()));
+    ::unlink(link_tmp.c_str());
+    if (::symlink(name.c_str(), link_tmp.c_str()) != 0 ||
+        ::rename(link_tmp.c_str(), (fs::path(dir) / kCurrent).c_str()) != 0) {
+      const int saved = errno;
+      ::unlink(link_tmp.c_str());
+      fs::remove_all(final_dir, ec);
+      throw std::runtime_error("index: cannot switch " + (fs::path(dir) / kCurrent).string() +
+                               " to " + name + ": " + std::strerror(saved));
+    }
+    fsync_path(dir);
+  } catch (...) {
+    fs::remove_all(tmp, ec);
+    throw;
+  }
+  return name;
 }
 
 checkpoint::LoadedModel load_model(const std::string& checkpoint,
@@ -154,7 +338,7 @@ IndexReport build_index(const IndexOptions& o) {
 
   IndexFiles old;
   std::error_code ec;
-  const bool exists = fs::exists(file_in(o.out, "manifest.json"), ec);
+  const bool exists = !index_folder(o.out).empty();
   if (exists && !o.append) {
     throw std::invalid_argument("index: " + o.out +
                                 " already holds an index; pass --append to add images to it, or "
@@ -169,8 +353,11 @@ IndexReport build_index(const IndexOptions& o) {
                                   identity + ": embeddings of two models cannot be compared");
     }
   }
+  IndexReport r;
   std::vector<std::string> paths =
       o.images.empty() ? split_images(m.config, o.split) : list_images(o.images);
+  drop_non_utf8(paths, r.skipped, r.first_bad);
+  const int64_t non_utf8 = r.skipped;
   const std::set<std::string> known(old.paths.begin(), old.paths.end());
   paths.erase(std::remove_if(paths.begin(), paths.end(),
                              [&](const std::string& p) { return known.count(p) > 0; }),
@@ -196,7 +383,6 @@ IndexReport build_index(const IndexOptions& o) {
   lo.skip_bad = true;
   lo.max_bad_share = 1.0;
   lo.image_cache_bytes = 0;
-  IndexReport r;
   std::vector<torch::Tensor> parts;
   std::vector<std::string> added;
   if (!paths.empty()) {
@@ -225,7 +411,7 @@ IndexReport build_index(const IndexOptions& o) {
         last_report = now;
       }
     }
-    r.skipped = loader.skipped();
+    r.skipped = non_utf8 + loader.skipped();
   }
   r.added = static_cast<int64_t>(added.size());
   if (r.added == 0 && !paths.empty()) {
@@ -241,7 +427,8 @@ IndexReport build_index(const IndexOptions& o) {
                              " images could be read; the first: " + r.first_bad);
   }
   if (r.added == 0 && old.paths.empty()) {
-    throw std::runtime_error("index: no images found in " + source);
+    throw std::runtime_error("index: no images found in " + source +
+                             (r.first_bad.empty() ? "" : "; skipped: " + r.first_bad));
   }
   if (r.skipped > 0) {
     log::warn("[index] skipped {} unreadable image(s); the first: {}", r.skipped, r.first_bad);
@@ -256,17 +443,16 @@ IndexReport build_index(const IndexOptions& o) {
 
   fs::create_directories(o.out, ec);
   if (ec) throw std::runtime_error("index: cannot create " + o.out + ": " + ec.message());
-  // The manifest goes last: until it is replaced, a reader sees the old count and refuses the
-  // mixture (read_index); after it, everything agrees.
-  io::save_safetensors(file_in(o.out, "embeddings.safetensors"), {{"embeddings", embeddings}},
-                       {{"producer", "xmodal index"}});
-  io::write_file_atomic(file_in(o.out, "paths.json"), json(all_paths).dump() + "\n");
+  std::map<std::string, std::string> files;
+  files["embeddings.safetensors"] = io::serialize_safetensors({{"embeddings", embeddings}},
+                                                              {{"producer", "xmodal index"}});
+  files["paths.json"] = json(all_paths).dump() + "\n";
   const std::string backend_used =
       exists && o.backend == "flat" ? old.manifest.value("backend", "flat") : o.backend;
   const SearchBackend b = parse_backend(backend_used);
   if (b != SearchBackend::flat) {
     const auto t0 = std::chrono::steady_clock::now();
-    AnnIndex::build(b, embeddings, o.ann).save(file_in(o.out, "faiss.index"));
+    files["faiss.index"] = AnnIndex::build(b, embeddings, o.ann).serialize();
     log::info("[index] {} index over {} vectors built in {:.1f} s", backend_used, r.total,
               std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
   }
@@ -281,7 +467,10 @@ IndexReport build_index(const IndexOptions& o) {
       {"nlist", o.ann.nlist},
       {"hnsw_m", o.ann.hnsw_m},
       {"skipped", (exists ? old.manifest.value("skipped", int64_t{0}) : 0) + r.skipped}};
-  io::write_file_atomic(file_in(o.out, "manifest.json"), manifest.dump(2) + "\n");
+  const std::string previous =
+      exists && old.folder != o.out ? fs::path(old.folder).filename().string() : std::string();
+  const std::string current = commit_generation(o.out, previous, files, manifest);
+  sweep_index(o.out, current);
   r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   r.images_per_second = r.seconds > 0 ? static_cast<double>(r.added + r.skipped) / r.seconds : 0;
   return r;
@@ -308,7 +497,8 @@ ImageIndex ImageIndex::open(const std::string& dir, const std::string& identity,
                                   "); rebuild it with `xmodal index --backend " + index.backend_ +
                                   "`, or search with --backend flat");
     }
-    index.ann_ = std::make_unique<AnnIndex>(AnnIndex::load(file_in(dir, "faiss.index"), ann));
+    index.ann_ =
+        std::make_unique<AnnIndex>(AnnIndex::load(file_in(f.folder, "faiss.index"), ann));
     if (index.ann_->size() != f.embeddings.size(0)) {
       throw std::runtime_error(dir + ": faiss.index holds " + std::to_string(index.ann_->size()) +
                                " vectors, the index " + std::to_string(f.embeddings.size(0)) +

@@ -2,13 +2,17 @@
 // retrieval checkpoint, then queried by text or image.
 //
 // INDEX_DIR holds
-//   embeddings.safetensors  "embeddings" [N, E] float32, L2-normalised, row i = paths[i]
-//   paths.json              the image paths, absolute, in index order
-//   faiss.index             with --backend ivf | hnsw: the approximate index (FAISS)
-//   manifest.json           format, the checkpoint and its identity (infer/retrieval.h), E, N,
-//                           the backend and its options; written last
-// Each file is replaced atomically; a reader checks that they agree (an interrupted --append
-// is reported, never half-read).
+//   current                 a link to the generation in use, gen-N
+//   gen-N/embeddings.safetensors  "embeddings" [N, E] float32, L2-normalised, row i = paths[i]
+//   gen-N/paths.json        the image paths, absolute (UTF-8), in index order
+//   gen-N/faiss.index       with --backend ivf | hnsw: the approximate index (FAISS)
+//   gen-N/manifest.json     format, version 2, the checkpoint and its identity
+//                           (infer/retrieval.h), E, N, the backend and its options, and each
+//                           file's size and CRC32 (checked by every reader)
+// An update (--append) writes gen-(N+1) beside gen-N, switches `current` in one rename and
+// then removes gen-N: a kill or an error at any moment leaves the previous index usable, and
+// the next writer sweeps what a killed one left. Version 1 indexes (the four files directly
+// in INDEX_DIR) are still read; --append turns one into a generation.
 #pragma once
 
 #include <cstdint>

@@ -51,7 +51,9 @@ class AnnIndex {
                         const AnnOptions& options);
   /// Reads an index written by save(); throws std::runtime_error naming the file.
   static AnnIndex load(const std::string& path, const AnnOptions& options);
-  /// Writes the index atomically.
+  /// The index as FAISS writes it (what load() reads).
+  std::string serialize() const;
+  /// Writes serialize() atomically.
   void save(const std::string& path) const;
 
   /// Replaces the search-time options (nprobe, ef_search).

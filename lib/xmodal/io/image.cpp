@@ -37,6 +37,14 @@ class Header {
     if (!inside && !in_memory_) load(offset, std::max<size_t>(n, 1 << 16));
     return offset - start_ < window_.size() ? window_.substr(offset - start_, n) : std::string();
   }
+  // The file's size in bytes.
+  uint64_t size() {
+    if (in_memory_) return window_.size();
+    in_.clear();
+    in_.seekg(0, std::ios::end);
+    const std::streamoff end = in_.tellg();
+    return end > 0 ? static_cast<uint64_t>(end) : 0;
+  }
   // The byte at `offset`, or -1 past the end.
   int byte(uint64_t offset) {
     const std::string b = at(offset, 1);
@@ -72,37 +80,60 @@ uint64_t be(const std::string& b, size_t at, size_t n) {
   return v;
 }
 
-// JPEG: the frame header (SOFn) follows any number of segments (EXIF, ICC profiles, tables).
-// Markers are found as libjpeg finds them, so a file cannot hide its frame from this check
-// and still decode: bytes up to the next FF are skipped, then FF fill bytes, and FF 00 is data.
-std::optional<ImageSize> jpeg_size(Header& file) {
+// JPEG: the frame header (SOFn) follows any number of segments (EXIF, ICC profiles, tables),
+// and the first scan (SOS) follows it. Markers are found as libjpeg finds them, so a file
+// cannot hide its frame from this check and still decode: bytes up to the next FF are skipped,
+// then FF fill bytes, and FF 00 is data.
+struct JpegLayout {
+  std::optional<ImageSize> size;
+  int frame = 0;           ///< the SOFn marker (0xC0 baseline, 0xC2 progressive, ...)
+  int hmax = 1, vmax = 1;  ///< the largest sampling factors of the frame's components
+  uint64_t scan = 0;       ///< offset of the first scan header (SOS), 0 = none
+};
+
+JpegLayout jpeg_layout(Header& file) {
+  JpegLayout j;
   uint64_t pos = 2;  // after the start-of-image marker FF D8, which format_of checked
   for (;;) {
     int marker = 0;
     while (marker == 0) {
       while ((marker = file.byte(pos)) != 0xFF) {
-        if (marker < 0) return std::nullopt;
+        if (marker < 0) return j;
         ++pos;
       }
       while ((marker = file.byte(pos)) == 0xFF) ++pos;
-      if (marker < 0) return std::nullopt;
+      if (marker < 0) return j;
       ++pos;  // past the marker code
     }
     if (marker == 0x01 || (marker >= 0xD0 && marker <= 0xD8)) continue;  // no length field
-    if (marker == 0xD9 || marker == 0xDA) return std::nullopt;  // end, or scan before a frame
-    const std::string segment = file.at(pos, 7);  // length, then a frame's precision, h, w
-    if (segment.size() < 2) return std::nullopt;
+    if (marker == 0xD9) return j;                                       // end of image
+    if (marker == 0xDA) {  // the first scan: the entropy-coded data follows its header
+      if (j.size) j.scan = pos;
+      return j;
+    }
+    const std::string segment = file.at(pos, 8);  // length, then a frame's precision, h, w, Nf
+    if (segment.size() < 2) return j;
     const uint64_t length = be(segment, 0, 2);
-    if (length < 2) return std::nullopt;
+    if (length < 2) return j;
     const bool frame =
         marker >= 0xC0 && marker <= 0xCF && marker != 0xC4 && marker != 0xC8 && marker != 0xCC;
-    if (frame) {
-      if (segment.size() < 7) return std::nullopt;
-      return ImageSize{be(segment, 5, 2), be(segment, 3, 2)};
+    if (frame && !j.size) {
+      if (segment.size() < 8) return j;
+      j.size = ImageSize{be(segment, 5, 2), be(segment, 3, 2)};
+      j.frame = marker;
+      const int components = static_cast<unsigned char>(segment[7]);
+      const std::string table = file.at(pos + 8, 3 * static_cast<size_t>(components));
+      for (int c = 0; c < components && static_cast<size_t>(3 * c + 1) < table.size(); ++c) {
+        const int factors = static_cast<unsigned char>(table[3 * c + 1]);
+        j.hmax = std::max(j.hmax, factors >> 4);
+        j.vmax = std::max(j.vmax, factors & 0xF);
+      }
     }
     pos += length;
   }
 }
+
+std::optional<ImageSize> jpeg_size(Header& file) { return jpeg_layout(file).size; }
 
 // PNM: "P1".."P6", then width and height in ASCII, each after whitespace or '#' comments, as
 // OpenCV's reader takes them (numbers above INT_MAX are its error).
@@ -212,6 +243,45 @@ uint64_t max_image_pixels() {
 
 namespace {
 
+// libjpeg decodes a JPEG whose data stops early with a warning only, filling the rest with
+// grey (a file cut in half, or 4 KB that claims 11000 x 11000 pixels: 885 MB and 4 s for a
+// grey picture). Refused here: a file without the end-of-image marker after its scan, and a
+// baseline or extended Huffman JPEG (SOF0/SOF1) with fewer bytes of scan data than its blocks
+// need, at least 2 bits each (a DC code and an end-of-block code, each >= 1 bit); progressive
+// and arithmetic-coded files have no such floor and are bounded by the pixel limit alone.
+void check_jpeg_data(Header& file, const std::string& name) {
+  const JpegLayout j = jpeg_layout(file);
+  if (!j.size) return;  // no frame: OpenCV says it cannot decode it
+  const uint64_t total = file.size();
+  if (j.scan == 0 || j.scan >= total) {
+    throw std::runtime_error("cannot read image " + name +
+                             ": a truncated JPEG (no image data after its header)");
+  }
+  bool end_found = false;  // the last FF D9 at or after the scan (FF in the data is FF 00)
+  for (uint64_t end = total; end > j.scan && !end_found;) {
+    const uint64_t begin = end - std::min<uint64_t>(end - j.scan, 1 << 16);
+    const std::string window = file.at(begin, static_cast<size_t>(end + 1 - begin));
+    end_found = window.find("\xFF\xD9") != std::string::npos;
+    end = begin;
+  }
+  if (!end_found) {
+    throw std::runtime_error("cannot read image " + name +
+                             ": a truncated JPEG (no end-of-image marker after its data)");
+  }
+  if (j.frame == 0xC0 || j.frame == 0xC1) {
+    const uint64_t mcus = ((j.size->width + 8 * j.hmax - 1) / (8 * j.hmax)) *
+                          ((j.size->height + 8 * j.vmax - 1) / (8 * j.vmax));
+    const uint64_t need = mcus / 4;  // >= 2 bits per MCU
+    if (total - j.scan < need) {
+      throw std::runtime_error("cannot read image " + name + ": a truncated JPEG (" +
+                               std::to_string(total - j.scan) + " bytes of image data; " +
+                               std::to_string(j.size->width) + " x " +
+                               std::to_string(j.size->height) + " pixels need at least " +
+                               std::to_string(need) + ")");
+    }
+  }
+}
+
 // What read_image_rgb and decode_image_rgb check before decoding; `name` is the file (or what
 // the bytes are) in the messages.
 void check_before_decoding(Header& file, const std::string& name, uint64_t max_pixels) {
@@ -237,6 +307,7 @@ void check_before_decoding(Header& file, const std::string& name, uint64_t max_p
           (max_pixels == max_image_pixels() ? " (XMODAL_MAX_IMAGE_PIXELS raises the limit)" : ""));
     }
   }
+  if (format == Format::jpeg) check_jpeg_data(file, name);
 }
 
 // A decoded image (any depth, 1, 3 or 4 channels in OpenCV's BGR order) as 8-bit RGB.

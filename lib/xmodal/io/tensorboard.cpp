@@ -1,5 +1,6 @@
 #include "xmodal/io/tensorboard.h"
 
+#include <fmt/format.h>
 #include <unistd.h>
 
 #include <array>
@@ -158,18 +159,31 @@ void EventWriter::write(ScalarEvent event) {
 EventRecords read_event_records(const std::string& path) {
   const std::string data = read_file(path);
   EventRecords r;
+  r.file_bytes = data.size();
   size_t at = 0;
   while (data.size() - at >= 12) {
     const std::string_view length(data.data() + at, 8);
-    if (get_fixed(data, at + 8, 4) != masked_crc32c(length)) break;
+    if (get_fixed(data, at + 8, 4) != masked_crc32c(length)) break;  // the framing is lost
     const uint64_t n = get_fixed(data, at, 8);
     if (data.size() - at < 16 || n > data.size() - at - 16) break;  // incomplete
     const std::string_view body(data.data() + at + 12, n);
-    if (get_fixed(data, at + 12 + n, 4) != masked_crc32c(body)) break;
-    r.records.emplace_back(body);
     at += 16 + n;
+    if (get_fixed(data, at - 4, 4) != masked_crc32c(body)) {  // this record only: skip it
+      if (r.corrupt == 0) r.first_corrupt = static_cast<int64_t>(r.records.size() + 1);
+      ++r.corrupt;
+      r.valid_bytes = at;
+      continue;
+    }
+    r.records.emplace_back(body);
+    r.valid_bytes = at;
   }
-  r.valid_bytes = at;
+  // What is left: a killed writer's last record (its framing intact, cut short), or bytes whose
+  // framing is lost
+  if (at < data.size()) {
+    const size_t rest = data.size() - at;
+    r.torn_tail = rest < 12 || get_fixed(data, at + 8, 4) ==
+                                   masked_crc32c(std::string_view(data.data() + at, 8));
+  }
   return r;
 }
 
@@ -204,9 +218,10 @@ int64_t event_step(std::string_view event) {
   return step;
 }
 
-void truncate_events(const std::string& path, int64_t step, const std::string& drop_tag_prefix) {
+std::string truncate_events(const std::string& path, int64_t step,
+                            const std::string& drop_tag_prefix) {
   std::error_code ec;
-  if (!fs::exists(path, ec)) return;
+  if (!fs::exists(path, ec)) return "";
   // A Summary.Value's tag is field 1, length-delimited: 0x0a, its length, its bytes.
   const auto has_prefixed_tag = [&](const std::string& record) {
     for (size_t at = record.find(drop_tag_prefix); at != std::string::npos;
@@ -218,14 +233,36 @@ void truncate_events(const std::string& path, int64_t step, const std::string& d
     }
     return false;
   };
+  const EventRecords all = read_event_records(path);
   std::string kept;
-  for (const auto& record : read_event_records(path).records) {
+  for (const auto& record : all.records) {
     const int64_t s = event_step(record);
     if (s < 0 || s > step) continue;
     if (!drop_tag_prefix.empty() && has_prefixed_tag(record)) continue;
     kept += tfrecord(record);
   }
+  // Anything but a killed writer's last record lost: the original is kept aside, and said so
+  std::string report;
+  const uint64_t unreadable = all.file_bytes - all.valid_bytes;
+  if (all.corrupt > 0 || (unreadable > 0 && !all.torn_tail)) {
+    const std::string aside = path + ".corrupt";
+    fs::copy_file(path, aside, fs::copy_options::overwrite_existing, ec);
+    if (all.corrupt > 0) {
+      report = fmt::format("{} corrupt record{} dropped (the first is record {} of {})",
+                           all.corrupt, all.corrupt > 1 ? "s" : "", all.first_corrupt,
+                           all.records.size() + static_cast<size_t>(all.corrupt));
+    }
+    if (unreadable > 0 && !all.torn_tail) {
+      report += fmt::format("{}the last {} bytes are unreadable (their framing is corrupt) and "
+                            "were dropped with every record in them",
+                            report.empty() ? "" : "; ", unreadable);
+    }
+    report = path + ": " + report +
+             (ec ? "; the original could not be kept (" + ec.message() + ")"
+                 : "; the original is kept as " + aside);
+  }
   write_file_atomic(path, kept);
+  return report;
 }
 
 std::string event_file_name() {

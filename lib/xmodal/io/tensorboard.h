@@ -59,11 +59,17 @@ class EventWriter {
   std::FILE* file_ = nullptr;
 };
 
-/// The records of an event file as written: their data, up to the first incomplete or corrupt
-/// record (a killed writer's last one). `valid_bytes` is where the good records end.
+/// The records of an event file as written: their data, up to the first incomplete record (a
+/// killed writer's last one) or lost framing (a corrupt length). A record whose data fails its
+/// CRC is skipped and counted, the ones after it are read. `valid_bytes` is where the readable
+/// records end.
 struct EventRecords {
   std::vector<std::string> records;
   uint64_t valid_bytes = 0;
+  uint64_t file_bytes = 0;
+  int64_t corrupt = 0;        ///< records skipped for a data CRC mismatch
+  int64_t first_corrupt = 0;  ///< the first one's number in the file (1-based), 0 = none
+  bool torn_tail = false;     ///< the bytes after valid_bytes are one record cut short
 };
 EventRecords read_event_records(const std::string& path);
 
@@ -74,9 +80,10 @@ int64_t event_step(std::string_view event);
 /// Rewrites `path` with only its well-formed records up to `step` (a resumed run drops what
 /// came after its checkpoint, and a killed writer's partial record), leaving out those whose
 /// scalars' tags start with `drop_tag_prefix` ("end/": the summary of a run that goes on).
-/// Atomic.
-void truncate_events(const std::string& path, int64_t step,
-                     const std::string& drop_tag_prefix = "");
+/// Atomic. Returns "" or, when corrupt records or bytes were dropped, one line saying how many
+/// (the original file is then kept as PATH.corrupt).
+std::string truncate_events(const std::string& path, int64_t step,
+                            const std::string& drop_tag_prefix = "");
 
 /// A new event file name as TensorBoard's writers make it: events.out.tfevents.SECONDS.HOST.
 std::string event_file_name();

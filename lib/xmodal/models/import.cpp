@@ -6,6 +6,8 @@
 #include <set>
 #include <stdexcept>
 
+#include "xmodal/io/safetensors.h"
+
 namespace xmodal::models {
 namespace {
 
@@ -79,6 +81,18 @@ LoadReport load_state(torch::nn::Module& module, const TensorMap& tensors, bool 
     if (it->second.sizes() != target.sizes()) {
       problems.push_back(name + ": shape " + shape_text(it->second) + " in " + source +
                          ", but the model has " + shape_text(target));
+      return;
+    }
+    // copy_ would turn int8 codes or integers into weights without a word (a tampered int8
+    // checkpoint whose scale was removed): a float parameter takes only floats, an integer
+    // buffer only integers
+    if (it->second.is_floating_point() != target.is_floating_point()) {
+      problems.push_back(name + ": " + io::safetensors_dtype_name(it->second.scalar_type()) +
+                         " in " + source + ", but the model holds " +
+                         io::safetensors_dtype_name(target.scalar_type()) +
+                         (it->second.scalar_type() == torch::kChar
+                              ? " (only a Linear weight stored with its .weight_scale is int8)"
+                              : ""));
       return;
     }
     target.copy_(it->second);

@@ -8,6 +8,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "xmodal/core/logging.h"
 #include "xmodal/io/atomic_file.h"
 #include "xmodal/io/tensorboard.h"
 
@@ -99,7 +100,8 @@ void truncate_tensorboard(const std::string& run_dir, int64_t step, bool remove)
       std::error_code ec;
       fs::remove(file, ec);
     } else {
-      io::truncate_events(file.string(), step, "end/");
+      const std::string lost = io::truncate_events(file.string(), step, "end/");
+      if (!lost.empty()) log::warn("[resume] TensorBoard history: {}", lost);
     }
   }
 }

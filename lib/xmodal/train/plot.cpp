@@ -4,6 +4,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <map>
 #include <sstream>
@@ -57,6 +58,10 @@ void draw_panel(cv::Mat& canvas, const cv::Rect& area, const std::string& title,
     return;
   }
   if (x1 == x0) x1 = x0 + 1;
+  // The value axis is computed on a quarter of each value: a loss of 1e308 next to -1e308 has a
+  // range (and padding) that overflows doubles, which drew nothing at all
+  y0 /= 4;
+  y1 /= 4;
   if (y1 == y0) {
     y0 -= 0.5;
     y1 += 0.5;
@@ -64,17 +69,19 @@ void draw_panel(cv::Mat& canvas, const cv::Rect& area, const std::string& title,
   const double pad = (y1 - y0) * 0.05;
   y0 -= pad;
   y1 += pad;
+  const auto pixel = [](double v) { return static_cast<int>(std::clamp(v, -1e6, 1e6)); };
   const auto to_px = [&](double x, double y) {
-    return cv::Point(plot.x + static_cast<int>((x - x0) / (x1 - x0) * plot.width),
-                     plot.y + plot.height - static_cast<int>((y - y0) / (y1 - y0) * plot.height));
+    return cv::Point(plot.x + pixel((x - x0) / (x1 - x0) * plot.width),
+                     plot.y + plot.height - pixel((y / 4 - y0) / (y1 - y0) * plot.height));
   };
   for (int i = 0; i <= 4; ++i) {
-    const double y = y0 + (y1 - y0) * i / 4.0;
+    const double quarter = y0 + (y1 - y0) * i / 4.0;
+    const double y = std::clamp(quarter, -DBL_MAX / 4, DBL_MAX / 4) * 4;
     const cv::Point p = to_px(x0, y);
     cv::line(canvas, p, {plot.x + plot.width, p.y}, grey, 1);
     cv::putText(canvas, tick_text(y), {area.x + 5, p.y + 4}, font, 0.4, black, 1, cv::LINE_AA);
     const double x = x0 + (x1 - x0) * i / 4.0;
-    const cv::Point q = to_px(x, y0);
+    const cv::Point q = to_px(x, y0 * 4);
     cv::putText(canvas, tick_text(std::round(x)), {q.x - 12, plot.y + plot.height + 16}, font, 0.4,
                 black, 1, cv::LINE_AA);
   }
