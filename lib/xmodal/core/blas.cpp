@@ -226,7 +226,8 @@ BlasKernel choose_blas_kernel(const CpuInfo& cpu, const char* openblas_coretype_
   const auto verify = [&] { return check ? check() : std::string(); };
   if (k.core.empty()) {
     k.how = "not a DYNAMIC_ARCH OpenBLAS: the library's own kernels";
-    k.broken = verify();  // nothing to switch to
+    const std::string problem = verify();  // nothing to switch to
+    if (problem.rfind("no sgemm_", 0) != 0) k.broken = problem;
     return k;
   }
   const std::string xmodal_env = xmodal_blas_env ? xmodal_blas_env : "";

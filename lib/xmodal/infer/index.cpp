@@ -265,7 +265,10 @@ void sweep_index(const std::string& dir, const std::string& keep) {
 std::string commit_generation(const std::string& dir, const std::string& previous,
                               const std::map<std::string, std::string>& files, json manifest) {
   int64_t number = 0;
-  if (!previous.empty()) number = std::stoll(previous.substr(4));
+  for (size_t i = 4; i < previous.size() && number < (int64_t{1} << 40); ++i) {
+    if (previous[i] < '0' || previous[i] > '9') break;
+    number = number * 10 + (previous[i] - '0');
+  }
   const std::string name = "gen-" + std::to_string(number + 1);
   const fs::path tmp = fs::path(dir) / ("." + name + ".tmp-" + std::to_string(::getpid()));
   const fs::path final_dir = fs::path(dir) / name;
@@ -335,6 +338,12 @@ IndexReport build_index(const IndexOptions& o) {
   c10::Device device(torch::kCPU);
   auto m = load_model(o.checkpoint, o.overrides, device, "index");
   const std::string identity = checkpoint_identity(m.checkpoint);
+  if (!is_valid_utf8(fs::absolute(m.checkpoint).string())) {
+    throw std::invalid_argument("index: the checkpoint's path " +
+                                escape_invalid_utf8(fs::absolute(m.checkpoint).string()) +
+                                " is not UTF-8, and the manifest stores it as JSON text; move "
+                                "or link the checkpoint to a UTF-8 path");
+  }
 
   IndexFiles old;
   std::error_code ec;
