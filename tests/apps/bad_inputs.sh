@@ -627,10 +627,11 @@ check index_f16_embeddings 1 '"embeddings" is F16; an index holds float32' -- "$
 check index_manifest_wrong_type 1 '"count" must be an integer, got "4"' -- "$XMODAL" search --index "$W/ix_count_string" --text "a bag"
 check index_manifest_wrong_dim 1 "embeddings of width 8, the manifest says embed_dim 9" -- \
   "$XMODAL" search --index "$W/ix_dim" --text "a bag"
-"$XMODAL" --log-level warn index --checkpoint "$RK" --split val --out "$W/ix_hnsw" --backend hnsw >/dev/null 2>&1 ||
+"$XMODAL" --log-level warn index --checkpoint "$RK" --split train --out "$W/ix_hnsw" --backend hnsw >/dev/null 2>&1 ||
   echo "FAIL: hnsw index"
+# unclamped, on 16 vectors: 31 s and 15.8 GB before exiting (Zen 4); clamped: 0.7 s, 185 MB
 check search_ef_search_huge 0 '"rank":1' -- \
-  timeout 60 "$XMODAL" search --index "$W/ix_hnsw" --text "a bag" --ef-search 2000000000
+  timeout 20 "$XMODAL" search --index "$W/ix_hnsw" --text "a bag" --ef-search 2000000000
 
 # numbers from outside
 check predict_duplicate_labels 2 "--labels names 'bag' twice" -- \
