@@ -24,7 +24,7 @@ PACKAGES=(
   libsentencepiece-dev libsimdjson-dev nlohmann-json3-dev zlib1g-dev
   libgloo-dev             # c10d's Gloo back end (distributed training)
   libfaiss-dev            # approximate nearest-neighbour search (xmodal index/search --backend ivf|hnsw)
-  libcpp-httplib-dev      # the HTTP server of `xmodal serve`
+  libboost-dev            # Boost.Beast: the HTTP layer of `xmodal serve` (header-only)
   libgtest-dev libgmock-dev
   dataset-fashion-mnist   # raw images of the offline Fashion-scenes data set
   python3                 # test and benchmark scripts (tests/apps/bad_inputs.sh, scripts/bench/)

@@ -1,18 +1,21 @@
 // `xmodal serve --checkpoint CKPT [--host 127.0.0.1] [--port 8080] [--max-batch N]
-//  [--max-delay-ms D] [--queue Q] [--http-threads T] [--index DIR] [--api-key-file F]
-//  [--image-root DIR]`: the HTTP inference server (serve/server.h). SIGTERM / SIGINT stop it
-// gracefully (what is queued and in flight is answered, then exit 0 within --drain-s); a
-// second signal exits at once.
+//  [--max-delay-ms D] [--queue Q] [--http-threads T] [--max-connections C] [--index DIR]
+//  [--api-key-file F] [--image-root DIR]`: the HTTP inference server (serve/server.h).
+// SIGTERM / SIGINT / SIGHUP stop it gracefully (what is queued and in flight is answered, then
+// exit 0 within --drain-s); a second signal exits at once.
 #include <malloc.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <ostream>
 #include <thread>
+
+#include <fmt/format.h>
 
 #include "xmodal/cli.h"
 #include "xmodal/core/logging.h"
@@ -22,6 +25,31 @@
 namespace xmodal::cli {
 namespace {
 
+// SIGHUP (a closed terminal, a supervisor's reload) is treated as SIGTERM: it is turned into one,
+// so the server drains instead of dying with what it holds.
+void hangup_to_term(int) { kill(getpid(), SIGTERM); }
+
+// CLI11 check for a finite number in [lo, hi]: CLI11's Range lets NaN through (every comparison
+// with it is false), and `--drain-s nan` would disable the drain limit.
+CLI::Validator finite_in(double lo, double hi) {
+  return CLI::Validator(
+      [lo, hi](std::string& value) {
+        double v = 0;
+        size_t used = 0;
+        try {
+          v = std::stod(value, &used);
+        } catch (const std::exception&) {
+          return "expected a number, got '" + value + "'";
+        }
+        if (used != value.size()) return "expected a number, got '" + value + "'";
+        if (!std::isfinite(v) || v < lo || v > hi) {
+          return fmt::format("must be a number from {} to {}, got {}", lo, hi, value);
+        }
+        return std::string();
+      },
+      fmt::format("[{}, {}]", lo, hi), "finite in range");
+}
+
 // SIGTERM / SIGINT: the first stops the server (train::StopSignals catches it; a thread here
 // watches for it, a signal handler could do nothing else safely), the second ends the process
 // at once (the default action, restored by StopSignals); after the first, the process ends by
@@ -29,6 +57,10 @@ namespace {
 class SignalWatch {
  public:
   SignalWatch(serve::Server& server, double drain_s) : signals_(true) {
+    struct sigaction hup {};
+    hup.sa_handler = hangup_to_term;
+    sigemptyset(&hup.sa_mask);
+    sigaction(SIGHUP, &hup, &saved_hup_);
     thread_ = std::thread([this, &server, drain_s] {
       while (!done_ && train::StopSignals::pending() == 0) {
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -36,7 +68,7 @@ class SignalWatch {
       if (done_) return;
       const auto first = std::chrono::steady_clock::now();
       log::info("[serve] {}: stopping (what is queued is answered; a second signal exits at once)",
-                train::StopSignals::pending() == SIGTERM ? "SIGTERM" : "SIGINT");
+                train::StopSignals::pending() == SIGTERM ? "SIGTERM (or SIGHUP)" : "SIGINT");
       server.stop();
       while (!done_) {
         std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -52,9 +84,11 @@ class SignalWatch {
   ~SignalWatch() {
     done_ = true;
     thread_.join();
+    sigaction(SIGHUP, &saved_hup_, nullptr);
   }
 
  private:
+  struct sigaction saved_hup_ {};
   train::StopSignals signals_;
   std::atomic<bool> done_{false};
   std::thread thread_;
@@ -76,26 +110,32 @@ void add_serve_command(CLI::App& app, Context& ctx) {
       ->check(CLI::Range(0, 65535));
   cmd->add_option("--max-batch", args->max_batch,
                   "Items the model runs together, at most (default: 16)")
-      ->check(at_least(1));
+      ->check(CLI::Range(1, 4096));
   cmd->add_option("--max-delay-ms", args->max_delay_ms,
                   "Wait this long after the first queued item for more (default: 5)")
-      ->check(CLI::Range(0.0, 10000.0));
+      ->check(finite_in(0, 10000));
   cmd->add_option("--queue", args->queue,
                   "Items waiting for the model, at most; then 503 (default: 256)")
-      ->check(at_least(1));
+      ->check(CLI::Range(1, 1000000));
   cmd->add_option("--http-threads", args->http_threads,
-                  "Connections served at once; each open connection holds one (default: 64)")
+                  "Worker threads: /v1/* requests decoded or waiting for the model at once "
+                  "(default: 64)")
       ->check(CLI::Range(1, 4096));
+  cmd->add_option("--max-connections", args->max_connections,
+                  "Open connections, at most; more get 503 and are closed (default: 512)")
+      ->check(CLI::Range(1, 100000));
   cmd->add_option("--max-items", args->max_items, "Items in one request, at most (default: 64)")
-      ->check(at_least(1));
-  cmd->add_option("--max-body-mb", args->max_body_mb, "Request body, at most (default: 32)")
-      ->check(CLI::Range(0.001, 4096.0));
+      ->check(CLI::Range(1, 100000));
+  cmd->add_option("--max-body-mb", args->max_body_mb,
+                  "Request body, at most; 413 beyond (default: 32)")
+      ->check(finite_in(0.001, 4096));
   cmd->add_option("--timeout-s", args->timeout_s,
-                  "Socket read/write timeout and the deadline of a request body (default: 10)")
-      ->check(at_least(1));
+                  "A request's deadline from its first byte to its last, and an answer's write "
+                  "deadline; 408 beyond (default: 10)")
+      ->check(CLI::Range(1, 3600));
   cmd->add_option("--drain-s", args->drain_s,
                   "After SIGTERM, answer what is queued for this long at most (default: 30)")
-      ->check(CLI::Range(0.0, 3600.0));
+      ->check(finite_in(0, 3600));
   cmd->add_option("--index", args->index, "retrieval: an `xmodal index` folder for /v1/search")
       ->check(non_empty());
   cmd->add_option("--image-root", args->image_root,
@@ -118,7 +158,9 @@ void add_serve_command(CLI::App& app, Context& ctx) {
       serve::Server server(o);
       SignalWatch signals(server, o.drain_s);
       const int port = server.start();
-      // scripts and tests read this line (with --port 0, the port chosen)
+      // scripts and tests read this line (with --port 0, the port chosen). It comes before
+      // the model is loaded: /health answers 503 {"status": "loading"} until then, and the
+      // process exits 1 when the model cannot be loaded (README "Serving").
       ctx.out << "xmodal serve: listening on http://" << o.host << ":" << port << std::endl;
       const int rc = server.wait();
       log::info("[serve] stopped");

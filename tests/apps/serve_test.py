@@ -10,11 +10,16 @@
   int8         a --quantize int8 server answers as `xmodal predict --quantize int8`
   retrieval    /v1/embed equals `xmodal embed`'s rows; /v1/search answers like `xmodal search`
   SIGTERM      while requests are in flight: each one answered, exit 0
+  hostile      issue 40: bodies over the limit (chunked, without a length, compressed), header
+               bombs, 150 slow clients, Range, pipelining, oversized numbers, multipart, Expect,
+               a connection cap, flags and key files refused at start, SIGHUP: statuses, time
+               and peak memory (VmHWM) bounded, the server healthy after each
 
     tests/apps/serve_test.py BUILD_DIR
 """
 import base64
 import http.client
+import zlib
 import json
 import os
 import re
@@ -120,6 +125,84 @@ def check_error(server, name, status, expect, method, path, body, headers=None, 
              f"health {health}")
     else:
         print(f"ok   {name}: {got} {text.strip()[:120]}")
+
+
+def vmhwm_mib(pid):
+    """The process's peak resident memory (MiB)."""
+    with open(f"/proc/{pid}/status") as f:
+        return int(re.search(r"^VmHWM:\s+(\d+) kB", f.read(), re.M).group(1)) / 1024
+
+
+def read_response(f):
+    """One HTTP/1.1 response from a socket's file: (status, headers (lower-case), body)."""
+    line = f.readline()
+    if not line:
+        return None, {}, b""
+    status = int(line.split()[1])
+    headers = {}
+    while True:
+        h = f.readline()
+        if h in (b"\r\n", b"\n", b""):
+            break
+        k, v = h.decode().split(":", 1)
+        headers[k.strip().lower()] = v.strip()
+    body = f.read(int(headers.get("content-length", 0)))
+    return status, headers, body
+
+
+def send_and_read(server, head, chunks=(), timeout=10, half_close=False):
+    """Sends `head`, then `chunks` from a thread (errors ignored: the server may stop reading);
+    returns (status, headers, body, seconds to the answer)."""
+    s = socket.create_connection(("127.0.0.1", server.port))
+    s.settimeout(timeout)
+
+    def pump():
+        try:
+            s.sendall(head)
+            for c in chunks:
+                s.sendall(c)
+            if half_close:
+                s.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass
+
+    t = threading.Thread(target=pump, daemon=True)
+    start = time.time()
+    t.start()
+    try:
+        status, headers, body = read_response(s.makefile("rb"))
+    except (OSError, ValueError, IndexError) as e:
+        status, headers, body = f"{type(e).__name__}: {e}", {}, b""
+    took = time.time() - start
+    s.close()
+    t.join(5)
+    return status, headers, body, took
+
+
+def check_hostile(server, name, status, head, chunks=(), within=5.0, max_growth_mib=100,
+                  half_close=False, expect=""):
+    """A hostile request: answered `status` within `within` s, VmHWM grown less than
+    max_growth_mib, the server healthy after."""
+    before = vmhwm_mib(server.proc.pid)
+    got, _, body, took = send_and_read(server, head, chunks, half_close=half_close)
+    growth = vmhwm_mib(server.proc.pid) - before
+    health, _ = server.request("GET", "/health")
+    text = body.decode(errors="replace").strip()
+    problems = []
+    if got != status:
+        problems.append(f"status {got} (expected {status})")
+    if took > within:
+        problems.append(f"answered after {took:.1f} s (expected within {within} s)")
+    if growth > max_growth_mib:
+        problems.append(f"VmHWM grew {growth:.0f} MiB")
+    if expect and not re.search(expect, text):
+        problems.append(f"body {text[:200]!r} lacks /{expect}/")
+    if health != 200:
+        problems.append(f"health {health} after")
+    if problems:
+        fail(f"{name}: " + "; ".join(problems))
+    else:
+        print(f"ok   {name}: {got} in {took:.2f} s, VmHWM +{growth:.0f} MiB: {text[:90]}")
 
 
 def close_enough(a, b, path="$"):
@@ -313,6 +396,155 @@ train: {{batch_size: 16, max_steps: 4, eval_every: 4, checkpoint_every: 4,
     if health != 200:
         fail(f"health after faulty clients: {health}")
 
+    # ---- issue 40: hostile clients (--max-body-mb 0.5, --timeout-s 2) ----
+    key_header = b"Authorization: Bearer s3cret-key\r\n"
+    post = b"POST /v1/predict HTTP/1.1\r\nHost: x\r\n" + key_header
+    mib = b"x" * (1 << 20)
+    chunk = b"100000\r\n" + mib + b"\r\n"
+    check_hostile(server, "300 MB chunked body", 413,
+                  post + b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n",
+                  (chunk for _ in range(300)), expect="max-body-mb")
+    check_hostile(server, "300 MB body without a length, ended by a half-close", 411,
+                  post + b"Content-Type: application/json\r\n\r\n", (mib for _ in range(300)),
+                  half_close=True, expect="Content-Length")
+    deflate = zlib.compressobj(1, zlib.DEFLATED, 31)  # gzip
+    gz = b"".join(deflate.compress(b"\0" * (1 << 20)) for _ in range(300)) + deflate.flush()
+    check_hostile(server, f"gzip body of {len(gz) >> 10} KB (300 MB inflated)", 415,
+                  post + b"Content-Type: application/json\r\nContent-Encoding: gzip\r\n"
+                  b"Content-Length: " + str(len(gz)).encode() + b"\r\n\r\n", [gz],
+                  expect="Content-Encoding")
+    check_hostile(server, "12 MB of small headers", 431, b"GET /health HTTP/1.1\r\nHost: x\r\n",
+                  [b"X-A: b\r\n" * (12 << 17), b"\r\n"])
+    check_hostile(server, "1000 header fields", 431,
+                  b"GET /health HTTP/1.1\r\nHost: x\r\n" +
+                  b"".join(b"X-%d: b\r\n" % i for i in range(1000)) + b"\r\n")
+    check_hostile(server, "Content-Length over the limit, no body", 413,
+                  post + b"Content-Type: application/json\r\nContent-Length: 10000000\r\n\r\n",
+                  within=1.0, expect="max-body-mb")
+    # Expect: 100-continue with a body that will not be taken: 413, never "100 Continue"
+    got, _, body, took = send_and_read(
+        server, post + b"Content-Type: application/json\r\nExpect: 100-continue\r\n"
+        b"Content-Length: 999999999999\r\n\r\n")
+    if got != 413 or took > 1:
+        fail(f"Expect: 100-continue over the limit: {got} after {took:.1f} s")
+    else:
+        print(f"ok   Expect: 100-continue over the limit: {got} at once, no 100 Continue")
+    # ... and with a body that will be: 100 Continue, then the answer
+    small = json.dumps({"image": img, "text": inputs[0]["text"]}).encode()
+    s = socket.create_connection(("127.0.0.1", server.port))
+    s.settimeout(10)
+    s.sendall(post + b"Content-Type: application/json\r\nExpect: 100-continue\r\n"
+              b"Content-Length: " + str(len(small)).encode() + b"\r\n\r\n")
+    f = s.makefile("rb")
+    first = f.readline()
+    f.readline()
+    s.sendall(small)
+    got, _, body = read_response(f)
+    s.close()
+    if not first.startswith(b"HTTP/1.1 100") or got != 200:
+        fail(f"Expect: 100-continue within the limit: {first!r}, then {got}")
+    # Range: ignored, a full 200 (never a fragment, never a multi-part blow-up)
+    status, body, hdrs = server.request("POST", p, {"image": img, "text": "x"},
+                                        {**auth, "Range": "bytes=5-20"}, raw=True)
+    if status != 200 or "content-range" in {k.lower() for k in hdrs} or "answers" not in \
+            json.loads(body):
+        fail(f"Range on /v1/predict: {status} {body[:100]!r}")
+    ranges = "bytes=" + ",".join(f"{i}-{i + 1000}" for i in range(0, 1000, 1))[:4500]
+    full = server.request("GET", "/metrics", None, auth, raw=True)[1]
+    status, body, hdrs = server.request("GET", "/metrics", None, {**auth, "Range": ranges},
+                                        raw=True)
+    if status != 200 or not body.startswith(b"# ") or len(body) > 4 * len(full):
+        fail(f"multi-range /metrics: {status}, {len(body)} bytes")
+    else:
+        print(f"ok   Range ignored: full 200 answers ({len(body)} bytes of /metrics)")
+    # pipelining: 4 requests in one write, 4 answers in order
+    s = socket.create_connection(("127.0.0.1", server.port))
+    s.settimeout(10)
+    s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n" +
+              b"GET /v1/model HTTP/1.1\r\nHost: x\r\n" + key_header + b"\r\n" +
+              post + b"Content-Length: " + str(len(small)).encode() + b"\r\n\r\n" + small +
+              b"GET /nope HTTP/1.1\r\nHost: x\r\n" + key_header + b"\r\n")
+    f = s.makefile("rb")
+    got = [read_response(f) for _ in range(4)]
+    s.close()
+    try:
+        ok = ([g[0] for g in got] == [200, 200, 200, 404] and
+              json.loads(got[0][2]) == {"status": "ok"} and json.loads(got[1][2])["task"] == "vqa"
+              and "answers" in json.loads(got[2][2]) and "no endpoint" in
+              json.loads(got[3][2])["error"])
+    except (ValueError, KeyError, TypeError):
+        ok = False
+    if not ok:
+        fail(f"pipelining: {[(g[0], g[2][:60]) for g in got]}")
+    else:
+        print("ok   pipelining: 4 requests in one write, 4 answers in order")
+    # numbers and bodies that are the client's fault: 400 / 415 with a short message
+    check_error(server, "top_k 1e400", 400, "number out of range", "POST", p,
+                b'{"image": "' + img.encode() + b'", "text": "x", "top_k": 1e400}', auth)
+    big = b'{"image": "' + img.encode() + b'", "text": "x", "top_k": 1' + b"0" * 100000 + b"}"
+    got, payload, _ = server.request("POST", p, big, auth, raw=True)
+    if got != 400 or len(payload) > 300 or b"00000" in payload:
+        fail(f"100,000-digit top_k: {got} {payload[:200]!r} ({len(payload)} bytes)")
+    check_error(server, "multipart body", 415, "Content-Type multipart/form-data", "POST", p,
+                b"--x\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nb\r\n--x--\r\n",
+                {**auth, "Content-Type": "multipart/form-data; boundary=x"})
+    check_error(server, "lowercase bearer", 400, "missing field \"text\"", "POST", p,
+                {"image": img}, {"authorization": "bearer s3cret-key"})
+
+    # 150 slow clients trickling header bytes: /health and a prediction still answer at once,
+    # and each slow client is cut off by the whole-request deadline (--timeout-s 2)
+    slow = []
+    for _ in range(150):
+        c = socket.create_connection(("127.0.0.1", server.port))
+        c.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        slow.append(c)
+    stop_trickle = threading.Event()
+
+    def trickle():
+        while not stop_trickle.wait(0.5):
+            for c in slow:
+                try:
+                    c.send(b"a")
+                except OSError:
+                    pass
+
+    trickler = threading.Thread(target=trickle, daemon=True)
+    trickler.start()
+    time.sleep(0.6)
+    start = time.time()
+    health, _ = server.request("GET", "/health")
+    t_health = time.time() - start
+    start = time.time()
+    status, _ = server.request("POST", p, {"image": img, "text": "x"}, auth)
+    t_predict = time.time() - start
+    if health != 200 or status != 200 or t_health > 2 or t_predict > 2:
+        fail(f"150 slow clients: /health {health} in {t_health:.2f} s, predict {status} in "
+             f"{t_predict:.2f} s")
+    else:
+        print(f"ok   150 slow clients: /health in {t_health * 1000:.0f} ms, predict in "
+              f"{t_predict * 1000:.0f} ms")
+    time.sleep(2.5)  # past --timeout-s 2 since their first byte, trickling all along
+    cut = 0
+    for c in slow:
+        c.settimeout(0.5)
+        try:
+            data = c.recv(100)
+            cut += data == b"" or data.startswith(b"HTTP/1.1 408")
+        except ConnectionResetError:
+            cut += 1
+        except socket.timeout:
+            pass
+    stop_trickle.set()
+    trickler.join()
+    for c in slow:
+        c.close()
+    health, _ = server.request("GET", "/health")
+    if cut != len(slow) or health != 200:
+        fail(f"slow clients cut off by the request deadline: {cut} of {len(slow)}; "
+             f"health {health}")
+    else:
+        print(f"ok   all {cut} slow clients cut off by the whole-request deadline")
+
     # ---- metrics ----
     status, text, _ = server.request("GET", "/metrics", None, auth, raw=True)
     text = text.decode()
@@ -376,13 +608,79 @@ train: {{batch_size: 16, max_steps: 4, eval_every: 4, checkpoint_every: 4,
           f"{len(refused)} refused at connect")
 
     # ---- a full queue, and paths without --image-root ----
-    server = Served("--checkpoint", vqa, "--queue", "2", "--max-items", "8")
+    server = Served("--checkpoint", vqa, "--queue", "4", "--max-items", "10", "--max-batch", "8",
+                    "--max-delay-ms", "1500", "--max-connections", "20")
+    check_error(server, "more items than the queue holds", 413, "queue holds at most --queue 4",
+                "POST", p, [{"image": img, "text": "x"}] * 10)
+    # a queue that is full now: 3 items wait for a batch (--max-delay-ms 1500), 3 more do not fit
+    waiting = threading.Thread(target=server.request,
+                               args=("POST", p, [{"image": img, "text": "x"}] * 3))
+    waiting.start()
+    time.sleep(0.4)
     check_error(server, "full queue", 503, "queue is full", "POST", p,
                 [{"image": img, "text": "x"}] * 3, contains="Retry-After")
+    waiting.join()
     check_error(server, "paths need --image-root", 403, "image-root", "POST", p,
                 {"image_path": inputs[0]["image"], "text": "x"})
-    if server.stop() != 0:
-        fail("second server: exit code")
+    # a 3 MB unknown key: a short error, a short log line
+    log_before = len(server.stderr())
+    check_error(server, "3 MB unknown field", 400, r"unknown field \"x{100}\.\.\.\"", "POST", p,
+                b'{"image": "' + img.encode() + b'", "' + b"x" * (3 << 20) + b'": 1}')
+    status, payload, _ = server.request("POST", p, b'{"' + b"x" * (3 << 20) + b'": 1}', raw=True)
+    logged = len(server.stderr()) - log_before
+    if len(payload) > 400 or logged > 2000:
+        fail(f"unknown field echoed: answer {len(payload)} bytes, log +{logged} bytes")
+    # the connection cap (--max-connections 20): one more gets 503 (or is closed); then healthy
+    held = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(20)]
+    time.sleep(0.3)
+    extra = socket.create_connection(("127.0.0.1", server.port))
+    extra.settimeout(5)
+    try:
+        data = extra.recv(200)
+    except OSError:
+        data = b""
+    extra.close()
+    for c in held:
+        c.close()
+    time.sleep(0.3)
+    health, _ = server.request("GET", "/health")
+    if not (data == b"" or data.startswith(b"HTTP/1.1 503")) or health != 200:
+        fail(f"connection cap: {data[:40]!r}, health after {health}")
+    else:
+        print(f"ok   connection cap: the 21st connection got {data[:12]!r}; healthy after")
+    # SIGHUP is treated as SIGTERM: drained, exit 0
+    server.proc.send_signal(signal.SIGHUP)
+    try:
+        rc = server.proc.wait(30)
+    except subprocess.TimeoutExpired:
+        server.proc.kill()
+        rc = "hung"
+    if rc != 0 or "stopping" not in server.stderr():
+        fail(f"SIGHUP: exit {rc}")
+    else:
+        print("ok   SIGHUP: drained like SIGTERM, exit 0")
+
+    # flags and key files refused at start, with one line naming what is wrong
+    bad_starts = [(["--drain-s", "nan"], "--drain-s"), (["--drain-s", "inf"], "--drain-s"),
+                  (["--max-body-mb", "nan"], "--max-body-mb"),
+                  (["--max-delay-ms", "inf"], "--max-delay-ms"),
+                  (["--timeout-s", "99999999999"], "--timeout-s"),
+                  (["--queue", "1e9"], "--queue")]
+    for name, contents, why in [("tab", b"ab\tcd\n", "a tab"), ("trailing tab", b"abcd\t\n", "a tab"),
+                                ("two lines", b"abcd\nefgh\n", "more than one line"),
+                                ("NUL", b"ab\0cd", "a NUL byte"), ("empty", b"\n", "empty")]:
+        path = os.path.join(WORK, f"key {name}")
+        with open(path, "wb") as f:
+            f.write(contents)
+        bad_starts.append((["--api-key-file", path], f"{re.escape(path)}: .*{why}"))
+    for args, expect in bad_starts:
+        r = subprocess.run([XMODAL, "serve", "--checkpoint", vqa, "--port", "0", *args],
+                           capture_output=True, text=True, timeout=30)
+        lines = [line for line in r.stderr.splitlines() if line.strip()]
+        if r.returncode == 0 or "listening" in r.stdout or not any(
+                re.search(expect, line) for line in lines):
+            fail(f"serve {' '.join(args)}: exit {r.returncode}, {r.stderr[-300:]!r}")
+    print(f"ok   {len(bad_starts)} bad flags and key files refused at start")
 
     # ---- int8: a --quantize int8 server answers as `xmodal predict --quantize int8` ----
     expected8 = [{k: v for k, v in json.loads(line).items() if k not in ("line", "image")}
@@ -441,6 +739,10 @@ train: {{batch_size: 16, max_steps: 4, eval_every: 4, checkpoint_every: 4,
         del emb
     check_error(server, "search with both", 400, "exactly one", "POST", "/v1/search",
                 {"text": "x", "image": img})
+    check_error(server, "search with an empty text", 400, "empty text", "POST", "/v1/search",
+                {"text": ""})
+    check_error(server, "embed with an empty text", 400, "empty text", "POST", "/v1/embed",
+                {"text": " "})
     if server.stop() != 0:
         fail("retrieval server: exit code")
 

@@ -35,7 +35,7 @@ class Metrics {
   Metrics();
 
   /// One answered request: `endpoint` is a known path or "other"; `seconds` < 0 when the
-  /// request never reached a handler (an error httplib answered: 413, 400, 404).
+  /// request never reached a handler.
   void request(const std::string& endpoint, int status, double seconds);
   /// Time items waited in the queue before their batch ran (one observation per item).
   void queue_wait(double seconds);

@@ -2,8 +2,11 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <array>
+#include <cctype>
 #include <filesystem>
+#include <stdexcept>
 #include <system_error>
 
 #include "xmodal/core/files.h"
@@ -47,7 +50,13 @@ nlohmann::json parse_body(const std::string& body, int max_depth) {
     std::string what = e.what();
     const auto at = what.find("] ");
     if (at != std::string::npos) what = what.substr(at + 2);
-    throw HttpError(400, "bad_json", "body is not valid JSON: " + what);
+    throw HttpError(400, "bad_json", "body is not valid JSON: " + clip(what, 200));
+  } catch (const nlohmann::json::out_of_range&) {
+    // 406 "number overflow parsing '1e400'": the number is the client's, maybe 100,000 digits
+    throw HttpError(400, "bad_json",
+                    "body is not valid JSON: a number out of range (beyond a double)");
+  } catch (const nlohmann::json::exception& e) {
+    throw HttpError(400, "bad_json", "body is not valid JSON: " + clip(e.what(), 200));
   }
 }
 
@@ -173,6 +182,59 @@ bool constant_time_equal(std::string_view a, std::string_view b) {
     diff |= static_cast<unsigned char>(x ^ static_cast<unsigned char>(b[i]));
   }
   return diff == 0 && !a.empty();
+}
+
+std::string api_key_from(const std::string& contents) {
+  std::string_view key(contents);
+  if (!key.empty() && key.back() == '\n') key.remove_suffix(1);
+  if (!key.empty() && key.back() == '\r') key.remove_suffix(1);
+  if (key.empty()) throw std::invalid_argument("it is empty");
+  for (size_t i = 0; i < key.size(); ++i) {
+    const auto c = static_cast<unsigned char>(key[i]);
+    if (c > 0x20 && c < 0x7f) continue;
+    std::string what;
+    switch (c) {
+      case '\t':
+        what = "a tab";
+        break;
+      case ' ':
+        what = "a space";
+        break;
+      case '\n':
+      case '\r':
+        what = "more than one line";
+        break;
+      case 0:
+        what = "a NUL byte";
+        break;
+      default:
+        what = c < 0x20 || c == 0x7f ? "a control character" : "a non-ASCII byte";
+    }
+    throw std::invalid_argument(
+        "the key holds " + what + " at byte " + std::to_string(i) +
+        " (a key is one line of visible ASCII characters, a final newline allowed)");
+  }
+  return std::string(key);
+}
+
+std::string bearer_token(std::string_view authorization) {
+  constexpr std::string_view scheme = "bearer";
+  if (authorization.size() <= scheme.size()) return {};
+  for (size_t i = 0; i < scheme.size(); ++i) {
+    if (std::tolower(static_cast<unsigned char>(authorization[i])) != scheme[i]) return {};
+  }
+  std::string_view rest = authorization.substr(scheme.size());
+  if (rest.front() != ' ' && rest.front() != '\t') return {};
+  while (!rest.empty() && (rest.front() == ' ' || rest.front() == '\t')) rest.remove_prefix(1);
+  while (!rest.empty() && (rest.back() == ' ' || rest.back() == '\t')) rest.remove_suffix(1);
+  return std::string(rest);
+}
+
+std::string clip(std::string_view text, size_t max) {
+  const auto newline = text.find_first_of("\r\n");
+  const bool cut = newline != std::string_view::npos || text.size() > max;
+  text = text.substr(0, std::min(newline, max));
+  return cut ? std::string(text) + "..." : std::string(text);
 }
 
 }  // namespace xmodal::serve

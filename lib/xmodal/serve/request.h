@@ -42,4 +42,18 @@ std::string resolve_under(const std::string& root, const std::string& path,
 /// Equal strings, in time that depends only on their lengths (for API keys).
 bool constant_time_equal(std::string_view a, std::string_view b);
 
+/// The key held by an API key file's contents: one line of visible ASCII (a single trailing
+/// newline allowed). std::invalid_argument saying what is wrong otherwise (empty, a tab, a
+/// space, a second line, a NUL byte, another control or non-ASCII byte, with its offset): such
+/// a key could never be sent in a header.
+std::string api_key_from(const std::string& contents);
+
+/// The key of an `Authorization: Bearer KEY` value (the scheme case-insensitive, RFC 7235),
+/// "" for another scheme.
+std::string bearer_token(std::string_view authorization);
+
+/// A client's text for an error message or a log line: at most `max` bytes (then "..."), the
+/// first line only (a C++ exception's message may carry a stack trace after it).
+std::string clip(std::string_view text, size_t max = 100);
+
 }  // namespace xmodal::serve

@@ -1,18 +1,14 @@
 #include "xmodal/serve/server.h"
 
-// Debian's libcpp-httplib is a compiled library: this file is built with the flags of its
-// pkg-config file (lib/CMakeLists.txt), so that the classes match the ones it was built with.
-#include <httplib.h>
-#include <sys/socket.h>
+#include <c10/util/Exception.h>
 #include <nlohmann/json.hpp>
 
 #include <atomic>
-#include <cerrno>
 #include <chrono>
 #include <condition_variable>
-#include <cstring>
-#include <deque>
+#include <map>
 #include <mutex>
+#include <optional>
 #include <stdexcept>
 #include <thread>
 
@@ -26,6 +22,7 @@
 #include "xmodal/infer/retrieval.h"
 #include "xmodal/io/image.h"
 #include "xmodal/serve/batcher.h"
+#include "xmodal/serve/http_server.h"
 #include "xmodal/serve/metrics.h"
 #include "xmodal/serve/request.h"
 #include "xmodal/tasks/task.h"
@@ -60,80 +57,6 @@ struct Item {
   size_t index = 0;
 };
 
-// cpp-httplib's pool with a bounded backlog: when every thread is busy and `backlog`
-// connections wait, the accept loop waits too (the kernel's listen queue holds the rest), so
-// no connection queues without limit in the process.
-class BoundedPool : public httplib::TaskQueue {
- public:
-  BoundedPool(size_t threads, size_t backlog) : backlog_(backlog) {
-    for (size_t i = 0; i < threads; ++i) workers_.emplace_back([this] { work(); });
-  }
-  void enqueue(std::function<void()> fn) override {
-    {
-      std::unique_lock<std::mutex> lock(mutex_);
-      space_.wait(lock, [&] { return jobs_.size() < backlog_ || shutdown_; });
-      jobs_.push_back(std::move(fn));
-    }
-    ready_.notify_one();
-  }
-  void shutdown() override {
-    {
-      std::lock_guard<std::mutex> lock(mutex_);
-      shutdown_ = true;
-    }
-    ready_.notify_all();
-    space_.notify_all();
-    for (auto& t : workers_) t.join();
-  }
-
- private:
-  void work() {
-    for (;;) {
-      std::function<void()> fn;
-      {
-        std::unique_lock<std::mutex> lock(mutex_);
-        ready_.wait(lock, [&] { return !jobs_.empty() || shutdown_; });
-        if (jobs_.empty()) return;  // shut down, nothing left
-        fn = std::move(jobs_.front());
-        jobs_.pop_front();
-      }
-      space_.notify_one();
-      fn();
-    }
-  }
-  size_t backlog_;
-  std::vector<std::thread> workers_;
-  std::deque<std::function<void()>> jobs_;
-  std::mutex mutex_;
-  std::condition_variable ready_, space_;
-  bool shutdown_ = false;
-};
-
-// httplib's Server, with its listening socket in reach: Debian's build listens with a backlog
-// of 5 (CPPHTTPLIB_LISTEN_BACKLOG, compiled into the library), so 64 clients connecting at
-// once lose SYNs and retry after 1 s, 3 s, ... (a p99 of seconds under load). listen() again on
-// the bound socket raises the backlog.
-class HttpServer : public httplib::Server {
- public:
-  bool raise_backlog(int backlog) { return ::listen(svr_sock_, backlog) == 0; }
-};
-
-const char* const kEndpoints[] = {"/health",   "/v1/model",  "/v1/predict",
-                                  "/v1/embed", "/v1/search", "/metrics"};
-
-// The metrics label of a path: a known endpoint, else "other" (a hostile client must not
-// create a series per path).
-std::string endpoint_label(const std::string& path) {
-  for (const char* e : kEndpoints) {
-    if (path == e) return e;
-  }
-  return "other";
-}
-
-// The request's start, set when routing begins (after the headers) on the thread that serves
-// it, read by the logger when the answer has been written.
-thread_local Clock::time_point request_start{};
-
 // What the error a per-item failure came from says: the HttpError's, or 400 with a kind.
 struct ItemError {
   int status;
@@ -151,46 +74,57 @@ struct Server::Impl {
             static_cast<size_t>(options.queue)}) {}
 
   ServeOptions o;
-  HttpServer http;
+  std::unique_ptr<HttpServer> http;
   Metrics metrics;
   BatchQueue<Item> queue;
   std::unique_ptr<infer::Predictor> predictor;
   std::unique_ptr<infer::ImageIndex> index;
-  std::atomic<bool> ready{false}, failed{false}, listener_done{false};
-  std::atomic<bool> stopping{false};
+  std::atomic<bool> ready{false}, failed{false};
   std::string api_key;
-  std::thread listener, loader, model_thread;
+  std::thread loader, model_thread;
   int port = 0;
+  std::map<std::string, HttpRoute> routes_;
 
   void load();
   void run_model();
   void run_batch(std::vector<Item>& batch);
-  void routes();
-  void handle_items(const httplib::Request& req, httplib::Response& res,
-                    const httplib::ContentReader& reader, Group group);
+  std::map<std::string, HttpRoute> routes();
+  HttpHooks hooks();
+  std::string endpoint_label(const std::string& path) const {
+    return routes_.count(path) ? path : "other";
+  }
+  void handle_items(const HttpRequest& req, HttpResponse& res, Group group);
   std::unique_ptr<infer::PreparedInput> parse_item(const json& item, const std::string& at,
                                                    Group group, int& top_k,
                                                    std::string& image_path);
   cv::Mat item_image(const json& item, const std::string& at, std::string& image_path);
-  void send_error(const httplib::Request& req, httplib::Response& res, int status,
-                  const std::string& kind, const std::string& message);
+  void send_error(const HttpRequest& req, HttpResponse& res, int status, const std::string& kind,
+                  const std::string& message);
   json model_info() const;
 };
 
 namespace {
 
-void set_json(httplib::Response& res, int status, const json& body) {
+void set_json(HttpResponse& res, int status, const json& body) {
   res.status = status;
-  res.set_content(body.dump(-1, ' ', false, json::error_handler_t::replace) + "\n",
-                  "application/json");
+  res.content_type = "application/json";
+  res.body = body.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+}
+
+// The first line of an exception's message (c10::Error appends a C++ stack trace).
+std::string what_of(const std::exception& e) {
+  if (const auto* c10 = dynamic_cast<const c10::Error*>(&e)) {
+    return clip(c10->what_without_backtrace(), 300);
+  }
+  return clip(e.what(), 300);
 }
 
 }  // namespace
 
-void Server::Impl::send_error(const httplib::Request& req, httplib::Response& res, int status,
+void Server::Impl::send_error(const HttpRequest& req, HttpResponse& res, int status,
                               const std::string& kind, const std::string& message) {
   metrics.error(kind);
-  log::warn("[serve] {} {} {} from {}: {}", status, req.method, endpoint_label(req.path),
+  log::warn("[serve] {} {} {} from {}: {}", status, clip(req.method, 20), endpoint_label(req.path),
             req.remote_addr, message);
   set_json(res, status, json{{"error", message}});
 }
@@ -217,7 +151,7 @@ void Server::Impl::load() {
         index ? fmt::format("; index {} ({} images, {})", o.index, index->size(), index->backend())
               : std::string());
   } catch (const std::exception& e) {
-    log::error("[serve] cannot load the model: {}", e.what());
+    log::error("[serve] cannot load the model: {}", what_of(e));
     failed = true;
   }
 }
@@ -274,9 +208,10 @@ void Server::Impl::run_batch(std::vector<Item>& batch) {
       }
     }
   } catch (const std::exception& e) {
-    log::error("[serve] the model failed on a batch of {}: {}", batch.size(), e.what());
+    const std::string what = what_of(e);
+    log::error("[serve] the model failed on a batch of {}: {}", batch.size(), what);
     metrics.error("model");
-    for (auto& j : out) j = json{{"error", std::string("the model failed: ") + e.what()}};
+    for (auto& j : out) j = json{{"error", "the model failed: " + what}};
   }
   metrics.batch(seconds_since(start), batch.size());
   for (size_t i = 0; i < batch.size(); ++i) {
@@ -345,7 +280,8 @@ std::unique_ptr<infer::PreparedInput> Server::Impl::parse_item(const json& item,
                        (key == "top_k" && group != kEmbed);
     if (!known) {
       throw HttpError(400, "bad_field",
-                      at + ": unknown field \"" + key + "\" (expected image or image_path, text" +
+                      at + ": unknown field \"" + clip(key) +
+                          "\" (expected image or image_path, text" +
                           (group != kEmbed ? ", top_k)" : ")"));
     }
   }
@@ -354,7 +290,7 @@ std::unique_ptr<infer::PreparedInput> Server::Impl::parse_item(const json& item,
     const auto& v = item["top_k"];
     if (!v.is_number_integer() || v.get<int64_t>() < 1 || v.get<int64_t>() > 1000) {
       throw HttpError(400, "bad_field",
-                      at + ".top_k: expected an integer from 1 to 1000, got " + v.dump());
+                      at + ".top_k: expected an integer from 1 to 1000, got " + clip(v.dump(), 40));
     }
     top_k = static_cast<int>(v.get<int64_t>());
   }
@@ -393,40 +329,16 @@ std::unique_ptr<infer::PreparedInput> Server::Impl::parse_item(const json& item,
   if (group == kEmbed && !has_image && text == nullptr) {
     throw HttpError(400, "bad_field", at + ": give \"image\" and/or \"text\"");
   }
+  if (text != nullptr && text->find_first_not_of(" \t\r\n") == std::string::npos) {
+    throw HttpError(400, "bad_field", at + ".text: an empty text");
+  }
   const cv::Mat rgb = item_image(item, at, image_path);
   return predictor->prepare_parts(rgb, text);
 }
 
-void Server::Impl::handle_items(const httplib::Request& req, httplib::Response& res,
-                                const httplib::ContentReader& reader, Group group) {
-  const auto start = Clock::now();
-  // The body, with a deadline for all of it (a client that trickles bytes is cut off).
-  std::string body;
-  const auto deadline = start + std::chrono::seconds(o.timeout_s);
-  bool late = false;
-  const bool complete = reader([&](const char* data, size_t n) {
-    body.append(data, n);
-    if (Clock::now() > deadline) {
-      late = true;
-      return false;
-    }
-    return true;
-  });
-  if (!complete) {
-    res.set_header("Connection", "close");
-    // a body that stopped coming: the socket's read timeout (timeout_s) ended it
-    if (late || seconds_since(start) >= 0.9 * o.timeout_s) {
-      return send_error(req, res, 408, "timeout",
-                        "the body did not arrive within " + std::to_string(o.timeout_s) + " s");
-    }
-    if (res.status == 413) {
-      return send_error(req, res, 413, "too_large",
-                        fmt::format("body over --max-body-mb {}", o.max_body_mb));
-    }
-    return send_error(req, res, 400, "bad_request", "the body could not be read (cut short?)");
-  }
+void Server::Impl::handle_items(const HttpRequest& req, HttpResponse& res, Group group) {
   if (!ready) {
-    res.set_header("Retry-After", "1");
+    res.headers.emplace_back("Retry-After", "1");
     return send_error(req, res, 503, "loading", "the model is loading; retry shortly");
   }
   if (group == kSearch && !index) {
@@ -435,7 +347,7 @@ void Server::Impl::handle_items(const httplib::Request& req, httplib::Response& 
   }
   json parsed;
   try {
-    parsed = parse_body(body);
+    parsed = parse_body(req.body);
   } catch (const HttpError& e) {
     return send_error(req, res, e.status(), e.kind(), e.what());
   }
@@ -451,6 +363,11 @@ void Server::Impl::handle_items(const httplib::Request& req, httplib::Response& 
     return send_error(
         req, res, 413, "too_many_items",
         fmt::format("{} items in one request; at most --max-items {}", items.size(), o.max_items));
+  }
+  if (items.size() > static_cast<size_t>(o.queue)) {  // it could never fit: not a 503
+    return send_error(req, res, 413, "too_many_items",
+                      fmt::format("{} items in one request; the queue holds at most --queue {}",
+                                  items.size(), o.queue));
   }
   auto job = std::make_shared<Job>();
   const size_t n = items.size();
@@ -476,7 +393,8 @@ void Server::Impl::handle_items(const httplib::Request& req, httplib::Response& 
     for (auto& q : queued) q.enqueued = Clock::now();
     const size_t count = queued.size();
     if (!queue.push(queued)) {
-      res.set_header("Retry-After", "1");
+      const bool stopping = http->stopping();
+      res.headers.emplace_back("Retry-After", "1");
       return send_error(req, res, 503, stopping ? "stopping" : "queue_full",
                         stopping ? "the server is shutting down"
                                  : fmt::format("the queue is full ({} items waiting, --queue {}; "
@@ -496,8 +414,8 @@ void Server::Impl::handle_items(const httplib::Request& req, httplib::Response& 
   for (size_t i = 0; i < n; ++i) {
     if (!errors[i].message.empty()) {
       metrics.error(errors[i].kind);
-      log::warn("[serve] {} {} {} from {}: {}", errors[i].status, req.method, req.path,
-                req.remote_addr, errors[i].message);
+      log::warn("[serve] {} {} {} from {}: {}", errors[i].status, req.method,
+                endpoint_label(req.path), req.remote_addr, errors[i].message);
       if (single) {
         set_json(res, errors[i].status, json{{"error", errors[i].message}});
         return;
@@ -553,105 +471,75 @@ json Server::Impl::model_info() const {
   return j;
 }
 
-void Server::Impl::routes() {
-  http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
-    request_start = Clock::now();
-    if (!api_key.empty() && req.path != "/health") {
-      std::string given;
-      const std::string auth = req.get_header_value("Authorization");
-      if (auth.rfind("Bearer ", 0) == 0) {
-        given = auth.substr(7);
-      } else if (req.has_header("X-API-Key")) {
-        given = req.get_header_value("X-API-Key");
-      }
-      if (!constant_time_equal(api_key, given)) {
-        res.set_header("WWW-Authenticate", "Bearer");
-        send_error(
-            req, res, 401, "unauthorized",
-            given.empty() ? "an API key is required (Authorization: Bearer KEY)" : "wrong API key");
-        return httplib::Server::HandlerResponse::Handled;
-      }
-    }
-    return httplib::Server::HandlerResponse::Unhandled;
-  });
-  http.Get("/health", [this](const httplib::Request&, httplib::Response& res) {
-    if (ready) return set_json(res, 200, json{{"status", "ok"}});
-    res.set_header("Retry-After", "1");
-    set_json(res, 503, json{{"status", failed ? "failed" : "loading"}});
-  });
-  http.Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
-    res.status = 200;
-    res.set_content(metrics.render(), "text/plain; version=0.0.4; charset=utf-8");
-  });
-  http.Get("/v1/model", [this](const httplib::Request& req, httplib::Response& res) {
-    if (!ready) {
-      res.set_header("Retry-After", "1");
-      return send_error(req, res, 503, "loading", "the model is loading; retry shortly");
-    }
-    set_json(res, 200, model_info());
-  });
-  const auto post = [this](const char* path, Group group) {
-    http.Post(path, [this, group](const httplib::Request& req, httplib::Response& res,
-                                  const httplib::ContentReader& reader) {
-      handle_items(req, res, reader, group);
-    });
+std::map<std::string, HttpRoute> Server::Impl::routes() {
+  // Every endpoint: its method, where it runs (the quick ones on the io thread, so that slow
+  // clients and busy workers never delay them; the ones that wait for the model on a worker)
+  // and its handler.
+  const auto items = [this](Group group) {
+    return
+        [this, group](const HttpRequest& req, HttpResponse& res) { handle_items(req, res, group); };
   };
-  post("/v1/predict", kPredict);
-  post("/v1/embed", kEmbed);
-  post("/v1/search", kSearch);
-  // What httplib answers by itself (no route, a malformed request, a body over the limit)
-  // gets a JSON error too.
-  http.set_error_handler(httplib::Server::HandlerWithResponse(
-      [this](const httplib::Request& req, httplib::Response& res) {
-        if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-        std::string kind = "bad_request", message;
-        switch (res.status) {
-          case 404: {
-            kind = "not_found";
-            const std::string label = endpoint_label(req.path);
-            message = label == "other"
-                          ? "no endpoint " + req.method + " " + req.path.substr(0, 200)
-                          : "use " +
-                                std::string(label == "/v1/predict" || label == "/v1/embed" ||
-                                                    label == "/v1/search"
-                                                ? "POST"
-                                                : "GET") +
-                                " for " + label;
-            if (label != "other") res.status = 405;
-            break;
+  return {
+      {"/health",
+       {"GET", RunOn::io_thread,
+        [this](const HttpRequest&, HttpResponse& res) {
+          if (ready) return set_json(res, 200, json{{"status", "ok"}});
+          res.headers.emplace_back("Retry-After", "1");
+          set_json(res, 503, json{{"status", failed ? "failed" : "loading"}});
+        }}},
+      {"/metrics",
+       {"GET", RunOn::io_thread,
+        [this](const HttpRequest&, HttpResponse& res) {
+          res.status = 200;
+          res.content_type = "text/plain; version=0.0.4; charset=utf-8";
+          res.body = metrics.render();
+        }}},
+      {"/v1/model",
+       {"GET", RunOn::io_thread,
+        [this](const HttpRequest& req, HttpResponse& res) {
+          if (!ready) {
+            res.headers.emplace_back("Retry-After", "1");
+            return send_error(req, res, 503, "loading", "the model is loading; retry shortly");
           }
-          case 413:
-            kind = "too_large";
-            message = fmt::format("body over --max-body-mb {}", o.max_body_mb);
-            break;
-          case 414:
-            kind = "too_large";
-            message = "request line too long";
-            break;
-          default:
-            message = fmt::format("malformed request (HTTP {})", res.status);
-        }
-        send_error(req, res, res.status, kind, message);
-        return httplib::Server::HandlerResponse::Handled;
-      }));
-  http.set_exception_handler(
-      [this](const httplib::Request& req, httplib::Response& res, std::exception_ptr ep) {
-        std::string what = "unknown exception";
-        try {
-          std::rethrow_exception(ep);
-        } catch (const std::exception& e) {
-          what = e.what();
-        } catch (...) {
-        }
-        send_error(req, res, 500, "internal", "internal error: " + what);
-      });
-  http.set_logger([this](const httplib::Request& req, const httplib::Response& res) {
-    const double seconds = request_start == Clock::time_point{} ? -1 : seconds_since(request_start);
-    request_start = Clock::time_point{};
-    metrics.request(endpoint_label(req.path), res.status, seconds);
-    log::debug("[serve] {} {} {} {:.1f} ms", res.status, req.method, req.path.substr(0, 200),
+          set_json(res, 200, model_info());
+        }}},
+      {"/v1/predict", {"POST", RunOn::worker, items(kPredict)}},
+      {"/v1/embed", {"POST", RunOn::worker, items(kEmbed)}},
+      {"/v1/search", {"POST", RunOn::worker, items(kSearch)}},
+  };
+}
+
+HttpHooks Server::Impl::hooks() {
+  HttpHooks h;
+  h.error = [this](const HttpRequest& req, int status, const std::string& kind,
+                   const std::string& message) {
+    HttpResponse res;
+    if (status == 503) res.headers.emplace_back("Retry-After", "1");
+    send_error(req, res, status, kind, message);
+    return res;
+  };
+  h.check = [this](const HttpRequest& req) -> std::optional<HttpResponse> {
+    if (api_key.empty() || req.path == "/health") return std::nullopt;
+    std::string given;
+    if (req.has_header("Authorization")) {
+      given = bearer_token(req.header("Authorization"));
+    } else if (req.has_header("X-API-Key")) {
+      given = req.header("X-API-Key");
+    }
+    if (constant_time_equal(api_key, given)) return std::nullopt;
+    HttpResponse res;
+    res.headers.emplace_back("WWW-Authenticate", "Bearer");
+    send_error(
+        req, res, 401, "unauthorized",
+        given.empty() ? "an API key is required (Authorization: Bearer KEY)" : "wrong API key");
+    return res;
+  };
+  h.done = [this](const HttpRequest& req, int status, double seconds) {
+    metrics.request(endpoint_label(req.path), status, seconds);
+    log::debug("[serve] {} {} {} {:.1f} ms", status, clip(req.method, 20), clip(req.path),
                seconds * 1000);
-  });
+  };
+  return h;
 }
 
 Server::Server(const ServeOptions& options) : impl_(std::make_unique<Impl>(options)) {
@@ -659,22 +547,26 @@ Server::Server(const ServeOptions& options) : impl_(std::make_unique<Impl>(optio
   const auto require = [](bool ok, const std::string& message) {
     if (!ok) throw std::invalid_argument("serve: " + message);
   };
+  // (a NaN fails every comparison: each range is written so that it is refused)
   require(!o.checkpoint.empty(), "--checkpoint is required");
   require(o.port >= 0 && o.port <= 65535, "--port must be 0..65535");
-  require(o.max_batch >= 1, "--max-batch must be >= 1");
+  require(o.max_batch >= 1 && o.max_batch <= 4096, "--max-batch must be 1..4096");
   require(o.max_delay_ms >= 0 && o.max_delay_ms <= 10000, "--max-delay-ms must be 0..10000");
-  require(o.queue >= 1, "--queue must be >= 1");
+  require(o.queue >= 1 && o.queue <= 1000000, "--queue must be 1..1000000");
   require(o.http_threads >= 1 && o.http_threads <= 4096, "--http-threads must be 1..4096");
-  require(o.max_items >= 1, "--max-items must be >= 1");
+  require(o.max_connections >= 1 && o.max_connections <= 100000,
+          "--max-connections must be 1..100000");
+  require(o.max_items >= 1 && o.max_items <= 100000, "--max-items must be 1..100000");
   require(o.max_body_mb > 0 && o.max_body_mb <= 4096, "--max-body-mb must be in (0, 4096]");
-  require(o.timeout_s >= 1, "--timeout-s must be >= 1");
+  require(o.timeout_s >= 1 && o.timeout_s <= 3600, "--timeout-s must be 1..3600");
+  require(o.drain_s >= 0 && o.drain_s <= 3600, "--drain-s must be 0..3600");
   if (!o.api_key_file.empty()) {
-    std::string key = read_file(o.api_key_file, 1 << 16);
-    while (!key.empty() && (key.back() == '\n' || key.back() == '\r' || key.back() == ' ')) {
-      key.pop_back();
+    const std::string contents = read_file(o.api_key_file, 1 << 16);
+    try {
+      impl_->api_key = api_key_from(contents);
+    } catch (const std::invalid_argument& e) {
+      require(false, "--api-key-file " + o.api_key_file + ": " + e.what());
     }
-    require(!key.empty(), "--api-key-file " + o.api_key_file + " is empty");
-    impl_->api_key = key;
   }
   if (!o.image_root.empty()) {
     std::error_code ec;
@@ -684,7 +576,7 @@ Server::Server(const ServeOptions& options) : impl_(std::make_unique<Impl>(optio
 }
 
 Server::~Server() {
-  if (impl_->listener.joinable() || impl_->loader.joinable()) {
+  if (impl_->http) {
     stop();
     wait();
   }
@@ -694,35 +586,18 @@ int Server::start() {
   Impl& s = *impl_;
   const auto& o = s.o;
   s.metrics.set_queue_depth([&s] { return s.queue.depth(); });
-  s.routes();
-  const size_t threads = static_cast<size_t>(o.http_threads);
-  s.http.new_task_queue = [threads] { return new BoundedPool(threads, threads); };
-  s.http.set_payload_max_length(static_cast<size_t>(o.max_body_mb * 1024 * 1024));
-  s.http.set_read_timeout(o.timeout_s, 0);
-  s.http.set_write_timeout(o.timeout_s, 0);
-  // headers and body leave in separate writes: with Nagle's algorithm the body would wait for
-  // the client's delayed ACK (~40 ms per answer on Linux)
-  s.http.set_tcp_nodelay(true);
-  s.http.set_keep_alive_timeout(5);
-  s.http.set_keep_alive_max_count(1000);
-  if (o.port == 0) {
-    s.port = s.http.bind_to_any_port(o.host);
-  } else {
-    s.port = s.http.bind_to_port(o.host, o.port) ? o.port : -1;
-  }
-  if (s.port <= 0) {
-    throw std::runtime_error(
-        fmt::format("serve: cannot listen on {}:{} (address in use, or not "
-                    "an address of this machine?)",
-                    o.host, o.port));
-  }
-  if (!s.http.raise_backlog(SOMAXCONN)) {
-    log::warn("[serve] cannot raise the listen backlog: {}", std::strerror(errno));
-  }
-  s.listener = std::thread([&s] {
-    s.http.listen_after_bind();
-    s.listener_done = true;
-  });
+  HttpOptions h;
+  h.host = o.host;
+  h.port = o.port;
+  h.max_body_bytes = static_cast<size_t>(o.max_body_mb * 1024 * 1024);
+  h.request_timeout = std::chrono::seconds(o.timeout_s);
+  h.max_connections = o.max_connections;
+  h.workers = o.http_threads;
+  // two io threads: one stalled on a large write or a big /metrics leaves the other
+  h.io_threads = 2;
+  s.routes_ = s.routes();
+  s.http = std::make_unique<HttpServer>(h, s.routes_, s.hooks());
+  s.port = s.http->start();
   s.loader = std::thread([this] {
     impl_->load();
     if (impl_->failed) stop();
@@ -731,18 +606,12 @@ int Server::start() {
 }
 
 void Server::stop() {
-  Impl& s = *impl_;
-  s.stopping = true;
-  // listen_after_bind() may not have started yet: stop() before it runs would be lost
-  while (s.listener.joinable() && !s.listener_done && !s.http.is_running()) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
-  s.http.stop();
+  if (impl_->http) impl_->http->stop();
 }
 
 int Server::wait() {
   Impl& s = *impl_;
-  if (s.listener.joinable()) s.listener.join();  // every HTTP thread done: nothing in flight
+  if (s.http) s.http->wait();  // every connection closed, every worker done: nothing in flight
   if (s.loader.joinable()) s.loader.join();
   s.queue.stop();
   if (s.model_thread.joinable()) s.model_thread.join();

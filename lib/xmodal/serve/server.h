@@ -1,5 +1,5 @@
-// `xmodal serve`: an HTTP/JSON inference server over one checkpoint (cpp-httplib, Debian's
-// libcpp-httplib-dev). Endpoints (README "Serving"):
+// `xmodal serve`: an HTTP/JSON inference server over one checkpoint (its HTTP layer:
+// serve/http_server.h, Boost.Beast). Endpoints (README "Serving"):
 //   GET  /health      503 {"status": "loading"} until the model is ready, then 200 {"status": "ok"}
 //   GET  /v1/model    task, checkpoint, step, sizes, label list size, batching settings
 //   POST /v1/predict  {"image": BASE64, "text": T, "top_k": K} or a list of them: per item the
@@ -7,8 +7,10 @@
 //   POST /v1/embed    retrieval: {"image": ...} and/or {"text": ...} -> their embeddings
 //   POST /v1/search   retrieval with --index: {"text": T} or {"image": ...}, "top_k"
 //   GET  /metrics     Prometheus text format (serve/metrics.h)
-// HTTP threads parse, decode and tokenise; one model thread runs dynamic batches (up to
-// max_batch items, or max_delay after the first) without gradients (serve/batcher.h).
+// Two io threads read and write every connection and answer /health, /metrics and /v1/model;
+// http_threads workers parse, decode and tokenise /v1/* requests; one model thread runs
+// dynamic batches (up to max_batch items, or max_delay after the first) without gradients
+// (serve/batcher.h).
 #pragma once
 
 #include <memory>
@@ -23,15 +25,16 @@ struct ServeOptions {
   int port = 8080;  ///< 0 = a free port (Server::start returns it)
   int max_batch = 16;
   double max_delay_ms = 5;
-  int queue = 256;           ///< items waiting for the model, at most (then 503 + Retry-After)
-  int http_threads = 64;     ///< connections served at once (each open connection holds one)
-  int max_items = 64;        ///< items in one request, at most
-  double max_body_mb = 32;   ///< request body, at most (413)
-  int timeout_s = 10;        ///< socket read/write timeout, and the whole body's deadline (408)
-  double drain_s = 30;       ///< after stop(): what is queued gets this long, then exit anyway
-  std::string index;         ///< retrieval: an `xmodal index` folder for /v1/search
-  std::string image_root;    ///< "image_path" fields are allowed, inside this folder only
-  std::string api_key_file;  ///< a key: every endpoint but /health needs it (401 otherwise)
+  int queue = 256;            ///< items waiting for the model, at most (then 503 + Retry-After)
+  int http_threads = 64;      ///< /v1/* requests decoded or waiting for the model at once
+  int max_connections = 512;  ///< open connections, at most (then 503 and close)
+  int max_items = 64;         ///< items in one request, at most
+  double max_body_mb = 32;    ///< request body, at most (413)
+  int timeout_s = 10;         ///< a request's deadline from its first byte to its last (408)
+  double drain_s = 30;        ///< after stop(): what is queued gets this long, then exit anyway
+  std::string index;          ///< retrieval: an `xmodal index` folder for /v1/search
+  std::string image_root;     ///< "image_path" fields are allowed, inside this folder only
+  std::string api_key_file;   ///< a key: every endpoint but /health needs it (401 otherwise)
   /// Config assignments applied to the checkpoint's config (run.threads, run.device, ...).
   std::vector<std::string> overrides;
 };
@@ -45,7 +48,9 @@ class Server {
   Server& operator=(const Server&) = delete;
 
   /// Binds, starts the HTTP threads and loads the model (and index) in the background:
-  /// /health answers 503 until it is ready. Returns the port (the free one for port 0).
+  /// /health answers 503 {"status": "loading"} until it is ready (then 200), or
+  /// {"status": "failed"} until the server stops when it cannot load (wait() then returns 1).
+  /// Returns the port (the free one for port 0).
   /// Throws std::runtime_error when the address cannot be bound.
   int start();
   /// Graceful stop (safe from any thread, more than once): no new connections; what is queued
