@@ -28,6 +28,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev
   dataset-fashion-mnist   # raw images of the offline Fashion-scenes data set
   python3                 # test and benchmark scripts (tests/apps/bad_inputs.sh, scripts/bench/)
+  strace                  # fault injection in tests/apps/bad_inputs.sh (a kill at each rename of an index update)
 )
 # shellcheck disable=SC2206
 PACKAGES+=(${EXTRA_PACKAGES:-})
