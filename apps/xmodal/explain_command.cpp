@@ -67,10 +67,10 @@ int explain_batch(Context& ctx, infer::Predictor& predictor, const std::string& 
   if (fs::is_directory(fs::symlink_status(dir, ec))) {
     for (const auto& entry : fs::directory_iterator(dir, ec)) {
       const std::string name = entry.path().filename().string();
-      const bool ours = name == "index.html" ||
-                        (name.rfind("line_", 0) == 0 && name.size() > 9 &&
-                         name.compare(name.size() - 4, 4, ".png") == 0 &&
-                         name.find_first_not_of("0123456789", 5) == name.size() - 4);
+      const bool ours =
+          name == "index.html" || (name.rfind("line_", 0) == 0 && name.size() > 9 &&
+                                   name.compare(name.size() - 4, 4, ".png") == 0 &&
+                                   name.find_first_not_of("0123456789", 5) == name.size() - 4);
       if (!ours) {
         throw std::invalid_argument("explain --out " + dir + " holds other files (" + name +
                                     "); give a new or empty folder");

@@ -38,8 +38,8 @@ void restart_with_sane_thread_variables(char** argv) {
     const char* value = std::getenv(name);
     if (value == nullptr) continue;
     std::string replacement;
-    const std::string warning = xmodal::check_thread_count_variable(
-        name, value, xmodal::available_cores(), &replacement);
+    const std::string warning =
+        xmodal::check_thread_count_variable(name, value, xmodal::available_cores(), &replacement);
     if (warning.empty()) continue;
     std::fprintf(stderr, "xmodal: warning: %s\n", warning.c_str());
     if (replacement.empty()) {

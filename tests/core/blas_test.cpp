@@ -105,7 +105,7 @@ TEST(Blas, AFallbackKernelIsReplacedCheckedOrPutBack) {
   const auto fails_on_best = [&] {
     ++checks;
     return strcasecmp(openblas_core().c_str(), best.c_str()) == 0 ? std::string("C[0,0] = 7")
-                                                                   : std::string();
+                                                                  : std::string();
   };
   k = choose_blas_kernel(cpu, nullptr, nullptr, fails_on_best);
   EXPECT_EQ(k.core, "Prescott");
@@ -133,7 +133,8 @@ TEST(Blas, AFallbackKernelIsReplacedCheckedOrPutBack) {
   k = choose_blas_kernel(cpu, "Prescott", nullptr, fails_on_prescott);
   EXPECT_EQ(k.core, best);
   EXPECT_EQ(k.rejected, "Prescott failed the sgemm check: C[1,2] = nan");
-  EXPECT_EQ(k.how, "chosen by xmodal: Prescott (set by OPENBLAS_CORETYPE=Prescott) failed its check");
+  EXPECT_EQ(k.how,
+            "chosen by xmodal: Prescott (set by OPENBLAS_CORETYPE=Prescott) failed its check");
   EXPECT_FALSE(k.slow);
   EXPECT_EQ(k.broken, "");
 
@@ -182,9 +183,10 @@ TEST(Blas, InfoNamesTheKernelAndWarnsAboutAFallback) {
   if (select_blas_kernel().core.empty()) GTEST_SKIP() << "not a DYNAMIC_ARCH OpenBLAS";
   const auto run = [](const std::string& env) {
     std::string out;
-    const std::string command = "env -u OPENBLAS_CORETYPE -u XMODAL_BLAS_CORETYPE -u "
-                                "OPENBLAS_L2_SIZE " +
-                                env + " " + XMODAL_BINARY + " info 2>&1";
+    const std::string command =
+        "env -u OPENBLAS_CORETYPE -u XMODAL_BLAS_CORETYPE -u "
+        "OPENBLAS_L2_SIZE " +
+        env + " " + XMODAL_BINARY + " info 2>&1";
     FILE* pipe = popen(command.c_str(), "r");
     char buffer[512];
     while (pipe && fgets(buffer, sizeof buffer, pipe)) out += buffer;
@@ -208,8 +210,7 @@ TEST(Blas, InfoNamesTheKernelAndWarnsAboutAFallback) {
   // AVX2 kernels on an AVX-512 CPU (this machine's environment may set Haswell): no warning,
   // and what they cost as measured
   const std::string avx2 = run("OPENBLAS_CORETYPE=Haswell");
-  EXPECT_NE(avx2.find("BLAS kernel: Haswell (set by OPENBLAS_CORETYPE=Haswell)"),
-            std::string::npos)
+  EXPECT_NE(avx2.find("BLAS kernel: Haswell (set by OPENBLAS_CORETYPE=Haswell)"), std::string::npos)
       << avx2;
   EXPECT_EQ(avx2.find("WARNING"), std::string::npos) << avx2;
   EXPECT_EQ(avx2.find("several times slower"), std::string::npos) << avx2;

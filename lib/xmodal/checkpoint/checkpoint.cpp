@@ -31,14 +31,6 @@ constexpr const char* kModelFile = "model.safetensors";
 constexpr const char* kOptimizerFile = "optimizer.safetensors";
 constexpr const char* kStateFile = "state.json";
 
-void fsync_dir(const fs::path& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
-}
-
 [[noreturn]] void fail_errno(const std::string& what, const fs::path& path) {
   throw std::runtime_error("cannot " + what + " " + path.string() + ": " + std::strerror(errno));
 }
@@ -251,7 +243,7 @@ void write_into(const fs::path& tmp, const CheckpointContent& content) {
     state.update(state_to_json(content.state));
     state["files"] = files;
     io::write_file_atomic((tmp / kStateFile).string(), state.dump(2) + "\n");
-    fsync_dir(tmp);
+    io::fsync_dir(tmp);
   } catch (...) {
     fs::remove_all(tmp, ec);
     throw;
@@ -287,7 +279,7 @@ std::string write_checkpoint(const std::string& run_dir, const CheckpointContent
     fs::remove_all(trash, ec);
   }
   move_into_place(tmp, final_dir);
-  fsync_dir(root);
+  io::fsync_dir(root);
   return final_dir.string();
 }
 
@@ -316,7 +308,7 @@ std::string write_checkpoint_dir(const std::string& dir, const CheckpointContent
     fail_errno("replace the empty directory", target);
   }
   move_into_place(tmp, target);
-  fsync_dir(parent);
+  io::fsync_dir(parent);
   return target.string();
 }
 
@@ -331,7 +323,7 @@ void set_pointer(const std::string& run_dir, const std::string& name,
     ::unlink(tmp.c_str());
     fail_errno("replace link", link);
   }
-  fsync_dir(run_dir);
+  io::fsync_dir(run_dir);
 }
 
 std::vector<int64_t> checkpoint_steps(const std::string& run_dir) {

@@ -279,9 +279,10 @@ BlasKernel choose_blas_kernel(const CpuInfo& cpu, const char* openblas_coretype_
   // kernels on an AVX-512 CPU cost little (README "CPU kernels", scripts/bench/gemm.sh).
   k.slow = !k.recommended.empty() && rank < 2 && best >= 2;
   if (!k.slow && rank < best) {
-    k.note = "AVX2 kernels on an AVX-512 CPU: 0.76-1.03x of the AVX-512 ones at the model's "
-             "shapes (scripts/bench/gemm.sh, Zen 4), and products of >= 2^23 multiply-adds run "
-             "on oneDNN";
+    k.note =
+        "AVX2 kernels on an AVX-512 CPU: 0.76-1.03x of the AVX-512 ones at the model's "
+        "shapes (scripts/bench/gemm.sh, Zen 4), and products of >= 2^23 multiply-adds run "
+        "on oneDNN";
   }
   return k;
 }

@@ -59,8 +59,7 @@ std::string check_thread_count_variable(const std::string& name, const std::stri
     const size_t comma = std::min(value.find(',', at), value.size());
     const std::string level = value.substr(at, comma - at);
     valid = !level.empty() && level.size() <= 18 &&
-            level.find_first_not_of("0123456789") == std::string::npos &&
-            std::stoll(level) > 0;
+            level.find_first_not_of("0123456789") == std::string::npos && std::stoll(level) > 0;
     if (valid && std::stoll(level) > limit) clamp = true;
     at = comma + 1;
   }
@@ -94,7 +93,8 @@ int configure_threads(int requested, int intra_op) {
   if (!kernel.broken.empty()) {
     throw std::runtime_error(
         "matrix products would be wrong on this machine: every OpenBLAS kernel tried failed the "
-        "sgemm check (" + kernel.broken + "); set OPENBLAS_CORETYPE to a kernel that works");
+        "sgemm check (" +
+        kernel.broken + "); set OPENBLAS_CORETYPE to a kernel that works");
   }
   if (requested < 0) {
     throw std::invalid_argument("threads must be >= 0 (0 = all cores), got " +

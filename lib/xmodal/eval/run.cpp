@@ -96,7 +96,8 @@ EvalSummary run_eval(const EvalOptions& options) {
                   {"metrics", metrics}};
   r.predictions->write(s.out_dir, summary);
   s.table = r.predictions->table(r.metrics);
-  io::write_file_atomic((fs::path(s.out_dir) / "metrics.json").string(), summary.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
+  io::write_file_atomic((fs::path(s.out_dir) / "metrics.json").string(),
+                        summary.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
   s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return s;
 }

@@ -124,7 +124,8 @@ ZeroShotSummary run_zero_shot(const ZeroShotOptions& o) {
                         {"zoom_out", o.zoom_out},
                         {"metrics", {{"top1", s.metrics["top1"]}, {"top5", s.metrics["top5"]}}},
                         {"per_class_top1", per_class}};
-  io::write_file_atomic((fs::path(s.out_dir) / "metrics.json").string(), summary.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
+  io::write_file_atomic((fs::path(s.out_dir) / "metrics.json").string(),
+                        summary.dump(2, ' ', false, json::error_handler_t::replace) + "\n");
   s.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return s;
 }

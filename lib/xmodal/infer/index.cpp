@@ -1,15 +1,14 @@
 #include "xmodal/infer/index.h"
 
-#include <fcntl.h>
-#include <nlohmann/json.hpp>
 #include <unistd.h>
+#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cerrno>
-#include <cstring>
-#include <map>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
+#include <map>
 #include <set>
 #include <stdexcept>
 
@@ -73,9 +72,10 @@ void drop_non_utf8(std::vector<std::string>& paths, int64_t& skipped, std::strin
   for (auto it = bad; it != paths.end() && shown.size() < 3; ++it) {
     shown.push_back(escape_invalid_utf8(*it));
   }
-  log::warn("[index] skipped {} image(s) whose path is not UTF-8 (an index stores paths as JSON "
-            "text; rename them to index them): {}{}",
-            count, join(shown, ", "), count > 3 ? ", ..." : "");
+  log::warn(
+      "[index] skipped {} image(s) whose path is not UTF-8 (an index stores paths as JSON "
+      "text; rename them to index them): {}{}",
+      count, join(shown, ", "), count > 3 ? ", ..." : "");
   if (first_bad.empty()) first_bad = shown.front() + ": the path is not UTF-8";
   skipped += count;
   paths.erase(bad, paths.end());
@@ -111,14 +111,6 @@ std::string file_in(const std::string& dir, const char* name) {
 // Version 1 indexes (files directly in INDEX_DIR, no checksums) are still read; an --append
 // to one writes a generation and removes the old files.
 constexpr const char* kCurrent = "current";
-
-void fsync_path(const fs::path& path) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
-}
 
 // The folder of the index's files: INDEX_DIR/current's target, INDEX_DIR itself for a version
 // 1 index, "" when INDEX_DIR holds no index.
@@ -176,7 +168,9 @@ IndexFiles read_index(const std::string& dir) {
   if (f.manifest.contains("skipped")) {
     require("skipped", is("skipped", &json::is_number_integer), "an integer");
   }
-  // version 2: each file's size and CRC32
+  // version 2: each file's size and CRC32; the files read for the check are parsed from the
+  // same bytes below (a version 1 index's are read then)
+  std::map<std::string, std::string> checked;
   if (version.get<int64_t>() >= 2) {
     require("files", is("files", &json::is_object), "an object");
     for (const auto& [name, info] : f.manifest["files"].items()) {
@@ -186,7 +180,7 @@ IndexFiles read_index(const std::string& dir) {
         throw std::runtime_error(manifest_path + ": a malformed \"files\" entry");
       }
       const std::string path = file_in(f.folder, name.c_str());
-      const std::string bytes = io::read_file(path, int64_t{1} << 40);
+      std::string bytes = io::read_file(path, int64_t{1} << 40);
       if (bytes.size() != info["bytes"].get<uint64_t>()) {
         throw std::runtime_error(path + " has " + std::to_string(bytes.size()) +
                                  " bytes, the manifest says " + info["bytes"].dump() +
@@ -198,17 +192,25 @@ IndexFiles read_index(const std::string& dir) {
                                  ", the manifest says " + info["crc32"].get<std::string>() +
                                  "): the index is damaged; rebuild it with `xmodal index`");
       }
+      if (name != "faiss.index") checked[name] = std::move(bytes);  // FAISS reads its own
     }
   }
+  const auto bytes_of = [&](const char* name, int64_t limit) {
+    const auto it = checked.find(name);
+    return it != checked.end() ? std::move(it->second)
+                               : io::read_file(file_in(f.folder, name), limit);
+  };
   const std::string embeddings_path = file_in(f.folder, "embeddings.safetensors");
-  const auto tensors = io::load_safetensors(embeddings_path);
+  const auto tensors = io::SafeTensorsFile::from_bytes(
+                           bytes_of("embeddings.safetensors", int64_t{1} << 40), embeddings_path)
+                           .tensors();
   const auto it = tensors.find("embeddings");
   if (it == tensors.end() || it->second.dim() != 2) {
     throw std::runtime_error(embeddings_path + ": no \"embeddings\" [N, E] tensor");
   }
   if (it->second.scalar_type() != torch::kFloat32) {
     throw std::runtime_error(embeddings_path + ": \"embeddings\" is " +
-                             io::safetensors_dtype_name(it->second.scalar_type()) +
+                             io::safetensors_dtype(it->second.scalar_type()) +
                              "; an index holds float32 embeddings");
   }
   if (it->second.size(1) != f.manifest["embed_dim"].get<int64_t>()) {
@@ -222,8 +224,7 @@ IndexFiles read_index(const std::string& dir) {
                              "damaged; rebuild it with `xmodal index`");
   }
   f.embeddings = it->second.contiguous();
-  const auto paths = json::parse(io::read_file(file_in(f.folder, "paths.json"), int64_t{1} << 32),
-                                 nullptr, false);
+  const auto paths = json::parse(bytes_of("paths.json", int64_t{1} << 32), nullptr, false);
   if (!paths.is_array())
     throw std::runtime_error(file_in(f.folder, "paths.json") + ": not a JSON array");
   for (const auto& p : paths) {
@@ -285,12 +286,12 @@ std::string commit_generation(const std::string& dir, const std::string& previou
     }
     manifest["files"] = listed;
     io::write_file_atomic((tmp / "manifest.json").string(), manifest.dump(2) + "\n");
-    fsync_path(tmp);
+    io::fsync_dir(tmp);
     if (::rename(tmp.c_str(), final_dir.c_str()) != 0) {
       throw std::runtime_error("index: cannot rename " + tmp.string() + " to " +
                                final_dir.string() + ": " + std::strerror(errno));
     }
-    fsync_path(dir);
+    io::fsync_dir(dir);
     const fs::path link_tmp = fs::path(dir) / (".current.tmp-" + std::to_string(::getpid()));
     ::unlink(link_tmp.c_str());
     if (::symlink(name.c_str(), link_tmp.c_str()) != 0 ||
@@ -301,7 +302,7 @@ std::string commit_generation(const std::string& dir, const std::string& previou
       throw std::runtime_error("index: cannot switch " + (fs::path(dir) / kCurrent).string() +
                                " to " + name + ": " + std::strerror(saved));
     }
-    fsync_path(dir);
+    io::fsync_dir(dir);
   } catch (...) {
     fs::remove_all(tmp, ec);
     throw;
@@ -453,8 +454,8 @@ IndexReport build_index(const IndexOptions& o) {
   fs::create_directories(o.out, ec);
   if (ec) throw std::runtime_error("index: cannot create " + o.out + ": " + ec.message());
   std::map<std::string, std::string> files;
-  files["embeddings.safetensors"] = io::serialize_safetensors({{"embeddings", embeddings}},
-                                                              {{"producer", "xmodal index"}});
+  files["embeddings.safetensors"] =
+      io::serialize_safetensors({{"embeddings", embeddings}}, {{"producer", "xmodal index"}});
   files["paths.json"] = json(all_paths).dump() + "\n";
   const std::string backend_used =
       exists && o.backend == "flat" ? old.manifest.value("backend", "flat") : o.backend;
@@ -506,8 +507,7 @@ ImageIndex ImageIndex::open(const std::string& dir, const std::string& identity,
                                   "); rebuild it with `xmodal index --backend " + index.backend_ +
                                   "`, or search with --backend flat");
     }
-    index.ann_ =
-        std::make_unique<AnnIndex>(AnnIndex::load(file_in(f.folder, "faiss.index"), ann));
+    index.ann_ = std::make_unique<AnnIndex>(AnnIndex::load(file_in(f.folder, "faiss.index"), ann));
     if (index.ann_->size() != f.embeddings.size(0)) {
       throw std::runtime_error(dir + ": faiss.index holds " + std::to_string(index.ann_->size()) +
                                " vectors, the index " + std::to_string(f.embeddings.size(0)) +

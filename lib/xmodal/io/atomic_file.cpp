@@ -90,11 +90,7 @@ void replace_file(const std::string& shown, const std::string& path, std::string
     ::unlink(tmp.c_str());
     fail("write", shown, error);
   }
-  const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir_fd >= 0) {
-    ::fsync(dir_fd);  // make the rename itself durable
-    ::close(dir_fd);
-  }
+  fsync_dir(dir);  // make the rename itself durable
 }
 
 bool under_dev_or_proc(const std::string& path) {
@@ -116,6 +112,14 @@ void write_file_atomic(const std::string& path, std::string_view data) {
   // writes; replacing it would detach it from that descriptor.
   if (exists && under_dev_or_proc(path)) return write_through(path, data, /*append=*/true);
   replace_file(path, final_target(path), data);
+}
+
+void fsync_dir(const std::string& dir) {
+  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd >= 0) {
+    ::fsync(fd);
+    ::close(fd);
+  }
 }
 
 }  // namespace xmodal::io

@@ -22,4 +22,8 @@ using xmodal::read_file;
 /// Writes `data` to `path` as described above. Throws FileError naming `path`.
 void write_file_atomic(const std::string& path, std::string_view data);
 
+/// fsyncs the folder `dir`, so that the renames and creations in it are durable (best effort:
+/// a folder that cannot be opened is left as it is).
+void fsync_dir(const std::string& dir);
+
 }  // namespace xmodal::io

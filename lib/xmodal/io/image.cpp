@@ -106,7 +106,7 @@ JpegLayout jpeg_layout(Header& file) {
       ++pos;  // past the marker code
     }
     if (marker == 0x01 || (marker >= 0xD0 && marker <= 0xD8)) continue;  // no length field
-    if (marker == 0xD9) return j;                                       // end of image
+    if (marker == 0xD9) return j;                                        // end of image
     if (marker == 0xDA) {  // the first scan: the entropy-coded data follows its header
       if (j.size) j.scan = pos;
       return j;
@@ -273,11 +273,10 @@ void check_jpeg_data(Header& file, const std::string& name) {
                           ((j.size->height + 8 * j.vmax - 1) / (8 * j.vmax));
     const uint64_t need = mcus / 4;  // >= 2 bits per MCU
     if (total - j.scan < need) {
-      throw std::runtime_error("cannot read image " + name + ": a truncated JPEG (" +
-                               std::to_string(total - j.scan) + " bytes of image data; " +
-                               std::to_string(j.size->width) + " x " +
-                               std::to_string(j.size->height) + " pixels need at least " +
-                               std::to_string(need) + ")");
+      throw std::runtime_error(
+          "cannot read image " + name + ": a truncated JPEG (" + std::to_string(total - j.scan) +
+          " bytes of image data; " + std::to_string(j.size->width) + " x " +
+          std::to_string(j.size->height) + " pixels need at least " + std::to_string(need) + ")");
     }
   }
 }

@@ -440,11 +440,4 @@ std::map<std::string, torch::Tensor> load_safetensors(const std::string& path) {
   return SafeTensorsFile::open(path).tensors();
 }
 
-std::string safetensors_dtype_name(torch::ScalarType type) {
-  for (const auto& d : dtypes()) {
-    if (d.torch_type == type) return d.name;
-  }
-  return c10::toString(type);
-}
-
 }  // namespace xmodal::io

@@ -70,9 +70,6 @@ class SafeTensorsFile {
 std::string serialize_safetensors(const std::map<std::string, torch::Tensor>& tensors,
                                   const std::map<std::string, std::string>& metadata = {});
 
-/// The format's name of a dtype ("F32", "I8"), or LibTorch's name for one it cannot hold.
-std::string safetensors_dtype_name(torch::ScalarType type);
-
 /// Writes serialize_safetensors() to `path` atomically (temporary file, fsync, rename).
 void save_safetensors(const std::string& path, const std::map<std::string, torch::Tensor>& tensors,
                       const std::map<std::string, std::string>& metadata = {});

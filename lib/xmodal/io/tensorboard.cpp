@@ -253,9 +253,10 @@ std::string truncate_events(const std::string& path, int64_t step,
                            all.records.size() + static_cast<size_t>(all.corrupt));
     }
     if (unreadable > 0 && !all.torn_tail) {
-      report += fmt::format("{}the last {} bytes are unreadable (their framing is corrupt) and "
-                            "were dropped with every record in them",
-                            report.empty() ? "" : "; ", unreadable);
+      report += fmt::format(
+          "{}the last {} bytes are unreadable (their framing is corrupt) and "
+          "were dropped with every record in them",
+          report.empty() ? "" : "; ", unreadable);
     }
     report = path + ": " + report +
              (ec ? "; the original could not be kept (" + ec.message() + ")"

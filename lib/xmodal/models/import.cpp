@@ -87,9 +87,9 @@ LoadReport load_state(torch::nn::Module& module, const TensorMap& tensors, bool 
     // checkpoint whose scale was removed): a float parameter takes only floats, an integer
     // buffer only integers
     if (it->second.is_floating_point() != target.is_floating_point()) {
-      problems.push_back(name + ": " + io::safetensors_dtype_name(it->second.scalar_type()) +
-                         " in " + source + ", but the model holds " +
-                         io::safetensors_dtype_name(target.scalar_type()) +
+      problems.push_back(name + ": " + io::safetensors_dtype(it->second.scalar_type()) + " in " +
+                         source + ", but the model holds " +
+                         io::safetensors_dtype(target.scalar_type()) +
                          (it->second.scalar_type() == torch::kChar
                               ? " (only a Linear weight stored with its .weight_scale is int8)"
                               : ""));
