@@ -65,8 +65,7 @@ TEST(Cpu, ModelNameIsTheCpuidBrandString) {
   unsigned regs[12] = {};
   if (__get_cpuid_max(0x80000000, nullptr) < 0x80000004) GTEST_SKIP() << "no brand string";
   for (unsigned i = 0; i < 3; ++i) {
-    __get_cpuid(0x80000002 + i, &regs[4 * i], &regs[4 * i + 1], &regs[4 * i + 2],
-                &regs[4 * i + 3]);
+    __get_cpuid(0x80000002 + i, &regs[4 * i], &regs[4 * i + 1], &regs[4 * i + 2], &regs[4 * i + 3]);
   }
   char brand[49] = {};
   std::memcpy(brand, regs, 48);

@@ -50,8 +50,7 @@ TEST(Runtime, ThreadCountVariablesAreCheckedAgainstTheMachine) {
   EXPECT_EQ(to, "8");
   EXPECT_NE(check_thread_count_variable("OMP_NUM_THREADS", "4,9", 2, &to), "");
   EXPECT_EQ(to, "8");
-  EXPECT_NE(check_thread_count_variable("OMP_NUM_THREADS", "99999999999999999999999", 2, &to),
-            "");
+  EXPECT_NE(check_thread_count_variable("OMP_NUM_THREADS", "99999999999999999999999", 2, &to), "");
   for (const char* bad : {"0", "", "-3", "abc", "4,", "2,0", " 3", "1e9"}) {
     to = "unchanged";
     EXPECT_EQ(check_thread_count_variable("MKL_NUM_THREADS", bad, 2, &to),

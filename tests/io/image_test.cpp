@@ -173,8 +173,9 @@ TEST_F(ImageFile, TruncatedOrLyingJpegsAreRefused) {
   // the header only, then the end marker
   const size_t scan = jpeg.find("\xFF\xDA");
   ASSERT_NE(scan, std::string::npos);
-  EXPECT_NE(testing::error_of([&] { decode_image_rgb(jpeg.substr(0, scan), "no-scan"); })
-                .find("no-scan: a truncated JPEG (no image data after its header)"),
+  EXPECT_NE(testing::error_of([&] {
+              decode_image_rgb(jpeg.substr(0, scan), "no-scan");
+            }).find("no-scan: a truncated JPEG (no image data after its header)"),
             std::string::npos);
   // 11000 x 11000 claimed (under the pixel limit) by a baseline file of a few KB with its end
   // marker: far fewer bytes than 11000 x 11000 pixels' blocks need

@@ -37,11 +37,10 @@ TEST(Plot, DrawsTrainAndEvalCurvesSkippingMalformedLines) {
 // Values near the largest double drew a blank panel (their range overflowed).
 TEST(Plot, ExtremeValuesAreDrawn) {
   TempDir dir;
-  const std::string metrics = dir.write(
-      "metrics.jsonl",
-      "{\"event\":\"train\",\"step\":1,\"loss\":1e308}\n"
-      "{\"event\":\"train\",\"step\":2,\"loss\":-1e308}\n"
-      "{\"event\":\"train\",\"step\":3,\"loss\":1.7e308}\n");
+  const std::string metrics = dir.write("metrics.jsonl",
+                                        "{\"event\":\"train\",\"step\":1,\"loss\":1e308}\n"
+                                        "{\"event\":\"train\",\"step\":2,\"loss\":-1e308}\n"
+                                        "{\"event\":\"train\",\"step\":3,\"loss\":1.7e308}\n");
   const std::string png = (dir.path() / "curves.png").string();
   plot_run(metrics, png);
   const cv::Mat image = cv::imread(png);
