@@ -1,0 +1,57 @@
+// One way to open a trained model for inference (STYLE.md "Results, tasks and services"):
+// predict, explain and serve (through Predictor), eval, eval --zero-shot, embed, index, search,
+// the ceiling and quantize all open their checkpoint here, so that every command applies
+// --set, validates, sets the threads, picks the device and quantizes the same way.
+//
+//   auto s = infer::Session::open({checkpoint, overrides, "predict"});
+//   s.loaded.model->forward(pixels.to(s.device), ...);
+#pragma once
+
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "xmodal/checkpoint/artifacts.h"
+#include "xmodal/config/config.h"
+
+namespace xmodal::infer {
+
+struct SessionOptions {
+  /// A checkpoint directory, a `best`/`last` link or a run directory.
+  std::string checkpoint;
+  /// Config assignments applied to the checkpoint's config (run.threads, run.device,
+  /// eval.quantize, ...), as `--set` gives them.
+  std::vector<std::string> overrides;
+  /// The command that opens the model ("predict", "index", ...), named in errors and the log.
+  std::string purpose = "inference";
+  /// Called with the checkpoint as stored, before the overrides, validation, threads and device:
+  /// the caller's requirement of the model (index: require_retrieval()); throws to refuse it.
+  std::function<void(const checkpoint::LoadedModel&)> check;
+  /// Instead of eval.quantize (xmodal quantize: int8, whatever the config says).
+  std::optional<config::Quantize> quantize;
+  /// Instead of run.device (xmodal quantize writes a CPU model; the ceiling labels on the CPU).
+  std::optional<c10::Device> device;
+};
+
+/// A checkpoint opened for inference.
+struct Session {
+  /// The model with its artifacts; its config with the overrides applied, the model on
+  /// `device`, quantized as asked, in eval mode.
+  checkpoint::LoadedModel loaded;
+  c10::Device device = c10::Device(c10::kCPU);
+  /// The floating-point type the model computes in: fp32. No config key chooses an inference
+  /// precision yet (train.precision is the training autocast's); a later one fills this.
+  config::Precision precision = config::Precision::fp32;
+
+  /// checkpoint::load_trained_model -> options.check -> config::apply_overrides ->
+  /// config::validate -> configure_threads(run.threads) -> resolve_device(run.device) ->
+  /// checkpoint::quantize_model(eval.quantize) -> the model to the device, eval mode.
+  /// Throws std::invalid_argument for no checkpoint, ConfigError (a std::invalid_argument) for
+  /// bad overrides or a config that does not validate, std::runtime_error for an unreadable
+  /// checkpoint, a CUDA device that is not there or an int8 model off the CPU, and whatever
+  /// `check` throws.
+  static Session open(const SessionOptions& options);
+};
+
+}  // namespace xmodal::infer
