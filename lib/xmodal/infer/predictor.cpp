@@ -10,7 +10,6 @@
 #include <stdexcept>
 
 #include "xmodal/checkpoint/artifacts.h"
-#include "xmodal/config/loader.h"
 #include "xmodal/core/logging.h"
 #include "xmodal/core/runtime.h"
 #include "xmodal/data/loader.h"
@@ -18,6 +17,7 @@
 #include "xmodal/infer/explain.h"
 #include "xmodal/infer/prepared_input.h"
 #include "xmodal/infer/retrieval.h"
+#include "xmodal/infer/session.h"
 #include "xmodal/io/atomic_file.h"
 #include "xmodal/io/image.h"
 #include "xmodal/models/blocks.h"
@@ -48,17 +48,10 @@ torch::Tensor stack_pixels(const std::vector<const PreparedInput*>& items) {
 
 }  // namespace
 
-Predictor::Predictor(const PredictorOptions& options)
-    : loaded_(std::make_unique<checkpoint::LoadedModel>(
-          checkpoint::load_trained_model(options.checkpoint))),
-      options_(options) {
-  config::apply_overrides(loaded_->config, options.overrides);
-  config::validate(loaded_->config);
-  configure_threads(loaded_->config.run.threads);
-  const auto device = resolve_device(loaded_->config.run.device);
-  checkpoint::quantize_model(*loaded_, loaded_->config.eval.quantize, device);
-  loaded_->model->to(device);
-  loaded_->model->eval();
+Predictor::Predictor(const PredictorOptions& options) : options_(options) {
+  Session session = Session::open({options.checkpoint, options.overrides, "predict"});
+  loaded_ = std::make_unique<checkpoint::LoadedModel>(std::move(session.loaded));
+  const c10::Device device = session.device;
   if (!options_.labels.empty()) {
     require_retrieval(*loaded_, "predict --labels");
     torch::InferenceMode inference;

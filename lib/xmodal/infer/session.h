@@ -10,6 +10,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "xmodal/checkpoint/artifacts.h"
@@ -18,13 +19,18 @@
 namespace xmodal::infer {
 
 struct SessionOptions {
+  SessionOptions(std::string checkpoint, std::vector<std::string> overrides, std::string purpose)
+      : checkpoint(std::move(checkpoint)),
+        overrides(std::move(overrides)),
+        purpose(std::move(purpose)) {}
+
   /// A checkpoint directory, a `best`/`last` link or a run directory.
   std::string checkpoint;
   /// Config assignments applied to the checkpoint's config (run.threads, run.device,
   /// eval.quantize, ...), as `--set` gives them.
   std::vector<std::string> overrides;
   /// The command that opens the model ("predict", "index", ...), named in errors and the log.
-  std::string purpose = "inference";
+  std::string purpose;
   /// Called with the checkpoint as stored, before the overrides, validation, threads and device:
   /// the caller's requirement of the model (index: require_retrieval()); throws to refuse it.
   std::function<void(const checkpoint::LoadedModel&)> check;
