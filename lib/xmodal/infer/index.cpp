@@ -14,13 +14,12 @@
 
 #include "xmodal/checkpoint/artifacts.h"
 #include "xmodal/checkpoint/checkpoint.h"
-#include "xmodal/config/loader.h"
 #include "xmodal/core/logging.h"
-#include "xmodal/core/runtime.h"
 #include "xmodal/core/strings.h"
 #include "xmodal/data/dataset.h"
 #include "xmodal/data/loader.h"
 #include "xmodal/infer/retrieval.h"
+#include "xmodal/infer/session.h"
 #include "xmodal/io/atomic_file.h"
 #include "xmodal/io/image.h"
 #include "xmodal/io/safetensors.h"
@@ -310,17 +309,16 @@ std::string commit_generation(const std::string& dir, const std::string& previou
   return name;
 }
 
-checkpoint::LoadedModel load_model(const std::string& checkpoint,
-                                   const std::vector<std::string>& overrides, c10::Device& device,
-                                   const char* what) {
-  auto m = checkpoint::load_trained_model(checkpoint);
-  require_retrieval(m, what);
-  config::apply_overrides(m.config, overrides);
-  configure_threads(m.config.run.threads);
-  device = resolve_device(m.config.run.device);
-  m.model->to(device);
-  m.model->eval();
-  return m;
+// Index and search open the model as predict, eval and embed do: the config validated after
+// --set, and quantized as eval.quantize says. The image embeddings an index holds and the
+// queries searched against them then come from the model that `embed` and `predict --labels`
+// use for the same checkpoint and --set (both steps were once skipped here: a --set that eval
+// refuses was taken, and eval.quantize int8 gave float embeddings here, int8 ones elsewhere).
+Session open_model(const std::string& checkpoint, const std::vector<std::string>& overrides,
+                   const char* what) {
+  SessionOptions options(checkpoint, overrides, what);
+  options.check = [what](const checkpoint::LoadedModel& m) { require_retrieval(m, what); };
+  return Session::open(options);
 }
 
 }  // namespace
@@ -336,8 +334,9 @@ IndexReport build_index(const IndexOptions& o) {
     throw std::invalid_argument("index: --backend " + o.backend +
                                 " needs FAISS, which this build lacks (Debian: libfaiss-dev)");
   }
-  c10::Device device(torch::kCPU);
-  auto m = load_model(o.checkpoint, o.overrides, device, "index");
+  Session session = open_model(o.checkpoint, o.overrides, "index");
+  checkpoint::LoadedModel& m = session.loaded;
+  const c10::Device device = session.device;
   const std::string identity = checkpoint_identity(m.checkpoint);
   if (!is_valid_utf8(fs::absolute(m.checkpoint).string())) {
     throw std::invalid_argument("index: the checkpoint's path " +
@@ -558,8 +557,9 @@ std::vector<SearchHit> search_index(const SearchOptions& o) {
   if (o.top_k < 1) throw std::invalid_argument("search: --top-k must be >= 1");
   std::string checkpoint = o.checkpoint;
   if (checkpoint.empty()) checkpoint = read_index(o.index).manifest.value("checkpoint", "");
-  c10::Device device(torch::kCPU);
-  auto m = load_model(checkpoint, o.overrides, device, "search");
+  Session session = open_model(checkpoint, o.overrides, "search");
+  checkpoint::LoadedModel& m = session.loaded;
+  const c10::Device device = session.device;
   ImageIndex index = [&] {
     try {
       return ImageIndex::open(o.index, checkpoint_identity(m.checkpoint), o.backend, o.ann);
