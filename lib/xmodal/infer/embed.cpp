@@ -14,6 +14,7 @@
 #include "xmodal/core/strings.h"
 #include "xmodal/data/loader.h"
 #include "xmodal/data/transforms.h"
+#include "xmodal/infer/session.h"
 #include "xmodal/io/image.h"
 #include "xmodal/io/lines.h"
 #include "xmodal/io/safetensors.h"
@@ -71,10 +72,9 @@ Encoders from_config(const EmbedOptions& o, bool want_image, bool want_text) {
 }
 
 Encoders from_checkpoint(const EmbedOptions& o) {
-  auto loaded = checkpoint::load_trained_model(o.checkpoint);
-  config::apply_overrides(loaded.config, o.overrides);
-  checkpoint::quantize_model(loaded, loaded.config.eval.quantize,
-                             resolve_device(loaded.config.run.device));
+  // Validated, on run.device and quantized as eval.quantize says, as predict opens it (embed()
+  // below then sets the same threads and device again, for from_config's encoders).
+  checkpoint::LoadedModel loaded = Session::open({o.checkpoint, o.overrides, "embed"}).loaded;
   Encoders e;
   e.config = loaded.config;
   e.tokenizer = loaded.artifacts.tokenizer;
