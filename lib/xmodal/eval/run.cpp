@@ -8,12 +8,11 @@
 #include <stdexcept>
 
 #include "xmodal/checkpoint/artifacts.h"
-#include "xmodal/config/loader.h"
 #include "xmodal/core/logging.h"
-#include "xmodal/core/runtime.h"
 #include "xmodal/data/dataset.h"
 #include "xmodal/data/loader.h"
 #include "xmodal/eval/evaluator.h"
+#include "xmodal/infer/session.h"
 #include "xmodal/io/atomic_file.h"
 #include "xmodal/tasks/task.h"
 
@@ -36,17 +35,13 @@ std::string default_out_dir(const std::string& checkpoint, const std::string& sp
 
 EvalSummary run_eval(const EvalOptions& options) {
   const auto start = std::chrono::steady_clock::now();
-  auto loaded = checkpoint::load_trained_model(options.checkpoint);
-  config::Config c = loaded.config;
   std::vector<std::string> sets = options.overrides;
   if (!options.data_root.empty())
     sets.push_back("data.root=" + config::detail::scalar_text(options.data_root));
-  config::apply_overrides(c, sets);
-  config::validate(c);
-  configure_threads(c.run.threads);
-  const c10::Device device = resolve_device(c.run.device);
-  checkpoint::quantize_model(loaded, c.eval.quantize, device);
-  loaded.model->to(device);
+  infer::Session session = infer::Session::open({options.checkpoint, sets, "eval"});
+  checkpoint::LoadedModel& loaded = session.loaded;
+  const config::Config& c = loaded.config;
+  const c10::Device device = session.device;
 
   const auto& classes = loaded.artifacts.class_names;
   const tasks::Task& task = tasks::task(c.task);
