@@ -9,12 +9,11 @@
 #include <stdexcept>
 
 #include "xmodal/checkpoint/artifacts.h"
-#include "xmodal/config/loader.h"
 #include "xmodal/core/logging.h"
-#include "xmodal/core/runtime.h"
 #include "xmodal/data/dataset.h"
 #include "xmodal/data/loader.h"
 #include "xmodal/infer/retrieval.h"
+#include "xmodal/infer/session.h"
 #include "xmodal/io/atomic_file.h"
 
 namespace xmodal::eval {
@@ -23,14 +22,14 @@ using nlohmann::json;
 
 ZeroShotSummary run_zero_shot(const ZeroShotOptions& o) {
   const auto start = std::chrono::steady_clock::now();
-  auto m = checkpoint::load_trained_model(o.checkpoint);
-  infer::require_retrieval(m, "eval --zero-shot");
-  config::apply_overrides(m.config, o.overrides);
-  configure_threads(m.config.run.threads);
-  const c10::Device device = resolve_device(m.config.run.device);
-  checkpoint::quantize_model(m, m.config.eval.quantize, device);
-  m.model->to(device);
-  m.model->eval();
+  // Validated now, as eval without --zero-shot always was (a --set it refuses was taken here).
+  infer::SessionOptions options(o.checkpoint, o.overrides, "eval --zero-shot");
+  options.check = [](const checkpoint::LoadedModel& m) {
+    infer::require_retrieval(m, "eval --zero-shot");
+  };
+  infer::Session session = infer::Session::open(options);
+  checkpoint::LoadedModel& m = session.loaded;
+  const c10::Device device = session.device;
 
   // The classification data set read as task classify would read it.
   config::Config c = m.config;
