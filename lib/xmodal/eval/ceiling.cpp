@@ -14,6 +14,7 @@
 #include "xmodal/data/scenes.h"
 #include "xmodal/data/transforms.h"
 #include "xmodal/data/vqa_answers.h"
+#include "xmodal/infer/session.h"
 #include "xmodal/io/image.h"
 #include "xmodal/tasks/metrics.h"
 
@@ -145,13 +146,18 @@ std::map<std::string, double> text_prior(const data::VqaSet& train, const data::
 }
 
 CeilingResult measure_ceiling(const CeilingOptions& o) {
-  auto m = checkpoint::load_trained_model(o.classifier);
-  if (m.config.task != config::Task::classify) {
-    throw std::invalid_argument("--classifier " + o.classifier + ": a " +
-                                config::to_string(m.config.task) +
-                                " checkpoint; the ceiling needs an image classifier (task: "
-                                "classify, e.g. runs/pretrain_fashion)");
-  }
+  infer::SessionOptions opening(o.classifier, {}, "ceiling");
+  opening.check = [&](const checkpoint::LoadedModel& m) {
+    if (m.config.task != config::Task::classify) {
+      throw std::invalid_argument("--classifier " + o.classifier + ": a " +
+                                  config::to_string(m.config.task) +
+                                  " checkpoint; the ceiling needs an image classifier (task: "
+                                  "classify, e.g. runs/pretrain_fashion)");
+    }
+  };
+  opening.device = c10::Device(c10::kCPU);  // the crops are cut and labelled on the CPU
+  infer::Session session = infer::Session::open(opening);
+  checkpoint::LoadedModel& m = session.loaded;
   data::BadInputPolicy policy;
   const data::CocoSet coco = data::read_coco(o.root, o.split, policy, /*with_captions=*/false);
   const data::VqaSet vqa = data::read_vqa(o.root, o.split, policy);

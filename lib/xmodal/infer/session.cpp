@@ -10,7 +10,7 @@ namespace xmodal::infer {
 
 Session Session::open(const SessionOptions& o) {
   if (o.checkpoint.empty()) {
-    throw std::invalid_argument(o.purpose + ": no checkpoint given (--checkpoint)");
+    throw std::invalid_argument(o.purpose + ": no checkpoint given");
   }
   Session s;
   checkpoint::LoadedModel& m = s.loaded;
