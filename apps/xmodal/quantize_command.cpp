@@ -7,6 +7,7 @@
 #include "xmodal/checkpoint/artifacts.h"
 #include "xmodal/cli.h"
 #include "xmodal/core/logging.h"
+#include "xmodal/infer/session.h"
 
 namespace xmodal::cli {
 namespace {
@@ -36,8 +37,11 @@ void add_quantize_command(CLI::App& app, Context& ctx) {
       ->check(non_empty());
   cmd->callback([&ctx, args] {
     ctx.action = [&ctx, args] {
-      auto m = checkpoint::load_trained_model(args->checkpoint);
-      checkpoint::quantize_model(m, config::Quantize::int8, c10::Device(c10::kCPU));
+      // No --set: the copy keeps the checkpoint's config (write_model_dir adds eval.quantize).
+      infer::SessionOptions opening(args->checkpoint, {}, "quantize");
+      opening.quantize = config::Quantize::int8;
+      opening.device = c10::Device(c10::kCPU);  // int8 layers run on the CPU only
+      const checkpoint::LoadedModel m = infer::Session::open(opening).loaded;
       const std::string dir = checkpoint::write_model_dir(args->out, m);
       const int64_t before = bytes_of(std::filesystem::path(m.checkpoint) / "model.safetensors");
       const int64_t after = bytes_of(std::filesystem::path(dir) / "model.safetensors");
