@@ -28,6 +28,9 @@ Teacher load_teacher(const config::Config& student, const checkpoint::Artifacts&
                      const c10::Device& device) {
   const std::string& path = student.train.distill.teacher;
   const std::string key = "train.distill.teacher: " + path;
+  // Not infer::Session: a training use. The teacher runs inside the student's training step, on
+  // the student's device and threads, with its config as stored (no --set, no quantization, no
+  // eval.* settings); Session would configure threads and a device of the teacher's own.
   checkpoint::LoadedModel m;
   // Building the teacher initialises weights from the global generator before its checkpoint
   // replaces them: the student's run must not see that (weight 0 trains exactly as no teacher).
