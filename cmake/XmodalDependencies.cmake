@@ -1,4 +1,5 @@
-# Every dependency comes from Debian 12's archive; scripts/setup.sh installs all of them.
+# Every dependency but LibTorch comes from Debian 12's archive; scripts/setup.sh installs all of
+# them, and LibTorch through scripts/install_libtorch.sh (cmake/XmodalTorch.cmake).
 # xmodal_require(<find_package args...> DEBIAN <package>) fails with the package to install.
 macro(xmodal_require name)
   cmake_parse_arguments(_xr "" "DEBIAN" "ARGS" ${ARGN})
@@ -12,7 +13,7 @@ macro(xmodal_require name)
   message(STATUS "xmodal: found ${name} ${${name}_VERSION}")
 endmacro()
 
-xmodal_require(Torch DEBIAN libtorch-dev)
+include(XmodalTorch)
 xmodal_require(OpenCV DEBIAN libopencv-dev ARGS COMPONENTS core imgcodecs imgproc)
 xmodal_require(CLI11 DEBIAN libcli11-dev)
 xmodal_require(spdlog DEBIAN libspdlog-dev)
@@ -37,11 +38,14 @@ if(NOT SENTENCEPIECE_FOUND)
 endif()
 message(STATUS "xmodal: found sentencepiece ${SENTENCEPIECE_VERSION}")
 
-# c10d's Gloo process group (distributed training): its headers come from libgloo-dev.
-find_path(GLOO_INCLUDE_DIR gloo/context.h)
-find_library(GLOO_LIBRARY gloo)
-if(NOT GLOO_INCLUDE_DIR OR NOT GLOO_LIBRARY)
-  message(FATAL_ERROR
-    "xmodal needs Gloo for distributed training: install the Debian package 'libgloo-dev' "
-    "(or run scripts/setup.sh as root).")
+if(XMODAL_WITH_DISTRIBUTED)
+  # c10d's Gloo process group (distributed training): LibTorch holds Gloo itself, but its
+  # ProcessGroupGloo.hpp includes Gloo's headers, which only libgloo-dev provides. Only the headers
+  # are used (the classes xmodal names are held by pointer); the code is LibTorch's own copy.
+  find_path(GLOO_INCLUDE_DIR gloo/context.h)
+  if(NOT GLOO_INCLUDE_DIR)
+    message(FATAL_ERROR
+      "xmodal needs Gloo for distributed training: install the Debian package 'libgloo-dev' "
+      "(or run scripts/setup.sh as root), or configure with -DXMODAL_WITH_DISTRIBUTED=OFF.")
+  endif()
 endif()

@@ -14,7 +14,7 @@ if [[ ! -f "$BUILD/build.ninja" ]]; then
   # -O1 keeps the sanitizers' reports exact and the build short; line tables name the source line.
   CC=clang CXX=clang++ cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_CXX_FLAGS_RELEASE="-O1 -gline-tables-only -DNDEBUG" -DXMODAL_FUZZ=ON \
-    -DXMODAL_BUILD_BENCH=OFF >/dev/null
+    -DXMODAL_BENCH=OFF >/dev/null
 fi
 echo "[san] building ${*} in $BUILD"
 cmake --build "$BUILD" --parallel "$(nproc)" --target "$@"

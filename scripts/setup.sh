@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs every Debian 12 package xmodal needs (as root, or through sudo), then configures and
-# builds into build/ (Release). Idempotent: packages already installed are not touched and an
-# existing build is only brought up to date.
+# Installs every Debian 12 package xmodal needs (as root, or through sudo) and the pinned LibTorch
+# 2.x (scripts/install_libtorch.sh: from the PyPI `torch` wheel, checked, cached in
+# ~/.cache/xmodal), then configures and builds into build/ (Release). Idempotent: packages already
+# installed are not touched and an existing build is only brought up to date.
 #
 #   scripts/setup.sh            # packages + configure + build
 #   BUILD_DIR=build-gcc-asan CMAKE_ARGS="-DXMODAL_SANITIZE=ON" scripts/setup.sh   # gcc ASan build
@@ -16,8 +17,8 @@ BUILD_DIR="${BUILD_DIR:-$ROOT/build}"
 
 PACKAGES=(
   build-essential cmake ninja-build pkg-config
-  libtorch-dev            # LibTorch 1.13 (CPU)
-  libopenblas0-pthread    # without it LibTorch's matrix products run ~30x slower (reference BLAS)
+  curl unzip ca-certificates   # scripts/install_libtorch.sh (LibTorch itself is not a Debian package)
+  libopenblas0-pthread    # libblas.so.3 for FAISS and xmodal's own small products, not the reference BLAS
   libopenblas0-openmp     # the OpenBLAS xmodal loads: it shares LibTorch's OpenMP threads (CMakeLists.txt)
   libopencv-dev           # image decoding and resizing
   libcli11-dev libspdlog-dev libfmt-dev libyaml-cpp-dev
@@ -57,7 +58,8 @@ else
   echo "[setup] all ${#PACKAGES[@]} Debian packages present"
 fi
 
-# LibTorch calls the BLAS through libblas.so.3; make sure that is OpenBLAS, not the reference one.
+# FAISS and xmodal's own small products call the BLAS through libblas.so.3; make sure that is
+# OpenBLAS, not the reference one.
 blas="$(readlink -f /usr/lib/x86_64-linux-gnu/libblas.so.3 2>/dev/null || true)"
 if [[ "$blas" != *openblas* ]]; then
   echo "[setup] libblas.so.3 is '$blas', not OpenBLAS: switching the alternative" >&2
@@ -65,6 +67,9 @@ if [[ "$blas" != *openblas* ]]; then
   "${SUDO[@]}" update-alternatives --set libblas.so.3-x86_64-linux-gnu \
     /usr/lib/x86_64-linux-gnu/openblas-pthread/libblas.so.3
 fi
+
+# LibTorch (both modes: every build, the sanitizer and CUDA ones too, needs it).
+"$ROOT/scripts/install_libtorch.sh" >/dev/null
 
 ((PACKAGES_ONLY)) && exit 0
 

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds, and runs every test (unit, cli and slow) with CTest; then, for
-# a full run, the unit tests again under AddressSanitizer + UBSan (scripts/sanitize.sh) and every
-# libFuzzer target for a short time (scripts/fuzz.sh), both in the clang build build-san.
+# a full run, the CUDA build (scripts/build_cuda.sh: compile and link only, build-cuda/), the unit
+# tests again under AddressSanitizer + UBSan (scripts/sanitize.sh) and every libFuzzer target for
+# a short time (scripts/fuzz.sh), both in the clang build build-san.
 #   scripts/test.sh                 # everything (what CI runs; ~25 min on a fresh 2-core machine)
 #   scripts/test.sh -L unit         # extra arguments go to ctest, and only the normal build runs
 #   XMODAL_TEST_SANITIZERS=0 scripts/test.sh    # everything but the sanitizer build
+#   XMODAL_TEST_CUDA_BUILD=0 scripts/test.sh     # everything but the CUDA build
 #   XMODAL_FUZZ_SECONDS=20          # seconds per fuzz target in the full run (default 20)
 # A failing stage does not hide the next ones: every stage runs (a stage whose build failed is
 # reported as such), the summary at the end lists each stage's result and time, and the exit
@@ -45,6 +47,9 @@ if stage "setup + build" "$ROOT/scripts/setup.sh"; then
 else
   names+=("ctest")
   results+=("not run (the build failed)")
+fi
+if ((!$#)) && [[ "${XMODAL_TEST_CUDA_BUILD:-1}" != 0 ]]; then
+  stage "CUDA build, compile and link (scripts/build_cuda.sh)" "$ROOT/scripts/build_cuda.sh"
 fi
 if ((!$#)) && [[ "${XMODAL_TEST_SANITIZERS:-1}" != 0 ]]; then
   stage "ASan + UBSan (scripts/sanitize.sh)" "$ROOT/scripts/sanitize.sh"

@@ -8,7 +8,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 BUILD_DIR="${BUILD_DIR:-$ROOT/build}"
-cmake --build "$BUILD_DIR" --target xmodal_bench_ann >/dev/null
+cmake -DXMODAL_BENCH=ON "$BUILD_DIR" >/dev/null && cmake --build "$BUILD_DIR" --target xmodal_bench_ann >/dev/null
 out="$(mktemp)"
 "$BUILD_DIR/xmodal_bench_ann" "$@" | tee "$out"
 "$BUILD_DIR/xmodal" info 2>/dev/null | grep -i -m1 "cpu" || true

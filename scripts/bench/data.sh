@@ -5,5 +5,5 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 BUILD_DIR="${BUILD_DIR:-$ROOT/build}"
-cmake --build "$BUILD_DIR" --target xmodal_bench_data >/dev/null
+cmake -DXMODAL_BENCH=ON "$BUILD_DIR" >/dev/null && cmake --build "$BUILD_DIR" --target xmodal_bench_data >/dev/null
 "$BUILD_DIR/xmodal_bench_data" "${1:-/tmp/xmodal-bench-data}"

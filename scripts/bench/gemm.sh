@@ -13,5 +13,5 @@ if ! dpkg-query -W -f='${Status}' libblis4-openmp 2>/dev/null | grep -q "install
   SUDO=(); [[ $EUID -ne 0 ]] && SUDO=(sudo)
   "${SUDO[@]}" apt-get install -y -q libblis4-openmp >/dev/null
 fi
-cmake --build "$BUILD_DIR" --target xmodal_bench_gemm >/dev/null
+cmake -DXMODAL_BENCH=ON "$BUILD_DIR" >/dev/null && cmake --build "$BUILD_DIR" --target xmodal_bench_gemm >/dev/null
 exec "$BUILD_DIR/xmodal_bench_gemm" "$@"

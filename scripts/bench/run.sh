@@ -18,7 +18,7 @@ if ! /usr/bin/python3 -c "import torch, torchvision" 2>/dev/null; then
   SUDO=(); [[ $EUID -ne 0 ]] && SUDO=(sudo)
   "${SUDO[@]}" apt-get install -y -q python3-torch python3-torchvision >/dev/null
 fi
-cmake --build "$BUILD_DIR" --target xmodal_app xmodal_bench_model >/dev/null
+cmake -DXMODAL_BENCH=ON "$BUILD_DIR" >/dev/null && cmake --build "$BUILD_DIR" --target xmodal_app xmodal_bench_model >/dev/null
 if [[ ! -f data/fashion-scenes/v2_mscoco_train_annotations.json ]]; then
   "$BUILD_DIR/xmodal" data scenes --out data/fashion-scenes
 fi

@@ -13,7 +13,7 @@ if ! /usr/bin/python3 -c "import torch, torchvision" 2>/dev/null; then
   SUDO=(); [[ $EUID -ne 0 ]] && SUDO=(sudo)
   "${SUDO[@]}" apt-get install -y -q python3-torch python3-torchvision >/dev/null
 fi
-[[ -x "$BUILD_DIR/xmodal_bench_vit" ]] || cmake --build "$BUILD_DIR" --target xmodal_bench_vit
+[[ -x "$BUILD_DIR/xmodal_bench_vit" ]] || cmake -DXMODAL_BENCH=ON "$BUILD_DIR" >/dev/null && cmake --build "$BUILD_DIR" --target xmodal_bench_vit
 
 out="$(mktemp)"
 for round in 1 2; do

@@ -7,6 +7,7 @@
 
 #include "xmodal/core/blas.h"
 #include "xmodal/core/strings.h"
+#include "xmodal/core/version.h"
 
 namespace xmodal {
 namespace {
@@ -74,12 +75,19 @@ TEST(Runtime, SummaryNamesVersionThreadsBlasDevices) {
   configure_threads(0);
   const auto lines = runtime_summary();
   ASSERT_GE(lines.size(), 5u);
-  EXPECT_NE(lines[0].find("LibTorch 1."), std::string::npos) << lines[0];
-  EXPECT_EQ(lines[1].rfind("CPU: ", 0), 0u) << lines[1];
-  EXPECT_NE(lines[2].find("compute threads: " + std::to_string(available_cores())),
+  EXPECT_NE(lines[0].find("LibTorch " TORCH_VERSION), std::string::npos) << lines[0];
+  // The LibTorch line: its oneDNN, its CPU capability and whether CUDA is compiled in.
+  EXPECT_EQ(lines[1].rfind(std::string("LibTorch: ") + TORCH_VERSION + ", oneDNN v", 0), 0u)
+      << lines[1];
+  EXPECT_NE(lines[1].find(", CPU capability "), std::string::npos) << lines[1];
+  EXPECT_NE(lines[1].find(built_with_cuda() ? "CUDA compiled in" : "CUDA not compiled in"),
             std::string::npos)
-      << lines[2];
-  EXPECT_EQ(lines[3].rfind("BLAS: ", 0), 0u);
+      << lines[1];
+  EXPECT_EQ(lines[2].rfind("CPU: ", 0), 0u) << lines[2];
+  EXPECT_NE(lines[3].find("compute threads: " + std::to_string(available_cores())),
+            std::string::npos)
+      << lines[3];
+  EXPECT_EQ(lines[4].rfind("BLAS: ", 0), 0u);
   if (!openblas_core().empty()) {
     bool kernel_line = false;
     for (const auto& line : lines)

@@ -4,6 +4,7 @@
 #include <sched.h>
 
 #include <ATen/Parallel.h>
+#include <ATen/Version.h>
 #include <torch/cuda.h>
 #include <torch/torch.h>
 #include <torch/version.h>
@@ -190,7 +191,7 @@ BlasInfo blas_info() {
 std::vector<std::string> available_devices() {
   std::vector<std::string> devices = {"cpu"};
   if (torch::cuda::is_available()) {
-    for (size_t i = 0; i < torch::cuda::device_count(); ++i) {
+    for (size_t i = 0; i < static_cast<size_t>(torch::cuda::device_count()); ++i) {
       devices.push_back("cuda:" + std::to_string(i));
     }
   }
@@ -230,10 +231,26 @@ double measure_matmul_gflops(int n, double min_seconds, bool blas_only) {
   return best;
 }
 
+std::string libtorch_summary() {
+  // "Intel(R) oneDNN v3.7.1 (Git Hash ...)" -> "v3.7.1"
+  std::string onednn = at::get_mkldnn_version();
+  const auto v = onednn.find(" v");
+  if (v != std::string::npos) onednn = onednn.substr(v + 1, onednn.find(' ', v + 1) - v - 1);
+  std::string line = std::string(TORCH_VERSION) + ", oneDNN " +
+                     (onednn.empty() ? std::string("none") : onednn) +
+                     ", CPU capability " + at::get_cpu_capability();
+  if (!built_with_cuda()) return line + ", CUDA not compiled in";
+  return line + ", CUDA compiled in (" +
+         (torch::cuda::is_available()
+              ? std::to_string(torch::cuda::device_count()) + " device(s) present)"
+              : std::string("no device present)"));
+}
+
 std::vector<std::string> runtime_summary() {
   std::vector<std::string> lines;
   const BlasInfo blas = blas_info();
   lines.push_back("xmodal " + version() + ", LibTorch " + TORCH_VERSION);
+  lines.push_back("LibTorch: " + libtorch_summary());
   const CpuInfo& cpu = cpu_info();
   lines.push_back("CPU: " + (cpu.model_name.empty() ? std::string("unknown") : cpu.model_name) +
                   " (" + describe_cpu(cpu) + ")");

@@ -63,6 +63,9 @@ double measure_matmul_gflops(int n, double min_seconds, bool blas_only = false);
 /// at the start of every command that computes.
 std::vector<std::string> runtime_summary();
 
+/// "2.11.0, oneDNN v3.7.1, CPU capability AVX512, CUDA not compiled in": the LibTorch in use.
+std::string libtorch_summary();
+
 /// Logs runtime_summary() at info level, prefixed with "[runtime]".
 void log_runtime_summary();
 

@@ -5,7 +5,7 @@
 #include <filesystem>
 #include <stdexcept>
 
-#include "xmodal/faiss_config.h"
+#include "xmodal/build_config.h"
 
 #if XMODAL_HAVE_FAISS
 #include <faiss/IndexFlat.h>

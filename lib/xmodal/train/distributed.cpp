@@ -1,5 +1,10 @@
-// c10d's Gloo process group is compiled only with USE_C10D_GLOO (as PyTorch's own build does).
+// c10d's Gloo process group is compiled only with USE_C10D_GLOO (as PyTorch's own build does;
+// cmake/XmodalTorch.cmake defines it, as LibTorch's CMake package does). NCCL's only on a CUDA
+// build (USE_C10D_NCCL comes from libtorch_cuda's package).
+#include "xmodal/build_config.h"
+#if XMODAL_HAVE_DISTRIBUTED && !defined(USE_C10D_GLOO)
 #define USE_C10D_GLOO 1
+#endif
 #include "xmodal/train/distributed.h"
 
 #include <arpa/inet.h>
@@ -9,8 +14,13 @@
 #include <sys/wait.h>
 #include <torch/torch.h>
 #include <unistd.h>
+#if XMODAL_HAVE_DISTRIBUTED
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#ifdef USE_C10D_NCCL
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
+#endif
 
 #include <atomic>
 #include <chrono>
@@ -56,12 +66,16 @@ DistEnv dist_env_from_environment() {
   return env;
 }
 
+#if XMODAL_HAVE_DISTRIBUTED
+
 struct Communicator::Impl {
   DistEnv env;
   config::DistConfig config;
   std::chrono::milliseconds timeout{0};
   c10::intrusive_ptr<c10d::Store> store;
-  c10::intrusive_ptr<c10d::ProcessGroup> group;
+  // The back end itself (LibTorch 2.x: a c10d::Backend; a ProcessGroup would only dispatch to it
+  // by device type, and each process here uses one device).
+  c10::intrusive_ptr<c10d::Backend> group;
   std::string backend;
 
   void wait(const c10::intrusive_ptr<c10d::Work>& work, const char* what) {
@@ -87,12 +101,18 @@ Communicator::Communicator(const DistEnv& env, const config::DistConfig& config,
   const bool cuda = device.is_cuda();
   const bool nccl = config.backend == config::DistBackend::nccl ||
                     (config.backend == config::DistBackend::automatic && cuda);
+#ifndef USE_C10D_NCCL
   if (nccl) {
-    // NCCL needs a CUDA build of LibTorch; this one is CPU-only, so say what to do instead.
     throw std::invalid_argument(
         "dist.backend nccl needs CUDA devices and a LibTorch built with NCCL; this xmodal is "
-        "built against a CPU LibTorch (use dist.backend gloo)");
+        "built against a CPU LibTorch (use dist.backend gloo, or build with scripts/build_cuda.sh)");
   }
+#else
+  if (nccl && !cuda) {
+    throw std::invalid_argument("dist.backend nccl needs CUDA devices (run.device cuda); use "
+                                "dist.backend gloo on the CPU");
+  }
+#endif
   try {
     c10d::TCPStoreOptions options;
     options.port = static_cast<uint16_t>(env.master_port);
@@ -101,6 +121,16 @@ Communicator::Communicator(const DistEnv& env, const config::DistConfig& config,
     options.waitWorkers = true;
     options.timeout = m.timeout;
     m.store = c10::make_intrusive<c10d::TCPStore>(env.master_addr, options);
+#ifdef USE_C10D_NCCL
+    if (nccl) {
+      auto nccl_options = c10d::ProcessGroupNCCL::Options::create();
+      nccl_options->timeout = m.timeout;
+      m.group = c10::make_intrusive<c10d::ProcessGroupNCCL>(m.store, env.rank, env.world_size,
+                                                            nccl_options);
+      m.backend = "nccl";
+      return;
+    }
+#endif
     auto gloo = c10d::ProcessGroupGloo::Options::create(m.timeout);
     const char* ifname = std::getenv("GLOO_SOCKET_IFNAME");
     if (ifname && *ifname) {
@@ -244,6 +274,36 @@ void Communicator::broadcast(std::vector<torch::Tensor> tensors, double timeout_
 
 void Communicator::barrier() { impl_->wait(impl_->group->barrier(), "barrier"); }
 
+#else  // XMODAL_HAVE_DISTRIBUTED
+
+namespace {
+constexpr const char* kNoDistributed =
+    "distributed training is not in this build (configured with -DXMODAL_WITH_DISTRIBUTED=OFF)";
+}  // namespace
+
+struct Communicator::Impl {};
+
+Communicator::Communicator(const DistEnv&, const config::DistConfig&, const c10::Device&) {
+  throw std::invalid_argument(kNoDistributed);
+}
+Communicator::~Communicator() = default;
+int Communicator::rank() const { return 0; }
+int Communicator::world_size() const { return 1; }
+std::string Communicator::backend() const { return "none"; }
+void Communicator::all_reduce_sum(torch::Tensor&) { throw std::logic_error(kNoDistributed); }
+torch::Tensor Communicator::all_gather(const torch::Tensor&) {
+  throw std::logic_error(kNoDistributed);
+}
+void Communicator::all_reduce_gradients(const std::vector<torch::Tensor>&) {
+  throw std::logic_error(kNoDistributed);
+}
+void Communicator::broadcast(std::vector<torch::Tensor>, double) {
+  throw std::logic_error(kNoDistributed);
+}
+void Communicator::barrier() { throw std::logic_error(kNoDistributed); }
+
+#endif  // XMODAL_HAVE_DISTRIBUTED
+
 // ---- the local launcher ----
 namespace {
 
@@ -278,6 +338,13 @@ int exit_code(int status) {
 }  // namespace
 
 int launch_local(int nproc, const std::vector<std::string>& argv, double grace_seconds) {
+#if !XMODAL_HAVE_DISTRIBUTED
+  if (nproc > 1) {
+    throw std::invalid_argument(
+        "train --nproc: distributed training is not in this build (configured with "
+        "-DXMODAL_WITH_DISTRIBUTED=OFF)");
+  }
+#endif
   if (nproc < 1) throw std::invalid_argument("--nproc must be >= 1");
   if (argv.empty()) throw std::invalid_argument("launcher: no program to run");
   std::error_code ec;

@@ -24,7 +24,8 @@ class AutocastGuard {
   AutocastGuard& operator=(const AutocastGuard&) = delete;
 
  private:
-  bool active_ = false, cuda_ = false, was_enabled_ = false;
+  bool active_ = false, was_enabled_ = false;
+  c10::DeviceType device_type_ = c10::kCPU;
   c10::ScalarType was_dtype_ = c10::kFloat;
 };
 
