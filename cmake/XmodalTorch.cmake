@@ -40,6 +40,10 @@ endif()
 
 add_library(xmodal_torch INTERFACE)
 if(XMODAL_CUDA)
+  # TorchConfig looks for Caffe2Config without NO_DEFAULT_PATH, so a system LibTorch (Debian's
+  # 1.13 in /usr/lib) would win: named here.
+  set(Caffe2_DIR "${XMODAL_LIBTORCH}/share/cmake/Caffe2" CACHE PATH "LibTorch's Caffe2 package" FORCE)
+  set(TORCH_CUDA_ARCH_LIST "9.0" CACHE STRING "Only quiets LibTorch's GPU detection: xmodal compiles no CUDA code")
   find_package(Torch REQUIRED PATHS "${XMODAL_LIBTORCH}/share/cmake/Torch" NO_DEFAULT_PATH)
   if(NOT TARGET torch_cuda)
     message(FATAL_ERROR "xmodal: XMODAL_CUDA=ON, but the LibTorch in ${XMODAL_LIBTORCH} has no CUDA")

@@ -27,10 +27,9 @@ GENERATOR=()
 command -v ninja >/dev/null && GENERATOR=(-G Ninja)
 if [[ ! -f "$BUILD/CMakeCache.txt" ]]; then
   # No benchmarks; tests yes (tests/README.md: the device-agnostic ones take XMODAL_TEST_DEVICE).
-  # TORCH_CUDA_ARCH_LIST only quiets LibTorch's GPU detection: xmodal compiles no CUDA code.
   # shellcheck disable=SC2086
   cmake -S "$ROOT" -B "$BUILD" "${GENERATOR[@]}" -DCMAKE_BUILD_TYPE=Release -DXMODAL_CUDA=ON \
-    -DXMODAL_BENCH=OFF -DTORCH_CUDA_ARCH_LIST="9.0" ${CMAKE_ARGS:-} >/dev/null
+    -DXMODAL_BENCH=OFF ${CMAKE_ARGS:-} >/dev/null
 fi
 targets=(${BUILD_TARGET:-xmodal_app xmodal_tests})
 echo "[cuda] building ${targets[*]} in $BUILD"

@@ -10,7 +10,7 @@ void add_serve_command(CLI::App& app, Context& ctx) {
   auto* cmd = app.add_subcommand("serve", "HTTP/JSON inference server (not in this build)");
   cmd->allow_extras();
   cmd->callback([&ctx] {
-    ctx.action = [] () -> int {
+    ctx.action = []() -> int {
       throw std::invalid_argument(
           "xmodal serve is not in this build (configured with -DXMODAL_WITH_SERVE=OFF)");
     };

@@ -49,7 +49,8 @@ TEST(CheckpointCompat, CheckpointOfTheLibTorch113BuildGivesItsPredictions) {
   xmodal::infer::Predictor predictor(options);
   std::vector<xmodal::infer::Input> inputs;
   for (const auto& j : inputs_json) {
-    inputs.push_back({kDir + "/" + j.at("image").get<std::string>(), j.at("text").get<std::string>()});
+    inputs.push_back(
+        {kDir + "/" + j.at("image").get<std::string>(), j.at("text").get<std::string>()});
   }
   const auto results = predictor.predict(inputs);
   ASSERT_EQ(results.size(), expected.size());

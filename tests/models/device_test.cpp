@@ -136,7 +136,8 @@ TEST(DevicePredictor, CheckpointOfTheLibTorch113BuildOnTheDevice) {
     ASSERT_FALSE(got.contains("error")) << got.dump();
     std::map<std::string, double> have;
     for (const auto& a : got.at("answers")) have[a.at("answer")] = a.at("probability");
-    for (const auto& a : nlohmann::json::parse(want_line).at("answers")) {
+    const auto want = nlohmann::json::parse(want_line);
+    for (const auto& a : want.at("answers")) {
       EXPECT_NEAR(have.at(a.at("answer").get<std::string>()), a.at("probability").get<double>(),
                   1e-5)
           << "input " << n << " on " << device;

@@ -237,8 +237,8 @@ std::string libtorch_summary() {
   const auto v = onednn.find(" v");
   if (v != std::string::npos) onednn = onednn.substr(v + 1, onednn.find(' ', v + 1) - v - 1);
   std::string line = std::string(TORCH_VERSION) + ", oneDNN " +
-                     (onednn.empty() ? std::string("none") : onednn) +
-                     ", CPU capability " + at::get_cpu_capability();
+                     (onednn.empty() ? std::string("none") : onednn) + ", CPU capability " +
+                     at::get_cpu_capability();
   if (!built_with_cuda()) return line + ", CUDA not compiled in";
   return line + ", CUDA compiled in (" +
          (torch::cuda::is_available()

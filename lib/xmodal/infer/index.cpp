@@ -331,9 +331,10 @@ IndexReport build_index(const IndexOptions& o) {
   }
   const SearchBackend backend = parse_backend(o.backend);
   if (backend != SearchBackend::flat && !have_faiss()) {
-    throw std::invalid_argument("index: --backend " + o.backend +
-                                " needs FAISS, which this build lacks (configured with -DXMODAL_WITH_FAISS=OFF; "
-                                "the default build has it: libfaiss-dev)");
+    throw std::invalid_argument(
+        "index: --backend " + o.backend +
+        " needs FAISS, which this build lacks (configured with -DXMODAL_WITH_FAISS=OFF; "
+        "the default build has it: libfaiss-dev)");
   }
   Session session = open_model(o.checkpoint, o.overrides, "index");
   checkpoint::LoadedModel& m = session.loaded;

@@ -105,12 +105,14 @@ Communicator::Communicator(const DistEnv& env, const config::DistConfig& config,
   if (nccl) {
     throw std::invalid_argument(
         "dist.backend nccl needs CUDA devices and a LibTorch built with NCCL; this xmodal is "
-        "built against a CPU LibTorch (use dist.backend gloo, or build with scripts/build_cuda.sh)");
+        "built against a CPU LibTorch (use dist.backend gloo, or build with "
+        "scripts/build_cuda.sh)");
   }
 #else
   if (nccl && !cuda) {
-    throw std::invalid_argument("dist.backend nccl needs CUDA devices (run.device cuda); use "
-                                "dist.backend gloo on the CPU");
+    throw std::invalid_argument(
+        "dist.backend nccl needs CUDA devices (run.device cuda); use "
+        "dist.backend gloo on the CPU");
   }
 #endif
   try {

@@ -44,6 +44,14 @@ Trainer::Trainer(const config::Config& config, const TrainOptions& options)
 void Trainer::check_config() {
   config::validate(config_);
   device_ = resolve_device(config_.run.device);
+  // Several processes on one machine: each on its own GPU (LOCAL_RANK), unless run.device names
+  // one (cuda:N) for all of them.
+  if (dist_env_.enabled() && device_.is_cuda() &&
+      (config_.run.device == "auto" || config_.run.device == "cuda")) {
+    const auto gpus = static_cast<int>(torch::cuda::device_count());
+    device_ =
+        torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(dist_env_.local_rank % gpus));
+  }
   check_precision(tc_.precision, device_);
   const auto& m = config_.model;
   for (const auto& [key, path] :
