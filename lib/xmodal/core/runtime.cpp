@@ -1,5 +1,6 @@
 #include "xmodal/core/runtime.h"
 
+#include <dlfcn.h>
 #include <malloc.h>
 #include <sched.h>
 
@@ -273,7 +274,17 @@ std::vector<std::string> runtime_summary() {
     lines.push_back(line);
     if (!kernel.rejected.empty()) lines.push_back("BLAS kernel rejected: " + kernel.rejected);
   }
-  lines.push_back("matrix products: " + gemm_routing());
+  // Which library's sgemm_ the routing hands products to: the first after this executable's own.
+  // With LibTorch 2.x that is libtorch_cpu's (the wheel's MKL exports sgemm_ and loads before
+  // libblas.so.3), so OpenBLAS then serves FAISS and LAPACK only.
+  std::string products = "matrix products: " + gemm_routing();
+  Dl_info where{};
+  if (auto fn = blas_sgemm();
+      fn && dladdr(reinterpret_cast<void*>(fn), &where) && where.dli_fname) {
+    const std::string lib = where.dli_fname;
+    products += "; sgemm_ from " + lib.substr(lib.find_last_of('/') + 1);
+  }
+  lines.push_back(products);
   lines.push_back("devices: " + join(available_devices(), ", "));
   return lines;
 }
