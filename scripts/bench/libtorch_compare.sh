@@ -40,7 +40,7 @@ for which in old new; do
   "$bin" --log-level warn eval --checkpoint "$W/quickstart/best" --split test --out "$W/eval-test" >/dev/null
   SECS[$which]=$((SECONDS - start))
   SPS[$which]="$(sed -nE 's/.*\] done: .*\(([0-9.]+) samples\/s.*/\1/p' "$W.train.log" | tail -1)"
-  ACC[$which]="$(python3 -c "import json,sys; m=json.load(open(sys.argv[1])); print(m.get('accuracy', m.get('vqa_accuracy', '')))" "$W/eval-test/metrics.json")"
+  ACC[$which]="$(python3 -c "import json,sys; m=json.load(open(sys.argv[1])); print(m['metrics']['accuracy'] * 100)" "$W/eval-test/metrics.json")"
 done
 
 echo

@@ -83,8 +83,16 @@ const Routing& routing() {
 }  // namespace
 
 SgemmFn blas_sgemm() {
-  // RTLD_NEXT from here: the first sgemm_ after this executable's own, i.e. libblas.so.3's.
-  static const SgemmFn fn = reinterpret_cast<SgemmFn>(dlsym(RTLD_NEXT, "sgemm_"));
+  // libblas.so.3's sgemm_ (OpenBLAS, whose kernel table core/blas.h chooses and checks), looked
+  // up in that library itself: with LibTorch 2.x the first sgemm_ after this executable's own
+  // (RTLD_NEXT) is libtorch_cpu's, the wheel's MKL, which loads first. RTLD_NEXT stays the
+  // fallback for a process without libblas.so.3.
+  static const SgemmFn fn = [] {
+    if (void* blas = dlopen("libblas.so.3", RTLD_LAZY | RTLD_NOLOAD)) {
+      if (void* f = dlsym(blas, "sgemm_")) return reinterpret_cast<SgemmFn>(f);
+    }
+    return reinterpret_cast<SgemmFn>(dlsym(RTLD_NEXT, "sgemm_"));
+  }();
   return fn;
 }
 
