@@ -79,6 +79,6 @@ if [[ ! -f "$BUILD_DIR/CMakeCache.txt" ]]; then
   # shellcheck disable=SC2086
   cmake -S "$ROOT" -B "$BUILD_DIR" "${GENERATOR[@]}" -DCMAKE_BUILD_TYPE=Release ${CMAKE_ARGS:-}
 fi
-echo "[setup] building in $BUILD_DIR (first build: ~3 min for the binary on 2 cores, more with the tests)"
+echo "[setup] building in $BUILD_DIR (first build on 2 cores: ~3.5 min for the binary, ~10 min with the tests)"
 cmake --build "$BUILD_DIR" --parallel "$(nproc)" ${BUILD_TARGET:+--target "$BUILD_TARGET"}
 echo "[setup] done: $BUILD_DIR/xmodal"
