@@ -279,10 +279,12 @@ BlasKernel choose_blas_kernel(const CpuInfo& cpu, const char* openblas_coretype_
   // kernels on an AVX-512 CPU cost little (README "CPU kernels", scripts/bench/gemm.sh).
   k.slow = !k.recommended.empty() && rank < 2 && best >= 2;
   if (!k.slow && rank < best) {
-    k.note =
-        "AVX2 kernels on an AVX-512 CPU: 0.76-1.03x of the AVX-512 ones at the model's "
-        "shapes (scripts/bench/gemm.sh, Zen 4), and products of >= 2^23 multiply-adds run "
-        "on oneDNN";
+    // oneDNN takes the large products only where a libdnnl is loaded (Debian's LibTorch 1.13;
+    // the 2.x wheel keeps its oneDNN inside libtorch_cpu).
+    k.note = std::string(
+                 "AVX2 kernels on an AVX-512 CPU: 0.76-1.03x of the AVX-512 ones at the "
+                 "model's shapes (scripts/bench/gemm.sh, Zen 4)") +
+             (onednn_sgemm() ? ", and products of >= 2^23 multiply-adds run on oneDNN" : "");
   }
   return k;
 }
@@ -291,8 +293,9 @@ std::string slow_kernel_warning(const BlasKernel& kernel) {
   return fmt::format(
       "BLAS kernel {} ({}) leaves this CPU's AVX2 + FMA unused: the BLAS's products run 2-3x "
       "slower (Prescott 57-80 against 122-211 GFLOP/s for Haswell at the model's shapes, "
-      "scripts/bench/gemm.sh on Zen 4); those of >= 2^23 multiply-adds run on oneDNN either way",
-      kernel.core, kernel.how);
+      "scripts/bench/gemm.sh on Zen 4){}",
+      kernel.core, kernel.how,
+      onednn_sgemm() ? "; those of >= 2^23 multiply-adds run on oneDNN either way" : "");
 }
 
 const BlasKernel& select_blas_kernel() {
