@@ -71,15 +71,20 @@ fetch() {
   echo "$file"
 }
 
+# new_tmp DIR: an empty temporary folder, removed if the script stops before it is renamed.
+new_tmp() {
+  TMP="$1"
+  trap 'rm -rf "$TMP"' EXIT
+  rm -rf "$TMP"
+  mkdir -p "$TMP"
+}
+
 if ! base_present; then
   wheel="$(fetch "$XMODAL_LIBTORCH_URL" "$XMODAL_LIBTORCH_SHA256" "$XMODAL_LIBTORCH_BYTES")"
   cudart="$(fetch "$XMODAL_CUDART_URL" "$XMODAL_CUDART_SHA256" "$XMODAL_CUDART_BYTES")"
   cupti="$(fetch "$XMODAL_CUPTI_URL" "$XMODAL_CUPTI_SHA256" "$XMODAL_CUPTI_BYTES")"
 
-  TMP="$DEST.tmp-$$"
-  trap 'rm -rf "$TMP"' EXIT
-  rm -rf "$TMP"
-  mkdir -p "$TMP"
+  new_tmp "$DEST.tmp-$$"
   echo "[libtorch] unpacking LibTorch $XMODAL_LIBTORCH_VERSION into $DEST" >&2
   # libtorch_python is the Python binding: not needed by a C++ program.
   unzip -q "$wheel" 'torch/include/*' 'torch/lib/*' 'torch/share/*' -x 'torch/lib/libtorch_python.so' \
@@ -108,10 +113,7 @@ if ((CUDA_EXTRAS)) && ! cuda_present; then
   cusparselt="$(fetch "$XMODAL_CUSPARSELT_URL" "$XMODAL_CUSPARSELT_SHA256" "$XMODAL_CUSPARSELT_BYTES")"
   nvshmem="$(fetch "$XMODAL_NVSHMEM_URL" "$XMODAL_NVSHMEM_SHA256" "$XMODAL_NVSHMEM_BYTES")"
   cufile="$(fetch "$XMODAL_CUFILE_URL" "$XMODAL_CUFILE_SHA256" "$XMODAL_CUFILE_BYTES")"
-  TMP="$DEST/.tmp-cuda-$$"
-  trap 'rm -rf "$TMP"' EXIT
-  rm -rf "$TMP"
-  mkdir -p "$TMP"
+  new_tmp "$DEST/.tmp-cuda-$$"
   unzip -q -j "$cusparselt" 'nvidia/cusparselt/lib/libcusparseLt.so.0' -d "$TMP" &&
     unzip -q -j "$nvshmem" 'nvidia/nvshmem/lib/libnvshmem_host.so.3' -d "$TMP" &&
     unzip -q -j "$cufile" 'nvidia/cu13/lib/libcufile.so.0' -d "$TMP" ||

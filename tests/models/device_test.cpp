@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "../support/device.h"
+#include "../support/tiny_model.h"
 #include "xmodal/infer/predictor.h"
 #include "xmodal/models/factory.h"
 #include "xmodal/models/model.h"
@@ -24,14 +25,8 @@ namespace {
 using xmodal::testing::test_device;
 
 config::Config tiny_config(config::Task task) {
-  config::Config c;
+  auto c = xmodal::testing::tiny_model_config();
   c.task = task;
-  c.data.image_size = 16;
-  c.data.max_text_len = 6;
-  c.model.vision = {8, 16, 1, 2, 32, 0.0, ""};
-  c.model.text = {16, 1, 2, 32, 8, 0.0, ""};
-  c.model.fusion = {config::FusionMode::concat, 16, 1, 2, 32};
-  c.model.head = {32, 3};
   return c;
 }
 

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "../support/fixtures.h"
+#include "../support/tiny_model.h"
 #include "xmodal/models/factory.h"
 
 namespace xmodal::models {
@@ -10,16 +11,7 @@ namespace {
 
 using namespace xmodal::testing;
 
-config::Config tiny_config() {
-  config::Config c;
-  c.data.image_size = 16;
-  c.data.max_text_len = 6;
-  c.model.vision = {8, 16, 1, 2, 32, 0.0, ""};
-  c.model.text = {16, 1, 2, 32, 8, 0.0, ""};
-  c.model.fusion = {config::FusionMode::concat, 16, 1, 2, 32};
-  c.model.head = {32, 3};
-  return c;
-}
+config::Config tiny_config() { return tiny_model_config(); }
 
 TEST(Model, EveryTaskAndFusionModeBuildsRunsAndTrainsEveryParameter) {
   torch::manual_seed(0);

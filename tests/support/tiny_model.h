@@ -5,7 +5,22 @@
 #include <string>
 #include <vector>
 
+#include "xmodal/config/config.h"
+
 namespace xmodal::testing {
+
+/// The same model as a Config, for tests that build it directly: 16 px images in 8 px patches,
+/// 6 tokens, hidden 16, one layer, 2 heads, head hidden 32 with counts up to 3.
+inline config::Config tiny_model_config() {
+  config::Config c;
+  c.data.image_size = 16;
+  c.data.max_text_len = 6;
+  c.model.vision = {8, 16, 1, 2, 32, 0.0, ""};
+  c.model.text = {16, 1, 2, 32, 8, 0.0, ""};
+  c.model.fusion = {config::FusionMode::concat, 16, 1, 2, 32};
+  c.model.head = {32, 3};
+  return c;
+}
 
 inline std::vector<std::string> tiny_model_sets() {
   return {"model.vision.patch_size=16", "model.vision.hidden=16",  "model.vision.layers=1",
