@@ -16,7 +16,9 @@ CUDA_EXTRAS=0
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 # shellcheck source=libtorch.lock
 source "$ROOT/scripts/libtorch.lock"
-CACHE="${XMODAL_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/xmodal}"
+DOWNLOAD_TAG=libtorch
+# shellcheck source=lib/download.sh
+source "$ROOT/scripts/lib/download.sh"
 DEST="$CACHE/libtorch-$XMODAL_LIBTORCH_VERSION"
 STAMP="$XMODAL_LIBTORCH_SHA256 $XMODAL_CUDART_SHA256 $XMODAL_CUPTI_SHA256"
 
@@ -36,48 +38,6 @@ fi
 for tool in curl unzip sha256sum; do
   command -v "$tool" >/dev/null || fail "'$tool' is missing (scripts/setup.sh installs it)"
 done
-mkdir -p "$CACHE/downloads" || fail "cannot create the cache folder $CACHE"
-
-# fetch URL SHA256 BYTES: prints the cached file, downloading it first when absent or wrong.
-fetch() {
-  local url="$1" sha="$2" bytes="$3"
-  local file="$CACHE/downloads/${url##*/}"
-  if [[ -f "$file" ]] && [[ "$(stat -c %s "$file")" == "$bytes" ]] &&
-    [[ "$(sha256sum "$file" | cut -d' ' -f1)" == "$sha" ]]; then
-    echo "$file"
-    return
-  fi
-  echo "[libtorch] downloading ${url##*/} ($((bytes / 1048576)) MiB)" >&2
-  local start=$SECONDS rc=0
-  curl --fail --location --silent --show-error --retry 3 --connect-timeout 30 \
-    -o "$file.part" "$url" || rc=$?
-  if ((rc)); then
-    rm -f "$file.part"
-    fail "download of $url failed (curl exit $rc); nothing was installed"
-  fi
-  local got
-  got="$(stat -c %s "$file.part")"
-  if [[ "$got" != "$bytes" ]]; then
-    rm -f "$file.part"
-    fail "${url##*/}: $got bytes downloaded, $bytes expected (a partial download); nothing was installed"
-  fi
-  got="$(sha256sum "$file.part" | cut -d' ' -f1)"
-  if [[ "$got" != "$sha" ]]; then
-    rm -f "$file.part"
-    fail "${url##*/}: sha256 $got, expected $sha (scripts/libtorch.lock); nothing was installed"
-  fi
-  mv "$file.part" "$file"
-  echo "[libtorch] downloaded ${url##*/} in $((SECONDS - start)) s" >&2
-  echo "$file"
-}
-
-# new_tmp DIR: an empty temporary folder, removed if the script stops before it is renamed.
-new_tmp() {
-  TMP="$1"
-  trap 'rm -rf "$TMP"' EXIT
-  rm -rf "$TMP"
-  mkdir -p "$TMP"
-}
 
 if ! base_present; then
   wheel="$(fetch "$XMODAL_LIBTORCH_URL" "$XMODAL_LIBTORCH_SHA256" "$XMODAL_LIBTORCH_BYTES")"

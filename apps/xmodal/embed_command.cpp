@@ -21,8 +21,12 @@ void add_embed_command(CLI::App& app, Context& ctx) {
   cmd->add_option("--set", args->overrides, "Config override KEY=VALUE (repeatable)");
   cmd->add_option("--image", args->images, "Image file (repeatable; default: none)")
       ->check(non_empty());
+  // One text per --text, taken as written: with extra arguments allowed, CLI11 would read a
+  // text in brackets ("[CLS] a [SEP]") as a list and split it at its commas.
   cmd->add_option("--text", args->texts,
-                  "Text (repeatable; one per image, or one for all; default: none)")
+                  "Text, one per --text (repeatable; one per image, or one for all; default: "
+                  "none)")
+      ->allow_extra_args(false)
       ->check(non_empty());
   cmd->add_option("--input", args->input,
                   "JSONL file of {\"image\":...,\"text\":...} lines (default: none)");
@@ -30,6 +34,10 @@ void add_embed_command(CLI::App& app, Context& ctx) {
                 "Images are already data.image_size square: only normalise (default: off)");
   cmd->add_option("--batch-size", args->batch_size, "Inputs per forward pass (default: 32)")
       ->check(at_least(1));
+  cmd->add_option("--pool", args->pool,
+                  "Also write text_pooled, one L2-normalised vector per text: mean (of the real "
+                  "tokens, as sentence-transformers) | cls | none (default: none)")
+      ->check(CLI::IsMember({"none", "mean", "cls"}));
   cmd->add_option("--out", args->out, "Output .safetensors file")->required()->check(non_empty());
   add_quantize_option(cmd, *quantize);
   cmd->callback([&ctx, args, quantize] {

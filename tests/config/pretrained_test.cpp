@@ -141,6 +141,64 @@ TEST(PretrainedConfig, KeysTheUserSetMustAgreeAndBothValuesAreNamed) {
       << no_json;
 }
 
+TEST(PretrainedConfig, AnIncludedFilesKeysYieldToTheFolderTheFilesOwnDoNot) {
+  TempDir dir;
+  // A base with its own tiny text encoder and word tokenizer, as the quickstart has.
+  dir.write("base.yaml",
+            "tokenizer: {type: word}\n"
+            "data: {max_text_len: 16}\n"
+            "model:\n  text: {hidden: 128, layers: 0, heads: 4, intermediate: 512, "
+            "max_position: 64}\n");
+  const auto path =
+      dir.write("real.yaml", "include: base.yaml\nmodel: {text: {pretrained: " + kBert + "}}\n");
+  const Config c = load_config(path);
+  const auto& t = c.model.text;
+  EXPECT_EQ(std::make_tuple(t.hidden, t.layers, t.heads, t.intermediate, t.max_position),
+            std::make_tuple(16, 1, 1, 64, 16));
+  EXPECT_EQ(c.origin("model.text.hidden"), kBert + "/config.json (hidden_size)");
+  EXPECT_EQ(c.tokenizer.type, TokenizerType::wordpiece);
+  EXPECT_EQ(c.data.max_text_len, 16);  // not an architecture key: the base's stays
+  // Set again in the file itself, or with --set, a key must agree again.
+  const auto own = dir.write("own.yaml",
+                             "include: base.yaml\nmodel: {text: {hidden: 128, "
+                             "pretrained: " +
+                                 kBert + "}}\n");
+  EXPECT_NE(error_of([&] {
+              load_config(own);
+            }).find(own + ":2: model.text.hidden is 128 in the config but 16"),
+            std::string::npos);
+  EXPECT_NE(error_of([&] {
+              load_config(path, {"model.text.layers=0"});
+            }).find("--set model.text.layers=0: model.text.layers is 0 in the config but 1"),
+            std::string::npos);
+}
+
+TEST(PretrainedConfig, TokenizerConfigJsonGivesTheWordPieceSettings) {
+  TempDir dir;
+  for (const char* f : {"config.json", "vocab.txt", "pytorch_model.bin"}) {
+    fs::copy_file(kBert + "/" + f, dir.path() / f);
+  }
+  const std::string yaml =
+      "model: {text: {pretrained: " + dir.path().string() + "}}\ndata: {max_text_len: 16}\n";
+  Config c = parse_config(yaml);  // no tokenizer_config.json: BertTokenizer's defaults
+  EXPECT_TRUE(c.tokenizer.lower_case);
+  EXPECT_EQ(c.tokenizer.accents, Accents::automatic);
+  EXPECT_TRUE(c.tokenizer.chinese_chars);
+  dir.write("tokenizer_config.json",
+            R"({"do_lower_case": false, "strip_accents": true, "tokenize_chinese_chars": false,
+                "tokenizer_class": "BertTokenizer"})");
+  c = parse_config(yaml);  // a cased BERT's
+  EXPECT_FALSE(c.tokenizer.lower_case);
+  EXPECT_EQ(c.tokenizer.accents, Accents::strip);
+  EXPECT_FALSE(c.tokenizer.chinese_chars);
+  EXPECT_EQ(c.origin("tokenizer.lower_case"),
+            (dir.path() / "tokenizer_config.json").string() + " (do_lower_case)");
+  dir.write("tokenizer_config.json", R"({"strip_accents": null})");
+  EXPECT_EQ(parse_config(yaml).tokenizer.accents, Accents::automatic);
+  dir.write("tokenizer_config.json", R"({"do_lower_case": "yes"})");
+  EXPECT_NE(error_of([&] { parse_config(yaml); }).find("tokenizer_config.json"), std::string::npos);
+}
+
 TEST(PretrainedConfig, TheDumpMarksTheFoldersKeysAndReadsBackWithoutTheFolder) {
   const Config only = parse_config("model: {vision: {pretrained: " + kViT + "}}\n", "only.yaml");
   const std::string text = dump_config(only);
@@ -224,9 +282,11 @@ TEST(PretrainedConfig, TheSeedConfigNeedsOnlyTheFolders) {
   EXPECT_EQ(
       std::make_tuple(t.hidden, t.layers, t.heads, t.intermediate, t.max_position, t.vocab_size),
       std::make_tuple(768, 12, 12, 3072, 512, int64_t{30522}));
-  EXPECT_EQ(c.data.image_size, 224);  // vqa_v2.yaml sets it, and agrees
-  EXPECT_NE(c.origin("data.image_size").find("vqa_v2.yaml"), std::string::npos);
-  EXPECT_FALSE(c.pretrained_keys.count("data.image_size"));
+  // vqa_v2.yaml, an included file, sets it too: the folder's value replaces it.
+  EXPECT_EQ(c.data.image_size, 224);
+  EXPECT_EQ(c.origin("data.image_size"),
+            (dir.path() / "vit" / "config.json").string() + " (image_size)");
+  EXPECT_TRUE(c.pretrained_keys.count("data.image_size"));
   EXPECT_EQ(c.tokenizer.type, TokenizerType::wordpiece);
   EXPECT_EQ(c.tokenizer.path, (dir.path() / "bert" / "vocab.txt").string());
   EXPECT_EQ(c.data.max_text_len, 40);

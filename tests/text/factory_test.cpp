@@ -62,6 +62,27 @@ TEST(TokenizerFactory, SentencePieceRoundTripsThroughItsFiles) {
   expect_round_trip(config::TokenizerType::sentencepiece, "tokenizer.model");
 }
 
+// tokenizer.{lower_case, accents, chinese_chars} reach the WordPiece tokenizer, from a config
+// and from a checkpoint's files alike (a cased BERT keeps its capitals and accents).
+TEST(TokenizerFactory, WordPieceSettingsComeFromTheConfig) {
+  auto c = config_for(config::TokenizerType::wordpiece);
+  const std::string text = "Café 北京";
+  const auto uncased = make_tokenizer(c, {})->tokenize(text);
+  EXPECT_EQ(uncased, (std::vector<std::string>{"cafe", "北", "京"}));
+  c.tokenizer.lower_case = false;  // accents auto: kept, as HF's strip_accents None
+  c.tokenizer.chinese_chars = false;
+  const auto made = make_tokenizer(c, {});
+  const auto cased = made->tokenize(text);
+  EXPECT_NE(cased, uncased);
+  EXPECT_EQ(cased.front(), "[UNK]");  // "Café" is not in the uncased vocabulary
+  EXPECT_EQ(tokenizer_from_files(c, made->files(), "ckpt")->tokenize(text), cased);
+  c.tokenizer.accents = config::Accents::strip;
+  c.tokenizer.lower_case = true;
+  EXPECT_EQ(make_tokenizer(c, {})->tokenize("Café")[0], "cafe");
+  c.tokenizer.accents = config::Accents::keep;
+  EXPECT_EQ(make_tokenizer(c, {})->tokenize("Café")[0], "[UNK]");
+}
+
 TEST(TokenizerFactory, AMissingOrDamagedFileNamesTheCheckpoint) {
   const auto c = config_for(config::TokenizerType::word);
   EXPECT_EQ(testing::error_of([&] { tokenizer_from_files(c, {}, "runs/a/step-4"); }),

@@ -17,6 +17,7 @@
 #include <set>
 #include <thread>
 
+#include "../support/process.h"
 #include "../support/scenes.h"
 #include "../support/temp_dir.h"
 #include "xmodal/checkpoint/checkpoint.h"
@@ -33,6 +34,8 @@ using namespace xmodal::checkpoint;  // NOLINT(build/namespaces)
 namespace {
 
 namespace fs = std::filesystem;
+using xmodal::testing::read_text;
+using xmodal::testing::run_xmodal;
 using xmodal::testing::TempDir;
 
 // Sets environment variables for one scope.
@@ -130,35 +133,6 @@ TEST_F(DistributedData, RankShardsTogetherAreTheOneProcessBatches) {
   EXPECT_EQ(last.make_batch(0, 0).size(), 9);
 }
 
-// Runs the real xmodal binary with `args` and `env`; returns the exit code, output in `log`.
-int run_xmodal(const std::vector<std::string>& args, const std::string& log,
-               const std::vector<std::string>& env = {}, pid_t* started = nullptr) {
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    for (const auto& e : env) ::putenv(const_cast<char*>(e.c_str()));
-    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    ::dup2(fd, 1);
-    ::dup2(fd, 2);
-    std::vector<char*> argv = {const_cast<char*>(XMODAL_BINARY)};
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    ::execv(XMODAL_BINARY, argv.data());
-    ::_exit(127);
-  }
-  if (started) {
-    *started = pid;
-    return 0;
-  }
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-}
-
-std::string read(const std::string& path) {
-  std::ifstream in(path);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
 // The tiny VQA model of the trainer tests (patch stem: no BatchNorm, whose statistics would be
 // per process), dropout 0, one thread. adam_eps 1e-6: the attention key bias has an exactly-zero
 // true gradient, so both runs see only rounding noise (~1e-10) there, in different order, and
@@ -191,7 +165,7 @@ std::optional<std::pair<CheckpointContent, CheckpointContent>> two_and_one(
     std::vector<std::string> all = {"train", config, "--run-dir", run_dir};
     all.insert(all.end(), args.begin(), args.end());
     if (run_xmodal(all, run_dir + ".log") != 0) {
-      ADD_FAILURE() << read(run_dir + ".log");
+      ADD_FAILURE() << read_text(run_dir + ".log");
       return std::nullopt;
     }
   }
@@ -224,23 +198,23 @@ TEST_F(DistributedData, TwoProcessesEqualOneProcessOnTheCombinedBatch) {
                         "train.batch_size=4", "--stop-after-steps", "2"},
                        (dir.path() / "part.log").string()),
             0)
-      << read((dir.path() / "part.log").string());
+      << read_text((dir.path() / "part.log").string());
   ASSERT_EQ(
       run_xmodal({"train", "--resume", part, "--nproc", "2"}, (dir.path() / "part2.log").string()),
       0)
-      << read((dir.path() / "part2.log").string());
+      << read_text((dir.path() / "part2.log").string());
   const auto resumed = load_checkpoint(part + "/last", {false});
   EXPECT_EQ(resumed.state.step, 4);
   for (const auto& [name, t] : a.model) {
     EXPECT_TRUE(torch::equal(t, resumed.model.at(name))) << name;
   }
   // Only rank 0 wrote the run directory; resuming with another process count is refused.
-  EXPECT_EQ(read(two + "/train.log").find("rank 1"), std::string::npos);
+  EXPECT_EQ(read_text(two + "/train.log").find("rank 1"), std::string::npos);
   EXPECT_EQ(run_xmodal({"train", "--resume", two}, (dir.path() / "resume.log").string()), 2);
-  EXPECT_NE(
-      read((dir.path() / "resume.log").string()).find("resume it with the same number (--nproc 2)"),
-      std::string::npos)
-      << read((dir.path() / "resume.log").string());
+  EXPECT_NE(read_text((dir.path() / "resume.log").string())
+                .find("resume it with the same number (--nproc 2)"),
+            std::string::npos)
+      << read_text((dir.path() / "resume.log").string());
 }
 
 // The contrastive loss sees the global batch: each process gathers the embeddings of the others
@@ -303,11 +277,11 @@ TEST_F(DistributedData, AKilledProcessMakesTheOtherFailWithinTheTimeout) {
   run_xmodal(args, (dir.path() / "rank1.log").string(), env1, &rank1);
   // Wait until they train together (rank 0 logs every step), then kill rank 1.
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (read(log0).find("step 2/") == std::string::npos &&
+  while (read_text(log0).find("step 2/") == std::string::npos &&
          std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
-  ASSERT_NE(read(log0).find("step 2/"), std::string::npos) << read(log0);
+  ASSERT_NE(read_text(log0).find("step 2/"), std::string::npos) << read_text(log0);
   ::kill(rank1, SIGKILL);
   ::waitpid(rank1, nullptr, 0);
   const auto killed = std::chrono::steady_clock::now();
@@ -320,13 +294,13 @@ TEST_F(DistributedData, AKilledProcessMakesTheOtherFailWithinTheTimeout) {
   if (done == 0) {
     ::kill(rank0, SIGKILL);
     ::waitpid(rank0, nullptr, 0);
-    FAIL() << "rank 0 still running 40 s after rank 1 died:\n" << read(log0);
+    FAIL() << "rank 0 still running 40 s after rank 1 died:\n" << read_text(log0);
   }
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - killed).count();
   EXPECT_LE(seconds, 10 + 5);  // dist.timeout_s plus start-up slack
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << read(log0);
-  EXPECT_NE(read(log0).find("[dist] rank 0"), std::string::npos) << read(log0);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 1) << read_text(log0);
+  EXPECT_NE(read_text(log0).find("[dist] rank 0"), std::string::npos) << read_text(log0);
   std::printf("[dist] rank 0 failed %.1f s after rank 1 was killed\n", seconds);
 }
 

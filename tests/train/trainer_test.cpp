@@ -575,10 +575,11 @@ TEST_F(Trainer, ClassifyPretrainsAnEncoderThatInitialisesVqa) {
   EXPECT_GE(c.metrics.at("accuracy"), 0.0);
   EXPECT_LE(c.metrics.at("accuracy"), 1.0);
 
-  // ...then start VQA at 32 px (2x2) from it: with the encoder frozen for longer than the run,
-  // its weights are exactly the pretrained ones and the position grid is interpolated.
+  // ...then start VQA at 32 px (2x2) from it: with the encoder locked (freeze_steps -1; 10,
+  // longer than the run, does the same), its weights are exactly the pretrained ones and the
+  // position grid is interpolated.
   const auto frozen = train(tiny("frozen", {"model.vision.init_from=" + pre.run_dir,
-                                            "model.vision.freeze_steps=10", "train.max_steps=3"}));
+                                            "model.vision.freeze_steps=-1", "train.max_steps=3"}));
   auto loaded = weights(frozen.run_dir);
   for (const auto& [name, tensor] : source) {
     if (name.rfind("vision.", 0) != 0 || name == "vision.position_embedding") continue;

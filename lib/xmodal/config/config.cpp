@@ -297,13 +297,13 @@ void check_data(const Config& c, Problems& p) {
 
 // A frozen encoder must have been loaded from somewhere.
 void check_freezing(const Config& c, Problems& p) {
-  if (c.model.vision.freeze_steps > 0 && c.model.vision.init_from.empty() &&
+  if (c.model.vision.freeze_steps != 0 && c.model.vision.init_from.empty() &&
       c.model.vision.pretrained.empty()) {
     p.add("model.vision.freeze_steps",
           "model.vision.freeze_steps would hold a randomly initialised encoder fixed; set "
           "model.vision.init_from or model.vision.pretrained");
   }
-  if (c.model.text.freeze_steps > 0 && c.model.text.init_from.empty() &&
+  if (c.model.text.freeze_steps != 0 && c.model.text.init_from.empty() &&
       c.model.text.pretrained.empty()) {
     p.add("model.text.freeze_steps",
           "model.text.freeze_steps would hold a randomly initialised encoder fixed; set "

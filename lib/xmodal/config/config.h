@@ -25,6 +25,7 @@ enum class Task { vqa, counting, classify, retrieval };
 enum class Dataset { scenes, coco, vqa, fashion_mnist, image_folder, karpathy };
 enum class BadSample { fail, skip };
 enum class TokenizerType { word, wordpiece, sentencepiece };
+enum class Accents { automatic, strip, keep };
 enum class FusionMode { concat, late, image_only, text_only };
 enum class Schedule { linear, cosine, constant };
 enum class MetricMode { max, min };
@@ -67,6 +68,11 @@ struct EnumTable<TokenizerType> {
       {{TokenizerType::word, "word"},
        {TokenizerType::wordpiece, "wordpiece"},
        {TokenizerType::sentencepiece, "sentencepiece"}}};
+};
+template <>
+struct EnumTable<Accents> {
+  static constexpr std::array<std::pair<Accents, const char*>, 3> entries = {
+      {{Accents::automatic, "auto"}, {Accents::strip, "strip"}, {Accents::keep, "keep"}}};
 };
 template <>
 struct EnumTable<FusionMode> {
@@ -289,13 +295,24 @@ struct DataConfig {
 
 struct TokenizerConfig {
   TokenizerType type = TokenizerType::word;  // word | wordpiece | sentencepiece
-  std::string path = "";  // vocab.txt (wordpiece) or .model (sentencepiece); word builds its own
+  std::string path = "";   // vocab.txt (wordpiece) or .model (sentencepiece); word builds its own
+  bool lower_case = true;  // wordpiece: do_lower_case (uncased BERT)
+  Accents accents = Accents::automatic;  // wordpiece: strip_accents (auto: when lower-casing)
+  bool chinese_chars = true;             // wordpiece: tokenize_chinese_chars
 
   template <class V>
   void visit(V& v) {
     v.field("type", type,
             "word (vocabulary built from the training texts) | wordpiece | sentencepiece");
     v.field("path", path, "wordpiece: BERT vocab.txt; sentencepiece: .model file; word: unused");
+    v.field("lower_case", lower_case,
+            "wordpiece: lower-case the text (an uncased BERT; tokenizer_config.json's "
+            "do_lower_case)");
+    v.field("accents", accents,
+            "wordpiece: strip | keep accents; auto strips them when lower-casing (HF's "
+            "strip_accents: null)");
+    v.field("chinese_chars", chinese_chars,
+            "wordpiece: split around CJK ideographs (tokenize_chinese_chars)");
   }
 };
 
@@ -310,7 +327,7 @@ struct VisionConfig {
   Stem stem = Stem::patch;
   int stem_width = 32;
   std::string init_from = "";   // xmodal checkpoint or run dir whose vision.* weights start this
-  int64_t freeze_steps = 0;     // optimizer steps the loaded encoder stays fixed
+  int64_t freeze_steps = 0;     // optimizer steps the loaded encoder stays fixed; -1 = always
   double layer_norm_eps = 0.0;  // 0 = the pretrained config.json's, else 1e-6
 
   template <class V>
@@ -336,8 +353,9 @@ struct VisionConfig {
             "start this model (e.g. a task: classify run); position embeddings are "
             "interpolated to this image size; \"\" = none");
     v.field("freeze_steps", freeze_steps,
-            "optimizer steps for which the vision encoder is not trained (with init_from)",
-            Range::at_least(0));
+            "optimizer steps for which the vision encoder is not trained (with init_from or "
+            "pretrained); -1 = never trained (a locked tower, as in LiT)",
+            Range::at_least(-1));
     v.field("layer_norm_eps", layer_norm_eps,
             "LayerNorm epsilon; 0 = from the pretrained config.json, else 1e-6 (torchvision)",
             Range::at_least(0));
@@ -353,7 +371,7 @@ struct TextConfig {
   double dropout = 0.0;
   std::string pretrained = "";  // Hugging Face BertModel folder
   std::string init_from = "";   // xmodal checkpoint or run dir whose text.* weights start this
-  int64_t freeze_steps = 0;     // optimizer steps the loaded encoder stays fixed
+  int64_t freeze_steps = 0;     // optimizer steps the loaded encoder stays fixed; -1 = always
   double layer_norm_eps = 0.0;  // 0 = the pretrained config.json's, else 1e-12
   int64_t vocab_size = 0;       // word embedding rows; 0 = the tokenizer's vocabulary
 
@@ -373,8 +391,9 @@ struct TextConfig {
             "xmodal checkpoint or run directory (its best checkpoint) whose text.* weights "
             "start this model; \"\" = none");
     v.field("freeze_steps", freeze_steps,
-            "optimizer steps for which the text encoder is not trained (with init_from)",
-            Range::at_least(0));
+            "optimizer steps for which the text encoder is not trained (with init_from or "
+            "pretrained); -1 = never trained (a locked tower, as in LiT)",
+            Range::at_least(-1));
     v.field("layer_norm_eps", layer_norm_eps,
             "LayerNorm epsilon; 0 = from the pretrained config.json, else 1e-12 (BERT)",
             Range::at_least(0));
@@ -679,6 +698,11 @@ struct Config {
   /// The keys taken from a pretrained folder (config/pretrained.h); --dump-config marks them.
   /// Not part of the configuration's value.
   std::set<std::string> pretrained_keys;
+  /// The keys whose value comes from an included file and was not set again by the file that
+  /// includes it or by --set: a pretrained folder's config.json replaces them (a config that
+  /// includes the quickstart and names a BERT folder gets that BERT's sizes). Not part of the
+  /// configuration's value.
+  std::set<std::string> base_keys;
 
   template <class V>
   void visit(V& v) {

@@ -411,7 +411,18 @@ void apply_source(Config& config, const YAML::Node& root, const std::string& sou
       chain.pop_back();
     }
   }
+  if (chain.size() > 1) {
+    apply_layer(config, root, Layer{source, false}, problems);
+    return;
+  }
+  // The top file: what its includes set is a base, unless the file sets it again.
+  const auto included = config.origins;
+  for (const auto& entry : included) config.base_keys.insert(entry.first);
   apply_layer(config, root, Layer{source, false}, problems);
+  for (const auto& [key, origin] : config.origins) {
+    const auto it = included.find(key);
+    if (it == included.end() || it->second != origin) config.base_keys.erase(key);
+  }
 }
 
 Config load_text(const std::string& text, const std::string& source, const fs::path& base_dir,
@@ -423,6 +434,9 @@ Config load_text(const std::string& text, const std::string& source, const fs::p
   apply_source(config, parse_yaml(text, source), source, base_dir, chain, problems);
   if (!problems.empty()) throw ConfigError(problems);
   apply_overrides(config, overrides);
+  for (auto it = config.base_keys.begin(); it != config.base_keys.end();) {
+    it = config.origin(*it).rfind("--set", 0) == 0 ? config.base_keys.erase(it) : std::next(it);
+  }
   if (folders == Folders::resolve) resolve_pretrained(config);
   // An early-stopping metric left at its default follows the task (retrieval has no accuracy).
   if (config.task == Task::retrieval && !config.origins.count("train.early_stopping.metric")) {

@@ -58,11 +58,12 @@ class Resolver {
   void take(const std::string& key, Field& field, const Value& value, const std::string& file,
             const char* json_key, bool check = true, bool zero_is_unset = false) {
     const bool user_set = c_.origin(key) != "default" && !c_.pretrained_keys.count(key) &&
-                          !(zero_is_unset && field == Field{});
+                          !c_.base_keys.count(key) && !(zero_is_unset && field == Field{});
     if (!user_set) {
       field = static_cast<Field>(value);
       c_.origins[key] = file + " (" + json_key + ")";
       c_.pretrained_keys.insert(key);
+      c_.base_keys.erase(key);
       return;
     }
     if (!check || agrees(field, value)) return;
@@ -145,6 +146,33 @@ void resolve_preprocessor(Resolver& r, Config& c, const std::string& dir) {
   }
 }
 
+// DIR/tokenizer_config.json's BertTokenizer settings, if the file exists (without it,
+// BertTokenizer's defaults are xmodal's: lower-case, accents follow, CJK split).
+void resolve_tokenizer_settings(Resolver& r, Config& c, const std::string& dir) {
+  const std::string path = (fs::path(dir) / "tokenizer_config.json").string();
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return;
+  const auto file = io::JsonFile::load(path);
+  const auto root = file.root();
+  const io::Where top;
+  if (!root.is_object()) file.fail(top, "expected a JSON object");
+  auto& tk = c.tokenizer;
+  if (file.has(root, "do_lower_case")) {
+    r.take("tokenizer.lower_case", tk.lower_case, file.boolean(root, "do_lower_case", top), path,
+           "do_lower_case", /*check=*/false);
+  }
+  if (file.has(root, "strip_accents") && !root["strip_accents"].is_null()) {
+    const Accents accents =
+        file.boolean(root, "strip_accents", top) ? Accents::strip : Accents::keep;
+    r.take("tokenizer.accents", tk.accents, accents, path, "strip_accents", /*check=*/false);
+  }
+  if (file.has(root, "tokenize_chinese_chars")) {
+    r.take("tokenizer.chinese_chars", tk.chinese_chars,
+           file.boolean(root, "tokenize_chinese_chars", top), path, "tokenize_chinese_chars",
+           /*check=*/false);
+  }
+}
+
 void resolve_vision(Resolver& r, Config& c) {
   auto& v = c.model.vision;
   const auto hf = read_hf_config(v.pretrained);
@@ -189,6 +217,7 @@ void resolve_text(Resolver& r, Config& c) {
            /*check=*/false);
     if (tk.type == TokenizerType::wordpiece) {
       r.take("tokenizer.path", tk.path, vocab, t.pretrained, "vocab.txt", /*check=*/false);
+      resolve_tokenizer_settings(r, c, t.pretrained);
     }
   }
 }

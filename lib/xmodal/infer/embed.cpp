@@ -94,6 +94,13 @@ torch::Tensor unit_rows(const torch::Tensor& x) {
   return F::normalize(x, F::NormalizeFuncOptions().dim(1).eps(1e-12));
 }
 
+// The mean of each row's real tokens (mask 1): sentence-transformers' mean pooling, whose
+// divisor is clamped at 1e-9.
+torch::Tensor masked_mean(const torch::Tensor& tokens, const torch::Tensor& mask) {
+  const auto weights = mask.to(tokens.scalar_type()).unsqueeze(-1);  // [b, L, 1]
+  return (tokens * weights).sum(1) / weights.sum(1).clamp_min(1e-9);
+}
+
 std::vector<Item> read_items(const EmbedOptions& o) {
   std::vector<Item> items;
   if (!o.input.empty()) {
@@ -178,8 +185,14 @@ EmbedResult embed(const EmbedOptions& o) {
   }
   if (o.out.empty()) throw std::invalid_argument("embed: --out FILE.safetensors is required");
   if (o.batch_size < 1) throw std::invalid_argument("embed: --batch-size must be >= 1");
+  if (o.pool != "none" && o.pool != "mean" && o.pool != "cls") {
+    throw std::invalid_argument("embed: --pool must be none, mean or cls, got '" + o.pool + "'");
+  }
   const auto items = read_items(o);
   const bool with_image = !items[0].image.empty(), with_text = !items[0].text.empty();
+  if (o.pool != "none" && !with_text) {
+    throw std::invalid_argument("embed: --pool " + o.pool + " pools text tokens; give texts");
+  }
   Encoders e = o.checkpoint.empty() ? from_config(o, with_image, with_text) : from_checkpoint(o);
   if (with_image && e.vision.is_empty()) {
     throw std::invalid_argument("embed: this model has no image encoder (fusion mode " +
@@ -242,6 +255,12 @@ EmbedResult embed(const EmbedOptions& o) {
             unit_rows(e.model->text_projection(text_tokens.select(1, 0))).cpu());
       }
       parts["text_mask"].push_back(mask);
+      parts["text_ids"].push_back(ids);
+      if (o.pool != "none") {
+        const auto pooled =
+            o.pool == "mean" ? masked_mean(text_tokens, mask.to(device)) : text_tokens.select(1, 0);
+        parts["text_pooled"].push_back(unit_rows(pooled).cpu());
+      }
     }
     if (fuse) {
       const auto out = e.fusion(text_tokens, mask.to(device).eq(0), image_tokens);

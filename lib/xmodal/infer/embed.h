@@ -5,6 +5,10 @@
 //                              last_hidden_state); with images
 //   text       [N, L, Dt]      BERT's last hidden state; with texts
 //   text_mask  [N, L]          1 = real token, 0 = padding (int64)
+//   text_ids   [N, L]          the tokenizer's ids ([CLS] ... [SEP], then [PAD]; int64)
+//   text_pooled [N, Dt]        with EmbedOptions::pool: one L2-normalised vector per text, the
+//                              mean of its real tokens (sentence-transformers' Pooling with
+//                              mean tokens, then Normalize) or its [CLS] token
 //   fusion     [N, T, D]       the fusion transformer's tokens; with images and texts and a
 //   pooled     [N, D]          trained checkpoint (a config's fusion would be untrained)
 //   image_embeds [N, E]        a retrieval checkpoint's L2-normalised image embeddings, and
@@ -27,7 +31,8 @@ struct EmbedOptions {
   std::string input;                   ///< JSONL, one {"image": P, "text": T} per line
   bool no_resize = false;              ///< images are already at data.image_size: only normalised
   int batch_size = 32;
-  std::string out;  ///< the .safetensors file to write (atomically)
+  std::string pool = "none";  ///< text_pooled: none | mean | cls
+  std::string out;            ///< the .safetensors file to write (atomically)
 };
 
 struct EmbedResult {

@@ -23,6 +23,18 @@ void limit_to_embedding(Tokenizer& tokenizer, const config::Config& config) {
   tokenizer.limit_ids(rows);
 }
 
+// tokenizer.{lower_case, accents, chinese_chars}: BertTokenizer's settings.
+WordPieceOptions wordpiece_options(const config::Config& config) {
+  WordPieceOptions options;
+  const auto& t = config.tokenizer;
+  options.lower_case = t.lower_case;
+  if (t.accents != config::Accents::automatic) {
+    options.strip_accents = t.accents == config::Accents::strip;
+  }
+  options.tokenize_chinese_chars = t.chinese_chars;
+  return options;
+}
+
 }  // namespace
 
 const std::string& required_file(const std::map<std::string, std::string>& files,
@@ -56,7 +68,8 @@ std::shared_ptr<Tokenizer> make_tokenizer(const config::Config& config,
           !config.tokenizer.path.empty()
               ? config.tokenizer.path
               : (fs::path(config.model.text.pretrained) / "vocab.txt").string();
-      tokenizer = std::make_shared<WordPieceTokenizer>(WordPieceTokenizer::load(path));
+      tokenizer = std::make_shared<WordPieceTokenizer>(
+          WordPieceTokenizer::load(path, wordpiece_options(config)));
       break;
     }
     case config::TokenizerType::sentencepiece:
@@ -81,7 +94,8 @@ std::shared_ptr<Tokenizer> tokenizer_from_files(const config::Config& config,
         tokenizer = std::make_shared<WordTokenizer>(split_lines(need("vocab.txt")));
         break;
       case config::TokenizerType::wordpiece:
-        tokenizer = std::make_shared<WordPieceTokenizer>(split_lines(need("vocab.txt")));
+        tokenizer = std::make_shared<WordPieceTokenizer>(split_lines(need("vocab.txt")),
+                                                         wordpiece_options(config));
         break;
       case config::TokenizerType::sentencepiece:
         tokenizer =

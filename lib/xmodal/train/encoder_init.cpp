@@ -78,7 +78,7 @@ void freeze_encoders(models::ModelImpl& model, const config::ModelConfig& config
                                                config.vision.freeze_steps},
         {model.text ? model.text.get() : nullptr, config.text.freeze_steps}}) {
     if (encoder == nullptr || steps == 0) continue;
-    const bool trainable = step >= steps;
+    const bool trainable = steps > 0 && step >= steps;  // -1: locked for the whole run
     for (auto& p : encoder->parameters()) p.requires_grad_(trainable);
   }
 }

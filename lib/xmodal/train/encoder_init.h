@@ -16,8 +16,9 @@ namespace xmodal::train {
 /// std::invalid_argument naming the key; unreadable files std::runtime_error.
 void init_encoders(models::ModelImpl& model, const config::Config& config);
 
-/// A loaded encoder stays fixed for its first freeze_steps steps: before optimizer step
-/// `step` + 1 its parameters stop (or start again) requiring gradients.
+/// A loaded encoder stays fixed for its first freeze_steps steps (all of them for -1, a locked
+/// tower): before optimizer step `step` + 1 its parameters stop (or start again) requiring
+/// gradients.
 void freeze_encoders(models::ModelImpl& model, const config::ModelConfig& config, int64_t step);
 
 }  // namespace xmodal::train
