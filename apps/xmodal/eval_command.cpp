@@ -1,4 +1,7 @@
 // `xmodal eval --checkpoint CKPT [--split val|test] [--data-root DIR] [--out DIR]`
+// `xmodal eval --checkpoint CKPT --zero-shot fashion_mnist [--zoom-out F] [--prompt T ...]`
+#include <nlohmann/json.hpp>
+
 #include <ostream>
 
 #include "xmodal/cli.h"
@@ -13,6 +16,7 @@ void add_eval_command(CLI::App& app, Context& ctx) {
     std::string checkpoint, split = "test", data_root, out, zero_shot, quantize;
     int batch_size = 0, rerank_k = -1;
     double zoom_out = 0;
+    std::vector<std::string> prompts;
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand(
@@ -44,6 +48,11 @@ void add_eval_command(CLI::App& app, Context& ctx) {
                   "with --zero-shot: paste each image centred on a black canvas this many times "
                   "its side (3.43: Fashion-MNIST's 28-pixel articles at the scenes' scale; "
                   "default: 0 = off)");
+  cmd->add_option("--prompt", args->prompts,
+                  "with --zero-shot: a text template, {} the class name; one per --prompt, "
+                  "repeatable (default: eval.prompts of the checkpoint)")
+      ->allow_extra_args(false)
+      ->check(non_empty());
   cmd->callback([&ctx, args] {
     ctx.action = [&ctx, args] {
       // The config assignments both kinds of evaluation apply to the checkpoint's config.
@@ -60,12 +69,17 @@ void add_eval_command(CLI::App& app, Context& ctx) {
         z.zoom_out = args->zoom_out;
         z.out_dir = args->out;
         z.overrides = overrides;
+        if (!args->prompts.empty()) {
+          // A YAML flow list of JSON strings (valid YAML), so any text survives.
+          z.overrides.push_back("eval.prompts=" + nlohmann::json(args->prompts).dump());
+        }
         const auto s = eval::run_zero_shot(z);
         ctx.out << s.table << "wrote " << s.out_dir << " in " << static_cast<int>(s.seconds + 0.5)
                 << " s\n";
         return 0;
       }
       if (args->zoom_out != 0) throw std::invalid_argument("eval: --zoom-out needs --zero-shot");
+      if (!args->prompts.empty()) throw std::invalid_argument("eval: --prompt needs --zero-shot");
       eval::EvalOptions o;
       o.checkpoint = args->checkpoint;
       o.split = args->split;

@@ -306,6 +306,12 @@ check embed_empty_text 2 "--text: is empty" -- \
   "$XMODAL" embed --checkpoint "$CK" --text "" --out "$W/e.safetensors"
 expect embed_empty_text_writes_nothing test ! -e "$W/e.safetensors"
 check predict_empty_text 2 "--text: is empty" -- "$XMODAL" predict --checkpoint "$CK" --image "$IMG" --text ""
+check embed_pool_unknown 2 "--pool: bogus not in" -- \
+  "$XMODAL" embed --checkpoint "$CK" --text x --pool bogus --out "$W/e.safetensors"
+check embed_pool_without_text 2 "--pool mean pools text tokens; give texts" -- \
+  "$XMODAL" embed --checkpoint "$CK" --image "$IMG" --pool mean --out "$W/e.safetensors"
+check embed_two_texts_after_one_flag 2 "argument was not expected: b" -- \
+  "$XMODAL" embed --checkpoint "$CK" --text a b --out "$W/e.safetensors"
 check explain_empty_text 2 "--text: is empty" -- "$XMODAL" explain --checkpoint "$CK" --image "$IMG" --text ""
 check predict_without_text 2 "this vqa model needs --text" -- "$XMODAL" predict --checkpoint "$CK" --image "$IMG"
 check predict_without_image 2 "--text needs --image" -- "$XMODAL" predict --checkpoint "$CK" --text x
@@ -408,6 +414,8 @@ check index_of_a_vqa_checkpoint 2 "index needs a task retrieval checkpoint; .* i
   "$XMODAL" index --checkpoint "$CK" --images "$W/scenes/images/val" --out "$W/ix_vqa"
 check zero_shot_of_a_vqa_checkpoint 2 "eval --zero-shot needs a task retrieval checkpoint" -- \
   "$XMODAL" eval --checkpoint "$CK" --zero-shot fashion_mnist
+check eval_prompt_without_zero_shot 2 "--prompt needs --zero-shot" -- \
+  "$XMODAL" eval --checkpoint "$CK" --prompt "a {}"
 check search_without_an_index 1 "is not an xmodal index \(no manifest.json" -- \
   "$XMODAL" search --index "$W/no_index" --text "a bag"
 "$XMODAL" --log-level warn train "$R" --run-dir "$W/rrun" >/dev/null 2>&1 || echo "FAIL: tiny retrieval run"

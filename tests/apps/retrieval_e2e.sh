@@ -91,6 +91,12 @@ if [[ -d /usr/share/datasets/fashion-mnist ]]; then
     --zoom-out 3.43 --out "$WORK/zs" >"$WORK/zs.txt"
   grep -q "zero-shot fashion_mnist (10000 images, 10 classes): top-1" "$WORK/zs.txt" ||
     fail "zero-shot: $(head -3 "$WORK/zs.txt")"
+  # --prompt replaces eval.prompts, each text whole (quotes, commas and brackets included)
+  "$XMODAL" --log-level warn eval --checkpoint "$WORK/run/best" --zero-shot fashion_mnist \
+    --prompt 'a "photo", of a {}' --prompt '[a {}]' --out "$WORK/zs2" >/dev/null
+  python3 -c 'import json, sys; p = json.load(open(sys.argv[1]))["prompts"]
+assert p == ["a \"photo\", of a {}", "[a {}]"], p' "$WORK/zs2/metrics.json" ||
+    fail "zero-shot --prompt: the prompts in zs2/metrics.json"
 fi
 
 # ITM: a matching head trained on in-batch hard negatives; eval re-ranks each query's top 10

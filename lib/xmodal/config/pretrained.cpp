@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 #include <stdexcept>
 #include <type_traits>
 #include <vector>
@@ -117,16 +118,25 @@ void resolve_common(Resolver& r, const HfConfig& hf, const std::string& componen
          /*check=*/true, /*zero_is_unset=*/true);
 }
 
+// DIR/NAME read as a JSON object; nothing when the folder has no such file.
+std::optional<io::JsonFile> optional_json_object(const std::string& dir, const char* name) {
+  const std::string path = (fs::path(dir) / name).string();
+  std::error_code ec;
+  if (!fs::exists(path, ec)) return std::nullopt;
+  auto file = io::JsonFile::load(path);
+  if (!file.root().is_object()) file.fail(io::Where(), "expected a JSON object");
+  return file;
+}
+
 // DIR/preprocessor_config.json's image_mean / image_std (ViTImageProcessor), if it exists and
 // normalises.
 void resolve_preprocessor(Resolver& r, Config& c, const std::string& dir) {
-  const std::string path = (fs::path(dir) / "preprocessor_config.json").string();
-  std::error_code ec;
-  if (!fs::exists(path, ec)) return;
-  const auto file = io::JsonFile::load(path);
+  const auto json = optional_json_object(dir, "preprocessor_config.json");
+  if (!json) return;
+  const io::JsonFile& file = *json;
+  const std::string& path = file.path();
   const auto root = file.root();
   const io::Where top;
-  if (!root.is_object()) file.fail(top, "expected a JSON object");
   if (file.has(root, "do_normalize") && !file.boolean(root, "do_normalize", top)) return;
   const auto three = [&](const char* key) {
     std::vector<double> values;
@@ -149,13 +159,12 @@ void resolve_preprocessor(Resolver& r, Config& c, const std::string& dir) {
 // DIR/tokenizer_config.json's BertTokenizer settings, if the file exists (without it,
 // BertTokenizer's defaults are xmodal's: lower-case, accents follow, CJK split).
 void resolve_tokenizer_settings(Resolver& r, Config& c, const std::string& dir) {
-  const std::string path = (fs::path(dir) / "tokenizer_config.json").string();
-  std::error_code ec;
-  if (!fs::exists(path, ec)) return;
-  const auto file = io::JsonFile::load(path);
+  const auto json = optional_json_object(dir, "tokenizer_config.json");
+  if (!json) return;
+  const io::JsonFile& file = *json;
+  const std::string& path = file.path();
   const auto root = file.root();
   const io::Where top;
-  if (!root.is_object()) file.fail(top, "expected a JSON object");
   auto& tk = c.tokenizer;
   if (file.has(root, "do_lower_case")) {
     r.take("tokenizer.lower_case", tk.lower_case, file.boolean(root, "do_lower_case", top), path,
