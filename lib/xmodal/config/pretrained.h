@@ -6,13 +6,13 @@
 //
 // Every architecture key the user did not set (in the file itself or with --set: a value from
 // an included file, such as the quickstart's tiny text encoder, yields) is taken from
-// DIR/config.json, and its origin
-// becomes "DIR/config.json (hidden_size)": messages and `--dump-config` name the folder. A key
-// the user did set must agree with config.json (a conflict is an error naming both values).
-// A BERT folder with vocab.txt also gives tokenizer.type wordpiece and tokenizer.path (and from
-// tokenizer_config.json, if present, tokenizer.lower_case <- do_lower_case, tokenizer.accents
-// <- strip_accents, tokenizer.chinese_chars <- tokenize_chinese_chars); a ViT
-// folder with preprocessor_config.json gives data.mean / data.std. Once resolved, the run's
+// DIR/config.json, and its origin becomes "DIR/config.json (hidden_size)": messages and
+// `--dump-config` name the folder. A key the user did set must agree with config.json (a
+// conflict is an error naming both values). A BERT folder with vocab.txt also gives
+// tokenizer.type wordpiece and tokenizer.path (and from tokenizer_config.json, if present,
+// tokenizer.lower_case <- do_lower_case, tokenizer.accents <- strip_accents,
+// tokenizer.chinese_chars <- tokenize_chinese_chars); a ViT folder with
+// preprocessor_config.json gives data.mean / data.std. Once resolved, the run's
 // config.yaml holds every value, so its checkpoints no longer need the folders.
 //
 // Taken from config.json (xmodal key <- Hugging Face key):
