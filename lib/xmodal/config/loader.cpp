@@ -25,6 +25,7 @@ namespace fs = std::filesystem;
 struct Layer {
   std::string source;  // "configs/x.yaml" or "--set train.lr=fast"
   bool is_override = false;
+  bool is_base = false;  // an included file: what it sets yields to a pretrained folder
 
   std::string where(const YAML::Node& node) const {
     if (is_override) return source;
@@ -193,11 +194,12 @@ class Applier {
  public:
   Applier(const YAML::Node& map, std::string prefix, const Layer& layer,
           std::vector<std::string>& problems, std::map<std::string, std::string>& origins,
-          const std::vector<std::string>& all_keys)
+          std::set<std::string>& base_keys, const std::vector<std::string>& all_keys)
       : prefix_(std::move(prefix)),
         layer_(layer),
         problems_(problems),
         origins_(origins),
+        base_keys_(base_keys),
         all_keys_(all_keys) {
     for (auto it = map.begin(); it != map.end(); ++it) {
       entries_.push_back({it->first, it->second, false});
@@ -222,6 +224,11 @@ class Applier {
       }
     }
     origins_[key] = layer_.where(entry->key);
+    if (layer_.is_base) {
+      base_keys_.insert(key);
+    } else {
+      base_keys_.erase(key);  // set again by the file itself or --set
+    }
   }
 
   template <class S>
@@ -235,7 +242,7 @@ class Applier {
                           ": expected a mapping of keys, got " + describe(entry->value));
       return;
     }
-    Applier child(entry->value, key + ".", layer_, problems_, origins_, all_keys_);
+    Applier child(entry->value, key + ".", layer_, problems_, origins_, base_keys_, all_keys_);
     sub.visit(child);
     child.finish();
   }
@@ -294,6 +301,7 @@ class Applier {
   const Layer& layer_;
   std::vector<std::string>& problems_;
   std::map<std::string, std::string>& origins_;
+  std::set<std::string>& base_keys_;
   const std::vector<std::string>& all_keys_;
   std::vector<Entry> entries_;
   std::vector<std::string> known_;
@@ -302,7 +310,7 @@ class Applier {
 void apply_layer(Config& config, const YAML::Node& root, const Layer& layer,
                  std::vector<std::string>& problems) {
   static const std::vector<std::string> keys = all_keys();
-  Applier applier(root, "", layer, problems, config.origins, keys);
+  Applier applier(root, "", layer, problems, config.origins, config.base_keys, keys);
   config.visit(applier);
   applier.finish();
 }
@@ -411,18 +419,8 @@ void apply_source(Config& config, const YAML::Node& root, const std::string& sou
       chain.pop_back();
     }
   }
-  if (chain.size() > 1) {
-    apply_layer(config, root, Layer{source, false}, problems);
-    return;
-  }
-  // The top file: what its includes set is a base, unless the file sets it again.
-  const auto included = config.origins;
-  for (const auto& entry : included) config.base_keys.insert(entry.first);
-  apply_layer(config, root, Layer{source, false}, problems);
-  for (const auto& [key, origin] : config.origins) {
-    const auto it = included.find(key);
-    if (it == included.end() || it->second != origin) config.base_keys.erase(key);
-  }
+  // What an included file sets is a base (Config::base_keys) unless set again later.
+  apply_layer(config, root, Layer{source, false, /*is_base=*/chain.size() > 1}, problems);
 }
 
 Config load_text(const std::string& text, const std::string& source, const fs::path& base_dir,
@@ -434,9 +432,6 @@ Config load_text(const std::string& text, const std::string& source, const fs::p
   apply_source(config, parse_yaml(text, source), source, base_dir, chain, problems);
   if (!problems.empty()) throw ConfigError(problems);
   apply_overrides(config, overrides);
-  for (auto it = config.base_keys.begin(); it != config.base_keys.end();) {
-    it = config.origin(*it).rfind("--set", 0) == 0 ? config.base_keys.erase(it) : std::next(it);
-  }
   if (folders == Folders::resolve) resolve_pretrained(config);
   // An early-stopping metric left at its default follows the task (retrieval has no accuracy).
   if (config.task == Task::retrieval && !config.origins.count("train.early_stopping.metric")) {

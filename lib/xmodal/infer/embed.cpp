@@ -227,7 +227,7 @@ EmbedResult embed(const EmbedOptions& o) {
   const int64_t n = static_cast<int64_t>(items.size());
   for (int64_t start = 0; start < n; start += o.batch_size) {
     const int64_t end = std::min<int64_t>(n, start + o.batch_size);
-    torch::Tensor image_tokens, text_tokens, mask;
+    torch::Tensor image_tokens, text_tokens, mask, device_mask;  // mask on the CPU, and on `device`
     if (with_image) {
       std::vector<torch::Tensor> pixels;
       for (int64_t i = start; i < end; ++i)
@@ -248,7 +248,8 @@ EmbedResult embed(const EmbedOptions& o) {
         std::copy(enc.ids.begin(), enc.ids.end(), ids[i - start].data_ptr<int64_t>());
         std::copy(enc.mask.begin(), enc.mask.end(), mask[i - start].data_ptr<int64_t>());
       }
-      text_tokens = e.text(ids.to(device), mask.to(device));  // [b, L, Dt]
+      device_mask = mask.to(device);
+      text_tokens = e.text(ids.to(device), device_mask);  // [b, L, Dt]
       parts["text"].push_back(text_tokens.cpu());
       if (!e.model.is_empty()) {
         parts["text_embeds"].push_back(
@@ -258,12 +259,12 @@ EmbedResult embed(const EmbedOptions& o) {
       parts["text_ids"].push_back(ids);
       if (o.pool != "none") {
         const auto pooled =
-            o.pool == "mean" ? masked_mean(text_tokens, mask.to(device)) : text_tokens.select(1, 0);
+            o.pool == "mean" ? masked_mean(text_tokens, device_mask) : text_tokens.select(1, 0);
         parts["text_pooled"].push_back(unit_rows(pooled).cpu());
       }
     }
     if (fuse) {
-      const auto out = e.fusion(text_tokens, mask.to(device).eq(0), image_tokens);
+      const auto out = e.fusion(text_tokens, device_mask.eq(0), image_tokens);
       parts["fusion"].push_back(out.tokens.cpu());
       parts["pooled"].push_back(out.pooled.cpu());
     }
