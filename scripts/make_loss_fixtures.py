@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""Writes tests/data/models/losses.safetensors: the task losses of DESIGN.md section 3 computed
-by PyTorch, independently of xmodal, for tests/models/losses_test.cpp.
+"""Writes tests/data/models/losses.safetensors: the task losses of docs/design.md section 3
+computed by PyTorch, independently of xmodal, for tests/models/losses_test.cpp.
 
 Run with Debian's Python (python3-torch 1.13):
     /usr/bin/python3 scripts/make_loss_fixtures.py [OUT_DIR]     # default tests/data/models

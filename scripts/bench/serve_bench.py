@@ -4,7 +4,7 @@
 point, a 30 s request timeout), then stopped:
 
   xmodal batched     xmodal serve --max-batch B --max-delay-ms D
-  xmodal int8 batched  the same with --quantize int8 (README "int8 inference")
+  xmodal int8 batched  the same with --quantize int8 (docs/compression.md "int8 inference")
   xmodal unbatched   xmodal serve --max-batch 1
   pytorch+fastapi    serve_peer.py under uvicorn (the same model in PyTorch)
 
