@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""The include direction of lib/ (DESIGN.md section 1), checked: every `#include "xmodal/F/..."`
+"""The include direction of lib/ (docs/design.md section 1), checked: every `#include "xmodal/F/..."`
 in lib/xmodal/G/ must name a folder F that G may use. The folders form a DAG:
 
     core <- io <- config <- text <- data, models <- checkpoint, tasks <- infer <- eval <- train

@@ -8,6 +8,7 @@
 
 #include "xmodal/cli.h"
 #include "xmodal/eval/explanation.h"
+#include "xmodal/infer/json.h"
 #include "xmodal/infer/predictor.h"
 #include "xmodal/io/atomic_file.h"
 
@@ -15,16 +16,9 @@ namespace xmodal::cli {
 namespace {
 
 nlohmann::json explanation_json(const infer::Explanation& e, const std::string& heat_map) {
-  nlohmann::json tokens = nlohmann::json::array();
-  for (size_t i = 0; i < e.tokens.size(); ++i) {
-    tokens.push_back({{"token", e.tokens[i]}, {"weight", e.token_weights[i]}});
-  }
-  double image_share = 0;
-  for (double w : e.patch_weights) image_share += w;
-  return {{"answer", e.answer}, {"probability", e.probability},
-          {"method", e.method}, {"image_weight", image_share},
-          {"grid", e.grid},     {"patch_weights", e.patch_weights},
-          {"tokens", tokens},   {"heat_map", heat_map}};
+  auto j = infer::to_json(e);
+  j["heat_map"] = heat_map;
+  return j;
 }
 
 std::string html_escape(const std::string& s) {
@@ -102,7 +96,7 @@ int explain_batch(Context& ctx, infer::Predictor& predictor, const std::string& 
       cards += "<figure class=\"error\"><figcaption>line " + std::to_string(line.number) + ": " +
                html_escape(err.what()) + "</figcaption></figure>\n";
     }
-    ctx.out << j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    ctx.out << infer::dump_line(j) << "\n";
   }
   const std::string html =
       "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>xmodal explain</title>\n"

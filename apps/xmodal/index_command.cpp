@@ -1,12 +1,12 @@
 // `xmodal index --checkpoint CKPT (--images DIR | --split S) --out INDEX_DIR [--append]
 //  [--backend flat|ivf|hnsw]` and `xmodal search --index INDEX_DIR (--text T | --image P)
 //  [--top-k K]`: embed a collection once, query it later (infer/index.h).
-#include <nlohmann/json.hpp>
 
 #include <ostream>
 
 #include "xmodal/cli.h"
 #include "xmodal/infer/index.h"
+#include "xmodal/infer/json.h"
 
 namespace xmodal::cli {
 namespace {
@@ -85,9 +85,7 @@ void add_search_command(CLI::App& app, Context& ctx) {
       auto o = *args;
       o.overrides = ctx.shared_overrides();
       for (const auto& hit : infer::search_index(o)) {
-        ctx.out << nlohmann::json{{"rank", hit.rank}, {"path", hit.path}, {"score", hit.score}}
-                       .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
-                << "\n";
+        ctx.out << infer::dump_line(infer::to_json(hit)) << "\n";
       }
       ctx.out << std::flush;
       return 0;

@@ -9,6 +9,7 @@
 
 #include "xmodal/checkpoint/artifacts.h"
 #include "xmodal/cli.h"
+#include "xmodal/infer/json.h"
 #include "xmodal/infer/predictor.h"
 #include "xmodal/io/atomic_file.h"
 #include "xmodal/tasks/task.h"
@@ -81,37 +82,28 @@ void add_predict_command(CLI::App& app, Context& ctx) {
                                     " model needs --text");
       }
       std::vector<infer::Input> inputs;
-      std::vector<size_t> which;
-      for (size_t i = 0; i < lines.size(); ++i) {
-        if (lines[i].error.empty()) {
-          inputs.push_back({lines[i].image, lines[i].text});
-          which.push_back(i);
-        }
+      for (const auto& line : lines) {
+        if (line.error.empty()) inputs.push_back({line.image, line.text});
       }
       const auto results = predictor.predict(inputs);
-      std::vector<std::string> out(lines.size());
-      for (size_t i = 0; i < which.size(); ++i) out[which[i]] = results[i];
       std::string text;
       int errors = 0;
       int64_t first_error_line = 0;
-      for (size_t i = 0; i < lines.size(); ++i) {
-        if (!lines[i].error.empty()) {
-          out[i] = nlohmann::json{{"error", lines[i].error}}.dump(
-              -1, ' ', false, nlohmann::json::error_handler_t::replace);
+      for (size_t i = 0, next = 0; i < lines.size(); ++i) {
+        // an input line that could not be read is failed as it stands; the others have a result
+        nlohmann::json j;
+        std::string error = lines[i].error;
+        if (error.empty()) {
+          const infer::Prediction& p = results.at(next++);
+          error = p.error;
+          j = infer::to_json(p);
+        } else {
+          j = infer::error_json(error);
         }
-        auto j = nlohmann::json::parse(out[i]);
-        // a failed input is an object whose own "error" field is set (the input's text, echoed
-        // in the result, may say "error" too)
-        const bool failed = j.is_object() && j.contains("error") && j["error"].is_string();
-        if (failed && errors++ == 0) first_error_line = lines[i].number;
-        if (single && failed) {  // one input: a plain error line and exit 1
-          throw std::runtime_error(j["error"].get<std::string>());
-        }
-        if (!single) {  // batch mode: say which input line each result answers
-          j["line"] = lines[i].number;
-          out[i] = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-        }
-        text += out[i] + "\n";
+        if (!error.empty() && errors++ == 0) first_error_line = lines[i].number;
+        if (single && !error.empty()) throw std::runtime_error(error);  // a plain line, exit 1
+        if (!single) j["line"] = lines[i].number;  // batch mode: which input line it answers
+        text += infer::dump_line(j) + "\n";
       }
       if (args->output.empty()) {
         ctx.out << text << std::flush;

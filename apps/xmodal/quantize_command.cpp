@@ -28,7 +28,7 @@ void add_quantize_command(CLI::App& app, Context& ctx) {
   auto* cmd = app.add_subcommand(
       "quantize",
       "Write an int8 copy of a checkpoint: its Linear layers as int8 weights with per-row "
-      "scales (README \"int8 inference\"); it loads without the float weights");
+      "scales (docs/compression.md \"int8 inference\"); it loads without the float weights");
   cmd->add_option("--checkpoint", args->checkpoint, "Checkpoint folder, RUN_DIR/best or a run")
       ->required()
       ->check(non_empty());

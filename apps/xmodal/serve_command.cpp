@@ -160,7 +160,7 @@ void add_serve_command(CLI::App& app, Context& ctx) {
       const int port = server.start();
       // scripts and tests read this line (with --port 0, the port chosen). It comes before
       // the model is loaded: /health answers 503 {"status": "loading"} until then, and the
-      // process exits 1 when the model cannot be loaded (README "Serving").
+      // process exits 1 when the model cannot be loaded (docs/serving.md "Lifecycle").
       ctx.out << "xmodal serve: listening on http://" << o.host << ":" << port << std::endl;
       const int rc = server.wait();
       log::info("[serve] stopped");

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "../support/predictions.h"
 #include "xmodal/infer/predictor.h"
 #include "xmodal_test_paths.h"
 
@@ -52,7 +53,7 @@ TEST(CheckpointCompat, CheckpointOfTheLibTorch113BuildGivesItsPredictions) {
     inputs.push_back(
         {kDir + "/" + j.at("image").get<std::string>(), j.at("text").get<std::string>()});
   }
-  const auto results = predictor.predict(inputs);
+  const auto results = xmodal::testing::json_lines(predictor.predict(inputs));
   ASSERT_EQ(results.size(), expected.size());
   for (size_t i = 0; i < results.size(); ++i) {
     const auto got = nlohmann::json::parse(results[i]);

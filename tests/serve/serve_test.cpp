@@ -262,7 +262,7 @@ TEST(Metrics, PrometheusTextCountsWhatWasRecorded) {
   m.queue_wait(0.002);
   m.batch(0.01, 5);
   m.batch(0.02, 1);
-  m.error("bad_base64");
+  m.error(ErrorKind::bad_base64);
   m.image_decoded();
   const std::string text = m.render();
   const auto has = [&](const std::string& line) {
@@ -362,11 +362,11 @@ class Http : public ::testing::Test {
           }}},
     };
     HttpHooks hooks;
-    hooks.error = [this](const HttpRequest&, int status, const std::string& kind,
+    hooks.error = [this](const HttpRequest&, int status, ErrorKind kind,
                          const std::string& message) {
       HttpResponse res;
       res.status = status;
-      res.body = kind + ": " + message;
+      res.body = std::string(to_string(kind)) + ": " + message;
       std::lock_guard<std::mutex> lock(mutex_);
       errors_.push_back(res.body);
       return res;

@@ -7,7 +7,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "../support/predictions.h"
 #include "../support/temp_dir.h"
+#include "xmodal/infer/json.h"
 #include "xmodal/io/atomic_file.h"
 #include "xmodal/tasks/metrics.h"
 
@@ -91,8 +93,7 @@ TEST(Tasks, VqaScoresTheTopAnswerWithTheOfficialAccuracy) {
   EXPECT_NE(table.find("| overall          |    63.33 |"), std::string::npos) << table;
   EXPECT_NE(table.find("(3 questions, loss 0.5000)"), std::string::npos) << table;
 
-  json answer;
-  vqa.describe(out, 1, d.class_names, 2, answer);
+  const json answer = infer::to_json(vqa.answer(out, 1, d.class_names, 2));
   ASSERT_EQ(answer["answers"].size(), 2u);
   EXPECT_EQ(answer["answers"][0]["answer"], "no");
   EXPECT_NEAR(answer["answers"][0]["probability"].get<double>(), 1 / (1 + std::exp(-2.0)), 1e-6);
@@ -148,8 +149,8 @@ TEST(Tasks, CountingPredictsEveryCategoryAndLeavesCrowdCountsOut) {
   ASSERT_EQ(summary["per_category"].size(), 2u);
   EXPECT_EQ(summary["per_category"][1]["category"], "bag");
 
-  json answer;
-  counting.describe(out, 0, d.class_names, 1, answer);  // every category, whatever top_k
+  // every category, whatever top_k
+  const json answer = infer::to_json(counting.answer(out, 0, d.class_names, 1));
   ASSERT_EQ(answer["categories"].size(), 2u);
   EXPECT_EQ(answer["categories"][0]["category"], "shirt");
   EXPECT_EQ(answer["categories"][0]["count"], 1);
@@ -191,8 +192,7 @@ TEST(Tasks, ClassifyScoresTopOneAndTopFive) {
   EXPECT_EQ(lines[1]["target"], "bag");
   EXPECT_EQ(lines[1]["image"], "img2.png");
 
-  json answer;
-  classify.describe(out, 3, d.class_names, 5, answer);
+  const json answer = infer::to_json(classify.answer(out, 3, d.class_names, 5));
   ASSERT_EQ(answer["labels"].size(), 3u);
   EXPECT_EQ(answer["labels"][0]["label"], "bag");
   const auto loss = classify.loss(out, whole_batch(d, labels), torch::kCPU, {});

@@ -1,4 +1,4 @@
-// Smaller and faster models (README "Distillation and int8"): train.distill end to end on the
+// Smaller and faster models (docs/compression.md): train.distill end to end on the
 // tiny scenes set (weight 0 is the undistilled run bit for bit, resume stays exact, a teacher of
 // another task or label set is refused), and int8 checkpoints (xmodal quantize) that load
 // without their float weights and answer as the model quantized in memory does.
@@ -9,6 +9,7 @@
 
 #include <filesystem>
 
+#include "../support/predictions.h"
 #include "../support/scenes.h"
 #include "../support/temp_dir.h"
 #include "../support/tiny_model.h"
@@ -207,8 +208,8 @@ TEST_F(Compress, QuantizedCheckpointLoadsWithoutFloatWeightsAndAnswersAsInMemory
   infer::Predictor p8({out, {}, 3});
   infer::Predictor pq({run.run_dir, {"eval.quantize=int8"}, 3});
   const auto image = first_image();
-  EXPECT_EQ(p8.predict({{image, "how many bags are there?"}}),
-            pq.predict({{image, "how many bags are there?"}}));
+  EXPECT_EQ(testing::json_lines(p8.predict({{image, "how many bags are there?"}})),
+            testing::json_lines(pq.predict({{image, "how many bags are there?"}})));
   // explain follows the int8 model's gradients too
   const auto e = p8.explain({image, "how many bags are there?"}, "chefer");
   EXPECT_EQ(e.patch_weights.size(), 4u);

@@ -19,6 +19,7 @@
 
 #include "../support/event_reader.h"
 #include "../support/fixtures.h"
+#include "../support/predictions.h"
 #include "../support/scenes.h"
 #include "../support/temp_dir.h"
 #include "../support/tiny_model.h"
@@ -385,10 +386,11 @@ TEST_F(Trainer, EvalReproducesValidationAndPredictAndExplainWork) {
     first_image = e.path().string();
     break;
   }
-  const auto lines = predictor.predict({{first_image, "how many bags are there?"},
-                                        {"/nonexistent.png", "is there a bag?"},
-                                        {first_image, "  "},
-                                        {first_image, "is there a coat?"}});
+  const auto lines =
+      testing::json_lines(predictor.predict({{first_image, "how many bags are there?"},
+                                             {"/nonexistent.png", "is there a bag?"},
+                                             {first_image, "  "},
+                                             {first_image, "is there a coat?"}}));
   ASSERT_EQ(lines.size(), 4u);
   const auto ok = nlohmann::json::parse(lines[0]);
   EXPECT_EQ(ok["answers"].size(), 3u);
@@ -555,7 +557,8 @@ TEST_F(Trainer, ClassifyPretrainsAnEncoderThatInitialisesVqa) {
   const std::string image =
       fs::directory_iterator(data_dir_->path() / "scenes/images/val")->path().string();
   infer::Predictor predictor({pre.run_dir, {}, 3});
-  const auto labels = nlohmann::json::parse(predictor.predict({{image, ""}})[0]);
+  const auto labels =
+      nlohmann::json::parse(testing::json_lines(predictor.predict({{image, ""}}))[0]);
   ASSERT_EQ(labels["labels"].size(), 3u) << labels.dump();
   EXPECT_THROW(predictor.explain({image, ""}, "rollout"), std::invalid_argument);
   // The ceiling this classifier permits on the scenes: every article labelled once.

@@ -1,4 +1,4 @@
-// Checkpoints (DESIGN.md section 6): RUN_DIR/checkpoints/step-N/ holding model.safetensors,
+// Checkpoints (docs/design.md section 6): RUN_DIR/checkpoints/step-N/ holding model.safetensors,
 // optimizer.safetensors, the files that make it self-describing (config.yaml, the tokenizer
 // vocabulary, the class names) and state.json, which lists every other file with its size and
 // CRC-32.

@@ -1,4 +1,4 @@
-// The typed configuration: one plain struct per YAML section (DESIGN.md section 5).
+// The typed configuration: one plain struct per YAML section (docs/design.md section 5).
 //
 // Each struct lists its fields once, in visit(), with the YAML name, a one-line description and
 // the allowed range. The loader, the dumper, override handling, equality and the key list all

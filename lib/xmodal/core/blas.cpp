@@ -276,7 +276,8 @@ BlasKernel choose_blas_kernel(const CpuInfo& cpu, const char* openblas_coretype_
   }
   const int rank = core_rank(k.core), best = core_rank(k.recommended);
   // Without AVX2 + FMA on a CPU that has them the BLAS's products run 2-3x slower; AVX2
-  // kernels on an AVX-512 CPU cost little (README "CPU kernels", scripts/bench/gemm.sh).
+  // kernels on an AVX-512 CPU cost little (docs/performance.md "CPU kernels",
+  // scripts/bench/gemm.sh).
   k.slow = !k.recommended.empty() && rank < 2 && best >= 2;
   if (!k.slow && rank < best) {
     // oneDNN takes the large products only where a libdnnl is loaded (Debian's LibTorch 1.13;

@@ -1,4 +1,4 @@
-// COCO instances + captions, read as published (DESIGN.md section 4):
+// COCO instances + captions, read as published (docs/design.md section 4):
 //   ROOT/annotations/instances_SPLIT.json, ROOT/annotations/captions_SPLIT.json,
 //   images in ROOT/images/SPLIT/ (or ROOT/SPLIT/, the layout of the official zips).
 #pragma once

@@ -1,6 +1,6 @@
 // The offline default data set: Fashion-MNIST articles composed into scenes, written in both
 // the COCO (instances + captions) and the VQA v2 (questions + annotations) layouts so that the
-// real COCO and VQA readers read it (DESIGN.md section 4).
+// real COCO and VQA readers read it (docs/design.md section 4).
 #pragma once
 
 #include <cstdint>

@@ -1,4 +1,4 @@
-// VQA v2 questions + annotations, read as published (DESIGN.md section 4):
+// VQA v2 questions + annotations, read as published (docs/design.md section 4):
 //   ROOT/v2_OpenEnded_mscoco_SPLIT_questions.json   (required)
 //   ROOT/v2_mscoco_SPLIT_annotations.json           (optional: test splits have none)
 // Image paths: from ROOT/annotations/instances_SPLIT.json when present (the scenes set writes

@@ -1,6 +1,5 @@
 #include "xmodal/infer/predictor.h"
 
-#include <nlohmann/json.hpp>
 #include <opencv2/imgproc.hpp>
 
 #include <algorithm>
@@ -24,7 +23,6 @@
 #include "xmodal/tasks/task.h"
 
 namespace xmodal::infer {
-using nlohmann::json;
 
 namespace {
 
@@ -111,9 +109,9 @@ std::unique_ptr<PreparedInput> Predictor::prepare(const Input& input) const {
   return prepare_parts(io::read_image_rgb(input.image), &input.text);
 }
 
-std::vector<json> Predictor::run(const std::vector<const PreparedInput*>& items,
-                                 const std::vector<int>& top_k) {
-  std::vector<json> out(items.size(), json::object());
+std::vector<tasks::Answer> Predictor::run(const std::vector<const PreparedInput*>& items,
+                                          const std::vector<int>& top_k) {
+  std::vector<tasks::Answer> out(items.size());
   if (items.empty()) return out;
   const auto& classes = loaded_->artifacts.class_names;
   const tasks::Task& task = tasks::task(loaded_->config.task);
@@ -133,21 +131,22 @@ std::vector<json> Predictor::run(const std::vector<const PreparedInput*>& items,
     warned_non_finite_ = true;
   }
   for (size_t r = 0; r < items.size(); ++r) {
-    json& j = out[r];
     const auto row = static_cast<int64_t>(r);
-    task.describe(result, row, classes, top_k.at(r), j);
+    tasks::Answer& answer = out[r];
+    answer = task.answer(result, row, classes, top_k.at(r));
     if (labels_) {
       const auto sims = torch::matmul(labels_->text[0], result.image_embeds[row].to(torch::kCPU));
       const auto probs = torch::softmax(sims * result.logit_scale.to(torch::kCPU), 0);
       const auto order = std::get<1>(probs.sort(0, /*descending=*/true));
-      json ranked = json::array();
+      answer.kind = tasks::Answer::Kind::labels;
       for (int64_t k = 0; k < order.size(0); ++k) {
         const int64_t l = order[k].item<int64_t>();
-        ranked.push_back({{"label", options_.labels[static_cast<size_t>(l)]},
-                          {"probability", tasks::finite_or_null(probs[l].item<double>())},
-                          {"similarity", tasks::finite_or_null(sims[l].item<double>())}});
+        tasks::ClassScore c;
+        c.name = options_.labels[static_cast<size_t>(l)];
+        c.probability = probs[l].item<double>();
+        c.similarity = sims[l].item<double>();
+        answer.classes.push_back(std::move(c));
       }
-      j["labels"] = ranked;
     }
   }
   return out;
@@ -192,13 +191,13 @@ Embeddings Predictor::embed(const std::vector<const PreparedInput*>& items) {
   return out;
 }
 
-std::vector<std::string> Predictor::predict(const std::vector<Input>& inputs) {
-  std::vector<std::string> out(inputs.size());
+std::vector<Prediction> Predictor::predict(const std::vector<Input>& inputs) {
+  std::vector<Prediction> out(inputs.size());
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    out[i].image = inputs[i].image;
+    out[i].text = inputs[i].text;
+  }
   const size_t batch = static_cast<size_t>(loaded_->config.eval.batch_size);
-  const auto dump = [](const json& j) {
-    // the text echoed back may hold invalid UTF-8: replaced by U+FFFD, never an exception
-    return j.dump(-1, ' ', false, json::error_handler_t::replace);
-  };
   for (size_t begin = 0; begin < inputs.size(); begin += batch) {
     const size_t end = std::min(inputs.size(), begin + batch);
     std::vector<std::unique_ptr<PreparedInput>> items;
@@ -208,17 +207,13 @@ std::vector<std::string> Predictor::predict(const std::vector<Input>& inputs) {
         items.push_back(prepare(inputs[i]));
         rows.push_back(i);
       } catch (const std::exception& e) {
-        out[i] = dump({{"image", inputs[i].image}, {"text", inputs[i].text}, {"error", e.what()}});
+        out[i].error = e.what();
       }
     }
     std::vector<const PreparedInput*> pointers;
     for (const auto& p : items) pointers.push_back(p.get());
-    const auto described = run(pointers, std::vector<int>(items.size(), options_.top_k));
-    for (size_t r = 0; r < rows.size(); ++r) {
-      json j = {{"image", inputs[rows[r]].image}, {"text", inputs[rows[r]].text}};
-      j.update(described[r]);
-      out[rows[r]] = dump(j);
-    }
+    auto answers = run(pointers, std::vector<int>(items.size(), options_.top_k));
+    for (size_t r = 0; r < rows.size(); ++r) out[rows[r]].answer = std::move(answers[r]);
   }
   return out;
 }

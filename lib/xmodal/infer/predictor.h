@@ -1,20 +1,14 @@
 // Prediction and explanation from a checkpoint: `xmodal predict` and `xmodal explain`.
 //
-// predict output (one JSON object per input; README "Prediction output"):
-//   vqa:      {"image": P, "text": T, "answers": [{"answer": A, "probability": p}, ...]}  top-k
-//   counting: {"image": P, "text": T, "categories": [{"category": C, "probability": p,
-//              "count": n}, ...]}                                 every category, in order
-//   retrieval: {"image": P, "text": T, "similarity": cos} (+ with labels: "labels":
-//              [{"label": L, "probability": p, "similarity": cos}, ...] best first)
-//   failure:  {"image": P, "text": T, "error": "..."} (+ "line": N in batch mode)
+// Results are types (Prediction, tasks::Answer, Explanation); infer/json.h writes them.
 #pragma once
-
-#include <nlohmann/json_fwd.hpp>
 
 #include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
+
+#include "xmodal/tasks/answer.h"
 
 namespace cv {
 class Mat;
@@ -43,6 +37,15 @@ struct Input {
   std::string text;
 };
 
+/// One input's result: its answer, or why it failed.
+struct Prediction {
+  std::string image, text;  ///< the input's
+  std::string error;        ///< why it failed (unreadable image, empty text); empty: it did not
+  tasks::Answer answer;
+
+  bool ok() const { return error.empty(); }
+};
+
 struct PreparedInput;  // infer/prepared_input.h
 struct Embeddings;     // infer/prepared_input.h
 
@@ -66,9 +69,9 @@ class Predictor {
   Predictor(const Predictor&) = delete;
   Predictor& operator=(const Predictor&) = delete;
 
-  /// One JSON object per input, in order; an input that fails (unreadable image, empty text)
-  /// gets an error object and the others go on.
-  std::vector<std::string> predict(const std::vector<Input>& inputs);
+  /// One result per input, in order; an input that fails (unreadable image, empty text) gets
+  /// its error and the others go on.
+  std::vector<Prediction> predict(const std::vector<Input>& inputs);
 
   /// The image (a file) and text of `input` made ready for run(). Throws
   /// std::invalid_argument (empty text for a model that reads text) or std::runtime_error (an
@@ -81,10 +84,9 @@ class Predictor {
   std::unique_ptr<PreparedInput> prepare_parts(const cv::Mat& rgb, const std::string* text) const;
 
   /// One forward pass over `items` (prepared inputs with image and text), without gradients:
-  /// per item what predict() writes for it besides "image" and "text" (the task's answers,
-  /// top_k[i] of them where the task ranks). One thread at a time.
-  std::vector<nlohmann::json> run(const std::vector<const PreparedInput*>& items,
-                                  const std::vector<int>& top_k);
+  /// each item's answer (top_k[i] classes where the task ranks them). One thread at a time.
+  std::vector<tasks::Answer> run(const std::vector<const PreparedInput*>& items,
+                                 const std::vector<int>& top_k);
 
   /// retrieval: the L2-normalised embeddings of the images and texts of `items`, one pass per
   /// encoder. One thread at a time.

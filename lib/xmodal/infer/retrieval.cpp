@@ -13,8 +13,12 @@
 
 namespace xmodal::infer {
 
+bool has_embeddings(const checkpoint::LoadedModel& m) {
+  return m.config.task == config::Task::retrieval;
+}
+
 void require_retrieval(const checkpoint::LoadedModel& m, const std::string& what) {
-  if (m.config.task != config::Task::retrieval) {
+  if (!has_embeddings(m)) {
     throw std::invalid_argument(what + " needs a task retrieval checkpoint; " + m.checkpoint +
                                 " is task " + config::to_string(m.config.task));
   }

@@ -12,6 +12,9 @@
 
 namespace xmodal::infer {
 
+/// Whether `m` embeds images and texts in a shared space (a task retrieval checkpoint).
+bool has_embeddings(const checkpoint::LoadedModel& m);
+
 /// Throws std::invalid_argument unless `m` is a task retrieval checkpoint (`what` names the
 /// command).
 void require_retrieval(const checkpoint::LoadedModel& m, const std::string& what);

@@ -1,4 +1,4 @@
-// How the two modalities meet (DESIGN.md section 3).
+// How the two modalities meet (docs/design.md section 3).
 //
 //   concat      ViLT style: project text and image tokens to the fusion width, add modality-type
 //               embeddings (text 0, image 1), prepend a fusion [CLS], run N pre-norm layers

@@ -1,4 +1,4 @@
-// Task heads on the pooled fusion output (DESIGN.md section 3).
+// Task heads on the pooled fusion output (docs/design.md section 3).
 //
 //   VqaHead       fc1 (D -> hidden) -> LayerNorm -> GELU -> fc2 (hidden -> answers), as ViLT.
 //   CountingHead  fc1 -> LayerNorm -> GELU, then per-category presence logits [B, C] and count

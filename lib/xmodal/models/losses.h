@@ -1,5 +1,5 @@
-// Task losses (DESIGN.md section 3), returned as sums over the samples of the batch so that the
-// trainer can divide by the samples of a whole accumulation group: k micro-batches then give
+// Task losses (docs/design.md section 3), returned as sums over the samples of the batch so that
+// the trainer can divide by the samples of a whole accumulation group: k micro-batches then give
 // exactly the gradient of one k-times-larger batch, whatever their sizes.
 #pragma once
 

@@ -1,4 +1,4 @@
-// The whole image+text model: ViT + BERT -> Fusion -> task head (DESIGN.md section 2).
+// The whole image+text model: ViT + BERT -> Fusion -> task head (docs/design.md section 2).
 //
 // Parameter names: vision.* (ViT), text.* (BERT), fusion.*, head.*. The encoder a fusion mode
 // does not use is not built (image_only has no text.*, text_only no vision.*).

@@ -129,7 +129,7 @@ struct HttpServer::Impl : std::enable_shared_from_this<HttpServer::Impl> {
 
   void accept();
   void take(tcp::socket socket);
-  HttpResponse error(const HttpRequest& req, int status, const std::string& kind,
+  HttpResponse error(const HttpRequest& req, int status, ErrorKind kind,
                      const std::string& message) const {
     return hooks.error(req, status, kind, message);
   }
@@ -224,13 +224,13 @@ class Session : public std::enable_shared_from_this<Session> {
   // An error found while reading: answer it (when the client is still there) and close.
   void read_failed(boost::system::error_code ec, bool in_body) {
     if (expired_) {
-      return fail(408, "timeout",
+      return fail(408, ErrorKind::timeout,
                   fmt::format("the request did not arrive within {} s",
                               options().request_timeout.count() / 1000.0),
                   false, true);
     }
     if (ec == http::error::header_limit) {
-      return fail(431, "too_large",
+      return fail(431, ErrorKind::too_large,
                   fmt::format("request header over {} bytes", options().max_header_bytes), true);
     }
     if (ec == http::error::body_limit) return too_large();
@@ -239,12 +239,12 @@ class Session : public std::enable_shared_from_this<Session> {
         ec == net::error::operation_aborted || ec == net::error::broken_pipe) {
       return close();  // the client went away (or stop() closed an idle connection)
     }
-    fail(400, "bad_request",
+    fail(400, ErrorKind::bad_request,
          fmt::format("malformed request{}: {}", in_body ? " body" : "", ec.message()), true);
   }
 
   void too_large() {
-    fail(413, "too_large",
+    fail(413, ErrorKind::too_large,
          fmt::format("body over --max-body-mb {} ({} bytes)",
                      static_cast<double>(options().max_body_bytes) / (1024.0 * 1024.0),
                      options().max_body_bytes),
@@ -261,7 +261,7 @@ class Session : public std::enable_shared_from_this<Session> {
     size_t fields = 0;
     for (const auto& f : h) {
       if (++fields > options().max_header_fields) {
-        return fail(431, "too_large",
+        return fail(431, ErrorKind::too_large,
                     fmt::format("more than {} header fields", options().max_header_fields), true);
       }
       req_.headers.emplace_back(std::string(f.name_string()), std::string(f.value()));
@@ -276,30 +276,31 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     const auto found = server_->routes.find(req_.path);
     if (found == server_->routes.end()) {
-      return fail(404, "not_found",
+      return fail(404, ErrorKind::not_found,
                   "no endpoint " + clipped(req_.method, 20) + " " + clipped(req_.path), has_body);
     }
     route_ = &found->second;
     if (req_.method != route_->method) {
-      return fail(405, "not_found", "use " + route_->method + " for " + found->first, has_body);
+      return fail(405, ErrorKind::not_found, "use " + route_->method + " for " + found->first,
+                  has_body);
     }
     const std::string encoding = req_.header("Content-Encoding");
     if (!encoding.empty() && !iequals(trim(encoding), "identity")) {
-      return fail(415, "unsupported",
+      return fail(415, ErrorKind::unsupported,
                   "Content-Encoding " + clipped(encoding, 40) +
                       " is not accepted: send the body uncompressed",
                   has_body);
     }
     const std::string transfer = req_.header("Transfer-Encoding");
     if (!transfer.empty() && !iequals(trim(transfer), "chunked")) {
-      return fail(415, "unsupported",
+      return fail(415, ErrorKind::unsupported,
                   "Transfer-Encoding " + clipped(transfer, 40) +
                       " is not accepted: send the body plain or chunked",
                   has_body);
     }
     if (req_.method == "POST") {
       if (!chunked && !length) {
-        return fail(411, "bad_request",
+        return fail(411, ErrorKind::bad_request,
                     "a body needs a Content-Length (or Transfer-Encoding: chunked)", true);
       }
       if (length && *length > options().max_body_bytes) return too_large();
@@ -307,7 +308,7 @@ class Session : public std::enable_shared_from_this<Session> {
       const std::string_view mime = trim(std::string_view(type).substr(0, type.find(';')));
       if (!mime.empty() && !iequals(mime, "application/json") && !iequals(mime, "text/plain") &&
           !(mime.size() > 5 && iequals(mime.substr(mime.size() - 5), "+json"))) {
-        return fail(415, "unsupported",
+        return fail(415, ErrorKind::unsupported,
                     "Content-Type " + clipped(mime, 60) +
                         " is not accepted: send JSON "
                         "(Content-Type: application/json)",
@@ -357,15 +358,15 @@ class Session : public std::enable_shared_from_this<Session> {
     } catch (const std::exception& e) {
       std::string what = e.what();
       what = clipped(what.substr(0, what.find('\n')), 200);
-      res = server_->error(req_, 500, "internal", "internal error: " + what);
+      res = server_->error(req_, 500, ErrorKind::internal, "internal error: " + what);
     } catch (...) {
-      res = server_->error(req_, 500, "internal", "internal error: unknown exception");
+      res = server_->error(req_, 500, ErrorKind::internal, "internal error: unknown exception");
     }
     return res;
   }
 
   // An error answer; body_unread as in answer().
-  void fail(int status, const std::string& kind, const std::string& message, bool body_unread,
+  void fail(int status, ErrorKind kind, const std::string& message, bool body_unread,
             bool close = false) {
     answer(server_->error(req_, status, kind, message), body_unread, close);
   }
@@ -466,7 +467,7 @@ void HttpServer::Impl::take(tcp::socket socket) {
   if (connections >= options.max_connections) {
     // over the limit: a short answer written without waiting, then close
     HttpRequest none;
-    HttpResponse res = error(none, 503, "too_many_connections",
+    HttpResponse res = error(none, 503, ErrorKind::too_many_connections,
                              fmt::format("too many connections (--max-connections {}); retry "
                                          "shortly",
                                          options.max_connections));

@@ -27,6 +27,8 @@
 #include <utility>
 #include <vector>
 
+#include "xmodal/serve/errors.h"
+
 namespace xmodal::serve {
 
 struct HttpRequest {
@@ -72,7 +74,7 @@ struct HttpRoute {
 struct HttpHooks {
   /// The answer to an error found by the HTTP layer (404, 405, 408, 411, 413, 415, 431, 400,
   /// 500, 503 over the connection limit): `kind` is the error kind, `message` one line.
-  std::function<HttpResponse(const HttpRequest&, int status, const std::string& kind,
+  std::function<HttpResponse(const HttpRequest&, int status, ErrorKind kind,
                              const std::string& message)>
       error;
   /// Called with the header only, before the route is looked up and before any body byte is

@@ -75,9 +75,9 @@ void Metrics::image_decoded() {
   ++images_;
 }
 
-void Metrics::error(const std::string& kind) {
+void Metrics::error(ErrorKind kind) {
   std::lock_guard<std::mutex> lock(mutex_);
-  ++errors_[kind];
+  ++errors_[to_string(kind)];
 }
 
 uint64_t Metrics::batches() const {

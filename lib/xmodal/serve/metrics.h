@@ -12,6 +12,8 @@
 #include <utility>
 #include <vector>
 
+#include "xmodal/serve/errors.h"
+
 namespace xmodal::serve {
 
 /// A cumulative histogram with fixed upper bounds (Prometheus' `le` buckets; +Inf implied).
@@ -42,9 +44,8 @@ class Metrics {
   /// One model execution: its wall time and the items it ran.
   void batch(double seconds, size_t items);
   void image_decoded();
-  /// An error by kind (bad_json, bad_field, bad_base64, bad_image, too_large, too_many_items,
-  /// queue_full, unauthorized, timeout, model, not_found, loading, ...).
-  void error(const std::string& kind);
+  /// An error by kind (serve/errors.h).
+  void error(ErrorKind kind);
   void set_ready(bool ready) { ready_ = ready; }
   /// The queue depth, read when /metrics is scraped.
   void set_queue_depth(std::function<size_t()> depth) { depth_ = std::move(depth); }

@@ -16,7 +16,7 @@ namespace fs = std::filesystem;
 
 nlohmann::json parse_body(const std::string& body, int max_depth) {
   if (body.find_first_not_of(" \t\r\n") == std::string::npos) {
-    throw HttpError(400, "bad_json", "empty body: expected a JSON object or array");
+    throw HttpError(400, ErrorKind::bad_json, "empty body: expected a JSON object or array");
   }
   // Nesting, counted outside strings: a deep [[[[...]]]] is refused before any parser recurses.
   int depth = 0;
@@ -35,7 +35,7 @@ nlohmann::json parse_body(const std::string& body, int max_depth) {
       in_string = true;
     } else if (c == '[' || c == '{') {
       if (++depth > max_depth) {
-        throw HttpError(400, "bad_json",
+        throw HttpError(400, ErrorKind::bad_json,
                         "JSON nested deeper than " + std::to_string(max_depth) + " levels (byte " +
                             std::to_string(i) + ")");
       }
@@ -50,13 +50,13 @@ nlohmann::json parse_body(const std::string& body, int max_depth) {
     std::string what = e.what();
     const auto at = what.find("] ");
     if (at != std::string::npos) what = what.substr(at + 2);
-    throw HttpError(400, "bad_json", "body is not valid JSON: " + clip(what, 200));
+    throw HttpError(400, ErrorKind::bad_json, "body is not valid JSON: " + clip(what, 200));
   } catch (const nlohmann::json::out_of_range&) {
     // 406 "number overflow parsing '1e400'": the number is the client's, maybe 100,000 digits
-    throw HttpError(400, "bad_json",
+    throw HttpError(400, ErrorKind::bad_json,
                     "body is not valid JSON: a number out of range (beyond a double)");
   } catch (const nlohmann::json::exception& e) {
-    throw HttpError(400, "bad_json", "body is not valid JSON: " + clip(e.what(), 200));
+    throw HttpError(400, ErrorKind::bad_json, "body is not valid JSON: " + clip(e.what(), 200));
   }
 }
 
@@ -65,7 +65,7 @@ std::string decode_base64(std::string_view text, const std::string& field) {
     const auto comma = text.find(',');
     if (comma == std::string_view::npos ||
         text.substr(0, comma).find(";base64") == std::string_view::npos) {
-      throw HttpError(400, "bad_base64", field + ": a data: URI without ';base64,'");
+      throw HttpError(400, ErrorKind::bad_base64, field + ": a data: URI without ';base64,'");
     }
     text.remove_prefix(comma + 1);
   }
@@ -84,7 +84,7 @@ std::string decode_base64(std::string_view text, const std::string& field) {
     ++padding;
   }
   if (end % 4 == 1 || (padding > 0 && (end + padding) % 4 != 0)) {
-    throw HttpError(400, "bad_base64",
+    throw HttpError(400, ErrorKind::bad_base64,
                     field + ": not base64 (" + std::to_string(text.size()) +
                         " characters cannot be a base64 length)");
   }
@@ -95,7 +95,7 @@ std::string decode_base64(std::string_view text, const std::string& field) {
   for (size_t i = 0; i < end; ++i) {
     const int8_t v = table[static_cast<unsigned char>(text[i])];
     if (v < 0) {
-      throw HttpError(400, "bad_base64",
+      throw HttpError(400, ErrorKind::bad_base64,
                       field + ": not base64 (a character outside the alphabet at offset " +
                           std::to_string(i) + ")");
     }
@@ -141,13 +141,13 @@ std::string encode_base64(std::string_view bytes) {
 
 std::string resolve_under(const std::string& root, const std::string& path,
                           const std::string& field) {
-  if (path.empty()) throw HttpError(400, "bad_field", field + ": an empty path");
+  if (path.empty()) throw HttpError(400, ErrorKind::bad_field, field + ": an empty path");
   if (path.find('\0') != std::string::npos) {
-    throw HttpError(400, "bad_field", field + ": a path with a NUL byte");
+    throw HttpError(400, ErrorKind::bad_field, field + ": a path with a NUL byte");
   }
   std::error_code ec;
   const fs::path base = fs::canonical(root, ec);
-  if (ec) throw HttpError(500, "image_root", "--image-root " + root + ": " + ec.message());
+  if (ec) throw HttpError(500, ErrorKind::image_root, "--image-root " + root + ": " + ec.message());
   const fs::path given(path);
   const fs::path joined = given.is_absolute() ? given : base / given;
   // canonical() resolves every symbolic link and "..": what is left must lie inside the root
@@ -157,19 +157,21 @@ std::string resolve_under(const std::string& root, const std::string& path,
     const fs::path lexical = joined.lexically_normal();
     const auto rel = lexical.lexically_relative(base);
     if (rel.empty() || *rel.begin() == "..") {
-      throw HttpError(403, "forbidden_path", field + ": " + path + " is outside --image-root");
+      throw HttpError(403, ErrorKind::forbidden_path,
+                      field + ": " + path + " is outside --image-root");
     }
-    throw HttpError(400, "bad_image", field + ": " + path + ": no such file under --image-root");
+    throw HttpError(400, ErrorKind::bad_image,
+                    field + ": " + path + ": no such file under --image-root");
   }
   const auto rel = real.lexically_relative(base);
   if (rel.empty() || *rel.begin() == ".." || rel == ".") {
-    throw HttpError(403, "forbidden_path",
+    throw HttpError(403, ErrorKind::forbidden_path,
                     field + ": " + path + " is outside --image-root (after resolving links)");
   }
   try {
     check_regular_file(real.string());
   } catch (const FileError& e) {
-    throw HttpError(400, "bad_image", field + ": " + path + ": " + e.reason());
+    throw HttpError(400, ErrorKind::bad_image, field + ": " + path + ": " + e.reason());
   }
   return real.string();
 }

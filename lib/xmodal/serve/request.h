@@ -1,28 +1,17 @@
 // What `xmodal serve` makes of a request before the model sees it: the JSON body (nesting
 // limited before parsing), base64 images, image paths confined to --image-root. Every problem
-// is an HttpError: a status, an error kind (the xmodal_errors_total label) and a one-line
-// message that names the field.
+// is an HttpError (serve/errors.h): a status, an error kind and a one-line message that names
+// the field.
 #pragma once
 
 #include <nlohmann/json_fwd.hpp>
 
-#include <stdexcept>
 #include <string>
 #include <string_view>
 
+#include "xmodal/serve/errors.h"
+
 namespace xmodal::serve {
-
-class HttpError : public std::runtime_error {
- public:
-  HttpError(int status, std::string kind, const std::string& message)
-      : std::runtime_error(message), status_(status), kind_(std::move(kind)) {}
-  int status() const { return status_; }
-  const std::string& kind() const { return kind_; }
-
- private:
-  int status_;
-  std::string kind_;
-};
 
 /// The JSON body: HttpError 400 bad_json when it is empty, not JSON (with the byte offset), or
 /// nested deeper than `max_depth` (checked first, without recursion).

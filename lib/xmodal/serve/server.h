@@ -1,5 +1,5 @@
 // `xmodal serve`: an HTTP/JSON inference server over one checkpoint (its HTTP layer:
-// serve/http_server.h, Boost.Beast). Endpoints (README "Serving"):
+// serve/http_server.h, Boost.Beast). Endpoints (docs/serving.md; the table: serve/endpoints.cpp):
 //   GET  /health      503 {"status": "loading"} until the model is ready, then 200 {"status": "ok"}
 //   GET  /v1/model    task, checkpoint, step, sizes, label list size, batching settings
 //   POST /v1/predict  {"image": BASE64, "text": T, "top_k": K} or a list of them: per item the

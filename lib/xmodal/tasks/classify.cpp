@@ -1,4 +1,4 @@
-// Task classify: one class per image from the ViT alone (encoder pretraining, DESIGN.md
+// Task classify: one class per image from the ViT alone (encoder pretraining, docs/design.md
 // section 3), cross-entropy, accuracy and top-5 accuracy.
 #include <fmt/format.h>
 
@@ -94,9 +94,12 @@ class ClassifyTask : public Task {
     return std::make_unique<ClassifyEvaluation>(data, classes);
   }
 
-  void describe(const models::ModelOutput& out, int64_t row,
-                const std::vector<std::string>& classes, int k, json& answer) const override {
-    answer["labels"] = top_k(torch::softmax(out.logits[row], 0), k, classes, "label");
+  Answer answer(const models::ModelOutput& out, int64_t row,
+                const std::vector<std::string>& classes, int k) const override {
+    Answer a;
+    a.kind = Answer::Kind::labels;
+    a.classes = top_k(torch::softmax(out.logits[row], 0), k, classes);
+    return a;
   }
 
   torch::Tensor scores(const models::ModelOutput& out) const override { return out.logits; }

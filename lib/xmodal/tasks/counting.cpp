@@ -1,5 +1,5 @@
 // Task counting: for every category, whether it is in the image and how many there are
-// (DESIGN.md section 3); crowd regions make a count unknown, left out of the count loss and
+// (docs/design.md section 3); crowd regions make a count unknown, left out of the count loss and
 // metrics.
 #include <fmt/format.h>
 
@@ -140,19 +140,21 @@ class CountingTask : public Task {
     return std::make_unique<CountingEvaluation>(data, classes);
   }
 
-  void describe(const models::ModelOutput& out, int64_t row,
-                const std::vector<std::string>& classes, int /*top_k*/,
-                json& answer) const override {
+  Answer answer(const models::ModelOutput& out, int64_t row,
+                const std::vector<std::string>& classes, int /*top_k*/) const override {
     const auto probs = torch::sigmoid(out.presence[row]).to(torch::kCPU);
     const auto counts = out.counts[row].argmax(1).to(torch::kCPU);
-    json categories = json::array();
+    Answer a;
+    a.kind = Answer::Kind::categories;
     for (size_t k = 0; k < classes.size(); ++k) {  // every category, in order
       const auto kk = static_cast<int64_t>(k);
-      categories.push_back({{"category", classes[k]},
-                            {"probability", probs[kk].item<float>()},
-                            {"count", counts[kk].item<int64_t>()}});
+      ClassScore c;
+      c.name = classes[k];
+      c.probability = probs[kk].item<float>();
+      c.count = counts[kk].item<int64_t>();
+      a.classes.push_back(std::move(c));
     }
-    answer["categories"] = categories;
+    return a;
   }
 
   torch::Tensor scores(const models::ModelOutput& out) const override { return out.presence; }

@@ -1,4 +1,4 @@
-// Task metrics (DESIGN.md section 3). Values are fractions in [0, 1] (errors in counts for
+// Task metrics (docs/design.md section 3). Values are fractions in [0, 1] (errors in counts for
 // mae/rmse); tables print them as percentages.
 #pragma once
 

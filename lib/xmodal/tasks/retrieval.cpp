@@ -1,5 +1,5 @@
 // Task retrieval: image-text embeddings from a dual encoder trained with the symmetric InfoNCE
-// loss over the (global) batch, optionally with an image-text matching loss (DESIGN.md
+// loss over the (global) batch, optionally with an image-text matching loss (docs/design.md
 // section 3); recall at 1, 5, 10 both ways by the Karpathy-split protocol (an image is found at
 // the best rank of its captions; a caption has one true image), and, where the split knows each
 // image's content (the scenes), the same recalls with any image of the same content counted as
@@ -324,11 +324,11 @@ class RetrievalTask : public Task {
     return std::make_unique<RetrievalEvaluation>(data);
   }
 
-  void describe(const models::ModelOutput& out, int64_t row,
-                const std::vector<std::string>& /*classes*/, int /*top_k*/,
-                json& answer) const override {
-    const double cosine = similarity(out)[row].item<double>();
-    answer["similarity"] = finite_or_null(cosine);
+  Answer answer(const models::ModelOutput& out, int64_t row,
+                const std::vector<std::string>& /*classes*/, int /*top_k*/) const override {
+    Answer a;
+    a.similarity = similarity(out)[row].item<double>();
+    return a;
   }
 
   // The cosine similarity of each pair [B, 1] (the image of row b: row b, or the one image).

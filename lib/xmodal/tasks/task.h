@@ -1,4 +1,4 @@
-// A task (DESIGN.md section 3) as one unit: the loss of a batch, the evaluation of a split
+// A task (docs/design.md section 3) as one unit: the loss of a batch, the evaluation of a split
 // (predictions collected batch by batch, metrics, `xmodal eval`'s result files and table) and the
 // answer `xmodal predict` writes for one input. One file per task (tasks/vqa.cpp, counting.cpp,
 // classify.cpp), registered in tasks/registry.cpp; the trainer, the evaluator and the predictor
@@ -23,6 +23,7 @@
 #include "xmodal/data/loader.h"
 #include "xmodal/models/losses.h"
 #include "xmodal/models/model.h"
+#include "xmodal/tasks/answer.h"
 
 namespace xmodal::tasks {
 
@@ -98,11 +99,9 @@ class Task {
                                                  const std::vector<std::string>& classes,
                                                  config::VqaProtocol protocol) const = 0;
 
-  /// Row `row` of a batch of outputs as `xmodal predict` writes it (README "Prediction
-  /// output"): the task's fields are added to `answer`.
-  virtual void describe(const models::ModelOutput& out, int64_t row,
-                        const std::vector<std::string>& classes, int top_k,
-                        nlohmann::json& answer) const = 0;
+  /// The answer of row `row` of a batch of outputs (`top_k` classes where the task ranks them).
+  virtual Answer answer(const models::ModelOutput& out, int64_t row,
+                        const std::vector<std::string>& classes, int top_k) const = 0;
   /// The per-class scores of a batch of outputs [B, classes] (logits) that predict checks for
   /// non-finite values and explain follows back.
   virtual torch::Tensor scores(const models::ModelOutput& out) const = 0;
@@ -111,9 +110,9 @@ class Task {
 /// The task config names (registry.cpp).
 const Task& task(config::Task id);
 
-/// The k most probable classes: [{key: class, "probability": p}, ...], best first.
-nlohmann::json top_k(const torch::Tensor& probabilities, int64_t k,
-                     const std::vector<std::string>& classes, const char* key);
+/// The k most probable classes of `probabilities` [classes], best first.
+std::vector<ClassScore> top_k(const torch::Tensor& probabilities, int64_t k,
+                              const std::vector<std::string>& classes);
 
 /// A non-finite value as null (JSON has no NaN).
 nlohmann::json finite_or_null(double v);

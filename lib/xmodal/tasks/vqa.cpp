@@ -1,5 +1,5 @@
 // Task vqa: an answer class per question, trained on the human answers' soft scores and scored
-// with the official VQA accuracy (DESIGN.md section 3).
+// with the official VQA accuracy (docs/design.md section 3).
 #include <fmt/format.h>
 
 #include <filesystem>
@@ -106,9 +106,12 @@ class VqaTask : public Task {
     return std::make_unique<VqaEvaluation>(data, classes, protocol);
   }
 
-  void describe(const models::ModelOutput& out, int64_t row,
-                const std::vector<std::string>& classes, int k, json& answer) const override {
-    answer["answers"] = top_k(torch::sigmoid(out.logits[row]), k, classes, "answer");
+  Answer answer(const models::ModelOutput& out, int64_t row,
+                const std::vector<std::string>& classes, int k) const override {
+    Answer a;
+    a.kind = Answer::Kind::answers;
+    a.classes = top_k(torch::sigmoid(out.logits[row]), k, classes);
+    return a;
   }
 
   torch::Tensor scores(const models::ModelOutput& out) const override { return out.logits; }

@@ -15,7 +15,7 @@ void check_precision(config::Precision precision, const c10::Device& device) {
   // and everything else fp32). bf16 products ran at ~410-430 GFLOP/s against ~200-230 for
   // fp32, the quickstart trained at 333 samples/s against 303 (+10%), but validation
   // accuracy fell from 73.93% to 72.90% and test from 73.77% to 72.57%: more than the 0.5
-  // points allowed, so it is refused (README, CPU kernels). run.device cpu is refused by
+  // points allowed, so it is refused (docs/learning.md section 17). run.device cpu is refused by
   // validate(); this is run.device auto on a machine without CUDA.
   throw std::invalid_argument(
       "train.precision bf16 is not supported on the CPU yet (LibTorch 1.13's CPU autocast "

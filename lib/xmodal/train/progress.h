@@ -1,6 +1,6 @@
 // The training loop's clock and its schedule of events: throughput and ETA of the [train] log
 // lines, time spent waiting for the loader and paused for validation and checkpoints, and which
-// steps validate or checkpoint (DESIGN.md section 6).
+// steps validate or checkpoint (docs/design.md section 6).
 #pragma once
 
 #include <nlohmann/json.hpp>

@@ -232,7 +232,7 @@ void Trainer::finish() {
       best_dir_.empty() ? "-" : best_dir_, config_.run.dir);
 }
 
-// DESIGN.md section 2: set-up, then for each step: batch -> step -> (log | validate |
+// docs/design.md section 2: set-up, then for each step: batch -> step -> (log | validate |
 // checkpoint | stop).
 TrainResult Trainer::run() {
   check_config();

@@ -1,4 +1,4 @@
-// `xmodal train`: the training loop (DESIGN.md sections 2 and 6).
+// `xmodal train`: the training loop (docs/design.md sections 2 and 6).
 //
 // One optimizer step = grad_accum micro-batches (fewer at the end of an epoch); each micro-batch
 // loss is the sum of its per-sample losses divided by the samples of the whole group, so the
