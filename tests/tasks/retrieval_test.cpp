@@ -523,6 +523,84 @@ TEST(Retrieval, ReRankingNeedsAnItmHead) {
   }
 }
 
+// BLIP's protocol on a real tiny model with an ITM head: each query's top k candidates by
+// cosine get ITM logit (match) + cosine, the others -100; the recalls of those scores, by hand.
+TEST(Retrieval, ReRankingScoresTheTopKByTheMatchingHead) {
+  auto c = xmodal::testing::tiny_model_config();
+  c.task = config::Task::retrieval;
+  c.train.itm = 1.0;
+  torch::manual_seed(21);
+  auto model = models::build_model(c, {32, 0, 0});
+  ASSERT_TRUE(model->itm_head);
+  model->eval();
+  torch::NoGradGuard no_grad;
+  // 3 images, 5 texts (the last two padded): texts 0, 3 of image 0; 1, 4 of image 1; 2 of 2
+  const auto images = torch::rand({3, 3, 16, 16});
+  const auto ids = torch::randint(1, 32, {5, 6}, torch::kLong);
+  auto mask = torch::ones({5, 6}, torch::kLong);
+  mask[3].narrow(0, 4, 2).zero_();
+  mask[4].narrow(0, 2, 4).zero_();
+  const std::vector<int64_t> text_image = {0, 1, 2, 0, 1};
+  const auto index = torch::tensor(text_image, torch::kLong);
+  const auto out = model->forward(images, ids, mask, {}, index);
+  ASSERT_TRUE(out.image_tokens.defined() && out.text_tokens.defined());
+
+  data::TaskData d;
+  d.task = config::Task::retrieval;
+  for (int64_t t = 0; t < 5; ++t) {
+    d.examples.push_back(example(100 + text_image[t], "text " + std::to_string(t), {}));
+  }
+  data::Batch b;
+  b.image_index = index;
+  b.attention_mask = mask;
+  for (int64_t t = 0; t < 5; ++t) {
+    b.ids.push_back(100 + text_image[t]);
+    b.indices.push_back(t);
+  }
+  auto e = retrieval().evaluation(d, {}, config::VqaProtocol::official);
+  e->add(out, b);
+  const int k = 2;
+  e->rerank(*model, torch::kCPU, k);
+  const auto m = e->metrics();
+
+  const auto sim = torch::matmul(out.text_embeds, out.image_embeds.t());  // [5, 3]
+  const auto padding = mask.eq(0);
+  const auto match = [&](int64_t t, int64_t i) {  // ITM logit of class 1 for (text t, image i)
+    return model
+        ->itm_logits(out.image_tokens.narrow(0, i, 1), out.text_tokens.narrow(0, t, 1),
+                     padding.narrow(0, t, 1))[0][1]
+        .item<double>();
+  };
+  auto t2i = torch::full({5, 3}, -100.0, torch::kFloat64);
+  auto i2t = torch::full({3, 5}, -100.0, torch::kFloat64);
+  for (int64_t t = 0; t < 5; ++t) {
+    const auto top = std::get<1>(sim[t].topk(k));
+    for (int64_t j = 0; j < k; ++j) {
+      const int64_t i = top[j].item<int64_t>();
+      t2i[t][i] = match(t, i) + sim[t][i].item<double>();
+    }
+  }
+  for (int64_t i = 0; i < 3; ++i) {
+    const auto top = std::get<1>(sim.select(1, i).topk(k));
+    for (int64_t j = 0; j < k; ++j) {
+      const int64_t t = top[j].item<int64_t>();
+      i2t[i][t] = match(t, i) + sim[t][i].item<double>();
+    }
+  }
+  const auto expected = recall_metrics(t2i, text_image, "itm_", i2t);
+  for (const auto& [name, value] : expected) {
+    ASSERT_TRUE(m.count(name)) << name;
+    EXPECT_DOUBLE_EQ(m.at(name), value) << name;
+  }
+  // the contrastive recalls are still there, unchanged
+  for (const auto& [name, value] : recall_metrics(sim, text_image)) {
+    EXPECT_DOUBLE_EQ(m.at(name), value) << name;
+  }
+  EXPECT_NE(e->table(m).find(recall_table(m, "itm_", "Recall, ITM re-ranked top 2 (%)")),
+            std::string::npos)
+      << e->table(m);
+}
+
 TEST(Retrieval, PredictGivesEachPairsCosine) {
   models::ModelOutput out;
   out.image_embeds = torch::tensor({{1.0f, 0.0f}, {0.6f, 0.8f}});
