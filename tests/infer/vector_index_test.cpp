@@ -127,13 +127,11 @@ TEST(VectorIndex, ExactSearchReturnsEveryTiedRowBeforeTheNextBest) {
 }
 
 TEST(VectorIndex, ExactSearchBreaksTiesByTheLowerRow) {
-  // BUG: vector_index.h promises "ties: lower row", but exact_search takes torch::topk's order
-  // of equal scores, which is not by row: on this CPU build the four tied rows come back as
-  // {6, 3, 4, 1}. (A fix: a stable sort of the candidates by (-score, row), or the header
-  // saying that tied rows come in any order.)
-  GTEST_SKIP() << "BUG: exact_search does not order tied rows by row (vector_index.h)";
   const auto hits = exact_search(with_ties(), torch::tensor({{1.0f, 0.0f, 0.0f, 0.0f}}), 5);
   EXPECT_EQ(row_of(hits.ids, 0), (std::vector<int64_t>{1, 3, 4, 6, 0})) << hits.ids;
+  // k cuts through the tie: the lower rows are the ones kept
+  const auto two = exact_search(with_ties(), torch::tensor({{1.0f, 0.0f, 0.0f, 0.0f}}), 2);
+  EXPECT_EQ(row_of(two.ids, 0), (std::vector<int64_t>{1, 3})) << two.ids;
 }
 
 TEST(VectorIndex, ExactSearchOfKPastTheCollectionOrOfNothing) {

@@ -19,6 +19,7 @@
 
 #include "../support/temp_dir.h"
 #include "../support/tiny_model.h"
+#include "xmodal/infer/json.h"
 #include "xmodal/io/atomic_file.h"
 #include "xmodal/models/factory.h"
 #include "xmodal/tasks/task.h"
@@ -605,8 +606,7 @@ TEST(Retrieval, PredictGivesEachPairsCosine) {
   models::ModelOutput out;
   out.image_embeds = torch::tensor({{1.0f, 0.0f}, {0.6f, 0.8f}});
   out.text_embeds = torch::tensor({{0.6f, 0.8f}, {0.0f, 1.0f}});
-  json answer;
-  retrieval().describe(out, 1, {}, 3, answer);
+  const json answer = infer::to_json(retrieval().answer(out, 1, {}, 3));
   EXPECT_NEAR(answer["similarity"].get<double>(), 0.8, 1e-6);
   EXPECT_TRUE(torch::allclose(retrieval().scores(out), torch::tensor({{0.6f}, {0.8f}})));
   // one image for every text
@@ -614,8 +614,7 @@ TEST(Retrieval, PredictGivesEachPairsCosine) {
   EXPECT_TRUE(torch::allclose(retrieval().scores(out), torch::tensor({{0.8f}, {1.0f}})));
   // a non-finite similarity is null
   out.text_embeds[0][0] = std::nanf("");
-  json broken;
-  retrieval().describe(out, 0, {}, 3, broken);
+  const json broken = infer::to_json(retrieval().answer(out, 0, {}, 3));
   EXPECT_TRUE(broken["similarity"].is_null()) << broken.dump();
   EXPECT_EQ(retrieval().id(), config::Task::retrieval);
 }

@@ -58,20 +58,38 @@ SearchHits exact_search(const torch::Tensor& vectors, const torch::Tensor& queri
     return hits;
   }
   // Chunks of the collection bound the memory of the score matrix; the best k of each chunk
-  // are merged.
+  // are merged. Equal scores go to the lower row: within a chunk, its candidates sorted by row
+  // and then, stably, by score; across chunks (in row order) one stable sort.
   constexpr int64_t kChunk = 1 << 18;
   std::vector<torch::Tensor> scores, ids;
   for (int64_t start = 0; start < n; start += kChunk) {
     const int64_t len = std::min(kChunk, n - start);
     const auto s = torch::matmul(queries, vectors.narrow(0, start, len).t());
-    const auto [top, arg] = s.topk(std::min(kk, len), 1);
+    const int64_t kc = std::min(kk, len);
+    auto [top, arg] = s.topk(kc, 1);
+    // topk picks among scores equal to the k-th one at will: where more rows than it took
+    // reach that score, the chunk is sorted whole (stable: the lower rows first).
+    const auto reached = s.ge(top.narrow(1, kc - 1, 1)).sum(1);
+    if (reached.gt(kc).any().item<bool>()) {
+      auto [sorted, order] = s.sort(/*stable=*/true, /*dim=*/1, /*descending=*/true);
+      top = sorted.narrow(1, 0, kc);
+      arg = order.narrow(1, 0, kc);
+    } else {
+      const auto by_row = std::get<1>(arg.sort(1));
+      arg = arg.gather(1, by_row);
+      top = top.gather(1, by_row);
+      const auto by_score = std::get<1>(top.sort(/*stable=*/true, /*dim=*/1, /*descending=*/true));
+      arg = arg.gather(1, by_score);
+      top = top.gather(1, by_score);
+    }
     scores.push_back(top);
     ids.push_back(arg + start);
   }
-  auto all_scores = torch::cat(scores, 1), all_ids = torch::cat(ids, 1);
-  const auto [top, pos] = all_scores.topk(kk, 1);
-  hits.scores = top.contiguous();
-  hits.ids = all_ids.gather(1, pos).contiguous();
+  const auto all_scores = torch::cat(scores, 1), all_ids = torch::cat(ids, 1);
+  const auto order = std::get<1>(all_scores.sort(/*stable=*/true, /*dim=*/1, /*descending=*/true))
+                         .narrow(1, 0, kk);
+  hits.scores = all_scores.gather(1, order).contiguous();
+  hits.ids = all_ids.gather(1, order).contiguous();
   return hits;
 }
 
