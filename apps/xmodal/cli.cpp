@@ -209,16 +209,13 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
     return rc;
   } catch (const NotImplementedError& e) {
     err << e.what() << "\n";
-    return 2;
+    return exit_code(e.kind());
   } catch (const c10::Error& e) {
     print_error(err, e.what_without_backtrace());
-    return 1;
-  } catch (const std::invalid_argument& e) {
+    return exit_code(kind_of(e));
+  } catch (const std::exception& e) {  // the error's kind decides (core/error.h)
     print_error(err, e.what());
-    return 2;
-  } catch (const std::exception& e) {
-    print_error(err, e.what());
-    return 1;
+    return exit_code(kind_of(e));
   }
 }
 

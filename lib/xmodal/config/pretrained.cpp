@@ -292,8 +292,8 @@ void resolve_pretrained(Config& c) {
     }
     try {
       resolve(r, c);
-    } catch (const std::runtime_error& e) {
-      throw std::runtime_error(at + e.what());
+    } catch (const std::runtime_error&) {
+      rethrow_in(at);
     }
   };
   if (!c.model.vision.pretrained.empty()) {

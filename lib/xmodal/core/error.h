@@ -1,7 +1,13 @@
-// Error types shared by the library and the CLI.
-//
-// The library throws; only main() catches. std::invalid_argument (and the classes below that
-// derive from it) means "the user's input is wrong" and exits 2; anything else exits 1.
+// What an error is: its kind travels with it, and the kind alone decides the exit code of the
+// CLI (and the status class a server answers with), so no layer catches an error to change its
+// type.
+//   usage    the command line, a config or an option is wrong          exit 2
+//   input    a file or input the command reads cannot be used          exit 1
+//            (missing, unreadable, malformed: an image, a vocabulary, a checkpoint)
+//   runtime  anything else (a failed write, a model that fails)        exit 1
+// The library throws; only main() catches. Every xmodal error type carries its kind (Error);
+// for an exception from elsewhere, std::invalid_argument counts as usage and anything else as
+// runtime (kind_of).
 #pragma once
 
 #include <stdexcept>
@@ -10,9 +16,39 @@
 
 namespace xmodal {
 
+enum class ErrorKind { usage, input, runtime };
+
+/// The kind's name: usage, input, runtime.
+const char* to_string(ErrorKind kind);
+
+/// What every xmodal error type carries besides its standard base class.
+class Error {
+ public:
+  explicit Error(ErrorKind kind) : kind_(kind) {}
+  virtual ~Error() = default;
+  ErrorKind kind() const noexcept { return kind_; }
+
+ private:
+  ErrorKind kind_;
+};
+
+/// The command line, a config or an option is wrong (a std::invalid_argument).
+class UsageError : public std::invalid_argument, public Error {
+ public:
+  explicit UsageError(const std::string& message)
+      : std::invalid_argument(message), Error(ErrorKind::usage) {}
+};
+
+/// A file or input that cannot be used (a std::runtime_error); the message names it.
+class InputError : public std::runtime_error, public Error {
+ public:
+  explicit InputError(const std::string& message)
+      : std::runtime_error(message), Error(ErrorKind::input) {}
+};
+
 /// A configuration with one or more problems. what() holds one problem per line, each naming
 /// the file and line (or `--set`), the full key, what was found and what was expected.
-class ConfigError : public std::invalid_argument {
+class ConfigError : public UsageError {
  public:
   explicit ConfigError(std::vector<std::string> problems);
   const std::vector<std::string>& problems() const { return problems_; }
@@ -21,10 +57,23 @@ class ConfigError : public std::invalid_argument {
   std::vector<std::string> problems_;
 };
 
-/// A feature whose issue has not landed yet. The CLI reports it in one line and exits 2.
-class NotImplementedError : public std::runtime_error {
+/// A feature whose issue has not landed yet: usage, reported in one line.
+class NotImplementedError : public std::runtime_error, public Error {
  public:
-  using std::runtime_error::runtime_error;
+  explicit NotImplementedError(const std::string& message)
+      : std::runtime_error(message), Error(ErrorKind::usage) {}
 };
+
+/// The kind of any exception: an xmodal error's own; std::invalid_argument: usage; else runtime.
+ErrorKind kind_of(const std::exception& e) noexcept;
+
+/// The exit code of an error of this kind: usage 2, input and runtime 1.
+int exit_code(ErrorKind kind) noexcept;
+
+/// For a catch block that adds where an error happened: the exception being handled, thrown
+/// again as an error of `kind` with `context` before its message ("vocab.txt: " + what).
+[[noreturn]] void rethrow_in(const std::string& context, ErrorKind kind);
+/// The same, keeping the kind the exception had.
+[[noreturn]] void rethrow_in(const std::string& context);
 
 }  // namespace xmodal

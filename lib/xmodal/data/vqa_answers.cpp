@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <unordered_map>
 
+#include "xmodal/core/error.h"
 #include "xmodal/core/strings.h"
 #include "xmodal/io/atomic_file.h"
 
@@ -269,8 +270,8 @@ AnswerVocab AnswerVocab::load(const std::string& path) {
   if (answers.empty()) throw std::runtime_error(path + ": empty answer vocabulary");
   try {
     return AnswerVocab(std::move(answers));
-  } catch (const std::invalid_argument& e) {
-    throw std::runtime_error(path + ": " + e.what());
+  } catch (const std::invalid_argument&) {
+    rethrow_in(path + ": ", ErrorKind::input);  // the file's answers are the bad input
   }
 }
 

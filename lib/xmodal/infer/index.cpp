@@ -14,6 +14,7 @@
 
 #include "xmodal/checkpoint/artifacts.h"
 #include "xmodal/checkpoint/checkpoint.h"
+#include "xmodal/core/error.h"
 #include "xmodal/core/logging.h"
 #include "xmodal/core/strings.h"
 #include "xmodal/data/dataset.h"
@@ -565,8 +566,8 @@ std::vector<SearchHit> search_index(const SearchOptions& o) {
   ImageIndex index = [&] {
     try {
       return ImageIndex::open(o.index, checkpoint_identity(m.checkpoint), o.backend, o.ann);
-    } catch (const std::invalid_argument& e) {
-      throw std::invalid_argument(std::string("search: ") + e.what());
+    } catch (const std::invalid_argument&) {
+      rethrow_in("search: ");
     }
   }();
   torch::Tensor query;

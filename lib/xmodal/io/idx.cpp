@@ -6,6 +6,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "xmodal/core/error.h"
+
 namespace xmodal::io {
 
 int64_t IdxArray::item_size() const {
@@ -15,7 +17,7 @@ int64_t IdxArray::item_size() const {
 }
 
 IdxArray parse_idx(const std::string& bytes, const std::string& name) {
-  auto fail = [&](const std::string& what) { throw std::runtime_error(name + ": " + what); };
+  auto fail = [&](const std::string& what) { throw InputError(name + ": " + what); };
   if (bytes.size() < 4) fail("not an IDX file (" + std::to_string(bytes.size()) + " bytes)");
   const auto* p = reinterpret_cast<const uint8_t*>(bytes.data());
   if (p[0] != 0 || p[1] != 0) fail("not an IDX file (bad magic bytes)");
@@ -50,7 +52,7 @@ IdxArray parse_idx(const std::string& bytes, const std::string& name) {
 
 IdxArray read_idx(const std::string& path) {
   gzFile file = gzopen(path.c_str(), "rb");  // reads plain files as they are
-  if (!file) throw std::runtime_error("cannot open " + path + ": " + std::strerror(errno));
+  if (!file) throw InputError("cannot open " + path + ": " + std::strerror(errno));
   std::string bytes;
   char buffer[1 << 16];
   while (true) {
@@ -59,14 +61,14 @@ IdxArray read_idx(const std::string& path) {
       int code = 0;
       const std::string message = gzerror(file, &code);
       gzclose(file);
-      throw std::runtime_error(path + ": cannot decompress: " + message);
+      throw InputError(path + ": cannot decompress: " + message);
     }
     if (n == 0) break;
     bytes.append(buffer, static_cast<size_t>(n));
   }
   // A gzip stream cut short reads as a short file; zlib reports it at close.
   const int closed = gzclose(file);
-  if (closed != Z_OK) throw std::runtime_error(path + ": truncated or corrupt gzip data");
+  if (closed != Z_OK) throw InputError(path + ": truncated or corrupt gzip data");
   return parse_idx(bytes, path);
 }
 

@@ -13,6 +13,7 @@
 #include <limits>
 #include <stdexcept>
 
+#include "xmodal/core/error.h"
 #include "xmodal/core/files.h"
 
 namespace xmodal::io {
@@ -254,8 +255,8 @@ void check_jpeg_data(Header& file, const std::string& name) {
   if (!j.size) return;  // no frame: OpenCV says it cannot decode it
   const uint64_t total = file.size();
   if (j.scan == 0 || j.scan >= total) {
-    throw std::runtime_error("cannot read image " + name +
-                             ": a truncated JPEG (no image data after its header)");
+    throw InputError("cannot read image " + name +
+                     ": a truncated JPEG (no image data after its header)");
   }
   bool end_found = false;  // the last FF D9 at or after the scan (FF in the data is FF 00)
   for (uint64_t end = total; end > j.scan && !end_found;) {
@@ -265,18 +266,18 @@ void check_jpeg_data(Header& file, const std::string& name) {
     end = begin;
   }
   if (!end_found) {
-    throw std::runtime_error("cannot read image " + name +
-                             ": a truncated JPEG (no end-of-image marker after its data)");
+    throw InputError("cannot read image " + name +
+                     ": a truncated JPEG (no end-of-image marker after its data)");
   }
   if (j.frame == 0xC0 || j.frame == 0xC1) {
     const uint64_t mcus = ((j.size->width + 8 * j.hmax - 1) / (8 * j.hmax)) *
                           ((j.size->height + 8 * j.vmax - 1) / (8 * j.vmax));
     const uint64_t need = mcus / 4;  // >= 2 bits per MCU
     if (total - j.scan < need) {
-      throw std::runtime_error(
-          "cannot read image " + name + ": a truncated JPEG (" + std::to_string(total - j.scan) +
-          " bytes of image data; " + std::to_string(j.size->width) + " x " +
-          std::to_string(j.size->height) + " pixels need at least " + std::to_string(need) + ")");
+      throw InputError("cannot read image " + name + ": a truncated JPEG (" +
+                       std::to_string(total - j.scan) + " bytes of image data; " +
+                       std::to_string(j.size->width) + " x " + std::to_string(j.size->height) +
+                       " pixels need at least " + std::to_string(need) + ")");
     }
   }
 }
@@ -287,20 +288,20 @@ void check_before_decoding(Header& file, const std::string& name, uint64_t max_p
   const std::string head = file.at(0, 32);
   const Format format = format_of(head);
   if (format == Format::other) {
-    throw std::runtime_error("cannot read image " + name +
-                             ": not a decodable image (not a PNG, JPEG, BMP, WebP or PNM file)");
+    throw InputError("cannot read image " + name +
+                     ": not a decodable image (not a PNG, JPEG, BMP, WebP or PNM file)");
   }
   // OpenCV tries its decoders in turn and GDCM's test is "DICM" at byte 128: a file of another
   // format whose own decoder turns it down (a WebP that libwebp cannot parse) would reach GDCM.
   if (file.at(128, 4) == "DICM") {
-    throw std::runtime_error("cannot read image " + name +
-                             ": not a decodable image (a DICOM marker at byte 128)");
+    throw InputError("cannot read image " + name +
+                     ": not a decodable image (a DICOM marker at byte 128)");
   }
   // A file of a few hundred bytes can claim a billion pixels; OpenCV would allocate for them
   // before finding out the data is not there (its own cap is 2^30 pixels, up to 8 GB).
   if (const auto size = header_size(file, head, format)) {
     if (size->height != 0 && size->width > max_pixels / size->height) {
-      throw std::runtime_error(
+      throw InputError(
           "cannot read image " + name + ": " + std::to_string(size->width) + " x " +
           std::to_string(size->height) + " pixels is more than " + std::to_string(max_pixels) +
           (max_pixels == max_image_pixels() ? " (XMODAL_MAX_IMAGE_PIXELS raises the limit)" : ""));
@@ -312,8 +313,8 @@ void check_before_decoding(Header& file, const std::string& name, uint64_t max_p
 // A decoded image (any depth, 1, 3 or 4 channels in OpenCV's BGR order) as 8-bit RGB.
 cv::Mat to_rgb(cv::Mat image, const std::string& name) {
   if (image.empty()) {
-    throw std::runtime_error("cannot read image " + name +
-                             ": not a decodable image (corrupt or unknown format)");
+    throw InputError("cannot read image " + name +
+                     ": not a decodable image (corrupt or unknown format)");
   }
   if (image.depth() != CV_8U) {
     cv::Mat converted;
@@ -333,8 +334,8 @@ cv::Mat to_rgb(cv::Mat image, const std::string& name) {
       cv::cvtColor(image, rgb, cv::COLOR_BGRA2RGB);
       break;
     default:
-      throw std::runtime_error("cannot read image " + name + ": " +
-                               std::to_string(image.channels()) + " channels");
+      throw InputError("cannot read image " + name + ": " + std::to_string(image.channels()) +
+                       " channels");
   }
   return rgb;
 }
@@ -345,8 +346,8 @@ cv::Mat read_image_rgb(const std::string& path) {
   try {
     check_regular_file(path);
   } catch (const FileError& e) {  // a folder, FIFO, device or symlink loop says what it is
-    throw std::runtime_error("cannot read image " + path + ": " +
-                             (e.reason() == "no such file" ? "file not found" : e.reason()));
+    throw InputError("cannot read image " + path + ": " +
+                     (e.reason() == "no such file" ? "file not found" : e.reason()));
   }
   Header file(path);
   check_before_decoding(file, path, max_image_pixels());
@@ -354,9 +355,9 @@ cv::Mat read_image_rgb(const std::string& path) {
 }
 
 cv::Mat decode_image_rgb(const std::string& bytes, const std::string& name, uint64_t max_pixels) {
-  if (bytes.empty()) throw std::runtime_error("cannot read image " + name + ": no bytes");
+  if (bytes.empty()) throw InputError("cannot read image " + name + ": no bytes");
   if (bytes.size() > static_cast<size_t>(std::numeric_limits<int>::max())) {
-    throw std::runtime_error("cannot read image " + name + ": over 2 GB");
+    throw InputError("cannot read image " + name + ": over 2 GB");
   }
   Header file = Header::of_bytes(bytes);
   check_before_decoding(file, name, max_pixels == 0 ? max_image_pixels() : max_pixels);

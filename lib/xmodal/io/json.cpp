@@ -4,6 +4,7 @@
 
 #include <stdexcept>
 
+#include "xmodal/core/error.h"
 #include "xmodal/io/atomic_file.h"
 
 namespace xmodal::io {
@@ -39,7 +40,7 @@ JsonFile JsonFile::load(const std::string& path) {
   check_regular_file(path);  // simdjson would block on a FIFO or read a device without end
   file.parser_ = std::make_unique<simdjson::dom::parser>();
   const auto error = file.parser_->load(path).get(file.root_);
-  if (error == simdjson::IO_ERROR) throw std::runtime_error("cannot read " + path);
+  if (error == simdjson::IO_ERROR) throw InputError("cannot read " + path);
   if (error) {
     // simdjson says what is wrong but not where; the slow parser finds the byte on this
     // error path only.
@@ -51,8 +52,7 @@ JsonFile JsonFile::load(const std::string& path) {
       where = " at byte " + std::to_string(e.byte);
     } catch (const std::exception&) {
     }
-    throw std::runtime_error(path + ": malformed JSON" + where + ": " +
-                             simdjson::error_message(error));
+    throw InputError(path + ": malformed JSON" + where + ": " + simdjson::error_message(error));
   }
   return file;
 }
@@ -66,12 +66,12 @@ std::string Where::str() const {
 
 void JsonFile::fail(const Where& where, const std::string& message) const {
   const std::string w = where.str();
-  throw std::runtime_error(path_ + ": " + (w.empty() ? "" : w + ": ") + message);
+  throw InputError(path_ + ": " + (w.empty() ? "" : w + ": ") + message);
 }
 
 void JsonFile::fail(const Where& where, const char* key, const std::string& message) const {
   const std::string w = where.str();
-  throw std::runtime_error(path_ + ": " + (w.empty() ? "" : w + ".") + key + ": " + message);
+  throw InputError(path_ + ": " + (w.empty() ? "" : w + ".") + key + ": " + message);
 }
 
 bool JsonFile::has(simdjson::dom::element e, const char* key) const {

@@ -15,6 +15,7 @@
 #include <set>
 #include <stdexcept>
 
+#include "xmodal/core/error.h"
 #include "xmodal/core/strings.h"
 #include "xmodal/io/atomic_file.h"
 
@@ -115,16 +116,16 @@ SafeTensorsFile SafeTensorsFile::open(const std::string& path) {
   file.path_ = path;
   file.storage_ = std::make_shared<Storage>();
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) throw std::runtime_error("cannot open " + path + ": " + std::strerror(errno));
+  if (fd < 0) throw InputError("cannot open " + path + ": " + std::strerror(errno));
   struct stat st {};
   if (fstat(fd, &st) != 0) {
     const int saved = errno;
     ::close(fd);
-    throw std::runtime_error("cannot stat " + path + ": " + std::strerror(saved));
+    throw InputError("cannot stat " + path + ": " + std::strerror(saved));
   }
   if (S_ISDIR(st.st_mode)) {
     ::close(fd);
-    throw std::runtime_error(path + ": is a directory, not a safetensors file");
+    throw InputError(path + ": is a directory, not a safetensors file");
   }
   file.storage_->size = static_cast<size_t>(st.st_size);
   if (st.st_size > 0) {
@@ -132,7 +133,7 @@ SafeTensorsFile SafeTensorsFile::open(const std::string& path) {
     if (map == MAP_FAILED) {
       const int saved = errno;
       ::close(fd);
-      throw std::runtime_error("cannot map " + path + ": " + std::strerror(saved));
+      throw InputError("cannot map " + path + ": " + std::strerror(saved));
     }
     file.storage_->map = map;
     file.storage_->map_size = file.storage_->size;
@@ -160,7 +161,7 @@ namespace {
 struct Fail {
   const std::string& path;
   [[noreturn]] void operator()(const std::string& what, const char* variant) const {
-    throw std::runtime_error(path + ": " + what + " (" + variant + ")");
+    throw InputError(path + ": " + what + " (" + variant + ")");
   }
 };
 
@@ -350,8 +351,8 @@ torch::Tensor SafeTensorsFile::tensor(const std::string& name) const {
   const TensorInfo& i = info(name);
   const DType* dtype = find_dtype(i.dtype);
   if (!dtype->torch_type) {
-    throw std::runtime_error(path_ + ": tensor '" + name + "' has dtype " + i.dtype +
-                             ", which LibTorch " + TORCH_VERSION + " cannot hold");
+    throw InputError(path_ + ": tensor '" + name + "' has dtype " + i.dtype + ", which LibTorch " +
+                     TORCH_VERSION + " cannot hold");
   }
   auto out = torch::empty(i.shape, torch::TensorOptions().dtype(*dtype->torch_type));
   if (i.end > i.begin) std::memcpy(out.data_ptr(), buffer_ + i.begin, i.end - i.begin);

@@ -10,6 +10,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "xmodal/core/error.h"
+
 namespace xmodal::io {
 namespace {
 
@@ -312,7 +314,7 @@ class Unpickler {
 
  private:
   [[noreturn]] void fail(size_t at, const std::string& what) const {
-    throw std::runtime_error(source_ + ": data.pkl byte " + std::to_string(at) + ": " + what);
+    throw InputError(source_ + ": data.pkl byte " + std::to_string(at) + ": " + what);
   }
 
   char byte() {
@@ -573,8 +575,8 @@ std::map<std::string, torch::Tensor> unpickle_state_dict(
   Unpickler unpickler(pickle, record, source);
   const Ref root = unpickler.run();
   if (root->kind != Value::Kind::dict) {
-    throw std::runtime_error(source + ": holds a " + std::string(kind_name(root->kind)) +
-                             ", not a dict of tensors (a state_dict)");
+    throw InputError(source + ": holds a " + std::string(kind_name(root->kind)) +
+                     ", not a dict of tensors (a state_dict)");
   }
   std::map<std::string, torch::Tensor> out;
   collect(*root, out);
@@ -587,21 +589,20 @@ std::map<std::string, torch::Tensor> unpickle_state_dict(
       }
     }
   }
-  if (out.empty()) throw std::runtime_error(source + ": holds no tensors");
+  if (out.empty()) throw InputError(source + ": holds no tensors");
   return out;
 }
 
 std::map<std::string, torch::Tensor> load_torch_state_dict(const std::string& path) {
   {
     std::ifstream in(path, std::ios::binary);
-    if (!in) throw std::runtime_error(path + ": cannot open (does it exist?)");
+    if (!in) throw InputError(path + ": cannot open (does it exist?)");
     char magic[4] = {};
     in.read(magic, 4);
     if (in.gcount() < 4 || std::memcmp(magic, "PK\x03\x04", 4) != 0) {
-      throw std::runtime_error(
-          path +
-          ": not a zip archive; xmodal reads the zip format torch.save writes since "
-          "PyTorch 1.6 (re-save it with torch.save, or convert it to safetensors)");
+      throw InputError(path +
+                       ": not a zip archive; xmodal reads the zip format torch.save writes since "
+                       "PyTorch 1.6 (re-save it with torch.save, or convert it to safetensors)");
     }
   }
   try {
@@ -609,15 +610,15 @@ std::map<std::string, torch::Tensor> load_torch_state_dict(const std::string& pa
     if (reader.hasRecord("byteorder")) {
       auto [ptr, size] = reader.getRecord("byteorder");
       if (std::string(static_cast<const char*>(ptr.get()), size) != "little") {
-        throw std::runtime_error(path + ": big-endian tensors are not supported");
+        throw InputError(path + ": big-endian tensors are not supported");
       }
     }
-    if (!reader.hasRecord("data.pkl")) throw std::runtime_error(path + ": has no data.pkl");
+    if (!reader.hasRecord("data.pkl")) throw InputError(path + ": has no data.pkl");
     auto [pkl_ptr, pkl_size] = reader.getRecord("data.pkl");
     const std::string pickle(static_cast<const char*>(pkl_ptr.get()), pkl_size);
     auto record = [&reader, &path](const std::string& key) {
       const std::string name = "data/" + key;
-      if (!reader.hasRecord(name)) throw std::runtime_error(path + ": has no record " + name);
+      if (!reader.hasRecord(name)) throw InputError(path + ": has no record " + name);
       auto [ptr, size] = reader.getRecord(name);
       auto owner = std::make_shared<at::DataPtr>(std::move(ptr));
       return torch::from_blob(
@@ -625,8 +626,8 @@ std::map<std::string, torch::Tensor> load_torch_state_dict(const std::string& pa
     };
     return unpickle_state_dict(pickle, record, path);
   } catch (const c10::Error& e) {
-    throw std::runtime_error(path + ": not a readable torch.save archive (" +
-                             e.what_without_backtrace() + ")");
+    throw InputError(path + ": not a readable torch.save archive (" + e.what_without_backtrace() +
+                     ")");
   }
 }
 

@@ -7,6 +7,8 @@
 #include <mutex>
 #include <stdexcept>
 
+#include "xmodal/core/error.h"
+
 namespace xmodal::models {
 namespace {
 
@@ -177,8 +179,8 @@ void load_int8_layers(torch::nn::Module& module, std::map<std::string, torch::Te
     }
     try {
       linear->load_int8(weight->second, scale->second);
-    } catch (const std::runtime_error& e) {
-      throw std::runtime_error(source + ": " + item.key() + ": " + e.what());
+    } catch (const std::runtime_error&) {
+      rethrow_in(source + ": " + item.key() + ": ");
     }
     weight->second = torch::empty({0});  // what the released float weight now holds
     tensors.erase(scale);

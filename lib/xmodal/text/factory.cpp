@@ -3,6 +3,7 @@
 #include <filesystem>
 #include <stdexcept>
 
+#include "xmodal/core/error.h"
 #include "xmodal/core/logging.h"
 #include "xmodal/text/sentencepiece.h"
 #include "xmodal/text/wordpiece.h"
@@ -103,8 +104,8 @@ std::shared_ptr<Tokenizer> tokenizer_from_files(const config::Config& config,
                 need("tokenizer.model"), source + "/tokenizer.model"));
         break;
     }
-  } catch (const std::invalid_argument& e) {
-    throw std::runtime_error("checkpoint " + source + ": " + e.what());
+  } catch (const std::invalid_argument&) {
+    rethrow_in("checkpoint " + source + ": ", ErrorKind::input);  // its tokenizer files are bad
   }
   limit_to_embedding(*tokenizer, config);
   return tokenizer;

@@ -5,6 +5,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "xmodal/core/error.h"
 #include "xmodal/io/atomic_file.h"
 
 namespace xmodal::text {
@@ -86,8 +87,8 @@ WordTokenizer WordTokenizer::load(const std::string& path) {
   while (std::getline(in, line)) vocab.push_back(line);
   try {
     return WordTokenizer(std::move(vocab));
-  } catch (const std::invalid_argument& e) {
-    throw std::runtime_error(path + ": " + e.what());
+  } catch (const std::invalid_argument&) {
+    rethrow_in(path + ": ", ErrorKind::input);  // the file's vocabulary is the bad input
   }
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "xmodal/core/error.h"
 #include "xmodal/io/atomic_file.h"
 #include "xmodal/text/unicode.h"
 
@@ -104,8 +105,8 @@ WordPieceTokenizer WordPieceTokenizer::load(const std::string& vocab_path,
   }
   try {
     return WordPieceTokenizer(std::move(vocab), std::move(options));
-  } catch (const std::invalid_argument& e) {
-    throw std::runtime_error(vocab_path + ": " + e.what());
+  } catch (const std::invalid_argument&) {
+    rethrow_in(vocab_path + ": ", ErrorKind::input);  // the file's vocabulary is the bad input
   }
 }
 

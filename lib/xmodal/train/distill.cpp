@@ -7,6 +7,7 @@
 
 #include "xmodal/checkpoint/checkpoint.h"
 #include "xmodal/config/loader.h"
+#include "xmodal/core/error.h"
 #include "xmodal/core/logging.h"
 #include "xmodal/infer/retrieval.h"
 
@@ -40,9 +41,9 @@ Teacher load_teacher(const config::Config& student, const checkpoint::Artifacts&
     std::error_code ec;
     const auto best = std::filesystem::path(path) / "best";
     m = checkpoint::load_trained_model(std::filesystem::exists(best, ec) ? best.string() : path);
-  } catch (const std::runtime_error& e) {
+  } catch (const std::runtime_error&) {
     checkpoint::set_cpu_rng_state(rng);
-    throw std::invalid_argument(key + ": " + e.what());
+    rethrow_in(key + ": ", ErrorKind::usage);  // the config names a teacher that cannot be used
   }
   checkpoint::set_cpu_rng_state(rng);
   const auto& t = m.config;

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "xmodal/checkpoint/artifacts.h"
+#include "xmodal/core/error.h"
 #include "xmodal/core/logging.h"
 #include "xmodal/core/strings.h"
 #include "xmodal/models/pretrained.h"
@@ -17,15 +18,13 @@ bool has_encoder(const models::ModelImpl& model, const std::string& component) {
   return component == "vision" ? !model.vision.is_empty() : !model.text.is_empty();
 }
 
-// Runs `load`, keeping a config mistake exit 2 (std::invalid_argument) and naming the key.
+// Runs `load`, naming the key in its error (whose kind it keeps).
 template <typename Load>
 auto load_naming_key(const std::string& key, Load load) {
   try {
     return load();
-  } catch (const std::invalid_argument& e) {
-    throw std::invalid_argument(key + ": " + e.what());
-  } catch (const std::exception& e) {
-    throw std::runtime_error(key + ": " + e.what());
+  } catch (const std::exception&) {
+    rethrow_in(key + ": ");
   }
 }
 
