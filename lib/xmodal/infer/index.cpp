@@ -322,10 +322,58 @@ Session open_model(const std::string& checkpoint, const std::vector<std::string>
   return Session::open(options);
 }
 
-}  // namespace
+// The embeddings of the image files `paths` (appended to `parts`, their paths to `added`)
+// through the data loader: worker threads decode and transform; a bad image is skipped and
+// counted (the first in `first_bad`), never fatal on its own. Returns the images skipped.
+int64_t embed_image_files(checkpoint::LoadedModel& m, const c10::Device& device,
+                          const std::vector<std::string>& paths, int batch_size,
+                          std::chrono::steady_clock::time_point start,
+                          std::vector<torch::Tensor>& parts, std::vector<std::string>& added,
+                          std::string& first_bad) {
+  auto set = std::make_shared<data::TaskData>();
+  set->task = config::Task::classify;
+  set->class_names = {"image"};
+  for (size_t i = 0; i < paths.size(); ++i) {
+    data::Example e;
+    e.image_path = paths[i];
+    e.id = static_cast<int64_t>(i);
+    e.label = 0;
+    set->examples.push_back(std::move(e));
+  }
+  auto lo = data::loader_options(m.config, /*train=*/false);
+  lo.batch_size = batch_size;
+  lo.skip_bad = true;
+  lo.max_bad_share = 1.0;
+  lo.image_cache_bytes = 0;
+  data::Loader loader(set, m.artifacts.tokenizer, lo);
+  loader.start(0);
+  torch::NoGradGuard no_grad;
+  auto last_report = std::chrono::steady_clock::now();
+  int64_t done = 0;
+  while (auto batch = loader.next()) {
+    done += batch->size() + batch->skipped;
+    if (batch->skipped > 0 && first_bad.empty()) first_bad = batch->bad;
+    if (batch->size() > 0) {
+      const auto e = m.model->embed_images(batch->images.to(device))
+                         .index_select(0, batch->image_index.to(device))
+                         .to(torch::kCPU);
+      parts.push_back(e);
+      for (const int64_t i : batch->indices) added.push_back(paths[static_cast<size_t>(i)]);
+    }
+    const auto now = std::chrono::steady_clock::now();
+    if (now - last_report > std::chrono::seconds(2) || done == static_cast<int64_t>(paths.size())) {
+      const double secs = std::chrono::duration<double>(now - start).count();
+      const double rate = done / std::max(secs, 1e-9);
+      log::info("[index] {}/{} images, {:.0f} images/s, ETA {:.0f} s", done, paths.size(), rate,
+                (static_cast<double>(paths.size()) - done) / std::max(rate, 1e-9));
+      last_report = now;
+    }
+  }
+  return loader.skipped();
+}
 
-IndexReport build_index(const IndexOptions& o) {
-  const auto start = std::chrono::steady_clock::now();
+// The checks of build_index's options that need no model.
+void check_index_options(const IndexOptions& o) {
   if (o.out.empty()) throw std::invalid_argument("index: --out INDEX_DIR is required");
   if (o.images.empty() == o.split.empty()) {
     throw std::invalid_argument("index: give exactly one of --images DIR and --split SPLIT");
@@ -337,6 +385,13 @@ IndexReport build_index(const IndexOptions& o) {
         " needs FAISS, which this build lacks (configured with -DXMODAL_WITH_FAISS=OFF; "
         "the default build has it: libfaiss-dev)");
   }
+}
+
+}  // namespace
+
+IndexReport build_index(const IndexOptions& o) {
+  const auto start = std::chrono::steady_clock::now();
+  check_index_options(o);
   Session session = open_model(o.checkpoint, o.overrides, "index");
   checkpoint::LoadedModel& m = session.loaded;
   const c10::Device device = session.device;
@@ -378,52 +433,11 @@ IndexReport build_index(const IndexOptions& o) {
   log::info("[index] {} new image(s) from {} ({} already indexed)", paths.size(), source,
             old.paths.size());
 
-  // The images through the data loader (worker threads decode and transform; a bad image is
-  // skipped and counted, never fatal on its own).
-  auto set = std::make_shared<data::TaskData>();
-  set->task = config::Task::classify;
-  set->class_names = {"image"};
-  for (size_t i = 0; i < paths.size(); ++i) {
-    data::Example e;
-    e.image_path = paths[i];
-    e.id = static_cast<int64_t>(i);
-    e.label = 0;
-    set->examples.push_back(std::move(e));
-  }
-  auto lo = data::loader_options(m.config, /*train=*/false);
-  lo.batch_size = o.batch_size;
-  lo.skip_bad = true;
-  lo.max_bad_share = 1.0;
-  lo.image_cache_bytes = 0;
   std::vector<torch::Tensor> parts;
   std::vector<std::string> added;
   if (!paths.empty()) {
-    data::Loader loader(set, m.artifacts.tokenizer, lo);
-    loader.start(0);
-    torch::NoGradGuard no_grad;
-    auto last_report = std::chrono::steady_clock::now();
-    int64_t done = 0;
-    while (auto batch = loader.next()) {
-      done += batch->size() + batch->skipped;
-      if (batch->skipped > 0 && r.first_bad.empty()) r.first_bad = batch->bad;
-      if (batch->size() > 0) {
-        const auto e = m.model->embed_images(batch->images.to(device))
-                           .index_select(0, batch->image_index.to(device))
-                           .to(torch::kCPU);
-        parts.push_back(e);
-        for (const int64_t i : batch->indices) added.push_back(paths[static_cast<size_t>(i)]);
-      }
-      const auto now = std::chrono::steady_clock::now();
-      if (now - last_report > std::chrono::seconds(2) ||
-          done == static_cast<int64_t>(paths.size())) {
-        const double secs = std::chrono::duration<double>(now - start).count();
-        const double rate = done / std::max(secs, 1e-9);
-        log::info("[index] {}/{} images, {:.0f} images/s, ETA {:.0f} s", done, paths.size(), rate,
-                  (static_cast<double>(paths.size()) - done) / std::max(rate, 1e-9));
-        last_report = now;
-      }
-    }
-    r.skipped = non_utf8 + loader.skipped();
+    r.skipped = non_utf8 +
+                embed_image_files(m, device, paths, o.batch_size, start, parts, added, r.first_bad);
   }
   r.added = static_cast<int64_t>(added.size());
   if (r.added == 0 && !paths.empty()) {

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 #include <optional>
 #include <random>
 #include <stdexcept>
@@ -277,6 +278,77 @@ class KeptAttention {
   std::vector<models::MultiHeadAttention> modules_;
 };
 
+// The attention kept by the image encoder's, the text encoder's and the fusion's layers.
+struct Kept {
+  const KeptAttention& vision;
+  const KeptAttention& text;
+  const KeptAttention& fusion;
+};
+
+// The relevance of the input's words and patches to the explained score, from the attention
+// maps the layers kept (and their gradients, for chefer) into `e`: its tokens and weights, its
+// grid and patch weights, all summing to 1. `encoders`: follow the fusion's relevance into the
+// encoders' own tokens (chefer), or the encoders alone (retrieval).
+void add_relevance(const PreparedInput& p, const Kept& layers, bool retrieval, bool encoders,
+                   int64_t patches, const std::function<std::string(int64_t)>& token_text,
+                   Explanation& e) {
+  const KeptAttention& vision = layers.vision;
+  const KeptAttention& text = layers.text;
+  const KeptAttention& fusion = layers.fusion;
+  const std::string& method = e.method;
+  const int64_t text_len = static_cast<int64_t>(p.ids.size());
+  const auto stack = [&](const KeptAttention& kept, int64_t length) {
+    return method == "rollout" ? rollout_relevance(kept.maps(), length)
+                               : chefer_relevance(kept.maps(), length);
+  };
+  // Relevance of the text tokens [L] and of the image tokens [1 + P] (their [CLS] first).
+  torch::Tensor text_rel, image_rel;
+  if (retrieval) {
+    image_rel = stack(vision, 1 + patches)[0].clone();
+    text_rel = stack(text, text_len)[0].clone();
+    image_rel[0] = 0;  // the [CLS] tokens hold the embeddings themselves
+    text_rel[0] = 0;
+  } else {
+    // Fusion tokens: [CLS] [text: L] [image CLS] [patches: P].
+    const int64_t length = fusion.length();
+    if (length != 1 + text_len + 1 + patches) {
+      throw std::runtime_error("explain: the fusion has " + std::to_string(length) +
+                               " tokens, not 1 + " + std::to_string(text_len) + " + 1 + " +
+                               std::to_string(patches));
+    }
+    const auto row = stack(fusion, length)[0];
+    text_rel = row.narrow(0, 1, text_len);
+    image_rel = row.narrow(0, 1 + text_len, 1 + patches);
+    if (encoders) {  // into the encoders' own tokens, through their self-relevance
+      const auto through = [&](const KeptAttention& kept, const torch::Tensor& r, int64_t n) {
+        return kept.empty() ? r : r.matmul(normalize_self_relevance(stack(kept, n)));
+      };
+      text_rel = through(text, text_rel, text_len);
+      image_rel = through(vision, image_rel, 1 + patches);
+    }
+    image_rel = image_rel.clone();
+    image_rel[0] = 0;  // the image [CLS] is no place in the image
+  }
+  for (int64_t i = 0; i < text_len; ++i) {
+    if (p.mask[static_cast<size_t>(i)] == 0) text_rel[i] = 0;
+  }
+  const double total = text_rel.sum().item<double>() + image_rel.sum().item<double>();
+  const double scale = total > 0 ? 1.0 / total : 0.0;
+  for (int64_t i = 0; i < text_len; ++i) {
+    if (p.mask[static_cast<size_t>(i)] == 0) break;
+    e.tokens.push_back(token_text(p.ids[static_cast<size_t>(i)]));
+    e.token_weights.push_back(text_rel[i].item<double>() * scale);
+  }
+  e.grid = static_cast<int>(std::lround(std::sqrt(static_cast<double>(patches))));
+  if (static_cast<int64_t>(e.grid) * e.grid != patches) {
+    throw std::runtime_error("explain: " + std::to_string(patches) +
+                             " image tokens are not a square grid");
+  }
+  for (int64_t i = 0; i < patches; ++i) {
+    e.patch_weights.push_back(image_rel[1 + i].item<double>() * scale);
+  }
+}
+
 }  // namespace
 
 Explanation Predictor::explain(const Input& input, const std::string& method) {
@@ -355,62 +427,12 @@ Explanation Predictor::explain(const PreparedInput& p, const std::string& asked,
   no_grad.reset();
   torch::NoGradGuard after;
 
-  const int64_t text_len = static_cast<int64_t>(p.ids.size());
-  const auto stack = [&](const KeptAttention& kept, int64_t length) {
-    return method == "rollout" ? rollout_relevance(kept.maps(), length)
-                               : chefer_relevance(kept.maps(), length);
-  };
-  // Relevance of the text tokens [L] and of the image tokens [1 + P] (their [CLS] first).
-  torch::Tensor text_rel, image_rel;
-  if (retrieval) {
-    image_rel = stack(vision, 1 + patches)[0].clone();
-    text_rel = stack(text, text_len)[0].clone();
-    image_rel[0] = 0;  // the [CLS] tokens hold the embeddings themselves
-    text_rel[0] = 0;
-  } else {
-    // Fusion tokens: [CLS] [text: L] [image CLS] [patches: P].
-    const int64_t length = fusion.length();
-    if (length != 1 + text_len + 1 + patches) {
-      throw std::runtime_error("explain: the fusion has " + std::to_string(length) +
-                               " tokens, not 1 + " + std::to_string(text_len) + " + 1 + " +
-                               std::to_string(patches));
-    }
-    const auto row = stack(fusion, length)[0];
-    text_rel = row.narrow(0, 1, text_len);
-    image_rel = row.narrow(0, 1 + text_len, 1 + patches);
-    if (encoders) {  // into the encoders' own tokens, through their self-relevance
-      const auto through = [&](const KeptAttention& kept, const torch::Tensor& r, int64_t n) {
-        return kept.empty() ? r : r.matmul(normalize_self_relevance(stack(kept, n)));
-      };
-      text_rel = through(text, text_rel, text_len);
-      image_rel = through(vision, image_rel, 1 + patches);
-    }
-    image_rel = image_rel.clone();
-    image_rel[0] = 0;  // the image [CLS] is no place in the image
-  }
-  for (int64_t i = 0; i < text_len; ++i) {
-    if (p.mask[static_cast<size_t>(i)] == 0) text_rel[i] = 0;
-  }
-  const double total = text_rel.sum().item<double>() + image_rel.sum().item<double>();
-  const double scale = total > 0 ? 1.0 / total : 0.0;
   const auto* tokenizer = loaded_->artifacts.tokenizer.get();
   const auto token_text = [tokenizer](int64_t id) -> std::string {
     if (id < 0 || id >= tokenizer->vocab_size()) return std::to_string(id);
     return tokenizer->id_to_token(id);
   };
-  for (int64_t i = 0; i < text_len; ++i) {
-    if (p.mask[static_cast<size_t>(i)] == 0) break;
-    e.tokens.push_back(token_text(p.ids[static_cast<size_t>(i)]));
-    e.token_weights.push_back(text_rel[i].item<double>() * scale);
-  }
-  e.grid = static_cast<int>(std::lround(std::sqrt(static_cast<double>(patches))));
-  if (static_cast<int64_t>(e.grid) * e.grid != patches) {
-    throw std::runtime_error("explain: " + std::to_string(patches) +
-                             " image tokens are not a square grid");
-  }
-  for (int64_t i = 0; i < patches; ++i) {
-    e.patch_weights.push_back(image_rel[1 + i].item<double>() * scale);
-  }
+  add_relevance(p, {vision, text, fusion}, retrieval, encoders, patches, token_text, e);
   return e;
 }
 
