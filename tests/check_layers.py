@@ -2,12 +2,12 @@
 """The include direction of lib/ (docs/design.md section 1), checked: every `#include "xmodal/F/..."`
 in lib/xmodal/G/ must name a folder F that G may use. The folders form a DAG:
 
-    core <- io <- config <- text <- data, models <- checkpoint, tasks <- infer <- eval <- train
+    core <- io <- config <- text <- data, models <- tasks <- checkpoint <- infer <- eval <- train
                                                                            infer <- serve
 
-(config reads pretrained folders' config.json through io; train uses eval for validation,
-eval uses infer). A violation is printed as FILE:LINE with the
-two folders, and the test fails.
+(config reads pretrained folders' config.json through io; checkpoint builds a checkpoint's
+model with its task's head; train uses eval for validation, eval uses infer). A violation is
+printed as FILE:LINE with the two folders, and the test fails.
 
     tests/check_layers.py [LIB_DIR]        (CTest: layers)
 """
@@ -23,8 +23,8 @@ ALLOWED = {
     "text": {"core", "config", "io"},
     "data": {"core", "config", "io", "text"},
     "models": {"core", "config", "io", "text"},
-    "checkpoint": {"core", "config", "io", "text", "data", "models"},
     "tasks": {"core", "config", "io", "text", "data", "models"},
+    "checkpoint": {"core", "config", "io", "text", "data", "models", "tasks"},
     "infer": {"core", "config", "io", "text", "data", "models", "checkpoint", "tasks"},
     "eval": {"core", "config", "io", "text", "data", "models", "checkpoint", "tasks", "infer"},
     "train": {"core", "config", "io", "text", "data", "models", "checkpoint", "tasks", "infer",

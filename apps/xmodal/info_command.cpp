@@ -5,6 +5,7 @@
 #include "xmodal/config/loader.h"
 #include "xmodal/core/runtime.h"
 #include "xmodal/models/factory.h"
+#include "xmodal/tasks/task.h"
 
 namespace xmodal::cli {
 
@@ -48,7 +49,7 @@ void add_info_command(CLI::App& app, Context& ctx) {
       }
       if (!args->config.empty()) {
         const auto cfg = config::load_config(args->config, args->sets);
-        const auto model = models::build_model(cfg, {args->vocab_size, args->classes});
+        const auto model = tasks::build_model(cfg, {args->vocab_size, args->classes});
         ctx.out << "\nmodel of " << args->config << " (task " << config::to_string(cfg.task)
                 << ", fusion " << config::to_string(cfg.model.fusion.mode) << "; assuming vocab "
                 << args->vocab_size << " and " << args->classes << " classes):\n"

@@ -12,6 +12,7 @@
 #include "xmodal/config/loader.h"
 #include "xmodal/data/scenes.h"
 #include "xmodal/models/factory.h"
+#include "xmodal/tasks/task.h"
 #include "xmodal/text/factory.h"
 
 namespace xmodal::eval {
@@ -55,7 +56,7 @@ void check_against_a_plain_pass(const config::Config& c) {
   for (const auto& e : train.examples) texts.insert(texts.end(), e.texts.begin(), e.texts.end());
   const auto tokenizer = text::make_tokenizer(c, texts);
   torch::manual_seed(5);
-  auto model = models::build_model(
+  auto model = tasks::build_model(
       c, {tokenizer->vocab_size(), static_cast<int64_t>(train.class_names.size()), 0});
   model->train();
   data::Loader loader(val, tokenizer, data::loader_options(c, false));
@@ -112,7 +113,7 @@ TEST_F(Evaluator, ASecondEvaluationGivesTheSameFigures) {
   const data::AnswerVocab vocab(train.class_names);
   auto val = std::make_shared<data::TaskData>(data::load_split(c, c.data.val_split, &vocab));
   const auto tokenizer = text::make_tokenizer(c, {"how many bags are there?"});
-  auto model = models::build_model(
+  auto model = tasks::build_model(
       c, {tokenizer->vocab_size(), static_cast<int64_t>(train.class_names.size()), 0});
   data::Loader loader(val, tokenizer, data::loader_options(c, false));
   const auto a = evaluate(model, *val, loader, train.class_names, {}, torch::kCPU);

@@ -26,7 +26,9 @@
 #include "xmodal/infer/retrieval.h"
 #include "xmodal/io/atomic_file.h"
 #include "xmodal/io/safetensors.h"
+#include "xmodal/models/dual_encoder.h"
 #include "xmodal/models/factory.h"
+#include "xmodal/tasks/task.h"
 #include "xmodal/text/factory.h"
 
 namespace xmodal::infer {
@@ -70,7 +72,7 @@ class Predictor : public ::testing::Test {
     a.tokenizer = text::make_tokenizer(c, texts);
     a.class_names = train.class_names;
     torch::manual_seed(17);
-    auto model = models::build_model(
+    auto model = tasks::build_model(
         c, {a.tokenizer->vocab_size(), static_cast<int64_t>(a.class_names.size()), 0});
     if (edit) edit(*model);
     checkpoint::CheckpointContent content;
@@ -351,7 +353,7 @@ TEST_F(Predictor, IndexRoundTripAppendBadImagesAndAForeignCheckpoint) {
   const auto other = checkpoint("retrieval", {"run.dir=" + (dir_.path() / "other").string()},
                                 [](models::ModelImpl& m) {
                                   torch::NoGradGuard g;
-                                  m.text_projection->weight.mul_(2);
+                                  m.dual_encoder()->text_projection->weight.mul_(2);
                                 });
   s.checkpoint = other;
   try {

@@ -17,6 +17,7 @@
 #include "xmodal/infer/predictor.h"
 #include "xmodal/models/factory.h"
 #include "xmodal/models/model.h"
+#include "xmodal/tasks/task.h"
 #include "xmodal/train/precision.h"
 #include "xmodal_test_paths.h"
 
@@ -62,9 +63,9 @@ TEST_F(DeviceModel, ForwardAndGradientsMatchTheCpu) {
   for (auto task : {config::Task::vqa, config::Task::counting}) {
     SCOPED_TRACE(config::to_string(task) + " on " + device.str());
     torch::manual_seed(0);
-    Model cpu = build_model(tiny_config(task), {30, 5});
+    Model cpu = tasks::build_model(tiny_config(task), {30, 5});
     torch::manual_seed(0);
-    Model dev = build_model(tiny_config(task), {30, 5});
+    Model dev = tasks::build_model(tiny_config(task), {30, 5});
     dev->to(device);
     for (Model* m : {&cpu, &dev}) (*m)->eval();  // no dropout: both compute the same function
 
@@ -97,7 +98,7 @@ TEST_F(DeviceModel, Bf16AutocastStaysCloseToFp32) {
   }
   const Inputs in = make_inputs();
   torch::manual_seed(0);
-  Model model = build_model(tiny_config(config::Task::vqa), {30, 5});
+  Model model = tasks::build_model(tiny_config(config::Task::vqa), {30, 5});
   model->to(device);
   model->eval();
   const auto fp32 = model(in.images.to(device), in.ids.to(device), in.mask.to(device)).logits;

@@ -5,6 +5,7 @@
 #include "../support/fixtures.h"
 #include "../support/tiny_model.h"
 #include "xmodal/models/factory.h"
+#include "xmodal/tasks/task.h"
 
 namespace xmodal::models {
 namespace {
@@ -26,7 +27,7 @@ TEST(Model, EveryTaskAndFusionModeBuildsRunsAndTrainsEveryParameter) {
       auto c = tiny_config();
       c.task = task;
       c.model.fusion.mode = mode;
-      Model model = build_model(c, {30, 5});
+      Model model = tasks::build_model(c, {30, 5});
       const auto out = model(images, ids, mask);
       EXPECT_EQ(out.pooled.sizes(), torch::IntArrayRef({2, 16}));
       torch::Tensor loss;
@@ -56,25 +57,26 @@ TEST(Model, EveryTaskAndFusionModeBuildsRunsAndTrainsEveryParameter) {
 TEST(Model, AuxiliaryCountingHeadOnTheImageTokens) {
   auto c = tiny_config();
   c.train.aux.counting = 1;
-  Model model = build_model(c, {30, 5, 4});
+  Model model = tasks::build_model(c, {30, 5, 4});
   const auto out = model(torch::randn({2, 3, 16, 16}), torch::randint(1, 30, {2, 6}));
   EXPECT_EQ(out.aux_presence.sizes(), torch::IntArrayRef({2, 4}));
   EXPECT_EQ(out.aux_counts.sizes(), torch::IntArrayRef({2, 4, 4}));
   EXPECT_TRUE(model->named_parameters().contains("aux_counting.presence.weight"));
-  EXPECT_FALSE(build_model(c, {30, 5})(torch::randn({1, 3, 16, 16}), torch::randint(1, 30, {1, 6}))
-                   .aux_presence.defined());
+  EXPECT_FALSE(
+      tasks::build_model(c, {30, 5})(torch::randn({1, 3, 16, 16}), torch::randint(1, 30, {1, 6}))
+          .aux_presence.defined());
   c.train.aux.counting = 0;  // the head exists only when its loss is asked for
   EXPECT_FALSE(
-      build_model(c, {30, 5, 4})(torch::randn({1, 3, 16, 16}), torch::randint(1, 30, {1, 6}))
+      tasks::build_model(c, {30, 5, 4})(torch::randn({1, 3, 16, 16}), torch::randint(1, 30, {1, 6}))
           .aux_presence.defined());
   c.train.aux.dense = 1;
-  const auto dense =
-      build_model(c, {30, 5, 4})(torch::randn({2, 3, 16, 16}), torch::randint(1, 30, {2, 6}));
+  const auto dense = tasks::build_model(c, {30, 5, 4})(torch::randn({2, 3, 16, 16}),
+                                                       torch::randint(1, 30, {2, 6}));
   EXPECT_EQ(dense.aux_dense.sizes(), torch::IntArrayRef({2, 4, 4}));  // 16 px / patch 8: 4 patches
 }
 
 TEST(Model, SharedImagesGiveTheSameOutputAsRepeatedOnes) {
-  Model model = build_model(tiny_config(), {30, 5});
+  Model model = tasks::build_model(tiny_config(), {30, 5});
   model->eval();
   const auto images = torch::randn({2, 3, 16, 16});
   const auto ids = torch::randint(1, 30, {3, 6});
@@ -90,14 +92,14 @@ TEST(Model, ComponentsAreSizedFromTheEncoders) {
   c.model.vision.heads = 3;
   c.model.text.hidden = 12;
   c.model.text.heads = 2;
-  Model model = build_model(c, {30, 5});
+  Model model = tasks::build_model(c, {30, 5});
   EXPECT_EQ(model->fusion->options.image_dim(), 24);
   EXPECT_EQ(model->fusion->options.text_dim(), 12);
   EXPECT_EQ(model->fusion->image_proj->weight.sizes(), torch::IntArrayRef({16, 24}));
 }
 
 TEST(Model, DescribeListsComponentsWithParameterCounts) {
-  Model model = build_model(tiny_config(), {30, 5});
+  Model model = tasks::build_model(tiny_config(), {30, 5});
   const std::string tree = describe_model(*model);
   EXPECT_NE(tree.find("vision"), std::string::npos) << tree;
   EXPECT_NE(tree.find("ViT"), std::string::npos) << tree;
@@ -109,12 +111,12 @@ TEST(Model, DescribeListsComponentsWithParameterCounts) {
 }
 
 TEST(Model, FactoryRejectsMissingSizes) {
-  EXPECT_THROW(build_model(tiny_config(), {0, 5}), std::invalid_argument);
-  EXPECT_THROW(build_model(tiny_config(), {30, 0}), std::invalid_argument);
+  EXPECT_THROW(tasks::build_model(tiny_config(), {0, 5}), std::invalid_argument);
+  EXPECT_THROW(tasks::build_model(tiny_config(), {30, 0}), std::invalid_argument);
 }
 
 TEST(Model, MovesWithItsDevice) {
-  Model model = build_model(tiny_config(), {30, 5});
+  Model model = tasks::build_model(tiny_config(), {30, 5});
   model->to(torch::kFloat64);
   const auto out =
       model(torch::randn({1, 3, 16, 16}, torch::kFloat64), torch::randint(1, 30, {1, 6}));

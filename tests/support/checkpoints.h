@@ -14,6 +14,7 @@
 #include "xmodal/config/loader.h"
 #include "xmodal/data/dataset.h"
 #include "xmodal/models/factory.h"
+#include "xmodal/tasks/task.h"
 #include "xmodal/text/factory.h"
 
 namespace xmodal::testing {
@@ -38,7 +39,7 @@ inline std::string untrained_checkpoint(const std::string& task, const std::stri
   a.tokenizer = text::make_tokenizer(c, texts);
   a.class_names = train.class_names;
   torch::manual_seed(17);
-  auto model = models::build_model(
+  auto model = tasks::build_model(
       c, {a.tokenizer->vocab_size(), static_cast<int64_t>(a.class_names.size()), 0});
   if (edit) edit(*model);
   checkpoint::CheckpointContent content;

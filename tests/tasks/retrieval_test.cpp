@@ -21,6 +21,7 @@
 #include "../support/tiny_model.h"
 #include "xmodal/infer/json.h"
 #include "xmodal/io/atomic_file.h"
+#include "xmodal/models/dual_encoder.h"
 #include "xmodal/models/factory.h"
 #include "xmodal/tasks/task.h"
 
@@ -502,8 +503,8 @@ TEST(Retrieval, ReRankingNeedsAnItmHead) {
   // a real retrieval model without train.itm
   auto c = xmodal::testing::tiny_model_config();
   c.task = config::Task::retrieval;
-  auto model = models::build_model(c, {32, 0, 0});
-  ASSERT_FALSE(model->itm_head);
+  auto model = tasks::build_model(c, {32, 0, 0});
+  ASSERT_FALSE(model->dual_encoder()->itm_head);
   models::ModelOutput out;
   out.image_embeds = torch::ones({1, 2}) / std::sqrt(2.0f);
   out.text_embeds = out.image_embeds.clone();
@@ -531,8 +532,8 @@ TEST(Retrieval, ReRankingScoresTheTopKByTheMatchingHead) {
   c.task = config::Task::retrieval;
   c.train.itm = 1.0;
   torch::manual_seed(21);
-  auto model = models::build_model(c, {32, 0, 0});
-  ASSERT_TRUE(model->itm_head);
+  auto model = tasks::build_model(c, {32, 0, 0});
+  ASSERT_TRUE(model->dual_encoder()->itm_head);
   model->eval();
   torch::NoGradGuard no_grad;
   // 3 images, 5 texts (the last two padded): texts 0, 3 of image 0; 1, 4 of image 1; 2 of 2

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "xmodal/models/factory.h"
+#include "xmodal/tasks/task.h"
 #include "xmodal/train/optimizer.h"
 
 namespace xmodal::train {
@@ -55,7 +56,7 @@ TEST(ParamGroups, NoDecayOnBiasesNormsEmbeddingsAndHeadMultiplier) {
   c.model.fusion.mlp_dim = 32;
   c.model.head.hidden = 8;
   c.data.image_size = 32;
-  auto model = models::build_model(c, {20, 5});
+  auto model = tasks::build_model(c, {20, 5});
   const auto groups = make_param_groups(*model, 0.05, {0.5, 1.0, 2.0, 10.0});
   std::map<std::string, const ParamGroup*> by_param;
   for (const auto& g : groups) {

@@ -12,6 +12,7 @@
 #include "xmodal/models/factory.h"
 #include "xmodal/models/import.h"
 #include "xmodal/models/linear.h"
+#include "xmodal/tasks/task.h"
 #include "xmodal/text/factory.h"
 
 namespace xmodal::checkpoint {
@@ -65,9 +66,9 @@ LoadedModel load_trained_model(const std::string& path) {
       config::parse_config(it->second, m.checkpoint + "/config.yaml", {}, config::Folders::keep);
   m.artifacts = artifacts_from_files(m.config, content.files, m.checkpoint);
   m.model =
-      models::build_model(m.config, {m.artifacts.tokenizer->vocab_size(),
-                                     static_cast<int64_t>(m.artifacts.class_names.size()),
-                                     static_cast<int64_t>(m.artifacts.aux_class_names.size())});
+      tasks::build_model(m.config, {m.artifacts.tokenizer->vocab_size(),
+                                    static_cast<int64_t>(m.artifacts.class_names.size()),
+                                    static_cast<int64_t>(m.artifacts.aux_class_names.size())});
   // A quantized checkpoint (xmodal quantize) holds its Linear weights as int8 + scales.
   models::load_int8_layers(*m.model, content.model, m.checkpoint + "/model.safetensors");
   try {

@@ -14,10 +14,12 @@
 #include "xmodal/core/strings.h"
 #include "xmodal/data/loader.h"
 #include "xmodal/data/transforms.h"
+#include "xmodal/infer/retrieval.h"
 #include "xmodal/infer/session.h"
 #include "xmodal/io/image.h"
 #include "xmodal/io/lines.h"
 #include "xmodal/io/safetensors.h"
+#include "xmodal/models/dual_encoder.h"
 #include "xmodal/models/factory.h"
 #include "xmodal/models/pretrained.h"
 #include "xmodal/text/factory.h"
@@ -81,7 +83,7 @@ Encoders from_checkpoint(const EmbedOptions& o) {
   e.vision = loaded.model->vision;
   e.text = loaded.model->text;
   e.fusion = loaded.model->fusion;
-  if (loaded.config.task == config::Task::retrieval) e.model = loaded.model;
+  if (has_embeddings(loaded)) e.model = loaded.model;
   return e;
 }
 
@@ -236,7 +238,7 @@ EmbedResult embed(const EmbedOptions& o) {
       parts["vision"].push_back(image_tokens.cpu());
       if (!e.model.is_empty()) {
         parts["image_embeds"].push_back(
-            unit_rows(e.model->image_projection(image_tokens.select(1, 0))).cpu());
+            e.model->dual_encoder()->embed_image_tokens(image_tokens).cpu());
       }
     }
     if (with_text) {
@@ -253,7 +255,7 @@ EmbedResult embed(const EmbedOptions& o) {
       parts["text"].push_back(text_tokens.cpu());
       if (!e.model.is_empty()) {
         parts["text_embeds"].push_back(
-            unit_rows(e.model->text_projection(text_tokens.select(1, 0))).cpu());
+            e.model->dual_encoder()->embed_text_tokens(text_tokens).cpu());
       }
       parts["text_mask"].push_back(mask);
       parts["text_ids"].push_back(ids);

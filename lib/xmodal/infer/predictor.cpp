@@ -367,7 +367,7 @@ Explanation Predictor::explain(const PreparedInput& p, const std::string& asked,
   // the rule through every layer.
   const std::string method = asked == "gradient" ? "chefer" : asked;
   const auto& c = loaded_->config;
-  const bool retrieval = c.task == config::Task::retrieval;
+  const bool retrieval = has_embeddings(*loaded_);
   if (!tasks::task(c.task).reads_text()) {
     throw std::invalid_argument("explain needs an image+text model; this checkpoint is task " +
                                 config::to_string(c.task) + " (an image encoder alone)");
@@ -455,7 +455,7 @@ std::vector<double> Predictor::target_scores(const std::vector<const PreparedInp
                                 std::to_string(scores.size(1)));
   }
   scores = scores.select(1, target);
-  if (c.task != config::Task::retrieval) scores = torch::sigmoid(scores);
+  if (!has_embeddings(*loaded_)) scores = torch::sigmoid(scores);
   const auto* data = scores.contiguous().data_ptr<double>();
   out.assign(data, data + scores.size(0));
   return out;

@@ -10,12 +10,11 @@
 #include "xmodal/data/transforms.h"
 #include "xmodal/io/atomic_file.h"
 #include "xmodal/io/image.h"
+#include "xmodal/models/dual_encoder.h"
 
 namespace xmodal::infer {
 
-bool has_embeddings(const checkpoint::LoadedModel& m) {
-  return m.config.task == config::Task::retrieval;
-}
+bool has_embeddings(const checkpoint::LoadedModel& m) { return m.model->dual_encoder() != nullptr; }
 
 void require_retrieval(const checkpoint::LoadedModel& m, const std::string& what) {
   if (!has_embeddings(m)) {
@@ -56,7 +55,7 @@ torch::Tensor embed_texts(checkpoint::LoadedModel& m, const std::vector<std::str
     parts.push_back(
         m.model->embed_texts(ids.to(device), mask.to(device), types.to(device)).to(torch::kCPU));
   }
-  if (parts.empty()) return torch::empty({0, m.model->options.embed_dim});
+  if (parts.empty()) return torch::empty({0, m.config.model.retrieval.embed_dim});
   return torch::cat(parts);
 }
 

@@ -4,18 +4,19 @@
 
 namespace xmodal::models {
 
-ModelOptions model_options(const config::Config& c, const DataSizes& sizes) {
+ModelOptions model_options(const config::Config& c, const DataSizes& sizes,
+                           const HeadChoice& head) {
   if (sizes.vocab_size <= 0) {
     throw std::invalid_argument("model: vocabulary size must be positive, got " +
                                 std::to_string(sizes.vocab_size));
   }
-  if (sizes.num_classes <= 0 && c.task != config::Task::retrieval) {
+  if (sizes.num_classes <= 0 && head.needs_classes) {
     throw std::invalid_argument("model: number of answers/categories must be positive, got " +
                                 std::to_string(sizes.num_classes));
   }
   const auto& m = c.model;
   FusionMode mode = FusionMode::concat;
-  switch (m.fusion.mode) {
+  switch (head.mode.value_or(m.fusion.mode)) {
     case config::FusionMode::concat:
       mode = FusionMode::concat;
       break;
@@ -29,20 +30,13 @@ ModelOptions model_options(const config::Config& c, const DataSizes& sizes) {
       mode = FusionMode::text_only;
       break;
   }
-  if (c.task == config::Task::classify) mode = FusionMode::image_only;  // the ViT alone
-  if (c.task == config::Task::retrieval) mode = FusionMode::concat;     // both encoders
-  const Task task = c.task == config::Task::vqa         ? Task::vqa
-                    : c.task == config::Task::counting  ? Task::counting
-                    : c.task == config::Task::retrieval ? Task::retrieval
-                                                        : Task::classify;
-  ModelOptions options(task,
-                       FusionOptions(mode, m.text.hidden, m.vision.hidden, m.fusion.hidden,
+  ModelOptions options(FusionOptions(mode, m.text.hidden, m.vision.hidden, m.fusion.hidden,
                                      m.fusion.layers, m.fusion.heads, m.fusion.mlp_dim)
                            .dropout(m.fusion.dropout),
                        m.head.hidden, sizes.num_classes);
   options.max_count = m.head.max_count;
-  options.embed_dim = m.retrieval.embed_dim;
-  options.itm = c.task == config::Task::retrieval && c.train.itm > 0;
+  options.make_head = head.make;
+  options.build_fusion = head.build_fusion;
   options.aux_counting_classes = c.train.aux.counting > 0 ? sizes.aux_classes : 0;
   options.aux_dense_classes = c.train.aux.dense > 0 ? sizes.aux_classes : 0;
   if (uses_image(mode)) options.vision = vision_options(c);
@@ -73,8 +67,8 @@ BertOptions text_options(const config::Config& c, int64_t tokenizer_vocab) {
       .pooler(false);  // the fusion pools; a BERT pooler would get no gradient
 }
 
-Model build_model(const config::Config& config, const DataSizes& sizes) {
-  return Model(model_options(config, sizes));
+Model build_model(const config::Config& config, const DataSizes& sizes, const HeadChoice& head) {
+  return Model(model_options(config, sizes, head));
 }
 
 }  // namespace xmodal::models

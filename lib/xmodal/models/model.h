@@ -1,12 +1,18 @@
-// The whole image+text model: ViT + BERT -> Fusion -> task head (docs/design.md section 2).
+// The whole image+text model: ViT + BERT -> Fusion -> the task's head (docs/design.md sections
+// 2 and 10). The head comes from the task (ModelOptions::make_head); the model does not know
+// which task it serves.
 //
-// Parameter names: vision.* (ViT), text.* (BERT), fusion.*, head.*. The encoder a fusion mode
-// does not use is not built (image_only has no text.*, text_only no vision.*).
+// Parameter names: vision.* (ViT), text.* (BERT), fusion.*, and the head's (head.*; retrieval:
+// image_projection.*, text_projection.*, logit_scale). The encoder a fusion mode does not use
+// is not built (image_only has no text.*, text_only no vision.*).
 #pragma once
 
 #include <torch/nn.h>
 
+#include <functional>
+#include <memory>
 #include <optional>
+#include <string>
 
 #include "xmodal/models/bert.h"
 #include "xmodal/models/fusion.h"
@@ -16,35 +22,72 @@
 
 namespace xmodal::models {
 
-/// classify: ViT + a linear layer on its [CLS] token (no text encoder, no fusion), the image
-/// classifier used to pretrain the image encoder. retrieval: ViT and BERT, each [CLS] token
-/// projected to a shared L2-normalised space (a dual encoder, as CLIP), and with itm a matching
-/// head on the concat fusion (ALBEF).
-enum class Task { vqa, counting, classify, retrieval };
+class ModelImpl;
+struct ModelOutput;
+
+/// What the encoders made of a batch, for a task's head.
+struct Encoded {
+  /// The image encoder's tokens of the batch's distinct images [N, 1 + P, Dv] (after its final
+  /// norm), or undefined without an image encoder; image_index [B] (undefined: N == B) gives
+  /// each sample's image; patch_padding [N, P] bool or undefined.
+  torch::Tensor image_tokens, image_index, patch_padding;
+  /// The text encoder's tokens [B, L, Dt] and their padding [B, L] bool (true = padding), or
+  /// undefined; the input ids and mask as given (retrieval's hard negatives compare texts).
+  torch::Tensor text_tokens, text_padding, input_ids, attention_mask;
+
+  /// Each sample's image tokens [B, 1 + P, Dv] (selected once) and patch padding [B, P] (or
+  /// undefined).
+  torch::Tensor sample_image_tokens() const;
+  torch::Tensor sample_patch_padding() const;
+
+ private:
+  mutable torch::Tensor sample_image_tokens_;
+};
+
+/// A task's part of the model (tasks/ make it: Task::make_head): the modules it adds, registered
+/// on the model under the names its checkpoints use ("head", retrieval's "image_projection",
+/// ...), and what it computes from the encoders' tokens. The model composes the encoders, the
+/// fusion (when the head reads it) and the head, and never asks which task it serves.
+class TaskHead {
+ public:
+  /// Made (ModelOptions::make_head) after the model's encoders and before its fusion; modules
+  /// made here are initialised before the fusion's, modules made in attach() after them.
+  virtual ~TaskHead() = default;
+  /// Registers the head's modules and parameters on `model` (its encoders and fusion exist).
+  virtual void attach(ModelImpl& model) = 0;
+  /// The task's outputs of a batch into `out`.
+  virtual void forward(ModelImpl& model, const Encoded& in, ModelOutput& out) = 0;
+};
+
+/// The widths a head is built for.
+struct HeadSizes {
+  int64_t vision = 0;  ///< image encoder tokens (0: none)
+  int64_t text = 0;    ///< text encoder tokens (0: none)
+  int64_t fusion = 0;  ///< the fusion's pooled output (0: no fusion)
+};
 
 struct ModelOptions {
-  ModelOptions(Task task, FusionOptions fusion, int64_t head_hidden, int64_t num_classes)
-      : task(task), fusion(std::move(fusion)), head_hidden(head_hidden), num_classes(num_classes) {}
-  Task task;
+  ModelOptions(FusionOptions fusion, int64_t head_hidden, int64_t num_classes)
+      : fusion(std::move(fusion)), head_hidden(head_hidden), num_classes(num_classes) {}
   /// Image encoder; must be set unless fusion.mode is text_only.
   std::optional<ViTOptions> vision;
   /// Text encoder; must be set unless fusion.mode is image_only.
   std::optional<BertOptions> text;
   FusionOptions fusion;
-  /// Hidden width of the head MLP.
+  /// Whether the model builds the fusion (a head that reads the encoders alone: no).
+  bool build_fusion = true;
+  /// The task's head for the model's widths; called by every reset().
+  std::function<std::shared_ptr<TaskHead>(const HeadSizes&)> make_head;
+  /// Hidden width of the auxiliary heads' MLP (model.head.hidden).
   int64_t head_hidden;
-  /// Answers (vqa) or categories (counting).
+  /// The data's classes (answers, categories, labels; 0 for retrieval).
   int64_t num_classes;
-  /// counting: count classes are 0..max_count.
+  /// The auxiliary counting head's count classes are 0..max_count.
   int64_t max_count = 10;
   /// Categories of the auxiliary counting head on the image tokens (0 = no such head).
   int64_t aux_counting_classes = 0;
   /// Categories of the auxiliary dense head on each image patch token (0 = no such head).
   int64_t aux_dense_classes = 0;
-  /// retrieval: width of the shared embedding space.
-  int64_t embed_dim = 256;
-  /// retrieval: build the image-text matching head (and the fusion it reads).
-  bool itm = false;
 };
 
 struct ModelOutput {
@@ -71,6 +114,8 @@ struct ModelOutput {
   torch::Tensor image_features;
 };
 
+class DualEncoderImpl;  // models/dual_encoder.h
+
 class ModelImpl : public torch::nn::Cloneable<ModelImpl> {
  public:
   explicit ModelImpl(const ModelOptions& options);
@@ -88,6 +133,16 @@ class ModelImpl : public torch::nn::Cloneable<ModelImpl> {
                       const torch::Tensor& image_index = {},
                       const torch::Tensor& patch_padding = {});
 
+  /// The fusion's pooled [CLS] of each sample [B, fusion.hidden] (pooled_only_fusion decides
+  /// whether its last layer computes the other tokens too).
+  torch::Tensor fuse(const Encoded& in);
+
+  /// The task's head.
+  TaskHead& head() { return *head_; }
+  /// The head as a retrieval model's dual encoder, or null for another task.
+  DualEncoderImpl* dual_encoder();
+  const DualEncoderImpl* dual_encoder() const;
+
   /// retrieval: the L2-normalised embeddings of images [N, 3, H, W] -> [N, E] and of texts
   /// (input_ids [B, L], mask and types may be undefined) -> [B, E]: what forward() returns as
   /// image_embeds and text_embeds, one encoder at a time (an index of images, a text query).
@@ -101,29 +156,27 @@ class ModelImpl : public torch::nn::Cloneable<ModelImpl> {
   torch::Tensor itm_logits(const torch::Tensor& image_tokens, const torch::Tensor& text_tokens,
                            const torch::Tensor& text_padding);
 
+  /// Registers a head's module or parameter on the model (TaskHead::attach).
+  template <typename M>
+  M add_module(const std::string& name, M module) {
+    return register_module(name, std::move(module));
+  }
+  torch::Tensor add_parameter(const std::string& name, const torch::Tensor& value) {
+    return register_parameter(name, value);
+  }
+
   ModelOptions options;
   /// The heads read the fusion's pooled [CLS] alone, so its last layer computes that row only
   /// (Fusion::forward's pooled_only). false computes every token (for comparisons).
   bool pooled_only_fusion = true;
   ViT vision = nullptr;
   Bert text = nullptr;
-  Fusion fusion = nullptr;               // not built for task classify
-  VqaHead vqa_head = nullptr;            // registered as "head" for task vqa
-  Linear classify_head = nullptr;        // registered as "head" for task classify
-  CountingHead counting_head = nullptr;  // registered as "head" for task counting
-  CountingHead aux_counting = nullptr;   // on the mean of the image patch tokens, if asked for
-  Linear aux_dense = nullptr;            // on each image patch token, if asked for
-  Linear image_projection = nullptr;     // retrieval: ViT [CLS] -> embedding
-  Linear text_projection = nullptr;      // retrieval: BERT [CLS] -> embedding
-  torch::Tensor logit_scale;             // retrieval: log of the inverse temperature
-  Linear itm_head = nullptr;             // retrieval with itm: registered as "head"
+  Fusion fusion = nullptr;              // not built for a head that reads the encoders alone
+  CountingHead aux_counting = nullptr;  // on the mean of the image patch tokens, if asked for
+  Linear aux_dense = nullptr;           // on each image patch token, if asked for
 
  private:
-  ModelOutput forward_retrieval(const torch::Tensor& images, const torch::Tensor& input_ids,
-                                const torch::Tensor& attention_mask,
-                                const torch::Tensor& token_type_ids,
-                                const torch::Tensor& image_index,
-                                const torch::Tensor& patch_padding);
+  std::shared_ptr<TaskHead> head_;
 };
 TORCH_MODULE(Model);
 

@@ -72,8 +72,38 @@ class ClassifyEvaluation : public Evaluation {
   std::vector<torch::Tensor> top5_, targets_;
 };
 
+// A linear layer on the image encoder's [CLS] token ("head"); no text encoder, no fusion.
+class ClassifyModelHead : public models::TaskHead {
+ public:
+  ClassifyModelHead(const models::HeadSizes& sizes, int64_t classes)
+      : inputs_(sizes.vision), classes_(classes) {}
+  void attach(models::ModelImpl& model) override {
+    head_ = model.add_module("head", models::Linear(inputs_, classes_));
+  }
+  void forward(models::ModelImpl& /*model*/, const models::Encoded& in,
+               models::ModelOutput& out) override {
+    out.pooled = in.sample_image_tokens().select(1, 0);  // the ViT's [CLS], after its norm
+    out.logits = head_(out.pooled);
+  }
+
+ private:
+  int64_t inputs_, classes_;
+  models::Linear head_ = nullptr;
+};
+
 class ClassifyTask : public Task {
  public:
+  models::HeadChoice head(const config::Config& /*c*/,
+                          const models::DataSizes& sizes) const override {
+    models::HeadChoice h;
+    h.make = [classes = sizes.num_classes](const auto& widths) {
+      return std::make_shared<ClassifyModelHead>(widths, classes);
+    };
+    h.mode = config::FusionMode::image_only;  // the ViT alone
+    h.build_fusion = false;
+    return h;
+  }
+
   config::Task id() const override { return config::Task::classify; }
   bool reads_text() const override { return false; }
 

@@ -115,8 +115,41 @@ class CountingEvaluation : public Evaluation {
   CountingScores scores_;  // set by metrics()
 };
 
+// Presence and count logits per category from the fusion's pooled [CLS]
+// (models::CountingHead, "head").
+class CountingModelHead : public models::TaskHead {
+ public:
+  CountingModelHead(const models::HeadSizes& sizes, int64_t hidden, int64_t categories,
+                    int64_t max_count)
+      : options_(sizes.fusion, hidden, categories, max_count) {}
+  void attach(models::ModelImpl& model) override {
+    head_ = model.add_module("head", models::CountingHead(options_));
+  }
+  void forward(models::ModelImpl& model, const models::Encoded& in,
+               models::ModelOutput& out) override {
+    out.image_features = in.sample_image_tokens();
+    out.pooled = model.fuse(in);
+    auto logits = head_(out.pooled);
+    out.presence = logits.presence;
+    out.counts = logits.counts;
+  }
+
+ private:
+  models::CountingHeadOptions options_;
+  models::CountingHead head_ = nullptr;
+};
+
 class CountingTask : public Task {
  public:
+  models::HeadChoice head(const config::Config& c, const models::DataSizes& sizes) const override {
+    models::HeadChoice h;
+    h.make = [hidden = c.model.head.hidden, categories = sizes.num_classes,
+              max_count = c.model.head.max_count](const auto& widths) {
+      return std::make_shared<CountingModelHead>(widths, hidden, categories, max_count);
+    };
+    return h;
+  }
+
   config::Task id() const override { return config::Task::counting; }
 
   models::LossSums loss(const models::ModelOutput& out, const data::Batch& batch,

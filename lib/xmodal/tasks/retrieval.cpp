@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include "xmodal/io/atomic_file.h"
+#include "xmodal/models/dual_encoder.h"
 #include "xmodal/tasks/metrics.h"
 #include "xmodal/tasks/retrieval.h"
 #include "xmodal/tasks/task.h"
@@ -188,7 +189,8 @@ class RetrievalEvaluation : public Evaluation {
   // the others fall behind them all.
   void rerank(models::ModelImpl& model, const c10::Device& device, int k) override {
     if (rows() == 0 || k <= 0) return;
-    if (image_tokens_.empty() || !model.itm_head) {
+    if (image_tokens_.empty() || model.dual_encoder() == nullptr ||
+        !model.dual_encoder()->itm_head) {
       throw std::invalid_argument(
           "eval.rerank_k: this retrieval model has no ITM head (train.itm 0)");
     }
@@ -274,6 +276,19 @@ class RetrievalEvaluation : public Evaluation {
 
 class RetrievalTask : public Task {
  public:
+  models::HeadChoice head(const config::Config& c,
+                          const models::DataSizes& /*sizes*/) const override {
+    models::HeadChoice h;
+    const bool itm = c.train.itm > 0;
+    h.make = [embed_dim = c.model.retrieval.embed_dim, itm](const auto& widths) {
+      return std::make_shared<models::DualEncoderImpl>(widths, embed_dim, itm);
+    };
+    h.mode = config::FusionMode::concat;  // both encoders
+    h.build_fusion = itm;                 // the ITM head reads the concat fusion
+    h.needs_classes = false;
+    return h;
+  }
+
   config::Task id() const override { return config::Task::retrieval; }
 
   models::LossSums loss(const models::ModelOutput& out, const data::Batch& batch,

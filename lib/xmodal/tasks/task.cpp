@@ -5,6 +5,10 @@
 
 namespace xmodal::tasks {
 
+models::Model build_model(const config::Config& config, const models::DataSizes& sizes) {
+  return models::build_model(config, sizes, task(config.task).head(config, sizes));
+}
+
 std::vector<ClassScore> top_k(const torch::Tensor& probabilities, int64_t k,
                               const std::vector<std::string>& classes) {
   const auto probs = probabilities.to(torch::kCPU);

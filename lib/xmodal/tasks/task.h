@@ -21,6 +21,7 @@
 #include "xmodal/config/config.h"
 #include "xmodal/data/dataset.h"
 #include "xmodal/data/loader.h"
+#include "xmodal/models/factory.h"
 #include "xmodal/models/losses.h"
 #include "xmodal/models/model.h"
 #include "xmodal/tasks/answer.h"
@@ -76,6 +77,11 @@ class Task {
   /// the other splits are read; the others: every split names the same categories.
   virtual bool vocabulary_from_training_split() const { return false; }
 
+  /// The task's head and what it needs of the model (the fusion mode, whether the fusion is
+  /// built): the model composes encoders + fusion + this head and never asks for the task.
+  virtual models::HeadChoice head(const config::Config& config,
+                                  const models::DataSizes& sizes) const = 0;
+
   /// The loss of a batch as sums over its samples (models/losses.h); the batch's targets are
   /// moved to `device`. With `collective` (training on several processes), a loss over the
   /// whole batch (retrieval's contrastive loss) sees the global batch: its value is this
@@ -109,6 +115,10 @@ class Task {
 
 /// The task config names (registry.cpp).
 const Task& task(config::Task id);
+
+/// The model of `config`'s task for the data's sizes (on the CPU): models::build_model with the
+/// task's head.
+models::Model build_model(const config::Config& config, const models::DataSizes& sizes);
 
 /// The k most probable classes of `probabilities` [classes], best first.
 std::vector<ClassScore> top_k(const torch::Tensor& probabilities, int64_t k,

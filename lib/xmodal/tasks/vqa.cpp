@@ -84,8 +84,36 @@ class VqaEvaluation : public Evaluation {
   std::vector<int64_t> answers_;  // the predicted answer class of each row
 };
 
+// The answer scores from the fusion's pooled [CLS] through an MLP (models::VqaHead, "head").
+class VqaModelHead : public models::TaskHead {
+ public:
+  VqaModelHead(const models::HeadSizes& sizes, int64_t hidden, int64_t answers)
+      : options_(sizes.fusion, hidden, answers) {}
+  void attach(models::ModelImpl& model) override {
+    head_ = model.add_module("head", models::VqaHead(options_));
+  }
+  void forward(models::ModelImpl& model, const models::Encoded& in,
+               models::ModelOutput& out) override {
+    out.image_features = in.sample_image_tokens();
+    out.pooled = model.fuse(in);
+    out.logits = head_(out.pooled);
+  }
+
+ private:
+  models::VqaHeadOptions options_;
+  models::VqaHead head_ = nullptr;
+};
+
 class VqaTask : public Task {
  public:
+  models::HeadChoice head(const config::Config& c, const models::DataSizes& sizes) const override {
+    models::HeadChoice h;
+    h.make = [hidden = c.model.head.hidden, answers = sizes.num_classes](const auto& widths) {
+      return std::make_shared<VqaModelHead>(widths, hidden, answers);
+    };
+    return h;
+  }
+
   config::Task id() const override { return config::Task::vqa; }
   bool vocabulary_from_training_split() const override { return true; }
 

@@ -10,6 +10,7 @@
 #include "xmodal/models/factory.h"
 #include "xmodal/models/import.h"
 #include "xmodal/models/pretrained.h"
+#include "xmodal/tasks/task.h"
 #include "xmodal/train/distill.h"
 #include "xmodal/train/encoder_init.h"
 #include "xmodal/train/precision.h"
@@ -114,9 +115,9 @@ void Trainer::load_data() {
 
 void Trainer::build_model() {
   torch::manual_seed(static_cast<uint64_t>(config_.run.seed));
-  model_ = models::build_model(config_, {artifacts_.tokenizer->vocab_size(),
-                                         static_cast<int64_t>(artifacts_.class_names.size()),
-                                         static_cast<int64_t>(artifacts_.aux_class_names.size())});
+  model_ = tasks::build_model(config_, {artifacts_.tokenizer->vocab_size(),
+                                        static_cast<int64_t>(artifacts_.class_names.size()),
+                                        static_cast<int64_t>(artifacts_.aux_class_names.size())});
   model_->to(device_);
   model_->train();
   log::info("[model] {} parameters\n{}", models::count_parameters(*model_),

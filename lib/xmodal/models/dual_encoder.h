@@ -1,0 +1,41 @@
+// Retrieval's head: a dual encoder (CLIP) over the model's encoders, each [CLS] token projected
+// to a shared L2-normalised space with a learnt temperature, and with itm a matching head on
+// the concat fusion with in-batch hard negatives (ALBEF). Its parameters keep the names of its
+// checkpoints: image_projection.*, text_projection.*, logit_scale, head.* (the ITM head).
+#pragma once
+
+#include <torch/torch.h>
+
+#include "xmodal/models/model.h"
+
+namespace xmodal::models {
+
+class DualEncoderImpl : public TaskHead {
+ public:
+  /// `sizes` has both encoders (and the fusion, with itm).
+  DualEncoderImpl(const HeadSizes& sizes, int64_t embed_dim, bool itm);
+
+  void attach(ModelImpl& model) override;
+  /// image_embeds [N, E] (the distinct images), text_embeds [B, E], logit_scale; in training
+  /// with itm, itm_logits of each pair and of its hard negatives; in eval mode with itm, the
+  /// encoders' tokens for re-ranking.
+  void forward(ModelImpl& model, const Encoded& in, ModelOutput& out) override;
+
+  /// The L2-normalised embeddings of image tokens [N, 1 + P, Dv] and of text tokens [B, L, Dt].
+  torch::Tensor embed_image_tokens(const torch::Tensor& image_tokens);
+  torch::Tensor embed_text_tokens(const torch::Tensor& text_tokens);
+  /// Matching logits [B, 2] (class 1 = match) of image tokens with text tokens.
+  torch::Tensor itm_logits(ModelImpl& model, const torch::Tensor& image_tokens,
+                           const torch::Tensor& text_tokens, const torch::Tensor& text_padding);
+
+  Linear image_projection = nullptr;  // ViT [CLS] -> embedding
+  Linear text_projection = nullptr;   // BERT [CLS] -> embedding
+  torch::Tensor logit_scale;          // log of the inverse temperature
+  Linear itm_head = nullptr;          // with itm: registered as "head"
+
+ private:
+  bool itm_ = false;
+  int64_t fusion_dim_ = 0;
+};
+
+}  // namespace xmodal::models
