@@ -10,6 +10,7 @@
 
 #include <filesystem>
 
+#include "../support/checkpoints.h"
 #include "../support/predictions.h"
 #include "../support/scenes.h"
 #include "../support/temp_dir.h"
@@ -58,27 +59,8 @@ class Predictor : public ::testing::Test {
   // A checkpoint of an untrained model of `task`; `edit` may change its weights first.
   std::string checkpoint(const std::string& task, const std::vector<std::string>& sets = {},
                          const std::function<void(models::ModelImpl&)>& edit = {}) const {
-    std::vector<std::string> all = {"run.dir=" + (dir_.path() / task).string(), "run.threads=1",
-                                    "data.root=" + (data_dir_->path() / "scenes").string(),
-                                    "data.image_size=32", "model.head.max_count=3"};
-    const auto tiny = xmodal::testing::tiny_model_sets();
-    all.insert(all.end(), tiny.begin(), tiny.end());
-    all.insert(all.end(), sets.begin(), sets.end());
-    const auto c = config::parse_config("task: " + task + "\n", "<test>", all);
-    const auto train = data::load_split(c, c.data.train_split);
-    std::vector<std::string> texts;
-    for (const auto& e : train.examples) texts.insert(texts.end(), e.texts.begin(), e.texts.end());
-    checkpoint::Artifacts a;
-    a.tokenizer = text::make_tokenizer(c, texts);
-    a.class_names = train.class_names;
-    torch::manual_seed(17);
-    auto model = tasks::build_model(
-        c, {a.tokenizer->vocab_size(), static_cast<int64_t>(a.class_names.size()), 0});
-    if (edit) edit(*model);
-    checkpoint::CheckpointContent content;
-    content.model = checkpoint::state_tensors(*model);
-    content.files = checkpoint::artifact_files(c, a);
-    return checkpoint::write_checkpoint(c.run.dir, content);
+    return xmodal::testing::untrained_checkpoint(
+        task, (dir_.path() / task).string(), (data_dir_->path() / "scenes").string(), sets, edit);
   }
 
   static std::vector<json> parse(const std::vector<infer::Prediction>& predictions) {
