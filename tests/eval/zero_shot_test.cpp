@@ -51,15 +51,10 @@ class ZeroShot : public ::testing::Test {
     const auto scenes = shared_->path() / "scenes";
     // 40 training scenes: their texts name every Fashion-MNIST class, so the tokenizer knows
     // each (an unknown name is [UNK], and classes of unknown names tie)
-    data::build_scenes(xmodal::testing::tiny_scenes(scenes, 40, 2, 1, 5));
-    for (const auto* split : {"train", "val"}) {
-      for (const auto& e : fs::directory_iterator(scenes / "images" / split)) {
-        images_.push_back(e.path().string());
-      }
-    }
-    std::sort(images_.begin(), images_.end());
-    checkpoint_ = xmodal::testing::untrained_checkpoint(
-        "retrieval", (shared_->path() / "run").string(), scenes.string());
+    auto fixture = xmodal::testing::retrieval_scenes(
+        xmodal::testing::tiny_scenes(scenes, 40, 2, 1, 5), (shared_->path() / "run").string());
+    images_ = std::move(fixture.images);
+    checkpoint_ = std::move(fixture.checkpoint);
   }
   static void TearDownTestSuite() {
     delete shared_;
@@ -77,6 +72,17 @@ class ZeroShot : public ::testing::Test {
       fs::copy_file(images_.at(c), root / "test" / classes[c] / "0.png");
     }
     return root.string();
+  }
+
+  // classify() of image_folder(classes): class c's one image, images_[c].
+  static Expected classify_folder(const std::vector<std::string>& classes, double zoom_out) {
+    std::vector<cv::Mat> rgb;
+    std::vector<int64_t> labels;
+    for (size_t c = 0; c < classes.size(); ++c) {
+      rgb.push_back(io::read_image_rgb(images_[c]));
+      labels.push_back(static_cast<int64_t>(c));
+    }
+    return classify(rgb, labels, classes, zoom_out);
   }
 
   // The classifier by hand: each class's prompts embedded, averaged and normalised; each image
@@ -147,13 +153,7 @@ TEST_F(ZeroShot, AnImageFolderIsClassifiedByItsMostSimilarPrompts) {
   o.dataset = "image_folder";
   o.data_root = image_folder(classes);
   const auto s = run_zero_shot(o);
-  std::vector<cv::Mat> rgb;
-  std::vector<int64_t> labels;
-  for (size_t c = 0; c < classes.size(); ++c) {
-    rgb.push_back(io::read_image_rgb(images_[c]));
-    labels.push_back(static_cast<int64_t>(c));
-  }
-  const auto e = classify(rgb, labels, classes, 0);
+  const auto e = classify_folder(classes, 0);
   EXPECT_EQ(s.images, 6);
   ASSERT_EQ(s.metrics.size(), 2u);
   EXPECT_NEAR(s.metrics.at("top1"), e.top1, 1e-9);
@@ -191,13 +191,7 @@ TEST_F(ZeroShot, ZoomOutPastesEachImageOnACanvasFirst) {
   o.zoom_out = 2.5;
   o.out_dir = (dir_.path() / "out").string();
   const auto s = run_zero_shot(o);
-  std::vector<cv::Mat> rgb;
-  std::vector<int64_t> labels;
-  for (size_t c = 0; c < classes.size(); ++c) {
-    rgb.push_back(io::read_image_rgb(images_[c]));
-    labels.push_back(static_cast<int64_t>(c));
-  }
-  const auto e = classify(rgb, labels, classes, 2.5);
+  const auto e = classify_folder(classes, 2.5);
   EXPECT_NEAR(s.metrics.at("top1"), e.top1, 1e-9);
   EXPECT_NEAR(s.metrics.at("top5"), e.top5, 1e-9);
   EXPECT_EQ(s.out_dir, o.out_dir);

@@ -50,15 +50,10 @@ class Index : public ::testing::Test {
   static void SetUpTestSuite() {
     shared_ = new TempDir();
     const auto scenes = shared_->path() / "scenes";
-    data::build_scenes(xmodal::testing::tiny_scenes(scenes, 4, 2, 1, 3));
-    for (const auto* split : {"train", "val"}) {
-      for (const auto& e : fs::directory_iterator(scenes / "images" / split)) {
-        images_.push_back(e.path().string());
-      }
-    }
-    std::sort(images_.begin(), images_.end());
-    checkpoint_ = xmodal::testing::untrained_checkpoint(
-        "retrieval", (shared_->path() / "run").string(), scenes.string());
+    auto fixture = xmodal::testing::retrieval_scenes(
+        xmodal::testing::tiny_scenes(scenes, 4, 2, 1, 3), (shared_->path() / "run").string());
+    images_ = std::move(fixture.images);
+    checkpoint_ = std::move(fixture.checkpoint);
   }
   static void TearDownTestSuite() {
     delete shared_;

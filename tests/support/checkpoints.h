@@ -4,6 +4,8 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <functional>
 #include <string>
 #include <vector>
@@ -13,6 +15,7 @@
 #include "xmodal/checkpoint/checkpoint.h"
 #include "xmodal/config/loader.h"
 #include "xmodal/data/dataset.h"
+#include "xmodal/data/scenes.h"
 #include "xmodal/models/factory.h"
 #include "xmodal/tasks/task.h"
 #include "xmodal/text/factory.h"
@@ -46,6 +49,28 @@ inline std::string untrained_checkpoint(const std::string& task, const std::stri
   content.model = checkpoint::state_tensors(*model);
   content.files = checkpoint::artifact_files(c, a);
   return checkpoint::write_checkpoint(c.run.dir, content);
+}
+
+/// A scenes set built from `scenes` and an untrained retrieval checkpoint of it (under `run_dir`),
+/// with the set's train and val images, sorted: the fixture of the retrieval suites.
+struct RetrievalScenes {
+  std::vector<std::string> images;
+  std::string checkpoint;
+};
+
+inline RetrievalScenes retrieval_scenes(const data::ScenesOptions& scenes,
+                                        const std::string& run_dir) {
+  data::build_scenes(scenes);
+  RetrievalScenes r;
+  for (const auto* split : {"train", "val"}) {
+    for (const auto& e : std::filesystem::directory_iterator(std::filesystem::path(scenes.out) /
+                                                             "images" / split)) {
+      r.images.push_back(e.path().string());
+    }
+  }
+  std::sort(r.images.begin(), r.images.end());
+  r.checkpoint = untrained_checkpoint("retrieval", run_dir, scenes.out);
+  return r;
 }
 
 }  // namespace xmodal::testing

@@ -1,13 +1,9 @@
 #include "xmodal/infer/json.h"
 
-#include <cmath>
-
 namespace xmodal::infer {
 using nlohmann::json;
 
 namespace {
-
-json finite_or_null(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
 
 // The list's name and each entry's key for an answer kind.
 std::pair<const char*, const char*> names_of(tasks::Answer::Kind kind) {
@@ -31,14 +27,14 @@ json to_json(const tasks::Answer& answer) {
   if (const auto [list, key] = names_of(answer.kind); list != nullptr) {
     json entries = json::array();
     for (const auto& c : answer.classes) {
-      json e = {{key, c.name}, {"probability", finite_or_null(c.probability)}};
+      json e = {{key, c.name}, {"probability", tasks::finite_or_null(c.probability)}};
       if (c.count) e["count"] = *c.count;
-      if (c.similarity) e["similarity"] = finite_or_null(*c.similarity);
+      if (c.similarity) e["similarity"] = tasks::finite_or_null(*c.similarity);
       entries.push_back(std::move(e));
     }
     j[list] = std::move(entries);
   }
-  if (answer.similarity) j["similarity"] = finite_or_null(*answer.similarity);
+  if (answer.similarity) j["similarity"] = tasks::finite_or_null(*answer.similarity);
   return j;
 }
 

@@ -33,7 +33,7 @@ ModelOptions model_options(const config::Config& c, const DataSizes& sizes,
   ModelOptions options(FusionOptions(mode, m.text.hidden, m.vision.hidden, m.fusion.hidden,
                                      m.fusion.layers, m.fusion.heads, m.fusion.mlp_dim)
                            .dropout(m.fusion.dropout),
-                       m.head.hidden, sizes.num_classes);
+                       m.head.hidden);
   options.max_count = m.head.max_count;
   options.make_head = head.make;
   options.build_fusion = head.build_fusion;

@@ -67,8 +67,8 @@ struct HeadSizes {
 };
 
 struct ModelOptions {
-  ModelOptions(FusionOptions fusion, int64_t head_hidden, int64_t num_classes)
-      : fusion(std::move(fusion)), head_hidden(head_hidden), num_classes(num_classes) {}
+  ModelOptions(FusionOptions fusion, int64_t head_hidden)
+      : fusion(std::move(fusion)), head_hidden(head_hidden) {}
   /// Image encoder; must be set unless fusion.mode is text_only.
   std::optional<ViTOptions> vision;
   /// Text encoder; must be set unless fusion.mode is image_only.
@@ -80,8 +80,6 @@ struct ModelOptions {
   std::function<std::shared_ptr<TaskHead>(const HeadSizes&)> make_head;
   /// Hidden width of the auxiliary heads' MLP (model.head.hidden).
   int64_t head_hidden;
-  /// The data's classes (answers, categories, labels; 0 for retrieval).
-  int64_t num_classes;
   /// The auxiliary counting head's count classes are 0..max_count.
   int64_t max_count = 10;
   /// Categories of the auxiliary counting head on the image tokens (0 = no such head).
