@@ -2,14 +2,14 @@
 #include <ostream>
 
 #include "xmodal/cli.h"
-#include "xmodal/data/tokenizer_training.h"
+#include "xmodal/train/tokenizer_training.h"
 
 namespace xmodal::cli {
 
 void add_tokenizer_command(CLI::App& app, Context& ctx) {
   auto* cmd = app.add_subcommand("tokenizer", "Train a SentencePiece tokenizer");
   cmd->require_subcommand(1);
-  auto args = std::make_shared<data::TokenizerTrainOptions>();
+  auto args = std::make_shared<train::TokenizerTrainOptions>();
   auto* train = cmd->add_subcommand(
       "train",
       "Train a SentencePiece (unigram) model on a text file or on a config's training texts; "
@@ -24,7 +24,7 @@ void add_tokenizer_command(CLI::App& app, Context& ctx) {
   train->add_option("--out", args->out_dir, "Output folder")->required();
   train->callback([&ctx, args] {
     ctx.action = [&ctx, args] {
-      const auto result = data::train_tokenizer(*args);
+      const auto result = train::train_tokenizer(*args);
       ctx.out << "trained a " << result.vocab_size << "-piece SentencePiece model on "
               << result.texts << " texts -> " << result.model << "\n"
               << "use it with: tokenizer: {type: sentencepiece, path: " << result.model << "}\n";

@@ -16,6 +16,7 @@
 #include "xmodal/data/scenes.h"
 #include "xmodal/data/vqa.h"
 #include "xmodal/io/atomic_file.h"
+#include "xmodal/tasks/task.h"
 
 namespace {
 
@@ -77,7 +78,7 @@ int main(int argc, char** argv) {
   config.data.augment.hflip = true;
   config.data.augment.random_resized_crop = true;
   config.data.augment.color_jitter = 0.2;
-  auto data = std::make_shared<xmodal::data::TaskData>(xmodal::data::load_split(config, "train"));
+  auto data = std::make_shared<xmodal::data::TaskData>(xmodal::tasks::load_split(config, "train"));
   std::vector<std::string> texts;
   for (const auto& e : data->examples) texts.push_back(e.texts[0]);
   auto tokenizer =

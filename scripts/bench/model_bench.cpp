@@ -24,6 +24,7 @@
 #include "xmodal/models/blocks.h"
 #include "xmodal/models/factory.h"
 #include "xmodal/models/losses.h"
+#include "xmodal/tasks/task.h"
 #include "xmodal/train/optimizer.h"
 
 namespace {
@@ -136,8 +137,8 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  auto model = checkpoint.empty() ? xmodal::models::build_model(config, {vocab, classes, aux})
-                                  : loaded.model;
+  auto model =
+      checkpoint.empty() ? xmodal::tasks::build_model(config, {vocab, classes, aux}) : loaded.model;
   const std::string impl =
       loaded.quantization == xmodal::config::Quantize::int8 ? "xmodal-int8" : "xmodal";
   // --reference 1: xmodal's two compute shortcuts off (the fused attention kernel and the
@@ -163,7 +164,7 @@ int main(int argc, char** argv) {
     auto step = [&] {
       const auto t0 = Clock::now();
       const auto out = model->forward(b.images, b.ids, b.mask, b.types, {});
-      auto loss = xmodal::models::vqa_loss(out.logits, b.targets).total;
+      auto loss = xmodal::models::vqa_loss(out.at("logits"), b.targets).total;
       if (out.aux_presence.defined()) {
         loss = loss +
                xmodal::models::counting_loss(out.aux_presence, out.aux_counts, b.aux_counts, {}, {})
@@ -214,7 +215,8 @@ int main(int argc, char** argv) {
     auto forward = [&](const Batch& x) {
       torch::InferenceMode guard;
       const auto out = model->forward(x.images, x.ids, x.mask, x.types, {});
-      return out.logits.defined() ? out.logits.sigmoid() : out.pooled;
+      const auto logits = out.get("logits");
+      return logits.defined() ? logits.sigmoid() : out.pooled;
     };
     for (int i = 0; i < 3; ++i) forward(b);
     int runs = 0;

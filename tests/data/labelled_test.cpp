@@ -8,6 +8,8 @@
 #include "../support/temp_dir.h"
 #include "xmodal/data/dataset.h"
 #include "xmodal/data/scenes.h"
+#include "xmodal/tasks/classify.h"
+#include "xmodal/tasks/task.h"
 
 namespace xmodal::data {
 namespace {
@@ -80,9 +82,9 @@ TEST(Labelled, ImageFolderClassesComeFromTheTrainingSplit) {
   c.task = config::Task::classify;
   c.data.dataset = config::Dataset::image_folder;
   c.data.root = dir.path().string();
-  const auto data = load_split(c, "val");
+  const auto data = tasks::load_split(c, "val");
   EXPECT_EQ(data.class_names, train.class_names);
-  EXPECT_EQ(data.examples.at(0).label, 1);
+  EXPECT_EQ(annotation_of<tasks::ClassifyAnnotation>(data.examples.at(0)).label, 1);
 }
 
 }  // namespace

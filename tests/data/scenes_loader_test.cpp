@@ -15,6 +15,9 @@
 #include "xmodal/data/vqa.h"
 #include "xmodal/io/atomic_file.h"
 #include "xmodal/io/image.h"
+#include "xmodal/tasks/counting.h"
+#include "xmodal/tasks/task.h"
+#include "xmodal/tasks/vqa.h"
 
 namespace xmodal::data {
 namespace {
@@ -163,7 +166,7 @@ struct LoaderFixture : ::testing::Test {
     config.data.augment.hflip = true;
     config.data.augment.random_resized_crop = true;
     config.data.augment.color_jitter = 0.2;
-    data = std::make_shared<TaskData>(load_split(config, "train"));
+    data = std::make_shared<TaskData>(tasks::load_split(config, "train"));
     std::vector<std::string> texts;
     for (const auto& e : data->examples) texts.insert(texts.end(), e.texts.begin(), e.texts.end());
     tokenizer = std::make_shared<text::WordTokenizer>(text::WordTokenizer::build(texts));
@@ -188,7 +191,10 @@ void expect_same(const std::vector<Batch>& a, const std::vector<Batch>& b) {
     EXPECT_EQ(a[i].ids, b[i].ids);
     EXPECT_TRUE(torch::equal(a[i].images, b[i].images));
     EXPECT_TRUE(torch::equal(a[i].input_ids, b[i].input_ids));
-    EXPECT_TRUE(torch::equal(a[i].targets, b[i].targets));
+    ASSERT_EQ(a[i].targets.size(), b[i].targets.size());
+    for (const auto& [name, target] : a[i].targets) {
+      EXPECT_TRUE(torch::equal(target, b[i].target(name))) << name;
+    }
   }
 }
 
@@ -204,8 +210,9 @@ TEST_F(LoaderFixture, BatchesHaveTheContractShapes) {
   EXPECT_EQ(b.input_ids.sizes(), torch::IntArrayRef({10, 32}));
   EXPECT_EQ(b.attention_mask.sizes(), torch::IntArrayRef({10, 32}));
   EXPECT_EQ(b.token_type_ids.scalar_type(), torch::kLong);
-  EXPECT_EQ(b.targets.sizes(), torch::IntArrayRef({10, data->num_classes()}));
-  EXPECT_EQ(b.targets.sum(1).min().item<float>(), 1.0f);  // 10 identical answers -> score 1
+  const auto& scores = b.target(tasks::kVqaScores);
+  EXPECT_EQ(scores.sizes(), torch::IntArrayRef({10, data->num_classes()}));
+  EXPECT_EQ(scores.sum(1).min().item<float>(), 1.0f);  // 10 identical answers -> score 1
   EXPECT_EQ(batches.back().size(), 4);
 }
 
@@ -273,12 +280,13 @@ TEST_F(LoaderFixture, ImageCacheGivesTheSameBatchesWithinItsBudget) {
 TEST_F(LoaderFixture, CountingTargetsFromTheSameFiles) {
   config.task = config::Task::counting;
   config.train.early_stopping.metric = "accuracy";
-  data = std::make_shared<TaskData>(load_split(config, "train"));
+  data = std::make_shared<TaskData>(tasks::load_split(config, "train"));
   EXPECT_EQ(data->num_classes(), 10);
   const auto batches = epoch(2, 0);
-  EXPECT_EQ(batches[0].targets.sizes(), torch::IntArrayRef({10, 10}));
-  EXPECT_EQ(batches[0].targets.scalar_type(), torch::kLong);
-  EXPECT_GE(batches[0].targets.sum(1).min().item<int64_t>(), 1);  // every scene has an item
+  const auto& counts = batches[0].target(tasks::kCountingCounts);
+  EXPECT_EQ(counts.sizes(), torch::IntArrayRef({10, 10}));
+  EXPECT_EQ(counts.scalar_type(), torch::kLong);
+  EXPECT_GE(counts.sum(1).min().item<int64_t>(), 1);  // every scene has an item
 }
 
 TEST_F(LoaderFixture, GroupingByImageKeepsAScenesQuestionsTogether) {
@@ -320,7 +328,7 @@ TEST_F(LoaderFixture, DenseTargetsMarkEachObjectCentreInItsPatch) {
   config.train.aux.dense = 1;
   config.model.vision.patch_size = 8;               // 32 / 8 = a 4x4 grid
   config.data.augment.random_resized_crop = false;  // keep every object in view
-  data = std::make_shared<TaskData>(load_split(config, "train"));
+  data = std::make_shared<TaskData>(tasks::load_split(config, "train"));
   ASSERT_EQ(data->aux_class_names.size(), 10u);
   const auto batches = epoch(2, 0);
   for (const auto& b : batches) {

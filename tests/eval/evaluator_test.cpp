@@ -47,11 +47,10 @@ TempDir* Evaluator::data_dir_ = nullptr;
 // Evaluates `task` on the val split and checks the result against a plain pass over the same
 // batches.
 void check_against_a_plain_pass(const config::Config& c) {
-  auto train = data::load_split(c, c.data.train_split);
-  const data::AnswerVocab vocab(train.class_names);
+  auto train = tasks::load_split(c, c.data.train_split);
   const bool vocabulary = tasks::task(c.task).vocabulary_from_training_split();
   auto val = std::make_shared<data::TaskData>(
-      data::load_split(c, c.data.val_split, vocabulary ? &vocab : nullptr));
+      tasks::load_split(c, c.data.val_split, vocabulary ? &train.class_names : nullptr));
   std::vector<std::string> texts;
   for (const auto& e : train.examples) texts.insert(texts.end(), e.texts.begin(), e.texts.end());
   const auto tokenizer = text::make_tokenizer(c, texts);
@@ -109,9 +108,9 @@ TEST_F(Evaluator, CountingMatchesAPlainPass) {
 
 TEST_F(Evaluator, ASecondEvaluationGivesTheSameFigures) {
   const auto c = tiny("vqa");
-  auto train = data::load_split(c, c.data.train_split);
-  const data::AnswerVocab vocab(train.class_names);
-  auto val = std::make_shared<data::TaskData>(data::load_split(c, c.data.val_split, &vocab));
+  auto train = tasks::load_split(c, c.data.train_split);
+  auto val =
+      std::make_shared<data::TaskData>(tasks::load_split(c, c.data.val_split, &train.class_names));
   const auto tokenizer = text::make_tokenizer(c, {"how many bags are there?"});
   auto model = tasks::build_model(
       c, {tokenizer->vocab_size(), static_cast<int64_t>(train.class_names.size()), 0});

@@ -31,6 +31,7 @@
 #include "xmodal/infer/retrieval.h"
 #include "xmodal/io/atomic_file.h"
 #include "xmodal/io/safetensors.h"
+#include "xmodal/tasks/task.h"
 
 namespace xmodal::infer {
 namespace {
@@ -266,7 +267,7 @@ TEST_F(Index, ASplitIndexesItsDistinctImagesInDataOrder) {
   const auto r = build_index(o);
   const auto m = checkpoint::load_trained_model(checkpoint_);
   std::vector<std::string> expected;
-  for (const auto& e : data::load_split(m.config, "val").examples) {
+  for (const auto& e : tasks::load_split(m.config, "val").examples) {
     const auto p = fs::absolute(e.image_path).lexically_normal().string();
     if (std::find(expected.begin(), expected.end(), p) == expected.end()) expected.push_back(p);
   }

@@ -33,7 +33,8 @@ torch::Tensor logits(checkpoint::LoadedModel& m, const c10::Device& device) {
   };
   torch::NoGradGuard no_grad;
   return m.model->forward(image.to(device), row(e.ids), row(e.mask), row(e.types))
-      .logits.to(torch::kCPU);
+      .at("logits")
+      .to(torch::kCPU);
 }
 
 // The message of what `open` throws as E ("" when it throws nothing, which fails the test).

@@ -33,8 +33,8 @@ config::Config tiny_config(config::Task task) {
 }
 
 torch::Tensor task_loss(const ModelOutput& out, config::Task task) {
-  if (task == config::Task::vqa) return out.logits.pow(2).sum();
-  return out.presence.pow(2).sum() + out.counts.pow(2).sum();
+  if (task == config::Task::vqa) return out.at("logits").pow(2).sum();
+  return out.at("presence").pow(2).sum() + out.at("counts").pow(2).sum();
 }
 
 struct Inputs {
@@ -71,8 +71,8 @@ TEST_F(DeviceModel, ForwardAndGradientsMatchTheCpu) {
 
     const auto out_cpu = cpu(in.images, in.ids, in.mask);
     const auto out_dev = dev(in.images.to(device), in.ids.to(device), in.mask.to(device));
-    const auto& a = task == config::Task::vqa ? out_cpu.logits : out_cpu.presence;
-    const auto& b = task == config::Task::vqa ? out_dev.logits : out_dev.presence;
+    const auto& a = task == config::Task::vqa ? out_cpu.at("logits") : out_cpu.at("presence");
+    const auto& b = task == config::Task::vqa ? out_dev.at("logits") : out_dev.at("presence");
     ASSERT_EQ(b.device(), device);
     EXPECT_TRUE(torch::allclose(a, b.cpu(), 1e-4, 1e-5)) << (a - b.cpu()).abs().max();
 
@@ -101,11 +101,11 @@ TEST_F(DeviceModel, Bf16AutocastStaysCloseToFp32) {
   Model model = tasks::build_model(tiny_config(config::Task::vqa), {30, 5});
   model->to(device);
   model->eval();
-  const auto fp32 = model(in.images.to(device), in.ids.to(device), in.mask.to(device)).logits;
+  const auto fp32 = model(in.images.to(device), in.ids.to(device), in.mask.to(device)).at("logits");
   torch::Tensor bf16;
   {
     train::AutocastGuard autocast(config::Precision::bf16, device);
-    bf16 = model(in.images.to(device), in.ids.to(device), in.mask.to(device)).logits;
+    bf16 = model(in.images.to(device), in.ids.to(device), in.mask.to(device)).at("logits");
   }
   EXPECT_EQ(bf16.scalar_type() == torch::kBFloat16 || bf16.scalar_type() == torch::kFloat32, true);
   EXPECT_TRUE(torch::allclose(fp32.cpu(), bf16.to(torch::kFloat32).cpu(), 5e-2, 5e-2))

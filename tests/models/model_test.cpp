@@ -32,12 +32,12 @@ TEST(Model, EveryTaskAndFusionModeBuildsRunsAndTrainsEveryParameter) {
       EXPECT_EQ(out.pooled.sizes(), torch::IntArrayRef({2, 16}));
       torch::Tensor loss;
       if (task == config::Task::vqa) {
-        EXPECT_EQ(out.logits.sizes(), torch::IntArrayRef({2, 5}));
-        loss = out.logits.pow(2).sum();
+        EXPECT_EQ(out.at("logits").sizes(), torch::IntArrayRef({2, 5}));
+        loss = out.at("logits").pow(2).sum();
       } else {
-        EXPECT_EQ(out.presence.sizes(), torch::IntArrayRef({2, 5}));
-        EXPECT_EQ(out.counts.sizes(), torch::IntArrayRef({2, 5, 4}));
-        loss = out.presence.pow(2).sum() + out.counts.pow(2).sum();
+        EXPECT_EQ(out.at("presence").sizes(), torch::IntArrayRef({2, 5}));
+        EXPECT_EQ(out.at("counts").sizes(), torch::IntArrayRef({2, 5, 4}));
+        loss = out.at("presence").pow(2).sum() + out.at("counts").pow(2).sum();
       }
       loss.backward();
       EXPECT_EQ(params_without_grad(*model), std::vector<std::string>{});
@@ -83,7 +83,7 @@ TEST(Model, SharedImagesGiveTheSameOutputAsRepeatedOnes) {
   const auto index = torch::tensor({1, 0, 1}, torch::kLong);
   const auto shared = model->forward(images, ids, torch::Tensor(), torch::Tensor(), index);
   const auto repeated = model(images.index_select(0, index), ids);
-  EXPECT_TRUE(torch::allclose(shared.logits, repeated.logits, 1e-5, 1e-6));
+  EXPECT_TRUE(torch::allclose(shared.at("logits"), repeated.at("logits"), 1e-5, 1e-6));
 }
 
 TEST(Model, ComponentsAreSizedFromTheEncoders) {
@@ -120,7 +120,7 @@ TEST(Model, MovesWithItsDevice) {
   model->to(torch::kFloat64);
   const auto out =
       model(torch::randn({1, 3, 16, 16}, torch::kFloat64), torch::randint(1, 30, {1, 6}));
-  EXPECT_EQ(out.logits.scalar_type(), torch::kFloat64);
+  EXPECT_EQ(out.at("logits").scalar_type(), torch::kFloat64);
 }
 
 }  // namespace

@@ -35,7 +35,7 @@ inline std::string untrained_checkpoint(const std::string& task, const std::stri
   all.insert(all.end(), tiny.begin(), tiny.end());
   all.insert(all.end(), sets.begin(), sets.end());
   const auto c = config::parse_config("task: " + task + "\n", "<test>", all);
-  const auto train = data::load_split(c, c.data.train_split);
+  const auto train = tasks::load_split(c, c.data.train_split);
   std::vector<std::string> texts;
   for (const auto& e : train.examples) texts.insert(texts.end(), e.texts.begin(), e.texts.end());
   checkpoint::Artifacts a;

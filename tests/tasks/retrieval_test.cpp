@@ -147,9 +147,9 @@ Pairs pairs(const torch::Tensor& images, const torch::Tensor& texts, double scal
             const std::vector<int64_t>& image_index, const std::vector<int64_t>& ids,
             const std::vector<std::vector<int64_t>>& tokens) {
   Pairs p;
-  p.out.image_embeds = images;
-  p.out.text_embeds = texts;
-  p.out.logit_scale = torch::tensor(scale);
+  p.out.outputs["image_embeds"] = images;
+  p.out.outputs["text_embeds"] = texts;
+  p.out.outputs["logit_scale"] = torch::tensor(scale);
   p.batch.image_index = torch::tensor(image_index, torch::kLong);
   p.batch.ids = ids;
   auto t = torch::empty({static_cast<int64_t>(tokens.size()), 3}, torch::kLong);
@@ -172,9 +172,9 @@ torch::Tensor unit_rows(int64_t n, int64_t d, uint64_t seed) {
 // evenly over the positives; loss = sum_i (CE_i(rows) + CE_i(columns)) / 2.
 double info_nce(const Pairs& p) {
   const int64_t b = p.batch.size();
-  const auto images = p.out.image_embeds.index_select(0, p.batch.image_index);
-  const auto texts = p.out.text_embeds;
-  const double s = p.out.logit_scale.item<double>();
+  const auto images = p.out.at("image_embeds").index_select(0, p.batch.image_index);
+  const auto texts = p.out.at("text_embeds");
+  const double s = p.out.at("logit_scale").item<double>();
   std::vector<std::vector<double>> z(b, std::vector<double>(b));
   for (int64_t i = 0; i < b; ++i) {
     for (int64_t j = 0; j < b; ++j) z[i][j] = s * (images[i] * texts[j]).sum().item<double>();
@@ -210,7 +210,7 @@ TEST(Retrieval, TheLossOfDistinctPairsIsClipsInfoNce) {
   const auto loss = retrieval().loss(p.out, p.batch, torch::kCPU, {});
   EXPECT_NEAR(loss.total.item<double>(), info_nce(p), 1e-9);
   // the same as cross-entropy against the diagonal, both ways, summed over the pairs
-  const auto z = torch::matmul(p.out.image_embeds, p.out.text_embeds.t()) * 10.0;
+  const auto z = torch::matmul(p.out.at("image_embeds"), p.out.at("text_embeds").t()) * 10.0;
   const auto labels = torch::arange(4, torch::kLong);
   namespace F = torch::nn::functional;
   const auto ce = [&](const torch::Tensor& x) {
@@ -245,12 +245,12 @@ TEST(Retrieval, TheItmTermIsAddedWithItsWeight) {
   auto p =
       pairs(unit_rows(2, 4, 5), unit_rows(2, 4, 6), 3.0, {0, 1}, {1, 2}, {{1, 0, 0}, {2, 0, 0}});
   // 3B rows: the 2 pairs (match), then 4 negatives
-  p.out.itm_logits = torch::tensor(
+  p.out.outputs["itm_logits"] = torch::tensor(
       {{0.1, 0.7}, {0.5, -0.2}, {1.0, 0.0}, {0.3, 0.3}, {-0.4, 0.9}, {2.0, 1.0}}, torch::kFloat64);
   double itm = 0;
   for (int64_t r = 0; r < 6; ++r) {
-    const double a = p.out.itm_logits[r][0].item<double>(),
-                 b = p.out.itm_logits[r][1].item<double>();
+    const double a = p.out.outputs["itm_logits"][r][0].item<double>(),
+                 b = p.out.outputs["itm_logits"][r][1].item<double>();
     const double chosen = r < 2 ? b : a;
     itm -= chosen - std::log(std::exp(a) + std::exp(b));
   }
@@ -342,13 +342,13 @@ TEST(Retrieval, TwoProcessesGiveTheLossAndGradientsOfTheGlobalBatch) {
   EXPECT_NEAR(values[0] + values[1], global.item<double>(), 1e-9);
   EXPECT_GT(std::abs(values[0] - global.item<double>()), 1e-6);  // a share, not the whole
   for (int r = 0; r < 2; ++r) {
-    EXPECT_TRUE(torch::allclose(part[r].out.image_embeds.grad(),
-                                whole.out.image_embeds.grad().narrow(0, starts[r], sizes[r]), 1e-7,
-                                1e-10))
+    EXPECT_TRUE(torch::allclose(
+        part[r].out.outputs["image_embeds"].grad(),
+        whole.out.outputs["image_embeds"].grad().narrow(0, starts[r], sizes[r]), 1e-7, 1e-10))
         << "rank " << r;
-    EXPECT_TRUE(torch::allclose(part[r].out.text_embeds.grad(),
-                                whole.out.text_embeds.grad().narrow(0, starts[r], sizes[r]), 1e-7,
-                                1e-10))
+    EXPECT_TRUE(torch::allclose(
+        part[r].out.outputs["text_embeds"].grad(),
+        whole.out.outputs["text_embeds"].grad().narrow(0, starts[r], sizes[r]), 1e-7, 1e-10))
         << "rank " << r;
   }
 }
@@ -371,19 +371,19 @@ double kl(const std::vector<double>& teacher, const std::vector<double>& student
 TEST(Retrieval, DistillationIsTheKlOfBothSimilarityDirections) {
   // 3 texts, 2 distinct images
   models::ModelOutput student, teacher;
-  student.text_embeds = unit_rows(3, 4, 9);
-  student.image_embeds = unit_rows(2, 4, 10);
-  student.logit_scale = torch::tensor(8.0, torch::kFloat64);
-  teacher.text_embeds = unit_rows(3, 4, 11);
-  teacher.image_embeds = unit_rows(2, 4, 12);
-  teacher.logit_scale = torch::tensor(20.0, torch::kFloat64);
+  student.outputs["text_embeds"] = unit_rows(3, 4, 9);
+  student.outputs["image_embeds"] = unit_rows(2, 4, 10);
+  student.outputs["logit_scale"] = torch::tensor(8.0, torch::kFloat64);
+  teacher.outputs["text_embeds"] = unit_rows(3, 4, 11);
+  teacher.outputs["image_embeds"] = unit_rows(2, 4, 12);
+  teacher.outputs["logit_scale"] = torch::tensor(20.0, torch::kFloat64);
   const double t = 2.0;
   const auto logits = [](const models::ModelOutput& o) {
     std::vector<std::vector<double>> z(3, std::vector<double>(2));
     for (int64_t i = 0; i < 3; ++i) {
       for (int64_t j = 0; j < 2; ++j) {
-        z[i][j] = o.logit_scale.item<double>() *
-                  (o.text_embeds[i] * o.image_embeds[j]).sum().item<double>();
+        z[i][j] = o.at("logit_scale").item<double>() *
+                  (o.at("text_embeds")[i] * o.at("image_embeds")[j]).sum().item<double>();
       }
     }
     return z;
@@ -405,7 +405,9 @@ data::Example example(int64_t id, const std::string& text, std::vector<int> coun
   data::Example e;
   e.id = id;
   e.texts = {text};
-  e.counts = std::move(counts);
+  auto a = std::make_shared<RetrievalAnnotation>();
+  a->content = std::move(counts);
+  e.annotation = std::move(a);
   return e;
 }
 
@@ -442,9 +444,9 @@ TEST(Retrieval, TheEvaluationScoresItsRowsAsRecallMetricsDo) {
       index.push_back(it - distinct.begin());
     }
     models::ModelOutput out;
-    out.image_embeds =
+    out.outputs["image_embeds"] =
         image_rows.index_select(0, torch::tensor(distinct, torch::kLong)).to(torch::kFloat32);
-    out.text_embeds =
+    out.outputs["text_embeds"] =
         text_rows.index_select(0, torch::tensor(rows, torch::kLong)).to(torch::kFloat32);
     data::Batch b;
     b.image_index = torch::tensor(index, torch::kLong);
@@ -506,8 +508,8 @@ TEST(Retrieval, ReRankingNeedsAnItmHead) {
   auto model = tasks::build_model(c, {32, 0, 0});
   ASSERT_FALSE(model->dual_encoder()->itm_head);
   models::ModelOutput out;
-  out.image_embeds = torch::ones({1, 2}) / std::sqrt(2.0f);
-  out.text_embeds = out.image_embeds.clone();
+  out.outputs["image_embeds"] = torch::ones({1, 2}) / std::sqrt(2.0f);
+  out.outputs["text_embeds"] = out.outputs["image_embeds"].clone();
   data::Batch b;
   b.ids = {1};
   b.indices = {0};
@@ -545,7 +547,7 @@ TEST(Retrieval, ReRankingScoresTheTopKByTheMatchingHead) {
   const std::vector<int64_t> text_image = {0, 1, 2, 0, 1};
   const auto index = torch::tensor(text_image, torch::kLong);
   const auto out = model->forward(images, ids, mask, {}, index);
-  ASSERT_TRUE(out.image_tokens.defined() && out.text_tokens.defined());
+  ASSERT_TRUE(out.get("image_tokens").defined() && out.get("text_tokens").defined());
 
   data::TaskData d;
   d.task = config::Task::retrieval;
@@ -565,11 +567,11 @@ TEST(Retrieval, ReRankingScoresTheTopKByTheMatchingHead) {
   e->rerank(*model, torch::kCPU, k);
   const auto m = e->metrics();
 
-  const auto sim = torch::matmul(out.text_embeds, out.image_embeds.t());  // [5, 3]
+  const auto sim = torch::matmul(out.at("text_embeds"), out.at("image_embeds").t());  // [5, 3]
   const auto padding = mask.eq(0);
   const auto match = [&](int64_t t, int64_t i) {  // ITM logit of class 1 for (text t, image i)
     return model
-        ->itm_logits(out.image_tokens.narrow(0, i, 1), out.text_tokens.narrow(0, t, 1),
+        ->itm_logits(out.at("image_tokens").narrow(0, i, 1), out.at("text_tokens").narrow(0, t, 1),
                      padding.narrow(0, t, 1))[0][1]
         .item<double>();
   };
@@ -605,16 +607,16 @@ TEST(Retrieval, ReRankingScoresTheTopKByTheMatchingHead) {
 
 TEST(Retrieval, PredictGivesEachPairsCosine) {
   models::ModelOutput out;
-  out.image_embeds = torch::tensor({{1.0f, 0.0f}, {0.6f, 0.8f}});
-  out.text_embeds = torch::tensor({{0.6f, 0.8f}, {0.0f, 1.0f}});
+  out.outputs["image_embeds"] = torch::tensor({{1.0f, 0.0f}, {0.6f, 0.8f}});
+  out.outputs["text_embeds"] = torch::tensor({{0.6f, 0.8f}, {0.0f, 1.0f}});
   const json answer = infer::to_json(retrieval().answer(out, 1, {}, 3));
   EXPECT_NEAR(answer["similarity"].get<double>(), 0.8, 1e-6);
   EXPECT_TRUE(torch::allclose(retrieval().scores(out), torch::tensor({{0.6f}, {0.8f}})));
   // one image for every text
-  out.image_embeds = torch::tensor({{0.0f, 1.0f}});
+  out.outputs["image_embeds"] = torch::tensor({{0.0f, 1.0f}});
   EXPECT_TRUE(torch::allclose(retrieval().scores(out), torch::tensor({{0.8f}, {1.0f}})));
   // a non-finite similarity is null
-  out.text_embeds[0][0] = std::nanf("");
+  out.outputs["text_embeds"][0][0] = std::nanf("");
   const json broken = infer::to_json(retrieval().answer(out, 0, {}, 3));
   EXPECT_TRUE(broken["similarity"].is_null()) << broken.dump();
   EXPECT_EQ(retrieval().id(), config::Task::retrieval);

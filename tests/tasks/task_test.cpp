@@ -11,7 +11,10 @@
 #include "../support/temp_dir.h"
 #include "xmodal/infer/json.h"
 #include "xmodal/io/atomic_file.h"
+#include "xmodal/tasks/classify.h"
+#include "xmodal/tasks/counting.h"
 #include "xmodal/tasks/metrics.h"
+#include "xmodal/tasks/vqa.h"
 
 namespace xmodal::tasks {
 namespace {
@@ -26,8 +29,8 @@ data::Example example(int64_t id) {
   return e;
 }
 
-// One batch holding every example of `data`, in order.
-data::Batch whole_batch(const data::TaskData& data, torch::Tensor targets) {
+// One batch holding every example of `data`, in order, with `targets`.
+data::Batch whole_batch(const data::TaskData& data, data::Targets targets) {
   data::Batch b;
   for (size_t i = 0; i < data.examples.size(); ++i) {
     b.ids.push_back(data.examples[i].id);
@@ -61,18 +64,22 @@ TEST(Tasks, VqaScoresTheTopAnswerWithTheOfficialAccuracy) {
   d.task = config::Task::vqa;
   d.class_names = {"yes", "no", "2"};
   for (int64_t id : {11, 12, 13}) d.examples.push_back(example(id));
-  d.examples[0].answers = std::vector<std::string>(10, "yes");
-  d.examples[0].answer_type = "yes/no";
-  d.examples[1].answers = {"no", "no", "no", "yes", "yes", "yes", "yes", "yes", "yes", "yes"};
-  d.examples[1].answer_type = "yes/no";
-  d.examples[2].answers = std::vector<std::string>(10, "2");
-  d.examples[2].answer_type = "number";
+  const auto annotate = [&](size_t i, std::vector<std::string> answers, std::string type) {
+    auto a = std::make_shared<VqaAnnotation>();
+    a->answers = std::move(answers);
+    a->answer_type = std::move(type);
+    d.examples[i].annotation = std::move(a);
+  };
+  annotate(0, std::vector<std::string>(10, "yes"), "yes/no");
+  annotate(1, {"no", "no", "no", "yes", "yes", "yes", "yes", "yes", "yes", "yes"}, "yes/no");
+  annotate(2, std::vector<std::string>(10, "2"), "number");
   models::ModelOutput out;
-  out.logits = torch::tensor({{3.0f, 0.0f, -1.0f}, {0.0f, 2.0f, 1.0f}, {1.0f, 0.0f, 0.5f}});
+  out.outputs["logits"] =
+      torch::tensor({{3.0f, 0.0f, -1.0f}, {0.0f, 2.0f, 1.0f}, {1.0f, 0.0f, 0.5f}});
   const auto targets = torch::zeros({3, 3});
   const Task& vqa = task(config::Task::vqa);
   auto e = vqa.evaluation(d, d.class_names, config::VqaProtocol::official);
-  e->add(out, whole_batch(d, targets));
+  e->add(out, whole_batch(d, {{kVqaScores, targets}}));
   EXPECT_EQ(e->rows(), 3);
   const auto m = e->metrics();
   // "no" matches 3 of 10 humans: the mean over the 10 leave-one-out subsets is 0.9.
@@ -99,8 +106,8 @@ TEST(Tasks, VqaScoresTheTopAnswerWithTheOfficialAccuracy) {
   EXPECT_NEAR(answer["answers"][0]["probability"].get<double>(), 1 / (1 + std::exp(-2.0)), 1e-6);
   EXPECT_EQ(answer["answers"][1]["answer"], "2");
 
-  const auto loss = vqa.loss(out, whole_batch(d, targets), torch::kCPU, {});
-  EXPECT_TRUE(torch::equal(loss.total, models::vqa_loss(out.logits, targets).total));
+  const auto loss = vqa.loss(out, whole_batch(d, {{kVqaScores, targets}}), torch::kCPU, {});
+  EXPECT_TRUE(torch::equal(loss.total, models::vqa_loss(out.at("logits"), targets).total));
 }
 
 TEST(Tasks, VqaWithoutAnnotationsWritesResultsOnly) {
@@ -110,7 +117,7 @@ TEST(Tasks, VqaWithoutAnnotationsWritesResultsOnly) {
   d.class_names = {"yes", "no"};
   d.examples = {example(5)};
   models::ModelOutput out;
-  out.logits = torch::tensor({{0.0f, 1.0f}});
+  out.outputs["logits"] = torch::tensor({{0.0f, 1.0f}});
   auto e = task(config::Task::vqa).evaluation(d, d.class_names, config::VqaProtocol::official);
   e->add(out, whole_batch(d, {}));
   EXPECT_TRUE(e->metrics().empty());
@@ -123,20 +130,21 @@ TEST(Tasks, CountingPredictsEveryCategoryAndLeavesCrowdCountsOut) {
   d.class_names = {"shirt", "bag"};
   d.examples = {example(1), example(2)};
   models::ModelOutput out;
-  out.presence = torch::tensor({{4.0f, -4.0f}, {4.0f, 4.0f}});
+  out.outputs["presence"] = torch::tensor({{4.0f, -4.0f}, {4.0f, 4.0f}});
   // argmax counts: [[1, 0], [2, 1]]
-  out.counts = torch::tensor(
+  out.outputs["counts"] = torch::tensor(
       {{{0.0f, 5.0f, 0.0f}, {5.0f, 0.0f, 0.0f}}, {{0.0f, 0.0f, 5.0f}, {0.0f, 5.0f, 0.0f}}});
   const auto targets = torch::tensor({{1, 0}, {2, 2}}, torch::kInt64);
-  auto batch = whole_batch(d, targets);
-  batch.crowd = torch::tensor({{false, false}, {false, true}});  // image 2's bags: unknown
+  // image 2's bags: unknown
+  const auto crowd = torch::tensor({{false, false}, {false, true}});
+  auto batch = whole_batch(d, {{kCountingCounts, targets}, {kCountingCrowd, crowd}});
   const Task& counting = task(config::Task::counting);
   auto e = counting.evaluation(d, d.class_names, config::VqaProtocol::official);
   e->add(out, batch);
   const auto m = e->metrics();
   EXPECT_EQ(m.at("accuracy"), 1.0);  // the one wrong count is a crowd one
   const auto direct = counting_metrics(torch::tensor({{1, 0}, {2, 1}}, torch::kInt64),
-                                       torch::sigmoid(out.presence), targets, batch.crowd);
+                                       torch::sigmoid(out.at("presence")), targets, crowd);
   EXPECT_EQ(m, direct.metrics);
 
   TempDir dir;
@@ -159,8 +167,8 @@ TEST(Tasks, CountingPredictsEveryCategoryAndLeavesCrowdCountsOut) {
   const auto loss = counting.loss(out, batch, torch::kCPU, weights);
   EXPECT_TRUE(torch::equal(
       loss.total,
-      models::counting_loss(out.presence, out.counts, targets, batch.crowd, weights).total));
-  EXPECT_TRUE(torch::equal(counting.scores(out), out.presence));
+      models::counting_loss(out.at("presence"), out.at("counts"), targets, crowd, weights).total));
+  EXPECT_TRUE(torch::equal(counting.scores(out), out.at("presence")));
 }
 
 TEST(Tasks, ClassifyScoresTopOneAndTopFive) {
@@ -168,16 +176,20 @@ TEST(Tasks, ClassifyScoresTopOneAndTopFive) {
   d.task = config::Task::classify;
   d.class_names = {"coat", "bag", "shirt"};
   d.examples = {example(1), example(2), example(3), example(4)};
-  for (size_t i = 0; i < 4; ++i) d.examples[i].label = static_cast<int64_t>(i % 3);
+  for (size_t i = 0; i < 4; ++i) {
+    auto a = std::make_shared<ClassifyAnnotation>();
+    a->label = static_cast<int64_t>(i % 3);
+    d.examples[i].annotation = std::move(a);
+  }
   models::ModelOutput out;
-  out.logits = torch::tensor({{5.0f, 0.0f, 0.0f},    // coat: right
-                              {5.0f, 0.0f, 0.0f},    // coat for a bag: wrong
-                              {0.0f, 0.0f, 5.0f},    // shirt: right
-                              {0.0f, 5.0f, 0.0f}});  // bag for a coat: wrong
+  out.outputs["logits"] = torch::tensor({{5.0f, 0.0f, 0.0f},    // coat: right
+                                         {5.0f, 0.0f, 0.0f},    // coat for a bag: wrong
+                                         {0.0f, 0.0f, 5.0f},    // shirt: right
+                                         {0.0f, 5.0f, 0.0f}});  // bag for a coat: wrong
   const auto labels = torch::tensor({0, 1, 2, 0}, torch::kInt64);
   const Task& classify = task(config::Task::classify);
   auto e = classify.evaluation(d, d.class_names, config::VqaProtocol::official);
-  e->add(out, whole_batch(d, labels));
+  e->add(out, whole_batch(d, {{kClassifyLabels, labels}}));
   const auto m = e->metrics();
   EXPECT_EQ(m.at("accuracy"), 0.5);
   EXPECT_EQ(m.at("top5_accuracy"), 1.0);  // 3 classes: every label is in the top 3
@@ -195,8 +207,9 @@ TEST(Tasks, ClassifyScoresTopOneAndTopFive) {
   const json answer = infer::to_json(classify.answer(out, 3, d.class_names, 5));
   ASSERT_EQ(answer["labels"].size(), 3u);
   EXPECT_EQ(answer["labels"][0]["label"], "bag");
-  const auto loss = classify.loss(out, whole_batch(d, labels), torch::kCPU, {});
-  EXPECT_TRUE(torch::equal(loss.total, models::classify_loss(out.logits, labels).total));
+  const auto loss =
+      classify.loss(out, whole_batch(d, {{kClassifyLabels, labels}}), torch::kCPU, {});
+  EXPECT_TRUE(torch::equal(loss.total, models::classify_loss(out.at("logits"), labels).total));
 }
 
 }  // namespace

@@ -26,6 +26,8 @@
 #include "xmodal/data/loader.h"
 #include "xmodal/data/scenes.h"
 #include "xmodal/io/atomic_file.h"
+#include "xmodal/tasks/task.h"
+#include "xmodal/tasks/vqa.h"
 #include "xmodal/text/tokenizer.h"
 #include "xmodal_test_paths.h"
 
@@ -100,7 +102,7 @@ TempDir* DistributedData::dir_ = nullptr;
 
 TEST_F(DistributedData, RankShardsTogetherAreTheOneProcessBatches) {
   auto c = config::parse_config("data: {root: " + root() + ", image_size: 32}\n");
-  auto split = std::make_shared<data::TaskData>(data::load_split(c, "train"));
+  auto split = std::make_shared<data::TaskData>(tasks::load_split(c, "train"));
   auto tokenizer = std::make_shared<text::WordTokenizer>(text::WordTokenizer::build({"a"}));
   for (const int batch : {4, 7}) {  // 60 questions: 8 global batches of 8; 5 of 14 (the last 4)
     auto options = data::loader_options(c, true);
@@ -119,7 +121,10 @@ TEST_F(DistributedData, RankShardsTogetherAreTheOneProcessBatches) {
       const auto a = r0.make_batch(1, k), b = r1.make_batch(1, k), all = one.make_batch(1, k);
       EXPECT_EQ(a.size(), b.size()) << k;  // equal shares, also of the last batch
       EXPECT_TRUE(torch::equal(torch::cat({a.input_ids, b.input_ids}), all.input_ids)) << k;
-      EXPECT_TRUE(torch::equal(torch::cat({a.targets, b.targets}), all.targets)) << k;
+      const auto& scores = tasks::kVqaScores;
+      EXPECT_TRUE(
+          torch::equal(torch::cat({a.target(scores), b.target(scores)}), all.target(scores)))
+          << k;
     }
   }
   // 60 questions on 7 processes: padded to 63 by wrapping around, 9 per process.

@@ -28,7 +28,6 @@
 #include "xmodal/config/loader.h"
 #include "xmodal/core/logging.h"
 #include "xmodal/data/scenes.h"
-#include "xmodal/data/tokenizer_training.h"
 #include "xmodal/eval/ceiling.h"
 #include "xmodal/eval/run.h"
 #include "xmodal/infer/predictor.h"
@@ -36,6 +35,7 @@
 #include "xmodal/io/safetensors.h"
 #include "xmodal/io/tensorboard.h"
 #include "xmodal/train/early_stopping.h"
+#include "xmodal/train/tokenizer_training.h"
 #include "xmodal/train/trainer.h"
 #include "xmodal_test_paths.h"
 
@@ -447,11 +447,11 @@ TEST_F(Trainer, PretrainedBertWithItsWordPieceVocabularyMakesASelfContainedCheck
 TEST_F(Trainer, SentencePieceTokenizerTrainedOnTheTrainingQuestions) {
   XMODAL_SKIP_WITHOUT_SENTENCEPIECE();
   const auto config_path = dir_.write("sp.yaml", config::dump_config(tiny("sp")));
-  data::TokenizerTrainOptions o;
+  train::TokenizerTrainOptions o;
   o.config = config_path;
   o.vocab_size = 40;
   o.out_dir = (dir_.path() / "spm").string();
-  const auto trained = data::train_tokenizer(o);
+  const auto trained = train::train_tokenizer(o);
   EXPECT_EQ(trained.texts, 192);
   EXPECT_EQ(trained.vocab_size, 40);
   const auto r =

@@ -63,6 +63,14 @@ cv::Mat to_rgb(const cv::Mat& pixels) {
 
 }  // namespace
 
+const torch::Tensor& Batch::target(const std::string& name) const {
+  const auto it = targets.find(name);
+  if (it == targets.end() || !it->second.defined()) {
+    throw std::logic_error("batch target '" + name + "': the task that read this split makes none");
+  }
+  return it->second;
+}
+
 Loader::Loader(std::shared_ptr<const TaskData> data,
                std::shared_ptr<const text::Tokenizer> tokenizer, LoaderOptions options)
     : data_(std::move(data)), tokenizer_(std::move(tokenizer)), options_(std::move(options)) {
@@ -196,64 +204,34 @@ void add_dense_targets(std::vector<float>& dense, const Example& e, const Transf
   }
 }
 
-// The task targets of a batch, sample by sample (classify: labels; vqa: soft scores and the
-// auxiliary counts; counting: counts clamped to max_count, and crowd flags).
-class TargetRows {
+// The auxiliary counting targets of a batch, sample by sample (clamped to max_count), for the
+// examples that have them (vqa's, with train.aux.counting).
+class AuxCountRows {
  public:
-  TargetRows(const TaskData& data, bool aux_counts, int64_t max_count)
-      : vqa_(data.task == config::Task::vqa),
-        classify_(data.task == config::Task::classify),
-        none_(data.task == config::Task::retrieval),
-        classes_(data.num_classes()),
-        aux_classes_(static_cast<int64_t>(data.aux_class_names.size())),
-        aux_counts_(aux_counts && vqa_ && aux_classes_ > 0),
-        max_count_(max_count) {}
+  AuxCountRows(bool on, int64_t classes, int64_t max_count)
+      : on_(on && classes > 0), classes_(classes), max_count_(max_count) {}
 
   void add(const Example& e) {
-    if (none_) return;  // retrieval: the pairs are the targets
-    if (classify_) {
-      labels_.push_back(e.label);
-    } else if (vqa_) {
-      const size_t row = soft_.size();
-      soft_.resize(row + classes_, 0.0f);
-      for (const auto& [cls, score] : e.answer_targets) soft_[row + cls] = score;
-      for (int64_t c = 0; aux_counts_ && c < aux_classes_; ++c) {
-        aux_.push_back(std::min<int64_t>(e.counts.at(c), max_count_));
-      }
-    } else {
-      for (int64_t c = 0; c < classes_; ++c) {
-        counts_.push_back(std::min<int64_t>(e.counts[c], max_count_));
-        crowd_.push_back(e.crowd[c]);
-      }
+    if (!on_ || static_cast<int64_t>(e.aux_counts.size()) != classes_) {
+      complete_ = false;
+      return;
+    }
+    for (int64_t c = 0; c < classes_; ++c) {
+      rows_.push_back(std::min<int64_t>(e.aux_counts[c], max_count_));
     }
   }
 
-  // Sets the batch's targets (and crowd, aux_counts) for its `b` samples.
-  void fill(Batch& batch, int64_t b) const {
-    if (none_) return;
-    if (classify_) {
-      batch.targets = torch::tensor(labels_, torch::kLong);
-    } else if (vqa_) {
-      batch.targets = torch::tensor(soft_, torch::kFloat32).view({b, classes_});
-      if (aux_counts_) {
-        batch.aux_counts = torch::tensor(aux_, torch::kLong).view({b, aux_classes_});
-      }
-    } else {
-      batch.targets = torch::tensor(counts_, torch::kLong).view({b, classes_});
-      batch.crowd = torch::tensor(std::vector<int64_t>(crowd_.begin(), crowd_.end()), torch::kLong)
-                        .view({b, classes_})
-                        .to(torch::kBool);
-    }
+  // [b, classes] int64 when every sample had them, else undefined.
+  torch::Tensor tensor(int64_t b) const {
+    if (!on_ || !complete_) return {};
+    return torch::tensor(rows_, torch::kLong).view({b, classes_});
   }
 
  private:
-  bool vqa_, classify_, none_;
-  int64_t classes_, aux_classes_;
-  bool aux_counts_;
-  int64_t max_count_;
-  std::vector<int64_t> labels_, counts_, aux_;
-  std::vector<float> soft_;
-  std::vector<uint8_t> crowd_;
+  bool on_;
+  int64_t classes_, max_count_;
+  bool complete_ = true;
+  std::vector<int64_t> rows_;
 };
 
 }  // namespace
@@ -286,8 +264,9 @@ Batch Loader::make_batch(int64_t epoch, int64_t index) const {
   std::map<std::string, std::pair<int64_t, TransformedImage>> decoded;
   std::vector<int64_t> ids, mask, types;
   const int length = options_.max_text_len;
-  TargetRows targets(*data_, options_.aux_counts, options_.max_count);
   const int64_t aux_classes = static_cast<int64_t>(data_->aux_class_names.size());
+  AuxCountRows aux_counts(options_.aux_counts, aux_classes, options_.max_count);
+  std::vector<const Example*> rows;
   const int64_t grid = aux_classes > 0 ? options_.dense_grid : 0;
   std::vector<float> dense;
   for (int64_t k = begin; k < end; ++k) {
@@ -330,7 +309,8 @@ Batch Loader::make_batch(int64_t epoch, int64_t index) const {
     types.insert(types.end(), enc.types.begin(), enc.types.end());
     batch.ids.push_back(e.id);
     batch.indices.push_back(i);
-    targets.add(e);
+    rows.push_back(&e);
+    aux_counts.add(e);
   }
   const int64_t b = batch.size();
   if (b == 0) return batch;
@@ -342,7 +322,8 @@ Batch Loader::make_batch(int64_t epoch, int64_t index) const {
   batch.input_ids = torch::tensor(ids, torch::kLong).view({b, length});
   batch.attention_mask = torch::tensor(mask, torch::kLong).view({b, length});
   batch.token_type_ids = torch::tensor(types, torch::kLong).view({b, length});
-  targets.fill(batch, b);
+  batch.aux_counts = aux_counts.tensor(b);
+  if (data_->collate) batch.targets = data_->collate(rows);
   return batch;
 }
 

@@ -31,10 +31,11 @@ struct Batch {
   torch::Tensor input_ids;       ///< [B, L] int64
   torch::Tensor attention_mask;  ///< [B, L] int64 (1 = token, 0 = padding)
   torch::Tensor token_type_ids;  ///< [B, L] int64
-  /// vqa: [B, A] float32 soft scores; counting: [B, C] int64; classify: [B] int64 labels
-  torch::Tensor targets;
-  torch::Tensor crowd;       ///< counting: [B, C] bool (count unknown); undefined for vqa
-  torch::Tensor aux_counts;  ///< vqa with auxiliary counting: [B, C] int64, else undefined
+  /// The task's targets by the names it gives them (TaskData::collate), empty without.
+  Targets targets;
+  /// With the auxiliary counting loss: [B, C'] int64 object counts per aux category (clamped to
+  /// max_count) where the examples have them, else undefined.
+  torch::Tensor aux_counts;
   /// with the dense auxiliary loss: [B, G*G, C] float32, 1 where an object of category c has
   /// its box centre in grid cell (row-major) of the transformed image, else undefined
   torch::Tensor aux_dense;
@@ -46,6 +47,8 @@ struct Batch {
   std::string bad;      ///< the last of them: "sample ID: what is wrong"
 
   int64_t size() const { return static_cast<int64_t>(ids.size()); }
+  /// The target `name`; throws std::logic_error naming it when the batch has none.
+  const torch::Tensor& target(const std::string& name) const;
 };
 
 struct LoaderOptions {
@@ -66,8 +69,8 @@ struct LoaderOptions {
   double max_bad_share = 0.1;
   int64_t bad_window = 1000;
   int max_text_len = 32;
-  int max_count = 10;       ///< counting targets are clamped to this
-  bool aux_counts = false;  ///< vqa: fill Batch::aux_counts (train.aux.counting)
+  int max_count = 10;       ///< auxiliary counts are clamped to this
+  bool aux_counts = false;  ///< fill Batch::aux_counts (train.aux.counting)
   /// Shuffle images rather than samples, keeping each image's samples together
   /// (data.group_by_image).
   bool group_by_image = false;

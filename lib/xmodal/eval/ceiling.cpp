@@ -17,6 +17,7 @@
 #include "xmodal/infer/session.h"
 #include "xmodal/io/image.h"
 #include "xmodal/tasks/metrics.h"
+#include "xmodal/tasks/task.h"
 
 namespace xmodal::eval {
 
@@ -183,7 +184,8 @@ CeilingResult measure_ceiling(const CeilingOptions& o) {
     if (crops.empty()) return;
     torch::NoGradGuard no_grad;
     const auto out = m.model->forward(torch::stack(crops), torch::Tensor());
-    const auto labels = out.logits.argmax(1).to(torch::kCPU).contiguous();
+    const auto labels =
+        tasks::task(m.config.task).scores(out).argmax(1).to(torch::kCPU).contiguous();
     const auto* l = labels.data_ptr<int64_t>();
     for (size_t i = 0; i < owners.size(); ++i) {
       predicted[owners[i].first][owners[i].second] = scene_category_of_class[l[i]];

@@ -45,9 +45,8 @@ EvalSummary run_eval(const EvalOptions& options) {
 
   const auto& classes = loaded.artifacts.class_names;
   const tasks::Task& task = tasks::task(c.task);
-  data::AnswerVocab vocab(classes);
-  auto split = std::make_shared<data::TaskData>(
-      data::load_split(c, options.split, task.vocabulary_from_training_split() ? &vocab : nullptr));
+  auto split = std::make_shared<data::TaskData>(tasks::load_split(
+      c, options.split, task.vocabulary_from_training_split() ? &classes : nullptr));
   if (!task.vocabulary_from_training_split() && split->class_names != classes) {
     throw std::runtime_error("split " + options.split + " of " + c.data.root +
                              " has other categories than the checkpoint was trained on");
@@ -59,10 +58,9 @@ EvalSummary run_eval(const EvalOptions& options) {
   data::Loader loader(split, loaded.artifacts.tokenizer, data::loader_options(c, false));
   log::info("[eval] {} on {} split {} ({} examples)", loaded.checkpoint, c.data.root, options.split,
             split->examples.size());
-  const auto r =
-      evaluate(loaded.model, *split, loader, classes,
-               {c.train.loss.presence_weight, c.train.loss.count_weight}, device,
-               c.eval.vqa_protocol, c.task == config::Task::retrieval ? c.eval.rerank_k : 0);
+  const auto r = evaluate(loaded.model, *split, loader, classes,
+                          {c.train.loss.presence_weight, c.train.loss.count_weight}, device,
+                          c.eval.vqa_protocol, c.eval.rerank_k);
 
   EvalSummary s;
   s.checkpoint = loaded.checkpoint;

@@ -15,6 +15,8 @@
 #include "xmodal/infer/retrieval.h"
 #include "xmodal/infer/session.h"
 #include "xmodal/io/atomic_file.h"
+#include "xmodal/tasks/classify.h"
+#include "xmodal/tasks/task.h"
 
 namespace xmodal::eval {
 namespace fs = std::filesystem;
@@ -55,7 +57,7 @@ ZeroShotSummary run_zero_shot(const ZeroShotOptions& o) {
   }
   c.data.augment.zoom_out =
       o.zoom_out > 0 ? std::vector<double>{o.zoom_out, o.zoom_out} : std::vector<double>{};
-  auto data = std::make_shared<data::TaskData>(data::load_split(c, o.split));
+  auto data = std::make_shared<data::TaskData>(tasks::load_split(c, o.split));
   if (data->examples.empty()) {
     throw std::runtime_error("split " + o.split + " of " + c.data.root + " has no images");
   }
@@ -78,7 +80,7 @@ ZeroShotSummary run_zero_shot(const ZeroShotOptions& o) {
                             .to(torch::kCPU);
     const auto scores = torch::matmul(images, classes.t());
     const auto best = std::get<1>(scores.topk(k, 1));
-    const auto labels = batch->targets;
+    const auto& labels = batch->target(tasks::kClassifyLabels);  // read as task classify
     for (int64_t i = 0; i < labels.size(0); ++i) {
       const int64_t y = labels[i].item<int64_t>();
       const bool hit = best[i][0].item<int64_t>() == y;

@@ -24,6 +24,7 @@
 #include "xmodal/io/atomic_file.h"
 #include "xmodal/io/image.h"
 #include "xmodal/io/safetensors.h"
+#include "xmodal/tasks/task.h"
 
 namespace xmodal::infer {
 namespace fs = std::filesystem;
@@ -83,7 +84,7 @@ void drop_non_utf8(std::vector<std::string>& paths, int64_t& skipped, std::strin
 
 // The distinct images of a split of the checkpoint's data set, in data order.
 std::vector<std::string> split_images(const config::Config& c, const std::string& split) {
-  const auto data = data::load_split(c, split);
+  const auto data = tasks::load_split(c, split);
   std::vector<std::string> paths;
   std::set<std::string> seen;
   for (const auto& e : data.examples) {
@@ -331,13 +332,12 @@ int64_t embed_image_files(checkpoint::LoadedModel& m, const c10::Device& device,
                           std::vector<torch::Tensor>& parts, std::vector<std::string>& added,
                           std::string& first_bad) {
   auto set = std::make_shared<data::TaskData>();
-  set->task = config::Task::classify;
-  set->class_names = {"image"};
+  set->task = m.config.task;  // images alone: no annotations, no targets
+  set->has_targets = false;
   for (size_t i = 0; i < paths.size(); ++i) {
     data::Example e;
     e.image_path = paths[i];
     e.id = static_cast<int64_t>(i);
-    e.label = 0;
     set->examples.push_back(std::move(e));
   }
   auto lo = data::loader_options(m.config, /*train=*/false);

@@ -21,6 +21,7 @@
 #include "xmodal/io/atomic_file.h"
 #include "xmodal/io/image.h"
 #include "xmodal/models/blocks.h"
+#include "xmodal/models/dual_encoder.h"
 #include "xmodal/tasks/task.h"
 
 namespace xmodal::infer {
@@ -136,8 +137,10 @@ std::vector<tasks::Answer> Predictor::run(const std::vector<const PreparedInput*
     tasks::Answer& answer = out[r];
     answer = task.answer(result, row, classes, top_k.at(r));
     if (labels_) {
-      const auto sims = torch::matmul(labels_->text[0], result.image_embeds[row].to(torch::kCPU));
-      const auto probs = torch::softmax(sims * result.logit_scale.to(torch::kCPU), 0);
+      const auto sims = torch::matmul(
+          labels_->text[0], result.at(models::dual_outputs::image_embeds)[row].to(torch::kCPU));
+      const auto probs =
+          torch::softmax(sims * result.at(models::dual_outputs::logit_scale).to(torch::kCPU), 0);
       const auto order = std::get<1>(probs.sort(0, /*descending=*/true));
       answer.kind = tasks::Answer::Kind::labels;
       for (int64_t k = 0; k < order.size(0); ++k) {

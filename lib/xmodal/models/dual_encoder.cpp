@@ -60,14 +60,15 @@ torch::Tensor DualEncoderImpl::itm_logits(ModelImpl& model, const torch::Tensor&
 void DualEncoderImpl::forward(ModelImpl& model, const Encoded& in, ModelOutput& out) {
   const torch::Tensor& image_tokens = in.image_tokens;  // [N, 1 + P, Dv], the distinct images
   const torch::Tensor& text_tokens = in.text_tokens;
-  out.image_embeds = embed_image_tokens(image_tokens);
-  out.text_embeds = embed_text_tokens(text_tokens);
+  auto& o = out.outputs;
+  o[dual_outputs::image_embeds] = embed_image_tokens(image_tokens);
+  o[dual_outputs::text_embeds] = embed_text_tokens(text_tokens);
   // CLIP clamps the scale at 100 (a temperature of 0.01).
-  out.logit_scale = logit_scale.clamp(0, std::log(100.0)).exp();
+  o[dual_outputs::logit_scale] = logit_scale.clamp(0, std::log(100.0)).exp();
   if (!itm_head) return;
   if (!model.is_training()) {
-    out.image_tokens = image_tokens;
-    out.text_tokens = text_tokens;
+    o[dual_outputs::image_tokens] = image_tokens;
+    o[dual_outputs::text_tokens] = text_tokens;
     return;
   }
 
@@ -84,9 +85,9 @@ void DualEncoderImpl::forward(ModelImpl& model, const Encoded& in, ModelOutput& 
   torch::Tensor negative_text, negative_image;
   {
     torch::NoGradGuard no_grad;
-    const auto similarity =
-        torch::matmul(out.image_embeds.index_select(0, index), out.text_embeds.t()) *
-        out.logit_scale;  // [B images, B texts]
+    const auto similarity = torch::matmul(o[dual_outputs::image_embeds].index_select(0, index),
+                                          o[dual_outputs::text_embeds].t()) *
+                            o[dual_outputs::logit_scale];  // [B images, B texts]
     auto same_text = (input_ids.unsqueeze(1) == input_ids.unsqueeze(0)).all(2);
     if (attention_mask.defined()) {
       same_text &= (attention_mask.unsqueeze(1) == attention_mask.unsqueeze(0)).all(2);
@@ -107,8 +108,9 @@ void DualEncoderImpl::forward(ModelImpl& model, const Encoded& in, ModelOutput& 
        pick(paired_tokens, rows_text)});
   const auto text_rows = torch::cat(
       {torch::arange(b, index.options()), rows_image, negative_text.index_select(0, rows_text)});
-  out.itm_logits = itm_logits(model, images_all, text_tokens.index_select(0, text_rows),
-                              padding.defined() ? padding.index_select(0, text_rows) : padding);
+  o[dual_outputs::itm_logits] =
+      itm_logits(model, images_all, text_tokens.index_select(0, text_rows),
+                 padding.defined() ? padding.index_select(0, text_rows) : padding);
 }
 
 }  // namespace xmodal::models

@@ -6,9 +6,27 @@
 
 #include <torch/torch.h>
 
+#include <string>
+
 #include "xmodal/models/model.h"
 
 namespace xmodal::models {
+
+/// The dual encoder's outputs (ModelOutput::outputs): the L2-normalised embeddings of the
+/// distinct images [N, E] (rows of `images`) and of the texts [B, E] (sample b pairs text b with
+/// image image_index[b]); exp of the learnt temperature, a scalar; with itm, in training, the
+/// matching logits [3B, 2] of each pair, then of each text with a hard negative image, then of
+/// each image with a hard negative text (class 1 = match; absent when the batch has no
+/// negatives); with itm, in eval mode, the encoders' tokens (image [N, 1 + P, Dv], text
+/// [B, L, Dt]) for re-ranking pairs by the matching head.
+namespace dual_outputs {
+inline const std::string image_embeds = "image_embeds";
+inline const std::string text_embeds = "text_embeds";
+inline const std::string logit_scale = "logit_scale";
+inline const std::string itm_logits = "itm_logits";
+inline const std::string image_tokens = "image_tokens";
+inline const std::string text_tokens = "text_tokens";
+}  // namespace dual_outputs
 
 class DualEncoderImpl : public TaskHead {
  public:

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <cmath>
+#include <stdexcept>
 
 #include "xmodal/models/dual_encoder.h"
 
@@ -64,6 +65,19 @@ void ModelImpl::reset() {
     aux_dense =
         register_module("aux_dense", Linear(vision->output_dim(), options.aux_dense_classes));
   }
+}
+
+const torch::Tensor& ModelOutput::at(const std::string& name) const {
+  const auto it = outputs.find(name);
+  if (it == outputs.end() || !it->second.defined()) {
+    throw std::logic_error("model output '" + name + "': this model's head does not make it");
+  }
+  return it->second;
+}
+
+torch::Tensor ModelOutput::get(const std::string& name) const {
+  const auto it = outputs.find(name);
+  return it == outputs.end() ? torch::Tensor() : it->second;
 }
 
 ModelOutput ModelImpl::forward(const torch::Tensor& images, const torch::Tensor& input_ids,

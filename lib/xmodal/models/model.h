@@ -10,6 +10,7 @@
 #include <torch/nn.h>
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -89,27 +90,23 @@ struct ModelOptions {
 };
 
 struct ModelOutput {
-  torch::Tensor pooled;        ///< [B, fusion.hidden]
-  torch::Tensor logits;        ///< vqa: [B, num_answers]; classify: [B, num_classes]
-  torch::Tensor presence;      ///< counting: [B, C]
-  torch::Tensor counts;        ///< counting: [B, C, max_count + 1]
+  /// The fusion's pooled [CLS] [B, fusion.hidden] (classify: the image encoder's), where the
+  /// task's head computes one.
+  torch::Tensor pooled;
   torch::Tensor aux_presence;  ///< auxiliary counting head (if any): [B, C']
   torch::Tensor aux_counts;    ///< auxiliary counting head (if any): [B, C', max_count + 1]
   torch::Tensor aux_dense;     ///< auxiliary dense head (if any): [B, P, C'] logits per patch
-  /// retrieval: the L2-normalised embeddings of the distinct images [N, E] (rows of `images`)
-  /// and of the texts [B, E]; sample b pairs text b with image image_index[b].
-  torch::Tensor image_embeds, text_embeds;
-  torch::Tensor logit_scale;  ///< retrieval: exp of the learnt temperature parameter, scalar
-  /// retrieval with itm, in training: matching logits [3B, 2] of each pair, then of each text
-  /// with a hard negative image, then of each image with a hard negative text (class 1 =
-  /// match); undefined when the batch has no negatives.
-  torch::Tensor itm_logits;
-  /// retrieval with itm: the encoders' tokens (image [N, 1 + P, Dv], text [B, L, Dt]), for
-  /// re-ranking pairs by the matching head after the contrastive ranking.
-  torch::Tensor image_tokens, text_tokens;
-  /// vqa and counting: the image encoder's tokens of each sample [B, 1 + P, Dv] (after its
-  /// final norm), for feature distillation (train.distill.features).
+  /// The image encoder's tokens of each sample [B, 1 + P, Dv] (after its final norm), where the
+  /// head exposes them for feature distillation (train.distill.features).
   torch::Tensor image_features;
+  /// The task head's outputs by the names its task gives them (tasks/*.cpp, and
+  /// models/dual_encoder.h for retrieval's): the model does not know what they are.
+  std::map<std::string, torch::Tensor> outputs;
+
+  /// The head's output `name`; throws std::logic_error naming it when the head made none.
+  const torch::Tensor& at(const std::string& name) const;
+  /// The head's output `name`, or an undefined tensor.
+  torch::Tensor get(const std::string& name) const;
 };
 
 class DualEncoderImpl;  // models/dual_encoder.h

@@ -5,7 +5,11 @@
 #include <algorithm>
 #include <filesystem>
 
+#include <stdexcept>
+
+#include "xmodal/data/labelled.h"
 #include "xmodal/io/atomic_file.h"
+#include "xmodal/tasks/classify.h"
 #include "xmodal/tasks/task.h"
 
 namespace xmodal::tasks {
@@ -20,7 +24,7 @@ class ClassifyEvaluation : public Evaluation {
 
   void add(const models::ModelOutput& out, const data::Batch& batch) override {
     indices_.insert(indices_.end(), batch.indices.begin(), batch.indices.end());
-    const auto [best, arg] = torch::softmax(out.logits, 1).max(1);
+    const auto [best, arg] = torch::softmax(out.at("logits"), 1).max(1);
     const auto p = best.to(torch::kCPU).contiguous();
     const auto idx = arg.to(torch::kCPU).contiguous();
     for (int64_t i = 0; i < idx.size(0); ++i) {
@@ -28,10 +32,11 @@ class ClassifyEvaluation : public Evaluation {
       scores_.push_back(p[i].item<float>());
     }
     if (data_.has_targets) {
-      const int64_t k = std::min<int64_t>(5, out.logits.size(1));
-      const auto top = std::get<1>(out.logits.topk(k, 1)).to(torch::kCPU);
-      top5_.push_back(top.eq(batch.targets.unsqueeze(1)).any(1));
-      targets_.push_back(batch.targets);
+      const int64_t k = std::min<int64_t>(5, out.at("logits").size(1));
+      const auto top = std::get<1>(out.at("logits").topk(k, 1)).to(torch::kCPU);
+      const auto& labels = batch.target(kClassifyLabels);
+      top5_.push_back(top.eq(labels.unsqueeze(1)).any(1));
+      targets_.push_back(labels);
     }
   }
 
@@ -52,7 +57,9 @@ class ClassifyEvaluation : public Evaluation {
                    {"image", e.image_path},
                    {"label", classes_.at(labels_[i])},
                    {"score", scores_[i]}};
-      if (data_.has_targets) line["target"] = classes_.at(e.label);
+      if (data_.has_targets) {
+        line["target"] = classes_.at(data::annotation_of<ClassifyAnnotation>(e).label);
+      }
       lines += line.dump() + "\n";
     }
     io::write_file_atomic((std::filesystem::path(out_dir) / "predictions.jsonl").string(), lines);
@@ -72,6 +79,15 @@ class ClassifyEvaluation : public Evaluation {
   std::vector<torch::Tensor> top5_, targets_;
 };
 
+// The class indices of a batch [B].
+data::Targets collate_classify(const std::vector<const data::Example*>& rows) {
+  std::vector<int64_t> labels;
+  for (const data::Example* e : rows) {
+    labels.push_back(data::annotation_of<ClassifyAnnotation>(*e).label);
+  }
+  return {{kClassifyLabels, torch::tensor(labels, torch::kLong)}};
+}
+
 // A linear layer on the image encoder's [CLS] token ("head"); no text encoder, no fusion.
 class ClassifyModelHead : public models::TaskHead {
  public:
@@ -83,7 +99,7 @@ class ClassifyModelHead : public models::TaskHead {
   void forward(models::ModelImpl& /*model*/, const models::Encoded& in,
                models::ModelOutput& out) override {
     out.pooled = in.sample_image_tokens().select(1, 0);  // the ViT's [CLS], after its norm
-    out.logits = head_(out.pooled);
+    out.outputs["logits"] = head_(out.pooled);
   }
 
  private:
@@ -105,17 +121,50 @@ class ClassifyTask : public Task {
   }
 
   config::Task id() const override { return config::Task::classify; }
+
+  // One example per labelled image (Fashion-MNIST IDX files or an image folder, whose classes
+  // are the training split's folders).
+  data::TaskData read_split(const config::Config& c, const std::string& split,
+                            const std::vector<std::string>* /*classes*/,
+                            data::BadInputPolicy& /*policy*/) const override {
+    data::LabelledSet set;
+    if (c.data.dataset == config::Dataset::fashion_mnist) {
+      set = data::read_fashion_mnist(c.data.root, split);
+    } else if (c.data.dataset == config::Dataset::image_folder) {
+      std::vector<std::string> classes;
+      if (split != c.data.train_split) {
+        classes = data::read_image_folder(c.data.root, c.data.train_split).class_names;
+      }
+      set = data::read_image_folder(c.data.root, split, classes);
+    } else {
+      throw std::invalid_argument("task classify needs data.dataset fashion_mnist or image_folder");
+    }
+    data::TaskData data;
+    data.class_names = set.class_names;
+    for (auto& image : set.images) {
+      data::Example e;
+      e.image_path = image.path;
+      e.id = image.id;
+      auto a = std::make_shared<ClassifyAnnotation>();
+      a->label = image.label;
+      e.annotation = std::move(a);
+      e.pixels = image.pixels;
+      data.examples.push_back(std::move(e));
+    }
+    data.collate = collate_classify;
+    return data;
+  }
   bool reads_text() const override { return false; }
 
   models::LossSums loss(const models::ModelOutput& out, const data::Batch& batch,
                         const c10::Device& device, const models::LossWeights& /*weights*/,
                         Collective* /*collective*/) const override {
-    return models::classify_loss(out.logits, batch.targets.to(device));
+    return models::classify_loss(out.at("logits"), batch.target(kClassifyLabels).to(device));
   }
 
   torch::Tensor distill_loss(const models::ModelOutput& student, const models::ModelOutput& teacher,
                              double temperature) const override {
-    return models::distill_softmax(student.logits, teacher.logits, temperature);
+    return models::distill_softmax(student.at("logits"), teacher.at("logits"), temperature);
   }
 
   std::unique_ptr<Evaluation> evaluation(const data::TaskData& data,
@@ -128,11 +177,11 @@ class ClassifyTask : public Task {
                 const std::vector<std::string>& classes, int k) const override {
     Answer a;
     a.kind = Answer::Kind::labels;
-    a.classes = top_k(torch::softmax(out.logits[row], 0), k, classes);
+    a.classes = top_k(torch::softmax(out.at("logits")[row], 0), k, classes);
     return a;
   }
 
-  torch::Tensor scores(const models::ModelOutput& out) const override { return out.logits; }
+  torch::Tensor scores(const models::ModelOutput& out) const override { return out.at("logits"); }
 };
 
 }  // namespace

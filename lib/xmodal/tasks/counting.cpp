@@ -3,10 +3,14 @@
 // metrics.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 
+#include <stdexcept>
+
 #include "xmodal/io/atomic_file.h"
+#include "xmodal/tasks/counting.h"
 #include "xmodal/tasks/metrics.h"
 #include "xmodal/tasks/task.h"
 
@@ -49,12 +53,11 @@ class CountingEvaluation : public Evaluation {
 
   void add(const models::ModelOutput& out, const data::Batch& batch) override {
     indices_.insert(indices_.end(), batch.indices.begin(), batch.indices.end());
-    presence_.push_back(torch::sigmoid(out.presence).to(torch::kCPU));
-    counts_.push_back(out.counts.argmax(2).to(torch::kCPU));
+    presence_.push_back(torch::sigmoid(out.at("presence")).to(torch::kCPU));
+    counts_.push_back(out.at("counts").argmax(2).to(torch::kCPU));
     if (data_.has_targets) {
-      targets_.push_back(batch.targets);
-      crowd_.push_back(batch.crowd.defined() ? batch.crowd
-                                             : torch::zeros(batch.targets.sizes(), torch::kBool));
+      targets_.push_back(batch.target(kCountingCounts));
+      crowd_.push_back(batch.target(kCountingCrowd));
     }
   }
 
@@ -115,6 +118,23 @@ class CountingEvaluation : public Evaluation {
   CountingScores scores_;  // set by metrics()
 };
 
+// The counts of a batch [B, C] (clamped to max_count) and their crowd flags [B, C].
+data::Targets collate_counting(const std::vector<const data::Example*>& rows, int64_t categories,
+                               int64_t max_count) {
+  std::vector<int64_t> counts, crowd;
+  for (const data::Example* e : rows) {
+    const auto& a = data::annotation_of<CountingAnnotation>(*e);
+    for (int64_t c = 0; c < categories; ++c) {
+      counts.push_back(std::min<int64_t>(a.counts[c], max_count));
+      crowd.push_back(a.crowd[c]);
+    }
+  }
+  const auto b = static_cast<int64_t>(rows.size());
+  return {
+      {kCountingCounts, torch::tensor(counts, torch::kLong).view({b, categories})},
+      {kCountingCrowd, torch::tensor(crowd, torch::kLong).view({b, categories}).to(torch::kBool)}};
+}
+
 // Presence and count logits per category from the fusion's pooled [CLS]
 // (models::CountingHead, "head").
 class CountingModelHead : public models::TaskHead {
@@ -130,8 +150,8 @@ class CountingModelHead : public models::TaskHead {
     out.image_features = in.sample_image_tokens();
     out.pooled = model.fuse(in);
     auto logits = head_(out.pooled);
-    out.presence = logits.presence;
-    out.counts = logits.counts;
+    out.outputs["presence"] = logits.presence;
+    out.outputs["counts"] = logits.counts;
   }
 
  private:
@@ -152,19 +172,51 @@ class CountingTask : public Task {
 
   config::Task id() const override { return config::Task::counting; }
 
+  // One example per image (scenes or COCO files) with all its captions (the loader draws one
+  // per epoch) and its objects per category.
+  data::TaskData read_split(const config::Config& c, const std::string& split,
+                            const std::vector<std::string>* /*classes*/,
+                            data::BadInputPolicy& policy) const override {
+    if (c.data.dataset == config::Dataset::vqa) {
+      throw std::invalid_argument("task counting needs data.dataset coco or scenes, not vqa");
+    }
+    const data::CocoSet set = data::read_coco(c.data.root, split, policy);
+    data::TaskData data;
+    for (const auto& category : set.categories) data.class_names.push_back(category.name);
+    if (c.train.aux.dense > 0) data.aux_class_names = data.class_names;
+    for (const auto& image : set.images) {
+      data::Example e;
+      e.image_path = image.path;
+      e.texts = image.captions;
+      if (e.texts.empty()) e.texts = {"how many of each kind of object are there?"};
+      e.id = image.id;
+      auto a = std::make_shared<CountingAnnotation>();
+      a->counts = image.counts;
+      a->crowd = image.crowd;
+      e.annotation = std::move(a);
+      if (c.train.aux.dense > 0) e.objects = image.objects;
+      data.examples.push_back(std::move(e));
+    }
+    data.collate = [categories = data.num_classes(), max_count = c.model.head.max_count](
+                       const auto& rows) { return collate_counting(rows, categories, max_count); };
+    return data;
+  }
+
   models::LossSums loss(const models::ModelOutput& out, const data::Batch& batch,
                         const c10::Device& device, const models::LossWeights& weights,
                         Collective* /*collective*/) const override {
-    const torch::Tensor crowd = batch.crowd.defined() ? batch.crowd.to(device) : torch::Tensor();
-    return models::counting_loss(out.presence, out.counts, batch.targets.to(device), crowd,
-                                 weights);
+    return models::counting_loss(out.at("presence"), out.at("counts"),
+                                 batch.target(kCountingCounts).to(device),
+                                 batch.target(kCountingCrowd).to(device), weights);
   }
 
   torch::Tensor distill_loss(const models::ModelOutput& student, const models::ModelOutput& teacher,
                              double temperature) const override {
-    const auto categories = static_cast<double>(student.presence.size(1));
-    return models::distill_sigmoid(student.presence, teacher.presence, temperature, categories) +
-           models::distill_softmax(student.counts, teacher.counts, temperature, categories);
+    const auto categories = static_cast<double>(student.at("presence").size(1));
+    return models::distill_sigmoid(student.at("presence"), teacher.at("presence"), temperature,
+                                   categories) +
+           models::distill_softmax(student.at("counts"), teacher.at("counts"), temperature,
+                                   categories);
   }
 
   std::unique_ptr<Evaluation> evaluation(const data::TaskData& data,
@@ -175,8 +227,8 @@ class CountingTask : public Task {
 
   Answer answer(const models::ModelOutput& out, int64_t row,
                 const std::vector<std::string>& classes, int /*top_k*/) const override {
-    const auto probs = torch::sigmoid(out.presence[row]).to(torch::kCPU);
-    const auto counts = out.counts[row].argmax(1).to(torch::kCPU);
+    const auto probs = torch::sigmoid(out.at("presence")[row]).to(torch::kCPU);
+    const auto counts = out.at("counts")[row].argmax(1).to(torch::kCPU);
     Answer a;
     a.kind = Answer::Kind::categories;
     for (size_t k = 0; k < classes.size(); ++k) {  // every category, in order
@@ -190,7 +242,7 @@ class CountingTask : public Task {
     return a;
   }
 
-  torch::Tensor scores(const models::ModelOutput& out) const override { return out.presence; }
+  torch::Tensor scores(const models::ModelOutput& out) const override { return out.at("presence"); }
 };
 
 }  // namespace

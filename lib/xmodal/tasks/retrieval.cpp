@@ -8,8 +8,10 @@
 
 #include <filesystem>
 #include <set>
+#include <stdexcept>
 #include <unordered_map>
 
+#include "xmodal/data/karpathy.h"
 #include "xmodal/io/atomic_file.h"
 #include "xmodal/models/dual_encoder.h"
 #include "xmodal/tasks/metrics.h"
@@ -17,6 +19,9 @@
 #include "xmodal/tasks/task.h"
 
 namespace xmodal::tasks {
+
+namespace dual_outputs = models::dual_outputs;
+
 namespace {
 
 using nlohmann::json;
@@ -36,6 +41,55 @@ torch::Tensor text_keys(const torch::Tensor& input_ids) {
     keys[static_cast<size_t>(i)] = static_cast<int64_t>(h);
   }
   return torch::tensor(keys, torch::kLong);
+}
+
+// retrieval: one example per (image, caption) pair, in file order; the annotation is the
+// image's content (objects per category) where the split has COCO instances, for the "same
+// content" recall (the scenes).
+data::TaskData read_retrieval(const config::Config& c, const std::string& split,
+                              data::BadInputPolicy& policy) {
+  data::TaskData data;
+  const std::string instances =
+      (std::filesystem::path(c.data.root) / "annotations" / ("instances_" + split + ".json"))
+          .string();
+  std::error_code ec;
+  data::CocoSet coco;
+  const bool has_instances = std::filesystem::exists(instances, ec);
+  if (has_instances)
+    coco = data::read_coco(c.data.root, split, policy, c.data.dataset == config::Dataset::coco);
+  std::vector<data::KarpathyImage> images;
+  if (c.data.dataset == config::Dataset::coco) {
+    if (!has_instances) coco = data::read_coco_captions(c.data.root, split, policy);
+    for (auto& image : coco.images) images.push_back({image.id, image.path, image.captions});
+  } else {
+    const std::string file =
+        c.data.dataset == config::Dataset::scenes ? "dataset_scenes.json" : c.data.split_file;
+    const std::string path = (std::filesystem::path(c.data.root) / file).string();
+    if (c.data.dataset == config::Dataset::scenes && !std::filesystem::exists(path, ec)) {
+      throw std::runtime_error(path +
+                               " is missing: this scenes set was made before retrieval captions; "
+                               "rebuild it with `xmodal data scenes --out " +
+                               c.data.root + " --overwrite`");
+    }
+    images = data::read_karpathy(c.data.root, path, split, policy);
+  }
+  for (const auto& category : coco.categories) data.class_names.push_back(category.name);
+  for (const auto& image : images) {
+    const auto content = coco.image_index.find(image.id);
+    for (const auto& caption : image.captions) {
+      data::Example e;
+      e.image_path = image.path;
+      e.texts = {caption};
+      e.id = image.id;
+      if (content != coco.image_index.end()) {
+        auto a = std::make_shared<RetrievalAnnotation>();
+        a->content = coco.images[content->second].counts;
+        e.annotation = std::move(a);
+      }
+      data.examples.push_back(std::move(e));
+    }
+  }
+  return data;
 }
 
 // The global batch's rows with this process's rows carrying their gradient.
@@ -125,10 +179,10 @@ class RetrievalEvaluation : public Evaluation {
     indices_.insert(indices_.end(), batch.indices.begin(), batch.indices.end());
     similarity_ = torch::Tensor();
     const auto index = batch.image_index.to(torch::kCPU).contiguous();
-    const auto images = out.image_embeds.to(torch::kCPU, torch::kFloat32);
-    texts_.push_back(out.text_embeds.to(torch::kCPU, torch::kFloat32));
-    if (out.text_tokens.defined()) {  // an ITM model: kept for rerank()
-      text_tokens_.push_back(out.text_tokens.to(torch::kCPU));
+    const auto images = out.at(dual_outputs::image_embeds).to(torch::kCPU, torch::kFloat32);
+    texts_.push_back(out.at(dual_outputs::text_embeds).to(torch::kCPU, torch::kFloat32));
+    if (out.get(dual_outputs::text_tokens).defined()) {  // an ITM model: kept for rerank()
+      text_tokens_.push_back(out.at(dual_outputs::text_tokens).to(torch::kCPU));
       text_padding_.push_back(batch.attention_mask.eq(0));
     }
     for (int64_t r = 0; r < batch.size(); ++r) {
@@ -137,10 +191,14 @@ class RetrievalEvaluation : public Evaluation {
       if (fresh) {
         image_ids_.push_back(id);
         images_.push_back(images[index[r].item<int64_t>()]);
-        if (out.image_tokens.defined()) {
-          image_tokens_.push_back(out.image_tokens[index[r].item<int64_t>()].to(torch::kCPU));
+        if (out.get(dual_outputs::image_tokens).defined()) {
+          image_tokens_.push_back(
+              out.at(dual_outputs::image_tokens)[index[r].item<int64_t>()].to(torch::kCPU));
         }
-        const auto& counts = data_.examples.at(batch.indices[r]).counts;
+        const auto* a = dynamic_cast<const RetrievalAnnotation*>(
+            data_.examples.at(batch.indices[r]).annotation.get());
+        const std::vector<int> none;
+        const auto& counts = a ? a->content : none;
         image_content_.push_back(content_key(counts));
         has_content_ = has_content_ && !counts.empty();
       }
@@ -291,12 +349,19 @@ class RetrievalTask : public Task {
 
   config::Task id() const override { return config::Task::retrieval; }
 
+  data::TaskData read_split(const config::Config& c, const std::string& split,
+                            const std::vector<std::string>* /*classes*/,
+                            data::BadInputPolicy& policy) const override {
+    return read_retrieval(c, split, policy);  // no collate: the pairs are the targets
+  }
+
   models::LossSums loss(const models::ModelOutput& out, const data::Batch& batch,
                         const c10::Device& device, const models::LossWeights& weights,
                         Collective* collective) const override {
     const auto index = batch.image_index.to(device);
-    torch::Tensor images = out.image_embeds.index_select(0, index);  // [B, E] per pair
-    torch::Tensor texts = out.text_embeds;
+    torch::Tensor images =
+        out.at(dual_outputs::image_embeds).index_select(0, index);  // [B, E] per pair
+    torch::Tensor texts = out.at(dual_outputs::text_embeds);
     torch::Tensor image_keys = torch::tensor(batch.ids, torch::kLong).to(device);
     torch::Tensor keys = text_keys(batch.input_ids).to(device);
     models::LossSums sums;
@@ -309,18 +374,20 @@ class RetrievalTask : public Task {
       texts = gathered_with_own(*collective, texts, offset);
       image_keys = collective->all_gather(image_keys);
       keys = collective->all_gather(keys);
-      const auto rows =
-          models::contrastive_loss_rows(images, texts, out.logit_scale, image_keys, keys);
+      const auto rows = models::contrastive_loss_rows(
+          images, texts, out.at(dual_outputs::logit_scale), image_keys, keys);
       const auto full = rows.sum();
       const auto own = rows.narrow(0, offset, batch.size()).sum();
       sums.total = full + (own - full).detach();
     } else {
-      sums.total =
-          models::contrastive_loss_rows(images, texts, out.logit_scale, image_keys, keys).sum();
+      sums.total = models::contrastive_loss_rows(images, texts, out.at(dual_outputs::logit_scale),
+                                                 image_keys, keys)
+                       .sum();
     }
-    if (out.itm_logits.defined() && weights.itm > 0) {
-      sums.total =
-          sums.total + models::itm_loss(out.itm_logits, batch.size(), batch.size()) * weights.itm;
+    if (out.get(dual_outputs::itm_logits).defined() && weights.itm > 0) {
+      sums.total = sums.total +
+                   models::itm_loss(out.at(dual_outputs::itm_logits), batch.size(), batch.size()) *
+                       weights.itm;
     }
     return sums;
   }
@@ -328,7 +395,8 @@ class RetrievalTask : public Task {
   torch::Tensor distill_loss(const models::ModelOutput& student, const models::ModelOutput& teacher,
                              double temperature) const override {
     const auto logits = [](const models::ModelOutput& o) {  // [texts, distinct images]
-      return torch::matmul(o.text_embeds, o.image_embeds.t()) * o.logit_scale;
+      return torch::matmul(o.at(dual_outputs::text_embeds), o.at(dual_outputs::image_embeds).t()) *
+             o.at(dual_outputs::logit_scale);
     };
     return models::distill_similarity(logits(student), logits(teacher), temperature);
   }
@@ -353,10 +421,11 @@ class RetrievalTask : public Task {
 
  private:
   static torch::Tensor similarity(const models::ModelOutput& out) {
-    const auto images = out.image_embeds.size(0) == out.text_embeds.size(0)
-                            ? out.image_embeds
-                            : out.image_embeds.narrow(0, 0, 1).expand_as(out.text_embeds);
-    return (images * out.text_embeds).sum(1);
+    const auto& image = out.at(dual_outputs::image_embeds);
+    const auto& text = out.at(dual_outputs::text_embeds);
+    const auto images =
+        image.size(0) == text.size(0) ? image : image.narrow(0, 0, 1).expand_as(text);
+    return (images * text).sum(1);
   }
 };
 

@@ -1,5 +1,6 @@
-// Retrieval metrics shared by the task's evaluation, `xmodal eval --zero-shot` and the tests
-// (the loss and the evaluation themselves are reached through tasks/task.h).
+// Retrieval's annotation, and its metrics shared by the task's evaluation, `xmodal eval
+// --zero-shot` and the tests (the loss and the evaluation themselves are reached through
+// tasks/task.h).
 #pragma once
 
 #include <torch/torch.h>
@@ -9,7 +10,16 @@
 #include <string>
 #include <vector>
 
+#include "xmodal/data/dataset.h"
+
 namespace xmodal::tasks {
+
+/// Task retrieval's annotation of an image-caption pair, where the split knows the image's
+/// content (the scenes' COCO instances): its objects per category, for the "same content"
+/// recalls. Pairs of a split without instances have no annotation.
+struct RetrievalAnnotation : data::Annotation {
+  std::vector<int> content;
+};
 
 /// i2t_r1 i2t_r5 i2t_r10 t2i_r1 t2i_r5 t2i_r10 rsum (percent; `prefix` before each name) of
 /// `similarity` [texts, images], where text t belongs to image text_image[t]: image -> text

@@ -3,7 +3,24 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "xmodal/core/logging.h"
+
 namespace xmodal::tasks {
+
+data::TaskData load_split(const config::Config& c, const std::string& split,
+                          const std::vector<std::string>* classes) {
+  data::BadInputPolicy policy;
+  policy.skip = c.data.on_bad_sample == config::BadSample::skip;
+  data::TaskData data = task(c.task).read_split(c, split, classes, policy);
+  data.task = c.task;
+  data.split = split;
+  data.skipped = policy.skipped;
+  if (policy.skipped > 0) {
+    log::warn("[data] {} split: skipped {} bad record(s) (on_bad_sample: skip); first: {}", split,
+              policy.skipped, policy.first_problem);
+  }
+  return data;
+}
 
 models::Model build_model(const config::Config& config, const models::DataSizes& sizes) {
   return models::build_model(config, sizes, task(config.task).head(config, sizes));

@@ -1,12 +1,10 @@
-// A task (docs/design.md section 3) as one unit: the loss of a batch, the evaluation of a split
-// (predictions collected batch by batch, metrics, `xmodal eval`'s result files and table) and the
-// answer `xmodal predict` writes for one input. One file per task (tasks/vqa.cpp, counting.cpp,
-// classify.cpp), registered in tasks/registry.cpp; the trainer, the evaluator and the predictor
-// reach a task only through this interface.
-//
-// Not here (yet): the head modules (models/heads.h, chosen from config.task by
-// models/factory.cpp, the one place config becomes model options), reading a split's targets
-// (data/dataset.cpp) and collating them into a batch (data/loader.cpp): layers below.
+// A task (docs/design.md sections 3 and 10) as one unit: its head on the model, reading a split
+// into examples it annotates and collating their targets into a batch, the loss of a batch, the
+// evaluation of a split (predictions collected batch by batch, metrics, `xmodal eval`'s result
+// files and table) and the answer `xmodal predict` writes for one input. One file per task
+// (tasks/vqa.cpp, counting.cpp, classify.cpp, retrieval.cpp, with a header for what tests and
+// other layers see of it), registered in tasks/registry.cpp; the model, the loader, the trainer,
+// the evaluator, the predictor and the server reach a task only through this interface.
 #pragma once
 
 #include <torch/torch.h>
@@ -77,6 +75,15 @@ class Task {
   /// the other splits are read; the others: every split names the same categories.
   virtual bool vocabulary_from_training_split() const { return false; }
 
+  /// Reads `split` of the configured data set (with data/'s file readers) into examples this
+  /// task annotates, and sets the split's collate. `classes`: the classes to read it through
+  /// (vqa: the answer vocabulary of the training split or of a checkpoint), or null for the
+  /// split's own. Records a bad record through `policy`. Throws std::invalid_argument for a data
+  /// set the task cannot read, std::runtime_error for unreadable or malformed files.
+  virtual data::TaskData read_split(const config::Config& config, const std::string& split,
+                                    const std::vector<std::string>* classes,
+                                    data::BadInputPolicy& policy) const = 0;
+
   /// The task's head and what it needs of the model (the fusion mode, whether the fusion is
   /// built): the model composes encoders + fusion + this head and never asks for the task.
   virtual models::HeadChoice head(const config::Config& config,
@@ -115,6 +122,11 @@ class Task {
 
 /// The task config names (registry.cpp).
 const Task& task(config::Task id);
+
+/// Split `split` of `config`'s data set read by its task (Task::read_split, with
+/// data.on_bad_sample; a skipped record is reported once). `classes` as Task::read_split's.
+data::TaskData load_split(const config::Config& config, const std::string& split,
+                          const std::vector<std::string>* classes = nullptr);
 
 /// The model of `config`'s task for the data's sizes (on the CPU): models::build_model with the
 /// task's head.

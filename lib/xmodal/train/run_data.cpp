@@ -5,7 +5,6 @@
 #include <vector>
 
 #include "xmodal/core/logging.h"
-#include "xmodal/data/vqa_answers.h"
 #include "xmodal/tasks/task.h"
 #include "xmodal/text/factory.h"
 
@@ -18,21 +17,21 @@ RunData load_run_data(const config::Config& config,
   auto& a = r.artifacts;
   // vqa: the answer vocabulary (the checkpoint's, or the training split's) maps the splits
   const bool vocabulary = tasks::task(config.task).vocabulary_from_training_split();
-  std::optional<data::AnswerVocab> answers;
+  std::optional<std::vector<std::string>> answers;
   if (checkpoint_files) {
     a = checkpoint::artifacts_from_files(config, *checkpoint_files, resume_from);
-    if (vocabulary) answers.emplace(a.class_names);
+    if (vocabulary) answers = a.class_names;
   }
   const auto& d = config.data;
   r.train = std::make_shared<data::TaskData>(
-      data::load_split(config, d.train_split, answers ? &*answers : nullptr));
-  if (!answers && vocabulary) answers.emplace(r.train->class_names);
+      tasks::load_split(config, d.train_split, answers ? &*answers : nullptr));
+  if (!answers && vocabulary) answers = r.train->class_names;
   if (r.train->examples.empty()) {
     throw std::runtime_error("training split " + d.train_split + " of " + d.root +
                              " has no examples");
   }
   r.val = std::make_shared<data::TaskData>(
-      data::load_split(config, d.val_split, answers ? &*answers : nullptr));
+      tasks::load_split(config, d.val_split, answers ? &*answers : nullptr));
   if (!a.tokenizer) {
     std::vector<std::string> texts;
     if (config.tokenizer.type == config::TokenizerType::word) {

@@ -1,12 +1,12 @@
 // `xmodal tokenizer train`: a SentencePiece model from a text file or from the training texts
-// (questions, captions) of a config's data set. It lives in data/ because it reads data sets.
+// (questions, captions) of a config's data set, read by its task.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
-namespace xmodal::data {
+namespace xmodal::train {
 
 /// `xmodal tokenizer train`: a SentencePiece model from a text file or a config's training texts.
 struct TokenizerTrainOptions {
@@ -23,4 +23,4 @@ struct TokenizerTrainResult {
 };
 TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& options);
 
-}  // namespace xmodal::data
+}  // namespace xmodal::train

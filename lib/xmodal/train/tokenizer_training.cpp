@@ -1,12 +1,12 @@
-#include "xmodal/data/tokenizer_training.h"
+#include "xmodal/train/tokenizer_training.h"
 
 #include <stdexcept>
 
 #include "xmodal/config/loader.h"
-#include "xmodal/data/dataset.h"
+#include "xmodal/tasks/task.h"
 #include "xmodal/text/sentencepiece.h"
 
-namespace xmodal::data {
+namespace xmodal::train {
 
 TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& o) {
   if (o.input.empty() == o.config.empty()) {
@@ -20,7 +20,7 @@ TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& o) {
   } else {
     auto config = config::load_config(o.config, o.overrides);
     config::validate(config);
-    const auto split = data::load_split(config, config.data.train_split, nullptr);
+    const auto split = tasks::load_split(config, config.data.train_split);
     std::vector<std::string> texts;
     for (const auto& e : split.examples) texts.insert(texts.end(), e.texts.begin(), e.texts.end());
     if (texts.empty()) {
@@ -36,4 +36,4 @@ TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& o) {
   return result;
 }
 
-}  // namespace xmodal::data
+}  // namespace xmodal::train
