@@ -29,6 +29,7 @@
 #include "xmodal/infer/retrieval.h"
 #include "xmodal/io/atomic_file.h"
 #include "xmodal/io/image.h"
+#include "xmodal/models/dual_encoder.h"
 
 namespace xmodal::eval {
 namespace {
@@ -111,7 +112,8 @@ class ZeroShot : public ::testing::Test {
       std::mt19937_64 rng(0);
       pixels.push_back(data::transform_image(image, transform, rng).pixels);
     }
-    const auto scores = torch::matmul(m.model->embed_images(torch::stack(pixels)), text.t());
+    const auto scores =
+        torch::matmul(models::embed_images(*m.model, torch::stack(pixels)), text.t());
     Expected e;
     e.per_class_n.assign(classes.size(), 0);
     e.per_class_hit.assign(classes.size(), 0);

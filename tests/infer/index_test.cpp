@@ -31,6 +31,7 @@
 #include "xmodal/infer/retrieval.h"
 #include "xmodal/io/atomic_file.h"
 #include "xmodal/io/safetensors.h"
+#include "xmodal/models/dual_encoder.h"
 #include "xmodal/tasks/task.h"
 
 namespace xmodal::infer {
@@ -88,7 +89,7 @@ class Index : public ::testing::Test {
     torch::NoGradGuard no_grad;
     std::vector<torch::Tensor> pixels;
     for (const auto& p : paths) pixels.push_back(image_tensor(m, p));
-    return m.model->embed_images(torch::stack(pixels));
+    return models::embed_images(*m.model, torch::stack(pixels));
   }
 
   static std::vector<std::string> paths_of(const fs::path& generation) {

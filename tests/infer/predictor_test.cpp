@@ -267,7 +267,7 @@ TEST_F(Predictor, EmbedWritesTheRetrievalEmbeddingsUnitLength) {
   torch::NoGradGuard no_grad;
   std::vector<torch::Tensor> pixels;
   for (const auto& path : o.images) pixels.push_back(image_tensor(loaded, path));
-  EXPECT_TRUE(torch::allclose(loaded.model->embed_images(torch::stack(pixels)),
+  EXPECT_TRUE(torch::allclose(models::embed_images(*loaded.model, torch::stack(pixels)),
                               t.at("image_embeds"), 1e-5, 1e-6));
   EXPECT_TRUE(
       torch::allclose(embed_texts(loaded, o.texts, torch::kCPU), t.at("text_embeds"), 1e-5, 1e-6));
@@ -335,7 +335,7 @@ TEST_F(Predictor, IndexRoundTripAppendBadImagesAndAForeignCheckpoint) {
   const auto other = checkpoint("retrieval", {"run.dir=" + (dir_.path() / "other").string()},
                                 [](models::ModelImpl& m) {
                                   torch::NoGradGuard g;
-                                  m.dual_encoder()->text_projection->weight.mul_(2);
+                                  models::dual_encoder(m)->text_projection->weight.mul_(2);
                                 });
   s.checkpoint = other;
   try {

@@ -506,7 +506,7 @@ TEST(Retrieval, ReRankingNeedsAnItmHead) {
   auto c = xmodal::testing::tiny_model_config();
   c.task = config::Task::retrieval;
   auto model = tasks::build_model(c, {32, 0, 0});
-  ASSERT_FALSE(model->dual_encoder()->itm_head);
+  ASSERT_FALSE(models::dual_encoder(*model)->itm_head);
   models::ModelOutput out;
   out.outputs["image_embeds"] = torch::ones({1, 2}) / std::sqrt(2.0f);
   out.outputs["text_embeds"] = out.outputs["image_embeds"].clone();
@@ -535,7 +535,7 @@ TEST(Retrieval, ReRankingScoresTheTopKByTheMatchingHead) {
   c.train.itm = 1.0;
   torch::manual_seed(21);
   auto model = tasks::build_model(c, {32, 0, 0});
-  ASSERT_TRUE(model->dual_encoder()->itm_head);
+  ASSERT_TRUE(models::dual_encoder(*model)->itm_head);
   model->eval();
   torch::NoGradGuard no_grad;
   // 3 images, 5 texts (the last two padded): texts 0, 3 of image 0; 1, 4 of image 1; 2 of 2
@@ -570,9 +570,8 @@ TEST(Retrieval, ReRankingScoresTheTopKByTheMatchingHead) {
   const auto sim = torch::matmul(out.at("text_embeds"), out.at("image_embeds").t());  // [5, 3]
   const auto padding = mask.eq(0);
   const auto match = [&](int64_t t, int64_t i) {  // ITM logit of class 1 for (text t, image i)
-    return model
-        ->itm_logits(out.at("image_tokens").narrow(0, i, 1), out.at("text_tokens").narrow(0, t, 1),
-                     padding.narrow(0, t, 1))[0][1]
+    return models::itm_logits(*model, out.at("image_tokens").narrow(0, i, 1),
+                              out.at("text_tokens").narrow(0, t, 1), padding.narrow(0, t, 1))[0][1]
         .item<double>();
   };
   auto t2i = torch::full({5, 3}, -100.0, torch::kFloat64);

@@ -15,6 +15,7 @@
 #include "xmodal/infer/retrieval.h"
 #include "xmodal/infer/session.h"
 #include "xmodal/io/atomic_file.h"
+#include "xmodal/models/dual_encoder.h"
 #include "xmodal/tasks/classify.h"
 #include "xmodal/tasks/task.h"
 
@@ -75,7 +76,7 @@ ZeroShotSummary run_zero_shot(const ZeroShotOptions& o) {
   std::vector<int64_t> per_class_n(data->class_names.size()),
       per_class_hit(data->class_names.size());
   while (auto batch = loader.next()) {
-    const auto images = m.model->embed_images(batch->images.to(device))
+    const auto images = models::embed_images(*m.model, batch->images.to(device))
                             .index_select(0, batch->image_index.to(device))
                             .to(torch::kCPU);
     const auto scores = torch::matmul(images, classes.t());

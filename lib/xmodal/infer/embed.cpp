@@ -238,7 +238,7 @@ EmbedResult embed(const EmbedOptions& o) {
       parts["vision"].push_back(image_tokens.cpu());
       if (!e.model.is_empty()) {
         parts["image_embeds"].push_back(
-            e.model->dual_encoder()->embed_image_tokens(image_tokens).cpu());
+            models::dual_encoder(*e.model)->embed_image_tokens(image_tokens).cpu());
       }
     }
     if (with_text) {
@@ -255,7 +255,7 @@ EmbedResult embed(const EmbedOptions& o) {
       parts["text"].push_back(text_tokens.cpu());
       if (!e.model.is_empty()) {
         parts["text_embeds"].push_back(
-            e.model->dual_encoder()->embed_text_tokens(text_tokens).cpu());
+            models::dual_encoder(*e.model)->embed_text_tokens(text_tokens).cpu());
       }
       parts["text_mask"].push_back(mask);
       parts["text_ids"].push_back(ids);

@@ -24,6 +24,7 @@
 #include "xmodal/io/atomic_file.h"
 #include "xmodal/io/image.h"
 #include "xmodal/io/safetensors.h"
+#include "xmodal/models/dual_encoder.h"
 #include "xmodal/tasks/task.h"
 
 namespace xmodal::infer {
@@ -354,7 +355,7 @@ int64_t embed_image_files(checkpoint::LoadedModel& m, const c10::Device& device,
     done += batch->size() + batch->skipped;
     if (batch->skipped > 0 && first_bad.empty()) first_bad = batch->bad;
     if (batch->size() > 0) {
-      const auto e = m.model->embed_images(batch->images.to(device))
+      const auto e = models::embed_images(*m.model, batch->images.to(device))
                          .index_select(0, batch->image_index.to(device))
                          .to(torch::kCPU);
       parts.push_back(e);
@@ -590,8 +591,8 @@ std::vector<SearchHit> search_index(const SearchOptions& o) {
     if (!o.text.empty()) {
       query = embed_texts(m, {o.text}, device);
     } else {
-      query =
-          m.model->embed_images(image_tensor(m, o.image).unsqueeze(0).to(device)).to(torch::kCPU);
+      query = models::embed_images(*m.model, image_tensor(m, o.image).unsqueeze(0).to(device))
+                  .to(torch::kCPU);
     }
   }
   return index.search(query, o.top_k).at(0);

@@ -177,17 +177,17 @@ Embeddings Predictor::embed(const std::vector<const PreparedInput*>& items) {
   torch::InferenceMode inference;
   if (!with_image.empty()) {
     const auto e =
-        loaded_->model->embed_images(stack_pixels(with_image).to(device)).to(torch::kCPU);
+        models::embed_images(*loaded_->model, stack_pixels(with_image).to(device)).to(torch::kCPU);
     for (size_t r = 0; r < image_rows.size(); ++r) {
       out.image[image_rows[r]] = e[static_cast<int64_t>(r)];
     }
   }
   if (!with_text.empty()) {
-    const auto e = loaded_->model
-                       ->embed_texts(stack_ids(with_text, &PreparedInput::ids).to(device),
-                                     stack_ids(with_text, &PreparedInput::mask).to(device),
-                                     stack_ids(with_text, &PreparedInput::types).to(device))
-                       .to(torch::kCPU);
+    const auto e =
+        models::embed_texts(*loaded_->model, stack_ids(with_text, &PreparedInput::ids).to(device),
+                            stack_ids(with_text, &PreparedInput::mask).to(device),
+                            stack_ids(with_text, &PreparedInput::types).to(device))
+            .to(torch::kCPU);
     for (size_t r = 0; r < text_rows.size(); ++r) {
       out.text[text_rows[r]] = e[static_cast<int64_t>(r)];
     }

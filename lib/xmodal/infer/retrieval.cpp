@@ -14,7 +14,9 @@
 
 namespace xmodal::infer {
 
-bool has_embeddings(const checkpoint::LoadedModel& m) { return m.model->dual_encoder() != nullptr; }
+bool has_embeddings(const checkpoint::LoadedModel& m) {
+  return models::dual_encoder(*m.model) != nullptr;
+}
 
 void require_retrieval(const checkpoint::LoadedModel& m, const std::string& what) {
   if (!has_embeddings(m)) {
@@ -52,8 +54,8 @@ torch::Tensor embed_texts(checkpoint::LoadedModel& m, const std::vector<std::str
       std::copy(enc.mask.begin(), enc.mask.end(), mask[i - start].data_ptr<int64_t>());
       std::copy(enc.types.begin(), enc.types.end(), types[i - start].data_ptr<int64_t>());
     }
-    parts.push_back(
-        m.model->embed_texts(ids.to(device), mask.to(device), types.to(device)).to(torch::kCPU));
+    parts.push_back(models::embed_texts(*m.model, ids.to(device), mask.to(device), types.to(device))
+                        .to(torch::kCPU));
   }
   if (parts.empty()) return torch::empty({0, m.config.model.retrieval.embed_dim});
   return torch::cat(parts);

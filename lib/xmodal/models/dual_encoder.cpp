@@ -113,4 +113,37 @@ void DualEncoderImpl::forward(ModelImpl& model, const Encoded& in, ModelOutput& 
                  padding.defined() ? padding.index_select(0, text_rows) : padding);
 }
 
+DualEncoderImpl* dual_encoder(ModelImpl& model) {
+  return dynamic_cast<DualEncoderImpl*>(&model.head());
+}
+
+const DualEncoderImpl* dual_encoder(const ModelImpl& model) {
+  return dynamic_cast<const DualEncoderImpl*>(&model.head());
+}
+
+namespace {
+
+DualEncoderImpl& dual(ModelImpl& model) {
+  auto* d = dual_encoder(model);
+  TORCH_CHECK(d != nullptr, "Model: embeddings need a task retrieval model");
+  return *d;
+}
+
+}  // namespace
+
+torch::Tensor embed_images(ModelImpl& model, const torch::Tensor& images) {
+  return dual(model).embed_image_tokens(model.vision(images));
+}
+
+torch::Tensor embed_texts(ModelImpl& model, const torch::Tensor& input_ids,
+                          const torch::Tensor& attention_mask,
+                          const torch::Tensor& token_type_ids) {
+  return dual(model).embed_text_tokens(model.text(input_ids, attention_mask, token_type_ids));
+}
+
+torch::Tensor itm_logits(ModelImpl& model, const torch::Tensor& image_tokens,
+                         const torch::Tensor& text_tokens, const torch::Tensor& text_padding) {
+  return dual(model).itm_logits(model, image_tokens, text_tokens, text_padding);
+}
+
 }  // namespace xmodal::models

@@ -56,4 +56,22 @@ class DualEncoderImpl : public TaskHead {
   int64_t fusion_dim_ = 0;
 };
 
+/// The head of `model` as a retrieval model's dual encoder, or null for another task.
+DualEncoderImpl* dual_encoder(ModelImpl& model);
+const DualEncoderImpl* dual_encoder(const ModelImpl& model);
+
+/// A retrieval model's L2-normalised embeddings of images [N, 3, H, W] -> [N, E] and of texts
+/// (input_ids [B, L], mask and types may be undefined) -> [B, E]: what forward() returns as
+/// image_embeds and text_embeds, one encoder at a time (an index of images, a text query).
+/// Throw c10::Error for a model of another task.
+torch::Tensor embed_images(ModelImpl& model, const torch::Tensor& images);
+torch::Tensor embed_texts(ModelImpl& model, const torch::Tensor& input_ids,
+                          const torch::Tensor& attention_mask = {},
+                          const torch::Tensor& token_type_ids = {});
+
+/// A retrieval model's matching logits [B, 2] of image tokens [B, 1 + P, Dv] with text tokens
+/// [B, L, Dt] (padding [B, L] bool, true = padding, or undefined).
+torch::Tensor itm_logits(ModelImpl& model, const torch::Tensor& image_tokens,
+                         const torch::Tensor& text_tokens, const torch::Tensor& text_padding);
+
 }  // namespace xmodal::models

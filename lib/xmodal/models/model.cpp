@@ -6,8 +6,6 @@
 #include <cmath>
 #include <stdexcept>
 
-#include "xmodal/models/dual_encoder.h"
-
 namespace xmodal::models {
 
 torch::Tensor Encoded::sample_image_tokens() const {
@@ -116,38 +114,6 @@ torch::Tensor ModelImpl::fuse(const Encoded& in) {
       ->forward(in.text_tokens, in.text_padding, in.sample_image_tokens(), pooled_only_fusion,
                 in.sample_patch_padding())
       .pooled;
-}
-
-DualEncoderImpl* ModelImpl::dual_encoder() { return dynamic_cast<DualEncoderImpl*>(head_.get()); }
-
-const DualEncoderImpl* ModelImpl::dual_encoder() const {
-  return dynamic_cast<const DualEncoderImpl*>(head_.get());
-}
-
-namespace {
-
-DualEncoderImpl& dual(ModelImpl& model) {
-  auto* d = model.dual_encoder();
-  TORCH_CHECK(d != nullptr, "Model: embeddings need a task retrieval model");
-  return *d;
-}
-
-}  // namespace
-
-torch::Tensor ModelImpl::embed_images(const torch::Tensor& images) {
-  return dual(*this).embed_image_tokens(vision(images));
-}
-
-torch::Tensor ModelImpl::embed_texts(const torch::Tensor& input_ids,
-                                     const torch::Tensor& attention_mask,
-                                     const torch::Tensor& token_type_ids) {
-  return dual(*this).embed_text_tokens(text(input_ids, attention_mask, token_type_ids));
-}
-
-torch::Tensor ModelImpl::itm_logits(const torch::Tensor& image_tokens,
-                                    const torch::Tensor& text_tokens,
-                                    const torch::Tensor& text_padding) {
-  return dual(*this).itm_logits(*this, image_tokens, text_tokens, text_padding);
 }
 
 int64_t count_parameters(const torch::nn::Module& module) {

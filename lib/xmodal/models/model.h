@@ -109,8 +109,6 @@ struct ModelOutput {
   torch::Tensor get(const std::string& name) const;
 };
 
-class DualEncoderImpl;  // models/dual_encoder.h
-
 class ModelImpl : public torch::nn::Cloneable<ModelImpl> {
  public:
   explicit ModelImpl(const ModelOptions& options);
@@ -132,25 +130,9 @@ class ModelImpl : public torch::nn::Cloneable<ModelImpl> {
   /// whether its last layer computes the other tokens too).
   torch::Tensor fuse(const Encoded& in);
 
-  /// The task's head.
+  /// The task's head (tasks/ reach their own through it: models/dual_encoder.h).
   TaskHead& head() { return *head_; }
-  /// The head as a retrieval model's dual encoder, or null for another task.
-  DualEncoderImpl* dual_encoder();
-  const DualEncoderImpl* dual_encoder() const;
-
-  /// retrieval: the L2-normalised embeddings of images [N, 3, H, W] -> [N, E] and of texts
-  /// (input_ids [B, L], mask and types may be undefined) -> [B, E]: what forward() returns as
-  /// image_embeds and text_embeds, one encoder at a time (an index of images, a text query).
-  torch::Tensor embed_images(const torch::Tensor& images);
-  torch::Tensor embed_texts(const torch::Tensor& input_ids,
-                            const torch::Tensor& attention_mask = {},
-                            const torch::Tensor& token_type_ids = {});
-
-  /// retrieval: matching logits [B, 2] of image tokens [B, 1 + P, Dv] with text tokens
-  /// [B, L, Dt] (padding [B, L] bool, true = padding, or undefined).
-  torch::Tensor itm_logits(const torch::Tensor& image_tokens, const torch::Tensor& text_tokens,
-                           const torch::Tensor& text_padding);
-
+  const TaskHead& head() const { return *head_; }
   /// Registers a head's module or parameter on the model (TaskHead::attach).
   template <typename M>
   M add_module(const std::string& name, M module) {

@@ -247,8 +247,8 @@ class RetrievalEvaluation : public Evaluation {
   // the others fall behind them all.
   void rerank(models::ModelImpl& model, const c10::Device& device, int k) override {
     if (rows() == 0 || k <= 0) return;
-    if (image_tokens_.empty() || model.dual_encoder() == nullptr ||
-        !model.dual_encoder()->itm_head) {
+    if (image_tokens_.empty() || models::dual_encoder(model) == nullptr ||
+        !models::dual_encoder(model)->itm_head) {
       throw std::invalid_argument(
           "eval.rerank_k: this retrieval model has no ITM head (train.itm 0)");
     }
@@ -271,10 +271,9 @@ class RetrievalEvaluation : public Evaluation {
       for (int64_t start = 0; start < texts.size(0); start += kPairs) {
         const int64_t len = std::min(kPairs, texts.size(0) - start);
         const auto t = texts.narrow(0, start, len), i = images.narrow(0, start, len);
-        itm.push_back(model
-                          .itm_logits(image_tokens.index_select(0, i).to(device),
-                                      text_tokens.index_select(0, t).to(device),
-                                      padding.index_select(0, t).to(device))
+        itm.push_back(models::itm_logits(model, image_tokens.index_select(0, i).to(device),
+                                         text_tokens.index_select(0, t).to(device),
+                                         padding.index_select(0, t).to(device))
                           .select(1, 1)
                           .to(torch::kCPU, torch::kFloat32));
       }
