@@ -59,6 +59,29 @@ TEST(Tasks, EveryConfigTaskIsRegistered) {
   EXPECT_TRUE(task(config::Task::counting).reads_text());
 }
 
+TEST(Tasks, AMissingOutputOrTargetIsNamed) {
+  models::ModelOutput out;
+  out.outputs["presence"] = torch::zeros({1, 2});
+  const auto message = [](const auto& call) {
+    try {
+      call();
+    } catch (const std::logic_error& e) {
+      return std::string(e.what());
+    }
+    return std::string("(nothing thrown)");
+  };
+  EXPECT_FALSE(out.get("logits").defined());
+  EXPECT_NE(message([&] { out.at("logits"); }).find("'logits'"), std::string::npos);
+  EXPECT_NO_THROW(out.at("presence"));
+  data::Batch batch;
+  EXPECT_NE(message([&] { batch.target(kVqaScores); }).find("'scores'"), std::string::npos);
+  // an example of another task's annotation
+  data::Example e = example(3);
+  e.annotation = std::make_shared<ClassifyAnnotation>();
+  EXPECT_NE(message([&] { data::annotation_of<VqaAnnotation>(e); }).find("example 3"),
+            std::string::npos);
+}
+
 TEST(Tasks, VqaScoresTheTopAnswerWithTheOfficialAccuracy) {
   data::TaskData d;
   d.task = config::Task::vqa;
