@@ -29,6 +29,28 @@ void print_error(std::ostream& err, const std::string& message) {
   }
 }
 
+// The flag of the command that ran (the deepest parsed subcommand) that sets the library option
+// `name` (an OptionError's): --name-with-dashes, or its singular (EmbedOptions::images is
+// --image); the name itself when the command has no such flag.
+std::string flag_for(const CLI::App& app, const std::string& name) {
+  const CLI::App* command = &app;
+  for (bool deeper = true; deeper;) {
+    deeper = false;
+    for (const CLI::App* sub : command->get_subcommands()) {
+      command = sub;
+      deeper = true;
+      break;
+    }
+  }
+  std::string flag = "--" + name;
+  std::replace(flag.begin(), flag.end(), '_', '-');
+  for (const std::string& candidate :
+       {flag, flag.back() == 's' ? flag.substr(0, flag.size() - 1) : std::string()}) {
+    if (!candidate.empty() && command->get_option_no_throw(candidate) != nullptr) return candidate;
+  }
+  return name;
+}
+
 }  // namespace
 
 std::vector<std::string> Context::shared_overrides() const {
@@ -209,6 +231,9 @@ int run(int argc, const char* const* argv, std::ostream& out, std::ostream& err)
     return rc;
   } catch (const NotImplementedError& e) {
     err << e.what() << "\n";
+    return exit_code(e.kind());
+  } catch (const OptionError& e) {  // the library's option names as this command's flags
+    print_error(err, e.render([&app](const std::string& name) { return flag_for(app, name); }));
     return exit_code(e.kind());
   } catch (const c10::Error& e) {
     print_error(err, e.what_without_backtrace());

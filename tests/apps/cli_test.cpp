@@ -181,5 +181,26 @@ TEST(Cli, EmbedBadInputSaysWhatInOneLine) {
   EXPECT_TRUE(one_line(r)) << r.err;
 }
 
+// The library names its options by their fields (core/error.h OptionError); the CLI states them
+// as the flags of the command that ran.
+TEST(Cli, LibraryOptionsAreNamedAsTheCommandsFlags) {
+  Result r = run_cli({"search", "--index", "ix", "--text", "a", "--image", "b.png"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("search: give exactly one of --text and --image"), std::string::npos)
+      << r.err;
+  r = run_cli({"index", "--checkpoint", "c", "--out", "ix"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("index: give exactly one of --images (a folder) and --split"),
+            std::string::npos)
+      << r.err;
+  // EmbedOptions::texts is the repeated --text
+  r = run_cli({"embed", "--checkpoint", "c", "--input", "in.jsonl", "--text", "a", "--out", "f"});
+  EXPECT_EQ(r.code, 2);
+  EXPECT_NE(r.err.find("embed: give --input (a file) or --image/--text, not both"),
+            std::string::npos)
+      << r.err;
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+}
+
 }  // namespace
 }  // namespace xmodal::cli

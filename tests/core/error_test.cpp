@@ -62,5 +62,32 @@ TEST(Error, RethrowInAddsContextAndKeepsOrSetsTheKind) {
   EXPECT_EQ(torch.second.find("Exception raised from"), std::string::npos) << torch.second;
 }
 
+TEST(Error, AnOptionErrorNamesOptionsInTheLibrarysTermsAndAFrontEndsOwn) {
+  const std::string path = "/data/{odd}}folder";
+  const OptionError e("index", "give exactly one of {images} and {split}; " +
+                                   OptionError::literal(path) + " {out}");
+  EXPECT_EQ(kind_of(e), ErrorKind::usage);
+  EXPECT_STREQ(e.what(), "index: give exactly one of images and split; /data/{odd}}folder out");
+  EXPECT_EQ(e.options(), (std::vector<std::string>{"images", "split", "out"}));
+  const auto flag = [](const std::string& name) { return "--" + name; };
+  EXPECT_EQ(e.render(flag),
+            "index: give exactly one of --images and --split; /data/{odd}}folder --out");
+  // no context: the message alone; an unmatched brace stays text
+  EXPECT_STREQ(OptionError("", "{pool} must be none { or cls").what(),
+               "pool must be none { or cls");
+  EXPECT_THROW(throw OptionError("a", "b"), std::invalid_argument);  // what callers catch
+  // a context added on the way up keeps it an OptionError with its options named
+  try {
+    try {
+      throw OptionError("", "no {backend} index");
+    } catch (const std::exception&) {
+      rethrow_in("search: ");
+    }
+  } catch (const OptionError& again) {
+    EXPECT_EQ(again.render([](const std::string& n) { return "--" + n; }),
+              "search: no --backend index");
+  }
+}
+
 }  // namespace
 }  // namespace xmodal

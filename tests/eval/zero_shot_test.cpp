@@ -286,7 +286,7 @@ TEST_F(ZeroShot, BadOptionsAreRefused) {
       run_zero_shot(o);
       FAIL() << "zoom-out " << zoom << " was taken";
     } catch (const std::invalid_argument& e) {
-      EXPECT_NE(std::string(e.what()).find("eval --zoom-out must be from 1 to 100"),
+      EXPECT_NE(std::string(e.what()).find("eval: zoom_out must be from 1 to 100"),
                 std::string::npos)
           << e.what();
     }

@@ -368,7 +368,7 @@ TEST_F(Index, AVersion1IndexIsReadAndAnAppendTurnsItIntoAGeneration) {
     ImageIndex::open(dir.string(), "", "hnsw");
     FAIL() << "an hnsw search of a flat index";
   } catch (const std::invalid_argument& error) {
-    EXPECT_NE(std::string(error.what()).find("has no hnsw index (built with --backend flat)"),
+    EXPECT_NE(std::string(error.what()).find("has no hnsw index (built with backend flat)"),
               std::string::npos)
         << error.what();
   }

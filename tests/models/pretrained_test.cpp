@@ -72,7 +72,7 @@ TEST(Pretrained, EmbedThroughTheConfigReproducesTorchvision) {
     infer::embed(o);
     FAIL();
   } catch (const std::invalid_argument& e) {
-    EXPECT_NE(std::string(e.what()).find("hf_vit_image.png: is 32x32, but --no-resize needs 64x64"),
+    EXPECT_NE(std::string(e.what()).find("hf_vit_image.png: is 32x32, but no_resize needs 64x64"),
               std::string::npos)
         << e.what();
   }

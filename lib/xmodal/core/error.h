@@ -10,6 +10,7 @@
 // runtime (kind_of).
 #pragma once
 
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -57,6 +58,29 @@ class ConfigError : public UsageError {
   std::vector<std::string> problems_;
 };
 
+/// An option of a library call with a bad value or combination (usage). The message names each
+/// option by its library name, the field of the call's options struct, written {name} ("give
+/// exactly one of {images} and {split}"); what() prints the names as they are ("index: give
+/// exactly one of images and split"), and a front end restates them in its own terms (the CLI as
+/// its flags, apps/xmodal/cli.cpp: "--images", "--split"). The library never names a CLI flag.
+class OptionError : public UsageError {
+ public:
+  /// `context`: the call ("index", "serve"; "": none); `message` with {name} for each option, and
+  /// every value in it (a path, a user's text) passed through literal().
+  OptionError(std::string context, std::string message);
+  /// `text` with its braces escaped ({{, }}), to be part of a message as it is.
+  static std::string literal(const std::string& text);
+  /// The message with every {name} replaced by name_of(name), after the context.
+  std::string render(const std::function<std::string(const std::string&)>& name_of) const;
+  /// The context and the message as given, options still {name} (to be put in another context).
+  std::string pattern() const;
+  /// The option names the message mentions, in order.
+  std::vector<std::string> options() const;
+
+ private:
+  std::string context_, message_;
+};
+
 /// A feature whose issue has not landed yet: usage, reported in one line.
 class NotImplementedError : public std::runtime_error, public Error {
  public:
@@ -71,7 +95,9 @@ ErrorKind kind_of(const std::exception& e) noexcept;
 int exit_code(ErrorKind kind) noexcept;
 
 /// For a catch block that adds where an error happened: the exception being handled, thrown
-/// again as an error of `kind` with `context` before its message ("vocab.txt: " + what).
+/// again as an error of `kind` with `context` before its message ("vocab.txt: " + what). An
+/// OptionError stays one (its options still named) where the kind is usage and `context` ends
+/// in ": ".
 [[noreturn]] void rethrow_in(const std::string& context, ErrorKind kind);
 /// The same, keeping the kind the exception had.
 [[noreturn]] void rethrow_in(const std::string& context);

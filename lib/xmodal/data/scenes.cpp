@@ -12,6 +12,7 @@
 #include <random>
 #include <stdexcept>
 
+#include "xmodal/core/error.h"
 #include "xmodal/core/logging.h"
 #include "xmodal/data/transforms.h"
 #include "xmodal/data/vqa_answers.h"
@@ -569,7 +570,8 @@ std::vector<ScenesSplitReport> build_scenes(const ScenesOptions& o) {
   std::error_code ec;
   const bool exists = fs::exists(out, ec);
   if (exists && !fs::is_directory(out, ec)) {
-    throw std::invalid_argument("data scenes: --out " + o.out + " exists and is not a folder");
+    throw OptionError("data scenes",
+                      "{out} " + OptionError::literal(o.out) + " exists and is not a folder");
   }
   const bool empty = exists && fs::is_empty(out, ec);
   const ojson manifest = scenes_manifest(o);
@@ -600,12 +602,14 @@ std::vector<ScenesSplitReport> build_scenes(const ScenesOptions& o) {
           }
         }
       }
-      throw std::invalid_argument(
-          "data scenes: --out " + o.out +
-          (a_set ? " already holds a scenes set made with other options" +
-                       (differences.empty() ? std::string() : " (" + differences + ")") +
-                       "; choose another --out, or pass --overwrite to replace it"
-                 : " is not empty and is not a scenes set; choose a new or empty folder"));
+      throw OptionError(
+          "data scenes",
+          "{out} " + OptionError::literal(o.out) +
+              (a_set ? " already holds a scenes set made with other options" +
+                           (differences.empty() ? std::string()
+                                                : " (" + OptionError::literal(differences) + ")") +
+                           "; choose another {out}, or replace it with {overwrite}"
+                     : " is not empty and is not a scenes set; choose a new or empty folder"));
     }
   }
   const std::string tag = std::to_string(std::random_device{}());

@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "xmodal/checkpoint/artifacts.h"
+#include "xmodal/core/error.h"
 #include "xmodal/core/logging.h"
 #include "xmodal/core/strings.h"
 #include "xmodal/data/loader.h"
@@ -150,10 +151,10 @@ CeilingResult measure_ceiling(const CeilingOptions& o) {
   infer::SessionOptions opening(o.classifier, {}, "ceiling");
   opening.check = [&](const checkpoint::LoadedModel& m) {
     if (m.config.task != config::Task::classify) {
-      throw std::invalid_argument("--classifier " + o.classifier + ": a " +
-                                  config::to_string(m.config.task) +
-                                  " checkpoint; the ceiling needs an image classifier (task: "
-                                  "classify, e.g. runs/pretrain_fashion)");
+      throw OptionError("ceiling", "{classifier} " + OptionError::literal(o.classifier) + ": a " +
+                                       config::to_string(m.config.task) +
+                                       " checkpoint; the ceiling needs an image classifier (task: "
+                                       "classify, e.g. runs/pretrain_fashion)");
     }
   };
   opening.device = c10::Device(c10::kCPU);  // the crops are cut and labelled on the CPU
@@ -171,8 +172,10 @@ CeilingResult measure_ceiling(const CeilingOptions& o) {
   for (size_t c = 0; c < coco.categories.size(); ++c) {
     const int k = index_of(classes, coco.categories[c].name);
     if (k < 0) {
-      throw std::invalid_argument("--classifier " + o.classifier + ": its classes have no '" +
-                                  coco.categories[c].name + "' (a category of " + o.root + ")");
+      throw OptionError("ceiling", "{classifier} " + OptionError::literal(o.classifier) +
+                                       ": its classes have no '" +
+                                       OptionError::literal(coco.categories[c].name) +
+                                       "' (a category of " + OptionError::literal(o.root) + ")");
     }
     scene_category_of_class[k] = static_cast<int>(c);
   }

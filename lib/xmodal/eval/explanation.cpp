@@ -13,6 +13,7 @@
 #include <stdexcept>
 
 #include "xmodal/checkpoint/artifacts.h"
+#include "xmodal/core/error.h"
 #include "xmodal/core/logging.h"
 #include "xmodal/data/coco.h"
 #include "xmodal/data/scenes.h"
@@ -281,7 +282,7 @@ std::vector<PixelBox> boxes_in_input(const data::CocoImage& image, int category,
 }  // namespace
 
 ExplanationEvalResult evaluate_explanations(const ExplanationEvalOptions& options) {
-  if (options.methods.empty()) throw std::invalid_argument("explain --evaluate: no method");
+  if (options.methods.empty()) throw OptionError("explanation evaluation", "no {methods}");
   infer::PredictorOptions po;
   po.checkpoint = options.checkpoint;
   po.overrides = options.overrides;
@@ -291,7 +292,7 @@ ExplanationEvalResult evaluate_explanations(const ExplanationEvalOptions& option
   const bool vqa = config.task == config::Task::vqa;
   if (!vqa && config.task != config::Task::counting) {
     throw std::invalid_argument(
-        "explain --evaluate scores vqa and counting checkpoints (their answers name "
+        "the explanation evaluation scores vqa and counting checkpoints (their answers name "
         "categories with boxes); this one is task " +
         config::to_string(config.task));
   }
@@ -321,7 +322,7 @@ ExplanationEvalResult evaluate_explanations(const ExplanationEvalOptions& option
     }
   }
   if (items.empty()) {
-    throw std::invalid_argument("explain --evaluate: split " + options.split + " of " + root +
+    throw std::invalid_argument("explanation evaluation: split " + options.split + " of " + root +
                                 " has no questions with images in its instances file");
   }
   std::mt19937_64 rng(options.seed);

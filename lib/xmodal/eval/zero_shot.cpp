@@ -9,6 +9,7 @@
 #include <stdexcept>
 
 #include "xmodal/checkpoint/artifacts.h"
+#include "xmodal/core/error.h"
 #include "xmodal/core/logging.h"
 #include "xmodal/data/dataset.h"
 #include "xmodal/data/loader.h"
@@ -25,10 +26,10 @@ using nlohmann::json;
 
 ZeroShotSummary run_zero_shot(const ZeroShotOptions& o) {
   const auto start = std::chrono::steady_clock::now();
-  // Validated now, as eval without --zero-shot always was (a --set it refuses was taken here).
-  infer::SessionOptions options(o.checkpoint, o.overrides, "eval --zero-shot");
+  // Validated now, as a plain evaluation always was (an override it refuses was taken here).
+  infer::SessionOptions options(o.checkpoint, o.overrides, "zero-shot eval");
   options.check = [](const checkpoint::LoadedModel& m) {
-    infer::require_retrieval(m, "eval --zero-shot");
+    infer::require_retrieval(m, "eval {zero_shot}");
   };
   infer::Session session = infer::Session::open(options);
   checkpoint::LoadedModel& m = session.loaded;
@@ -42,19 +43,19 @@ ZeroShotSummary run_zero_shot(const ZeroShotOptions& o) {
     c.data.root = o.data_root.empty() ? "/usr/share/datasets/fashion-mnist" : o.data_root;
   } else if (o.dataset == "image_folder") {
     if (o.data_root.empty()) {
-      throw std::invalid_argument("eval --zero-shot image_folder needs --data-root DIR");
+      throw OptionError("eval", "{zero_shot} image_folder needs {data_root}");
     }
     c.data.dataset = config::Dataset::image_folder;
     c.data.root = o.data_root;
     c.data.train_split = o.split;  // the classes are the split's own folders
   } else {
-    throw std::invalid_argument("eval --zero-shot: unknown data set '" + o.dataset +
-                                "' (expected fashion_mnist or image_folder)");
+    throw OptionError("eval", "{zero_shot}: unknown data set '" + OptionError::literal(o.dataset) +
+                                  "' (expected fashion_mnist or image_folder)");
   }
   if (!std::isfinite(o.zoom_out) || o.zoom_out > 100 || o.zoom_out < 0 ||
       (o.zoom_out > 0 && o.zoom_out < 1)) {
-    throw std::invalid_argument("eval --zoom-out must be from 1 to 100 (or 0 = off), got " +
-                                fmt::format("{}", o.zoom_out));
+    throw OptionError(
+        "eval", fmt::format("{{zoom_out}} must be from 1 to 100 (or 0 = off), got {}", o.zoom_out));
   }
   c.data.augment.zoom_out =
       o.zoom_out > 0 ? std::vector<double>{o.zoom_out, o.zoom_out} : std::vector<double>{};

@@ -9,6 +9,7 @@
 
 #include "xmodal/checkpoint/artifacts.h"
 #include "xmodal/config/loader.h"
+#include "xmodal/core/error.h"
 #include "xmodal/core/logging.h"
 #include "xmodal/core/runtime.h"
 #include "xmodal/core/strings.h"
@@ -57,9 +58,10 @@ Encoders from_config(const EmbedOptions& o, bool want_image, bool want_text) {
   }
   if (want_text) {
     if (e.config.tokenizer.type == config::TokenizerType::word) {
-      throw std::invalid_argument(
-          "embed: tokenizer.type word builds its vocabulary while training; embed text with "
-          "--checkpoint, or use tokenizer.type wordpiece/sentencepiece");
+      throw OptionError(
+          "embed",
+          "tokenizer.type word builds its vocabulary while training; embed text with a "
+          "{checkpoint}, or use tokenizer.type wordpiece/sentencepiece");
     }
     auto tokenizer = text::make_tokenizer(e.config, {});
     e.text = models::Bert(models::text_options(e.config, tokenizer->vocab_size()));
@@ -107,7 +109,7 @@ std::vector<Item> read_items(const EmbedOptions& o) {
   std::vector<Item> items;
   if (!o.input.empty()) {
     if (!o.images.empty() || !o.texts.empty()) {
-      throw std::invalid_argument("embed: give --input FILE or --image/--text, not both");
+      throw OptionError("embed", "give {input} (a file) or {images}/{texts}, not both");
     }
     io::LineReader in(o.input);  // bounded lines, no devices
     std::string line;
@@ -144,7 +146,7 @@ std::vector<Item> read_items(const EmbedOptions& o) {
     return items;
   }
   const size_t ni = o.images.size(), nt = o.texts.size();
-  if (ni == 0 && nt == 0) throw std::invalid_argument("embed: give --image, --text or --input");
+  if (ni == 0 && nt == 0) throw OptionError("embed", "give {images}, {texts} or {input}");
   if (ni > 0 && nt > 0 && ni != nt && nt != 1) {
     throw std::invalid_argument("embed: " + std::to_string(ni) + " images but " +
                                 std::to_string(nt) +
@@ -152,7 +154,7 @@ std::vector<Item> read_items(const EmbedOptions& o) {
   }
   for (const auto& list : {o.images, o.texts}) {
     for (const auto& value : list) {
-      if (value.empty()) throw std::invalid_argument("embed: an empty --image or --text");
+      if (value.empty()) throw OptionError("embed", "an empty {images} or {texts}");
     }
   }
   const size_t n = std::max(ni, nt);
@@ -167,10 +169,10 @@ torch::Tensor load_image(const std::string& path, const config::Config& c, bool 
   auto options = data::loader_options(c, /*train=*/false).transform;
   if (no_resize) {
     if (rgb.cols != options.size || rgb.rows != options.size) {
-      throw std::invalid_argument(path + ": is " + std::to_string(rgb.cols) + "x" +
-                                  std::to_string(rgb.rows) + ", but --no-resize needs " +
-                                  std::to_string(options.size) + "x" +
-                                  std::to_string(options.size) + " (data.image_size)");
+      throw OptionError("", OptionError::literal(path) + ": is " + std::to_string(rgb.cols) + "x" +
+                                std::to_string(rgb.rows) + ", but {no_resize} needs " +
+                                std::to_string(options.size) + "x" + std::to_string(options.size) +
+                                " (data.image_size)");
     }
     options.shorter_side = false;
     options.zoom_out_min = options.zoom_out_max = 0.0;  // only normalise
@@ -183,17 +185,19 @@ torch::Tensor load_image(const std::string& path, const config::Config& c, bool 
 
 EmbedResult embed(const EmbedOptions& o) {
   if (o.config.empty() == o.checkpoint.empty()) {
-    throw std::invalid_argument("embed: give exactly one of --config and --checkpoint");
+    throw OptionError("embed", "give exactly one of {config} and {checkpoint}");
   }
-  if (o.out.empty()) throw std::invalid_argument("embed: --out FILE.safetensors is required");
-  if (o.batch_size < 1) throw std::invalid_argument("embed: --batch-size must be >= 1");
+  if (o.out.empty()) throw OptionError("embed", "{out} (a .safetensors file) is required");
+  if (o.batch_size < 1) throw OptionError("embed", "{batch_size} must be >= 1");
   if (o.pool != "none" && o.pool != "mean" && o.pool != "cls") {
-    throw std::invalid_argument("embed: --pool must be none, mean or cls, got '" + o.pool + "'");
+    throw OptionError(
+        "embed", "{pool} must be none, mean or cls, got '" + OptionError::literal(o.pool) + "'");
   }
   const auto items = read_items(o);
   const bool with_image = !items[0].image.empty(), with_text = !items[0].text.empty();
   if (o.pool != "none" && !with_text) {
-    throw std::invalid_argument("embed: --pool " + o.pool + " pools text tokens; give texts");
+    throw OptionError("embed",
+                      "{pool} " + OptionError::literal(o.pool) + " pools text tokens; give texts");
   }
   Encoders e = o.checkpoint.empty() ? from_config(o, with_image, with_text) : from_checkpoint(o);
   if (with_image && e.vision.is_empty()) {
@@ -220,7 +224,7 @@ EmbedResult embed(const EmbedOptions& o) {
                     e.config.model.fusion.mode != config::FusionMode::late;
   if (with_image && with_text && !fuse) {
     log::info("[embed] no fusion output: {}",
-              e.fusion.is_empty() ? "a config's fusion layers are untrained (use --checkpoint)"
+              e.fusion.is_empty() ? "a config's fusion layers are untrained (use a checkpoint)"
                                   : "fusion mode late has no joint tokens");
   }
 

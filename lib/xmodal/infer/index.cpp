@@ -49,7 +49,7 @@ bool is_image_file(const fs::path& p) {
 std::vector<std::string> list_images(const std::string& dir) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec))
-    throw std::invalid_argument("index: --images " + dir + " is not a folder");
+    throw OptionError("index", "{images} " + OptionError::literal(dir) + " is not a folder");
   std::vector<std::string> paths;
   for (fs::recursive_directory_iterator it(dir, fs::directory_options::skip_permission_denied, ec),
        end;
@@ -375,16 +375,17 @@ int64_t embed_image_files(checkpoint::LoadedModel& m, const c10::Device& device,
 
 // The checks of build_index's options that need no model.
 void check_index_options(const IndexOptions& o) {
-  if (o.out.empty()) throw std::invalid_argument("index: --out INDEX_DIR is required");
+  if (o.out.empty()) throw OptionError("index", "{out} (the index folder) is required");
   if (o.images.empty() == o.split.empty()) {
-    throw std::invalid_argument("index: give exactly one of --images DIR and --split SPLIT");
+    throw OptionError("index", "give exactly one of {images} (a folder) and {split}");
   }
   const SearchBackend backend = parse_backend(o.backend);
   if (backend != SearchBackend::flat && !have_faiss()) {
-    throw std::invalid_argument(
-        "index: --backend " + o.backend +
-        " needs FAISS, which this build lacks (configured with -DXMODAL_WITH_FAISS=OFF; "
-        "the default build has it: libfaiss-dev)");
+    throw OptionError(
+        "index",
+        "{backend} " + OptionError::literal(o.backend) +
+            " needs FAISS, which this build lacks (configured with -DXMODAL_WITH_FAISS=OFF; "
+            "the default build has it: libfaiss-dev)");
   }
 }
 
@@ -408,9 +409,9 @@ IndexReport build_index(const IndexOptions& o) {
   std::error_code ec;
   const bool exists = !index_folder(o.out).empty();
   if (exists && !o.append) {
-    throw std::invalid_argument("index: " + o.out +
-                                " already holds an index; pass --append to add images to it, or "
-                                "choose another --out");
+    throw OptionError("index", OptionError::literal(o.out) +
+                                   " already holds an index; pass {append} to add images to it, "
+                                   "or choose another {out}");
   }
   if (exists) {
     old = read_index(o.out);
@@ -519,10 +520,10 @@ ImageIndex ImageIndex::open(const std::string& dir, const std::string& identity,
   index.backend_ = backend.empty() ? built : backend;
   if (parse_backend(index.backend_) != SearchBackend::flat) {
     if (index.backend_ != built) {
-      throw std::invalid_argument(dir + " has no " + index.backend_ +
-                                  " index (built with --backend " + built +
-                                  "); rebuild it with `xmodal index --backend " + index.backend_ +
-                                  "`, or search with --backend flat");
+      throw OptionError("", OptionError::literal(dir) + " has no " + index.backend_ +
+                                " index (built with {backend} " + OptionError::literal(built) +
+                                "); build it again with {backend} " + index.backend_ +
+                                ", or search with {backend} flat");
     }
     index.ann_ = std::make_unique<AnnIndex>(AnnIndex::load(file_in(f.folder, "faiss.index"), ann));
     if (index.ann_->size() != f.embeddings.size(0)) {
@@ -568,11 +569,11 @@ std::vector<std::vector<SearchHit>> ImageIndex::search(const torch::Tensor& quer
 }
 
 std::vector<SearchHit> search_index(const SearchOptions& o) {
-  if (o.index.empty()) throw std::invalid_argument("search: --index INDEX_DIR is required");
+  if (o.index.empty()) throw OptionError("search", "{index} (the index folder) is required");
   if (o.text.empty() == o.image.empty()) {
-    throw std::invalid_argument("search: give exactly one of --text and --image");
+    throw OptionError("search", "give exactly one of {text} and {image}");
   }
-  if (o.top_k < 1) throw std::invalid_argument("search: --top-k must be >= 1");
+  if (o.top_k < 1) throw OptionError("search", "{top_k} must be >= 1");
   std::string checkpoint = o.checkpoint;
   if (checkpoint.empty()) checkpoint = read_index(o.index).manifest.value("checkpoint", "");
   Session session = open_model(checkpoint, o.overrides, "search");

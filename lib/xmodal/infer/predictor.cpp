@@ -53,7 +53,7 @@ Predictor::Predictor(const PredictorOptions& options) : options_(options) {
   loaded_ = std::make_unique<checkpoint::LoadedModel>(std::move(session.loaded));
   const c10::Device device = session.device;
   if (!options_.labels.empty()) {
-    require_retrieval(*loaded_, "predict --labels");
+    require_retrieval(*loaded_, "predict {labels}");
     torch::InferenceMode inference;
     labels_ = std::make_unique<Embeddings>();
     labels_->text.push_back(

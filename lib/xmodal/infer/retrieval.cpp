@@ -6,6 +6,7 @@
 #include <random>
 #include <stdexcept>
 
+#include "xmodal/core/error.h"
 #include "xmodal/data/loader.h"
 #include "xmodal/data/transforms.h"
 #include "xmodal/io/atomic_file.h"
@@ -20,8 +21,9 @@ bool has_embeddings(const checkpoint::LoadedModel& m) {
 
 void require_retrieval(const checkpoint::LoadedModel& m, const std::string& what) {
   if (!has_embeddings(m)) {
-    throw std::invalid_argument(what + " needs a task retrieval checkpoint; " + m.checkpoint +
-                                " is task " + config::to_string(m.config.task));
+    throw OptionError("", what + " needs a task retrieval checkpoint; " +
+                              OptionError::literal(m.checkpoint) + " is task " +
+                              config::to_string(m.config.task));
   }
 }
 

@@ -15,8 +15,8 @@ namespace xmodal::infer {
 /// Whether `m` embeds images and texts in a shared space (a task retrieval checkpoint).
 bool has_embeddings(const checkpoint::LoadedModel& m);
 
-/// Throws std::invalid_argument unless `m` is a task retrieval checkpoint (`what` names the
-/// command).
+/// Throws an OptionError unless `m` is a task retrieval checkpoint; `what` names the call in
+/// OptionError's terms ("index", "predict {labels}").
 void require_retrieval(const checkpoint::LoadedModel& m, const std::string& what);
 
 /// The identity of a checkpoint's weights, "crc32 HEX, N bytes" of its model.safetensors (as

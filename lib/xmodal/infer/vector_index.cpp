@@ -16,6 +16,7 @@
 #include <faiss/index_io.h>
 #endif
 
+#include "xmodal/core/error.h"
 #include "xmodal/io/atomic_file.h"
 
 namespace xmodal::infer {
@@ -236,8 +237,8 @@ AnnIndex& AnnIndex::operator=(AnnIndex&&) noexcept = default;
 
 namespace {
 [[noreturn]] void no_faiss() {
-  throw std::invalid_argument(
-      "this xmodal was built without FAISS (Debian: libfaiss-dev): only --backend flat");
+  throw OptionError(
+      "", "this xmodal was built without FAISS (Debian: libfaiss-dev): only {backend} flat");
 }
 }  // namespace
 

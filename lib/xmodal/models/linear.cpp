@@ -27,7 +27,7 @@ void use_onednn_engine() {
   const auto& engines = ctx.supportedQEngines();
   if (std::find(engines.begin(), engines.end(), at::QEngine::ONEDNN) == engines.end()) {
     throw std::runtime_error(
-        "int8: this LibTorch has no ONEDNN quantized engine (needed for --quantize int8)");
+        "int8: this LibTorch has no ONEDNN quantized engine (needed for int8 quantization)");
   }
   if (ctx.qEngine() != at::QEngine::ONEDNN) ctx.setQEngine(at::QEngine::ONEDNN);
 }

@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "xmodal/config/config.h"
+#include "xmodal/core/error.h"
 #include "xmodal/core/files.h"
 #include "xmodal/core/logging.h"
 #include "xmodal/infer/json.h"
@@ -112,7 +113,7 @@ void Server::Impl::load() {
     predictor = std::make_unique<infer::Predictor>(p);
     const auto& m = predictor->loaded();
     if (!o.index.empty()) {
-      infer::require_retrieval(m, "serve --index");
+      infer::require_retrieval(m, "serve {index}");
       index = std::make_unique<infer::ImageIndex>(
           infer::ImageIndex::open(o.index, infer::checkpoint_identity(m.checkpoint)));
     }
@@ -189,33 +190,34 @@ HttpHooks Server::Impl::hooks() {
 Server::Server(const ServeOptions& options) : impl_(std::make_unique<Impl>(options)) {
   const auto& o = impl_->o;
   const auto require = [](bool ok, const std::string& message) {
-    if (!ok) throw std::invalid_argument("serve: " + message);
+    if (!ok) throw OptionError("serve", message);
   };
+  const auto& lit = OptionError::literal;
   // (a NaN fails every comparison: each range is written so that it is refused)
-  require(!o.checkpoint.empty(), "--checkpoint is required");
-  require(o.port >= 0 && o.port <= 65535, "--port must be 0..65535");
-  require(o.max_batch >= 1 && o.max_batch <= 4096, "--max-batch must be 1..4096");
-  require(o.max_delay_ms >= 0 && o.max_delay_ms <= 10000, "--max-delay-ms must be 0..10000");
-  require(o.queue >= 1 && o.queue <= 1000000, "--queue must be 1..1000000");
-  require(o.http_threads >= 1 && o.http_threads <= 4096, "--http-threads must be 1..4096");
+  require(!o.checkpoint.empty(), "{checkpoint} is required");
+  require(o.port >= 0 && o.port <= 65535, "{port} must be 0..65535");
+  require(o.max_batch >= 1 && o.max_batch <= 4096, "{max_batch} must be 1..4096");
+  require(o.max_delay_ms >= 0 && o.max_delay_ms <= 10000, "{max_delay_ms} must be 0..10000");
+  require(o.queue >= 1 && o.queue <= 1000000, "{queue} must be 1..1000000");
+  require(o.http_threads >= 1 && o.http_threads <= 4096, "{http_threads} must be 1..4096");
   require(o.max_connections >= 1 && o.max_connections <= 100000,
-          "--max-connections must be 1..100000");
-  require(o.max_items >= 1 && o.max_items <= 100000, "--max-items must be 1..100000");
-  require(o.max_body_mb > 0 && o.max_body_mb <= 4096, "--max-body-mb must be in (0, 4096]");
-  require(o.timeout_s >= 1 && o.timeout_s <= 3600, "--timeout-s must be 1..3600");
-  require(o.drain_s >= 0 && o.drain_s <= 3600, "--drain-s must be 0..3600");
+          "{max_connections} must be 1..100000");
+  require(o.max_items >= 1 && o.max_items <= 100000, "{max_items} must be 1..100000");
+  require(o.max_body_mb > 0 && o.max_body_mb <= 4096, "{max_body_mb} must be in (0, 4096]");
+  require(o.timeout_s >= 1 && o.timeout_s <= 3600, "{timeout_s} must be 1..3600");
+  require(o.drain_s >= 0 && o.drain_s <= 3600, "{drain_s} must be 0..3600");
   if (!o.api_key_file.empty()) {
     const std::string contents = read_file(o.api_key_file, 1 << 16);
     try {
       impl_->api_key = api_key_from(contents);
     } catch (const std::invalid_argument& e) {
-      require(false, "--api-key-file " + o.api_key_file + ": " + e.what());
+      require(false, "{api_key_file} " + lit(o.api_key_file) + ": " + lit(e.what()));
     }
   }
   if (!o.image_root.empty()) {
     std::error_code ec;
     require(std::filesystem::is_directory(o.image_root, ec),
-            "--image-root " + o.image_root + " is not a folder");
+            "{image_root} " + lit(o.image_root) + " is not a folder");
   }
 }
 

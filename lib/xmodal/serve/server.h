@@ -41,7 +41,7 @@ struct ServeOptions {
 
 class Server {
  public:
-  /// Checks the options (std::invalid_argument naming the flag); loads nothing yet.
+  /// Checks the options (an OptionError naming the option); loads nothing yet.
   explicit Server(const ServeOptions& options);
   ~Server();
   Server(const Server&) = delete;

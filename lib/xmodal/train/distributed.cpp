@@ -5,6 +5,7 @@
 #if XMODAL_HAVE_DISTRIBUTED && !defined(USE_C10D_GLOO)
 #define USE_C10D_GLOO 1
 #endif
+#include "xmodal/core/error.h"
 #include "xmodal/train/distributed.h"
 
 #include <arpa/inet.h>
@@ -342,12 +343,12 @@ int exit_code(int status) {
 int launch_local(int nproc, const std::vector<std::string>& argv, double grace_seconds) {
 #if !XMODAL_HAVE_DISTRIBUTED
   if (nproc > 1) {
-    throw std::invalid_argument(
-        "train --nproc: distributed training is not in this build (configured with "
-        "-DXMODAL_WITH_DISTRIBUTED=OFF)");
+    throw OptionError("train", "{nproc} " + std::to_string(nproc) +
+                                   ": distributed training is not in this build (configured with "
+                                   "-DXMODAL_WITH_DISTRIBUTED=OFF)");
   }
 #endif
-  if (nproc < 1) throw std::invalid_argument("--nproc must be >= 1");
+  if (nproc < 1) throw OptionError("train", "{nproc} must be >= 1");
   if (argv.empty()) throw std::invalid_argument("launcher: no program to run");
   std::error_code ec;
   const std::string exe = std::filesystem::read_symlink("/proc/self/exe", ec).string();

@@ -3,6 +3,7 @@
 #include <stdexcept>
 
 #include "xmodal/config/loader.h"
+#include "xmodal/core/error.h"
 #include "xmodal/tasks/task.h"
 #include "xmodal/text/sentencepiece.h"
 
@@ -10,7 +11,7 @@ namespace xmodal::train {
 
 TokenizerTrainResult train_tokenizer(const TokenizerTrainOptions& o) {
   if (o.input.empty() == o.config.empty()) {
-    throw std::invalid_argument("tokenizer train: give exactly one of --input and --config");
+    throw OptionError("tokenizer train", "give exactly one of {input} and {config}");
   }
   TokenizerTrainResult result;
   if (!o.input.empty()) {
