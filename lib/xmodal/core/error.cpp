@@ -111,8 +111,6 @@ std::string message_of(const std::exception& e) {
   return e.what();
 }
 
-}  // namespace
-
 // An OptionError under `context` ("search: "): still an OptionError, its options still named.
 void rethrow_option_error(const std::string& context, const std::exception& e) {
   const auto* option = dynamic_cast<const OptionError*>(&e);
@@ -123,6 +121,8 @@ void rethrow_option_error(const std::string& context, const std::exception& e) {
   }
   throw OptionError(context.substr(0, context.size() - separator.size()), option->pattern());
 }
+
+}  // namespace
 
 void rethrow_in(const std::string& context, ErrorKind kind) {
   try {
