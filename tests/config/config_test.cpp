@@ -141,6 +141,17 @@ TEST(Validate, PatchMustDivideImageAndPositionsMustCoverText) {
       << p;
 }
 
+TEST(Validate, SineCosinePositionsNeedAWidthDivisibleByFour) {
+  Config c;
+  c.model.vision.positions = Positions::sincos;
+  EXPECT_EQ(problems(c), "");  // 192
+  c.model.vision.hidden = 198;
+  c.model.vision.heads = 3;
+  EXPECT_NE(problems(c).find("model.vision.positions sincos needs model.vision.hidden a multiple "
+                             "of 4, got 198"),
+            std::string::npos);
+}
+
 TEST(Validate, TokenizerFilesStepsWarmupDevice) {
   Config c;
   c.tokenizer.type = TokenizerType::wordpiece;

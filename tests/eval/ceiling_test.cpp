@@ -2,6 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include "xmodal/core/error.h"
+#include "xmodal/data/scenes.h"
+#include "xmodal/infer/predictor.h"
+
+#include "../support/checkpoints.h"
 #include "../support/scenes.h"
 #include "../support/temp_dir.h"
 
@@ -87,6 +92,65 @@ TEST(Ceiling, TheTextPriorAnswersEachQuestionWithItsMostFrequentTrainingAnswer) 
   EXPECT_DOUBLE_EQ(p.at("accuracy_yes_no"), 2.0 / 3.0);
   EXPECT_DOUBLE_EQ(p.at("accuracy_number"), 0.0);
   EXPECT_DOUBLE_EQ(p.at("accuracy"), 0.5);
+}
+
+TEST(Ceiling, PerceptionIsScoredPerSceneAndCategory) {
+  data::CocoSet coco;
+  coco.categories.resize(2);
+  coco.images.resize(2);
+  coco.images[0].counts = {2, 0};
+  coco.images[1].counts = {0, 1};
+  const auto truth = score_perception(coco, {{1, 0}, {0, 1}}, {{2, 0}, {0, 1}});
+  EXPECT_EQ(truth.pairs, 4);
+  EXPECT_EQ(truth.presence, 1.0);
+  EXPECT_EQ(truth.count, 1.0);
+  // "there" everywhere, one count off, one unanswered
+  const auto yes = score_perception(coco, {{1, 1}, {1, -1}}, {{1, 0}, {-1, 1}});
+  EXPECT_EQ(yes.presence, 0.25);  // only image 0's first category
+  EXPECT_EQ(yes.recall, 0.5);     // image 1's second: no answer
+  EXPECT_EQ(yes.specificity, 0.0);
+  EXPECT_EQ(yes.count, 0.5);
+  EXPECT_THROW(score_perception(coco, {{1, 0}}, {{2, 0}}), std::invalid_argument);
+}
+
+TEST(Ceiling, AModelsPerceptionIsItsOwnAnswersToTheScenesQuestions) {
+  // Batched answers land where they belong: the same as asking each question on its own.
+  TempDir dir;
+  const auto o = xmodal::testing::tiny_scenes(dir.path() / "scenes", 8, 2, 3, 5);
+  data::build_scenes(o);
+  const std::string ckpt =
+      xmodal::testing::untrained_checkpoint("vqa", (dir.path() / "run").string(), o.out);
+  data::BadInputPolicy policy;
+  const auto coco = data::read_coco(o.out, "test", policy, false);
+  const auto got = model_perception(ckpt, coco, /*batch_size=*/7);
+  EXPECT_EQ(got.pairs, static_cast<int64_t>(coco.images.size()) * 10);
+
+  infer::PredictorOptions po;
+  po.checkpoint = ckpt;
+  po.top_k = 1;
+  infer::Predictor predictor(po);
+  std::vector<std::vector<int>> present(coco.images.size()), counts(coco.images.size());
+  for (size_t i = 0; i < coco.images.size(); ++i) {
+    for (int c = 0; c < 10; ++c) {
+      const auto one = [&](const std::string& q) {
+        return predictor.predict({{coco.images[i].path, q}}).at(0).answer.classes.at(0).name;
+      };
+      const std::string is = one(data::presence_question(c));
+      present[i].push_back(is == "yes" ? 1 : is == "no" ? 0 : -1);
+      const std::string n = one(data::count_question(c));
+      const bool number = !n.empty() && n.find_first_not_of("0123456789") == std::string::npos;
+      counts[i].push_back(number ? std::stoi(n) : -1);
+    }
+  }
+  const auto want = score_perception(coco, present, counts);
+  EXPECT_DOUBLE_EQ(got.presence, want.presence);
+  EXPECT_DOUBLE_EQ(got.count, want.count);
+  EXPECT_DOUBLE_EQ(got.recall, want.recall);
+
+  // a checkpoint of another task is refused, naming the option
+  const std::string counting =
+      xmodal::testing::untrained_checkpoint("counting", (dir.path() / "c").string(), o.out);
+  EXPECT_THROW(model_perception(counting, coco, 8), OptionError);
 }
 
 }  // namespace

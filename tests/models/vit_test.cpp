@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "../support/fixtures.h"
 #include "xmodal/models/import.h"
 
@@ -55,6 +57,33 @@ TEST(ViT, InterpolatesPositionEmbeddingsForOtherSizes) {
   EXPECT_EQ(out.sizes(), torch::IntArrayRef({1, 49, 8}));
   out.sum().backward();
   EXPECT_TRUE(vit->position_embedding.grad().defined());
+}
+
+TEST(ViT, SineCosinePositionsAreExactForAnyGridAndHaveNoParameters) {
+  // dim 4: one frequency (1); patch (row 0, column 1) of a 2 x 2 grid sits at x 1.5, y 0.5
+  const auto pe = sincos_position_embedding(2, 2, 2, 4);
+  ASSERT_EQ(pe.sizes(), torch::IntArrayRef({1, 5, 4}));
+  EXPECT_TRUE(torch::equal(pe[0][0], torch::zeros({4})));  // [CLS]
+  EXPECT_TRUE(torch::allclose(
+      pe[0][2], torch::tensor({std::sin(1.5f), std::cos(1.5f), std::sin(0.5f), std::cos(0.5f)})));
+  // a 4 x 4 grid over the same 2-cell image: centres at 0.25, 0.75, ... of a cell
+  const auto fine = sincos_position_embedding(4, 4, 2, 4);
+  EXPECT_NEAR(fine[0][1 + 4 * 3 + 2][0].item<float>(), std::sin(1.25f), 1e-6);  // column 2
+  EXPECT_NEAR(fine[0][1 + 4 * 3 + 2][2].item<float>(), std::sin(1.75f), 1e-6);  // row 3
+  // every patch of a 6 x 6 grid has its own embedding
+  const auto grid = sincos_position_embedding(6, 6, 6, 16).narrow(1, 1, 36)[0];
+  EXPECT_GT(torch::cdist(grid, grid).add(torch::eye(36)).min().item<float>(), 0.1f);
+
+  torch::manual_seed(0);
+  ViT vit(ViTOptions(16, 8, 8, 1, 2, 16).sincos_positions(true));
+  EXPECT_FALSE(vit->position_embedding.defined());
+  const auto names = param_names(*vit);
+  EXPECT_EQ(std::find(names.begin(), names.end(), "position_embedding"), names.end());
+  EXPECT_TRUE(
+      torch::equal(vit->position_embedding_for(2, 2), sincos_position_embedding(2, 2, 2, 8)));
+  const auto out = vit(torch::randn({1, 3, 32, 24}));  // another grid: 4 x 3
+  EXPECT_EQ(out.sizes(), torch::IntArrayRef({1, 13, 8}));
+  EXPECT_THROW(ViT(ViTOptions(16, 8, 6, 1, 2, 16).sincos_positions(true)), c10::Error);
 }
 
 TEST(ViT, ConvolutionalStemKeepsTheTokenGrid) {

@@ -176,6 +176,11 @@ void check_stem_and_text(const Config& c, Problems& p) {
     p.add("model.vision.patch_size", "model.vision.patch_size (" + std::to_string(patch) +
                                          ") must be a power of 2 with model.vision.stem conv");
   }
+  if (c.model.vision.positions == Positions::sincos && c.model.vision.hidden % 4 != 0) {
+    p.add("model.vision.positions",
+          "model.vision.positions sincos needs model.vision.hidden a multiple of 4, got " +
+              std::to_string(c.model.vision.hidden));
+  }
   if (c.model.text.max_position < c.data.max_text_len) {
     p.add("model.text.max_position",
           "model.text.max_position (" + std::to_string(c.model.text.max_position) +

@@ -31,6 +31,7 @@ enum class Schedule { linear, cosine, constant };
 enum class MetricMode { max, min };
 enum class ResizeMode { fixed, shorter_side };
 enum class Stem { patch, conv };
+enum class Positions { learned, sincos };
 enum class DistBackend { automatic, gloo, nccl };
 enum class Precision { fp32, bf16, fp16 };
 enum class VqaProtocol { official, legacy };
@@ -105,6 +106,12 @@ template <>
 struct EnumTable<Stem> {
   static constexpr std::array<std::pair<Stem, const char*>, 2> entries = {
       {{Stem::patch, "patch"}, {Stem::conv, "conv"}}};
+};
+
+template <>
+struct EnumTable<Positions> {
+  static constexpr std::array<std::pair<Positions, const char*>, 2> entries = {
+      {{Positions::learned, "learned"}, {Positions::sincos, "sincos"}}};
 };
 
 template <>
@@ -326,6 +333,7 @@ struct VisionConfig {
   std::string pretrained = "";  // Hugging Face ViTModel folder
   Stem stem = Stem::patch;
   int stem_width = 32;
+  Positions positions = Positions::learned;
   std::string init_from = "";   // xmodal checkpoint or run dir whose vision.* weights start this
   int64_t freeze_steps = 0;     // optimizer steps the loaded encoder stays fixed; -1 = always
   double layer_norm_eps = 0.0;  // 0 = the pretrained config.json's, else 1e-6
@@ -341,6 +349,10 @@ struct VisionConfig {
             Range::at_least(1));
     v.field("patch_size", patch_size, "side of the square image patches, in pixels",
             Range::at_least(1));
+    v.field("positions", positions,
+            "learned (a table for the data.image_size grid, interpolated for other grids) | "
+            "sincos (fixed 2D sine-cosine of each patch's place on the grid, exact for any "
+            "grid; no parameters; hidden a multiple of 4)");
     v.field("hidden", hidden, "ViT width", Range::at_least(1));
     v.field("layers", layers, "ViT encoder layers", Range::at_least(0));
     v.field("heads", heads, "attention heads per layer", Range::at_least(1));

@@ -103,6 +103,14 @@ const std::vector<std::string>& fashion_class_plurals() {
   return names;
 }
 
+std::string presence_question(int category) {
+  return "is there " + with_article(fashion_class_names().at(category)) + "?";
+}
+
+std::string count_question(int category) {
+  return "how many " + fashion_class_plurals().at(category) + " are there?";
+}
+
 namespace {
 
 // One composed scene: 1-3 distinct classes, n articles drawn among them (each class at least
@@ -357,7 +365,6 @@ struct SplitFiles {
 // Six questions: 3 number (2/3 about a present class), 2 yes/no (half present), 1 other.
 void add_questions(SplitFiles& files, int64_t image_id, const Scene& scene, std::mt19937_64& rng) {
   const auto& names = fashion_class_names();
-  const auto& plurals = fashion_class_plurals();
   const int k = static_cast<int>(scene.classes.size());
   int q = 0;
   const auto add = [&](const std::string& text, const std::string& answer, const char* type,
@@ -373,13 +380,11 @@ void add_questions(SplitFiles& files, int64_t image_id, const Scene& scene, std:
   };
   for (int t = 0; t < 3; ++t) {
     const int c = pick_class(chance(rng, 2, 3));
-    add("how many " + plurals[c] + " are there?", std::to_string(scene.counts[c]), "number",
-        "how many");
+    add(count_question(c), std::to_string(scene.counts[c]), "number", "how many");
   }
   for (int t = 0; t < 2; ++t) {
     const int c = pick_class(chance(rng, 1, 2));
-    add("is there " + with_article(names[c]) + "?", scene.counts[c] ? "yes" : "no", "yes/no",
-        "is there a");
+    add(presence_question(c), scene.counts[c] ? "yes" : "no", "yes/no", "is there a");
   }
   const bool leftmost = chance(rng, 1, 2);
   const Item* pick = &scene.items[0];

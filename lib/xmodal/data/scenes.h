@@ -39,6 +39,11 @@ struct ScenesSplitReport {
 const std::vector<std::string>& fashion_class_names();
 const std::vector<std::string>& fashion_class_plurals();
 
+/// The scenes' questions about category `category` (an index of fashion_class_names()), worded
+/// as the generator words them: "is there a shirt?", "how many shirts are there?".
+std::string presence_question(int category);
+std::string count_question(int category);
+
 /// Builds train/val/test under options.out (train scenes from Fashion-MNIST's train images,
 /// val and test from its t10k images) and records the options in OUT/scenes.json. Same
 /// options, same bytes. A set with the same options already at `out` is left as it is

@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <memory>
 #include <random>
 #include <stdexcept>
 
@@ -15,6 +16,8 @@
 #include "xmodal/data/scenes.h"
 #include "xmodal/data/transforms.h"
 #include "xmodal/data/vqa_answers.h"
+#include "xmodal/infer/predictor.h"
+#include "xmodal/infer/prepared_input.h"
 #include "xmodal/infer/session.h"
 #include "xmodal/io/image.h"
 #include "xmodal/tasks/metrics.h"
@@ -147,7 +150,107 @@ std::map<std::string, double> text_prior(const data::VqaSet& train, const data::
   return tasks::vqa_metrics(accuracies, types);
 }
 
-CeilingResult measure_ceiling(const CeilingOptions& o) {
+PerceptionScores score_perception(const data::CocoSet& coco,
+                                  const std::vector<std::vector<int>>& present,
+                                  const std::vector<std::vector<int>>& counts) {
+  const size_t categories = coco.categories.size();
+  if (present.size() != coco.images.size() || counts.size() != coco.images.size()) {
+    throw std::invalid_argument("score_perception: one row of answers per image");
+  }
+  PerceptionScores s;
+  int64_t right = 0, counted = 0, there = 0, said_there = 0, absent = 0, said_absent = 0;
+  for (size_t i = 0; i < coco.images.size(); ++i) {
+    if (present[i].size() != categories || counts[i].size() != categories) {
+      throw std::invalid_argument("score_perception: one answer per category");
+    }
+    for (size_t c = 0; c < categories; ++c) {
+      const int truth = coco.images[i].counts.at(c);
+      ++s.pairs;
+      right += (present[i][c] == 1) == (truth > 0) && present[i][c] >= 0;
+      counted += counts[i][c] == truth;
+      if (truth > 0) {
+        ++there;
+        said_there += present[i][c] == 1;
+      } else {
+        ++absent;
+        said_absent += present[i][c] == 0;
+      }
+    }
+  }
+  const auto share = [](int64_t a, int64_t b) { return b > 0 ? static_cast<double>(a) / b : 0.0; };
+  s.presence = share(right, s.pairs);
+  s.count = share(counted, s.pairs);
+  s.recall = share(said_there, there);
+  s.specificity = share(said_absent, absent);
+  return s;
+}
+
+PerceptionScores model_perception(const std::string& checkpoint, const data::CocoSet& coco,
+                                  int batch_size) {
+  const auto& names = data::fashion_class_names();
+  std::vector<std::string> categories;
+  for (const auto& c : coco.categories) categories.push_back(c.name);
+  if (categories != names) {
+    throw std::invalid_argument(
+        "the model's perception is asked in the scenes' questions; this split's categories are "
+        "not the scenes' (Fashion-MNIST's ten classes)");
+  }
+  infer::PredictorOptions po;
+  po.checkpoint = checkpoint;
+  po.top_k = 1;
+  infer::Predictor predictor(po);
+  if (predictor.loaded().config.task != config::Task::vqa) {
+    throw OptionError("ceiling", "{model} " + OptionError::literal(checkpoint) + ": a " +
+                                     config::to_string(predictor.loaded().config.task) +
+                                     " checkpoint; its perception is read from the answers of "
+                                     "a vqa model of the scenes");
+  }
+  const int k = static_cast<int>(names.size());
+  std::vector<std::vector<int>> present(coco.images.size(), std::vector<int>(k, -1));
+  std::vector<std::vector<int>> counts = present;
+  std::vector<std::unique_ptr<infer::PreparedInput>> batch;
+  std::vector<int*> slots;        // where each item's answer goes
+  std::vector<bool> is_presence;  // which question each item asks
+  const auto flush = [&] {
+    if (batch.empty()) return;
+    std::vector<const infer::PreparedInput*> items;
+    for (const auto& b : batch) items.push_back(b.get());
+    const auto answers = predictor.run(items, std::vector<int>(items.size(), 1));
+    for (size_t r = 0; r < answers.size(); ++r) {
+      const std::string top = answers[r].classes.empty() ? "" : answers[r].classes[0].name;
+      if (is_presence[r]) {
+        *slots[r] = top == "yes" ? 1 : top == "no" ? 0 : -1;
+      } else {
+        const bool number = !top.empty() && top.size() <= 3 &&
+                            top.find_first_not_of("0123456789") == std::string::npos;
+        *slots[r] = number ? std::stoi(top) : -1;
+      }
+    }
+    batch.clear();
+    slots.clear();
+    is_presence.clear();
+  };
+  for (size_t i = 0; i < coco.images.size(); ++i) {
+    const cv::Mat rgb = io::read_image_rgb(coco.images[i].path);
+    for (int c = 0; c < k; ++c) {
+      for (const bool presence : {true, false}) {
+        batch.push_back(predictor.prepare(
+            rgb, presence ? data::presence_question(c) : data::count_question(c)));
+        slots.push_back(presence ? &present[i][c] : &counts[i][c]);
+        is_presence.push_back(presence);
+        if (static_cast<int>(batch.size()) >= batch_size) flush();
+      }
+    }
+  }
+  flush();
+  return score_perception(coco, present, counts);
+}
+
+namespace {
+
+// The classifier's label (a scene category) of every article of `coco`, cut out at its box.
+std::vector<std::vector<int>> classifier_labels(const CeilingOptions& o,
+                                                const data::CocoSet& coco) {
   infer::SessionOptions opening(o.classifier, {}, "ceiling");
   opening.check = [&](const checkpoint::LoadedModel& m) {
     if (m.config.task != config::Task::classify) {
@@ -160,12 +263,6 @@ CeilingResult measure_ceiling(const CeilingOptions& o) {
   opening.device = c10::Device(c10::kCPU);  // the crops are cut and labelled on the CPU
   infer::Session session = infer::Session::open(opening);
   checkpoint::LoadedModel& m = session.loaded;
-  data::BadInputPolicy policy;
-  const data::CocoSet coco = data::read_coco(o.root, o.split, policy, /*with_captions=*/false);
-  const data::VqaSet vqa = data::read_vqa(o.root, o.split, policy);
-  if (!vqa.has_annotations) {
-    throw std::invalid_argument(o.root + " split " + o.split + " has no answers to score");
-  }
   // The classifier's class of each scene category, by name.
   const auto& classes = m.artifacts.class_names;
   std::vector<int> scene_category_of_class(classes.size(), -1);
@@ -217,13 +314,70 @@ CeilingResult measure_ceiling(const CeilingOptions& o) {
     }
   }
   flush();
-  CeilingResult r = ceiling_from_labels(coco, vqa, predicted);
-  if (!o.prior_split.empty())
-    r.prior = text_prior(data::read_vqa(o.root, o.prior_split, policy), vqa);
+  return predicted;
+}
+
+}  // namespace
+
+CeilingResult measure_ceiling(const CeilingOptions& o) {
+  if (o.classifier.empty() && o.model.empty()) {
+    throw OptionError("ceiling", "give {classifier}, {model} or both");
+  }
+  data::BadInputPolicy policy;
+  const data::CocoSet coco = data::read_coco(o.root, o.split, policy, /*with_captions=*/false);
+  CeilingResult r;
+  if (!o.classifier.empty()) {
+    const data::VqaSet vqa = data::read_vqa(o.root, o.split, policy);
+    if (!vqa.has_annotations) {
+      throw std::invalid_argument(o.root + " split " + o.split + " has no answers to score");
+    }
+    const auto predicted = classifier_labels(o, coco);
+    r = ceiling_from_labels(coco, vqa, predicted);
+    // The classifier's counts: its labels at the true boxes, counted per category.
+    const size_t k = coco.categories.size();
+    std::vector<std::vector<int>> counts(coco.images.size(), std::vector<int>(k, 0));
+    for (size_t i = 0; i < predicted.size(); ++i) {
+      for (const int label : predicted[i]) {
+        if (label >= 0) ++counts[i][static_cast<size_t>(label)];
+      }
+    }
+    std::vector<std::vector<int>> present = counts;
+    for (auto& row : present) {
+      for (int& v : row) v = v > 0 ? 1 : 0;
+    }
+    r.classifier_perception = score_perception(coco, present, counts);
+    if (!o.prior_split.empty())
+      r.prior = text_prior(data::read_vqa(o.root, o.prior_split, policy), vqa);
+  }
+  if (!o.model.empty()) r.model_perception = model_perception(o.model, coco, o.batch_size);
   return r;
 }
 
+namespace {
+
+// The perception table: one row per recogniser measured.
+std::string perception_table(const CeilingResult& r) {
+  if (!r.classifier_perception && !r.model_perception) return "";
+  std::string out =
+      "\n| perception (every scene x category) | presence | there: yes | absent: no | count |\n"
+      "|---|---|---|---|---|\n";
+  const auto row = [&out](const std::string& who, const PerceptionScores& s) {
+    out += fmt::format("| {} | {:.2f}% | {:.2f}% | {:.2f}% | {:.2f}% |\n", who, 100 * s.presence,
+                       100 * s.recall, 100 * s.specificity, 100 * s.count);
+  };
+  if (r.classifier_perception) {
+    row("classifier (its labels at the true boxes)", *r.classifier_perception);
+  }
+  if (r.model_perception) row("model (its own answers)", *r.model_perception);
+  const auto& any = r.model_perception ? *r.model_perception : *r.classifier_perception;
+  out += fmt::format("({} pairs)\n", any.pairs);
+  return out;
+}
+
+}  // namespace
+
 std::string format_ceiling(const CeilingResult& r) {
+  if (r.metrics.empty()) return perception_table(r);
   const bool prior = !r.prior.empty();
   std::string out = prior ? "| answer type | ceiling | text-only prior |\n|---|---|---|\n"
                           : "| answer type | ceiling |\n|---|---|\n";
@@ -257,7 +411,7 @@ std::string format_ceiling(const CeilingResult& r) {
         missed > 0 ? fmt::format("{} ({:.1f}%)", r.categories[worst], 100.0 * missed / total)
                    : std::string("-"));
   }
-  return out;
+  return out + perception_table(r);
 }
 
 }  // namespace xmodal::eval

@@ -6,11 +6,18 @@
 // leftmost / rightmost item?"). The VQA accuracy of those answers, per answer type, is what
 // a model with that classifier's perception and perfect reasoning would reach.
 //
-//   xmodal data ceiling --classifier CKPT [--root data/fashion-scenes] [--split test]
+// Beside it, the perception of a trained scenes VQA model itself (--model): its answers to "is
+// there a X?" and "how many X are there?" for every category of every scene, against the truth,
+// scored as the classifier's labels are scored. A model below its own encoder there has lost
+// perception in transfer; a model at or above it and still below the ceiling is limited by its
+// reasoning (the leftmost / rightmost questions: locating).
+//
+//   xmodal ceiling --classifier CKPT [--model VQA_CKPT] [--root data/fashion-scenes] [--split test]
 #pragma once
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,6 +38,30 @@ struct Article {
 /// for a question outside the three templates.
 std::string scenes_answer(const std::string& question, const std::vector<Article>& articles);
 
+/// How well a recogniser tells what a scene holds: for every (scene, category) pair of a split,
+/// whether the category is there and how many of it, against the truth.
+struct PerceptionScores {
+  int64_t pairs = 0;       ///< (scene, category) pairs scored
+  double presence = 0;     ///< share of pairs whose presence is right
+  double recall = 0;       ///< "there" where the category is there
+  double specificity = 0;  ///< "not there" where it is not
+  double count = 0;        ///< share of pairs whose count is right
+};
+
+/// Scores a recogniser's `present[i][c]` (1 = there, 0 = not, -1 = no answer: wrong) and
+/// `counts[i][c]` (-1 = no answer) for category c of coco.images[i] against the instances.
+/// Throws std::invalid_argument when the shapes do not match.
+PerceptionScores score_perception(const data::CocoSet& coco,
+                                  const std::vector<std::vector<int>>& present,
+                                  const std::vector<std::vector<int>>& counts);
+
+/// A scenes VQA checkpoint's own perception: its top answer to "is there a X?" and "how many X
+/// are there?" (data/scenes.h's wording) for every category of every image of `coco`. Throws
+/// OptionError for a checkpoint of another task, std::invalid_argument when coco's categories
+/// are not the scenes'.
+PerceptionScores model_perception(const std::string& checkpoint, const data::CocoSet& coco,
+                                  int batch_size);
+
 struct CeilingResult {
   std::map<std::string, double> metrics;  ///< accuracy, accuracy_<type> (tasks::vqa_metrics)
   int64_t questions = 0;
@@ -40,6 +71,10 @@ struct CeilingResult {
   std::vector<std::string> categories;          ///< the scenes' category names
   std::vector<std::vector<int64_t>> confusion;  ///< [true category][predicted category]
   std::map<std::string, double> prior;          ///< text_prior(), when measured
+  /// The classifier's perception from its labels (at the true boxes), when it was measured.
+  std::optional<PerceptionScores> classifier_perception;
+  /// The VQA model's own perception (CeilingOptions::model), when it was measured.
+  std::optional<PerceptionScores> model_perception;
 };
 
 /// The ceiling for given labels: `predicted[i][j]` is the category given to object j of
@@ -54,7 +89,8 @@ CeilingResult ceiling_from_labels(const data::CocoSet& coco, const data::VqaSet&
 std::map<std::string, double> text_prior(const data::VqaSet& train, const data::VqaSet& vqa);
 
 struct CeilingOptions {
-  std::string classifier;  ///< a task: classify checkpoint or run directory
+  std::string classifier;  ///< a task: classify checkpoint or run directory ("" = none)
+  std::string model;       ///< a scenes VQA checkpoint whose own perception to measure ("" = none)
   std::string root = "data/fashion-scenes";
   std::string split = "test";
   std::string prior_split = "train";  ///< where text_prior() counts answers; "" = no prior
@@ -62,9 +98,10 @@ struct CeilingOptions {
 };
 
 /// Labels every article of the split with the classifier (its eval preprocessing, on the crop
-/// of the box) and measures the ceiling. Throws std::invalid_argument for a classifier of
-/// another task or one whose classes do not name the scenes' categories, std::runtime_error for
-/// unreadable data.
+/// of the box) and measures the ceiling and the classifier's perception; with a model, the
+/// model's perception too (at least one of the two is needed). Throws OptionError for a
+/// checkpoint of the wrong task or a classifier whose classes do not name the scenes'
+/// categories, std::runtime_error for unreadable data.
 CeilingResult measure_ceiling(const CeilingOptions& options);
 
 /// The result as a table: accuracy per answer type, the article accuracy and each category's

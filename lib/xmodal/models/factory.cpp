@@ -50,6 +50,7 @@ ViTOptions vision_options(const config::Config& c) {
       .dropout(v.dropout)
       .conv_stem(v.stem == config::Stem::conv)
       .stem_width(v.stem_width)
+      .sincos_positions(v.positions == config::Positions::sincos)
       .eps(v.layer_norm_eps > 0 ? v.layer_norm_eps : 1e-6);
 }
 

@@ -46,13 +46,14 @@ PretrainedReport load_pretrained_vit(ViTImpl& vit, const std::string& dir) {
   PretrainedReport report;
   auto imported = import_hf_vit(read_weights(dir, report.file));
   auto& table = imported.tensors["position_embedding"];
-  if (table.defined() && table.sizes() != vit.position_embedding.sizes() && table.dim() == 3) {
+  if (!table.defined()) {
+    imported.tensors.erase("position_embedding");
+  } else if (vit.position_embedding.defined() && table.sizes() != vit.position_embedding.sizes() &&
+             table.dim() == 3) {
     const int64_t grid = vit.options.image_size() / vit.options.patch_size();
     table = interpolate_position_embedding(table, grid, grid);
     report.interpolated_positions = true;
-  } else if (!table.defined()) {
-    imported.tensors.erase("position_embedding");
-  }
+  }  // with sine-cosine positions the model has no table: load_into reports it unused
   load_into(vit, imported, report);
   return report;
 }

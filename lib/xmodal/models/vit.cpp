@@ -67,8 +67,12 @@ void ViTImpl::reset() {
       "patch_embedding",
       torch::nn::Conv2d(torch::nn::Conv2dOptions(stem_channels(), d, kernel).stride(kernel)));
   cls_token = register_parameter("cls_token", torch::zeros({1, 1, d}));
+  TORCH_CHECK(!options.sincos_positions() || d % 4 == 0,
+              "ViT: sine-cosine positions need hidden a multiple of 4, got ", d);
   position_embedding =
-      register_parameter("position_embedding", torch::empty({1, 1 + num_patches(), d}));
+      options.sincos_positions()
+          ? torch::Tensor()
+          : register_parameter("position_embedding", torch::empty({1, 1 + num_patches(), d}));
   dropout = register_module("dropout", torch::nn::Dropout(options.dropout()));
   layers = register_module(
       "layers", make_encoder_layers(options.layers(),
@@ -82,7 +86,7 @@ void ViTImpl::reset() {
   // torchvision's init: position embeddings N(0, 0.02), patch conv truncated normal with
   // std sqrt(1 / fan_in), zero bias.
   torch::NoGradGuard no_grad;
-  position_embedding.normal_(0.0, 0.02);
+  if (position_embedding.defined()) position_embedding.normal_(0.0, 0.02);
   const int64_t fan_in = stem_channels() * kernel * kernel;
   auto w = patch_embedding->weight;
   init_trunc_normal_(w, std::sqrt(1.0 / static_cast<double>(fan_in)));
@@ -110,7 +114,31 @@ torch::Tensor interpolate_position_embedding(const torch::Tensor& table, int64_t
   return torch::cat({cls, patches}, 1);
 }
 
+torch::Tensor sincos_position_embedding(int64_t grid_h, int64_t grid_w, int64_t cells,
+                                        int64_t dim) {
+  TORCH_CHECK(dim % 4 == 0 && grid_h > 0 && grid_w > 0 && cells > 0,
+              "sine-cosine positions: dim a multiple of 4 and positive grids, got dim ", dim,
+              ", grid ", grid_h, "x", grid_w);
+  const int64_t quarter = dim / 4;
+  const auto opts = torch::TensorOptions().dtype(torch::kFloat64);
+  const auto omega = torch::pow(10000.0, -torch::arange(quarter, opts) / quarter);  // [D/4]
+  const auto along = [&](int64_t n) {  // patch centres in cells of the configured grid
+    return (torch::arange(n, opts) + 0.5) * (static_cast<double>(cells) / n);
+  };
+  const auto x = along(grid_w).unsqueeze(1) * omega;  // [W, D/4]
+  const auto y = along(grid_h).unsqueeze(1) * omega;  // [H, D/4]
+  const auto xs = torch::cat({x.sin(), x.cos()}, 1).unsqueeze(0).expand({grid_h, grid_w, dim / 2});
+  const auto ys = torch::cat({y.sin(), y.cos()}, 1).unsqueeze(1).expand({grid_h, grid_w, dim / 2});
+  const auto patches = torch::cat({xs, ys}, 2).reshape({1, grid_h * grid_w, dim});
+  return torch::cat({torch::zeros({1, 1, dim}, opts), patches}, 1).to(torch::kFloat32);
+}
+
 torch::Tensor ViTImpl::position_embedding_for(int64_t grid_h, int64_t grid_w) const {
+  if (!position_embedding.defined()) {  // sine-cosine: a few small ops, not worth a cache
+    return sincos_position_embedding(grid_h, grid_w, options.image_size() / options.patch_size(),
+                                     options.hidden())
+        .to(cls_token.device(), cls_token.scalar_type());
+  }
   return interpolate_position_embedding(position_embedding, grid_h, grid_w);
 }
 

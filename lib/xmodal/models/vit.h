@@ -7,7 +7,8 @@
 //   stem.N.*                        optional stem: log2(patch) blocks of 3x3 stride-2 Conv2d
 //                                   (stem.N.conv) + BatchNorm (stem.N.norm) + GELU
 //   cls_token                       [1, 1, hidden]
-//   position_embedding              [1, 1 + P, hidden], P = (image_size / patch_size)^2
+//   position_embedding              [1, 1 + P, hidden], P = (image_size / patch_size)^2; absent
+//                                   with sincos_positions
 //   layers.N.*                      EncoderLayer (pre-norm), see blocks.h
 //   norm.{weight,bias}              final LayerNorm
 #pragma once
@@ -49,7 +50,17 @@ struct ViTOptions {
   /// of 2.
   TORCH_ARG(bool, conv_stem) = false;
   TORCH_ARG(int64_t, stem_width) = 32;
+  /// Fixed 2D sine-cosine position embeddings (MAE's, on each patch centre in units of the
+  /// image_size grid's cells, so that a grid of another size covers the same image) instead of
+  /// the learned table: exact for any grid, no parameters. hidden must be a multiple of 4.
+  TORCH_ARG(bool, sincos_positions) = false;
 };
+
+/// 2D sine-cosine position embeddings [1, 1 + grid_h * grid_w, dim] (the [CLS] entry zero):
+/// for the patch in row i, column j at x = (j + 1/2) * cells / grid_w, y = (i + 1/2) *
+/// cells / grid_h, the dim / 4 frequencies w_k = 10000^(-k / (dim / 4)) give
+/// [sin(x w), cos(x w), sin(y w), cos(y w)]. dim must be a multiple of 4.
+torch::Tensor sincos_position_embedding(int64_t grid_h, int64_t grid_w, int64_t cells, int64_t dim);
 
 /// One stem block: 3x3 stride-2 convolution, BatchNorm, GELU.
 class StemBlockImpl : public torch::nn::Cloneable<StemBlockImpl> {
@@ -81,7 +92,8 @@ class ViTImpl : public torch::nn::Cloneable<ViTImpl> {
   torch::Tensor forward(const torch::Tensor& images, const torch::Tensor& patch_padding = {});
 
   /// Position embeddings for a grid_h x grid_w patch grid: [1, 1 + grid_h * grid_w, hidden]
-  /// (bicubic interpolation of the trained grid; the class token's entry is kept).
+  /// (bicubic interpolation of the trained grid, the class token's entry kept; or the
+  /// sine-cosine ones).
   torch::Tensor position_embedding_for(int64_t grid_h, int64_t grid_w) const;
 
   int64_t output_dim() const { return options.hidden(); }
@@ -94,7 +106,7 @@ class ViTImpl : public torch::nn::Cloneable<ViTImpl> {
   torch::nn::ModuleList stem = nullptr;  ///< empty unless conv_stem
   torch::nn::Conv2d patch_embedding = nullptr;
   torch::Tensor cls_token;
-  torch::Tensor position_embedding;
+  torch::Tensor position_embedding;  ///< undefined with sincos_positions
   torch::nn::Dropout dropout = nullptr;
   torch::nn::ModuleList layers = nullptr;
   torch::nn::LayerNorm norm = nullptr;
