@@ -13,6 +13,8 @@
 #   base     the quickstart as committed
 #   sincos   fixed 2D sine-cosine positions in the encoder, pretraining and VQA alike (a
 #            patch's place on the scene grid, instead of the 2x2 table interpolated to 6x6)
+#   lowlr    the image encoder trained at 0.3x the learning rate in VQA (train.vision_lr_mult),
+#            so that the questions' gradients disturb its perception less
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -27,7 +29,7 @@ cd "$ROOT"
 # The overrides of each variant: pretraining, then VQA (space-separated KEY=VALUE).
 pretrain_sets() {
   case "$1" in
-    base) ;;
+    base | lowlr) ;;
     sincos) echo "model.vision.positions=sincos" ;;
     *) echo "variants: unknown variant '$1' (see the list at the top of $0)" >&2; exit 2 ;;
   esac
@@ -36,6 +38,7 @@ vqa_sets() {
   case "$1" in
     base) ;;
     sincos) echo "model.vision.positions=sincos" ;;
+    lowlr) echo "train.vision_lr_mult=0.3" ;;
   esac
 }
 
