@@ -34,14 +34,7 @@ void print_error(std::ostream& err, const std::string& message) {
 // --image); the name itself when the command has no such flag.
 std::string flag_for(const CLI::App& app, const std::string& name) {
   const CLI::App* command = &app;
-  for (bool deeper = true; deeper;) {
-    deeper = false;
-    for (const CLI::App* sub : command->get_subcommands()) {
-      command = sub;
-      deeper = true;
-      break;
-    }
-  }
+  while (!command->get_subcommands().empty()) command = command->get_subcommands().front();
   std::string flag = "--" + name;
   std::replace(flag.begin(), flag.end(), '_', '-');
   for (const std::string& candidate :

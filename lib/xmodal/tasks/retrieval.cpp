@@ -181,8 +181,10 @@ class RetrievalEvaluation : public Evaluation {
     const auto index = batch.image_index.to(torch::kCPU).contiguous();
     const auto images = out.at(dual_outputs::image_embeds).to(torch::kCPU, torch::kFloat32);
     texts_.push_back(out.at(dual_outputs::text_embeds).to(torch::kCPU, torch::kFloat32));
-    if (out.get(dual_outputs::text_tokens).defined()) {  // an ITM model: kept for rerank()
-      text_tokens_.push_back(out.at(dual_outputs::text_tokens).to(torch::kCPU));
+    const auto text_tokens = out.get(dual_outputs::text_tokens);
+    const auto image_tokens = out.get(dual_outputs::image_tokens);
+    if (text_tokens.defined()) {  // an ITM model: kept for rerank()
+      text_tokens_.push_back(text_tokens.to(torch::kCPU));
       text_padding_.push_back(batch.attention_mask.eq(0));
     }
     for (int64_t r = 0; r < batch.size(); ++r) {
@@ -191,9 +193,8 @@ class RetrievalEvaluation : public Evaluation {
       if (fresh) {
         image_ids_.push_back(id);
         images_.push_back(images[index[r].item<int64_t>()]);
-        if (out.get(dual_outputs::image_tokens).defined()) {
-          image_tokens_.push_back(
-              out.at(dual_outputs::image_tokens)[index[r].item<int64_t>()].to(torch::kCPU));
+        if (image_tokens.defined()) {
+          image_tokens_.push_back(image_tokens[index[r].item<int64_t>()].to(torch::kCPU));
         }
         const auto* a = dynamic_cast<const RetrievalAnnotation*>(
             data_.examples.at(batch.indices[r]).annotation.get());
