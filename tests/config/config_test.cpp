@@ -200,6 +200,9 @@ TEST(Validate, ClassifyNeedsLabelledImagesAndInitNeedsAnEncoder) {
   EXPECT_EQ(problems(c), "");
   c.train.aux.dense = 1;
   EXPECT_NE(problems(c).find("no object instances"), std::string::npos) << problems(c);
+  c.train.aux.dense = 0;
+  c.train.aux.locate = 1;
+  EXPECT_NE(problems(c).find("no object instances"), std::string::npos) << problems(c);
   c = Config();
   c.data.dataset = Dataset::image_folder;
   EXPECT_NE(problems(c).find("needs task: classify"), std::string::npos) << problems(c);
@@ -211,6 +214,10 @@ TEST(Validate, ClassifyNeedsLabelledImagesAndInitNeedsAnEncoder) {
   c.model.fusion.mode = FusionMode::text_only;
   c.train.aux.dense = 0.5;
   EXPECT_NE(problems(c).find("train.aux.dense needs the image encoder"), std::string::npos)
+      << problems(c);
+  c.train.aux.dense = 0;
+  c.train.aux.locate = 0.5;
+  EXPECT_NE(problems(c).find("train.aux.locate needs the image encoder"), std::string::npos)
       << problems(c);
 }
 

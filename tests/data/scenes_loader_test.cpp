@@ -13,6 +13,7 @@
 #include "xmodal/data/loader.h"
 #include "xmodal/data/scenes.h"
 #include "xmodal/data/vqa.h"
+#include "xmodal/data/vqa_answers.h"
 #include "xmodal/io/atomic_file.h"
 #include "xmodal/io/image.h"
 #include "xmodal/tasks/counting.h"
@@ -358,6 +359,60 @@ TEST_F(LoaderFixture, DenseTargetsMarkEachObjectCentreInItsPatch) {
       const auto grid_b = b.aux_dense[i].view({4, 4, 10});
       if (!torch::equal(grid_a, grid_b)) {
         EXPECT_TRUE(torch::equal(grid_a, grid_b.flip({1})));
+        ++mirrored;
+      }
+    }
+  }
+  EXPECT_GT(mirrored, 0);
+}
+
+TEST_F(LoaderFixture, LocateTargetsAreTheLeftmostAndRightmostArticlesAsTheScenesAnswerThem) {
+  config.train.aux.locate = 1;
+  config.data.augment.random_resized_crop = false;  // keep every object in view
+  config.data.augment.color_jitter = 0;             // flipped or not: the only difference
+  config.data.augment.hflip = false;
+  data = std::make_shared<TaskData>(tasks::load_split(config, "train"));
+  ASSERT_EQ(data->aux_class_names.size(), 10u);
+  int checked = 0;
+  const auto batches = epoch(2, 0);
+  for (const auto& b : batches) {
+    ASSERT_EQ(b.aux_locate.sizes(), torch::IntArrayRef({b.size(), 2}));
+    EXPECT_TRUE(b.aux_locate.ge(0).all().item<bool>());  // every scene has an article
+    for (int64_t i = 0; i < b.size(); ++i) {
+      const auto& e = data->examples[b.indices[i]];
+      const std::string& question = e.texts.at(0);
+      const bool left = question.find("leftmost") != std::string::npos;
+      if (!left && question.find("rightmost") == std::string::npos) continue;
+      const auto category = b.aux_locate[i][left ? 0 : 1].item<int64_t>();
+      EXPECT_EQ(normalize_answer(data->aux_class_names.at(category)),
+                data::annotation_of<tasks::VqaAnnotation>(e).answers.at(0))
+          << question;
+      ++checked;
+    }
+  }
+  EXPECT_GT(checked, 10);
+  // A mirrored image swaps the two targets, as its question's left and right are swapped.
+  config.data.augment.hflip = true;
+  Loader flipping(data, tokenizer, loader_options(config, true));
+  auto plain = config;
+  plain.data.augment.hflip = false;
+  Loader unflipped(data, tokenizer, loader_options(plain, true));
+  int mirrored = 0;
+  for (int64_t epoch_number = 0; epoch_number < 4; ++epoch_number) {
+    const Batch a = flipping.make_batch(epoch_number, 0);
+    const Batch b = unflipped.make_batch(epoch_number, 0);
+    ASSERT_EQ(a.indices, b.indices);
+    for (int64_t i = 0; i < a.size(); ++i) {
+      const auto image_a = a.images[a.image_index[i].item<int64_t>()];
+      const auto image_b = b.images[b.image_index[i].item<int64_t>()];
+      if (torch::equal(image_a, image_b)) {
+        EXPECT_TRUE(torch::equal(a.aux_locate[i], b.aux_locate[i]));
+      } else {
+        // Equal centres may order differently once mirrored; distinct ones swap exactly.
+        EXPECT_TRUE(torch::equal(a.aux_locate[i], b.aux_locate[i].flip({0})) ||
+                    a.aux_locate[i][0].item<int64_t>() == a.aux_locate[i][1].item<int64_t>() ||
+                    b.aux_locate[i][0].item<int64_t>() == b.aux_locate[i][1].item<int64_t>())
+            << a.aux_locate[i] << b.aux_locate[i];
         ++mirrored;
       }
     }

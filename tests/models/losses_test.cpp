@@ -86,6 +86,22 @@ TEST_F(Losses, DenseIsPatchBceSummedOverCategoriesAveragedOverPatches) {
   expect_close(logits.grad(), "dense.grad.logits");
 }
 
+TEST(LocateLoss, IsTheCrossEntropyOfBothEndsSummedLeavingOutMissingOnes) {
+  torch::manual_seed(3);
+  const auto logits = torch::randn({3, 2, 5});
+  const auto targets = torch::tensor({{1, 4}, {-1, 2}, {0, 0}}, torch::kLong).view({3, 2});
+  const auto logp = torch::log_softmax(logits, 2);
+  double expected = 0;
+  for (int64_t b = 0; b < 3; ++b) {
+    for (int64_t end = 0; end < 2; ++end) {
+      const int64_t t = targets[b][end].item<int64_t>();
+      if (t >= 0) expected -= logp[b][end][t].item<double>();
+    }
+  }
+  EXPECT_NEAR(locate_loss(logits, targets).item<double>(), expected, 1e-5);
+  EXPECT_THROW(locate_loss(logits, targets.narrow(0, 0, 2)), c10::Error);
+}
+
 // The sum form is what makes accumulation exact: two halves add up to the whole batch.
 TEST_F(Losses, SumsOfTwoHalvesEqualTheWholeBatch) {
   const auto logits = at("vqa.logits");

@@ -73,6 +73,11 @@ TEST(Model, AuxiliaryCountingHeadOnTheImageTokens) {
   const auto dense = tasks::build_model(c, {30, 5, 4})(torch::randn({2, 3, 16, 16}),
                                                        torch::randint(1, 30, {2, 6}));
   EXPECT_EQ(dense.aux_dense.sizes(), torch::IntArrayRef({2, 4, 4}));  // 16 px / patch 8: 4 patches
+  EXPECT_FALSE(dense.aux_locate.defined());
+  c.train.aux.locate = 1;
+  const auto locate = tasks::build_model(c, {30, 5, 4})(torch::randn({2, 3, 16, 16}),
+                                                        torch::randint(1, 30, {2, 6}));
+  EXPECT_EQ(locate.aux_locate.sizes(), torch::IntArrayRef({2, 2, 4}));  // leftmost, rightmost
 }
 
 TEST(Model, SharedImagesGiveTheSameOutputAsRepeatedOnes) {

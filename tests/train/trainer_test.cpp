@@ -26,6 +26,7 @@
 #include "xmodal/checkpoint/artifacts.h"
 #include "xmodal/checkpoint/checkpoint.h"
 #include "xmodal/config/loader.h"
+#include "xmodal/core/error.h"
 #include "xmodal/core/logging.h"
 #include "xmodal/data/scenes.h"
 #include "xmodal/eval/ceiling.h"
@@ -509,6 +510,32 @@ TEST_F(Trainer, ConvStemAndAuxiliaryCountingLoss) {
   o.checkpoint = with.run_dir;
   o.split = "val";
   EXPECT_EQ(eval::run_eval(o).metrics.at("accuracy"), with.last_metrics.at("accuracy"));
+}
+
+TEST_F(Trainer, AFrozenStemKeepsItsWeightsAndStatisticsWhileTheLayersAboveTrain) {
+  const std::vector<std::string> conv = {"model.vision.stem=conv", "model.vision.stem_width=8"};
+  auto with = [&](std::vector<std::string> sets) {
+    sets.insert(sets.end(), conv.begin(), conv.end());
+    return sets;
+  };
+  const auto start = train(tiny("stem_start", with({"train.max_steps=2"})));
+  const auto source = load_checkpoint(latest_checkpoint(start.run_dir), {false}).model;
+  const auto frozen = train(tiny("stem_frozen", with({"model.vision.init_from=" + start.run_dir,
+                                                      "model.vision.freeze_stem=true",
+                                                      "train.aux.locate=1", "train.max_steps=3"})));
+  const auto after = load_checkpoint(latest_checkpoint(frozen.run_dir), {false}).model;
+  int stem_tensors = 0;
+  for (const auto& [name, tensor] : source) {
+    if (name.rfind("vision.stem.", 0) != 0) continue;
+    EXPECT_TRUE(torch::equal(after.at(name), tensor)) << name;  // running_mean/var included
+    ++stem_tensors;
+  }
+  EXPECT_GE(stem_tensors, 6);
+  EXPECT_FALSE(torch::equal(after.at("vision.layers.0.mlp.fc1.weight"),
+                            source.at("vision.layers.0.mlp.fc1.weight")));
+  EXPECT_EQ(after.at("aux_locate.weight").size(0), 20);  // leftmost and rightmost of 10
+  // A stem with nothing loaded into it is refused.
+  EXPECT_THROW(train(tiny("stem_random", with({"model.vision.freeze_stem=true"}))), ConfigError);
 }
 
 TEST_F(Trainer, DenseAuxiliaryLossForBothTasks) {

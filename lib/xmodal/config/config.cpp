@@ -150,6 +150,13 @@ void check_device_and_shapes(const Config& c, Problems& p) {
   }
 }
 
+// The key of an auxiliary loss that is on (the first of them), for messages about them all.
+std::string aux_key(const AuxConfig& aux) {
+  if (aux.dense > 0) return "train.aux.dense";
+  if (aux.locate > 0) return "train.aux.locate";
+  return "train.aux.counting";
+}
+
 // The auxiliary losses need an image encoder and a task with object instances.
 void check_aux_losses(const Config& c, Problems& p) {
   if (c.train.aux.counting > 0 && c.model.fusion.mode == FusionMode::text_only) {
@@ -166,6 +173,11 @@ void check_aux_losses(const Config& c, Problems& p) {
     p.add("train.aux.dense",
           "train.aux.dense needs the image encoder; model.fusion.mode "
           "is text_only (set train.aux.dense: 0)");
+  }
+  if (c.train.aux.locate > 0 && c.model.fusion.mode == FusionMode::text_only) {
+    p.add("train.aux.locate",
+          "train.aux.locate needs the image encoder; model.fusion.mode "
+          "is text_only (set train.aux.locate: 0)");
   }
 }
 
@@ -234,9 +246,8 @@ void check_retrieval(const Config& c, Problems& p) {
     p.add("data.dataset",
           "task retrieval needs captions: data.dataset coco, scenes or karpathy, not vqa");
   }
-  if (c.train.aux.counting > 0 || c.train.aux.dense > 0) {
-    p.add(c.train.aux.dense > 0 ? "train.aux.dense" : "train.aux.counting",
-          "task retrieval has no auxiliary losses (train.aux.*: 0)");
+  if (c.train.aux.any()) {
+    p.add(aux_key(c.train.aux), "task retrieval has no auxiliary losses (train.aux.*: 0)");
   }
   if (c.train.itm > 0 && c.model.fusion.mode != FusionMode::concat) {
     p.add("train.itm",
@@ -290,8 +301,8 @@ void check_data(const Config& c, Problems& p) {
     p.add("data.dataset", "data.dataset " + to_string(c.data.dataset) +
                               " has image labels only: it needs task: classify");
   }
-  if (c.task == Task::classify && (c.train.aux.counting > 0 || c.train.aux.dense > 0)) {
-    p.add(c.train.aux.dense > 0 ? "train.aux.dense" : "train.aux.counting",
+  if (c.task == Task::classify && c.train.aux.any()) {
+    p.add(aux_key(c.train.aux),
           "task classify has no object instances for the auxiliary losses (train.aux.*: 0)");
   }
   if (c.task == Task::classify && !c.model.text.init_from.empty()) {
@@ -307,6 +318,14 @@ void check_freezing(const Config& c, Problems& p) {
     p.add("model.vision.freeze_steps",
           "model.vision.freeze_steps would hold a randomly initialised encoder fixed; set "
           "model.vision.init_from or model.vision.pretrained");
+  }
+  if (c.model.vision.freeze_stem && c.model.vision.init_from.empty()) {
+    p.add("model.vision.freeze_stem",
+          "model.vision.freeze_stem would hold a randomly initialised stem fixed; set "
+          "model.vision.init_from");
+  }
+  if (c.model.vision.freeze_stem && c.model.vision.stem != Stem::conv) {
+    p.add("model.vision.freeze_stem", "model.vision.freeze_stem needs model.vision.stem: conv");
   }
   if (c.model.text.freeze_steps != 0 && c.model.text.init_from.empty() &&
       c.model.text.pretrained.empty()) {

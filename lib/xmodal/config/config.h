@@ -336,6 +336,7 @@ struct VisionConfig {
   Positions positions = Positions::learned;
   std::string init_from = "";   // xmodal checkpoint or run dir whose vision.* weights start this
   int64_t freeze_steps = 0;     // optimizer steps the loaded encoder stays fixed; -1 = always
+  bool freeze_stem = false;     // the loaded convolutional stem is never trained
   double layer_norm_eps = 0.0;  // 0 = the pretrained config.json's, else 1e-6
 
   template <class V>
@@ -368,6 +369,9 @@ struct VisionConfig {
             "optimizer steps for which the vision encoder is not trained (with init_from or "
             "pretrained); -1 = never trained (a locked tower, as in LiT)",
             Range::at_least(-1));
+    v.field("freeze_stem", freeze_stem,
+            "conv stem: the loaded stem (init_from) is never trained, its BatchNorm statistics "
+            "included, so a step skips the stem's backward pass; the layers above it train");
     v.field("layer_norm_eps", layer_norm_eps,
             "LayerNorm epsilon; 0 = from the pretrained config.json, else 1e-6 (torchvision)",
             Range::at_least(0));
@@ -512,6 +516,7 @@ struct LossConfig {
 struct AuxConfig {
   double counting = 0.0;
   double dense = 0.0;
+  double locate = 0.0;
 
   template <class V>
   void visit(V& v) {
@@ -525,7 +530,13 @@ struct AuxConfig {
             "which categories have an object centred in that patch (COCO instance boxes of the "
             "same images); needs image_size divisible by patch_size; 0 = off",
             Range::at_least(0));
+    v.field("locate", locate,
+            "weight of an auxiliary locating loss: a linear layer on the image encoder's [CLS] "
+            "token names the category of the leftmost and of the rightmost object (box centres "
+            "of the same images' COCO instances, after flips and crops); 0 = off",
+            Range::at_least(0));
   }
+  bool any() const { return counting > 0 || dense > 0 || locate > 0; }
 };
 
 /// Knowledge distillation (train.distill): a trained teacher of the same task and classes runs

@@ -38,7 +38,8 @@ struct Example {
   /// With train.aux.counting: the image's objects per category of TaskData::aux_class_names
   /// (the auxiliary counting head's targets), else empty.
   std::vector<int> aux_counts;
-  /// With train.aux.dense: the image's instances (category in aux_class_names, box centre).
+  /// With train.aux.dense or locate: the image's instances (category in aux_class_names, box
+  /// centre).
   std::vector<CocoObject> objects;
   cv::Mat pixels;  ///< an in-memory 8-bit image (IDX records) used instead of image_path
 };
@@ -65,7 +66,7 @@ struct TaskData {
   std::string split;
   std::vector<Example> examples;
   std::vector<std::string> class_names;  ///< answers (vqa), categories (counting), classes
-  /// The COCO categories of the auxiliary losses (train.aux.counting, train.aux.dense): every
+  /// The COCO categories of the auxiliary losses (train.aux.*): every
   /// Example's aux_counts and objects refer to them (empty without them).
   std::vector<std::string> aux_class_names;
   bool has_targets = true;  ///< false for a test split without annotations

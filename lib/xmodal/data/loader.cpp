@@ -204,6 +204,25 @@ void add_dense_targets(std::vector<float>& dense, const Example& e, const Transf
   }
 }
 
+// The auxiliary locating targets of one sample: the category of the leftmost and of the
+// rightmost object by box centre in the transformed image (the first of equal centres, as the
+// scenes' "leftmost item" answers), -1 where no object is in view.
+void add_locate_targets(std::vector<int64_t>& locate, const Example& e,
+                        const TransformedImage& image) {
+  int64_t left = -1, right = -1;
+  double left_u = 0, right_u = 0;
+  for (const CocoObject& object : e.objects) {
+    double u = (object.cx - image.region.x) / image.region.width;
+    const double v = (object.cy - image.region.y) / image.region.height;
+    if (!(u >= 0 && u < 1 && v >= 0 && v < 1)) continue;  // cropped away
+    if (image.flipped) u = 1 - u;
+    if (left < 0 || u < left_u) left = object.category, left_u = u;
+    if (right < 0 || u > right_u) right = object.category, right_u = u;
+  }
+  locate.push_back(left);
+  locate.push_back(right);
+}
+
 // The auxiliary counting targets of a batch, sample by sample (clamped to max_count), for the
 // examples that have them (vqa's, with train.aux.counting).
 class AuxCountRows {
@@ -269,6 +288,7 @@ Batch Loader::make_batch(int64_t epoch, int64_t index) const {
   std::vector<const Example*> rows;
   const int64_t grid = aux_classes > 0 ? options_.dense_grid : 0;
   std::vector<float> dense;
+  std::vector<int64_t> locate;
   for (int64_t k = begin; k < end; ++k) {
     const int64_t i = order[k % n];  // positions past the end wrap around (padding)
     const Example& e = data_->examples[i];
@@ -303,6 +323,7 @@ Batch Loader::make_batch(int64_t epoch, int64_t index) const {
     const TransformedImage& image = *shared;
     if (image.flipped) text = swap_left_right(text);
     if (grid > 0) add_dense_targets(dense, e, image, grid, aux_classes);
+    if (options_.aux_locate && aux_classes > 0) add_locate_targets(locate, e, image);
     const text::Encoding enc = tokenizer_->encode(text, length);
     ids.insert(ids.end(), enc.ids.begin(), enc.ids.end());
     mask.insert(mask.end(), enc.mask.begin(), enc.mask.end());
@@ -317,6 +338,7 @@ Batch Loader::make_batch(int64_t epoch, int64_t index) const {
   if (grid > 0) {
     batch.aux_dense = torch::tensor(dense, torch::kFloat32).view({b, grid * grid, aux_classes});
   }
+  if (!locate.empty()) batch.aux_locate = torch::tensor(locate, torch::kLong).view({b, 2});
   batch.images = torch::stack(images);
   batch.image_index = torch::tensor(image_index, torch::kLong);
   batch.input_ids = torch::tensor(ids, torch::kLong).view({b, length});
@@ -465,6 +487,7 @@ LoaderOptions loader_options(const config::Config& c, bool train) {
   o.group_by_image = train && c.data.group_by_image;
   o.group_size = c.data.group_size;
   o.aux_counts = train && c.train.aux.counting > 0;
+  o.aux_locate = train && c.train.aux.locate > 0;
   if (train && c.train.aux.dense > 0) o.dense_grid = c.data.image_size / c.model.vision.patch_size;
   auto& t = o.transform;
   t.size = c.data.image_size;

@@ -39,6 +39,9 @@ struct Batch {
   /// with the dense auxiliary loss: [B, G*G, C] float32, 1 where an object of category c has
   /// its box centre in grid cell (row-major) of the transformed image, else undefined
   torch::Tensor aux_dense;
+  /// With the auxiliary locating loss: [B, 2] int64, the aux category of the leftmost and of the
+  /// rightmost object by box centre in the transformed image (-1 when none is in view).
+  torch::Tensor aux_locate;
   std::vector<int64_t> ids;      ///< question or image ids
   std::vector<int64_t> indices;  ///< example indices in the split
   int64_t epoch = 0;
@@ -74,8 +77,9 @@ struct LoaderOptions {
   /// Shuffle images rather than samples, keeping each image's samples together
   /// (data.group_by_image).
   bool group_by_image = false;
-  int group_size = 0;  ///< with group_by_image: runs of at most this many samples; 0 = all
-  int dense_grid = 0;  ///< fill Batch::aux_dense on a dense_grid^2 grid; 0 = off
+  int group_size = 0;       ///< with group_by_image: runs of at most this many samples; 0 = all
+  int dense_grid = 0;       ///< fill Batch::aux_dense on a dense_grid^2 grid; 0 = off
+  bool aux_locate = false;  ///< fill Batch::aux_locate (train.aux.locate)
   ImageTransformOptions transform;
   /// Data-parallel shard: with world_size processes, global batch k is the k-th run of
   /// batch_size x world_size samples of the epoch's order (padded, by wrapping around, to a

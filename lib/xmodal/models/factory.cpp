@@ -39,6 +39,7 @@ ModelOptions model_options(const config::Config& c, const DataSizes& sizes,
   options.build_fusion = head.build_fusion;
   options.aux_counting_classes = c.train.aux.counting > 0 ? sizes.aux_classes : 0;
   options.aux_dense_classes = c.train.aux.dense > 0 ? sizes.aux_classes : 0;
+  options.aux_locate_classes = c.train.aux.locate > 0 ? sizes.aux_classes : 0;
   if (uses_image(mode)) options.vision = vision_options(c);
   if (uses_text(mode)) options.text = text_options(c, sizes.vocab_size);
   return options;

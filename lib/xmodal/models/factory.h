@@ -15,7 +15,7 @@ namespace xmodal::models {
 struct DataSizes {
   int64_t vocab_size = 0;
   int64_t num_classes = 0;
-  /// categories of the auxiliary heads (train.aux.counting, train.aux.dense); 0 = none
+  /// categories of the auxiliary heads (train.aux.*); 0 = none
   int64_t aux_classes = 0;
 };
 

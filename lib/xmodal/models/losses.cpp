@@ -100,6 +100,15 @@ torch::Tensor dense_loss(const torch::Tensor& logits, const torch::Tensor& targe
   return bce.sum(2).mean(1).sum();
 }
 
+torch::Tensor locate_loss(const torch::Tensor& logits, const torch::Tensor& targets) {
+  TORCH_CHECK(logits.dim() == 3 && targets.dim() == 2 && logits.size(0) == targets.size(0) &&
+                  logits.size(1) == targets.size(1),
+              "locate_loss: logits ", logits.sizes(), " and targets ", targets.sizes(), " differ");
+  return torch::nn::functional::cross_entropy(
+      logits.flatten(0, 1), targets.flatten(),
+      torch::nn::functional::CrossEntropyFuncOptions().ignore_index(-1).reduction(torch::kSum));
+}
+
 namespace {
 
 void check_same(const torch::Tensor& student, const torch::Tensor& teacher, const char* what) {

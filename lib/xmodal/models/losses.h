@@ -59,6 +59,11 @@ torch::Tensor itm_loss(const torch::Tensor& logits, int64_t positives, int64_t s
 /// [B, P, C].
 torch::Tensor dense_loss(const torch::Tensor& logits, const torch::Tensor& targets);
 
+/// Locating auxiliary loss: cross-entropy of the leftmost and the rightmost object's category,
+/// summed over the two and the samples, leaving out targets of -1 (no object in view).
+/// logits [B, 2, C], targets [B, 2] int64.
+torch::Tensor locate_loss(const torch::Tensor& logits, const torch::Tensor& targets);
+
 // ---- knowledge distillation (train.distill) --------------------------------------------------
 // Each term is a sum over the samples of the batch, like the task losses, of how far the
 // student's outputs are from the teacher's (no gradient reaches the teacher), both divided by

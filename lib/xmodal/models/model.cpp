@@ -63,6 +63,11 @@ void ModelImpl::reset() {
     aux_dense =
         register_module("aux_dense", Linear(vision->output_dim(), options.aux_dense_classes));
   }
+  if (options.aux_locate_classes > 0) {
+    TORCH_CHECK(vision, "an auxiliary locating head needs the image encoder");
+    aux_locate =
+        register_module("aux_locate", Linear(vision->output_dim(), 2 * options.aux_locate_classes));
+  }
 }
 
 const torch::Tensor& ModelOutput::at(const std::string& name) const {
@@ -94,7 +99,7 @@ ModelOutput ModelImpl::forward(const torch::Tensor& images, const torch::Tensor&
     if (attention_mask.defined()) in.text_padding = attention_mask.eq(0);
   }
   ModelOutput out;
-  if (aux_counting || aux_dense) {
+  if (aux_counting || aux_dense || aux_locate) {
     const auto tokens = in.sample_image_tokens();
     const auto patches = tokens.narrow(1, 1, tokens.size(1) - 1);  // [B, P, Dv]
     if (aux_counting) {
@@ -103,6 +108,7 @@ ModelOutput ModelImpl::forward(const torch::Tensor& images, const torch::Tensor&
       out.aux_counts = aux.counts;
     }
     if (aux_dense) out.aux_dense = aux_dense(patches);
+    if (aux_locate) out.aux_locate = aux_locate(tokens.select(1, 0)).view({tokens.size(0), 2, -1});
   }
   head_->forward(*this, in, out);
   return out;

@@ -87,6 +87,8 @@ struct ModelOptions {
   int64_t aux_counting_classes = 0;
   /// Categories of the auxiliary dense head on each image patch token (0 = no such head).
   int64_t aux_dense_classes = 0;
+  /// Categories of the auxiliary locating head on the image [CLS] token (0 = no such head).
+  int64_t aux_locate_classes = 0;
 };
 
 struct ModelOutput {
@@ -96,6 +98,8 @@ struct ModelOutput {
   torch::Tensor aux_presence;  ///< auxiliary counting head (if any): [B, C']
   torch::Tensor aux_counts;    ///< auxiliary counting head (if any): [B, C', max_count + 1]
   torch::Tensor aux_dense;     ///< auxiliary dense head (if any): [B, P, C'] logits per patch
+  /// auxiliary locating head (if any): [B, 2, C'] logits of the leftmost and rightmost object
+  torch::Tensor aux_locate;
   /// The image encoder's tokens of each sample [B, 1 + P, Dv] (after its final norm), where the
   /// head exposes them for feature distillation (train.distill.features).
   torch::Tensor image_features;
@@ -151,6 +155,7 @@ class ModelImpl : public torch::nn::Cloneable<ModelImpl> {
   Fusion fusion = nullptr;              // not built for a head that reads the encoders alone
   CountingHead aux_counting = nullptr;  // on the mean of the image patch tokens, if asked for
   Linear aux_dense = nullptr;           // on each image patch token, if asked for
+  Linear aux_locate = nullptr;          // on the image [CLS] token, if asked for
 
  private:
   std::shared_ptr<TaskHead> head_;

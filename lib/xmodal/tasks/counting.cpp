@@ -183,7 +183,8 @@ class CountingTask : public Task {
     const data::CocoSet set = data::read_coco(c.data.root, split, policy);
     data::TaskData data;
     for (const auto& category : set.categories) data.class_names.push_back(category.name);
-    if (c.train.aux.dense > 0) data.aux_class_names = data.class_names;
+    const bool objects = c.train.aux.dense > 0 || c.train.aux.locate > 0;
+    if (objects) data.aux_class_names = data.class_names;
     for (const auto& image : set.images) {
       data::Example e;
       e.image_path = image.path;
@@ -194,7 +195,7 @@ class CountingTask : public Task {
       a->counts = image.counts;
       a->crowd = image.crowd;
       e.annotation = std::move(a);
-      if (c.train.aux.dense > 0) e.objects = image.objects;
+      if (objects) e.objects = image.objects;
       data.examples.push_back(std::move(e));
     }
     data.collate = [categories = data.num_classes(), max_count = c.model.head.max_count](

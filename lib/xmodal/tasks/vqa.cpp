@@ -165,7 +165,7 @@ class VqaTask : public Task {
     data.has_targets = set.has_annotations;
     std::map<int64_t, const data::CocoImage*> instances;
     data::CocoSet coco;
-    if ((c.train.aux.counting > 0 || c.train.aux.dense > 0) && set.has_annotations) {
+    if (c.train.aux.any() && set.has_annotations) {
       coco = data::read_coco(c.data.root, split, policy, /*with_captions=*/false);
       for (const auto& category : coco.categories) data.aux_class_names.push_back(category.name);
       for (const auto& image : coco.images) instances[image.id] = &image;
@@ -188,7 +188,7 @@ class VqaTask : public Task {
                                    c.data.root + "/annotations/instances_" + split + ".json");
         }
         e.aux_counts = it->second->counts;
-        if (c.train.aux.dense > 0) e.objects = it->second->objects;
+        if (c.train.aux.dense > 0 || c.train.aux.locate > 0) e.objects = it->second->objects;
       }
       data.examples.push_back(std::move(e));
     }

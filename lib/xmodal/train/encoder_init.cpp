@@ -80,6 +80,12 @@ void freeze_encoders(models::ModelImpl& model, const config::ModelConfig& config
     const bool trainable = steps > 0 && step >= steps;  // -1: locked for the whole run
     for (auto& p : encoder->parameters()) p.requires_grad_(trainable);
   }
+  if (config.vision.freeze_stem && model.vision && !model.vision->stem->is_empty()) {
+    // Fixed weights and BatchNorm statistics (eval mode; evaluations put the model back in
+    // training mode, so this is done before every step).
+    for (auto& p : model.vision->stem->parameters()) p.requires_grad_(false);
+    model.vision->stem->eval();
+  }
 }
 
 }  // namespace xmodal::train

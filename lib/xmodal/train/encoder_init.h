@@ -18,7 +18,8 @@ void init_encoders(models::ModelImpl& model, const config::Config& config);
 
 /// A loaded encoder stays fixed for its first freeze_steps steps (all of them for -1, a locked
 /// tower): before optimizer step `step` + 1 its parameters stop (or start again) requiring
-/// gradients.
+/// gradients. With model.vision.freeze_stem the convolutional stem never trains: its parameters
+/// require no gradient and its BatchNorm layers run in eval mode (their loaded statistics).
 void freeze_encoders(models::ModelImpl& model, const config::ModelConfig& config, int64_t step);
 
 }  // namespace xmodal::train

@@ -61,6 +61,9 @@ torch::Tensor TrainStep::loss_sum(const models::ModelOutput& out, const data::Ba
   if (out.aux_dense.defined() && b.aux_dense.defined()) {
     total = total + models::dense_loss(out.aux_dense, b.aux_dense.to(device_)) * tc_.aux.dense;
   }
+  if (out.aux_locate.defined() && b.aux_locate.defined()) {
+    total = total + models::locate_loss(out.aux_locate, b.aux_locate.to(device_)) * tc_.aux.locate;
+  }
   return total;
 }
 
