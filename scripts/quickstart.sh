@@ -40,15 +40,16 @@ else
 fi
 
 # The quickstart VQA model starts its image encoder from a Fashion-MNIST classifier
-# (configs/pretrain_fashion.yaml, ~40 s); trained here when CONFIG's model.vision.init_from
-# names that run and it has not finished yet.
+# (configs/pretrain_fashion.yaml, ~40 s), the retrieval one from an encoder pretrained on scene-like
+# canvases (configs/pretrain_scenes.yaml); scripts/pretrain_encoder.sh trains the one that CONFIG's
+# model.vision.init_from names when it has not finished yet.
 PRETRAIN_DIR=runs/pretrain_fashion
 resolved="$("$XMODAL" train "$CONFIG" --dump-config)"
-if grep -q "^ *init_from: \"$PRETRAIN_DIR\"" <<<"$resolved" && [[ ! -e "$PRETRAIN_DIR/best" ]]; then
-  echo "== pretraining the image encoder on Fashion-MNIST into $PRETRAIN_DIR"
-  rm -rf "$PRETRAIN_DIR"  # an unfinished pretraining run: it is short, start it again
-  "$XMODAL" train configs/pretrain_fashion.yaml --run-dir "$PRETRAIN_DIR"
-fi
+for encoder in runs/pretrain_fashion runs/pretrain_scenes; do
+  if grep -q "^ *init_from: \"$encoder\"" <<<"$resolved"; then
+    XMODAL="$XMODAL" "$ROOT/scripts/pretrain_encoder.sh" "$encoder"
+  fi
+done
 
 if [[ -d "$RUN_DIR/checkpoints" ]]; then
   echo "== continuing the run in $RUN_DIR"

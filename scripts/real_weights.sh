@@ -26,7 +26,8 @@ NATURAL=(--prompt "a photo of a {}." --prompt "a product photo of a {}." --promp
 [[ -x "$X" ]] || { echo "real_weights: $X not built (scripts/setup.sh)" >&2; exit 1; }
 scripts/fetch_model.sh all-minilm-l6-v2 >/dev/null
 [[ -f data/fashion-scenes/dataset_scenes.json ]] || "$X" data scenes --out data/fashion-scenes --overwrite
-[[ -e runs/pretrain_fashion/best ]] || "$X" train configs/pretrain_fashion.yaml
+XMODAL="$X" scripts/pretrain_encoder.sh runs/pretrain_fashion  # vqa and lit
+XMODAL="$X" scripts/pretrain_encoder.sh runs/pretrain_scenes   # retrieval
 mkdir -p "$OUT"
 "$X" info 2>/dev/null | grep '^CPU:' >"$OUT/cpu.txt"
 
