@@ -60,13 +60,13 @@ vqa_sets() {
 build_data() {
   case "$1" in
     scenes48)
-      [[ -f data/pretrain-scenes/v2_mscoco_val_annotations.json ]] ||
+      [[ -f data/pretrain-scenes/dataset_scenes.json ]] ||  # as scripts/pretrain_encoder.sh
         "$XMODAL" --log-level warn data scenes --out data/pretrain-scenes --canvas 48 \
-          --max-items 2 --train 40000 --val 1000 --test 1 >/dev/null ;;
+          --max-items 2 --train 40000 --val 1000 --test 1 --overwrite >/dev/null ;;
     more)
-      [[ -f data/fashion-scenes-40k/v2_mscoco_test_annotations.json ]] ||
+      [[ -f data/fashion-scenes-40k/dataset_scenes.json ]] ||
         "$XMODAL" --log-level warn data scenes --out data/fashion-scenes-40k --train 40000 \
-          >/dev/null ;;
+          --overwrite >/dev/null ;;
   esac
 }
 
