@@ -159,25 +159,20 @@ std::string aux_key(const AuxConfig& aux) {
 
 // The auxiliary losses need an image encoder and a task with object instances.
 void check_aux_losses(const Config& c, Problems& p) {
-  if (c.train.aux.counting > 0 && c.model.fusion.mode == FusionMode::text_only) {
-    p.add("train.aux.counting",
-          "train.aux.counting needs the image encoder; model.fusion.mode "
-          "is text_only (set train.aux.counting: 0)");
+  const auto& aux = c.train.aux;
+  for (const auto& [key, weight] :
+       {std::pair<std::string, double>{"train.aux.counting", aux.counting},
+        {"train.aux.dense", aux.dense},
+        {"train.aux.locate", aux.locate}}) {
+    if (weight > 0 && c.model.fusion.mode == FusionMode::text_only) {
+      p.add(key,
+            key + " needs the image encoder; model.fusion.mode is text_only (set " + key + ": 0)");
+    }
   }
-  if (c.train.aux.counting > 0 && c.task != Task::vqa) {
+  if (aux.counting > 0 && c.task != Task::vqa) {
     p.add("train.aux.counting",
           "train.aux.counting is for task vqa (counting is the task "
           "itself)");
-  }
-  if (c.train.aux.dense > 0 && c.model.fusion.mode == FusionMode::text_only) {
-    p.add("train.aux.dense",
-          "train.aux.dense needs the image encoder; model.fusion.mode "
-          "is text_only (set train.aux.dense: 0)");
-  }
-  if (c.train.aux.locate > 0 && c.model.fusion.mode == FusionMode::text_only) {
-    p.add("train.aux.locate",
-          "train.aux.locate needs the image encoder; model.fusion.mode "
-          "is text_only (set train.aux.locate: 0)");
   }
 }
 

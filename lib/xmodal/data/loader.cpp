@@ -9,8 +9,10 @@
 
 #include <algorithm>
 #include <map>
+#include <optional>
 #include <random>
 #include <stdexcept>
+#include <utility>
 
 #include "xmodal/core/logging.h"
 #include "xmodal/io/image.h"
@@ -187,6 +189,16 @@ void warn_bad_sample(const std::string& bad, int64_t seen) {
   }
 }
 
+// Where an object's box centre lands in the transformed image, as fractions (u, v) in [0, 1) of
+// its width and height before any mirroring; nothing when a crop cut it away.
+std::optional<std::pair<double, double>> centre_in(const TransformedImage& image,
+                                                   const CocoObject& object) {
+  const double u = (object.cx - image.region.x) / image.region.width;
+  const double v = (object.cy - image.region.y) / image.region.height;
+  if (!(u >= 0 && u < 1 && v >= 0 && v < 1)) return std::nullopt;
+  return std::make_pair(u, v);
+}
+
 // The dense auxiliary targets of one sample: 1 for (cell, category) where an object of the
 // category has its box centre in that grid cell of the transformed image.
 void add_dense_targets(std::vector<float>& dense, const Example& e, const TransformedImage& image,
@@ -194,9 +206,9 @@ void add_dense_targets(std::vector<float>& dense, const Example& e, const Transf
   const size_t row = dense.size();
   dense.resize(row + grid * grid * aux_classes, 0.0f);
   for (const CocoObject& object : e.objects) {
-    const double u = (object.cx - image.region.x) / image.region.width;
-    const double v = (object.cy - image.region.y) / image.region.height;
-    if (!(u >= 0 && u < 1 && v >= 0 && v < 1)) continue;  // cropped away
+    const auto centre = centre_in(image, object);
+    if (!centre) continue;
+    const auto [u, v] = *centre;
     int64_t column = static_cast<int64_t>(u * grid);
     if (image.flipped) column = grid - 1 - column;  // the mirrored cell, exactly
     const int64_t cell = static_cast<int64_t>(v * grid) * grid + column;
@@ -212,10 +224,9 @@ void add_locate_targets(std::vector<int64_t>& locate, const Example& e,
   int64_t left = -1, right = -1;
   double left_u = 0, right_u = 0;
   for (const CocoObject& object : e.objects) {
-    double u = (object.cx - image.region.x) / image.region.width;
-    const double v = (object.cy - image.region.y) / image.region.height;
-    if (!(u >= 0 && u < 1 && v >= 0 && v < 1)) continue;  // cropped away
-    if (image.flipped) u = 1 - u;
+    const auto centre = centre_in(image, object);
+    if (!centre) continue;
+    const double u = image.flipped ? 1 - centre->first : centre->first;
     if (left < 0 || u < left_u) left = object.category, left_u = u;
     if (right < 0 || u > right_u) right = object.category, right_u = u;
   }
