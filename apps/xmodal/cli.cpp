@@ -94,6 +94,18 @@ void append_quantize(std::vector<std::string>& overrides, const std::string& val
   if (!value.empty()) overrides.push_back("eval.quantize=" + value);
 }
 
+void add_precision_option(CLI::App* cmd, std::string& value) {
+  cmd->add_option("--precision", value,
+                  "bf16: the model's products in bfloat16 under autocast, outputs in fp32 (on a "
+                  "CPU: one with AVX512-BF16 or AMX); fp32: as trained (default: eval.precision "
+                  "of the checkpoint, fp32)")
+      ->check(CLI::IsMember({"fp32", "bf16"}));
+}
+
+void append_precision(std::vector<std::string>& overrides, const std::string& value) {
+  if (!value.empty()) overrides.push_back("eval.precision=" + value);
+}
+
 CLI::Validator non_empty() {
   return CLI::Validator(
       [](std::string& value) { return value.empty() ? std::string("is empty") : std::string(); },

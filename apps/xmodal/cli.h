@@ -78,6 +78,11 @@ void add_quantize_command(CLI::App& app, Context& ctx);
 void add_quantize_option(CLI::App* cmd, std::string& value);
 void append_quantize(std::vector<std::string>& overrides, const std::string& value);
 
+/// `--precision fp32|bf16` of the inference commands that run the whole model (predict, eval,
+/// explain, serve) into `value`; append_precision() turns a given value into eval.precision.
+void add_precision_option(CLI::App* cmd, std::string& value);
+void append_precision(std::vector<std::string>& overrides, const std::string& value);
+
 /// CLI11 check that a value is not empty: `--text ""` or `--run-dir ""` is a usage error (exit
 /// 2), not a silent default.
 CLI::Validator non_empty();

@@ -13,7 +13,7 @@ namespace xmodal::cli {
 
 void add_eval_command(CLI::App& app, Context& ctx) {
   struct Args {
-    std::string checkpoint, split = "test", data_root, out, zero_shot, quantize;
+    std::string checkpoint, split = "test", data_root, out, zero_shot, quantize, precision;
     int batch_size = 0, rerank_k = -1;
     double zoom_out = 0;
     std::vector<std::string> prompts;
@@ -39,6 +39,7 @@ void add_eval_command(CLI::App& app, Context& ctx) {
                   "by ITM + ITC, 0 = off (default: eval.rerank_k of the checkpoint)")
       ->check(at_least(0));
   add_quantize_option(cmd, args->quantize);
+  add_precision_option(cmd, args->precision);
   cmd->add_option("--zero-shot", args->zero_shot,
                   "retrieval: classify the images of a data set with texts built from "
                   "eval.prompts instead: fashion_mnist (--data-root default "
@@ -58,6 +59,7 @@ void add_eval_command(CLI::App& app, Context& ctx) {
       // The config assignments both kinds of evaluation apply to the checkpoint's config.
       std::vector<std::string> overrides = ctx.shared_overrides();
       append_quantize(overrides, args->quantize);
+      append_precision(overrides, args->precision);
       if (args->batch_size > 0)
         overrides.push_back("eval.batch_size=" + std::to_string(args->batch_size));
       if (!args->zero_shot.empty()) {

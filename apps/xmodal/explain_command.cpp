@@ -119,7 +119,7 @@ int explain_batch(Context& ctx, infer::Predictor& predictor, const std::string& 
 
 void add_explain_command(CLI::App& app, Context& ctx) {
   struct Args {
-    std::string checkpoint, image, text, input, out, quantize, split = "test", metrics;
+    std::string checkpoint, image, text, input, out, quantize, precision, split = "test", metrics;
     std::vector<std::string> methods;
     bool evaluate = false, no_curves = false;
     int64_t limit = 1000;
@@ -159,10 +159,12 @@ void add_explain_command(CLI::App& app, Context& ctx) {
   cmd->add_flag("--no-curves", args->no_curves,
                 "--evaluate: skip the deletion / insertion curves (default: off)");
   add_quantize_option(cmd, args->quantize);
+  add_precision_option(cmd, args->precision);
   cmd->callback([&ctx, args] {
     ctx.action = [&ctx, args] {
       std::vector<std::string> overrides = ctx.shared_overrides();
       append_quantize(overrides, args->quantize);
+      append_precision(overrides, args->precision);
       if (args->evaluate) {
         if (!args->image.empty() || !args->text.empty() || !args->input.empty() ||
             !args->out.empty()) {

@@ -3,6 +3,7 @@
 
 #include "xmodal/cli.h"
 #include "xmodal/config/loader.h"
+#include "xmodal/core/cpu.h"
 #include "xmodal/core/runtime.h"
 #include "xmodal/models/factory.h"
 #include "xmodal/tasks/task.h"
@@ -46,6 +47,13 @@ void add_info_command(CLI::App& app, Context& ctx) {
                 << " GFLOP/s (as LibTorch's products run; the BLAS kernel alone: "
                 << static_cast<int>(measure_matmul_gflops(1024, 0.5, /*blas_only=*/true))
                 << " GFLOP/s)\n";
+        const auto& cpu = cpu_info();
+        ctx.out << "bf16 matmul 1024^3: " << static_cast<int>(measure_bf16_matmul_gflops(1024, 1.0))
+                << " GFLOP/s ("
+                << (cpu.has("amx_bf16")      ? "AMX"
+                    : cpu.has("avx512_bf16") ? "AVX512-BF16"
+                                             : "no native bf16 products on this CPU")
+                << ")\n";
       }
       if (!args->config.empty()) {
         const auto cfg = config::load_config(args->config, args->sets);

@@ -17,7 +17,7 @@
 namespace xmodal::cli {
 void add_predict_command(CLI::App& app, Context& ctx) {
   struct Args {
-    std::string checkpoint, image, text, input, output, labels, quantize;
+    std::string checkpoint, image, text, input, output, labels, quantize, precision;
     int top_k = 5;
   };
   auto args = std::make_shared<Args>();
@@ -40,6 +40,7 @@ void add_predict_command(CLI::App& app, Context& ctx) {
                   "checkpoint's eval.prompts (then --text is optional; default: none)")
       ->check(non_empty());
   add_quantize_option(cmd, args->quantize);
+  add_precision_option(cmd, args->precision);
   cmd->callback([&ctx, args] {
     ctx.action = [&ctx, args] {
       const bool single = !args->image.empty() || !args->text.empty();
@@ -59,6 +60,7 @@ void add_predict_command(CLI::App& app, Context& ctx) {
       o.checkpoint = args->checkpoint;
       o.overrides = ctx.shared_overrides();
       append_quantize(o.overrides, args->quantize);
+      append_precision(o.overrides, args->precision);
       o.top_k = args->top_k;
       for (size_t at = 0; !args->labels.empty() && at <= args->labels.size();) {
         const size_t comma = std::min(args->labels.find(',', at), args->labels.size());

@@ -99,6 +99,7 @@ class SignalWatch {
 void add_serve_command(CLI::App& app, Context& ctx) {
   auto args = std::make_shared<serve::ServeOptions>();
   auto quantize = std::make_shared<std::string>();
+  auto precision = std::make_shared<std::string>();
   auto* cmd = app.add_subcommand(
       "serve", "HTTP/JSON inference server: predict, embed, search, health and metrics");
   cmd->add_option("--checkpoint", args->checkpoint, "Checkpoint folder, RUN_DIR/best or a run")
@@ -146,11 +147,13 @@ void add_serve_command(CLI::App& app, Context& ctx) {
                   "(Authorization: Bearer KEY or X-API-Key)")
       ->check(non_empty());
   add_quantize_option(cmd, *quantize);
-  cmd->callback([&ctx, args, quantize] {
-    ctx.action = [&ctx, args, quantize] {
+  add_precision_option(cmd, *precision);
+  cmd->callback([&ctx, args, quantize, precision] {
+    ctx.action = [&ctx, args, quantize, precision] {
       auto o = *args;
       o.overrides = ctx.shared_overrides();
       append_quantize(o.overrides, *quantize);
+      append_precision(o.overrides, *precision);
       // Requests are decoded on many HTTP threads and freed on the model thread: with glibc's
       // default of 8 arenas per core each keeps its own freed memory (scripts/bench/serve.sh:
       // peak RSS 417 -> 366 MiB with 2, throughput unchanged). MALLOC_ARENA_MAX still wins.

@@ -24,6 +24,7 @@
 #include "xmodal/models/blocks.h"
 #include "xmodal/models/factory.h"
 #include "xmodal/models/losses.h"
+#include "xmodal/models/precision.h"
 #include "xmodal/tasks/task.h"
 #include "xmodal/train/optimizer.h"
 
@@ -130,10 +131,11 @@ int main(int argc, char** argv) {
   if (mode == "matmul") {
     const int n = int_arg(argc, argv, "n", 2048);
     const double gflops = xmodal::measure_matmul_gflops(n, seconds);
+    const double bf16 = xmodal::measure_bf16_matmul_gflops(n, seconds);
     std::printf(
         "{\"impl\": \"xmodal\", \"mode\": \"matmul\", \"threads\": %d, \"n\": %d, "
-        "\"gflops\": %.1f}\n",
-        threads, n, gflops);
+        "\"gflops\": %.1f, \"bf16_gflops\": %.1f}\n",
+        threads, n, gflops, bf16);
     return 0;
   }
 
@@ -144,6 +146,17 @@ int main(int argc, char** argv) {
   // --reference 1: xmodal's two compute shortcuts off (the fused attention kernel and the
   // [CLS]-row-only last fusion layer), i.e. the same ATen ops as the PyTorch peer.
   const bool reference = int_arg(argc, argv, "reference", 0) != 0;
+  // --precision bf16: the forward pass under autocast, as train.precision bf16 runs it
+  const std::string precision_name = arg(argc, argv, "precision", "fp32");
+  if (precision_name != "fp32" && precision_name != "bf16") {
+    std::fprintf(stderr, "xmodal_bench_model: --precision must be fp32 or bf16\n");
+    return 2;
+  }
+  const auto precision =
+      precision_name == "bf16" ? xmodal::config::Precision::bf16 : xmodal::config::Precision::fp32;
+  const c10::Device cpu(c10::kCPU);
+  const std::string label = std::string(reference ? "xmodal-reference" : impl) +
+                            (precision_name == "bf16" ? "-bf16" : "");
   if (reference) {
     model->pooled_only_fusion = false;
     for (auto& module : model->modules()) {
@@ -163,7 +176,9 @@ int main(int argc, char** argv) {
     std::vector<double> forward_ms, backward_ms, update_ms;  // per step, for the breakdown
     auto step = [&] {
       const auto t0 = Clock::now();
+      xmodal::models::AutocastGuard autocast(precision, cpu);
       const auto out = model->forward(b.images, b.ids, b.mask, b.types, {});
+      autocast.reset();
       auto loss = xmodal::models::vqa_loss(out.at("logits"), b.targets).total;
       if (out.aux_presence.defined()) {
         loss = loss +
@@ -204,8 +219,8 @@ int main(int argc, char** argv) {
         "{\"impl\": \"%s\", \"mode\": \"train\", \"threads\": %d, \"batch\": %d, \"steps\": "
         "%d, \"train_sps\": %.1f, \"forward_ms\": %.1f, \"backward_ms\": %.1f, \"update_ms\": "
         "%.1f, \"peak_rss_mb\": %.1f}\n",
-        reference ? "xmodal-reference" : "xmodal", threads, batch, steps, steps * batch / elapsed,
-        median(forward_ms), median(backward_ms), median(update_ms), peak_rss_kb() / 1024.0);
+        label.c_str(), threads, batch, steps, steps * batch / elapsed, median(forward_ms),
+        median(backward_ms), median(update_ms), peak_rss_kb() / 1024.0);
     return 0;
   }
   if (mode == "infer") {
@@ -214,6 +229,7 @@ int main(int argc, char** argv) {
     const Batch one = make_batch(1, config, vocab, classes, aux);
     auto forward = [&](const Batch& x) {
       torch::InferenceMode guard;
+      xmodal::models::AutocastGuard autocast(precision, cpu);
       const auto out = model->forward(x.images, x.ids, x.mask, x.types, {});
       const auto logits = out.get("logits");
       return logits.defined() ? logits.sigmoid() : out.pooled;
@@ -238,8 +254,8 @@ int main(int argc, char** argv) {
     std::printf(
         "{\"impl\": \"%s\", \"mode\": \"infer\", \"threads\": %d, \"batch\": %d, "
         "\"infer_sps\": %.1f, \"latency_ms\": %.3f, \"peak_rss_mb\": %.1f}\n",
-        reference ? "xmodal-reference" : impl.c_str(), threads, batch, sps,
-        latencies[latencies.size() / 2], peak_rss_kb() / 1024.0);
+        label.c_str(), threads, batch, sps, latencies[latencies.size() / 2],
+        peak_rss_kb() / 1024.0);
     return 0;
   }
   std::fprintf(stderr, "xmodal_bench_model: unknown --mode %s (arch|matmul|train|infer)\n",

@@ -13,6 +13,7 @@ and nn.TransformerEncoderLayer take PyTorch's fused fast path), matmul, predict 
 prediction: load weights + decode an image + tokenize + forward + print JSON; for cold start).
 """
 import argparse
+import contextlib
 import json
 import resource
 import sys
@@ -143,6 +144,10 @@ def main():
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--n", type=int, default=2048)
     p.add_argument("--label", default="pytorch")
+    p.add_argument("--bf16", action="store_true",
+                   help="the forward pass under torch.autocast('cpu', torch.bfloat16)")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the model (inductor; the first steps compile and are not timed)")
     p.add_argument("--weights", help="predict: the state dict to load (train mode saves it)")
     p.add_argument("--image-file", help="predict: an image file")
     p.add_argument("--question", default="how many shirts are there")
@@ -159,7 +164,8 @@ def main():
     info = {"impl": a.label, "mode": a.mode, "threads": threads, "batch": a.batch}
 
     if a.mode == "matmul":
-        x, y = torch.randn(a.n, a.n), torch.randn(a.n, a.n)
+        dtype = torch.bfloat16 if a.bf16 else torch.float32
+        x, y = torch.randn(a.n, a.n, dtype=dtype), torch.randn(a.n, a.n, dtype=dtype)
         c = torch.mm(x, y)
         best, start, repeats = 0.0, time.perf_counter(), 0
         while repeats < 3 or time.perf_counter() - start < a.seconds:
@@ -170,10 +176,15 @@ def main():
         print(json.dumps({**info, "n": a.n, "gflops": round(best, 1)}))
         return
 
-    model = build(arch, torch, nn, torchvision)
+    module = build(arch, torch, nn, torchvision)
+    model = torch.compile(module) if a.compile else module
+    info["compiled"] = a.compile
+    info["bf16"] = a.bf16
+    autocast = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if a.bf16 else contextlib.nullcontext
+    info["torch"] = torch.__version__
     if a.mode == "predict":  # what a user's Python prediction script does, from a cold start
         from torchvision.io import ImageReadMode, read_image
-        model.load_state_dict(torch.load(a.weights))
+        module.load_state_dict(torch.load(a.weights))
         model.eval()
         image = read_image(a.image_file, ImageReadMode.RGB).float().div(255)
         image = nn.functional.interpolate(image.unsqueeze(0), size=(arch["image"], arch["image"]),
@@ -194,17 +205,19 @@ def main():
     images, ids, mask, types, targets, aux_counts, aux_dense = make_batch(torch, arch, a.batch)
     if a.mode == "train":
         model.train()
-        decay = [q for n, q in model.named_parameters() if q.dim() >= 2 and "embedding" not in n]
-        no_decay = [q for n, q in model.named_parameters() if not (q.dim() >= 2 and "embedding" not in n)]
+        decay = [q for n, q in module.named_parameters() if q.dim() >= 2 and "embedding" not in n]
+        no_decay = [q for n, q in module.named_parameters() if not (q.dim() >= 2 and "embedding" not in n)]
         optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01},
                                        {"params": no_decay, "weight_decay": 0.0}], lr=1e-4)
-        params = list(model.parameters())
+        params = list(module.parameters())
         phases = {"forward_ms": [], "backward_ms": [], "update_ms": []}
 
         def step():
             t0 = time.perf_counter()
-            loss = loss_of(torch, arch, model(images, ids, mask, types), targets, aux_counts,
-                           aux_dense)
+            with autocast():
+                out = model(images, ids, mask, types)
+            loss = loss_of(torch, arch, tuple(o.float() if o is not None else None for o in out),
+                           targets, aux_counts, aux_dense)
             value = loss.item()
             t1 = time.perf_counter()
             (loss / a.batch).backward()
@@ -227,7 +240,7 @@ def main():
             steps += 1
         sps = steps * a.batch / (time.perf_counter() - start)
         if a.weights:
-            torch.save(model.state_dict(), a.weights)
+            torch.save(module.state_dict(), a.weights)
         medians = {k: round(sorted(v)[len(v) // 2], 1) for k, v in phases.items()}
         print(json.dumps({**info, "steps": steps, "train_sps": round(sps, 1), **medians,
                           "peak_rss_mb": round(peak_rss_mb(), 1)}))
@@ -238,8 +251,8 @@ def main():
         one = make_batch(torch, arch, 1)
 
         def forward(images, ids, mask, types):
-            with torch.inference_mode():
-                return model(images, ids, mask, types)[0].sigmoid()
+            with torch.inference_mode(), autocast():
+                return model(images, ids, mask, types)[0].float().sigmoid()
 
         for _ in range(3):
             forward(images, ids, mask, types)

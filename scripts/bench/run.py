@@ -4,10 +4,13 @@ markdown table with ratios. Called by scripts/bench/run.sh (which builds and ins
 
 Every figure is measured here; nothing is a constant. xmodal and the PyTorch peers alternate
 ROUNDS times and each keeps its best (the machine's speed drifts by 2-3x within minutes, so
-the best of alternating runs is the fairest single figure). The PyTorch peer runs twice per
-round: as installed ("stock": the system's libblas.so.3, i.e. the pthread OpenBLAS, and glibc's
-default malloc) and "tuned" with xmodal's environment (the OpenMP OpenBLAS via LD_LIBRARY_PATH,
-xmodal's malloc thresholds via MALLOC_*_ variables). Targets are judged against the faster.
+the best of alternating runs is the fairest single figure). The peer is the PyPI torch of the
+same version as xmodal's LibTorch (scripts/bench/peer_venv.sh makes its venv), run three ways
+per round: eager as installed (nn.MultiheadAttention takes scaled_dot_product_attention),
+eager "tuned" with xmodal's malloc thresholds (MALLOC_*_ variables), and torch.compile'd
+(inductor, with the same thresholds; its compilation is not timed). Targets are judged against
+the fastest. The wheel's matrix products are its own (MKL, oneDNN); xmodal's go to the
+OpenBLAS kernel it checks (`xmodal info`).
 
 FLOPs (multiply-add = 2) per sample, forward, from the architecture; backward = 2x forward:
   conv 3x3 stride 2, c_in -> c_out, output h x w:  2 * 9 * c_in * c_out * h * w
@@ -27,7 +30,7 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.environ.get("BUILD_DIR", os.path.join(ROOT, "build"))
-PY = "/usr/bin/python3"  # Debian's Python with python3-torch and python3-torchvision
+PY = os.environ.get("PEER_PYTHON") or sys.exit("run.py: PEER_PYTHON (scripts/bench/peer_venv.sh) is not set")
 PEER = os.path.join(ROOT, "scripts", "bench", "model_bench.py")
 BENCH = os.path.join(BUILD, "xmodal_bench_model")
 XMODAL = os.path.join(BUILD, "xmodal")
@@ -78,16 +81,14 @@ def machine():
 MACHINE, KERNEL = machine()
 
 
+PEERS = ["pytorch", "pytorch-tuned", "pytorch-compiled"]
+
+
 def peers():
-    """PyTorch as installed, then PyTorch given xmodal's two environment-level advantages.
-    Both get the OpenBLAS kernel table xmodal runs (OPENBLAS_CORETYPE), so that a kernel xmodal
-    picked where OpenBLAS fell back does not count as xmodal's advantage."""
-    same_kernel = {"OPENBLAS_CORETYPE": KERNEL} if KERNEL else {}
-    yield "pytorch", dict(same_kernel)
-    tuned = dict(MALLOC_ENV, **same_kernel)
-    if os.path.exists(os.path.join(OPENMP_BLAS, "libblas.so.3")):
-        tuned["LD_LIBRARY_PATH"] = OPENMP_BLAS
-    yield "pytorch-tuned", tuned
+    """(label, environment, extra arguments) of each PyTorch peer (module docstring)."""
+    yield "pytorch", {}, []
+    yield "pytorch-tuned", dict(MALLOC_ENV), []
+    yield "pytorch-compiled", dict(MALLOC_ENV), ["--compile"]
 
 
 def flops_per_sample(a):
@@ -133,18 +134,25 @@ def lowest(rows, impl, key):
     return min(values) if values else float("nan")
 
 
+def peer(arch_json, mode, label, env, extra, batch=None):
+    cmd = [PY, PEER, "--arch", arch_json, "--mode", mode, "--label", label,
+           "--threads", str(THREADS), "--seconds", "3" if mode == "matmul" else SECONDS]
+    if batch:
+        cmd += ["--batch", str(batch)]
+    return json_line(run(cmd + extra, env)[0])
+
+
 def main():
     arch = json_line(run([BENCH, "--config", CONFIG, "--mode", "arch"])[0])
     arch_json = json.dumps(arch)
     fwd_flops = flops_per_sample(arch)
     rows = []
 
-    log("[bench] matmul ceiling (2048 x 2048 fp32)")
+    log("[bench] matmul ceilings (2048 x 2048, fp32 and bf16)")
     for _ in range(ROUNDS):
         rows.append(json_line(run([BENCH, "--config", CONFIG, "--mode", "matmul", "--seconds", "3"])[0]))
-        for label, env in peers():
-            rows.append(json_line(run([PY, PEER, "--arch", arch_json, "--mode", "matmul", "--label",
-                                       label, "--seconds", "3", "--threads", str(THREADS)], env)[0]))
+        rows.append(peer(arch_json, "matmul", "pytorch", {}, []))
+        rows.append(peer(arch_json, "matmul", "pytorch-bf16", {}, ["--bf16"]))
 
     work = tempfile.mkdtemp(prefix="xmodal-bench-")
     run_dir = os.path.join(work, "run")
@@ -152,21 +160,29 @@ def main():
     for mode, batch in (("train", 64), ("infer", 32)):
         for r in range(ROUNDS):
             log(f"[bench] {mode}, round {r + 1}/{ROUNDS}")
-            for reference in ("0", "1"):  # 1: without the oneDNN routing, fused attention, [CLS]-only layer
+            # reference 1: without the oneDNN routing, fused attention, [CLS]-only layer
+            for reference, precision in (("0", "fp32"), ("1", "fp32"), ("0", "bf16")):
                 # the reference also leaves every product on the BLAS (core/gemm.h), as PyTorch
                 out, _ = run([BENCH, "--config", CONFIG, "--mode", mode, "--batch", str(batch),
-                              "--seconds", SECONDS, "--reference", reference],
+                              "--seconds", SECONDS, "--reference", reference,
+                              "--precision", precision],
                              {"XMODAL_GEMM": "blas"} if reference == "1" else None)
                 rows.append(json_line(out))
-                if mode == "train" and reference == "0":
+                if mode == "train" and reference == "0" and precision == "fp32":
                     # right after its pure compute: the real trainer on the scenes set
                     ends.append(train_end_to_end(run_dir))
                     ends[-1]["compute_sps"] = rows[-1]["train_sps"]
-            for label, env in peers():
-                out, _ = run([PY, PEER, "--arch", arch_json, "--mode", mode, "--label", label,
-                              "--batch", str(batch), "--seconds", SECONDS,
-                              "--threads", str(THREADS)], env)
-                rows.append(json_line(out))
+            if mode == "infer":  # int8 on the checkpoint the trainer just wrote, against fp32
+                for quantize in ("none", "int8"):
+                    out, _ = run([BENCH, "--checkpoint", os.path.join(run_dir, "last"), "--mode",
+                                  "infer", "--batch", str(batch), "--seconds", SECONDS,
+                                  "--quantize", quantize])
+                    row = json_line(out)
+                    row["impl"] = "xmodal-ckpt-" + quantize
+                    rows.append(row)
+            for label, env, extra in peers():
+                rows.append(peer(arch_json, mode, label, env, extra, batch))
+            rows.append(peer(arch_json, mode, "pytorch-bf16", dict(MALLOC_ENV), ["--bf16"], batch))
 
     # Cold start: process start -> JSON, on a fresh process each time (the median of 5).
     image = os.path.join(ROOT, "data", "fashion-scenes", "images", "test", "test_02000001.png")
@@ -216,22 +232,23 @@ def peak_rss_of(cmd):
 
 
 def report(arch, fwd_flops, rows, ends, cold, rss):
-    impls = ["pytorch", "pytorch-tuned"]
-    x = {k: best(rows, "xmodal", k) for k in ("gflops", "train_sps", "infer_sps")}
+    x = {k: best(rows, "xmodal", k) for k in ("gflops", "bf16_gflops", "train_sps", "infer_sps")}
     x["latency_ms"] = lowest(rows, "xmodal", "latency_ms")
-    p = {i: {k: best(rows, i, k) for k in ("gflops", "train_sps", "infer_sps")} for i in impls}
-    for i in impls:
+    p = {i: {k: best(rows, i, k) for k in ("gflops", "train_sps", "infer_sps")} for i in PEERS}
+    for i in PEERS:
         p[i]["latency_ms"] = lowest(rows, i, "latency_ms")
 
     def top(key, better=max):
-        return better(p[i][key] for i in impls)
+        return better(p[i][key] for i in PEERS)
 
     def rss_of(impl, mode):
         values = [r["peak_rss_mb"] for r in rows if r["impl"] == impl and r["mode"] == mode]
         return max(values) if values else float("nan")
 
-    ceiling = x["gflops"]
+    ceiling, bf16_ceiling = x["gflops"], x["bf16_gflops"]
     train_gflops = x["train_sps"] * 3 * fwd_flops / 1e9
+    bf16_train = best(rows, "xmodal-bf16", "train_sps")
+    bf16_gflops = bf16_train * 3 * fwd_flops / 1e9
     # loader cost per round: the trainer against the pure compute measured just before it
     overheads = [1 - e["samples_per_s"] / e["compute_sps"] for e in ends]
     overhead = statistics.mean(overheads)
@@ -242,12 +259,13 @@ def report(arch, fwd_flops, rows, ends, cold, rss):
     epoch_samples = done["batches_per_epoch"] * 64
     x_cold, p_cold = statistics.median(cold["xmodal"]), statistics.median(cold["pytorch"])
     x_rss = rss_of("xmodal", "train")
-    p_rss = min(rss_of(i, "train") for i in impls)
+    p_rss = min(rss_of(i, "train") for i in PEERS)
 
     print()
-    print(f"Machine: {MACHINE.get('CPU', '?')}; BLAS: {MACHINE.get('BLAS', '?')}; kernel: "
-          f"{MACHINE.get('BLAS kernel', '?')}; matrix products: {MACHINE.get('matrix products', '?')}. "
-          f"PyTorch peers run with OPENBLAS_CORETYPE={KERNEL or '(unset)'}. {time.strftime('%Y-%m-%d')}.")
+    print(f"Machine: {MACHINE.get('CPU', '?')}; {MACHINE.get('LibTorch', '?')}; BLAS: "
+          f"{MACHINE.get('BLAS', '?')}; kernel: {MACHINE.get('BLAS kernel', '?')}; matrix products: "
+          f"{MACHINE.get('matrix products', '?')}. Peer: {peer_version(rows)}. "
+          f"{time.strftime('%Y-%m-%d')}.")
     print()
     print(f"Model: {CONFIG}: {arch['image']} px images, {arch['stem']}-stem ViT "
           f"{arch['vision_layers']} x {arch['vision_hidden']}, fusion {arch['fusion_layers']} x "
@@ -255,41 +273,61 @@ def report(arch, fwd_flops, rows, ends, cold, rss):
           f"tokens; {fwd_flops / 1e6:.1f} MFLOP per sample forward, 3x that per training sample. "
           f"{THREADS} threads. Best of {ROUNDS} alternating rounds.")
     print()
-    print("| measure | xmodal | PyTorch stock | PyTorch tuned | xmodal vs best PyTorch | target | met |")
-    print("|---|---|---|---|---|---|---|")
+    print("| measure | xmodal | PyTorch eager | PyTorch eager, tuned | PyTorch compiled | "
+          "xmodal vs best PyTorch | target | met |")
+    print("|---|---|---|---|---|---|---|---|")
 
-    def line(name, xs, stock, tuned, ratio, target, met):
+    def line(name, xs, peers, ratio, target, met):
         mark = "-" if met is None else ("yes" if met else "**no**")
-        print(f"| {name} | {xs} | {stock} | {tuned} | {ratio} | {target} | {mark} |")
+        cells = " | ".join(peers) if isinstance(peers, list) else f"{peers} | - | -"
+        print(f"| {name} | {xs} | {cells} | {ratio} | {target} | {mark} |")
+
+    def each(key, scale=1.0, fmt="{:.0f}"):
+        return [fmt.format(p[i][key] * scale) for i in PEERS]
 
     line("fp32 matmul ceiling, GFLOP/s (2048 x 2048)", f"{ceiling:.0f}",
-         f"{p['pytorch']['gflops']:.0f}", f"{p['pytorch-tuned']['gflops']:.0f}", "-", "-", None)
+         f"{p['pytorch']['gflops']:.0f}", "-", "-", None)
+    line("bf16 matmul ceiling, GFLOP/s (2048 x 2048)", f"{bf16_ceiling:.0f}",
+         f"{best(rows, 'pytorch-bf16', 'gflops'):.0f}", "-", "-", None)
     ratio = x["train_sps"] / top("train_sps")
     line("training, samples/s (batch 64, AdamW + clipping)", f"{x['train_sps']:.0f}",
-         f"{p['pytorch']['train_sps']:.0f}", f"{p['pytorch-tuned']['train_sps']:.0f}",
-         f"{ratio:.2f}x", ">= 1.25x", ratio >= 1.25)
+         each("train_sps"), f"{ratio:.2f}x", ">= 1.25x", ratio >= 1.25)
     ref = best(rows, "xmodal-reference", "train_sps")
     line("training, xmodal without its kernels (ATen ops as in PyTorch), samples/s", f"{ref:.0f}",
-         "-", "-", f"{ref / top('train_sps'):.2f}x", "-", None)
-    line("training, achieved GFLOP/s (share of the ceiling)",
+         ["-"] * 3, f"{ref / top('train_sps'):.2f}x", "-", None)
+    line("training, achieved GFLOP/s (share of the fp32 ceiling)",
          f"{train_gflops:.0f} ({100 * train_gflops / ceiling:.0f}%)",
-         f"{p['pytorch']['train_sps'] * 3 * fwd_flops / 1e9:.0f}",
-         f"{p['pytorch-tuned']['train_sps'] * 3 * fwd_flops / 1e9:.0f}", "-", ">= 60%",
-         train_gflops >= 0.6 * ceiling)
+         each("train_sps", 3 * fwd_flops / 1e9), "-", ">= 70%", train_gflops >= 0.7 * ceiling)
+    peer_bf16 = best(rows, "pytorch-bf16", "train_sps")
+    ratio = bf16_train / x["train_sps"]
+    line("training bf16 (autocast), samples/s; vs xmodal fp32", f"{bf16_train:.0f}",
+         f"{peer_bf16:.0f} (eager, tuned)", f"{ratio:.2f}x fp32 ({bf16_train / peer_bf16:.2f}x PyTorch bf16)",
+         ">= 1.3x fp32", ratio >= 1.3)
+    line("training bf16, achieved GFLOP/s (share of the bf16 ceiling)",
+         f"{bf16_gflops:.0f} ({100 * bf16_gflops / bf16_ceiling:.0f}%)", "-", "-", ">= 70%",
+         bf16_gflops >= 0.7 * bf16_ceiling)
     ratio = x["infer_sps"] / top("infer_sps")
-    line("inference, samples/s (batch 32; PyTorch: fused fast path)", f"{x['infer_sps']:.0f}",
-         f"{p['pytorch']['infer_sps']:.0f}", f"{p['pytorch-tuned']['infer_sps']:.0f}",
+    line("inference, samples/s (batch 32)", f"{x['infer_sps']:.0f}", each("infer_sps"),
          f"{ratio:.2f}x", ">= 1.1x", ratio >= 1.1)
     ref = best(rows, "xmodal-reference", "infer_sps")
-    line("inference, xmodal without its kernels, samples/s", f"{ref:.0f}", "-", "-",
+    line("inference, xmodal without its kernels, samples/s", f"{ref:.0f}", ["-"] * 3,
          f"{ref / top('infer_sps'):.2f}x", "-", None)
+    bf16_infer = best(rows, "xmodal-bf16", "infer_sps")
+    line("inference bf16, samples/s (batch 32); vs xmodal fp32", f"{bf16_infer:.0f}",
+         f"{best(rows, 'pytorch-bf16', 'infer_sps'):.0f} (eager, tuned)",
+         f"{bf16_infer / x['infer_sps']:.2f}x fp32", "-", None)
+    ckpt_fp32 = best(rows, "xmodal-ckpt-none", "infer_sps")
+    ckpt_int8 = best(rows, "xmodal-ckpt-int8", "infer_sps")
+    ratio = ckpt_int8 / ckpt_fp32
+    line("inference int8 (--quantize int8), samples/s (batch 32); vs fp32 of the same checkpoint",
+         f"{ckpt_int8:.0f} (fp32: {ckpt_fp32:.0f})", "-", f"{ratio:.2f}x fp32", ">= 1.6x",
+         ratio >= 1.6)
     ratio = top("latency_ms", min) / x["latency_ms"]
     line("inference latency, batch 1, ms (median)", f"{x['latency_ms']:.2f}",
-         f"{p['pytorch']['latency_ms']:.2f}", f"{p['pytorch-tuned']['latency_ms']:.2f}",
-         f"{ratio:.2f}x faster", ">= 1.0x", ratio >= 1.0)
+         each("latency_ms", fmt="{:.2f}"), f"{ratio:.2f}x faster", ">= 1.0x", ratio >= 1.0)
     line("epoch of the scenes set: loader + training, s (mean of rounds)",
-         f"{epoch_samples / e2e_sps:.0f}", "-", "-",
-         f"pure compute: {epoch_samples / compute_sps:.0f} s", "-", None)
+         f"{epoch_samples / e2e_sps:.0f}", "-", f"pure compute: {epoch_samples / compute_sps:.0f} s",
+         "-", None)
     # The loader's own CPU time (its threads' clocks) over the cores' time of the loop: what
     # loading takes from the compute, measured directly (the end-to-end difference below is a
     # cross-check whose round-to-round spread is larger than the effect).
@@ -297,23 +335,22 @@ def report(arch, fwd_flops, rows, ends, cold, rss):
     share = statistics.mean(shares)
     line("cost of data loading: loader CPU time / (cores x training time) (mean of rounds)",
          f"{100 * share:.1f}% (per round: {', '.join(f'{100 * o:.1f}%' for o in shares)}; "
-         f"waiting for a batch: {100 * wait:.1f}%)", "-", "-", "-", "< 3%", share < 0.03)
+         f"waiting for a batch: {100 * wait:.1f}%)", "-", "-", "< 3%", share < 0.03)
     line("cross-check: 1 - end-to-end / pure compute (mean of rounds)",
          f"{100 * overhead:.1f}% (per round: {', '.join(f'{100 * o:.1f}%' for o in overheads)})",
-         "-", "-", "-", "-", None)
+         "-", "-", "-", None)
     ratio = x_cold / p_cold
     line("predict cold start, s (process start to JSON, median of 5)", f"{x_cold:.2f}",
-         f"{p_cold:.2f}", "-", f"{ratio:.2f}x the time", "<= 1.0 s, <= 0.6x",
+         f"{p_cold:.2f}", f"{ratio:.2f}x the time", "<= 1.0 s, <= 0.6x",
          x_cold <= 1.0 and ratio <= 0.6)
-    line("training peak RSS, MiB", f"{x_rss:.0f}", f"{rss_of('pytorch', 'train'):.0f}",
-         f"{rss_of('pytorch-tuned', 'train'):.0f}", f"{x_rss / p_rss:.2f}x", "<= 1.0x",
-         x_rss <= p_rss)
-    line("predict peak RSS, MiB", f"{rss['xmodal']:.0f}", f"{rss['pytorch']:.0f}", "-",
+    line("training peak RSS, MiB", f"{x_rss:.0f}", [f"{rss_of(i, 'train'):.0f}" for i in PEERS],
+         f"{x_rss / p_rss:.2f}x", "<= 1.0x", x_rss <= p_rss)
+    line("predict peak RSS, MiB", f"{rss['xmodal']:.0f}", f"{rss['pytorch']:.0f}",
          f"{rss['xmodal'] / rss['pytorch']:.2f}x", "-", None)
     print()
     print(f"End to end: `xmodal train {CONFIG}` for {done['step']} steps per round, right after "
           f"the pure-compute run of the same round; an epoch is {done['batches_per_epoch']} "
-          "batches of 64.")
+          "batches of 64. int8: `xmodal_bench_model --checkpoint` on that run's checkpoint.")
     print()
     print("Every run (JSON lines):")
     for r in rows:
@@ -322,6 +359,11 @@ def report(arch, fwd_flops, rows, ends, cold, rss):
         print(f"    xmodal train end event: {json.dumps(e)}")
     print(f"    cold start, s: xmodal {[round(c, 3) for c in cold['xmodal']]}, "
           f"pytorch {[round(c, 3) for c in cold['pytorch']]}")
+
+
+def peer_version(rows):
+    versions = {r.get("torch") for r in rows if r["impl"].startswith("pytorch") and r.get("torch")}
+    return "PyTorch " + ", ".join(sorted(versions)) if versions else "PyTorch"
 
 
 if __name__ == "__main__":

@@ -1,23 +1,21 @@
 #!/usr/bin/env bash
 # xmodal vs the same model in PyTorch (Python), one command, one run, one markdown table:
-# matmul ceiling, training and inference throughput, achieved GFLOP/s, epoch time with the
-# loader, predict cold start, peak memory. Takes ~10 minutes on 2 cores.
+# matmul ceilings (fp32, bf16), training and inference throughput (fp32, bf16, int8), achieved
+# GFLOP/s, epoch time with the loader, predict cold start, peak memory. ~20-25 minutes on 2 cores.
 #
 #   scripts/bench/run.sh                       # configs/quickstart.yaml
 #   ROUNDS=3 SECONDS_PER_RUN=15 EPOCH_STEPS=0 scripts/bench/run.sh   # longer, a whole epoch
 #
-# Needs the build (scripts/setup.sh), the scenes set (built here if missing) and Debian's
-# python3-torch + python3-torchvision (installed here if missing). How each figure is measured
-# and the FLOP formula: scripts/bench/run.py.
+# Needs the build (scripts/setup.sh) and the scenes set (built here if missing). The peer is the
+# PyPI torch of xmodal's LibTorch version in a venv made once (scripts/bench/peer_venv.sh). How
+# each figure is measured and the FLOP formula: scripts/bench/run.py.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 export BUILD_DIR="${BUILD_DIR:-$ROOT/build}"
 cd "$ROOT"
 
-if ! /usr/bin/python3 -c "import torch, torchvision" 2>/dev/null; then
-  SUDO=(); [[ $EUID -ne 0 ]] && SUDO=(sudo)
-  "${SUDO[@]}" apt-get install -y -q python3-torch python3-torchvision >/dev/null
-fi
+PEER_PYTHON="$("$ROOT/scripts/bench/peer_venv.sh")"
+export PEER_PYTHON
 cmake -DXMODAL_BENCH=ON "$BUILD_DIR" >/dev/null && cmake --build "$BUILD_DIR" --target xmodal_app xmodal_bench_model >/dev/null
 if [[ ! -f data/fashion-scenes/v2_mscoco_train_annotations.json ]]; then
   "$BUILD_DIR/xmodal" data scenes --out data/fashion-scenes

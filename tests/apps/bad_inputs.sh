@@ -465,6 +465,10 @@ check distill_negative_weight 2 "train.distill.weight" -- \
 check quantize_unknown_kind 2 "--quantize" -- \
   "$XMODAL" predict --checkpoint "$CK" --image "$IMG" --text "a" --quantize int4
 mkdir -p "$W/q_full" && : >"$W/q_full/keep.txt"
+check precision_unknown_kind 2 "--precision" -- \
+  "$XMODAL" predict --checkpoint "$CK" --image "$IMG" --text "a" --precision fp16
+check precision_bf16_with_int8 2 "eval.precision bf16 and eval.quantize int8 exclude each other" -- \
+  "$XMODAL" eval --checkpoint "$CK" --precision bf16 --quantize int8
 check quantize_into_a_full_folder 2 "q_full already exists" -- \
   "$XMODAL" quantize --checkpoint "$CK" --out "$W/q_full"
 expect quantize_kept_the_folder test -f "$W/q_full/keep.txt"

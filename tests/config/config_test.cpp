@@ -240,7 +240,14 @@ TEST(Config, PrecisionChecksAreConfigChecks) {
   c.train.precision = Precision::bf16;
   EXPECT_EQ(problems(c), "");  // run.device auto: decided on the machine
   c.run.device = "cpu";
-  EXPECT_NE(problems(c).find("bf16 is not supported on the CPU"), std::string::npos);
+  EXPECT_EQ(problems(c), "");  // the CPU's bf16 support is checked by the trainer
+  c.eval.precision = Precision::fp16;
+  EXPECT_NE(problems(c).find("eval.precision fp16 is not provided"), std::string::npos);
+  c.eval.precision = Precision::bf16;
+  EXPECT_EQ(problems(c), "");
+  c.eval.quantize = Quantize::int8;
+  EXPECT_NE(problems(c).find("eval.precision bf16 and eval.quantize int8 exclude each other"),
+            std::string::npos);
   // The fusion has its own dropout (it used to take model.vision.dropout).
   const Config d = parse_config("model:\n  fusion: {dropout: 0.1}\n", "d.yaml");
   EXPECT_DOUBLE_EQ(d.model.fusion.dropout, 0.1);

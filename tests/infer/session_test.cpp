@@ -10,6 +10,7 @@
 #include <stdexcept>
 #include <string>
 
+#include "xmodal/core/cpu.h"
 #include "xmodal/core/error.h"
 #include "xmodal/core/logging.h"
 #include "xmodal/infer/retrieval.h"
@@ -82,6 +83,31 @@ TEST_F(SessionOpen, AppliesTheOverridesAndSetsThreadsDeviceAndEvalMode) {
   const auto expected = logits(direct, torch::kCPU);
   EXPECT_EQ(expected.sizes(), torch::IntArrayRef({1, 11}));
   EXPECT_TRUE(torch::equal(logits(m, s.device), expected));
+}
+
+// eval.precision bf16: the model computes under autocast where the CPU has bf16 products;
+// elsewhere the session refuses it, naming the key.
+TEST_F(SessionOpen, EvalPrecisionBf16SetsTheModelsComputeTypeOrIsRefusedByName) {
+  const auto& cpu = cpu_info();
+  const std::vector<std::string> overrides = {"run.device=cpu", "eval.precision=bf16"};
+  if (!cpu.has("avx512_bf16") && !cpu.has("amx_bf16")) {
+    try {
+      Session::open({kCheckpoint, overrides, "predict"});
+      FAIL() << "bf16 accepted on a CPU without AVX512-BF16 or AMX";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find("eval.precision bf16 on the CPU needs AVX512-BF16"),
+                std::string::npos)
+          << e.what();
+    }
+    return;
+  }
+  Session s = Session::open({kCheckpoint, overrides, "predict"});
+  EXPECT_EQ(s.precision, config::Precision::bf16);
+  EXPECT_EQ(s.loaded.model->compute_dtype, torch::kBFloat16);
+  const auto q = logits(s.loaded, s.device);
+  EXPECT_EQ(q.scalar_type(), torch::kFloat32);
+  auto direct = checkpoint::load_trained_model(kCheckpoint);
+  EXPECT_TRUE(torch::allclose(q, logits(direct, torch::kCPU), 5e-2, 5e-2));
 }
 
 TEST_F(SessionOpen, QuantizesAsEvalQuantizeSaysUnlessTheCallerDecides) {

@@ -1,12 +1,18 @@
-// models::Linear: the float path is torch::nn::Linear's bit for bit; the int8 path (oneDNN's
-// dynamic quantized product, per-row weight scales) stays within the rounding bound of its two
-// quantizations, keeps shapes, passes gradients through and round-trips through its stored form.
+// models::Linear: the float path is torch::nn::Linear's bit for bit; the int8 path (the
+// quantized engine's dynamic product, per-row weight scales) stays within the rounding bound of its
+// two quantizations, keeps shapes, passes gradients through and round-trips through its stored
+// form.
 #include "xmodal/models/linear.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "xmodal/core/cpu.h"
 #include "xmodal/models/import.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <string>
 
 namespace xmodal::models {
 namespace {
@@ -61,6 +67,24 @@ TEST(Linear, Int8IsWithinTheStatedBoundOfTheFloatProductAtTheModelsShapes) {
     // the int8 weight times its scales is the float weight to half a step per row
     const auto deq = layer->dequantized_weight();
     EXPECT_TRUE(((deq - w).abs() <= (w.abs().amax(1, true) / 254.0 + 1e-7)).all().item<bool>());
+  }
+}
+
+// The engine: X86 (FBGEMM) where LibTorch has it; inputs in 8 bits only where VNNI adds the
+// u8 x s8 products in 32 bits (elsewhere they saturate in 16).
+TEST(Linear, Int8EngineReadsEightBitInputsOnlyWithVnni) {
+  check_int8_engine();
+  const auto summary = int8_engine_summary();
+  const auto& cpu = cpu_info();
+  const bool vnni = cpu.has("avx512_vnni") || cpu.has("avx_vnni") || cpu.has("amx_int8");
+  EXPECT_NE(summary.find(vnni ? "8-bit inputs (VNNI)" : "7-bit inputs (no VNNI)"),
+            std::string::npos)
+      << summary;
+  const auto& engines = at::globalContext().supportedQEngines();
+  if (!std::getenv("XMODAL_INT8_ENGINE") &&
+      std::find(engines.begin(), engines.end(), at::QEngine::X86) != engines.end()) {
+    EXPECT_EQ(summary.rfind("X86 engine", 0), 0u) << summary;
+    EXPECT_EQ(at::globalContext().qEngine(), at::QEngine::X86);
   }
 }
 

@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <string>
+#include <tuple>
+#include <vector>
+
 #include "../support/fixtures.h"
 #include "../support/tiny_model.h"
 #include "xmodal/models/factory.h"
@@ -78,6 +82,40 @@ TEST(Model, AuxiliaryCountingHeadOnTheImageTokens) {
   const auto locate = tasks::build_model(c, {30, 5, 4})(torch::randn({2, 3, 16, 16}),
                                                         torch::randint(1, 30, {2, 6}));
   EXPECT_EQ(locate.aux_locate.sizes(), torch::IntArrayRef({2, 2, 4}));  // leftmost, rightmost
+}
+
+// eval.precision bf16 (infer::Session sets compute_dtype): the products in bfloat16 under
+// autocast, every output float32 and close to the fp32 one; gradients still reach the inputs
+// (explain). Autocast runs on any CPU (emulated where it has no bf16 instructions).
+TEST(Model, Bf16ComputeGivesFloatOutputsCloseToFp32) {
+  auto c = tiny_config();
+  c.train.aux.counting = 1;
+  c.train.aux.dense = 1;
+  torch::manual_seed(0);
+  Model model = tasks::build_model(c, {30, 5, 4});
+  model->eval();
+  const auto images = torch::randn({2, 3, 16, 16});
+  const auto ids = torch::randint(1, 30, {2, 6});
+  const auto fp32 = model(images, ids);
+  model->compute_dtype = torch::kBFloat16;
+  const auto pixels = images.clone().requires_grad_(true);
+  const auto bf16 = model(pixels, ids);
+  for (const auto& [name, a, b] :
+       std::vector<std::tuple<std::string, torch::Tensor, torch::Tensor>>{
+           {"logits", fp32.at("logits"), bf16.at("logits")},
+           {"pooled", fp32.pooled, bf16.pooled},
+           {"aux_presence", fp32.aux_presence, bf16.aux_presence},
+           {"aux_dense", fp32.aux_dense, bf16.aux_dense}}) {
+    ASSERT_TRUE(b.defined()) << name;
+    EXPECT_EQ(b.scalar_type(), torch::kFloat32) << name;
+    EXPECT_TRUE(torch::allclose(a, b, 5e-2, 5e-2)) << name << ": " << (a - b).abs().max();
+    EXPECT_FALSE(torch::equal(a, b)) << name << ": bf16 products round differently";
+  }
+  bf16.at("logits").sum().backward();
+  ASSERT_TRUE(pixels.grad().defined());
+  EXPECT_TRUE(torch::isfinite(pixels.grad()).all().item<bool>());
+  model->compute_dtype = torch::kFloat32;
+  EXPECT_TRUE(torch::equal(model(images, ids).at("logits"), fp32.at("logits")));
 }
 
 TEST(Model, SharedImagesGiveTheSameOutputAsRepeatedOnes) {

@@ -211,12 +211,17 @@ void check_precision_and_schedule(const Config& c, Problems& p) {
     // LibTorch 1.13's C++ API lacks and xmodal does not implement yet.
     p.add("train.precision",
           "train.precision fp16 needs dynamic loss scaling, which xmodal does not have yet; "
-          "use bf16 (CUDA), which keeps fp32's exponent range, or fp32");
+          "use bf16, which keeps fp32's exponent range, or fp32");
   }
-  if (c.train.precision == Precision::bf16 && c.run.device == "cpu") {
-    p.add("train.precision",
-          "train.precision bf16 is not supported on the CPU yet (LibTorch 1.13's CPU "
-          "autocast fails in this model's backward); use fp32");
+  if (c.eval.precision == Precision::fp16) {
+    p.add("eval.precision",
+          "eval.precision fp16 is not provided (its range overflows where "
+          "bf16's does not); use bf16 or fp32");
+  }
+  if (c.eval.precision != Precision::fp32 && c.eval.quantize == Quantize::int8) {
+    p.add("eval.precision", "eval.precision " + to_string(c.eval.precision) +
+                                " and eval.quantize int8 exclude each other: the int8 layers "
+                                "compute in float32; choose one");
   }
   if (c.train.max_steps == 0 && c.train.epochs == 0) {
     p.add("train.epochs", "train.max_steps and train.epochs are both 0: nothing to train");

@@ -679,6 +679,7 @@ struct EvalConfig {
   VqaProtocol vqa_protocol = VqaProtocol::official;  // VQA accuracy: official | legacy
   int rerank_k = 0;  // retrieval with ITM: candidates re-ranked by ITM + ITC; 0 = off
   Quantize quantize = Quantize::none;
+  Precision precision = Precision::fp32;
   std::vector<std::string> prompts = {"a picture showing 1 {}.", "a {} in the middle."};
 
   template <class V>
@@ -697,6 +698,10 @@ struct EvalConfig {
             "none | int8: eval's Linear layers (encoders, fusion, heads) as dynamically "
             "quantized int8 with per-row weight scales (--quantize int8 for predict, embed, "
             "explain and serve)");
+    v.field("precision", precision,
+            "fp32 | bf16: the model's products in eval, predict, explain and serve under "
+            "autocast, outputs in fp32 (--precision bf16; on a CPU, one with AVX512-BF16 or "
+            "AMX); fp16 is refused");
     v.field("prompts", prompts,
             "retrieval: templates of the zero-shot classifier's texts, {} = the class name; a "
             "class's text embedding is the normalised mean over the templates");

@@ -232,6 +232,27 @@ double measure_matmul_gflops(int n, double min_seconds, bool blas_only) {
   return best;
 }
 
+double measure_bf16_matmul_gflops(int n, double min_seconds) {
+  torch::NoGradGuard no_grad;
+  const auto a = torch::randn({n, n}).to(torch::kBFloat16);
+  const auto b = torch::randn({n, n}).to(torch::kBFloat16);
+  auto c = torch::mm(a, b);  // warm-up: oneDNN generates its kernels
+  const double flops = 2.0 * n * n * static_cast<double>(n);
+  double best = 0.0;
+  const auto start = std::chrono::steady_clock::now();
+  int repeats = 0;
+  while (repeats < 3 ||
+         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() <
+             min_seconds) {
+    const auto t0 = std::chrono::steady_clock::now();
+    torch::mm_out(c, a, b);
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    best = std::max(best, flops / s / 1e9);
+    if (++repeats >= 1000) break;
+  }
+  return best;
+}
+
 std::string libtorch_summary() {
   // "Intel(R) oneDNN v3.7.1 (Git Hash ...)" -> "v3.7.1"
   std::string onednn = at::get_mkldnn_version();

@@ -59,6 +59,10 @@ std::vector<std::string> available_devices();
 /// else torch::mm, i.e. what LibTorch's products get.
 double measure_matmul_gflops(int n, double min_seconds, bool blas_only = false);
 
+/// bf16 matrix-product rate (GFLOP/s) of an n x n x n torch::mm on bfloat16 tensors (LibTorch's
+/// oneDNN; native on CPUs with AVX512-BF16 or AMX), best of repeats over ~min_seconds.
+double measure_bf16_matmul_gflops(int n, double min_seconds);
+
 /// One line per fact: versions, threads, BLAS, devices. Used by `xmodal info` and logged once
 /// at the start of every command that computes.
 std::vector<std::string> runtime_summary();

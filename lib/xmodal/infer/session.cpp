@@ -5,6 +5,7 @@
 #include "xmodal/config/loader.h"
 #include "xmodal/core/logging.h"
 #include "xmodal/core/runtime.h"
+#include "xmodal/models/precision.h"
 
 namespace xmodal::infer {
 
@@ -22,8 +23,13 @@ Session Session::open(const SessionOptions& o) {
   s.device = o.device ? *o.device : resolve_device(m.config.run.device);
   // Before the move: quantize_model refuses an int8 model off the CPU before it gets there.
   checkpoint::quantize_model(m, o.quantize.value_or(m.config.eval.quantize), s.device);
+  s.precision = m.config.eval.precision;
+  models::check_precision(s.precision, s.device, "eval.precision");
   m.model->to(s.device);
   m.model->eval();
+  m.model->compute_dtype = s.precision == config::Precision::bf16   ? c10::kBFloat16
+                           : s.precision == config::Precision::fp16 ? c10::kHalf
+                                                                    : c10::kFloat;
   log::debug("[{}] {} (step {}) on {}, {}, {}", o.purpose, m.checkpoint, m.step, s.device.str(),
              config::to_string(m.quantization), config::to_string(s.precision));
   return s;

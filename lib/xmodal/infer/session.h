@@ -46,13 +46,15 @@ struct Session {
   /// `device`, quantized as asked, in eval mode.
   checkpoint::LoadedModel loaded;
   c10::Device device = c10::Device(c10::kCPU);
-  /// The floating-point type the model computes in: fp32. No config key chooses an inference
-  /// precision yet (train.precision is the training autocast's); a later one fills this.
+  /// The floating-point type the model computes in: eval.precision (bf16: the model's
+  /// compute_dtype, autocast around its forward; outputs stay fp32). Retrieval's embeddings
+  /// (embed, index, search) run the encoders directly, in fp32.
   config::Precision precision = config::Precision::fp32;
 
   /// checkpoint::load_trained_model -> options.check -> config::apply_overrides ->
   /// config::validate -> configure_threads(run.threads) -> resolve_device(run.device) ->
-  /// checkpoint::quantize_model(eval.quantize) -> the model to the device, eval mode.
+  /// checkpoint::quantize_model(eval.quantize) -> models::check_precision(eval.precision) ->
+  /// the model to the device, eval mode, its compute_dtype.
   /// Throws std::invalid_argument for no checkpoint, ConfigError (a std::invalid_argument) for
   /// bad overrides or a config that does not validate, std::runtime_error for an unreadable
   /// checkpoint, a CUDA device that is not there or an int8 model off the CPU, and whatever

@@ -4,12 +4,13 @@
 // int8 (`--quantize int8`, `xmodal quantize`): dynamic quantization as PyTorch's
 // torch.ao.quantization.quantize_dynamic does it. The weight is stored as int8 with one scale
 // per output row (symmetric, zero point 0: scale = max |w| of the row / 127); each input is
-// quantized on the fly to uint8 over its own min/max; the product runs on LibTorch's ONEDNN
-// quantized engine (`quantized::linear_prepack` / `apply_dynamic`) and comes back as float.
-// The inputs use 7 bits (reduce_range): with 8-bit inputs oneDNN 2.6's u8 x s8 products
-// saturate on CPUs without VNNI (measured on an AMD EPYC with AVX2: errors of 0.36 instead of
-// 0.04 on a 128-wide product), the problem FBGEMM's reduce_range exists for. The first
-// quantization in a process checks the engine against the float product (check_int8_engine).
+// quantized on the fly to uint8 over its own min/max; the product runs on LibTorch's quantized
+// engine (`quantized::linear_prepack` / `apply_dynamic`; X86 = FBGEMM for these products where
+// LibTorch has it, else ONEDNN; XMODAL_INT8_ENGINE=x86|fbgemm|onednn picks one) and comes back
+// as float. The inputs use 8 bits on CPUs with VNNI and 7 bits (reduce_range) elsewhere: without
+// VNNI the u8 x s8 products are added in 16 bits and saturate (measured on an AMD EPYC with AVX2
+// and oneDNN 2.6: errors of 0.36 instead of 0.04 on a 128-wide product). The first quantization
+// in a process checks the engine against the float product (check_int8_engine).
 //
 // Gradients (xmodal explain on an int8 model) pass through as if the activations were not
 // rounded: d input = d output x dequantized weight.
@@ -54,7 +55,7 @@ TORCH_MODULE(Linear);
 inline constexpr const char* kInt8ScaleSuffix = ".weight_scale";
 
 /// Quantizes every Linear of `module` (int8 as above). Returns the number of layers quantized.
-/// Throws std::runtime_error when LibTorch has no ONEDNN quantized engine or it fails its check.
+/// Throws std::runtime_error when LibTorch has no quantized engine or it fails its check.
 int quantize_int8(torch::nn::Module& module);
 
 /// Whether any Linear of `module` is int8.
@@ -70,7 +71,10 @@ std::map<std::string, torch::Tensor> int8_state_tensors(const torch::nn::Module&
 void load_int8_layers(torch::nn::Module& module, std::map<std::string, torch::Tensor>& tensors,
                       const std::string& source);
 
-/// Checks the ONEDNN engine's int8 product against the float one on a product whose rows reach
+/// The engine and input width int8 products use, e.g. "X86 engine, 8-bit inputs (VNNI)".
+std::string int8_engine_summary();
+
+/// Checks the engine's int8 product against the float one on a product whose rows reach
 /// +-127, to the rounding bound of the two quantizations; throws std::runtime_error with the
 /// measured error when it fails. Run once per process by quantize_int8() and load_int8_layers().
 void check_int8_engine();

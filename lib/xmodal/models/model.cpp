@@ -1,5 +1,7 @@
 #include "xmodal/models/model.h"
 
+#include "xmodal/models/precision.h"
+
 #include <fmt/format.h>
 #include <torch/torch.h>
 
@@ -84,6 +86,34 @@ torch::Tensor ModelOutput::get(const std::string& name) const {
 }
 
 ModelOutput ModelImpl::forward(const torch::Tensor& images, const torch::Tensor& input_ids,
+                               const torch::Tensor& attention_mask,
+                               const torch::Tensor& token_type_ids,
+                               const torch::Tensor& image_index,
+                               const torch::Tensor& patch_padding) {
+  if (compute_dtype == c10::kFloat) {
+    return compute(images, input_ids, attention_mask, token_type_ids, image_index, patch_padding);
+  }
+  ModelOutput out;
+  {
+    AutocastGuard autocast(
+        compute_dtype == c10::kBFloat16 ? config::Precision::bf16 : config::Precision::fp16,
+        images.defined() ? images.device() : input_ids.device());
+    out = compute(images, input_ids, attention_mask, token_type_ids, image_index, patch_padding);
+  }
+  const auto to_float = [](torch::Tensor& t) {
+    if (t.defined() && t.is_floating_point() && t.scalar_type() != torch::kFloat32) {
+      t = t.to(torch::kFloat32);
+    }
+  };
+  for (auto* t : {&out.pooled, &out.aux_presence, &out.aux_counts, &out.aux_dense, &out.aux_locate,
+                  &out.image_features}) {
+    to_float(*t);
+  }
+  for (auto& [name, t] : out.outputs) to_float(t);
+  return out;
+}
+
+ModelOutput ModelImpl::compute(const torch::Tensor& images, const torch::Tensor& input_ids,
                                const torch::Tensor& attention_mask,
                                const torch::Tensor& token_type_ids,
                                const torch::Tensor& image_index,

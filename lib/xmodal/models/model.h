@@ -150,6 +150,10 @@ class ModelImpl : public torch::nn::Cloneable<ModelImpl> {
   /// The heads read the fusion's pooled [CLS] alone, so its last layer computes that row only
   /// (Fusion::forward's pooled_only). false computes every token (for comparisons).
   bool pooled_only_fusion = true;
+  /// The type forward() computes its products in: kFloat, or kBFloat16 / kHalf under LibTorch's
+  /// autocast (the inference commands' eval.precision; infer::Session sets it). Its floating
+  /// outputs are float32 either way. The trainer applies train.precision around forward itself.
+  c10::ScalarType compute_dtype = c10::kFloat;
   ViT vision = nullptr;
   Bert text = nullptr;
   Fusion fusion = nullptr;              // not built for a head that reads the encoders alone
@@ -158,6 +162,11 @@ class ModelImpl : public torch::nn::Cloneable<ModelImpl> {
   Linear aux_locate = nullptr;          // on the image [CLS] token, if asked for
 
  private:
+  /// forward() in the autocast state the caller set.
+  ModelOutput compute(const torch::Tensor& images, const torch::Tensor& input_ids,
+                      const torch::Tensor& attention_mask, const torch::Tensor& token_type_ids,
+                      const torch::Tensor& image_index, const torch::Tensor& patch_padding);
+
   std::shared_ptr<TaskHead> head_;
 };
 TORCH_MODULE(Model);

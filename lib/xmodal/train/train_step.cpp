@@ -4,8 +4,8 @@
 #include <csignal>
 #include <optional>
 
+#include "xmodal/models/precision.h"
 #include "xmodal/train/optimizer.h"
-#include "xmodal/train/precision.h"
 #include "xmodal/train/signals.h"
 
 namespace xmodal::train {
@@ -77,7 +77,7 @@ StepOutcome TrainStep::run(const std::vector<data::Batch>& group) {
   }
   double loss_sum_all = 0;
   for (const auto& b : group) {
-    AutocastGuard autocast(tc_.precision, device_);
+    models::AutocastGuard autocast(tc_.precision, device_);
     const auto images = b.images.to(device_), ids = b.input_ids.to(device_),
                mask = b.attention_mask.to(device_), types = b.token_type_ids.to(device_),
                index = b.image_index.to(device_);

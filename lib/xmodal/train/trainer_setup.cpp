@@ -9,11 +9,11 @@
 #include "xmodal/io/atomic_file.h"
 #include "xmodal/models/factory.h"
 #include "xmodal/models/import.h"
+#include "xmodal/models/precision.h"
 #include "xmodal/models/pretrained.h"
 #include "xmodal/tasks/task.h"
 #include "xmodal/train/distill.h"
 #include "xmodal/train/encoder_init.h"
-#include "xmodal/train/precision.h"
 #include "xmodal/train/run_data.h"
 #include "xmodal/train/trainer_impl.h"
 
@@ -53,7 +53,7 @@ void Trainer::check_config() {
     device_ =
         torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(dist_env_.local_rank % gpus));
   }
-  check_precision(tc_.precision, device_);
+  models::check_precision(tc_.precision, device_);
   const auto& m = config_.model;
   for (const auto& [key, path] :
        {std::pair<const char*, const std::string&>{"model.vision.init_from", m.vision.init_from},
