@@ -15,18 +15,21 @@ echo "$("$BUILD_DIR/xmodal" info | grep -E '^(CPU|LibTorch):' | tr '\n' ' ')"
 echo
 echo "| shape | dtype | pass | fused (us) | SDPA (us) | composed (us) | fastest |"
 echo "|---|---|---|---|---|---|---|"
+RAW="$(mktemp)"
+trap 'rm -f "$RAW"' EXIT
 for bf16 in 0 1; do
   for backward in 1 0; do
     "$BUILD_DIR/xmodal_bench_attention" --rounds "$ROUNDS" --bf16 "$bf16" --backward "$backward"
   done
-done | python3 -c '
+done >"$RAW"
+python3 - "$RAW" <<'PY'
 import json, sys
 rows = {}
-for line in sys.stdin:
+for line in open(sys.argv[1]):
     r = json.loads(line)
     rows.setdefault((r["shape"], r["dtype"], r["backward"]), {})[r["path"]] = r["us_per_call"]
 for (shape, dtype, backward), t in rows.items():
-    cell = lambda p: f"{t[p]:.0f}" if p in t else "-"
-    print(f"| {shape} | {dtype} | {\"fwd + bwd\" if backward else \"fwd\"} | {cell(\"fused\")} | "
-          f"{cell(\"sdpa\")} | {cell(\"composed\")} | {min(t, key=t.get)} |")
-'
+    cells = [f"{t[p]:.0f}" if p in t else "-" for p in ("fused", "sdpa", "composed")]
+    passes = "fwd + bwd" if backward else "fwd"
+    print(f"| {shape} | {dtype} | {passes} | " + " | ".join(cells) + f" | {min(t, key=t.get)} |")
+PY

@@ -3,6 +3,8 @@
 #include <ATen/Parallel.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
+
 #include "../support/fixtures.h"
 #include "xmodal/models/blocks.h"
 
@@ -123,6 +125,39 @@ TEST(FusedAttention, OnlyWhereItApplies) {
   attention->options.fused(false);
   torch::manual_seed(7);
   EXPECT_TRUE(torch::equal(a, attention(x)));
+}
+
+// Without gradients MultiHeadAttention takes LibTorch's scaled_dot_product_attention (faster
+// there, scripts/bench/attention.sh): the same outputs as the composition, first queries only
+// included; a row whose keys are all padded keeps the composition (SDPA would give NaN).
+TEST(SdpaAttention, InferenceEqualsTheReferenceAndAvoidsFullyPaddedRows) {
+  torch::manual_seed(8);
+  MultiHeadAttention attention(MultiHeadAttentionOptions(64, 4));
+  attention->eval();
+  const auto x = torch::randn({3, 11, 64});
+  auto mask = torch::zeros({3, 11}, torch::kBool);
+  mask[1].narrow(0, 6, 5).fill_(true);
+  torch::NoGradGuard no_grad;
+  for (const int64_t queries : {int64_t{-1}, int64_t{1}, int64_t{4}}) {
+    attention->options.fused(true);
+    const auto sdpa = attention(x, mask, queries);
+    attention->options.fused(false);
+    const auto reference = attention(x, mask, queries);
+    EXPECT_LE(max_abs_diff(sdpa, reference), 1e-5) << queries;
+  }
+  const auto qkv = attention->qkv(x);
+  const auto direct = sdpa_attention(qkv, mask, 4, 1.0 / std::sqrt(16.0));
+  attention->options.fused(false);
+  EXPECT_LE(max_abs_diff(attention->out(direct), attention(x, mask)), 1e-5);
+  EXPECT_TRUE(sdpa_attention_applies(mask));
+  EXPECT_TRUE(sdpa_attention_applies({}));
+  mask[2].fill_(true);
+  EXPECT_FALSE(sdpa_attention_applies(mask));
+  attention->options.fused(true);
+  const auto all_padded = attention(x, mask);
+  EXPECT_TRUE(torch::isfinite(all_padded).all().item<bool>());
+  attention->options.fused(false);
+  EXPECT_TRUE(torch::equal(all_padded, attention(x, mask)));
 }
 
 }  // namespace

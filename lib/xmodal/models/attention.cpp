@@ -3,6 +3,7 @@
 #include <ATen/Parallel.h>
 
 #include <limits>
+#include <optional>
 
 #include "xmodal/core/gemm.h"
 
@@ -166,6 +167,25 @@ torch::Tensor fused_attention(const torch::Tensor& qkv, const torch::Tensor& key
   return FusedAttention::apply(
       qkv, key_padding_mask.defined() ? key_padding_mask : torch::empty({0}, torch::kBool), heads,
       scale, queries);
+}
+
+torch::Tensor sdpa_attention(const torch::Tensor& qkv, const torch::Tensor& key_padding_mask,
+                             int64_t heads, double scale, int64_t queries) {
+  const int64_t batch = qkv.size(0), length = qkv.size(1), dim = qkv.size(2) / 3;
+  if (queries < 0) queries = length;
+  // [B, L, 3D] -> [3, B, H, L, Dh]
+  const auto parts = qkv.view({batch, length, 3, heads, dim / heads}).permute({2, 0, 3, 1, 4});
+  std::optional<torch::Tensor> mask;  // true = takes part
+  if (key_padding_mask.defined()) {
+    mask = key_padding_mask.logical_not().view({batch, 1, 1, length});
+  }
+  const auto context = at::scaled_dot_product_attention(parts[0].narrow(2, 0, queries), parts[1],
+                                                        parts[2], mask, 0.0, false, scale);
+  return context.transpose(1, 2).reshape({batch, queries, dim});  // [B, H, Q, Dh] -> [B, Q, D]
+}
+
+bool sdpa_attention_applies(const torch::Tensor& key_padding_mask) {
+  return !key_padding_mask.defined() || !key_padding_mask.all(1).any().item<bool>();
 }
 
 }  // namespace xmodal::models

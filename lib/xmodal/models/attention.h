@@ -1,4 +1,6 @@
-// Fused multi-head self-attention for float32 CPU tensors, forward and backward.
+// Fused multi-head self-attention for float32 CPU tensors, forward and backward; and the same
+// through LibTorch's scaled_dot_product_attention (MultiHeadAttention picks one by measurement:
+// models/blocks.cpp).
 //
 // LibTorch 1.13 has no fused attention for training on the CPU (scaled_dot_product_attention
 // came in 2.0), and without MKL its bmm runs a batch of tiny matrices as a loop of select()
@@ -23,5 +25,14 @@ bool fused_attention_available(const torch::Tensor& qkv);
 /// `queries` tokens attend (-1 = all): returns [B, queries, D]. Differentiable in qkv.
 torch::Tensor fused_attention(const torch::Tensor& qkv, const torch::Tensor& key_padding_mask,
                               int64_t heads, double scale, int64_t queries = -1);
+
+/// The same through LibTorch's scaled_dot_product_attention (any device and type): q, k and v
+/// as views of qkv [B, L, 3D], the padded keys as a boolean mask. Returns [B, queries, D].
+torch::Tensor sdpa_attention(const torch::Tensor& qkv, const torch::Tensor& key_padding_mask,
+                             int64_t heads, double scale, int64_t queries = -1);
+
+/// False when a row of key_padding_mask hides every key: SDPA gives NaN there, where the
+/// composition (masked with the lowest value) attends uniformly.
+bool sdpa_attention_applies(const torch::Tensor& key_padding_mask);
 
 }  // namespace xmodal::models

@@ -52,9 +52,19 @@ torch::Tensor MultiHeadAttentionImpl::forward(const torch::Tensor& x,
                 key_padding_mask.sizes());
   }
   const auto projected = qkv(x);  // [B, L, 3D]
-  if (options.fused() && !keep_attention && (options.dropout() == 0.0 || !is_training()) &&
-      fused_attention_available(projected)) {
-    return out(fused_attention(projected, key_padding_mask, heads, scale, queries));
+  // Which kernel, as scripts/bench/attention.sh measured them at the model's shapes (AMD EPYC
+  // Zen 4, LibTorch 2.11, docs/performance.md): with gradients, xmodal's fused kernel (1.1-3.6x
+  // LibTorch's scaled_dot_product_attention); without, SDPA (1.5-2.1x the fused kernel); bf16
+  // (autocast), the ATen composition below (SDPA's bf16 backward is 4-8x slower). On CUDA, SDPA.
+  if (options.fused() && !keep_attention && (options.dropout() == 0.0 || !is_training())) {
+    const bool grad = torch::GradMode::is_enabled() && projected.requires_grad();
+    if (grad && fused_attention_available(projected)) {
+      return out(fused_attention(projected, key_padding_mask, heads, scale, queries));
+    }
+    if ((projected.is_cuda() || (!grad && projected.scalar_type() == torch::kFloat32)) &&
+        sdpa_attention_applies(key_padding_mask)) {
+      return out(sdpa_attention(projected, key_padding_mask, heads, scale, queries));
+    }
   }
   // qkv: [B, L, 3D] -> [3, B, H, L, Dh]
   auto qkv_heads = projected.view({batch, length, 3, heads, head_dim}).permute({2, 0, 3, 1, 4});
