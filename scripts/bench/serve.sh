@@ -9,14 +9,13 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 BUILD="${BUILD:-$ROOT/build}"
 XMODAL="$BUILD/xmodal"
-# the load generator and the peer's packages (Debian)
-missing=()
-command -v wrk >/dev/null || missing+=(wrk)
-/usr/bin/python3 -c "import fastapi, uvicorn" 2>/dev/null || missing+=(python3-fastapi python3-uvicorn)
-/usr/bin/python3 -c "import torch, torchvision" 2>/dev/null || missing+=(python3-torch python3-torchvision)
-if ((${#missing[@]})); then
-  EXTRA_PACKAGES="${missing[*]}" "$ROOT/scripts/setup.sh" --packages-only
+# the load generator (Debian) and the peer: PyTorch of xmodal's LibTorch version with FastAPI +
+# uvicorn in the benchmarks' venv (scripts/bench/peer_venv.sh)
+if ! command -v wrk >/dev/null; then
+  EXTRA_PACKAGES="wrk" "$ROOT/scripts/setup.sh" --packages-only
 fi
+PEER_PYTHON="$("$ROOT/scripts/bench/peer_venv.sh")"
+export PEER_PYTHON
 W="$(mktemp -d)"
 trap 'rm -rf "$W"' EXIT
 "$XMODAL" --log-level warn data scenes --out "$W/scenes" --train 256 --val 32 --test 32 >/dev/null
