@@ -165,6 +165,12 @@ int main(int argc, char** argv) {
       }
     }
   }
+  if (int_arg(argc, argv, "channels-last", 0) != 0) {  // experiment: the stem in NHWC
+    torch::NoGradGuard no_grad;
+    for (auto& p : model->parameters()) {
+      if (p.dim() == 4) p.set_data(p.contiguous(at::MemoryFormat::ChannelsLast));
+    }
+  }
   if (mode == "train") {
     model->train();
     const auto& tc = config.train;
@@ -225,16 +231,21 @@ int main(int argc, char** argv) {
   }
   if (mode == "infer") {
     model->eval();
+    if (precision == xmodal::config::Precision::bf16) model->compute_dtype = torch::kBFloat16;
     const Batch b = make_batch(batch, config, vocab, classes, aux);
     const Batch one = make_batch(1, config, vocab, classes, aux);
     auto forward = [&](const Batch& x) {
-      torch::InferenceMode guard;
-      xmodal::models::AutocastGuard autocast(precision, cpu);
+      torch::InferenceMode guard;  // bf16: the model's compute_dtype, as infer::Session sets it
       const auto out = model->forward(x.images, x.ids, x.mask, x.types, {});
       const auto logits = out.get("logits");
       return logits.defined() ? logits.sigmoid() : out.pooled;
     };
     for (int i = 0; i < 3; ++i) forward(b);
+    const std::string profile = arg(argc, argv, "profile", "");
+    if (!profile.empty()) {  // a Chrome trace of 10 batches; profile_summary.py summarises it
+      torch::autograd::profiler::RecordProfile record(profile);
+      for (int i = 0; i < 10; ++i) forward(b);
+    }
     int runs = 0;
     auto start = Clock::now();
     while (runs < 5 || seconds_since(start) < seconds) {

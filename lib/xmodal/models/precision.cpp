@@ -22,7 +22,9 @@ void check_precision(config::Precision precision, const c10::Device& device,
                               ") lacks: its bf16 products would run slower than fp32; use fp32");
 }
 
-AutocastGuard::AutocastGuard(config::Precision precision, const c10::Device& device) {
+AutocastGuard::AutocastGuard(config::Precision precision, const c10::Device& device,
+                             bool keep_cast_cache)
+    : keep_cast_cache_(keep_cast_cache) {
   if (precision == config::Precision::fp32) return;
   const auto dtype = precision == config::Precision::bf16 ? at::kBFloat16 : at::kHalf;
   device_type_ = device.is_cuda() ? at::kCUDA : at::kCPU;
@@ -36,7 +38,7 @@ AutocastGuard::AutocastGuard(config::Precision precision, const c10::Device& dev
 
 void AutocastGuard::reset() {
   if (!active_) return;
-  if (at::autocast::decrement_nesting() == 0) at::autocast::clear_cache();
+  if (at::autocast::decrement_nesting() == 0 && !keep_cast_cache_) at::autocast::clear_cache();
   at::autocast::set_autocast_enabled(device_type_, was_enabled_);
   at::autocast::set_autocast_dtype(device_type_, was_dtype_);
   active_ = false;

@@ -22,7 +22,11 @@ void check_precision(config::Precision precision, const c10::Device& device,
 /// Autocast for a scope (nothing for fp32).
 class AutocastGuard {
  public:
-  AutocastGuard(config::Precision precision, const c10::Device& device);
+  /// keep_cast_cache: leave autocast's low-precision copies of the weights cached when the
+  /// outermost guard ends (inference, whose weights do not change: each forward would cast
+  /// every weight again); training clears them, as its weights change every step.
+  AutocastGuard(config::Precision precision, const c10::Device& device,
+                bool keep_cast_cache = false);
   /// Leaves autocast (before backward).
   void reset();
   ~AutocastGuard() { reset(); }
@@ -30,7 +34,7 @@ class AutocastGuard {
   AutocastGuard& operator=(const AutocastGuard&) = delete;
 
  private:
-  bool active_ = false, was_enabled_ = false;
+  bool active_ = false, was_enabled_ = false, keep_cast_cache_ = false;
   c10::DeviceType device_type_ = c10::kCPU;
   c10::ScalarType was_dtype_ = c10::kFloat;
 };
