@@ -199,6 +199,30 @@ std::vector<std::string> available_devices() {
   return devices;
 }
 
+namespace {
+
+// The best rate (GFLOP/s) of `product`, an n x n x n matrix product, over at least 3 repeats and
+// ~min_seconds (at most 1000 repeats).
+template <class Product>
+double best_gflops(int n, double min_seconds, const Product& product) {
+  const double flops = 2.0 * n * n * static_cast<double>(n);
+  double best = 0.0;
+  const auto start = std::chrono::steady_clock::now();
+  int repeats = 0;
+  while (repeats < 3 ||
+         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() <
+             min_seconds) {
+    const auto t0 = std::chrono::steady_clock::now();
+    product();
+    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    best = std::max(best, flops / s / 1e9);
+    if (++repeats >= 1000) break;
+  }
+  return best;
+}
+
+}  // namespace
+
 double measure_matmul_gflops(int n, double min_seconds, bool blas_only) {
   torch::NoGradGuard no_grad;
   auto a = torch::randn({n, n});
@@ -216,20 +240,7 @@ double measure_matmul_gflops(int n, double min_seconds, bool blas_only) {
     }
   };
   product();
-  const double flops = 2.0 * n * n * static_cast<double>(n);
-  double best = 0.0;
-  const auto start = std::chrono::steady_clock::now();
-  int repeats = 0;
-  while (repeats < 3 ||
-         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() <
-             min_seconds) {
-    const auto t0 = std::chrono::steady_clock::now();
-    product();
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    best = std::max(best, flops / s / 1e9);
-    if (++repeats >= 1000) break;
-  }
-  return best;
+  return best_gflops(n, min_seconds, product);
 }
 
 double measure_bf16_matmul_gflops(int n, double min_seconds) {
@@ -237,20 +248,7 @@ double measure_bf16_matmul_gflops(int n, double min_seconds) {
   const auto a = torch::randn({n, n}).to(torch::kBFloat16);
   const auto b = torch::randn({n, n}).to(torch::kBFloat16);
   auto c = torch::mm(a, b);  // warm-up: oneDNN generates its kernels
-  const double flops = 2.0 * n * n * static_cast<double>(n);
-  double best = 0.0;
-  const auto start = std::chrono::steady_clock::now();
-  int repeats = 0;
-  while (repeats < 3 ||
-         std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count() <
-             min_seconds) {
-    const auto t0 = std::chrono::steady_clock::now();
-    torch::mm_out(c, a, b);
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    best = std::max(best, flops / s / 1e9);
-    if (++repeats >= 1000) break;
-  }
-  return best;
+  return best_gflops(n, min_seconds, [&] { torch::mm_out(c, a, b); });
 }
 
 std::string libtorch_summary() {
