@@ -27,9 +27,7 @@ Session Session::open(const SessionOptions& o) {
   models::check_precision(s.precision, s.device, "eval.precision");
   m.model->to(s.device);
   m.model->eval();
-  m.model->compute_dtype = s.precision == config::Precision::bf16   ? c10::kBFloat16
-                           : s.precision == config::Precision::fp16 ? c10::kHalf
-                                                                    : c10::kFloat;
+  m.model->compute_dtype = models::compute_dtype(s.precision);
   log::debug("[{}] {} (step {}) on {}, {}, {}", o.purpose, m.checkpoint, m.step, s.device.str(),
              config::to_string(m.quantization), config::to_string(s.precision));
   return s;

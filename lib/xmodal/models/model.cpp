@@ -95,10 +95,8 @@ ModelOutput ModelImpl::forward(const torch::Tensor& images, const torch::Tensor&
   }
   ModelOutput out;
   {
-    AutocastGuard autocast(
-        compute_dtype == c10::kBFloat16 ? config::Precision::bf16 : config::Precision::fp16,
-        images.defined() ? images.device() : input_ids.device(),
-        /*keep_cast_cache=*/!is_training());
+    AutocastGuard autocast(compute_dtype, images.defined() ? images.device() : input_ids.device(),
+                           /*keep_cast_cache=*/!is_training());
     out = compute(images, input_ids, attention_mask, token_type_ids, image_index, patch_padding);
   }
   const auto to_float = [](torch::Tensor& t) {

@@ -22,11 +22,24 @@ void check_precision(config::Precision precision, const c10::Device& device,
                               ") lacks: its bf16 products would run slower than fp32; use fp32");
 }
 
+c10::ScalarType compute_dtype(config::Precision precision) {
+  switch (precision) {
+    case config::Precision::bf16:
+      return at::kBFloat16;
+    case config::Precision::fp16:
+      return at::kHalf;
+    default:
+      return at::kFloat;
+  }
+}
+
 AutocastGuard::AutocastGuard(config::Precision precision, const c10::Device& device,
                              bool keep_cast_cache)
+    : AutocastGuard(compute_dtype(precision), device, keep_cast_cache) {}
+
+AutocastGuard::AutocastGuard(c10::ScalarType dtype, const c10::Device& device, bool keep_cast_cache)
     : keep_cast_cache_(keep_cast_cache) {
-  if (precision == config::Precision::fp32) return;
-  const auto dtype = precision == config::Precision::bf16 ? at::kBFloat16 : at::kHalf;
+  if (dtype == at::kFloat) return;
   device_type_ = device.is_cuda() ? at::kCUDA : at::kCPU;
   was_enabled_ = at::autocast::is_autocast_enabled(device_type_);
   was_dtype_ = at::autocast::get_autocast_dtype(device_type_);

@@ -19,6 +19,9 @@ namespace xmodal::models {
 void check_precision(config::Precision precision, const c10::Device& device,
                      const std::string& key = "train.precision");
 
+/// The type a precision computes its products in: kFloat (fp32), kBFloat16, kHalf.
+c10::ScalarType compute_dtype(config::Precision precision);
+
 /// Autocast for a scope (nothing for fp32).
 class AutocastGuard {
  public:
@@ -27,6 +30,8 @@ class AutocastGuard {
   /// every weight again); training clears them, as its weights change every step.
   AutocastGuard(config::Precision precision, const c10::Device& device,
                 bool keep_cast_cache = false);
+  /// The same for a compute type (kFloat: nothing).
+  AutocastGuard(c10::ScalarType dtype, const c10::Device& device, bool keep_cast_cache = false);
   /// Leaves autocast (before backward).
   void reset();
   ~AutocastGuard() { reset(); }
