@@ -31,10 +31,10 @@ TEST(Gemm, TheProcessSgemmIsTheRouting) {
 }
 
 TEST(Gemm, OneDnnRouteMatchesTheReference) {
-  if (!onednn_sgemm()) GTEST_SKIP() << "libdnnl is not loaded";
+  if (!onednn_sgemm()) GTEST_SKIP() << "oneDNN is not loaded";
   EXPECT_EQ(check_sgemm(sgemm_check_cases(true), onednn_sgemm()), "");
   EXPECT_TRUE(gemm_uses_onednn()) << gemm_routing();
-  EXPECT_NE(gemm_routing().find("oneDNN 2."), std::string::npos) << gemm_routing();
+  EXPECT_NE(gemm_routing().find("oneDNN"), std::string::npos) << gemm_routing();
 }
 
 // Bit-identical resume needs the same product twice to give the same bits.

@@ -2,6 +2,7 @@
 
 #include <dlfcn.h>
 
+#include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 
 #include <atomic>
@@ -30,18 +31,61 @@ DnnlSgemm dnnl_sgemm_fn() {
   return fn;
 }
 
+// LibTorch 2.x links oneDNN statically and exports no dnnl_sgemm, but it exports its own
+// oneDNN matrix product, at::native::mkldnn_matmul(mat1, mat2, result, beta, alpha), which
+// takes strided tensors (no header ships it; the symbol is looked up by its mangled name).
+using MkldnnMatmul = void (*)(const at::Tensor&, const at::Tensor&, const at::Tensor&, float,
+                              float);
+
+MkldnnMatmul mkldnn_matmul_fn() {
+  static const MkldnnMatmul fn =
+      find_symbol<MkldnnMatmul>("_ZN2at6native13mkldnn_matmulERKNS_6TensorES3_S3_ff");
+  return fn;
+}
+
+// A column-major operand op(X) (rows x cols, leading dimension ld) seen as the row-major
+// tensor op(X)^T [cols, rows]: untransposed X is (rows, cols) column-major, which row-major
+// reads as strides {ld, 1}; transposed X is stored (cols, rows), strides {1, ld}.
+at::Tensor row_major_transpose(const float* x, char trans, int rows, int cols, int ld) {
+  const bool t = trans == 'T' || trans == 't' || trans == 'C' || trans == 'c';
+  const std::vector<int64_t> strides =
+      t ? std::vector<int64_t>{1, ld} : std::vector<int64_t>{ld, 1};
+  return at::from_blob(const_cast<float*>(x), {cols, rows}, strides, at::kFloat);
+}
+
+// C^T = op(B)^T op(A)^T through mkldnn_matmul; false if it refused the operands.
+bool mkldnn_column_major(char transa, char transb, int m, int n, int k, float alpha, const float* a,
+                         int lda, const float* b, int ldb, float beta, float* c, int ldc) {
+  // It computes alpha = 0 as if it were 1 with the sum post-op; degenerate shapes too are
+  // the BLAS's (neither occurs at the sizes routed here outside the check).
+  if (alpha == 0.0f || m == 0 || n == 0 || k == 0) return false;
+  try {
+    const at::Tensor mat1 = row_major_transpose(b, transb, k, n, ldb);  // [n, k]
+    const at::Tensor mat2 = row_major_transpose(a, transa, m, k, lda);  // [k, m]
+    const at::Tensor result = at::from_blob(c, {n, m}, {ldc, 1}, at::kFloat);
+    mkldnn_matmul_fn()(mat1, mat2, result, beta, alpha);
+    return true;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
 // The column-major call C = op(A) op(B) is oneDNN's row-major C^T = op(B)^T op(A)^T.
 void onednn_column_major(const char* transa, const char* transb, const int* m, const int* n,
                          const int* k, const float* alpha, const float* a, const int* lda,
                          const float* b, const int* ldb, const float* beta, float* c,
                          const int* ldc) {
-  const int status =
-      dnnl_sgemm_fn()(*transb, *transa, *n, *m, *k, *alpha, b, *ldb, a, *lda, *beta, c, *ldc);
-  if (status != 0) {
+  const bool done = dnnl_sgemm_fn() ? dnnl_sgemm_fn()(*transb, *transa, *n, *m, *k, *alpha, b, *ldb,
+                                                      a, *lda, *beta, c, *ldc) == 0
+                                    : mkldnn_column_major(*transa, *transb, *m, *n, *k, *alpha, a,
+                                                          *lda, b, *ldb, *beta, c, *ldc);
+  if (!done) {
     // Only invalid arguments fail; the BLAS then reports them its own (xerbla) way.
     blas_sgemm()(transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
   }
 }
+
+bool onednn_loaded() { return dnnl_sgemm_fn() || mkldnn_matmul_fn(); }
 
 enum class Route { blas, onednn };
 
@@ -62,7 +106,7 @@ const Routing& routing() {
       r.why = "no BLAS loaded";
     } else if (mode == "blas") {
       r.why = "XMODAL_GEMM=blas";
-    } else if (!dnnl_sgemm_fn()) {
+    } else if (!onednn_loaded()) {
       r.why = "oneDNN is not loaded";
     } else {
       if (mode != "auto") {
@@ -96,7 +140,7 @@ SgemmFn blas_sgemm() {
   return fn;
 }
 
-SgemmFn onednn_sgemm() { return dnnl_sgemm_fn() ? &onednn_column_major : nullptr; }
+SgemmFn onednn_sgemm() { return onednn_loaded() ? &onednn_column_major : nullptr; }
 
 GemmCounts gemm_counts() {
   return {onednn_products.load(std::memory_order_relaxed),
@@ -113,6 +157,8 @@ std::string gemm_routing() {
     const DnnlVersionInfo* info = v();
     version += " " + std::to_string(info->major) + "." + std::to_string(info->minor) + "." +
                std::to_string(info->patch);
+  } else if (!dnnl_sgemm_fn()) {
+    version += " (LibTorch's at::native::mkldnn_matmul)";
   }
   return version + " for products of >= " + std::to_string(static_cast<int64_t>(kMinOneDnnWork)) +
          " multiply-adds outside parallel loops, the BLAS for the rest (XMODAL_GEMM=blas: "

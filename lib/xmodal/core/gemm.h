@@ -15,8 +15,12 @@
 //   - any other product of at least kMinOneDnnWork multiply-adds to oneDNN's dnnl_sgemm;
 //   - the rest to the BLAS.
 // The oneDNN route is checked against a double reference (core/blas.h check_sgemm) before its
-// first use and dropped, with a warning, if it fails. XMODAL_GEMM=blas sends everything to
-// the BLAS (for comparisons); XMODAL_GEMM=auto (the default) routes as above.
+// first use and dropped, with a warning, if it fails. LibTorch 2.x links oneDNN statically and
+// exports no dnnl_sgemm; there the route is its at::native::mkldnn_matmul on strided views of
+// the operands (measured on 2.11, Zen 4: 204-225 GFLOP/s against OpenBLAS's 171-198 at these
+// shapes; quickstart training 1.15x, scripts/bench/trainer_ab.sh with XMODAL_GEMM=blas).
+// XMODAL_GEMM=blas sends everything to the BLAS (for comparisons); XMODAL_GEMM=auto (the default)
+// routes as above.
 #pragma once
 
 #include <cstdint>
@@ -36,8 +40,8 @@ constexpr double kMinOneDnnWork = 8388608.0;  // 2^23: above the 4.2 M of the po
 /// none is loaded.
 SgemmFn blas_sgemm();
 
-/// oneDNN's dnnl_sgemm behind the column-major sgemm_ interface; nullptr if libdnnl is not
-/// loaded in this process.
+/// oneDNN's product behind the column-major sgemm_ interface (dnnl_sgemm where libdnnl exports
+/// it, LibTorch's mkldnn_matmul otherwise); nullptr if neither is in this process.
 SgemmFn onednn_sgemm();
 
 /// What the routing does in this process, one phrase for `xmodal info` ("oneDNN 2.6.3 for
@@ -51,8 +55,8 @@ struct GemmCounts {
 };
 GemmCounts gemm_counts();
 
-/// True when products are routed to oneDNN (XMODAL_GEMM is not "blas", libdnnl is loaded
-/// and its check has not failed). Runs the check on first call.
+/// True when products are routed to oneDNN (XMODAL_GEMM is not "blas", oneDNN is loaded and
+/// its check has not failed). Runs the check on first call.
 bool gemm_uses_onednn();
 
 }  // namespace xmodal
