@@ -106,6 +106,9 @@ std::vector<std::pair<std::string, MetricMode>> task_metrics(Task task) {
     case Task::retrieval:
       return {{"rsum", M::max},   {"i2t_r1", M::max}, {"i2t_r5", M::max},  {"i2t_r10", M::max},
               {"t2i_r1", M::max}, {"t2i_r5", M::max}, {"t2i_r10", M::max}, {"loss", M::min}};
+    case Task::caption:
+      return {{"cider_d", M::max}, {"bleu_4", M::max}, {"bleu_1", M::max}, {"rouge_l", M::max},
+              {"loss", M::min}};
   }
   return {};
 }
@@ -233,11 +236,41 @@ void check_precision_and_schedule(const Config& c, Problems& p) {
   }
 }
 
+// What task caption reads and what its decoder needs.
+void check_caption(const Config& c, Problems& p) {
+  if (c.task != Task::caption) return;
+  if (c.data.dataset == Dataset::vqa) {
+    p.add("data.dataset",
+          "task caption needs captions: data.dataset coco, scenes or karpathy, not vqa");
+  }
+  if (c.model.fusion.mode != FusionMode::concat) {
+    p.add("model.fusion.mode",
+          "task caption decodes with the concat fusion: model.fusion.mode concat, not " +
+              to_string(c.model.fusion.mode));
+  }
+  if (c.train.aux.any()) {
+    p.add(aux_key(c.train.aux), "task caption has no auxiliary losses (train.aux.*: 0)");
+  }
+  const auto& g = c.eval.caption;
+  if (g.min_length > g.max_length) {
+    p.add("eval.caption.min_length", "eval.caption.min_length (" + std::to_string(g.min_length) +
+                                         ") exceeds eval.caption.max_length (" +
+                                         std::to_string(g.max_length) + ")");
+  }
+  if (g.max_length + 1 > c.model.text.max_position) {
+    p.add("eval.caption.max_length",
+          "eval.caption.max_length (" + std::to_string(g.max_length) +
+              ") + [CLS] exceeds model.text.max_position (" +
+              std::to_string(c.model.text.max_position) + ")");
+  }
+}
+
 // What task retrieval reads and what its ITM head needs.
 void check_retrieval(const Config& c, Problems& p) {
   if (c.task != Task::retrieval) {
-    if (c.data.dataset == Dataset::karpathy) {
-      p.add("data.dataset", "data.dataset karpathy has captions only: it needs task: retrieval");
+    if (c.data.dataset == Dataset::karpathy && c.task != Task::caption) {
+      p.add("data.dataset",
+            "data.dataset karpathy has captions only: it needs task: retrieval or caption");
     }
     if (c.train.itm > 0) p.add("train.itm", "train.itm is for task retrieval");
     return;
@@ -309,6 +342,7 @@ void check_data(const Config& c, Problems& p) {
     p.add("model.text.init_from", "task classify has no text encoder to initialise");
   }
   check_retrieval(c, p);
+  check_caption(c, p);
 }
 
 // A frozen encoder must have been loaded from somewhere.

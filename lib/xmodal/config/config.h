@@ -21,7 +21,7 @@ namespace xmodal::config {
 
 // ---- enums: YAML spelling <-> value, listed once per enum -----------------------------------
 
-enum class Task { vqa, counting, classify, retrieval };
+enum class Task { vqa, counting, classify, retrieval, caption };
 enum class Dataset { scenes, coco, vqa, fashion_mnist, image_folder, karpathy };
 enum class BadSample { fail, skip };
 enum class TokenizerType { word, wordpiece, sentencepiece };
@@ -42,11 +42,12 @@ struct EnumTable;  // specialised below: static constexpr std::array<std::pair<E
 
 template <>
 struct EnumTable<Task> {
-  static constexpr std::array<std::pair<Task, const char*>, 4> entries = {
+  static constexpr std::array<std::pair<Task, const char*>, 5> entries = {
       {{Task::vqa, "vqa"},
        {Task::counting, "counting"},
        {Task::classify, "classify"},
-       {Task::retrieval, "retrieval"}}};
+       {Task::retrieval, "retrieval"},
+       {Task::caption, "caption"}}};
 };
 template <>
 struct EnumTable<Dataset> {
@@ -503,9 +504,13 @@ struct EarlyStoppingConfig {
 struct LossConfig {
   double presence_weight = 1.0;
   double count_weight = 1.0;
+  double label_smoothing = 0.1;
 
   template <class V>
   void visit(V& v) {
+    v.field("label_smoothing", label_smoothing,
+            "caption: label smoothing of the next-token cross-entropy (0 = none)",
+            Range::between(0, 1));
     v.field("presence_weight", presence_weight,
             "counting: weight of the per-category presence BCE loss", Range::at_least(0));
     v.field("count_weight", count_weight,
@@ -674,6 +679,29 @@ struct DistConfig {
   }
 };
 
+struct CaptionGenerationConfig {
+  int beam_size = 3;
+  int max_length = 20;
+  int min_length = 1;
+  double length_penalty = 1.0;
+  int no_repeat_ngram = 0;
+
+  template <class V>
+  void visit(V& v) {
+    v.field("beam_size", beam_size, "hypotheses kept per image (1 = greedy)", Range::at_least(1));
+    v.field("max_length", max_length, "most words (tokens) of a caption, [SEP] not counted",
+            Range::at_least(1));
+    v.field("min_length", min_length, "fewest tokens before [SEP] may end a caption",
+            Range::at_least(0));
+    v.field("length_penalty", length_penalty,
+            "a finished hypothesis scores log p / length^length_penalty (0 = sum of log p)",
+            Range::at_least(0));
+    v.field("no_repeat_ngram", no_repeat_ngram,
+            "no n-gram of this many tokens appears twice in a caption (0 = allowed)",
+            Range::at_least(0));
+  }
+};
+
 struct EvalConfig {
   int batch_size = 128;
   VqaProtocol vqa_protocol = VqaProtocol::official;  // VQA accuracy: official | legacy
@@ -681,9 +709,13 @@ struct EvalConfig {
   Quantize quantize = Quantize::none;
   Precision precision = Precision::fp32;
   std::vector<std::string> prompts = {"a picture showing 1 {}.", "a {} in the middle."};
+  CaptionGenerationConfig caption;
 
   template <class V>
   void visit(V& v) {
+    v.section("caption", caption,
+              "caption: beam search of eval, predict and serve (--beam-size and the others "
+              "override it)");
     v.field("batch_size", batch_size, "samples per forward pass in eval and predict",
             Range::at_least(1));
     v.field("vqa_protocol", vqa_protocol,
@@ -737,7 +769,9 @@ struct Config {
     v.field("task", task,
             "vqa (image + question -> answer) | counting (image + text -> counts) | classify "
             "(image -> class, ViT + linear head: encoder pretraining) | retrieval (image-text "
-            "embeddings: contrastive dual encoder, optional ITM re-ranking)");
+            "embeddings: contrastive dual encoder, optional ITM re-ranking) | caption (image -> "
+            "text: the concat fusion as a left-to-right decoder, beam search, COCO caption "
+            "metrics)");
     v.section("run", run, "where and how the run executes");
     v.section("data", data, "data set and input pipeline");
     v.section("tokenizer", tokenizer, "text tokenizer");

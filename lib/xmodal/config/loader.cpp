@@ -433,9 +433,11 @@ Config load_text(const std::string& text, const std::string& source, const fs::p
   if (!problems.empty()) throw ConfigError(problems);
   apply_overrides(config, overrides);
   if (folders == Folders::resolve) resolve_pretrained(config);
-  // An early-stopping metric left at its default follows the task (retrieval has no accuracy).
-  if (config.task == Task::retrieval && !config.origins.count("train.early_stopping.metric")) {
-    config.train.early_stopping.metric = "rsum";
+  // An early-stopping metric left at its default follows the task (retrieval and caption have
+  // no accuracy).
+  if (!config.origins.count("train.early_stopping.metric")) {
+    if (config.task == Task::retrieval) config.train.early_stopping.metric = "rsum";
+    if (config.task == Task::caption) config.train.early_stopping.metric = "cider_d";
   }
   validate(config);
   return config;

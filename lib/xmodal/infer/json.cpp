@@ -14,6 +14,8 @@ std::pair<const char*, const char*> names_of(tasks::Answer::Kind kind) {
       return {"categories", "category"};
     case tasks::Answer::Kind::labels:
       return {"labels", "label"};
+    case tasks::Answer::Kind::captions:
+      return {"captions", "caption"};
     case tasks::Answer::Kind::none:
       break;
   }
@@ -30,9 +32,14 @@ json to_json(const tasks::Answer& answer) {
       json e = {{key, c.name}, {"probability", tasks::finite_or_null(c.probability)}};
       if (c.count) e["count"] = *c.count;
       if (c.similarity) e["similarity"] = tasks::finite_or_null(*c.similarity);
+      if (c.score) e["score"] = tasks::finite_or_null(*c.score);
       entries.push_back(std::move(e));
     }
     j[list] = std::move(entries);
+    // a caption model's answer leads with its best caption
+    if (answer.kind == tasks::Answer::Kind::captions && !answer.classes.empty()) {
+      j["caption"] = answer.classes.front().name;
+    }
   }
   if (answer.similarity) j["similarity"] = tasks::finite_or_null(*answer.similarity);
   return j;

@@ -23,11 +23,13 @@ void BertEmbeddingsImpl::reset() {
 }
 
 torch::Tensor BertEmbeddingsImpl::forward(const torch::Tensor& input_ids,
-                                          const torch::Tensor& token_type_ids) {
-  const int64_t length = input_ids.size(1);
+                                          const torch::Tensor& token_type_ids,
+                                          int64_t first_position) {
+  const int64_t length = first_position + input_ids.size(1);
   TORCH_CHECK(length <= options.max_position(), "BERT: input of ", length,
               " tokens is longer than max_position (", options.max_position(), ")");
-  auto positions = torch::arange(length, input_ids.options().dtype(torch::kLong));
+  auto positions =
+      torch::arange(first_position, length, input_ids.options().dtype(torch::kLong));
   // x: [B, L, D]
   auto x = word(input_ids) + position(positions).unsqueeze(0) + token_type(token_type_ids);
   return dropout(norm(x));
@@ -80,6 +82,24 @@ torch::Tensor BertImpl::forward(const torch::Tensor& input_ids, const torch::Ten
     padding = attention_mask.eq(0);
   }
   x = run_encoder_layers(layers, x, padding);
+  return x;
+}
+
+torch::Tensor BertImpl::forward_causal(const torch::Tensor& input_ids, int64_t first_position,
+                                      std::vector<KvCache>& caches) {
+  TORCH_CHECK(input_ids.dim() == 2, "BERT: expected input_ids [B, n], got ", input_ids.sizes());
+  caches.resize(layers->size());
+  TORCH_CHECK(caches.empty() || caches[0].length() == first_position, "BERT: the caches hold ",
+              caches.empty() ? 0 : caches[0].length(), " tokens, the input starts at position ",
+              first_position);
+  const int64_t n = input_ids.size(1);
+  auto x = embeddings(input_ids, torch::zeros_like(input_ids), first_position);
+  // row i (position T + i) sees columns 0 .. T + i; a single new token sees everything
+  const torch::Tensor allowed =
+      n == 1 ? torch::Tensor() : seq2seq_mask(0, first_position + n).narrow(0, first_position, n);
+  for (size_t i = 0; i < caches.size(); ++i) {
+    x = layers[i]->as<EncoderLayer>()->forward_cached(x, caches[i], allowed);
+  }
   return x;
 }
 

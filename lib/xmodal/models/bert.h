@@ -12,6 +12,8 @@
 
 #include <torch/nn.h>
 
+#include <vector>
+
 #include "xmodal/models/blocks.h"
 #include "xmodal/models/linear.h"
 
@@ -50,8 +52,10 @@ struct BertOptions {
 struct BertEmbeddingsImpl : torch::nn::Cloneable<BertEmbeddingsImpl> {
   explicit BertEmbeddingsImpl(const BertOptions& options);
   void reset() override;
-  /// input_ids, token_type_ids: [B, L] int64 -> [B, L, hidden].
-  torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& token_type_ids);
+  /// input_ids, token_type_ids: [B, L] int64 -> [B, L, hidden]; the tokens sit at positions
+  /// first_position.. (left-to-right decoding embeds one token at a time).
+  torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& token_type_ids,
+                        int64_t first_position = 0);
 
   BertOptions options;
   torch::nn::Embedding word = nullptr;
@@ -85,6 +89,13 @@ class BertImpl : public torch::nn::Cloneable<BertImpl> {
                         const torch::Tensor& token_type_ids = {});
 
   /// The pooler output for encoded tokens: [B, L, D] -> [B, D]. Requires options.pooler.
+  /// Left-to-right encoding (captioning): tokens [B, n] at positions T.. (T = first_position)
+  /// attend to themselves, to the tokens before them and to the T earlier tokens whose keys and
+  /// values `caches` (one per layer; resized on first use and appended to) hold. Returns
+  /// [B, n, hidden].
+  torch::Tensor forward_causal(const torch::Tensor& input_ids, int64_t first_position,
+                               std::vector<KvCache>& caches);
+
   torch::Tensor pool(const torch::Tensor& tokens);
 
   int64_t output_dim() const { return options.hidden(); }

@@ -4,6 +4,7 @@
 
 #include <torch/torch.h>
 #include <cmath>
+#include <optional>
 
 namespace xmodal::models {
 
@@ -94,6 +95,50 @@ torch::Tensor MultiHeadAttentionImpl::forward(const torch::Tensor& x,
   return out(context);
 }
 
+void KvCache::select(const torch::Tensor& index) {
+  if (!k.defined()) return;
+  k = k.index_select(0, index);
+  v = v.index_select(0, index);
+}
+
+torch::Tensor seq2seq_mask(int64_t prefix, int64_t length) {
+  const int64_t n = prefix + length;
+  const auto row = torch::arange(n, torch::kLong).unsqueeze(1);
+  const auto col = torch::arange(n, torch::kLong).unsqueeze(0);
+  // every token sees the prefix; a token after it also sees those up to itself
+  return col.lt(prefix).logical_or(row.ge(prefix).logical_and(col.le(row)));
+}
+
+torch::Tensor MultiHeadAttentionImpl::forward_cached(const torch::Tensor& x, KvCache& cache,
+                                                     const torch::Tensor& allowed) {
+  TORCH_CHECK(x.dim() == 3 && x.size(2) == options.dim(),
+              "MultiHeadAttention: expected input [B, n, ", options.dim(), "], got ", x.sizes());
+  const int64_t batch = x.size(0), n = x.size(1), heads = options.heads();
+  const int64_t head_dim = options.dim() / heads;
+  // [B, n, 3D] -> [3, B, H, n, Dh]
+  const auto parts = qkv(x).view({batch, n, 3, heads, head_dim}).permute({2, 0, 3, 1, 4});
+  auto k = parts[1], v = parts[2];
+  if (cache.k.defined()) {
+    TORCH_CHECK(cache.k.size(0) == batch, "MultiHeadAttention: the cache holds ", cache.k.size(0),
+                " rows, the input ", batch);
+    k = torch::cat({cache.k, k}, 2);
+    v = torch::cat({cache.v, v}, 2);
+  }
+  cache.k = k;
+  cache.v = v;
+  std::optional<torch::Tensor> mask;
+  if (allowed.defined()) {
+    TORCH_CHECK(allowed.dim() == 2 && allowed.size(0) == n && allowed.size(1) == k.size(2),
+                "MultiHeadAttention: allowed must be [", n, ", ", k.size(2), "], got ",
+                allowed.sizes());
+    mask = allowed.to(x.device());
+  }
+  const double p = is_training() ? options.dropout() : 0.0;
+  const auto context = at::scaled_dot_product_attention(parts[0], k, v, mask, p, false,
+                                                        1.0 / std::sqrt(double(head_dim)));
+  return out(context.transpose(1, 2).reshape({batch, n, options.dim()}));
+}
+
 MlpImpl::MlpImpl(const MlpOptions& options_) : options(options_) { reset(); }
 
 void MlpImpl::reset() {
@@ -131,6 +176,16 @@ torch::Tensor EncoderLayerImpl::forward(const torch::Tensor& x,
     return h + mlp(norm2(h));
   }
   auto h = norm1(rows + dropout(attention(x, key_padding_mask, queries)));
+  return norm2(h + mlp(h));
+}
+
+torch::Tensor EncoderLayerImpl::forward_cached(const torch::Tensor& x, KvCache& cache,
+                                               const torch::Tensor& allowed) {
+  if (options.norm_first()) {
+    auto h = x + dropout(attention->forward_cached(norm1(x), cache, allowed));
+    return h + mlp(norm2(h));
+  }
+  auto h = norm1(x + dropout(attention->forward_cached(x, cache, allowed)));
   return norm2(h + mlp(h));
 }
 

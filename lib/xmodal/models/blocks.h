@@ -28,6 +28,22 @@ struct MultiHeadAttentionOptions {
   TORCH_ARG(bool, fused) = true;
 };
 
+/// The keys and values a layer's attention computed for the tokens before the current ones
+/// ([B, H, T, Dh] each; undefined: none yet): left-to-right decoding (captioning) runs one token
+/// at a time over them instead of re-running the sequence.
+struct KvCache {
+  torch::Tensor k, v;
+  int64_t length() const { return k.defined() ? k.size(2) : 0; }
+  /// Keeps the rows `index` [B'] (beam search's surviving hypotheses).
+  void select(const torch::Tensor& index);
+};
+
+/// allowed[i][j] for a sequence of `prefix` tokens that attend to each other followed by
+/// `length` tokens that attend to the prefix and, left to right, to themselves and the tokens
+/// before them: [prefix + length, prefix + length] bool (true = may attend). The unified
+/// encoder-decoder's sequence-to-sequence mask (Zhou et al. 2020); prefix 0: a causal mask.
+torch::Tensor seq2seq_mask(int64_t prefix, int64_t length);
+
 /// Multi-head self-attention with a key-padding mask.
 class MultiHeadAttentionImpl : public torch::nn::Cloneable<MultiHeadAttentionImpl> {
  public:
@@ -39,6 +55,12 @@ class MultiHeadAttentionImpl : public torch::nn::Cloneable<MultiHeadAttentionImp
   /// [B, queries, D], e.g. the [CLS] row alone when that is all a head reads.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& key_padding_mask = {},
                         int64_t queries = -1);
+  /// x: [B, n, D], the tokens after the cache's T; they attend to the cache's keys and values
+  /// followed by their own as `allowed` [n, T + n] bool (true = may attend; undefined: all)
+  /// says, and their keys and values are appended to `cache`. Returns [B, n, D]. With an empty
+  /// cache and seq2seq_mask() this is teacher-forced training over the whole sequence.
+  torch::Tensor forward_cached(const torch::Tensor& x, KvCache& cache,
+                               const torch::Tensor& allowed = {});
 
   MultiHeadAttentionOptions options;
   Linear qkv = nullptr;
@@ -99,6 +121,9 @@ class EncoderLayerImpl : public torch::nn::Cloneable<EncoderLayerImpl> {
   /// every token): [B, queries, D], the same values as the full output's first rows.
   torch::Tensor forward(const torch::Tensor& x, const torch::Tensor& key_padding_mask = {},
                         int64_t queries = -1);
+  /// The layer on the tokens after `cache`'s (MultiHeadAttention::forward_cached).
+  torch::Tensor forward_cached(const torch::Tensor& x, KvCache& cache,
+                               const torch::Tensor& allowed = {});
 
   EncoderLayerOptions options;
   torch::nn::LayerNorm norm1 = nullptr;

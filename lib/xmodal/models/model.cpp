@@ -123,7 +123,7 @@ ModelOutput ModelImpl::compute(const torch::Tensor& images, const torch::Tensor&
   in.input_ids = input_ids;
   in.attention_mask = attention_mask;
   if (vision) in.image_tokens = vision(images, patch_padding);  // [N, 1 + P, Dv]
-  if (text) {
+  if (text && encode_text) {
     in.text_tokens = text(input_ids, attention_mask, token_type_ids);  // [B, L, Dt]
     if (attention_mask.defined()) in.text_padding = attention_mask.eq(0);
   }

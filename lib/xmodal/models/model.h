@@ -150,6 +150,10 @@ class ModelImpl : public torch::nn::Cloneable<ModelImpl> {
   /// The heads read the fusion's pooled [CLS] alone, so its last layer computes that row only
   /// (Fusion::forward's pooled_only). false computes every token (for comparisons).
   bool pooled_only_fusion = true;
+  /// Whether forward() runs the text encoder over the whole input before the head (bidirectional
+  /// attention). A head that encodes the text itself (captioning: left to right, with caches)
+  /// sets it false in attach(); Encoded::text_tokens is then undefined.
+  bool encode_text = true;
   /// The type forward() computes its products in: kFloat, or kBFloat16 / kHalf under LibTorch's
   /// autocast (the inference commands' eval.precision; infer::Session sets it). Its floating
   /// outputs are float32 either way. The trainer applies train.precision around forward itself.

@@ -209,6 +209,19 @@ json predict_json(const ItemResult& r, const ParsedItem& item) {
 
 const ModelEndpoint kPredict{true, 5, nullptr, parse_predict, run_predict, predict_json};
 
+// ---- POST /v1/caption: a caption model's beam, as /v1/predict answers it (no text needed)
+
+void check_caption(const ServerState& s) {
+  const auto task = s.predictor->loaded().config.task;
+  if (task != config::Task::caption) {
+    throw HttpError(400, ErrorKind::wrong_task,
+                    "/v1/caption needs a caption checkpoint; this one is task " +
+                        config::to_string(task) + " (use /v1/predict)");
+  }
+}
+
+const ModelEndpoint kCaption{true, 5, check_caption, parse_predict, run_predict, predict_json};
+
 // ---- POST /v1/embed and /v1/search: a retrieval model's encoders
 
 // The image and/or text of an embed or search item.
@@ -321,6 +334,7 @@ const std::vector<Endpoint>& endpoints() {
       {"GET", "/metrics", RunOn::io_thread, metrics, nullptr},
       {"GET", "/v1/model", RunOn::io_thread, model_info, nullptr},
       {"POST", "/v1/predict", RunOn::worker, nullptr, &kPredict},
+      {"POST", "/v1/caption", RunOn::worker, nullptr, &kCaption},
       {"POST", "/v1/embed", RunOn::worker, nullptr, &kEmbed},
       {"POST", "/v1/search", RunOn::worker, nullptr, &kSearch},
   };

@@ -11,6 +11,7 @@ std::unique_ptr<Task> make_vqa_task();
 std::unique_ptr<Task> make_counting_task();
 std::unique_ptr<Task> make_classify_task();
 std::unique_ptr<Task> make_retrieval_task();
+std::unique_ptr<Task> make_caption_task();
 
 namespace {
 
@@ -24,6 +25,7 @@ const Registered kRegistry[] = {
     {config::Task::counting, make_counting_task},
     {config::Task::classify, make_classify_task},
     {config::Task::retrieval, make_retrieval_task},
+    {config::Task::caption, make_caption_task},
 };
 
 }  // namespace

@@ -74,6 +74,9 @@ class Task {
   /// vqa: the classes are an answer vocabulary built from the training split, through which
   /// the other splits are read; the others: every split names the same categories.
   virtual bool vocabulary_from_training_split() const { return false; }
+  /// caption: the model's classes are the tokenizer's vocabulary (its LM head's outputs, which
+  /// the evaluation and the answer turn back into text); the others: the data's classes.
+  virtual bool classes_are_vocabulary() const { return false; }
 
   /// Reads `split` of the configured data set (with data/'s file readers) into examples this
   /// task annotates, and sets the split's collate. `classes`: the classes to read it through

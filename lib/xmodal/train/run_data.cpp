@@ -41,6 +41,12 @@ RunData load_run_data(const config::Config& config,
     }
     a.tokenizer = text::make_tokenizer(config, texts);
     a.class_names = r.train->class_names;
+    if (tasks::task(config.task).classes_are_vocabulary()) {
+      a.class_names.clear();
+      for (int64_t id = 0; id < a.tokenizer->vocab_size(); ++id) {
+        a.class_names.push_back(a.tokenizer->id_to_token(id));
+      }
+    }
     a.aux_class_names = r.train->aux_class_names;
   }
   if (a.aux_class_names != r.train->aux_class_names) {

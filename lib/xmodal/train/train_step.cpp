@@ -39,7 +39,8 @@ TrainStep::TrainStep(models::Model model, std::vector<torch::Tensor> params,
       device_(device),
       comm_(comm),
       task_(tasks::task(config.task)),
-      weights_{config.train.loss.presence_weight, config.train.loss.count_weight, config.train.itm},
+      weights_{config.train.loss.presence_weight, config.train.loss.count_weight, config.train.itm,
+               config.train.loss.label_smoothing},
       params_(std::move(params)),
       collective_(comm ? std::make_unique<CommunicatorCollective>(*comm) : nullptr) {}
 
