@@ -116,7 +116,7 @@ TEST(Loader, UnknownEnumValueListsAllowedValues) {
             "image_only, text_only)");
   EXPECT_EQ(load_error("task: countin"),
             "test.yaml:1: task: unknown value 'countin' (expected one of: vqa, counting, "
-            "classify, retrieval); did you "
+            "classify, retrieval, caption); did you "
             "mean counting?");
 }
 

@@ -155,6 +155,10 @@ TEST(Caption, TextOfIdsJoinsPiecesAndDropsSpecialTokens) {
                                               "##s", "run"};
   const int64_t ids[] = {4, 5, 6, 7, 3, 0};
   EXPECT_EQ(caption_text(wordpiece, ids, 6), "a dogs run");
+  const std::vector<std::string> words = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "a", "t",
+                                          "-",     "shirt", ",",     "(",     "b", ")", "."};
+  const int64_t word_ids[] = {4, 5, 6, 7, 8, 4, 9, 10, 11, 12};
+  EXPECT_EQ(caption_text(words, word_ids, 10), "a t-shirt, a (b).");
   const std::vector<std::string> sp = {"<pad>", "<unk>", "\u2581a", "\u2581do", "g"};
   const int64_t sp_ids[] = {2, 3, 4, 0};
   EXPECT_EQ(caption_text(sp, sp_ids, 4), "a dog");

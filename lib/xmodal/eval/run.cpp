@@ -47,7 +47,8 @@ EvalSummary run_eval(const EvalOptions& options) {
   const tasks::Task& task = tasks::task(c.task);
   auto split = std::make_shared<data::TaskData>(tasks::load_split(
       c, options.split, task.vocabulary_from_training_split() ? &classes : nullptr));
-  if (!task.vocabulary_from_training_split() && split->class_names != classes) {
+  if (!task.vocabulary_from_training_split() && !task.classes_are_vocabulary() &&
+      split->class_names != classes) {
     throw std::runtime_error("split " + options.split + " of " + c.data.root +
                              " has other categories than the checkpoint was trained on");
   }

@@ -305,6 +305,7 @@ std::string caption_text(const std::vector<std::string>& vocabulary, const int64
                          int64_t length) {
   static const std::string kSpace = "\u2581";
   std::string text;
+  bool glue_next = false;  // the last piece joins the next one ("-", "(")
   for (int64_t i = 0; i < length; ++i) {
     if (ids[i] < 0 || ids[i] >= static_cast<int64_t>(vocabulary.size())) continue;
     std::string piece = vocabulary[static_cast<size_t>(ids[i])];
@@ -322,6 +323,13 @@ std::string caption_text(const std::vector<std::string>& vocabulary, const int64
                            [&](const std::string& v) { return v.rfind(kSpace, 0) == 0; })) {
       space = false;  // a SentencePiece piece without its word-start mark continues the word
     }
+    // punctuation as written: "t - shirt ," -> "t-shirt,", "( a )" -> "(a)", "man ' s" -> "man's"
+    if (piece == "." || piece == "," || piece == ":" || piece == ";" || piece == "!" ||
+        piece == "?" || piece == ")" || piece == "]" || piece == "-" || piece == "'" ||
+        glue_next) {
+      space = false;
+    }
+    glue_next = piece == "(" || piece == "[" || piece == "-" || piece == "'";
     if (space) text += ' ';
     text += piece;
   }

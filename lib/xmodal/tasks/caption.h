@@ -12,7 +12,7 @@
 // Why the fusion and not a separate cross-attention decoder (BLIP's): the concat fusion already
 // holds the image-text layers that VQA and retrieval train, so a caption model is the same
 // parameter set with one more head, and its checkpoints fine-tune across tasks; the mask costs
-// nothing at these sizes (docs/tasks.md, "caption").
+// nothing at these sizes (docs/caption.md).
 #pragma once
 
 #include <torch/torch.h>

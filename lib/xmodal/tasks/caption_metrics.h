@@ -1,6 +1,6 @@
 // COCO caption metrics computed as the official evaluation code computes them (pycocoevalcap
 // 1.2, the tylin/coco-caption code on PyPI), on captions tokenized as it tokenizes them
-// (eval/ptb_tokenizer.h):
+// (tasks/ptb_tokenizer.h):
 //   - BLEU-1..4: corpus-level (clipped n-gram counts and lengths summed over the images, the
 //     reference length of each image the one closest to its candidate, ties to the shorter),
 //     per image the same with the official 1e-15 / 1e-9 smoothing;

@@ -198,6 +198,100 @@ bool joins_word(const std::string& s, size_t i) {
   }
 }
 
+// The token(s) of the non-word character at s[i] (and the run it starts); returns the
+// characters read.
+size_t emit_punctuation(const std::string& s, size_t i, std::vector<std::string>& out) {
+  const size_t n = s.size();
+  const char c = s[i];
+    size_t run = 1;
+  while (i + run < n && s[i + run] == c) ++run;
+  switch (c) {
+    case '.':
+      out.push_back(run >= 3 ? "..." : ".");
+      if (run < 3) run = 1;
+      break;
+    case '-':
+      out.push_back(run >= 2 ? "--" : "-");
+      break;
+    case '!':
+    case '?': {
+      run = 0;
+      while (i + run < n && (s[i + run] == '!' || s[i + run] == '?')) ++run;
+      out.push_back(s.substr(i, run));
+      break;
+    }
+    case '"':
+      out.push_back(i == 0 ? "``" : "''");
+      run = 1;
+      break;
+    case '\'':
+      if (run >= 2) {
+        out.push_back(i == 0 ? "``" : "''");
+        run = 2;
+      } else {
+        out.push_back(i == 0 ? "`" : "'");
+      }
+      break;
+    case '`':
+      out.push_back(run >= 2 ? "``" : "`");
+      run = std::min<size_t>(run, 2);
+      break;
+    case '(':
+      out.push_back("-lrb-");
+      run = 1;
+      break;
+    case ')':
+      out.push_back("-rrb-");
+      run = 1;
+      break;
+    case '[':
+      out.push_back("-lsb-");
+      run = 1;
+      break;
+    case ']':
+      out.push_back("-rsb-");
+      run = 1;
+      break;
+    case '{':
+      out.push_back("-lcb-");
+      run = 1;
+      break;
+    case '}':
+      out.push_back("-rcb-");
+      run = 1;
+      break;
+    case '<': {
+      // an SGML-like tag stays one token: <angle>
+      const size_t close = s.find('>', i);
+      if (close != std::string::npos) {
+        out.push_back(s.substr(i, close - i + 1));
+        run = close - i + 1;
+      } else {
+        out.push_back("<");
+        run = 1;
+      }
+      break;
+    }
+    case '#':
+    case '@': {
+      // #hashtag and @user stay one token; "#1" does not
+      if (i + 1 < n && std::isalpha(static_cast<unsigned char>(s[i + 1]))) {
+        size_t j = i + 1;
+        while (j < n && (is_alnum(static_cast<unsigned char>(s[j])) || s[j] == '_')) ++j;
+        out.push_back(s.substr(i, j - i));
+        run = j - i;
+      } else {
+        out.push_back(s.substr(i, run));
+      }
+      break;
+    }
+    default:
+      out.push_back(std::string(1, c));
+      run = 1;
+  }
+  return run;
+}
+
 // The tokens of one whitespace-free chunk; `next_is_number` tells whether the next chunk starts
 // with a digit (for abbreviations such as "no. 5").
 void tokenize_chunk(const std::string& s, bool next_is_number, std::vector<std::string>& out) {
@@ -237,93 +331,7 @@ void tokenize_chunk(const std::string& s, bool next_is_number, std::vector<std::
       i = j;
       continue;
     }
-    size_t run = 1;
-    while (i + run < n && s[i + run] == c) ++run;
-    switch (c) {
-      case '.':
-        out.push_back(run >= 3 ? "..." : ".");
-        if (run < 3) run = 1;
-        break;
-      case '-':
-        out.push_back(run >= 2 ? "--" : "-");
-        break;
-      case '!':
-      case '?': {
-        run = 0;
-        while (i + run < n && (s[i + run] == '!' || s[i + run] == '?')) ++run;
-        out.push_back(s.substr(i, run));
-        break;
-      }
-      case '"':
-        out.push_back(i == 0 ? "``" : "''");
-        run = 1;
-        break;
-      case '\'':
-        if (run >= 2) {
-          out.push_back(i == 0 ? "``" : "''");
-          run = 2;
-        } else {
-          out.push_back(i == 0 ? "`" : "'");
-        }
-        break;
-      case '`':
-        out.push_back(run >= 2 ? "``" : "`");
-        run = std::min<size_t>(run, 2);
-        break;
-      case '(':
-        out.push_back("-lrb-");
-        run = 1;
-        break;
-      case ')':
-        out.push_back("-rrb-");
-        run = 1;
-        break;
-      case '[':
-        out.push_back("-lsb-");
-        run = 1;
-        break;
-      case ']':
-        out.push_back("-rsb-");
-        run = 1;
-        break;
-      case '{':
-        out.push_back("-lcb-");
-        run = 1;
-        break;
-      case '}':
-        out.push_back("-rcb-");
-        run = 1;
-        break;
-      case '<': {
-        // an SGML-like tag stays one token: <angle>
-        const size_t close = s.find('>', i);
-        if (close != std::string::npos) {
-          out.push_back(s.substr(i, close - i + 1));
-          run = close - i + 1;
-        } else {
-          out.push_back("<");
-          run = 1;
-        }
-        break;
-      }
-      case '#':
-      case '@': {
-        // #hashtag and @user stay one token; "#1" does not
-        if (i + 1 < n && std::isalpha(static_cast<unsigned char>(s[i + 1]))) {
-          size_t j = i + 1;
-          while (j < n && (is_alnum(static_cast<unsigned char>(s[j])) || s[j] == '_')) ++j;
-          out.push_back(s.substr(i, j - i));
-          run = j - i;
-        } else {
-          out.push_back(s.substr(i, run));
-        }
-        break;
-      }
-      default:
-        out.push_back(std::string(1, c));
-        run = 1;
-    }
-    i += run;
+    i += emit_punctuation(s, i, out);
   }
 }
 
