@@ -69,6 +69,9 @@ import json, os, struct, sys
 import numpy as np
 refs, work = sys.argv[1], sys.argv[2]
 def load(folder):
+    # the index's newest generation (INDEX/gen-N/: docs/retrieval.md)
+    gens = sorted((d for d in os.listdir(folder) if d.startswith("gen-")), key=lambda d: int(d[4:]))
+    folder = os.path.join(folder, gens[-1]) if gens else folder
     raw = open(os.path.join(folder, "embeddings.safetensors"), "rb").read()
     n = struct.unpack("<Q", raw[:8])[0]
     header = json.loads(raw[8:8 + n])

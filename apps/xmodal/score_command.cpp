@@ -43,7 +43,8 @@ void add_score_command(CLI::App& app, Context& ctx) {
   cmd->callback([&ctx, args] {
     ctx.action = [&ctx, args] {
       if (args->task == "caption") {
-        if (!args->questions.empty()) throw std::invalid_argument("score: --questions is for --task vqa");
+        if (!args->questions.empty())
+          throw std::invalid_argument("score: --questions is for --task vqa");
         const auto e = tasks::score_caption_results(args->results, args->annotations);
         ctx.out << tasks::format_caption_scores(e);
         if (!args->out.empty()) {

@@ -8,9 +8,9 @@
 //                      (a trained model as `xmodal eval` loads it: scripts/bench/compress.sh)
 // Prints one JSON line. Sizes the data would fix (vocabulary, answers, auxiliary categories)
 // are flags with the scenes set's values.
-#include <functional>
 #include <sys/resource.h>
 #include <torch/torch.h>
+#include <functional>
 
 #include <algorithm>
 #include <chrono>
@@ -19,7 +19,6 @@
 #include <string>
 #include <vector>
 
-#include "xmodal/tasks/caption.h"
 #include "xmodal/checkpoint/artifacts.h"
 #include "xmodal/config/loader.h"
 #include "xmodal/core/runtime.h"
@@ -27,6 +26,7 @@
 #include "xmodal/models/factory.h"
 #include "xmodal/models/losses.h"
 #include "xmodal/models/precision.h"
+#include "xmodal/tasks/caption.h"
 #include "xmodal/tasks/task.h"
 #include "xmodal/train/optimizer.h"
 

@@ -454,6 +454,44 @@ check search_files_disagree 1 "the index's files disagree \(4 embeddings, 1 path
 check search_foreign_checkpoint 2 "embeddings of two models cannot be compared" -- \
   "$XMODAL" search --index "$W/ix" --text "a bag" --checkpoint "$W/rrun2/last"
 
+# ---- captioning ----
+CAP="$W/caption.yaml"
+cat >"$CAP" <<EOF
+task: caption
+run: {threads: 1}
+data: {root: $W/scenes, image_size: 32, workers: 1, max_text_len: 12}
+model:
+  vision: {patch_size: 16, hidden: 16, layers: 1, heads: 2, mlp_dim: 32}
+  text: {hidden: 16, layers: 1, heads: 2, intermediate: 32, max_position: 16}
+  fusion: {hidden: 16, layers: 1, heads: 2, mlp_dim: 32}
+  head: {hidden: 16}
+train: {batch_size: 8, max_steps: 2, eval_every: 2, checkpoint_every: 2}
+eval: {caption: {max_length: 10}}
+EOF
+"$XMODAL" train "$CAP" --run-dir "$W/crun" >/dev/null 2>&1 || echo "FAIL: tiny caption run"
+CAPK="$W/crun/last"
+check caption_beam_zero 2 "eval.caption.beam_size" -- \
+  "$XMODAL" train "$CAP" --run-dir "$W/c1" --set eval.caption.beam_size=0
+check caption_longer_than_positions 2 "eval.caption.max_length \(40\) \+ \[CLS\] exceeds model.text.max_position \(16\)" -- \
+  "$XMODAL" train "$CAP" --run-dir "$W/c2" --set eval.caption.max_length=40
+cp -r "$W/scenes" "$W/scenes_nocap" && : >"$W/scenes_nocap/dataset_scenes.json"
+check caption_empty_caption_file 1 "dataset_scenes.json" -- \
+  "$XMODAL" train "$CAP" --run-dir "$W/c3" --set "data.root=$W/scenes_nocap"
+expect caption_empty_file_wrote_nothing test ! -e "$W/c3/checkpoints"
+printf '[]' >"$W/cap_none.json"
+check caption_score_no_results 1 "no results to score" -- \
+  "$XMODAL" score --task caption --results "$W/cap_none.json" --annotations "$W/scenes/dataset_scenes.json"
+/usr/bin/python3 -c 'import json,sys; json.dump([{"image_id": 1, "caption": "a " * 60000}], open(sys.argv[1], "w"))' "$W/cap_long.json"
+check caption_score_caption_over_limit 1 "results\[0\].caption: 120000 characters \(limit 10000\)" -- \
+  "$XMODAL" score --task caption --results "$W/cap_long.json" --annotations "$W/scenes/dataset_scenes.json"
+check caption_results_to_vqa_score 1 "question_id" -- \
+  "$XMODAL" score --results "$W/cap_none.json" --annotations "$W/scenes/v2_mscoco_test_annotations.json"
+check caption_checkpoint_to_ceiling 2 "a caption checkpoint; its perception is read from the answers of a vqa model" -- \
+  "$XMODAL" ceiling --model "$CAPK"
+check caption_checkpoint_to_explain 2 "task caption" -- \
+  "$XMODAL" explain --checkpoint "$CAPK" --image "$IMG" --text "a shirt"
+check caption_predict 0 '"caption":' -- "$XMODAL" predict --checkpoint "$CAPK" --image "$IMG"
+
 # ---- distillation and int8 ----
 check distill_teacher_missing 2 "train.distill.teacher: /nonexistent/teacher: no such file" -- \
   "$XMODAL" train "$W/tiny.yaml" --run-dir "$W/d1" --set train.distill.teacher=/nonexistent/teacher

@@ -9,9 +9,9 @@
 #include <string>
 
 #include "../support/temp_dir.h"
+#include "xmodal/io/atomic_file.h"
 #include "xmodal/tasks/caption_metrics.h"
 #include "xmodal/tasks/ptb_tokenizer.h"
-#include "xmodal/io/atomic_file.h"
 #include "xmodal_test_paths.h"
 
 namespace xmodal::tasks {
@@ -44,7 +44,8 @@ TEST(PtbTokenizer, SplitsClitocsAndBracketsAsThePtbLexer) {
   EXPECT_EQ(ptb_tokens("A man's dog isn't (brown)."),
             (std::vector<std::string>{"a", "man", "'s", "dog", "is", "n't", "-lrb-", "brown",
                                       "-rrb-", "."}));
-  EXPECT_EQ(coco_caption_tokenize("Mr. Smith can't, at 10:30 p.m."), "mr. smith ca n't at 10:30 p.m.");
+  EXPECT_EQ(coco_caption_tokenize("Mr. Smith can't, at 10:30 p.m."),
+            "mr. smith ca n't at 10:30 p.m.");
   EXPECT_EQ(coco_caption_tokenize("..."), "");
 }
 
@@ -70,7 +71,9 @@ void expect_official(const std::string& set) {
   }
 }
 
-TEST(CaptionMetrics, EqualTheOfficialOnRealCocoValCaptions) { expect_official("coco_leave_one_out"); }
+TEST(CaptionMetrics, EqualTheOfficialOnRealCocoValCaptions) {
+  expect_official("coco_leave_one_out");
+}
 TEST(CaptionMetrics, EqualTheOfficialOnTheScenesCaptions) { expect_official("scenes_shifted"); }
 TEST(CaptionMetrics, EqualTheOfficialOnEdgeCases) { expect_official("edge_cases"); }
 

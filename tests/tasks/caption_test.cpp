@@ -151,12 +151,12 @@ TEST(Caption, TheOutputsOfAnEvalForwardAreTheBeam) {
 }
 
 TEST(Caption, TextOfIdsJoinsPiecesAndDropsSpecialTokens) {
-  const std::vector<std::string> wordpiece = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "a", "dog",
-                                              "##s", "run"};
+  const std::vector<std::string> wordpiece = {"[PAD]", "[UNK]", "[CLS]", "[SEP]",
+                                              "a",     "dog",   "##s",   "run"};
   const int64_t ids[] = {4, 5, 6, 7, 3, 0};
   EXPECT_EQ(caption_text(wordpiece, ids, 6), "a dogs run");
-  const std::vector<std::string> words = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "a", "t",
-                                          "-",     "shirt", ",",     "(",     "b", ")", "."};
+  const std::vector<std::string> words = {"[PAD]", "[UNK]", "[CLS]", "[SEP]", "a", "t", "-",
+                                          "shirt", ",",     "(",     "b",     ")", "."};
   const int64_t word_ids[] = {4, 5, 6, 7, 8, 4, 9, 10, 11, 12};
   EXPECT_EQ(caption_text(words, word_ids, 10), "a t-shirt, a (b).");
   const std::vector<std::string> sp = {"<pad>", "<unk>", "\u2581a", "\u2581do", "g"};

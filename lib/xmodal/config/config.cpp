@@ -107,7 +107,10 @@ std::vector<std::pair<std::string, MetricMode>> task_metrics(Task task) {
       return {{"rsum", M::max},   {"i2t_r1", M::max}, {"i2t_r5", M::max},  {"i2t_r10", M::max},
               {"t2i_r1", M::max}, {"t2i_r5", M::max}, {"t2i_r10", M::max}, {"loss", M::min}};
     case Task::caption:
-      return {{"cider_d", M::max}, {"bleu_4", M::max}, {"bleu_1", M::max}, {"rouge_l", M::max},
+      return {{"cider_d", M::max},
+              {"bleu_4", M::max},
+              {"bleu_1", M::max},
+              {"rouge_l", M::max},
               {"loss", M::min}};
   }
   return {};
@@ -258,10 +261,9 @@ void check_caption(const Config& c, Problems& p) {
                                          std::to_string(g.max_length) + ")");
   }
   if (g.max_length + 1 > c.model.text.max_position) {
-    p.add("eval.caption.max_length",
-          "eval.caption.max_length (" + std::to_string(g.max_length) +
-              ") + [CLS] exceeds model.text.max_position (" +
-              std::to_string(c.model.text.max_position) + ")");
+    p.add("eval.caption.max_length", "eval.caption.max_length (" + std::to_string(g.max_length) +
+                                         ") + [CLS] exceeds model.text.max_position (" +
+                                         std::to_string(c.model.text.max_position) + ")");
   }
 }
 

@@ -372,8 +372,11 @@ Explanation Predictor::explain(const PreparedInput& p, const std::string& asked,
   const auto& c = loaded_->config;
   const bool retrieval = has_embeddings(*loaded_);
   if (!tasks::task(c.task).reads_text()) {
-    throw std::invalid_argument("explain needs an image+text model; this checkpoint is task " +
-                                config::to_string(c.task) + " (an image encoder alone)");
+    throw std::invalid_argument(
+        "explain needs an image+text model that answers; this checkpoint is task " +
+        config::to_string(c.task) +
+        (c.task == config::Task::caption ? " (explanations of generated words are not provided)"
+                                         : " (an image encoder alone)"));
   }
   if (!retrieval && c.model.fusion.mode != config::FusionMode::concat) {
     throw std::invalid_argument("explain needs model.fusion.mode concat (this checkpoint: " +

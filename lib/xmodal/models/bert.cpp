@@ -28,8 +28,7 @@ torch::Tensor BertEmbeddingsImpl::forward(const torch::Tensor& input_ids,
   const int64_t length = first_position + input_ids.size(1);
   TORCH_CHECK(length <= options.max_position(), "BERT: input of ", length,
               " tokens is longer than max_position (", options.max_position(), ")");
-  auto positions =
-      torch::arange(first_position, length, input_ids.options().dtype(torch::kLong));
+  auto positions = torch::arange(first_position, length, input_ids.options().dtype(torch::kLong));
   // x: [B, L, D]
   auto x = word(input_ids) + position(positions).unsqueeze(0) + token_type(token_type_ids);
   return dropout(norm(x));
@@ -86,7 +85,7 @@ torch::Tensor BertImpl::forward(const torch::Tensor& input_ids, const torch::Ten
 }
 
 torch::Tensor BertImpl::forward_causal(const torch::Tensor& input_ids, int64_t first_position,
-                                      std::vector<KvCache>& caches) {
+                                       std::vector<KvCache>& caches) {
   TORCH_CHECK(input_ids.dim() == 2, "BERT: expected input_ids [B, n], got ", input_ids.sizes());
   caches.resize(layers->size());
   TORCH_CHECK(caches.empty() || caches[0].length() == first_position, "BERT: the caches hold ",

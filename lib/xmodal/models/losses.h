@@ -10,9 +10,9 @@
 namespace xmodal::models {
 
 struct LossWeights {
-  double presence = 1.0;  ///< counting: presence BCE
-  double count = 1.0;     ///< counting: count cross-entropy
-  double itm = 0.0;       ///< retrieval: image-text matching cross-entropy (train.itm)
+  double presence = 1.0;         ///< counting: presence BCE
+  double count = 1.0;            ///< counting: count cross-entropy
+  double itm = 0.0;              ///< retrieval: image-text matching cross-entropy (train.itm)
   double label_smoothing = 0.0;  ///< caption: of the next-token cross-entropy (training only)
 };
 

@@ -14,7 +14,7 @@ struct ClassScore {
   double probability = 0;            ///< NaN when the model's outputs are not finite
   std::optional<int64_t> count;      ///< counting: the most probable count
   std::optional<double> similarity;  ///< zero-shot labels: the cosine similarity
-  std::optional<double> score;  ///< captions: the beam's score (log p / length^length_penalty)
+  std::optional<double> score;       ///< captions: the beam's score (log p / length^length_penalty)
 };
 
 /// What a model answers for one input: the typed result that `xmodal predict`, the server and

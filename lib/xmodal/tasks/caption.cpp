@@ -190,10 +190,10 @@ Generated generate_captions(models::ModelImpl& model, const torch::Tensor& image
   const int64_t batch = image_tokens.size(0), k = o.beam_size;
   if (k < 1 || o.max_length < 1 || o.min_length > o.max_length ||
       o.max_length + 1 > model.text->options.max_position()) {
-    throw std::invalid_argument(fmt::format(
-        "caption generation: beam_size {} (>= 1), min_length {} <= max_length {}, and "
-        "max_length + 1 <= the text encoder's {} positions",
-        k, o.min_length, o.max_length, model.text->options.max_position()));
+    throw std::invalid_argument(
+        fmt::format("caption generation: beam_size {} (>= 1), min_length {} <= max_length {}, and "
+                    "max_length + 1 <= the text encoder's {} positions",
+                    k, o.min_length, o.max_length, model.text->options.max_position()));
   }
   const auto device = image_tokens.device();
   LmHead& lm = caption_head(model).lm();
@@ -233,13 +233,15 @@ Generated generate_captions(models::ModelImpl& model, const torch::Tensor& image
       for (int64_t v = 0; v < vocab; ++v) row[v] += static_cast<float>(beam_score[r]);
     }
     const auto [top_scores, top_index] = logp.view({batch, k * vocab}).topk(2 * k, 1);
+    const auto top_score = top_scores.accessor<float, 2>();
+    const auto top_at = top_index.accessor<int64_t, 2>();
     std::vector<int64_t> next_rows, next_tokens;
     std::vector<double> next_scores;
     for (int64_t b = 0; b < batch; ++b) {
       int64_t live = 0;
       for (int64_t c = 0; c < 2 * k && live < k; ++c) {
-        const double score = top_scores[b][c].item<double>();
-        const int64_t index = top_index[b][c].item<int64_t>();
+        const double score = top_score[b][c];
+        const int64_t index = top_at[b][c];
         const int64_t from = b * k + index / vocab, token = index % vocab;
         if (done[b] || !std::isfinite(score)) break;
         if (token == sep_id) {
@@ -272,9 +274,15 @@ Generated generate_captions(models::ModelImpl& model, const torch::Tensor& image
     }
     history = std::move(next_history);
     beam_score = std::move(next_scores);
-    const auto index = torch::tensor(next_rows, torch::kLong).to(device);
-    for (auto& c : caches) c.select(index);
-    for (auto& c : text_caches) c.select(index);
+    // the caches follow the surviving hypotheses (greedy, and beams that kept their rows, need
+    // no copy)
+    bool same_rows = true;
+    for (size_t r = 0; r < next_rows.size(); ++r) same_rows &= next_rows[r] == int64_t(r);
+    if (!same_rows) {
+      const auto index = torch::tensor(next_rows, torch::kLong).to(device);
+      for (auto& c : caches) c.select(index);
+      for (auto& c : text_caches) c.select(index);
+    }
     last = torch::tensor(next_tokens, torch::kLong).view({batch * k, 1});
   }
 
@@ -282,7 +290,8 @@ Generated generate_captions(models::ModelImpl& model, const torch::Tensor& image
   for (auto& f : finished) {
     std::stable_sort(f.begin(), f.end(),
                      [](const Hypothesis& a, const Hypothesis& b) { return a.score > b.score; });
-    for (const auto& h : f) longest = std::max<int64_t>(longest, static_cast<int64_t>(h.ids.size()));
+    for (const auto& h : f)
+      longest = std::max<int64_t>(longest, static_cast<int64_t>(h.ids.size()));
   }
   Generated g{torch::full({batch, k, longest}, -1, torch::kLong),
               torch::zeros({batch, k}, torch::kLong),
@@ -325,8 +334,7 @@ std::string caption_text(const std::vector<std::string>& vocabulary, const int64
     }
     // punctuation as written: "t - shirt ," -> "t-shirt,", "( a )" -> "(a)", "man ' s" -> "man's"
     if (piece == "." || piece == "," || piece == ":" || piece == ";" || piece == "!" ||
-        piece == "?" || piece == ")" || piece == "]" || piece == "-" || piece == "'" ||
-        glue_next) {
+        piece == "?" || piece == ")" || piece == "]" || piece == "-" || piece == "'" || glue_next) {
       space = false;
     }
     glue_next = piece == "(" || piece == "[" || piece == "-" || piece == "'";
@@ -348,8 +356,8 @@ class CaptionSplitEvaluation : public Evaluation {
     const auto ids = out.at(out_names::ids).select(1, 0).to(torch::kCPU).contiguous();
     const auto lengths = out.at(out_names::lengths).select(1, 0).to(torch::kCPU);
     for (int64_t i = 0; i < ids.size(0); ++i) {
-      captions_.push_back(caption_text(vocabulary_, ids[i].data_ptr<int64_t>(),
-                                       lengths[i].item<int64_t>()));
+      captions_.push_back(
+          caption_text(vocabulary_, ids[i].data_ptr<int64_t>(), lengths[i].item<int64_t>()));
     }
   }
 

@@ -10,17 +10,20 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "xmodal/tasks/ptb_tokenizer.h"
 #include "xmodal/io/json.h"
+#include "xmodal/tasks/ptb_tokenizer.h"
 
 namespace xmodal::tasks {
 namespace {
 
-constexpr int kOrder = 4;         // n-grams up to 4, for BLEU and CIDEr-D
-constexpr double kSigma = 6.0;    // CIDEr-D's length penalty
-constexpr double kBeta = 1.2;     // ROUGE-L's recall weight
-constexpr double kTiny = 1e-15;   // the official BLEU's smoothing constants
+constexpr int kOrder = 4;        // n-grams up to 4, for BLEU and CIDEr-D
+constexpr double kSigma = 6.0;   // CIDEr-D's length penalty
+constexpr double kBeta = 1.2;    // ROUGE-L's recall weight
+constexpr double kTiny = 1e-15;  // the official BLEU's smoothing constants
 constexpr double kSmall = 1e-9;
+// A results caption longer than this is refused (a caption is a sentence; the LCS of ROUGE-L is
+// quadratic in its length).
+constexpr size_t kMaxResultCaption = 10000;
 
 using NgramCounts = std::array<std::unordered_map<std::string, int>, kOrder>;
 
@@ -283,8 +286,9 @@ std::unordered_map<int64_t, std::vector<std::string>> read_references(const std:
       }
     }
   } else {
-    file.fail({}, "expected COCO captions ({\"annotations\": [...]}) or a Karpathy split file "
-                  "({\"images\": [...]})");
+    file.fail({},
+              "expected COCO captions ({\"annotations\": [...]}) or a Karpathy split file "
+              "({\"images\": [...]})");
   }
   return refs;
 }
@@ -308,6 +312,11 @@ CaptionEvaluation score_caption_results(const std::string& results_path,
     const io::Where where("results", i++);
     const int64_t id = results.integer(r, "image_id", where);
     const std::string caption = results.string(r, "caption", where);
+    if (caption.size() > kMaxResultCaption) {
+      results.fail(where, "caption",
+                   std::to_string(caption.size()) + " characters (limit " +
+                       std::to_string(kMaxResultCaption) + ")");
+    }
     if (!seen.insert(id).second) {
       results.fail(where, "image_id " + std::to_string(id) +
                               " has a second caption (the official evaluation scores one per "
@@ -339,7 +348,7 @@ std::string format_caption_scores(const CaptionEvaluation& e) {
 namespace {
 
 nlohmann::json scores_json(const CaptionScores& s) {
-  return {{"Bleu_1", s.bleu[0]}, {"Bleu_2", s.bleu[1]}, {"Bleu_3", s.bleu[2]},
+  return {{"Bleu_1", s.bleu[0]}, {"Bleu_2", s.bleu[1]},  {"Bleu_3", s.bleu[2]},
           {"Bleu_4", s.bleu[3]}, {"ROUGE_L", s.rouge_l}, {"CIDEr", s.cider_d}};
 }
 

@@ -30,7 +30,7 @@ struct CaptionScores {
 
 struct CaptionEvaluation {
   CaptionScores overall;
-  std::vector<int64_t> image_ids;       ///< in the order given
+  std::vector<int64_t> image_ids;        ///< in the order given
   std::vector<CaptionScores> per_image;  ///< one per image id
 };
 

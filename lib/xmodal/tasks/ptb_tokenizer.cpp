@@ -78,9 +78,9 @@ bool is_abbreviation(const std::string& word, bool before_number) {
       "bhd", "assn", "univ", "intl", "sys", "invt", "elec", "natl", "mfg", "mtg",
       // titles and places
       "mr", "mrs", "ms", "dr", "drs", "prof", "profs", "sen", "sens", "rep", "reps", "atty",
-      "attys", "lt", "col", "gen", "messrs", "gov", "govs", "adm", "rev", "maj", "sgt", "cpl", "pvt",
-      "mt", "capt", "st", "ste", "ave", "pres", "lieut", "hon", "brig", "cmdr", "comdr", "pfc",
-      "spc", "supt", "supts", "det", "m", "mme", "mmes", "mlle", "mlles", "jr", "sr", "bros",
+      "attys", "lt", "col", "gen", "messrs", "gov", "govs", "adm", "rev", "maj", "sgt", "cpl",
+      "pvt", "mt", "capt", "st", "ste", "ave", "pres", "lieut", "hon", "brig", "cmdr", "comdr",
+      "pfc", "spc", "supt", "supts", "det", "m", "mme", "mmes", "mlle", "mlles", "jr", "sr", "bros",
       "blvd", "rd", "esq", "ed.d", "ph.d", "ft",
       // others
       "etc", "al", "seq", "vs", "alex", "wm", "jos", "cie", "a.k.a", "cf", "treas", "sq", "tel"};
@@ -103,8 +103,7 @@ bool is_abbreviation(const std::string& word, bool before_number) {
 }
 
 // Clitics the lexer splits off a word's end, longest first.
-constexpr std::array<std::string_view, 7> kClitics = {"n't", "'ll", "'re", "'ve", "'s", "'m",
-                                                      "'d"};
+constexpr std::array<std::string_view, 7> kClitics = {"n't", "'ll", "'re", "'ve", "'s", "'m", "'d"};
 
 bool ends_with_ci(const std::string& s, std::string_view suffix) {
   if (s.size() < suffix.size()) return false;
@@ -203,7 +202,15 @@ bool joins_word(const std::string& s, size_t i) {
 size_t emit_punctuation(const std::string& s, size_t i, std::vector<std::string>& out) {
   const size_t n = s.size();
   const char c = s[i];
-    size_t run = 1;
+  // brackets as the PTB spells them (lower-cased)
+  static const std::string kBrackets = "()[]{}";
+  static const char* const kBracketTokens[] = {"-lrb-", "-rrb-", "-lsb-",
+                                               "-rsb-", "-lcb-", "-rcb-"};
+  if (const size_t b = kBrackets.find(c); b != std::string::npos) {
+    out.push_back(kBracketTokens[b]);
+    return 1;
+  }
+  size_t run = 1;
   while (i + run < n && s[i + run] == c) ++run;
   switch (c) {
     case '.':
@@ -235,30 +242,6 @@ size_t emit_punctuation(const std::string& s, size_t i, std::vector<std::string>
     case '`':
       out.push_back(run >= 2 ? "``" : "`");
       run = std::min<size_t>(run, 2);
-      break;
-    case '(':
-      out.push_back("-lrb-");
-      run = 1;
-      break;
-    case ')':
-      out.push_back("-rrb-");
-      run = 1;
-      break;
-    case '[':
-      out.push_back("-lsb-");
-      run = 1;
-      break;
-    case ']':
-      out.push_back("-rsb-");
-      run = 1;
-      break;
-    case '{':
-      out.push_back("-lcb-");
-      run = 1;
-      break;
-    case '}':
-      out.push_back("-rcb-");
-      run = 1;
       break;
     case '<': {
       // an SGML-like tag stays one token: <angle>

@@ -21,10 +21,8 @@ struct Registered {
 };
 
 const Registered kRegistry[] = {
-    {config::Task::vqa, make_vqa_task},
-    {config::Task::counting, make_counting_task},
-    {config::Task::classify, make_classify_task},
-    {config::Task::retrieval, make_retrieval_task},
+    {config::Task::vqa, make_vqa_task},           {config::Task::counting, make_counting_task},
+    {config::Task::classify, make_classify_task}, {config::Task::retrieval, make_retrieval_task},
     {config::Task::caption, make_caption_task},
 };
 
