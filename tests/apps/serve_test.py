@@ -9,6 +9,8 @@
   metrics      the counters count what was sent
   int8         a --quantize int8 server answers as `xmodal predict --quantize int8`
   retrieval    /v1/embed equals `xmodal embed`'s rows; /v1/search answers like `xmodal search`
+  caption      /v1/caption under 8 concurrent clients answers as `xmodal predict` (the beam's
+               captions equal, probabilities within 1e-5); refused on a vqa model
   SIGTERM      while requests are in flight: each one answered, exit 0
   hostile      issue 40: bodies over the limit (chunked, without a length, compressed), header
                bombs, 150 slow clients, Range, pipelining, oversized numbers, multipart, Expect,
@@ -373,6 +375,8 @@ train: {{batch_size: 16, max_steps: 4, eval_every: 4, checkpoint_every: 4,
     check_error(server, "wrong method", 405, "use POST", "GET", p, None, auth)
     check_error(server, "embed on a vqa model", 400, "needs a retrieval checkpoint", "POST",
                 "/v1/embed", {"text": "x"}, auth)
+    check_error(server, "caption on a vqa model", 400, "needs a caption checkpoint", "POST",
+                "/v1/caption", {"text": "x"}, auth)
 
     # a client that sends half a body and goes away; one that stalls (timeout-s 2)
     for stall in (False, True):
@@ -745,6 +749,48 @@ train: {{batch_size: 16, max_steps: 4, eval_every: 4, checkpoint_every: 4,
                 {"text": " "})
     if server.stop() != 0:
         fail("retrieval server: exit code")
+
+    # ---- caption: /v1/caption answers as `xmodal predict` ----
+    with open(os.path.join(WORK, "cap.yaml"), "w") as f:
+        f.write(f"""task: caption
+run: {{dir: {WORK}/cap, threads: 2, seed: 3}}
+data: {{root: {scenes}, image_size: 32, workers: 1, max_text_len: 16}}
+model:
+{encoders.replace("intermediate: 32}", "intermediate: 32, max_position: 16}")}  fusion: {{hidden: 16, layers: 1, heads: 2, mlp_dim: 32}}
+  head: {{hidden: 16}}
+train: {{batch_size: 16, max_steps: 4, eval_every: 4, checkpoint_every: 4}}
+eval: {{caption: {{beam_size: 3, max_length: 12}}}}
+""")
+    run("train", os.path.join(WORK, "cap.yaml"))
+    cap = os.path.join(WORK, "cap", "last")
+    pictures = [i["image"] for i in inputs[:8]]
+    want = [json.loads(run("predict", "--checkpoint", cap, "--image", p, "--top-k", "3").stdout)
+            for p in pictures]
+    server = Served("--checkpoint", cap, "--max-batch", "4", "--max-delay-ms", "20")
+    got = [None] * len(pictures)
+
+    def caption_client(i):
+        got[i] = server.request("POST", "/v1/caption", {"image": b64(pictures[i]), "top_k": 3})
+
+    threads = [threading.Thread(target=caption_client, args=(i,)) for i in range(len(pictures))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    problems = []
+    for (status, body), w in zip(got, want):
+        if status != 200 or body.get("caption") != w.get("caption") or \
+                [c["caption"] for c in body["captions"]] != [c["caption"] for c in w["captions"]]:
+            problems.append(f"{status} {body} vs {w}")
+        elif any(abs(a["probability"] - b["probability"]) > 1e-5
+                 for a, b in zip(body["captions"], w["captions"])):
+            problems.append(f"probabilities {body} vs {w}")
+    if problems:
+        fail(f"/v1/caption vs xmodal predict: {problems[0]}")
+    else:
+        print("ok   /v1/caption under 8 concurrent clients = xmodal predict")
+    if server.stop() != 0:
+        fail("caption server: exit code")
 
     # a checkpoint that cannot be loaded: one line, exit 1 (no server left answering 503)
     r = subprocess.run([XMODAL, "serve", "--checkpoint", os.path.join(WORK, "none"), "--port",
