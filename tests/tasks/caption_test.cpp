@@ -140,14 +140,21 @@ TEST(Caption, TheOutputsOfAnEvalForwardAreTheBeam) {
   torch::NoGradGuard no_grad;
   torch::manual_seed(5);
   const auto images = torch::randn({2, 3, 16, 16});
-  const auto ids =
-      torch::tensor(std::vector<int64_t>{kCls, kSep, 0, 0, 0, 0, kCls, kSep, 0, 0, 0, 0})
+  // a caption as input (evaluation): the teacher-forced logits for the loss, and the beam
+  const auto captions =
+      torch::tensor(std::vector<int64_t>{kCls, 5, 6, kSep, 0, 0, kCls, 7, kSep, 0, 0, 0})
           .view({2, 6});
-  const auto mask = ids.ne(0).to(torch::kLong);
-  const auto out = model->forward(images, ids, mask);
+  auto out = model->forward(images, captions, captions.ne(0).to(torch::kLong));
   EXPECT_EQ(out.at(caption_outputs::logits).sizes(), torch::IntArrayRef({2, 6, kVocab}));
   EXPECT_EQ(out.at(caption_outputs::ids).size(0), 2);
   EXPECT_EQ(out.at(caption_outputs::ids).size(1), 3);  // config::CaptionGenerationConfig's beam
+  // the empty prompt of predict and serve: the beam alone, the same captions
+  const auto empty =
+      torch::tensor(std::vector<int64_t>{kCls, kSep, 0, 0, 0, 0, kCls, kSep, 0, 0, 0, 0})
+          .view({2, 6});
+  const auto alone = model->forward(images, empty, empty.ne(0).to(torch::kLong));
+  EXPECT_FALSE(alone.get(caption_outputs::logits).defined());
+  EXPECT_TRUE(torch::equal(alone.at(caption_outputs::ids), out.at(caption_outputs::ids)));
 }
 
 TEST(Caption, TextOfIdsJoinsPiecesAndDropsSpecialTokens) {

@@ -94,14 +94,17 @@ class CaptionModelHead : public models::TaskHead {
   void forward(models::ModelImpl& model, const models::Encoded& in,
                models::ModelOutput& out) override {
     const auto image = in.sample_image_tokens();
-    if (in.input_ids.size(1) >= 2) {
+    if (model.is_training()) {
       out.outputs[out_names::logits] = caption_logits(model, image, in.input_ids);
+      return;
     }
-    if (model.is_training()) return;
     // [CLS] starts every encoded text and [SEP] ends its real tokens (text::Tokenizer::encode)
     const auto ids = in.input_ids.to(torch::kCPU);
     const int64_t length =
         in.attention_mask.defined() ? in.attention_mask[0].sum().item<int64_t>() : ids.size(1);
+    // teacher-forced logits (the validation loss) where the input is a caption, not the empty
+    // prompt of predict and serve
+    if (length > 2) out.outputs[out_names::logits] = caption_logits(model, image, in.input_ids);
     const Generated g = generate_captions(model, image, ids[0][0].item<int64_t>(),
                                           ids[0][length - 1].item<int64_t>(), generation_);
     out.outputs[out_names::ids] = g.ids;
@@ -434,7 +437,12 @@ class CaptionTask : public Task {
                         const c10::Device& device, const models::LossWeights& weights,
                         Collective* /*collective*/) const override {
     // row t of the logits predicts token t + 1; a sample's loss is its tokens' mean
-    const auto& logits = out.at(out_names::logits);
+    const auto logits = out.get(out_names::logits);
+    models::LossSums sums;
+    if (!logits.defined()) {  // inputs without captions (the empty prompt): nothing to score
+      sums.total = torch::zeros({}, torch::TensorOptions().device(device));
+      return sums;
+    }
     const int64_t l = logits.size(1);
     const auto targets = batch.input_ids.to(device).narrow(1, 1, l - 1);
     const auto mask = batch.attention_mask.to(device).narrow(1, 1, l - 1).to(torch::kFloat);
@@ -446,7 +454,6 @@ class CaptionTask : public Task {
                 .reduction(torch::kNone)
                 .label_smoothing(weights.label_smoothing))
             .view({targets.size(0), l - 1});
-    models::LossSums sums;
     sums.total = ((per_token * mask).sum(1) / mask.sum(1).clamp_min(1)).sum();
     return sums;
   }
