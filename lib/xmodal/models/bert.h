@@ -88,7 +88,6 @@ class BertImpl : public torch::nn::Cloneable<BertImpl> {
   torch::Tensor forward(const torch::Tensor& input_ids, const torch::Tensor& attention_mask = {},
                         const torch::Tensor& token_type_ids = {});
 
-  /// The pooler output for encoded tokens: [B, L, D] -> [B, D]. Requires options.pooler.
   /// Left-to-right encoding (captioning): tokens [B, n] at positions T.. (T = first_position)
   /// attend to themselves, to the tokens before them and to the T earlier tokens whose keys and
   /// values `caches` (one per layer; resized on first use and appended to) hold. Returns
@@ -96,6 +95,7 @@ class BertImpl : public torch::nn::Cloneable<BertImpl> {
   torch::Tensor forward_causal(const torch::Tensor& input_ids, int64_t first_position,
                                std::vector<KvCache>& caches);
 
+  /// The pooler output for encoded tokens: [B, L, D] -> [B, D]. Requires options.pooler.
   torch::Tensor pool(const torch::Tensor& tokens);
 
   int64_t output_dim() const { return options.hidden(); }
