@@ -375,8 +375,9 @@ Explanation Predictor::explain(const PreparedInput& p, const std::string& asked,
     throw std::invalid_argument(
         "explain needs an image+text model that answers; this checkpoint is task " +
         config::to_string(c.task) +
-        (c.task == config::Task::caption ? " (explanations of generated words are not provided)"
-                                         : " (an image encoder alone)"));
+        (tasks::task(c.task).classes_are_vocabulary()
+             ? " (it generates text; explanations of generated words are not provided)"
+             : " (an image encoder alone)"));
   }
   if (!retrieval && c.model.fusion.mode != config::FusionMode::concat) {
     throw std::invalid_argument("explain needs model.fusion.mode concat (this checkpoint: " +
