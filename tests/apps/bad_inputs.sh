@@ -487,7 +487,7 @@ check caption_score_caption_over_limit 1 "results\[0\].caption: 120000 character
 check caption_results_to_vqa_score 1 "question_id" -- \
   "$XMODAL" score --results "$W/cap_none.json" --annotations "$W/scenes/v2_mscoco_test_annotations.json"
 check caption_checkpoint_to_ceiling 2 "a caption checkpoint; its perception is read from the answers of a vqa model" -- \
-  "$XMODAL" ceiling --model "$CAPK"
+  "$XMODAL" ceiling --model "$CAPK" --root "$W/scenes"
 check caption_checkpoint_to_explain 2 "task caption" -- \
   "$XMODAL" explain --checkpoint "$CAPK" --image "$IMG" --text "a shirt"
 check caption_predict 0 '"caption":' -- "$XMODAL" predict --checkpoint "$CAPK" --image "$IMG"
