@@ -318,6 +318,10 @@ std::string caption_text(const std::vector<std::string>& vocabulary, const int64
   static const std::string kSpace = "\u2581";
   std::string text;
   bool glue_next = false;  // the last piece joins the next one ("-", "(")
+  // a SentencePiece vocabulary marks word starts; its pieces without the mark continue a word
+  const bool sentencepiece =
+      std::any_of(vocabulary.begin(), vocabulary.end(),
+                  [&](const std::string& v) { return v.rfind(kSpace, 0) == 0; });
   for (int64_t i = 0; i < length; ++i) {
     if (ids[i] < 0 || ids[i] >= static_cast<int64_t>(vocabulary.size())) continue;
     std::string piece = vocabulary[static_cast<size_t>(ids[i])];
@@ -330,10 +334,8 @@ std::string caption_text(const std::vector<std::string>& vocabulary, const int64
     bool space = !text.empty();
     if (piece.rfind(kSpace, 0) == 0) {
       piece = piece.substr(kSpace.size());
-    } else if (piece.find(kSpace) == std::string::npos && vocabulary.size() > 0 &&
-               std::any_of(vocabulary.begin(), vocabulary.end(),
-                           [&](const std::string& v) { return v.rfind(kSpace, 0) == 0; })) {
-      space = false;  // a SentencePiece piece without its word-start mark continues the word
+    } else if (sentencepiece && piece.find(kSpace) == std::string::npos) {
+      space = false;
     }
     // punctuation as written: "t - shirt ," -> "t-shirt,", "( a )" -> "(a)", "man ' s" -> "man's"
     if (piece == "." || piece == "," || piece == ":" || piece == ";" || piece == "!" ||
